@@ -1,0 +1,124 @@
+use std::time::Duration;
+
+use super::*;
+
+fn err(text: &str) -> String {
+    match from_toml(text) {
+        Ok(c) => panic!("accepted: {c:?}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn empty_file_gives_the_documented_defaults() {
+    let c = from_toml("").expect("defaults are valid");
+    assert_eq!(c.mode, Mode::Enforce);
+    assert_eq!(c.store, StoreKind::Redis);
+    assert_eq!(c.listen.socket, Path::new("/var/spool/postfix/private/email-ratelimit"));
+    assert_eq!(c.listen.socket_mode, 0o660);
+    assert!(c.listen.max_connections >= 1000);
+    assert_eq!(c.listen.idle_timeout, Duration::from_secs(600));
+    assert_eq!((c.limits.global, c.limits.default_mailbox), (999, 50));
+    assert_eq!(c.redis.url, "redis://127.0.0.1:6379/0");
+    assert_eq!(c.redis.key_prefix, "erl");
+    assert_eq!(c.redis.timeout, Duration::from_millis(250));
+    assert_eq!(c.redis.violations_max, 1000);
+    assert_eq!(c.database, None);
+    assert_eq!(c.log.level, "info");
+}
+
+#[test]
+fn parses_the_documented_example() {
+    let c = from_toml(
+        r#"
+        mode = "log-only"
+        store = "memory"
+        [listen]
+        socket = "/tmp/erl.sock"
+        socket_mode = "0600"
+        tcp = "127.0.0.1:10040"
+        [limits]
+        global = 5000
+        default_mailbox = 80
+        [[limits.mailbox]]
+        email = "Alice@Example.com"
+        daily = 100
+        [[limits.mailbox]]
+        email = "bob@bücher.example"
+        [redis]
+        url = "redis://:secret@127.0.0.1:6380/2"
+        key_prefix = "x"
+        timeout_ms = 100
+        [database]
+        url = "mysql://erl:pw@localhost/dbispconfig"
+        refresh_secs = 30
+        server_id = 2
+        [log]
+        level = "debug"
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(c.mode, Mode::LogOnly);
+    assert_eq!(c.store, StoreKind::Memory);
+    assert_eq!(c.listen.socket_mode, 0o600);
+    assert_eq!(c.listen.tcp.map(|a| a.port()), Some(10040));
+    let emails: Vec<_> = c.limits.mailboxes.iter().map(|(m, d)| (m.as_str(), *d)).collect();
+    assert_eq!(emails, vec![("alice@example.com", Some(100)), ("bob@xn--bcher-kva.example", None)]);
+    let db = c.database.as_ref().expect("database set");
+    assert_eq!((db.refresh, db.server_id), (Duration::from_secs(30), 2));
+    assert_eq!(db.global_query, DEFAULT_GLOBAL_QUERY);
+}
+
+#[test]
+fn unknown_keys_are_errors() {
+    assert!(err("globl = 5").contains("globl"));
+    assert!(err("[limits]\nglobl = 5").contains("globl"));
+    assert!(err("[[limits.mailbox]]\nemail = \"a@b.c\"\ndayly = 5").contains("dayly"));
+    assert!(err("[redis]\nurll = \"x\"").contains("urll"));
+}
+
+#[test]
+fn invalid_values_name_their_key() {
+    assert!(err("mode = \"enforcing\"").contains("enforcing"));
+    assert!(err("[limits]\nglobal = 0").starts_with("limits.global"));
+    assert!(err("[limits]\nglobal = -3").contains("global"));
+    assert!(err("[listen]\nsocket = \"relative.sock\"").starts_with("listen.socket"));
+    assert!(err("[listen]\nsocket_mode = \"0999\"").starts_with("listen.socket_mode"));
+    assert!(err("[listen]\ntcp = \"0.0.0.0:10040\"").contains("tcp_allow_remote"));
+    assert!(err("[listen]\nsocket_group = \"no-such-group-erl\"").starts_with("listen.socket_group"));
+    assert!(err("[[limits.mailbox]]\nemail = \"a b@c.d\"").starts_with("limits.mailbox.email"));
+    assert!(err("[[limits.mailbox]]\nemail = \"a@c.d\"\ndaily = 0").starts_with("limits.mailbox.daily"));
+    assert!(
+        err("[[limits.mailbox]]\nemail = \"a@c.d\"\n[[limits.mailbox]]\nemail = \"A@C.D\"").contains("twice")
+    );
+    assert!(err("[redis]\nurl = \"http://x\"").starts_with("redis.url"));
+    assert!(err("[redis]\ntimeout_ms = 0").starts_with("redis.timeout_ms"));
+    assert!(err("[database]\nurl = \"postgres://x/y\"").starts_with("database.url"));
+    assert!(err("[log]\nlevel = \"loud=[\"").starts_with("log.level"));
+}
+
+#[test]
+fn remote_tcp_needs_explicit_consent() {
+    let c = from_toml("[listen]\ntcp = \"0.0.0.0:10040\"\ntcp_allow_remote = true").expect("valid");
+    assert!(c.listen.tcp.is_some());
+}
+
+#[test]
+fn render_masks_passwords_and_round_trips() {
+    let c = from_toml(
+        "store = \"memory\"\n[redis]\nurl = \"redis://:hunter2@h:1/0\"\n[database]\nurl = \"mysql://u:hunter2@h/db\"\n\
+         [[limits.mailbox]]\nemail = \"a@b.example\"\ndaily = 7\n[[limits.mailbox]]\nemail = \"c@b.example\"",
+    )
+    .expect("valid");
+    let text = c.render();
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("********"));
+    let back = from_toml(&text.replace("********", "hunter2")).expect("render output parses");
+    assert_eq!(back, c);
+}
+
+#[test]
+fn a_missing_explicit_file_is_an_error() {
+    let e = load(Some(Path::new("/nonexistent/erl.toml"))).expect_err("missing");
+    assert!(matches!(e, ConfigError::Missing(_)));
+}

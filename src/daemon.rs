@@ -1,0 +1,176 @@
+//! `serve`: wires config -> store -> limits -> policy -> listeners, announces readiness to
+//! systemd, and maps signals to one [`Signal`] each: SIGHUP reloads, SIGTERM and SIGINT drain
+//! and exit.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use sd_notify::NotifyState;
+use tokio::signal::unix::{SignalKind, signal};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{self, Config, ConfigError, StoreKind};
+use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
+use crate::policy::Policy;
+use crate::server::{self, Bounds, ServerError};
+use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
+use crate::telemetry::LogHandle;
+
+/// Startup faults. Config-class ones exit 78 so systemd does not restart-loop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("listen: {0}")]
+    Listen(#[from] ServerError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("database: {0}")]
+    Database(#[from] LimitsError),
+    #[error("signals: {0}")]
+    Signals(#[from] std::io::Error),
+}
+
+impl DaemonError {
+    /// Whether the fault is in the configuration (exit 78) rather than the environment.
+    #[must_use]
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::Store(_) | Self::Database(_))
+    }
+}
+
+/// What a signal asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    Reload,
+    Shutdown,
+}
+
+/// Runs the daemon until SIGTERM/SIGINT.
+///
+/// # Errors
+/// [`DaemonError`] when it cannot start; once serving, faults fail open instead.
+pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>) -> Result<(), DaemonError> {
+    let store = match config.store {
+        StoreKind::Redis => Store::Redis(Box::new(RedisStore::new(&config.redis)?)),
+        StoreKind::Memory => Store::Memory(MemoryStore::new(
+            KeySchema::new(&config.redis.key_prefix),
+            usize::try_from(config.redis.violations_max).unwrap_or(usize::MAX),
+        )),
+    };
+    let db = config.database.as_ref().map(DatabaseSource::new).transpose()?;
+    let limits = Arc::new(LimitsCache::new(config.limits.clone(), db));
+    let policy = Arc::new(Policy::new(store, limits.clone(), config.mode));
+    let shutdown = CancellationToken::new();
+
+    let listeners = server::bind(&config.listen)?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let names: Vec<String> = listeners.iter().map(server::Listener::describe).collect();
+    let bounds =
+        Bounds { max_connections: config.listen.max_connections, idle_timeout: config.listen.idle_timeout };
+    let serving = tokio::spawn(server::run(listeners, policy.clone(), bounds, shutdown.clone()));
+    if let Some(db) = &config.database {
+        // The first read happens in the background: the socket answers at once, on the config
+        // file's caps until the database's arrive.
+        let cache = limits.clone();
+        let every = db.refresh;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            if !cache.refresh_logged(false).await {
+                let l = cache.current();
+                tracing::info!(
+                    "limits loaded from database: global={} default_mailbox={} mailbox_caps={}",
+                    l.global,
+                    l.default_mailbox,
+                    l.capped_mailboxes()
+                );
+            }
+            cache.refresh_loop(every, stop).await;
+        });
+    }
+    tracing::info!(
+        "email-ratelimit {} serving on {} mode={:?} store={:?} global={} default_mailbox={}",
+        env!("CARGO_PKG_VERSION"),
+        names.join(", "),
+        config.mode,
+        config.store,
+        limits.current().global,
+        limits.current().default_mailbox,
+    );
+    notify(&[NotifyState::Ready]);
+
+    let mut running = config;
+    loop {
+        let sig = tokio::select! {
+            _ = hup.recv() => Signal::Reload,
+            _ = term.recv() => Signal::Shutdown,
+            _ = int.recv() => Signal::Shutdown,
+        };
+        match sig {
+            Signal::Reload => {
+                reload(path.as_deref(), &mut running, &policy, &limits, log.as_ref()).await;
+            }
+            Signal::Shutdown => break,
+        }
+    }
+    tracing::info!("shutting down: draining connections");
+    notify(&[NotifyState::Stopping]);
+    shutdown.cancel();
+    let _ = serving.await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn reload(
+    path: Option<&std::path::Path>,
+    running: &mut Config,
+    policy: &Policy<Store>,
+    limits: &LimitsCache,
+    log: Option<&LogHandle>,
+) {
+    let mut states = vec![NotifyState::Reloading];
+    states.extend(NotifyState::monotonic_usec_now().ok());
+    notify(&states);
+    match config::load(path) {
+        Ok(new) => {
+            policy.set_mode(new.mode);
+            limits.set_config(new.limits.clone());
+            if let Some(log) = log
+                && let Err(e) = log.set_level(&new.log.level)
+            {
+                tracing::warn!("reload: log level not changed: {e}");
+            }
+            let fixed = new.listen != running.listen
+                || new.store != running.store
+                || new.redis != running.redis
+                || new.database != running.database;
+            if fixed {
+                tracing::warn!("reload: [listen], store, [redis] and [database] changes need a restart");
+            }
+            if new.database.is_some() {
+                limits.refresh_logged(false).await;
+            }
+            let l = limits.current();
+            tracing::info!(
+                "reloaded: mode={:?} global={} default_mailbox={} mailbox_caps={}",
+                new.mode,
+                l.global,
+                l.default_mailbox,
+                l.capped_mailboxes()
+            );
+            *running = new;
+        }
+        Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
+    }
+    notify(&[NotifyState::Ready]);
+}
+
+fn notify(states: &[NotifyState<'_>]) {
+    if std::env::var_os("NOTIFY_SOCKET").is_some()
+        && let Err(e) = sd_notify::notify(states)
+    {
+        tracing::warn!("systemd notify failed: {e}");
+    }
+}

@@ -1,0 +1,30 @@
+//! email-ratelimit: a Postfix SMTP access policy daemon that enforces daily per-mailbox and
+//! server-wide send caps, counted per recipient in Redis, failing open on every fault.
+//!
+//! Data flows one way: bytes -> request -> decision -> counter store -> reply -> bytes.
+//!
+//! - [`config`]: raw TOML and environment -> validated, typed settings.
+//! - [`protocol`]: the Postfix policy wire format; pure, no I/O.
+//! - [`server`]: listeners (Unix socket, systemd activation, TCP), connection cap, per-connection
+//!   tasks with bounded input and idle time, graceful drain.
+//! - [`policy`]: the decision table; talks to a [`store::CounterStore`].
+//! - [`sender`]: SASL username -> normalized mailbox key.
+//! - [`limits`]: the limit set from the config file and MariaDB, cached, refreshed.
+//! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
+//! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
+//! - [`admin`], [`probe`]: the operator commands.
+//! - [`telemetry`]: logging setup.
+
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod daemon;
+pub mod limits;
+pub mod policy;
+pub mod probe;
+pub mod protocol;
+pub mod sender;
+pub mod server;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,130 @@
+//! SASL username -> normalized mailbox key: trimmed, lowercased, IDNA (punycode) domain, the way
+//! ISPConfig stores `mail_user.email`. What the key is used for is left to `policy` and `store`.
+
+use std::fmt;
+
+/// The longest username we count: RFC 5321 caps an address at 320 octets (64 + 1 + 255).
+pub const MAX_LEN: usize = 320;
+
+/// A normalized sender: the name of its counter and its cap.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mailbox(String);
+
+impl Mailbox {
+    /// The normalized address.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Mailbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Why a username cannot be counted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SenderError {
+    #[error("empty username")]
+    Empty,
+    #[error("username longer than {MAX_LEN} bytes")]
+    TooLong,
+    #[error("username holds a control or whitespace character")]
+    BadCharacter,
+    #[error("username has an invalid domain")]
+    BadDomain,
+    #[error("username `global` is reserved for the server-wide counter")]
+    Reserved,
+}
+
+/// Normalizes a SASL username (or a configured address) into a [`Mailbox`].
+///
+/// # Errors
+/// [`SenderError`] when the name is empty after trimming, too long, holds control characters or
+/// whitespace, has a domain IDNA rejects, or is the reserved word `global`.
+pub fn normalize(raw: &str) -> Result<Mailbox, SenderError> {
+    let name = raw.trim();
+    if name.is_empty() {
+        return Err(SenderError::Empty);
+    }
+    if name.len() > MAX_LEN {
+        return Err(SenderError::TooLong);
+    }
+    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(SenderError::BadCharacter);
+    }
+    let normalized = match name.rsplit_once('@') {
+        Some((local, domain)) => {
+            if local.is_empty() || domain.is_empty() {
+                return Err(SenderError::BadDomain);
+            }
+            // STD3 rules: letters, digits and hyphens only, as in every mail domain ISPConfig
+            // accepts; empty labels are refused too.
+            let domain = idna::domain_to_ascii_cow(domain.as_bytes(), idna::AsciiDenyList::STD3)
+                .map_err(|_| SenderError::BadDomain)?;
+            if domain.split('.').any(str::is_empty) {
+                return Err(SenderError::BadDomain);
+            }
+            format!("{}@{}", local.to_lowercase(), domain)
+        }
+        None => name.to_lowercase(),
+    };
+    // Punycode can make a name longer than the raw UTF-8 form.
+    if normalized.len() > MAX_LEN {
+        return Err(SenderError::TooLong);
+    }
+    if normalized == "global" {
+        return Err(SenderError::Reserved);
+    }
+    Ok(Mailbox(normalized))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(raw: &str) -> String {
+        normalize(raw).map(|m| m.to_string()).unwrap_or_else(|e| panic!("{raw}: {e}"))
+    }
+
+    #[test]
+    fn lowercases_and_trims() {
+        assert_eq!(ok("  Alice@Example.COM "), "alice@example.com");
+        assert_eq!(ok("BOB"), "bob");
+    }
+
+    #[test]
+    fn converts_unicode_domain_to_punycode() {
+        assert_eq!(ok("Jörg@Bücher.Example"), "jörg@xn--bcher-kva.example");
+        assert_eq!(ok("x@xn--bcher-kva.example"), "x@xn--bcher-kva.example");
+    }
+
+    #[test]
+    fn splits_at_the_last_at_sign() {
+        assert_eq!(ok("\"a@b\"@Example.org"), "\"a@b\"@example.org");
+    }
+
+    #[test]
+    fn rejects_junk() {
+        assert_eq!(normalize(""), Err(SenderError::Empty));
+        assert_eq!(normalize("   "), Err(SenderError::Empty));
+        assert_eq!(normalize("a b@example.com"), Err(SenderError::BadCharacter));
+        assert_eq!(normalize("a\u{7}@example.com"), Err(SenderError::BadCharacter));
+        assert_eq!(normalize("a@exa\tmple.com"), Err(SenderError::BadCharacter));
+        assert_eq!(normalize("@example.com"), Err(SenderError::BadDomain));
+        assert_eq!(normalize("alice@"), Err(SenderError::BadDomain));
+        assert_eq!(normalize("alice@exa_mple..com!"), Err(SenderError::BadDomain));
+        assert_eq!(normalize("GLOBAL"), Err(SenderError::Reserved));
+    }
+
+    #[test]
+    fn enforces_the_length_bound() {
+        let at_limit = format!("{}@example.com", "a".repeat(MAX_LEN - 12));
+        assert_eq!(at_limit.len(), MAX_LEN);
+        assert!(normalize(&at_limit).is_ok());
+        let over = format!("{}@example.com", "a".repeat(MAX_LEN - 11));
+        assert_eq!(normalize(&over), Err(SenderError::TooLong));
+    }
+}

@@ -1,0 +1,331 @@
+//! Listeners and connections: binds the Unix socket (or takes systemd's), accepts under a
+//! connection cap, and runs one task per connection that decodes requests, asks the [`Handler`]
+//! and writes replies in order. Knows no Postfix attribute; bounds idle time and input size, and
+//! drains on shutdown (in-flight replies finish, idle connections close).
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::ListenSettings;
+use crate::protocol::{Action, Decoder, Request};
+
+/// How long shutdown waits for in-flight requests before exiting anyway.
+pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Answers one request (the policy, in the daemon).
+pub trait Handler: Send + Sync + 'static {
+    fn handle(&self, req: &Request) -> impl Future<Output = Action> + Send;
+}
+
+impl<S: crate::store::CounterStore> Handler for crate::policy::Policy<S> {
+    async fn handle(&self, req: &Request) -> Action {
+        self.decide(req).await
+    }
+}
+
+/// Listener setup faults (fatal at startup).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("{0} is in use by a running process")]
+    InUse(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+fn io_err(path: impl std::fmt::Display) -> impl FnOnce(io::Error) -> ServerError {
+    move |source| ServerError::Io { path: path.to_string(), source }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    Unix(UnixListener, Option<OwnedSocket>),
+    Tcp(TcpListener),
+}
+
+/// A socket file this process created, removed on exit unless someone replaced it meanwhile.
+#[derive(Debug)]
+pub struct OwnedSocket {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Drop for OwnedSocket {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.inode
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Listener {
+    /// Where it listens, for logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Unix(l, _) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_else(|| "unix:(systemd)".into()),
+            Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| format!("inet:{a}")),
+        }
+    }
+}
+
+/// Takes systemd's sockets (`LISTEN_FDS`) when there are any, else binds the configured ones.
+///
+/// # Errors
+/// [`ServerError`] when a socket cannot be bound or a path is not a socket.
+pub fn bind(settings: &ListenSettings) -> Result<Vec<Listener>, ServerError> {
+    let activated = from_systemd()?;
+    if !activated.is_empty() {
+        return Ok(activated);
+    }
+    let mut listeners = vec![bind_unix(settings)?];
+    if let Some(addr) = settings.tcp {
+        let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
+        std.set_nonblocking(true).map_err(io_err(addr))?;
+        listeners.push(Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?));
+    }
+    Ok(listeners)
+}
+
+fn from_systemd() -> Result<Vec<Listener>, ServerError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = Vec::new();
+    for i in 0..fds.len() {
+        let what = format!("systemd socket {i}");
+        if let Ok(Some(l)) = fds.take_unix_listener(i) {
+            l.set_nonblocking(true).map_err(io_err(&what))?;
+            out.push(Listener::Unix(UnixListener::from_std(l).map_err(io_err(&what))?, None));
+        } else if let Some(l) = fds.take_tcp_listener(i).map_err(io_err(&what))? {
+            l.set_nonblocking(true).map_err(io_err(&what))?;
+            out.push(Listener::Tcp(TcpListener::from_std(l).map_err(io_err(&what))?));
+        }
+    }
+    Ok(out)
+}
+
+fn bind_unix(settings: &ListenSettings) -> Result<Listener, ServerError> {
+    let path = settings.socket.as_path();
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A socket someone still answers on is a second instance, not a stale file.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(io_err(&shown))?;
+        }
+        Ok(_) => return Err(ServerError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&shown)(e)),
+    }
+    let listener = UnixListener::bind(path).map_err(io_err(&shown))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(settings.socket_mode))
+        .map_err(io_err(&shown))?;
+    if let Some(group) = &settings.socket_group {
+        std::os::unix::fs::chown(path, None, Some(group.gid)).map_err(io_err(&shown))?;
+    }
+    let meta = std::fs::symlink_metadata(path).map_err(io_err(&shown))?;
+    Ok(Listener::Unix(listener, Some(OwnedSocket { path: path.to_owned(), inode: (meta.dev(), meta.ino()) })))
+}
+
+/// Connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+}
+
+/// Serves until `shutdown`, then drains (at most [`DRAIN_DEADLINE`]).
+pub async fn run<H: Handler>(
+    listeners: Vec<Listener>,
+    handler: Arc<H>,
+    bounds: Bounds,
+    shutdown: CancellationToken,
+) {
+    let permits = Arc::new(Semaphore::new(bounds.max_connections));
+    let tracker = TaskTracker::new();
+    let mut accept_loops = Vec::new();
+    for listener in listeners {
+        let ctx = Accept {
+            handler: handler.clone(),
+            permits: permits.clone(),
+            tracker: tracker.clone(),
+            shutdown: shutdown.clone(),
+            bounds,
+        };
+        accept_loops.push(tokio::spawn(ctx.run(listener)));
+    }
+    for task in accept_loops {
+        let _ = task.await;
+    }
+    tracker.close();
+    if tokio::time::timeout(DRAIN_DEADLINE, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            "shutdown: {} connections still busy after {DRAIN_DEADLINE:?}; exiting",
+            tracker.len()
+        );
+    }
+}
+
+struct Accept<H> {
+    handler: Arc<H>,
+    permits: Arc<Semaphore>,
+    tracker: TaskTracker,
+    shutdown: CancellationToken,
+    bounds: Bounds,
+}
+
+impl<H: Handler> Accept<H> {
+    async fn run(self, listener: Listener) {
+        let mut refused = Throttle::default();
+        let mut failed = Throttle::default();
+        loop {
+            let accepted = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                a = accept(&listener) => a,
+            };
+            let stream = match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly rather than spin.
+                    if let Some(n) = failed.tick() {
+                        tracing::warn!("accept failed ({e}); {n} times since the last report");
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = self.permits.clone().try_acquire_owned() else {
+                // Closing at once lets Postfix fall back to its default_action now, not after
+                // its timeout.
+                if let Some(n) = refused.tick() {
+                    tracing::warn!(
+                        "connection cap of {} reached; refused {n} connections since the last report",
+                        self.bounds.max_connections
+                    );
+                }
+                continue;
+            };
+            let handler = self.handler.clone();
+            let shutdown = self.shutdown.clone();
+            let idle = self.bounds.idle_timeout;
+            self.tracker.spawn(async move {
+                match stream {
+                    Stream::Unix(s) => connection(s, &*handler, idle, &shutdown).await,
+                    Stream::Tcp(s) => connection(s, &*handler, idle, &shutdown).await,
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+enum Stream {
+    Unix(tokio::net::UnixStream),
+    Tcp(tokio::net::TcpStream),
+}
+
+async fn accept(listener: &Listener) -> io::Result<Stream> {
+    match listener {
+        Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
+        Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+            let _ = s.set_nodelay(true);
+            Stream::Tcp(s)
+        }),
+    }
+}
+
+/// Counts events and reports at most once every 10 s.
+#[derive(Default)]
+struct Throttle {
+    last: Option<Instant>,
+    count: u64,
+}
+
+impl Throttle {
+    fn tick(&mut self) -> Option<u64> {
+        self.count += 1;
+        let now = Instant::now();
+        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.count))
+    }
+}
+
+/// One connection: requests in, replies out in order, until EOF, idle timeout, a protocol
+/// error (logged, only this connection closes) or shutdown (between requests).
+async fn connection<IO, H>(mut io: IO, handler: &H, idle: Duration, shutdown: &CancellationToken)
+where
+    IO: AsyncRead + AsyncWrite + Unpin,
+    H: Handler,
+{
+    let mut buf = BytesMut::with_capacity(4096);
+    let mut out = BytesMut::with_capacity(256);
+    let mut decoder = Decoder::new();
+    loop {
+        let mut fault = None;
+        loop {
+            match decoder.decode(&mut buf) {
+                Ok(Some(req)) => handler.handle(&req).await.encode(&mut out),
+                Ok(None) => break,
+                Err(e) => {
+                    fault = Some(e);
+                    break;
+                }
+            }
+        }
+        if !out.is_empty() {
+            match tokio::time::timeout(idle, io.write_all(&out)).await {
+                Ok(Ok(())) => out.clear(),
+                _ => return,
+            }
+        }
+        if let Some(e) = fault {
+            tracing::warn!("closing a policy connection: {e}");
+            return;
+        }
+        buf.reserve(4096);
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            r = tokio::time::timeout(idle, io.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Ok(Ok(n)) if n > 0 => {}
+            Ok(Ok(_)) => return,
+            Ok(Err(e)) => {
+                tracing::debug!("policy connection read error: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!("closing a policy connection idle for {idle:?}");
+                return;
+            }
+        }
+    }
+}
+
+/// Whether `path` is a socket (for `check-config` and tests).
+#[must_use]
+pub fn is_socket(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket())
+}

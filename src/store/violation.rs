@@ -1,0 +1,20 @@
+//! The violation record pushed onto `<prefix>:violations` (the admin panel reads it).
+
+use serde::{Deserialize, Serialize};
+
+/// One refusal, or one would-be refusal in log-only mode.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Violation {
+    /// Unix seconds.
+    pub ts: i64,
+    /// `"user"` (mailbox cap) or `"global"`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub user: String,
+    pub limit: u64,
+    /// The count before this message.
+    pub count: u64,
+    pub rcpt: u64,
+    pub ip: String,
+    pub enforced: bool,
+}

@@ -412,6 +412,11 @@ impl Conn {
         Self { reader: BufReader::new(stream) }
     }
 
+    /// Writes, tolerating a daemon that already closed the connection.
+    pub fn try_write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.reader.get_mut().write_all(bytes)
+    }
+
     pub fn write(&mut self, bytes: &[u8]) {
         self.reader.get_mut().write_all(bytes).expect("write request");
     }
@@ -437,7 +442,29 @@ impl Conn {
     /// True when the daemon closed the connection (EOF), waiting at most the read timeout.
     pub fn is_closed(&mut self) -> bool {
         let mut buf = [0u8; 64];
-        matches!(self.reader.read(&mut buf), Ok(0)) || matches!(self.reader.get_ref().peer_addr(), Err(_))
+        match self.reader.read(&mut buf) {
+            Ok(n) => n == 0,
+            Err(e) => {
+                matches!(e.kind(), std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe)
+            }
+        }
+    }
+
+    /// The underlying stream (for raw writes that may fail).
+    pub fn stream(&self) -> &UnixStream {
+        self.reader.get_ref()
+    }
+
+    /// Reads one reply, or `None` if the connection was closed first.
+    pub fn try_reply(&mut self) -> Option<String> {
+        let mut line = String::new();
+        match self.reader.read_line(&mut line) {
+            Ok(n) if n > 0 => {}
+            _ => return None,
+        }
+        let mut blank = String::new();
+        self.reader.read_line(&mut blank).ok()?;
+        line.strip_prefix("action=").map(|a| a.trim_end().to_owned())
     }
 
     pub fn set_read_timeout(&self, d: Duration) {

@@ -1,0 +1,209 @@
+//! The daemon binary on its Unix socket (in-memory store): the wire protocol, its bounds,
+//! listeners and the connection lifecycle, spoken as raw text.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::*;
+use nix::sys::signal::Signal;
+
+const MEMORY: &str = "store = \"memory\"\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n";
+
+fn memory(extra: &str) -> Daemon {
+    Daemon::start(&format!("{MEMORY}{extra}"))
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let d = memory("");
+    let mut c = d.connect();
+    let burst =
+        [eom("alice@example.com", 2), eom("alice@example.com", 3), eom("alice@example.com", 1), eom("", 9)];
+    c.write(burst.concat().as_bytes());
+    let replies: Vec<String> = (0..4).map(|_| c.reply()).collect();
+    assert_eq!(replies, ["DUNNO", "DUNNO", &defer_user("alice@example.com", 5), "DUNNO"]);
+    // The connection stays open for more.
+    assert_eq!(c.ask(&request("CONNECT", "", 0)), "DUNNO");
+}
+
+#[test]
+fn a_request_split_into_single_bytes_is_answered() {
+    let d = memory("");
+    let mut slow = d.connect();
+    let fast = d.connect();
+    let text = eom("alice@example.com", 1);
+    let (head, tail) = text.as_bytes().split_at(40);
+    for b in head {
+        slow.write(&[*b]);
+    }
+    // Someone else is served while the slow client dawdles.
+    let mut fast = fast;
+    assert_eq!(fast.ask(&eom("bob@example.com", 1)), "DUNNO");
+    for b in tail {
+        slow.write(&[*b]);
+    }
+    assert_eq!(slow.reply(), "DUNNO");
+}
+
+fn assert_closes(d: &Daemon, payload: &[u8], warning: &str) {
+    let mut bad = d.connect();
+    let _ = bad.try_write(payload);
+    assert!(bad.is_closed(), "connection should be closed after {warning}");
+    d.wait_log(warning, 1);
+    // Everyone else is still served.
+    assert_eq!(d.send("bob@example.com", 1), "DUNNO");
+}
+
+#[test]
+fn an_oversized_line_closes_only_that_connection() {
+    let d = memory("");
+    let line = format!("sasl_username={}\n", "a".repeat(9000));
+    assert_closes(&d, line.as_bytes(), "line longer than 8192 bytes");
+}
+
+#[test]
+fn an_endless_line_without_newline_closes_the_connection() {
+    let d = memory("");
+    assert_closes(&d, &vec![b'x'; 100_000], "line longer than 8192 bytes");
+}
+
+#[test]
+fn an_oversized_request_closes_the_connection() {
+    let d = memory("");
+    let line = format!("x={}\n", "b".repeat(4000));
+    assert_closes(&d, line.repeat(20).as_bytes(), "request larger than 65536 bytes");
+}
+
+#[test]
+fn too_many_attributes_close_the_connection() {
+    let d = memory("");
+    assert_closes(&d, "a=1\n".repeat(300).as_bytes(), "request with more than 256 attributes");
+}
+
+#[test]
+fn odd_input_gets_an_answer_and_keeps_the_connection() {
+    let d = memory("");
+    let mut c = d.connect();
+    c.write(b"protocol_state=END-OF-MESSAGE\nthis line has no equals sign\nsasl_username=alice@example.com\nrecipient_count=1\n\n");
+    assert_eq!(c.reply(), "DUNNO");
+    d.wait_log("erl fail-open reason=malformed-request", 1);
+    c.write(b"protocol_state=END-OF-MESSAGE\nsasl_username=al\xff\xfeice@example.com\nrecipient_count=1\nclient_address=\xc3\n\n");
+    assert_eq!(c.reply(), "DUNNO");
+    c.write(b"\n");
+    assert_eq!(c.reply(), "DUNNO");
+    assert_eq!(c.ask(&eom("alice@example.com", 5)), "DUNNO");
+    assert_eq!(c.ask(&eom("alice@example.com", 1)), defer_user("alice@example.com", 5));
+}
+
+#[test]
+fn idle_connections_are_closed() {
+    let d = memory("[listen]\nidle_timeout_secs = 1\n");
+    let mut c = d.connect();
+    assert_eq!(c.ask(&eom("bob@example.com", 1)), "DUNNO");
+    c.set_read_timeout(Duration::from_secs(5));
+    let started = Instant::now();
+    assert!(c.is_closed());
+    assert!(started.elapsed() >= Duration::from_millis(500));
+}
+
+/// A connection that got an answer (retrying while the cap is still taken by a connection the
+/// daemon has not yet seen close).
+fn served(d: &Daemon) -> Conn {
+    wait_for("a served connection", Duration::from_secs(5), || {
+        let mut c = d.connect();
+        c.try_write(eom("bob@example.com", 1).as_bytes()).ok()?;
+        (c.try_reply()? == "DUNNO").then_some(c)
+    })
+}
+
+#[test]
+fn the_connection_cap_refuses_the_excess_and_serves_the_rest() {
+    let d = memory("[listen]\nmax_connections = 2\n");
+    let mut a = served(&d);
+    let b = served(&d);
+    let mut third = d.connect();
+    assert!(third.is_closed(), "the third connection is refused at once");
+    d.wait_log("connection cap of 2 reached", 1);
+    assert_eq!(a.ask(&eom("bob@example.com", 1)), "DUNNO", "held connections keep being answered");
+    drop(b);
+    let mut again = served(&d);
+    assert_eq!(again.ask(&eom("bob@example.com", 1)), "DUNNO");
+}
+
+#[test]
+fn socket_gets_the_configured_mode_and_is_removed_on_exit() {
+    let mut d = memory("[listen]\nsocket_mode = \"0600\"\n");
+    let mode = std::fs::metadata(&d.socket).expect("socket").permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    d.signal(Signal::SIGTERM);
+    let status = d.wait_exit(Duration::from_secs(15));
+    assert!(status.success(), "{status}");
+    assert!(!d.socket.exists(), "socket removed on exit");
+    assert!(d.log().contains("stopped"));
+}
+
+#[test]
+fn a_stale_socket_is_replaced_but_other_files_are_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("policy.sock");
+    drop(std::os::unix::net::UnixListener::bind(&path).expect("bind"));
+    assert!(path.exists(), "stale socket file left behind");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        format!("store = \"memory\"\n[listen]\nsocket = {:?}\n", path.display().to_string()),
+    )
+    .expect("write");
+    let mut child = Command::new(BIN).arg("serve").arg("-c").arg(&config).spawn().expect("spawn");
+    let mut c = wait_for("the daemon on the stale path", Duration::from_secs(10), || {
+        UnixStream::connect(&path).ok().map(Conn::new)
+    });
+    assert_eq!(c.ask(&eom("x@example.com", 1)), "DUNNO");
+
+    // A second instance must not steal a live socket.
+    let out = Command::new(BIN).arg("serve").arg("-c").arg(&config).output().expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
+    assert_eq!(c.ask(&eom("x@example.com", 1)), "DUNNO", "the first instance still serves");
+    let _ = child.kill();
+    let _ = child.wait();
+
+    let file = dir.path().join("file.sock");
+    std::fs::write(&file, "precious").expect("write");
+    let out = Command::new(BIN)
+        .arg("serve")
+        .env("EMAIL_RATELIMIT__STORE", "memory")
+        .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &file)
+        .arg("-c")
+        .arg(&config)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a socket"), "{out:?}");
+    assert_eq!(std::fs::read_to_string(&file).expect("still there"), "precious");
+}
+
+#[test]
+fn optional_tcp_listener_on_loopback() {
+    let port = free_port();
+    let d = memory(&format!("[listen]\ntcp = \"127.0.0.1:{port}\"\n"));
+    let out = Command::new(BIN)
+        .args([
+            "probe",
+            "--socket",
+            &format!("127.0.0.1:{port}"),
+            "--user",
+            "alice@example.com",
+            "--recipients",
+            "6",
+        ])
+        .output()
+        .expect("probe");
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", defer_user("alice@example.com", 5)));
+    assert_eq!(d.send("alice@example.com", 5), "DUNNO", "unix socket serves the same counters");
+}

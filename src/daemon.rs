@@ -78,7 +78,8 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         let every = db.refresh;
         let stop = shutdown.clone();
         tokio::spawn(async move {
-            if !cache.refresh_logged(false).await {
+            let failing = cache.refresh_logged(None).await;
+            if failing.is_none() {
                 let l = cache.current();
                 tracing::info!(
                     "limits loaded from database: global={} default_mailbox={} mailbox_caps={}",
@@ -87,7 +88,7 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
                     l.capped_mailboxes()
                 );
             }
-            cache.refresh_loop(every, stop).await;
+            cache.refresh_loop(every, failing, stop).await;
         });
     }
     tracing::info!(
@@ -150,7 +151,7 @@ async fn reload(
                 tracing::warn!("reload: [listen], store, [redis] and [database] changes need a restart");
             }
             if new.database.is_some() {
-                limits.refresh_logged(false).await;
+                limits.refresh_logged(None).await;
             }
             let l = limits.current();
             tracing::info!(

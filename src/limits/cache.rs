@@ -72,10 +72,15 @@ impl LimitsCache {
         Ok(())
     }
 
-    /// Refreshes every `every` until `shutdown`; logs a failure once per outage and the
-    /// recovery once.
-    pub async fn refresh_loop(self: Arc<Self>, every: std::time::Duration, shutdown: CancellationToken) {
-        let mut failing = false;
+    /// Refreshes every `every` until `shutdown`; logs a failure once per outage (again only
+    /// when its cause changes) and the recovery once.
+    /// `failing` carries the outcome of a refresh made just before.
+    pub async fn refresh_loop(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        mut failing: Option<String>,
+        shutdown: CancellationToken,
+    ) {
         let mut ticker = tokio::time::interval(every);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticker.tick().await;
@@ -88,24 +93,26 @@ impl LimitsCache {
         }
     }
 
-    /// One refresh with outage-aware logging; returns whether it failed.
-    pub async fn refresh_logged(&self, was_failing: bool) -> bool {
+    /// One refresh with outage-aware logging: `failing` is the last failure's text, if the
+    /// previous refresh failed; returns this refresh's.
+    pub async fn refresh_logged(&self, failing: Option<String>) -> Option<String> {
         match self.refresh().await {
             Ok(()) => {
-                if was_failing {
+                if failing.is_some() {
                     tracing::info!("database reachable again; limits refreshed");
                 }
-                false
+                None
             }
             Err(e) => {
-                if !was_failing {
+                let text = e.to_string();
+                if failing.as_ref() != Some(&text) {
                     let kept = match self.current().origin {
                         super::Origin::Database => "the last good database limits",
                         super::Origin::ConfigFile => "the config file's limits",
                     };
-                    tracing::warn!("limits refresh failed ({e}); keeping {kept}");
+                    tracing::warn!("limits refresh failed ({text}); keeping {kept}");
                 }
-                true
+                Some(text)
             }
         }
     }

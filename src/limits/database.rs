@@ -7,8 +7,10 @@
 //! - mailbox query: `email, daily_limit`, one row per opted-in mailbox; a NULL or 0 limit means
 //!   the default per-mailbox cap.
 
-use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, Row};
+use std::str::FromStr;
+
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
+use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use crate::config::DatabaseSettings;
 use crate::sender::{self, Mailbox};
@@ -32,10 +34,11 @@ pub enum LimitsError {
     Column { column: usize, reason: String },
 }
 
-/// A lazily connected pool (the daemon starts even when MariaDB is down).
+/// Where and how to read. Each refresh opens its own short connection: one connection a
+/// minute costs nothing, and no pooled connection can go stale across a MariaDB restart.
 #[derive(Debug)]
 pub struct DatabaseSource {
-    pool: MySqlPool,
+    options: MySqlConnectOptions,
     settings: DatabaseSettings,
 }
 
@@ -43,12 +46,9 @@ impl DatabaseSource {
     /// # Errors
     /// When the URL cannot be parsed into connection options.
     pub fn new(settings: &DatabaseSettings) -> Result<Self, LimitsError> {
-        let pool = MySqlPoolOptions::new()
-            .max_connections(1)
-            .min_connections(0)
-            .acquire_timeout(settings.timeout)
-            .connect_lazy(&settings.url)?;
-        Ok(Self { pool, settings: settings.clone() })
+        let options =
+            MySqlConnectOptions::from_str(&settings.url)?.log_statements(tracing::log::LevelFilter::Trace);
+        Ok(Self { options, settings: settings.clone() })
     }
 
     /// Runs both queries, bounded by the configured timeout.
@@ -63,8 +63,16 @@ impl DatabaseSource {
     }
 
     async fn fetch_inner(&self) -> Result<DatabaseLimits, LimitsError> {
-        let rows =
-            sqlx::query(AssertSqlSafe(self.settings.global_query.clone())).fetch_all(&self.pool).await?;
+        let mut conn = MySqlConnection::connect_with(&self.options).await?;
+        let limits = self.read(&mut conn).await;
+        // A failed close only leaves the server to drop the connection itself.
+        let _ = conn.close().await;
+        limits
+    }
+
+    async fn read(&self, conn: &mut MySqlConnection) -> Result<DatabaseLimits, LimitsError> {
+        let global = AssertSqlSafe(self.settings.global_query.clone());
+        let rows = sqlx::query(global).fetch_all(&mut *conn).await?;
         let mut own = None;
         let mut fallback = None;
         for row in &rows {
@@ -79,7 +87,7 @@ impl DatabaseSource {
         let (global, default_mailbox) = own.or(fallback).unwrap_or((None, None));
 
         let rows =
-            sqlx::query(AssertSqlSafe(self.settings.mailbox_query.clone())).fetch_all(&self.pool).await?;
+            sqlx::query(AssertSqlSafe(self.settings.mailbox_query.clone())).fetch_all(&mut *conn).await?;
         let mut mailboxes = Vec::with_capacity(rows.len());
         let mut rejected = 0usize;
         for row in &rows {

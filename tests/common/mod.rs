@@ -202,6 +202,12 @@ impl Mariadb {
             .output()
             .expect("run mariadb-install-db");
         assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+        // The socket and pid file go where mariadbd (as mysql) may write.
+        let run = dir.path().join("run");
+        std::fs::create_dir(&run).expect("mkdir run");
+        let mysql = nix::unistd::User::from_name("mysql").ok().flatten().expect("a mysql user");
+        std::os::unix::fs::chown(&run, Some(mysql.uid.as_raw()), Some(mysql.gid.as_raw()))
+            .expect("chown run");
         let mut m = Self { port: free_port(), dir, child: None };
         m.spawn();
         m.sql(
@@ -218,7 +224,7 @@ impl Mariadb {
     }
 
     fn socket(&self) -> PathBuf {
-        self.dir.path().join("mysqld.sock")
+        self.dir.path().join("run/mysqld.sock")
     }
 
     fn spawn(&mut self) {
@@ -228,15 +234,26 @@ impl Mariadb {
             .arg(format!("--datadir={}", self.dir.path().join("data").display()))
             .arg(format!("--socket={}", self.socket().display()))
             .arg(format!("--port={}", self.port))
-            .arg(format!("--pid-file={}", self.dir.path().join("mariadb.pid").display()))
+            .arg(format!("--pid-file={}", self.dir.path().join("run/mariadb.pid").display()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
             .spawn()
             .expect("start mariadbd");
         self.child = Some(child);
+        let log = self.dir.path().join("mariadb.log");
         wait_for("mariadb to accept connections", Duration::from_secs(60), || {
-            std::net::TcpStream::connect(("127.0.0.1", self.port)).ok()
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+                panic!("mariadbd exited ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
+            }
+            let ping = Command::new("mariadb-admin")
+                .args(["--no-defaults", "-u", "root", "--connect-timeout=1"])
+                .arg(format!("--socket={}", self.socket().display()))
+                .arg("ping")
+                .output()
+                .ok()?;
+            (ping.status.success() && std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok())
+                .then_some(())
         });
     }
 
@@ -361,9 +378,11 @@ impl Daemon {
 
     /// Waits until the log holds `needle` `times` times.
     pub fn wait_log(&self, needle: &str, times: usize) {
-        wait_for(&format!("{times}x {needle:?} in the log"), Duration::from_secs(20), || {
-            (self.log().matches(needle).count() >= times).then_some(())
-        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.log().matches(needle).count() < times {
+            assert!(Instant::now() < deadline, "no {times}x {needle:?} in the log:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn connect(&self) -> Conn {

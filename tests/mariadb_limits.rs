@@ -1,0 +1,115 @@
+//! Limits from a real `mariadbd` with the ISPConfig-style tables: loaded at start, changes
+//! picked up without a restart, the last good caps kept while MariaDB is down, and the
+//! configurable queries.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn db_daemon(db: &Mariadb, extra: &str) -> Daemon {
+    Daemon::start(&format!(
+        "store = \"memory\"\n{extra}\n[database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n",
+        db.url()
+    ))
+}
+
+fn add_mailbox(db: &Mariadb, id: u32, email: &str, enabled: &str, daily: &str) {
+    db.sql(&format!(
+        "INSERT INTO dbispconfig.mail_user (mailuser_id, email) VALUES ({id}, '{email}'); \
+         INSERT INTO dbispconfig.er_mail_user_ratelimit VALUES ({id}, '{enabled}', {daily});"
+    ));
+}
+
+/// Sends one-recipient messages until refused; returns how many were accepted.
+fn accepted_until_refused(d: &Daemon, user: &str, max: u32) -> u32 {
+    let mut c = d.connect();
+    for i in 0..max {
+        if c.ask(&eom(user, 1)) != "DUNNO" {
+            return i;
+        }
+    }
+    max
+}
+
+/// One MariaDB for the whole scenario: installing a datadir takes seconds.
+#[test]
+fn limits_come_from_mariadb_and_follow_it() {
+    let Some(mut db) = Mariadb::start() else { return };
+    add_mailbox(&db, 1, "alice@example.com", "y", "3");
+    add_mailbox(&db, 2, "bob@example.com", "y", "NULL");
+    add_mailbox(&db, 3, "carol@example.com", "n", "1");
+    db.sql("UPDATE dbispconfig.er_global_ratelimit SET global_limit = 100, default_mailbox_limit = 2 WHERE server_id = 0");
+
+    let d = db_daemon(&db, "[limits]\nglobal = 999\n");
+    d.wait_log("limits loaded from database: global=100 default_mailbox=2 mailbox_caps=2", 1);
+    assert_eq!(accepted_until_refused(&d, "alice@example.com", 10), 3, "daily_limit from the table");
+    assert_eq!(accepted_until_refused(&d, "bob@example.com", 10), 2, "NULL daily_limit takes the default");
+    assert_eq!(accepted_until_refused(&d, "carol@example.com", 10), 10, "enabled = 'n' is uncapped");
+
+    // A change in the panel is picked up without a restart.
+    db.sql("UPDATE dbispconfig.er_mail_user_ratelimit SET daily_limit = 5 WHERE mailuser_id = 1");
+    wait_for("the new cap of alice", Duration::from_secs(10), || {
+        (d.send("alice@example.com", 1) == "DUNNO").then_some(())
+    });
+    assert_eq!(d.send("alice@example.com", 1), "DUNNO");
+    assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 5));
+
+    // The server's own row beats row 0 (server_id = 7 configured below).
+    db.sql("INSERT INTO dbispconfig.er_global_ratelimit VALUES (7, 15, 4)");
+    let own = Daemon::start(&format!(
+        "store = \"memory\"\n[database]\nurl = \"{}\"\nrefresh_secs = 1\nserver_id = 7\n",
+        db.url()
+    ));
+    own.wait_log("limits loaded from database: global=15 default_mailbox=4", 1);
+    drop(own);
+
+    // MariaDB down: the last good caps stay in force, the outage is logged once.
+    db.stop();
+    d.wait_log("limits refresh failed", 1);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(d.log().matches("limits refresh failed").count(), 1, "logged once per outage");
+    assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 5));
+    assert_eq!(accepted_until_refused(&d, "bob@example.com", 10), 0, "bob's database cap kept");
+
+    // SIGHUP while MariaDB is down keeps them too.
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reloaded:", 1);
+    assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 5));
+
+    // Back up: refreshing resumes.
+    db.restart();
+    d.wait_log("database reachable again", 1);
+    db.sql("UPDATE dbispconfig.er_mail_user_ratelimit SET daily_limit = 7 WHERE mailuser_id = 1");
+    wait_for("alice's cap after recovery", Duration::from_secs(10), || {
+        (d.send("alice@example.com", 1) == "DUNNO").then_some(())
+    });
+}
+
+#[test]
+fn mariadb_down_at_start_serves_the_config_file_caps_and_custom_queries_work() {
+    let Some(mut db) = Mariadb::start() else { return };
+    // A panel whose table differs from ours, read through configurable queries.
+    db.sql(
+        "CREATE TABLE dbispconfig.legacy_limits (address VARCHAR(255), per_day BIGINT); \
+         INSERT INTO dbispconfig.legacy_limits VALUES ('Dave@Example.com', 2), ('eve@example.com', 0);",
+    );
+    let port = db.port;
+    db.stop();
+    let d = Daemon::start(&format!(
+        "store = \"memory\"\n[limits]\ndefault_mailbox = 4\n[[limits.mailbox]]\nemail = \"dave@example.com\"\ndaily = 1\n\
+         [database]\nurl = \"mysql://erl:erlpw@127.0.0.1:{port}/dbispconfig\"\nrefresh_secs = 1\ntimeout_secs = 2\n\
+         global_query = \"SELECT 0, 50, NULL\"\n\
+         mailbox_query = \"SELECT address, per_day FROM legacy_limits\"\n"
+    ));
+    d.wait_log("limits refresh failed", 1);
+    assert_eq!(accepted_until_refused(&d, "dave@example.com", 5), 1, "config file caps serve meanwhile");
+    db.restart();
+    d.wait_log("database reachable again", 1);
+    let mut c = d.connect();
+    assert_eq!(c.ask(&eom("dave@example.com", 1)), "DUNNO", "cap 2 from the custom query");
+    assert_eq!(c.ask(&eom("dave@example.com", 1)), defer_user("dave@example.com", 2));
+    assert_eq!(accepted_until_refused(&d, "eve@example.com", 10), 4, "0 means the default cap");
+}

@@ -92,11 +92,12 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         });
     }
     tracing::info!(
-        "email-ratelimit {} serving on {} mode={:?} store={:?} global={} default_mailbox={}",
+        "email-ratelimit {} serving on {} config={} mode={} store={} global={} default_mailbox={}",
         env!("CARGO_PKG_VERSION"),
         names.join(", "),
-        config.mode,
-        config.store,
+        config.source.as_ref().map_or_else(|| "(embedded defaults)".into(), |p| p.display().to_string()),
+        config.mode.as_str(),
+        config.store.as_str(),
         limits.current().global,
         limits.current().default_mailbox,
     );
@@ -155,8 +156,8 @@ async fn reload(
             }
             let l = limits.current();
             tracing::info!(
-                "reloaded: mode={:?} global={} default_mailbox={} mailbox_caps={}",
-                new.mode,
+                "reloaded: mode={} global={} default_mailbox={} mailbox_caps={}",
+                new.mode.as_str(),
                 l.global,
                 l.default_mailbox,
                 l.capped_mailboxes()

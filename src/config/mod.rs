@@ -43,6 +43,28 @@ pub enum StoreKind {
     Memory,
 }
 
+impl Mode {
+    /// The name used in the config file.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::LogOnly => "log-only",
+        }
+    }
+}
+
+impl StoreKind {
+    /// The name used in the config file.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Redis => "redis",
+            Self::Memory => "memory",
+        }
+    }
+}
+
 /// The validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {

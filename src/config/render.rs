@@ -2,7 +2,7 @@
 
 use std::fmt::Write as _;
 
-use super::{Config, Mode, StoreKind};
+use super::Config;
 
 /// Masks the password of a URL (`redis://:secret@host` -> `redis://:********@host`).
 #[must_use]
@@ -29,15 +29,7 @@ impl Config {
         let source =
             self.source.as_ref().map_or_else(|| "embedded defaults".into(), |p| p.display().to_string());
         let _ = writeln!(o, "# effective config from {source} and the environment");
-        let mode = match self.mode {
-            Mode::Enforce => "enforce",
-            Mode::LogOnly => "log-only",
-        };
-        let store = match self.store {
-            StoreKind::Redis => "redis",
-            StoreKind::Memory => "memory",
-        };
-        let _ = writeln!(o, "mode = {}\nstore = {}\n", q(mode), q(store));
+        let _ = writeln!(o, "mode = {}\nstore = {}\n", q(self.mode.as_str()), q(self.store.as_str()));
         let l = &self.listen;
         let _ = writeln!(o, "[listen]\nsocket = {}", q(&l.socket.to_string_lossy()));
         let _ = writeln!(o, "socket_mode = \"{:04o}\"", l.socket_mode);

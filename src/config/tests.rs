@@ -122,3 +122,9 @@ fn a_missing_explicit_file_is_an_error() {
     let e = load(Some(Path::new("/nonexistent/erl.toml"))).expect_err("missing");
     assert!(matches!(e, ConfigError::Missing(_)));
 }
+
+#[test]
+fn the_shipped_example_documents_the_defaults() {
+    let example = from_toml(include_str!("../../config/example.toml")).expect("example is valid");
+    assert_eq!(example, from_toml("").expect("defaults"));
+}

@@ -190,3 +190,6 @@ impl fmt::Display for Line<'_> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

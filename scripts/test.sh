@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs the whole test suite. The integration tests start their own redis-server and mariadbd
+# (temporary ports and directories), so those programs must be installed: as root on Debian,
+# this script installs what is missing, without starting any system service.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
+command -v python3 >/dev/null || missing+=(python3)
+if [ "${#missing[@]}" -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+    echo "test.sh: please install: ${missing[*]}" >&2
+    exit 1
+  fi
+  # Package scripts must not start system services: the tests run their own servers.
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+exec cargo test --locked "$@"

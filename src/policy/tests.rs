@@ -1,0 +1,152 @@
+//! The decision table on the in-memory store, and fail-open on a store that always fails.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::config::LimitSettings;
+use crate::store::KeySchema;
+use crate::store::memory::MemoryStore;
+
+fn limits(global: u64, caps: &[(&str, Option<u64>)]) -> Arc<LimitsCache> {
+    let mailboxes = caps.iter().map(|(e, d)| (sender::normalize(e).expect("valid"), *d)).collect();
+    Arc::new(LimitsCache::new(LimitSettings { global, default_mailbox: 50, mailboxes }, None))
+}
+
+fn policy(mode: Mode, global: u64, caps: &[(&str, Option<u64>)]) -> Policy<MemoryStore> {
+    Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), limits(global, caps), mode)
+}
+
+fn req(state: State, user: &str, n: u32) -> Request {
+    Request {
+        protocol_state: state,
+        sasl_username: user.into(),
+        recipient_count: Some(n),
+        client_address: "198.51.100.4".into(),
+        queue_id: "Q1".into(),
+        malformed: None,
+    }
+}
+
+fn eom(user: &str, n: u32) -> Request {
+    req(State::EndOfMessage, user, n)
+}
+
+fn count(p: &Policy<MemoryStore>, key_user: &str) -> u64 {
+    let day = Local::now().date_naive();
+    let m = sender::normalize(key_user).expect("valid");
+    p.store().count(&KeySchema::new("erl").sender(day, &m))
+}
+
+fn block_on<F: Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(f)
+}
+
+#[test]
+fn follows_the_decision_table() {
+    let p = policy(Mode::Enforce, 999, &[("alice@example.com", Some(5)), ("bob@example.com", None)]);
+    block_on(async {
+        assert_eq!(p.decide(&eom("alice@example.com", 2)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("alice@example.com", 3)).await, Action::Dunno);
+        let over = p.decide(&eom("Alice@Example.com", 1)).await;
+        assert_eq!(
+            over,
+            Action::DeferIfPermit("alice@example.com: Your daily limit of 5 messages reached".into())
+        );
+        assert_eq!(count(&p, "alice@example.com"), 5);
+        // Opted in without a number: the default per-mailbox cap.
+        for _ in 0..50 {
+            assert_eq!(p.decide(&eom("bob@example.com", 1)).await, Action::Dunno);
+        }
+        assert!(matches!(p.decide(&eom("bob@example.com", 1)).await, Action::DeferIfPermit(_)));
+    });
+}
+
+#[test]
+fn global_cap_text_and_order() {
+    let p = policy(Mode::Enforce, 3, &[("alice@example.com", Some(5))]);
+    block_on(async {
+        assert_eq!(p.decide(&eom("carol@example.com", 3)).await, Action::Dunno);
+        assert_eq!(
+            p.decide(&eom("alice@example.com", 1)).await,
+            Action::DeferIfPermit("alice@example.com: Global daily limit of 3 reached".into())
+        );
+        assert_eq!(count(&p, "carol@example.com"), 3, "uncapped senders are counted");
+    });
+}
+
+#[test]
+fn only_end_of_data_counts_and_rcpt_only_prechecks() {
+    let p = policy(Mode::Enforce, 999, &[("a@example.com", Some(1))]);
+    block_on(async {
+        for state in
+            [State::Rcpt, State::Other("CONNECT".into()), State::Other("MAIL".into()), State::Missing]
+        {
+            assert_eq!(p.decide(&req(state, "a@example.com", 0)).await, Action::Dunno);
+        }
+        assert_eq!(count(&p, "a@example.com"), 0);
+        assert_eq!(p.decide(&req(State::Data, "a@example.com", 1)).await, Action::Dunno);
+        assert_eq!(count(&p, "a@example.com"), 1);
+        assert!(matches!(p.decide(&req(State::Rcpt, "a@example.com", 0)).await, Action::DeferIfPermit(_)));
+        assert_eq!(count(&p, "a@example.com"), 1, "a refused pre-check counts nothing");
+    });
+}
+
+#[test]
+fn unauthenticated_malformed_and_junk_pass_uncounted() {
+    let p = policy(Mode::Enforce, 1, &[]);
+    block_on(async {
+        assert_eq!(p.decide(&eom("", 5)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("a b@example.com", 5)).await, Action::Dunno);
+        let mut bad = eom("x@example.com", 5);
+        bad.malformed = Some("line without `=`");
+        assert_eq!(p.decide(&bad).await, Action::Dunno);
+        // Nothing above used the global cap of 1.
+        assert_eq!(p.decide(&eom("x@example.com", 1)).await, Action::Dunno);
+    });
+}
+
+#[test]
+fn a_missing_count_counts_the_message_once() {
+    let p = policy(Mode::Enforce, 999, &[]);
+    block_on(async {
+        let mut r = eom("m@example.com", 0);
+        r.recipient_count = None;
+        p.decide(&r).await;
+        p.decide(&eom("m@example.com", 0)).await;
+        assert_eq!(count(&p, "m@example.com"), 2);
+    });
+}
+
+#[test]
+fn log_only_counts_and_never_defers() {
+    let p = policy(Mode::LogOnly, 999, &[("l@example.com", Some(2))]);
+    block_on(async {
+        for _ in 0..3 {
+            assert_eq!(p.decide(&eom("l@example.com", 2)).await, Action::Dunno);
+        }
+        assert_eq!(count(&p, "l@example.com"), 6);
+        let v = p.store().violations();
+        assert_eq!(v.len(), 2);
+        assert!(v.iter().all(|v| !v.enforced));
+        p.set_mode(Mode::Enforce);
+        assert!(matches!(p.decide(&eom("l@example.com", 1)).await, Action::DeferIfPermit(_)));
+    });
+}
+
+/// A store that always fails, as Redis does when it is down.
+struct Broken;
+
+impl CounterStore for Broken {
+    async fn consume(&self, _: &Consume<'_>) -> Result<Counts, StoreError> {
+        Err(StoreError::Unavailable)
+    }
+}
+
+#[test]
+fn store_faults_fail_open() {
+    let p = Policy::new(Broken, limits(1, &[("a@example.com", Some(1))]), Mode::Enforce);
+    block_on(async {
+        assert_eq!(p.decide(&eom("a@example.com", 100)).await, Action::Dunno);
+        assert_eq!(p.decide(&req(State::Rcpt, "a@example.com", 0)).await, Action::Dunno);
+    });
+}

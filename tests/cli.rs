@@ -1,0 +1,243 @@
+//! Every command of the real binary: check-config, probe, status, violations, reset; serve's
+//! exit codes, SIGHUP reloads, systemd notification and socket activation.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use common::*;
+use nix::sys::signal::Signal;
+
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run the binary")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn write_config(text: &str) -> (tempfile::TempDir, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(&path, text).expect("write");
+    let path = path.display().to_string();
+    (dir, path)
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_passwords() {
+    let (_dir, path) = write_config(
+        "mode = \"log-only\"\n[redis]\nurl = \"redis://:hunter2@127.0.0.1:6379/0\"\n\
+         [database]\nurl = \"mysql://erl:hunter2@localhost/dbispconfig\"\n",
+    );
+    let out = run(&["check-config", "--config", &path], &[("EMAIL_RATELIMIT__LIMITS__GLOBAL", "321")]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("mode = \"log-only\""), "{text}");
+    assert!(text.contains("global = 321"), "environment override applied: {text}");
+    assert!(text.contains("default_mailbox = 50"), "defaults filled in: {text}");
+}
+
+#[test]
+fn bad_configs_exit_78_with_the_reason() {
+    for (text, reason) in [
+        ("[limits]\nglobl = 5\n", "globl"),
+        ("[limits]\nglobal = 0\n", "limits.global"),
+        ("mode = \"sometimes\"\n", "sometimes"),
+        ("[limits\n", "TOML"),
+        ("[[limits.mailbox]]\nemail = \"not valid@x\"\n", "limits.mailbox.email"),
+    ] {
+        let (_dir, path) = write_config(text);
+        for cmd in ["check-config", "serve"] {
+            let out = run(&[cmd, "--config", &path], &[]);
+            assert_eq!(out.status.code(), Some(78), "{cmd} {text:?}: {out:?}");
+            assert!(
+                stderr(&out).to_lowercase().contains(&reason.to_lowercase()),
+                "{cmd} {text:?}: {}",
+                stderr(&out)
+            );
+        }
+    }
+    let out = run(&["check-config", "--config", "/nonexistent/config.toml"], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("not found"));
+}
+
+#[test]
+fn probe_prints_the_reply() {
+    let d = Daemon::start("store = \"memory\"\n[[limits.mailbox]]\nemail = \"p@example.com\"\ndaily = 2\n");
+    let socket = d.socket.display().to_string();
+    let probe = |n: &str, state: &str| {
+        let out = run(
+            &["probe", "--socket", &socket, "--user", "p@example.com", "--recipients", n, "--state", state],
+            &[],
+        );
+        assert!(out.status.success(), "{out:?}");
+        stdout(&out)
+    };
+    assert_eq!(probe("2", "END-OF-MESSAGE"), "DUNNO\n");
+    assert_eq!(probe("0", "RCPT"), format!("{}\n", defer_user("p@example.com", 2)));
+    let out = run(&["probe", "--socket", "/nonexistent.sock", "--user", "x"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn status_violations_and_reset_share_the_daemons_keys() {
+    let Some(redis) = Redis::start() else { return };
+    let extra = format!(
+        "[limits]\nglobal = 100\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n[redis]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let d = Daemon::start(&extra);
+    let config = d.config.display().to_string();
+    assert_eq!(d.send("Alice@Example.com", 3), "DUNNO");
+    assert_eq!(d.send("alice@example.com", 3), defer_user("alice@example.com", 5));
+
+    let out = run(&["status", "--config", &config, "ALICE@example.com"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("user:        alice@example.com"), "{text}");
+    assert!(text.contains("sent today:  3"), "{text}");
+    assert!(text.contains("mailbox cap: 5 (remaining 2)"), "{text}");
+    assert!(text.contains("server:      3 of 100 today (remaining 97)"), "{text}");
+
+    let out = run(&["status", "--config", &config, "nobody@example.com"], &[]);
+    assert!(stdout(&out).contains("mailbox cap: none"), "{out:?}");
+
+    let out = run(&["violations", "--config", &config], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains("alice@example.com  limit=5 count=3 rcpt=3 ip=192.0.2.10 deferred"), "{text}");
+
+    let out = run(&["violations", "--config", &config, "--json", "--limit", "5"], &[]);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON record");
+    assert_eq!(v["type"], "user");
+    assert_eq!(run(&["violations", "--config", &config, "--limit", "0"], &[]).stdout, b"");
+
+    let out = run(&["reset", "--config", &config, "alice@example.com"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout(&out).contains("was 3"), "{out:?}");
+    assert_eq!(redis.get(&format!("erl:{}:alice@example.com", today())), None);
+    assert_eq!(d.send("alice@example.com", 5), "DUNNO", "the reset sender may send again");
+
+    let out = run(&["status", "--config", &config, "bad user"], &[]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn admin_commands_explain_that_the_memory_store_is_private() {
+    let (_dir, path) = write_config("store = \"memory\"\n");
+    let out = run(&["status", "--config", &path, "a@example.com"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("store = \"redis\""), "{out:?}");
+}
+
+#[test]
+fn sighup_applies_a_good_config_and_keeps_the_old_one_when_broken() {
+    let mut d =
+        Daemon::start("store = \"memory\"\n[[limits.mailbox]]\nemail = \"h@example.com\"\ndaily = 10\n");
+    assert_eq!(d.send("h@example.com", 3), "DUNNO");
+
+    d.write_config("store = \"memory\"\n[[limits.mailbox]]\nemail = \"h@example.com\"\ndaily = 4\n");
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reloaded:", 1);
+    assert_eq!(d.send("h@example.com", 2), defer_user("h@example.com", 4), "new cap applied");
+
+    std::fs::write(&d.config, "[limits]\nglobal = \"many\"\n").expect("write");
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reload failed, keeping the running config", 1);
+    assert_eq!(d.send("h@example.com", 2), defer_user("h@example.com", 4), "old cap kept");
+    assert_eq!(d.send("h@example.com", 1), "DUNNO");
+
+    d.write_config(
+        "mode = \"log-only\"\nstore = \"memory\"\n[[limits.mailbox]]\nemail = \"h@example.com\"\ndaily = 4\n",
+    );
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reloaded:", 2);
+    assert_eq!(d.send("h@example.com", 9), "DUNNO", "log-only after reload");
+    d.wait_log("erl DEFER (log-only) user=h@example.com", 1);
+
+    d.signal(Signal::SIGINT);
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+}
+
+#[test]
+fn tells_systemd_ready_reloading_and_stopping() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let notify = dir.path().join("notify.sock");
+    let listener = UnixDatagram::bind(&notify).expect("bind notify socket");
+    listener.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    let notify_path = notify.display().to_string();
+    let mut d = Daemon::start_with("store = \"memory\"\n", &[("NOTIFY_SOCKET", notify_path.as_str())]);
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = listener.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert!(next().contains("READY=1"));
+    d.signal(Signal::SIGHUP);
+    let reloading = next();
+    assert!(reloading.contains("RELOADING=1") && reloading.contains("MONOTONIC_USEC="), "{reloading}");
+    assert!(next().contains("READY=1"));
+    d.signal(Signal::SIGTERM);
+    assert!(next().contains("STOPPING=1"));
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+}
+
+#[test]
+fn serves_a_socket_handed_over_by_systemd() {
+    if !have("python3") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let activated = dir.path().join("activated.sock");
+    let configured = dir.path().join("configured.sock");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!("store = \"memory\"\n[listen]\nsocket = {:?}\n", configured.display().to_string()),
+    )
+    .expect("write");
+    // What systemd does: bind, listen, pass the socket as fd 3 with LISTEN_FDS and LISTEN_PID.
+    let script = "import os, socket, sys\n\
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n\
+        s.bind(sys.argv[1]); s.listen(64)\n\
+        if s.fileno() != 3: os.dup2(s.fileno(), 3)\n\
+        os.set_inheritable(3, True)\n\
+        os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
+        os.execv(sys.argv[2], [sys.argv[2], 'serve', '--config', sys.argv[3]])\n";
+    let mut child = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&activated)
+        .arg(BIN)
+        .arg(&config)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn python3");
+    let mut c = wait_for("an answer on the activated socket", Duration::from_secs(10), || {
+        let mut c = Conn::new(std::os::unix::net::UnixStream::connect(&activated).ok()?);
+        c.try_write(eom("s@example.com", 1).as_bytes()).ok()?;
+        c.try_reply().map(|r| (r, c))
+    });
+    assert_eq!(c.0, "DUNNO");
+    assert_eq!(c.1.ask(&eom("s@example.com", 1)), "DUNNO");
+    assert!(!configured.exists(), "the configured socket is not created under activation");
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, Signal::SIGTERM).expect("kill");
+    assert!(child.wait().expect("wait").success());
+    assert!(activated.exists(), "systemd's socket is left to systemd");
+}

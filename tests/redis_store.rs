@@ -269,3 +269,19 @@ fn redis_restart_and_script_flush_reload_the_script() {
     });
     assert_eq!(d.send("alice@example.com", 5), defer_user("alice@example.com", 5));
 }
+
+#[test]
+fn sigterm_lets_an_in_flight_request_finish() {
+    let Some(redis) = Redis::start() else { return };
+    let mut d = Daemon::start(&format!("[redis]\nurl = \"{}\"\ntimeout_ms = 1500\n", redis.url()));
+    // Warm the link, then hang Redis so the next request stays in flight for a while.
+    assert_eq!(d.send("drain@example.com", 1), "DUNNO");
+    redis.pause();
+    let mut c = d.connect();
+    c.write(eom("drain@example.com", 1).as_bytes());
+    std::thread::sleep(Duration::from_millis(100));
+    d.signal(nix::sys::signal::Signal::SIGTERM);
+    assert_eq!(c.reply(), "DUNNO", "the in-flight request is answered before exit");
+    assert!(d.wait_exit(Duration::from_secs(15)).success());
+    redis.resume();
+}

@@ -207,3 +207,13 @@ fn optional_tcp_listener_on_loopback() {
     assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{}\n", defer_user("alice@example.com", 5)));
     assert_eq!(d.send("alice@example.com", 5), "DUNNO", "unix socket serves the same counters");
 }
+
+#[test]
+fn socket_gets_the_configured_group() {
+    use std::os::unix::fs::MetadataExt;
+    let group = nix::unistd::Group::from_name("nogroup").ok().flatten().expect("Debian has nogroup");
+    let d = memory("[listen]\nsocket_group = \"nogroup\"\n");
+    let meta = std::fs::metadata(&d.socket).expect("socket");
+    assert_eq!(meta.gid(), group.gid.as_raw());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+}

@@ -48,20 +48,52 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-fn signal(child: &Child, sig: Signal) {
-    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
-    let _ = kill(pid, sig);
+/// A child process that is stopped (SIGCONT, SIGTERM, then SIGKILL after 10 s) when dropped.
+#[derive(Default)]
+pub struct Supervised(Option<Child>);
+
+impl Supervised {
+    fn set(&mut self, child: Child) {
+        self.stop();
+        self.0 = Some(child);
+    }
+
+    fn child(&self) -> &Child {
+        self.0.as_ref().expect("the process is running")
+    }
+
+    pub fn signal(&self, sig: Signal) {
+        let pid = Pid::from_raw(i32::try_from(self.child().id()).expect("pid fits"));
+        let _ = kill(pid, sig);
+    }
+
+    pub fn id(&self) -> u32 {
+        self.child().id()
+    }
+
+    pub fn try_wait(&mut self) -> Option<ExitStatus> {
+        self.0.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.0.take() else { return };
+        if matches!(child.try_wait(), Ok(None)) {
+            let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid fits"));
+            let _ = kill(pid, Signal::SIGCONT);
+            let _ = kill(pid, Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+        }
+        let _ = child.wait();
+    }
 }
 
-fn stop(child: &mut Child) {
-    if matches!(child.try_wait(), Ok(None)) {
-        signal(child, Signal::SIGTERM);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
@@ -69,7 +101,7 @@ fn stop(child: &mut Child) {
 pub struct Redis {
     pub port: u16,
     dir: TempDir,
-    child: Option<Child>,
+    process: Supervised,
 }
 
 impl Redis {
@@ -78,7 +110,7 @@ impl Redis {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut r = Self { port: free_port(), dir, child: None };
+        let mut r = Self { port: free_port(), dir, process: Supervised::default() };
         r.spawn();
         Some(r)
     }
@@ -103,7 +135,7 @@ impl Redis {
             .stderr(log)
             .spawn()
             .expect("start redis-server");
-        self.child = Some(child);
+        self.process.set(child);
         let url = self.url();
         wait_for("redis to answer PING", Duration::from_secs(10), || {
             let mut c = redis::Client::open(url.as_str()).ok()?.get_connection().ok()?;
@@ -144,9 +176,7 @@ impl Redis {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
+        self.process.stop();
     }
 
     pub fn restart(&mut self) {
@@ -155,20 +185,11 @@ impl Redis {
     }
 
     pub fn pause(&self) {
-        signal(self.child.as_ref().expect("running"), Signal::SIGSTOP);
+        self.process.signal(Signal::SIGSTOP);
     }
 
     pub fn resume(&self) {
-        signal(self.child.as_ref().expect("running"), Signal::SIGCONT);
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        if let Some(c) = &self.child {
-            signal(c, Signal::SIGCONT);
-        }
-        self.stop();
+        self.process.signal(Signal::SIGCONT);
     }
 }
 
@@ -177,7 +198,7 @@ impl Drop for Redis {
 pub struct Mariadb {
     pub port: u16,
     dir: TempDir,
-    child: Option<Child>,
+    process: Supervised,
 }
 
 impl Mariadb {
@@ -208,7 +229,7 @@ impl Mariadb {
         let mysql = nix::unistd::User::from_name("mysql").ok().flatten().expect("a mysql user");
         std::os::unix::fs::chown(&run, Some(mysql.uid.as_raw()), Some(mysql.gid.as_raw()))
             .expect("chown run");
-        let mut m = Self { port: free_port(), dir, child: None };
+        let mut m = Self { port: free_port(), dir, process: Supervised::default() };
         m.spawn();
         m.sql(
             "CREATE DATABASE dbispconfig; \
@@ -240,10 +261,10 @@ impl Mariadb {
             .stderr(log)
             .spawn()
             .expect("start mariadbd");
-        self.child = Some(child);
+        self.process.set(child);
         let log = self.dir.path().join("mariadb.log");
         wait_for("mariadb to accept connections", Duration::from_secs(60), || {
-            if let Some(Ok(Some(status))) = self.child.as_mut().map(Child::try_wait) {
+            if let Some(status) = self.process.try_wait() {
                 panic!("mariadbd exited ({status}): {}", std::fs::read_to_string(&log).unwrap_or_default());
             }
             let ping = Command::new("mariadb-admin")
@@ -275,9 +296,7 @@ impl Mariadb {
     }
 
     pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
+        self.process.stop();
     }
 
     pub fn restart(&mut self) {
@@ -286,18 +305,12 @@ impl Mariadb {
     }
 }
 
-impl Drop for Mariadb {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// The real daemon binary with a config file in a temporary directory.
 pub struct Daemon {
     pub dir: TempDir,
     pub socket: PathBuf,
     pub config: PathBuf,
-    child: Option<Child>,
+    process: Supervised,
 }
 
 impl Daemon {
@@ -311,7 +324,7 @@ impl Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("policy.sock");
         let config = dir.path().join("config.toml");
-        let mut d = Self { dir, socket, config, child: None };
+        let mut d = Self { dir, socket, config, process: Supervised::default() };
         d.write_config(extra);
         d.spawn(env);
         d
@@ -363,7 +376,7 @@ impl Daemon {
             .stderr(log)
             .spawn()
             .expect("start the daemon");
-        self.child = Some(child);
+        self.process.set(child);
         wait_for("the daemon to listen", Duration::from_secs(20), || {
             if let Some(status) = self.try_wait() {
                 panic!("daemon exited early ({status}):\n{}", self.log());
@@ -395,28 +408,19 @@ impl Daemon {
     }
 
     pub fn signal(&self, sig: Signal) {
-        signal(self.child.as_ref().expect("running"), sig);
+        self.process.signal(sig);
     }
 
     pub fn try_wait(&mut self) -> Option<ExitStatus> {
-        self.child.as_mut().and_then(|c| c.try_wait().ok().flatten())
+        self.process.try_wait()
     }
 
     pub fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let child = self.child.as_mut().expect("running");
-        wait_for("the daemon to exit", within, || child.try_wait().ok().flatten())
+        wait_for("the daemon to exit", within, || self.process.try_wait())
     }
 
     pub fn pid(&self) -> u32 {
-        self.child.as_ref().expect("running").id()
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            stop(&mut c);
-        }
+        self.process.id()
     }
 }
 

@@ -101,6 +101,7 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         limits.current().global,
         limits.current().default_mailbox,
     );
+    warn_about(&config);
     notify(&[NotifyState::Ready]);
 
     let mut running = config;
@@ -167,6 +168,23 @@ async fn reload(
         Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
     }
     notify(&[NotifyState::Ready]);
+}
+
+/// Settings that are valid but worth a word once logging is up.
+fn warn_about(config: &Config) {
+    if config.mode == config::Mode::LogOnly {
+        tracing::warn!("mode = \"log-only\": nothing will be deferred, would-be deferrals are only logged");
+    }
+    if config.store == StoreKind::Memory {
+        tracing::warn!("store = \"memory\": counters live in this process and are lost on restart");
+    }
+    if config.limits.default_mailbox > config.limits.global {
+        tracing::warn!(
+            "limits.default_mailbox ({}) is above limits.global ({}): the global cap binds first",
+            config.limits.default_mailbox,
+            config.limits.global
+        );
+    }
 }
 
 fn notify(states: &[NotifyState<'_>]) {

@@ -241,3 +241,38 @@ fn serves_a_socket_handed_over_by_systemd() {
     assert!(child.wait().expect("wait").success());
     assert!(activated.exists(), "systemd's socket is left to systemd");
 }
+
+#[test]
+fn serve_runs_on_the_embedded_defaults_as_the_readme_says() {
+    if std::path::Path::new("/etc/email-ratelimit/config.toml").exists() {
+        eprintln!("SKIPPED: an installed config exists; the embedded defaults are not used");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("erl.sock");
+    let log = std::fs::File::create(dir.path().join("log")).expect("log");
+    let mut process = Supervised::default();
+    process.set(
+        Command::new(BIN)
+            .arg("serve")
+            .env("EMAIL_RATELIMIT__STORE", "memory")
+            .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &socket)
+            .env("EMAIL_RATELIMIT__LIMITS__GLOBAL", "2")
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn"),
+    );
+    let socket_text = socket.display().to_string();
+    let probe = |n: &str| {
+        let out =
+            run(&["probe", "--socket", &socket_text, "--user", "readme@example.com", "--recipients", n], &[]);
+        out.status.success().then(|| stdout(&out))
+    };
+    assert_eq!(wait_for("the daemon", Duration::from_secs(10), || probe("2")), "DUNNO\n");
+    assert_eq!(probe("1").expect("answer"), format!("{}\n", defer_global("readme@example.com", 2)));
+    let text = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert!(text.contains("config=(embedded defaults)"), "{text}");
+    process.signal(Signal::SIGTERM);
+    assert!(wait_for("exit", Duration::from_secs(10), || process.try_wait()).success());
+}

@@ -149,7 +149,7 @@ struct RawConfig {
     listen: RawListen,
     limits: RawLimits,
     redis: RawRedis,
-    database: RawDatabase,
+    database: Option<RawDatabase>,
     log: RawLog,
 }
 
@@ -161,7 +161,7 @@ impl Default for RawConfig {
             listen: RawListen::default(),
             limits: RawLimits::default(),
             redis: RawRedis::default(),
-            database: RawDatabase::default(),
+            database: None,
             log: RawLog { level: "info".into() },
         }
     }
@@ -309,7 +309,7 @@ fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigErr
         listen: validate_listen(raw.listen)?,
         limits: validate_limits(raw.limits)?,
         redis: validate_redis(raw.redis)?,
-        database: validate_database(raw.database)?,
+        database: raw.database.map(validate_database).transpose()?,
         log: validate_log(raw.log)?,
         source,
     })
@@ -401,9 +401,11 @@ fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
     })
 }
 
-fn validate_database(raw: RawDatabase) -> Result<Option<DatabaseSettings>, ConfigError> {
+/// A `[database]` section without a URL is an error: it would silently leave the panel's caps
+/// unread.
+fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> {
     if raw.url.is_empty() {
-        return Ok(None);
+        return Err(invalid("database.url", "required when [database] is present"));
     }
     let url = url::Url::parse(&raw.url).map_err(|e| invalid("database.url", e.to_string()))?;
     if !matches!(url.scheme(), "mysql" | "mariadb") {
@@ -418,7 +420,7 @@ fn validate_database(raw: RawDatabase) -> Result<Option<DatabaseSettings>, Confi
     if raw.global_query.trim().is_empty() || raw.mailbox_query.trim().is_empty() {
         return Err(invalid("database", "global_query and mailbox_query must not be empty"));
     }
-    Ok(Some(DatabaseSettings {
+    Ok(DatabaseSettings {
         // sqlx only knows the mysql scheme; MariaDB speaks the same protocol.
         url: raw.url.replacen("mariadb://", "mysql://", 1),
         refresh: Duration::from_secs(raw.refresh_secs),
@@ -426,7 +428,7 @@ fn validate_database(raw: RawDatabase) -> Result<Option<DatabaseSettings>, Confi
         timeout: Duration::from_secs(raw.timeout_secs),
         global_query: raw.global_query,
         mailbox_query: raw.mailbox_query,
-    }))
+    })
 }
 
 fn validate_log(raw: RawLog) -> Result<LogSettings, ConfigError> {

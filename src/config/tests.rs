@@ -94,6 +94,7 @@ fn invalid_values_name_their_key() {
     assert!(err("[redis]\nurl = \"http://x\"").starts_with("redis.url"));
     assert!(err("[redis]\ntimeout_ms = 0").starts_with("redis.timeout_ms"));
     assert!(err("[database]\nurl = \"postgres://x/y\"").starts_with("database.url"));
+    assert!(err("[database]\nrefresh_secs = 5").starts_with("database.url"));
     assert!(err("[log]\nlevel = \"loud=[\"").starts_with("log.level"));
 }
 

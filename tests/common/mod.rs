@@ -53,7 +53,7 @@ pub fn free_port() -> u16 {
 pub struct Supervised(Option<Child>);
 
 impl Supervised {
-    fn set(&mut self, child: Child) {
+    pub fn set(&mut self, child: Child) {
         self.stop();
         self.0 = Some(child);
     }

@@ -1,0 +1,132 @@
+//! The config file as written: every key optional with its named default, unknown keys
+//! refused. Nothing here is validated; `validate` turns it into typed settings.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+use super::{DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX_QUERY, Mode, StoreKind};
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawConfig {
+    pub(super) mode: Mode,
+    pub(super) store: StoreKind,
+    pub(super) listen: RawListen,
+    pub(super) limits: RawLimits,
+    pub(super) redis: RawRedis,
+    pub(super) database: Option<RawDatabase>,
+    pub(super) log: RawLog,
+}
+
+impl Default for RawConfig {
+    fn default() -> Self {
+        Self {
+            mode: Mode::Enforce,
+            store: StoreKind::Redis,
+            listen: RawListen::default(),
+            limits: RawLimits::default(),
+            redis: RawRedis::default(),
+            database: None,
+            log: RawLog { level: "info".into() },
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawListen {
+    pub(super) socket: PathBuf,
+    pub(super) socket_mode: String,
+    pub(super) socket_group: String,
+    pub(super) tcp: String,
+    pub(super) tcp_allow_remote: bool,
+    pub(super) max_connections: usize,
+    pub(super) idle_timeout_secs: u64,
+}
+
+impl Default for RawListen {
+    fn default() -> Self {
+        Self {
+            socket: "/var/spool/postfix/private/email-ratelimit".into(),
+            socket_mode: "0660".into(),
+            socket_group: String::new(),
+            tcp: String::new(),
+            tcp_allow_remote: false,
+            max_connections: 2048,
+            // Longer than Postfix's 300 s max_idle: smtpd closes first, cleanly.
+            idle_timeout_secs: 600,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLimits {
+    pub(super) global: u64,
+    pub(super) default_mailbox: u64,
+    pub(super) mailbox: Vec<RawMailbox>,
+}
+
+impl Default for RawLimits {
+    fn default() -> Self {
+        Self { global: 999, default_mailbox: 50, mailbox: Vec::new() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMailbox {
+    pub(super) email: String,
+    pub(super) daily: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawRedis {
+    pub(super) url: String,
+    pub(super) key_prefix: String,
+    pub(super) timeout_ms: u64,
+    pub(super) violations_max: u64,
+}
+
+impl Default for RawRedis {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379/0".into(),
+            key_prefix: "erl".into(),
+            timeout_ms: 250,
+            violations_max: 1000,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawDatabase {
+    pub(super) url: String,
+    pub(super) refresh_secs: u64,
+    pub(super) server_id: u32,
+    pub(super) timeout_secs: u64,
+    pub(super) global_query: String,
+    pub(super) mailbox_query: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            refresh_secs: 60,
+            server_id: 0,
+            timeout_secs: 10,
+            global_query: DEFAULT_GLOBAL_QUERY.into(),
+            mailbox_query: DEFAULT_MAILBOX_QUERY.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawLog {
+    pub(super) level: String,
+}

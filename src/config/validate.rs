@@ -1,0 +1,146 @@
+//! Raw settings -> typed settings: every check, with the key it concerns in the error.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::raw::{RawConfig, RawDatabase, RawLimits, RawListen, RawLog, RawRedis};
+use super::{
+    Config, ConfigError, DatabaseSettings, LimitSettings, ListenSettings, LogSettings, RedisSettings,
+    SocketGroup, invalid,
+};
+use crate::sender::{self, Mailbox};
+
+pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+    Ok(Config {
+        mode: raw.mode,
+        store: raw.store,
+        listen: validate_listen(raw.listen)?,
+        limits: validate_limits(raw.limits)?,
+        redis: validate_redis(raw.redis)?,
+        database: raw.database.map(validate_database).transpose()?,
+        log: validate_log(raw.log)?,
+        source,
+    })
+}
+
+fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
+    if !raw.socket.is_absolute() {
+        return Err(invalid("listen.socket", "must be an absolute path"));
+    }
+    let socket_mode = u32::from_str_radix(raw.socket_mode.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| invalid("listen.socket_mode", "must be octal permissions like \"0660\""))?;
+    let socket_group = if raw.socket_group.is_empty() {
+        None
+    } else {
+        let group = nix::unistd::Group::from_name(&raw.socket_group)
+            .map_err(|e| invalid("listen.socket_group", e.to_string()))?
+            .ok_or_else(|| invalid("listen.socket_group", format!("no group {}", raw.socket_group)))?;
+        Some(SocketGroup { name: raw.socket_group, gid: group.gid.as_raw() })
+    };
+    let tcp = if raw.tcp.is_empty() {
+        None
+    } else {
+        let addr: SocketAddr =
+            raw.tcp.parse().map_err(|_| invalid("listen.tcp", "must be an address like 127.0.0.1:10040"))?;
+        if !addr.ip().is_loopback() && !raw.tcp_allow_remote {
+            return Err(invalid(
+                "listen.tcp",
+                "not a loopback address; set listen.tcp_allow_remote = true to allow it",
+            ));
+        }
+        Some(addr)
+    };
+    if raw.max_connections == 0 {
+        return Err(invalid("listen.max_connections", "must be at least 1"));
+    }
+    if raw.idle_timeout_secs == 0 {
+        return Err(invalid("listen.idle_timeout_secs", "must be at least 1"));
+    }
+    Ok(ListenSettings {
+        socket: raw.socket,
+        socket_mode,
+        socket_group,
+        tcp,
+        max_connections: raw.max_connections,
+        idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
+    })
+}
+
+fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
+    if raw.global == 0 {
+        return Err(invalid("limits.global", "must be at least 1"));
+    }
+    if raw.default_mailbox == 0 {
+        return Err(invalid("limits.default_mailbox", "must be at least 1"));
+    }
+    let mut mailboxes: Vec<(Mailbox, Option<u64>)> = Vec::with_capacity(raw.mailbox.len());
+    for entry in raw.mailbox {
+        let mailbox = sender::normalize(&entry.email)
+            .map_err(|e| invalid("limits.mailbox.email", format!("{:?}: {e}", entry.email)))?;
+        if entry.daily == Some(0) {
+            return Err(invalid("limits.mailbox.daily", format!("{mailbox}: must be at least 1")));
+        }
+        if mailboxes.iter().any(|(m, _)| *m == mailbox) {
+            return Err(invalid("limits.mailbox.email", format!("{mailbox} is listed twice")));
+        }
+        mailboxes.push((mailbox, entry.daily));
+    }
+    Ok(LimitSettings { global: raw.global, default_mailbox: raw.default_mailbox, mailboxes })
+}
+
+fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
+    redis::Client::open(raw.url.as_str()).map_err(|e| invalid("redis.url", e.to_string()))?;
+    if raw.key_prefix.is_empty() || raw.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(invalid("redis.key_prefix", "must be non-empty, without whitespace"));
+    }
+    if !(1..=10_000).contains(&raw.timeout_ms) {
+        return Err(invalid("redis.timeout_ms", "must be 1 to 10000"));
+    }
+    if raw.violations_max == 0 {
+        return Err(invalid("redis.violations_max", "must be at least 1"));
+    }
+    Ok(RedisSettings {
+        url: raw.url,
+        key_prefix: raw.key_prefix,
+        timeout: Duration::from_millis(raw.timeout_ms),
+        violations_max: raw.violations_max,
+    })
+}
+
+/// A `[database]` section without a URL is an error: it would silently leave the panel's caps
+/// unread.
+fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> {
+    if raw.url.is_empty() {
+        return Err(invalid("database.url", "required when [database] is present"));
+    }
+    let url = url::Url::parse(&raw.url).map_err(|e| invalid("database.url", e.to_string()))?;
+    if !matches!(url.scheme(), "mysql" | "mariadb") {
+        return Err(invalid("database.url", "must start with mysql:// or mariadb://"));
+    }
+    if raw.refresh_secs == 0 {
+        return Err(invalid("database.refresh_secs", "must be at least 1"));
+    }
+    if !(1..=300).contains(&raw.timeout_secs) {
+        return Err(invalid("database.timeout_secs", "must be 1 to 300"));
+    }
+    if raw.global_query.trim().is_empty() || raw.mailbox_query.trim().is_empty() {
+        return Err(invalid("database", "global_query and mailbox_query must not be empty"));
+    }
+    Ok(DatabaseSettings {
+        // sqlx only knows the mysql scheme; MariaDB speaks the same protocol.
+        url: raw.url.replacen("mariadb://", "mysql://", 1),
+        refresh: Duration::from_secs(raw.refresh_secs),
+        server_id: raw.server_id,
+        timeout: Duration::from_secs(raw.timeout_secs),
+        global_query: raw.global_query,
+        mailbox_query: raw.mailbox_query,
+    })
+}
+
+fn validate_log(raw: RawLog) -> Result<LogSettings, ConfigError> {
+    tracing_subscriber::EnvFilter::try_new(&raw.level).map_err(|e| invalid("log.level", e.to_string()))?;
+    Ok(LogSettings { level: raw.level })
+}

@@ -63,6 +63,7 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
     let policy = Arc::new(Policy::new(store, limits.clone(), config.mode));
     let shutdown = CancellationToken::new();
 
+    raise_fd_limit(config.listen.max_connections);
     let listeners = server::bind(&config.listen)?;
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -168,6 +169,24 @@ async fn reload(
         Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
     }
     notify(&[NotifyState::Ready]);
+}
+
+/// Every connection is a file descriptor, and the common soft limit of 1024 is below the
+/// default connection cap: raise the soft limit as far as the hard limit allows.
+fn raise_fd_limit(max_connections: usize) {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let wanted = u64::try_from(max_connections).unwrap_or(u64::MAX).saturating_add(256);
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else { return };
+    if soft >= wanted {
+        return;
+    }
+    let target = wanted.min(hard);
+    if setrlimit(Resource::RLIMIT_NOFILE, target, hard).is_err() || target < wanted {
+        tracing::warn!(
+            "open-file limit {} is below listen.max_connections + 256 = {wanted}; raise LimitNOFILE",
+            target.max(soft)
+        );
+    }
 }
 
 /// Settings that are valid but worth a word once logging is up.

@@ -217,3 +217,25 @@ fn socket_gets_the_configured_group() {
     assert_eq!(meta.gid(), group.gid.as_raw());
     assert_eq!(meta.permissions().mode() & 0o777, 0o660);
 }
+
+#[test]
+fn raises_a_low_open_file_limit_to_fit_the_connection_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let socket = dir.path().join("s.sock");
+    let mut process = Supervised::default();
+    process.set(
+        Command::new("sh")
+            .arg("-c")
+            .arg(format!("ulimit -Sn 512 && exec {BIN} serve"))
+            .env("EMAIL_RATELIMIT__STORE", "memory")
+            .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &socket)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn"),
+    );
+    wait_for("the socket", Duration::from_secs(10), || UnixStream::connect(&socket).ok());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.id())).expect("limits");
+    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("open files line");
+    let soft: u64 = line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).expect("soft limit");
+    assert!(soft >= 2048 + 256, "{line}");
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The integration tests start their own redis-server and mariadbd
-# (temporary ports and directories), so those programs must be installed: as root on Debian,
-# this script installs what is missing, without starting any system service.
+# Runs the whole test suite. The integration tests start their own redis-server, mariadbd and a
+# private Postfix instance with Dovecot (temporary ports and directories) and send mail with
+# swaks, so those programs must be installed: as root on Debian, this script installs what is
+# missing, without starting or configuring any system service.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,9 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
 command -v python3 >/dev/null || missing+=(python3)
+[ -x /usr/sbin/postfix ] || missing+=(postfix)
+[ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+command -v swaks >/dev/null || missing+=(swaks)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "test.sh: please install: ${missing[*]}" >&2
@@ -19,6 +23,8 @@ if [ "${#missing[@]}" -gt 0 ]; then
     printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
     chmod 755 /usr/sbin/policy-rc.d
   fi
+  # Postfix installs unconfigured (no /etc/postfix/main.cf): the suite runs its own instance.
+  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -q
   apt-get install -y -q --no-install-recommends "${missing[@]}"

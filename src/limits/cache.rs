@@ -64,9 +64,10 @@ impl LimitsCache {
         self.rebuild();
         let limits = self.current();
         tracing::debug!(
-            "limits refreshed from database: global={} default_mailbox={} mailbox_caps={caps} in {} ms",
+            "limits refreshed from database: global={} default_mailbox={} mailbox_caps={} ({caps} from the database) in {} ms",
             limits.global,
             limits.default_mailbox,
+            limits.capped_mailboxes(),
             started.elapsed().as_millis()
         );
         Ok(())

@@ -57,9 +57,22 @@ impl<S: CounterStore> Policy<S> {
         let operation = match req.protocol_state {
             State::EndOfMessage | State::Data => Operation::Count,
             State::Rcpt => Operation::Check,
-            State::Other(_) | State::Missing => return Action::Dunno,
+            State::Other(_) | State::Missing => {
+                tracing::debug!(
+                    "erl pass reason=stage stage={} queue_id={}",
+                    req.protocol_state.as_str(),
+                    req.queue_id
+                );
+                return Action::Dunno;
+            }
         };
         if req.sasl_username.is_empty() {
+            tracing::debug!(
+                "erl pass reason=unauthenticated client={} queue_id={} stage={}",
+                req.client_address,
+                req.queue_id,
+                req.protocol_state.as_str()
+            );
             return Action::Dunno;
         }
         if let Some(why) = req.malformed {

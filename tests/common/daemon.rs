@@ -29,11 +29,30 @@ impl Daemon {
     pub fn start_with(extra: &str, env: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("tempdir");
         let socket = dir.path().join("policy.sock");
+        Self::start_in(dir, socket, extra, env)
+    }
+
+    /// Starts on a given socket path (a Postfix instance's `private/email-ratelimit`).
+    pub fn start_at(socket: PathBuf, extra: &str) -> Self {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), socket, extra, &[])
+    }
+
+    fn start_in(dir: TempDir, socket: PathBuf, extra: &str, env: &[(&str, &str)]) -> Self {
         let config = dir.path().join("config.toml");
         let mut d = Self { dir, socket, config, process: Supervised::default() };
         d.write_config(extra);
         d.spawn(env);
         d
+    }
+
+    /// Stops the process (SIGTERM, drain) and waits for it.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+
+    /// Starts the process again with the same config; the log is appended to.
+    pub fn start_again(&mut self) {
+        self.spawn(&[]);
     }
 
     /// The config text with the temporary socket filled in.
@@ -69,7 +88,7 @@ impl Daemon {
     }
 
     fn spawn(&mut self, env: &[(&str, &str)]) {
-        let log = std::fs::File::create(self.log_path()).expect("log");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
         let mut cmd = Command::new(BIN);
         cmd.arg("serve").arg("--config").arg(&self.config);
         for (k, v) in env {

@@ -7,6 +7,7 @@
 #![allow(dead_code, unused_imports)]
 
 mod daemon;
+pub mod mail;
 mod servers;
 
 use std::path::Path;

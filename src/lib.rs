@@ -12,12 +12,14 @@
 //! - [`limits`]: the limit set from the config file and MariaDB, cached, refreshed.
 //! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
+//! - [`cli`]: the command-line definitions (also the source of the man page and completions).
 //! - [`admin`], [`probe`]: the operator commands.
 //! - [`telemetry`]: logging setup.
 
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod limits;

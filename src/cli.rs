@@ -1,0 +1,152 @@
+//! The command-line definitions: one source for the parser, the man page and the shell
+//! completions. Dispatch lives in `main.rs`.
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+const LONG_ABOUT: &str = "A Postfix SMTP access policy daemon that enforces daily send limits for \
+authenticated senders: a per-mailbox cap (opt-in) and a server-wide cap, counted per recipient \
+in Redis on counters that reset at local midnight. Postfix asks once per message at \
+end-of-data; over a cap the whole message is deferred (4xx, the client retries). Any fault of \
+Redis, MariaDB or the daemon lets mail through (fail-open).";
+
+const AFTER_LONG_HELP: &str = "FILES:
+  /etc/email-ratelimit/config.toml   the configuration (check it with check-config)
+  /var/spool/postfix/private/email-ratelimit   the policy socket (created by systemd)
+
+ENVIRONMENT:
+  EMAIL_RATELIMIT__<SECTION>__<KEY>   overrides a config key, e.g. EMAIL_RATELIMIT__REDIS__URL
+
+SIGNALS:
+  SIGHUP            re-read the config and the database caps (an invalid config is ignored)
+  SIGTERM, SIGINT   finish in-flight replies and exit 0
+
+EXIT STATUS:
+  0 success, 1 failure, 78 invalid configuration
+
+LOGS:
+  One line per decision on stdout: journalctl -u email-ratelimit -f | grep erl";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "email-ratelimit",
+    version,
+    about = "Postfix policy daemon: daily per-mailbox and server-wide send limits",
+    long_about = LONG_ABOUT,
+    after_long_help = AFTER_LONG_HELP
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the policy daemon.
+    Serve {
+        /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Validate the config and print the effective settings (passwords masked).
+    CheckConfig {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Only validate; print nothing when the config is valid
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Send one policy request to a running daemon and print the reply's action.
+    Probe {
+        /// Unix socket path, or host:port
+        #[arg(long)]
+        socket: String,
+        /// sasl_username to send
+        #[arg(long)]
+        user: String,
+        #[arg(long, default_value_t = 1)]
+        recipients: u32,
+        /// protocol_state to send
+        #[arg(long, default_value = "END-OF-MESSAGE")]
+        state: String,
+        #[arg(long, default_value = "127.0.0.1")]
+        client_address: String,
+        /// Seconds to wait for the reply
+        #[arg(long, default_value_t = 5)]
+        timeout: u64,
+    },
+    /// Show what a sender has sent today, its caps and what remains.
+    Status {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        user: String,
+    },
+    /// List recent violations, newest first.
+    Violations {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Print the stored JSON records
+        #[arg(long)]
+        json: bool,
+    },
+    /// Clear today's counter of one sender.
+    Reset {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        user: String,
+    },
+    /// Write the man pages into a directory, or print a shell completion script (packaging).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        /// Directory for the man pages
+        #[arg(long, required_if_eq("what", "man"))]
+        dir: Option<PathBuf>,
+    },
+}
+
+/// What `generate` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Generated {
+    Man,
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The man pages (`email-ratelimit.1` and one per command, into `dir`) or a completion script
+/// (to `out`), from the same definitions the parser uses.
+///
+/// # Errors
+/// When writing fails.
+pub fn generate(
+    what: Generated,
+    dir: Option<&std::path::Path>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let mut cmd = Cli::command();
+    let name = cmd.get_name().to_owned();
+    match what {
+        Generated::Man => {
+            let dir = dir.ok_or_else(|| std::io::Error::other("--dir is required for man pages"))?;
+            std::fs::create_dir_all(dir)?;
+            clap_mangen::generate_to(cmd, dir)
+        }
+        Generated::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);
+            Ok(())
+        }
+        Generated::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, out);
+            Ok(())
+        }
+        Generated::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, out);
+            Ok(())
+        }
+    }
+}

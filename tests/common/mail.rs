@@ -55,8 +55,16 @@ impl Sent {
 }
 
 impl MailServer {
-    /// Postfix and Dovecot with the given accounts (SASL login names, as typed by clients).
+    /// Postfix and Dovecot with the given accounts (SASL login names, as typed by clients), hooked
+    /// to the daemon with the shipped main.cf fragment.
     pub fn start(logins: &[&str]) -> Option<Self> {
+        let hook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/main.cf.fragment"))
+            .expect("read the shipped main.cf fragment");
+        Self::start_with(logins, &hook)
+    }
+
+    /// The same without the hook; `extra` is appended to main.cf instead.
+    pub fn start_with(logins: &[&str], extra: &str) -> Option<Self> {
         for program in ["postfix", "postconf", "dovecot", "swaks"] {
             if !have(program) && !have(&format!("/usr/sbin/{program}")) {
                 return None;
@@ -71,7 +79,7 @@ impl MailServer {
             dovecot: Supervised::default(),
             running: false,
         };
-        server.write_postfix();
+        server.write_postfix(extra);
         server.write_dovecot(logins);
         // `check` creates the queue subdirectories (private/ owned by postfix) first.
         server.postfix(&["check"]);
@@ -143,6 +151,14 @@ impl MailServer {
         wait_for("an empty mail queue", Duration::from_secs(30), || self.queue_is_empty().then_some(()));
     }
 
+    /// `postconf -c DIR <args>`'s output.
+    pub fn postconf(&self, args: &[&str]) -> String {
+        let out =
+            Command::new("postconf").arg("-c").arg(self.config_dir()).args(args).output().expect("postconf");
+        assert!(out.status.success(), "postconf {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     /// `postfix -c DIR <args>`; panics with the output on failure.
     pub fn postfix(&self, args: &[&str]) {
         let out = Command::new("postfix")
@@ -190,7 +206,7 @@ impl MailServer {
         Sent { code: out.status.code().unwrap_or(-1), reply, transcript, elapsed }
     }
 
-    fn write_postfix(&self) {
+    fn write_postfix(&self, extra: &str) {
         let root = self.root();
         let etc = self.config_dir();
         let queue = self.queue_dir();
@@ -213,8 +229,6 @@ impl MailServer {
         std::fs::write(etc.join("vmailbox"), vmailbox).expect("vmailbox");
         std::fs::write(etc.join("transport"), format!("{REMOTE} virtual:\n")).expect("transport");
 
-        let hook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/main.cf.fragment"))
-            .expect("read the shipped main.cf fragment");
         let r = root.display();
         let main = format!(
             "compatibility_level = 3.6\n\
@@ -248,7 +262,7 @@ impl MailServer {
              smtpd_tls_security_level = none\n\
              smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination\n\
              smtpd_recipient_restrictions =\n\
-             {hook}\n",
+             {extra}\n",
             q = queue.display(),
             d = data.display(),
             m = mail.display(),

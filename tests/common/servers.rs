@@ -157,7 +157,7 @@ impl Mariadb {
         Some(m)
     }
 
-    fn socket(&self) -> PathBuf {
+    pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/mysqld.sock")
     }
 

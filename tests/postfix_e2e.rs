@@ -257,3 +257,36 @@ fn postfix_end_to_end() {
     assert_eq!(env.get(IDN_STORED), Some(2));
     env.mail.wait_queue_empty();
 }
+
+/// The per-service variant of `postfix/master.cf.fragment`: only the service with the `-o` line
+/// asks the daemon.
+#[test]
+fn per_service_hook_from_the_master_cf_fragment() {
+    let Some(redis) = Redis::start() else { return };
+    let fragment = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/main.cf.fragment"))
+        .expect("main.cf fragment");
+    let policy_line = fragment.lines().find(|l| l.starts_with("email_ratelimit_policy =")).expect("named parameter");
+    let Some(mail) = MailServer::start_with(&["gina@local.test"], policy_line) else { return };
+    let master = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/master.cf.fragment"))
+        .expect("master.cf fragment");
+    let option = master.lines().find_map(|l| l.trim().strip_prefix("-o ")).expect("an -o line");
+    mail.postconf(&["-P", &format!("127.0.0.1:{}/inet/{option}", mail.submission)]);
+    mail.postfix(&["reload"]);
+    let daemon = Daemon::start_at(
+        mail.policy_socket(),
+        &format!(
+            "[listen]\nsocket_group = \"postfix\"\n[[limits.mailbox]]\nemail = \"gina@local.test\"\ndaily = 1\n\
+             [redis]\nurl = \"{}\"\n[log]\nlevel = \"info,email_ratelimit=debug\"\n",
+            redis.url()
+        ),
+    );
+    let sent = mail.send(mail.submission, Some("gina@local.test"), "gina@local.test", &rcpts(REMOTE, 2));
+    eprintln!("  gina@local.test -> 2 recipients on submission: {}", sent.reply);
+    assert_eq!(sent.code, 26, "{}", sent.transcript);
+    assert!(sent.reply.ends_with("gina@local.test: Your daily limit of 1 messages reached"), "{}", sent.reply);
+    daemon.wait_log("erl DEFER user=gina@local.test rcpt=2", 1);
+    let sent = mail.send(mail.mx, None, "someone@elsewhere.test", &[rcpt(LOCAL, 1)]);
+    assert_eq!(sent.code, 0, "{}", sent.transcript);
+    mail.wait_delivered(&rcpt(LOCAL, 1), 1);
+    assert!(!daemon.log().contains("reason=unauthenticated"), "the MX service does not ask:\n{}", daemon.log());
+}

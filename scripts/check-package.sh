@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Installs the .deb on this machine, checks what it put where, purges it, and checks that the
+# purge left nothing behind (files under /etc /usr /var /opt, the system user and group).
+# Needs root. Usage: scripts/check-package.sh target/debian/email-ratelimit_*.deb
+set -euo pipefail
+deb="${1:?usage: check-package.sh PACKAGE.deb}"
+
+snapshot() {
+  find /etc /usr /var/lib /var/spool /var/backups /opt -xdev \
+    \( -path /var/lib/dpkg -o -path /var/lib/apt -o -path /var/lib/ucf -o -path /var/lib/mysql \) -prune \
+    -o -print 2>/dev/null | sort
+  getent passwd email-ratelimit || true
+  getent group email-ratelimit || true
+}
+
+before="$(mktemp)"
+after="$(mktemp)"
+trap 'rm -f "$before" "$after"' EXIT
+snapshot > "$before"
+
+echo "== dpkg -i $deb"
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb"
+
+fail() { echo "check-package: $*" >&2; exit 1; }
+echo "== what it installed"
+dpkg -L email-ratelimit | sort
+/usr/bin/email-ratelimit --version
+getent passwd email-ratelimit >/dev/null || fail "no system user email-ratelimit"
+[ "$(stat -c '%U:%G %a' /etc/email-ratelimit/config.toml)" = "root:email-ratelimit 640" ] \
+  || fail "config ownership: $(stat -c '%U:%G %a' /etc/email-ratelimit/config.toml)"
+grep -qx '/etc/email-ratelimit/config.toml' /var/lib/dpkg/info/email-ratelimit.conffiles || fail "config is not a conffile"
+/usr/bin/email-ratelimit check-config --config /etc/email-ratelimit/config.toml | grep -q '^mode = "log-only"' \
+  || fail "the packaged config is not log-only"
+units=/lib/systemd/system
+for u in email-ratelimit.service email-ratelimit.socket; do [ -f "$units/$u" ] || fail "no $units/$u"; done
+ls /usr/share/man/man1/email-ratelimit.1* >/dev/null || fail "no man page"
+[ -f /usr/share/bash-completion/completions/email-ratelimit ] || fail "no bash completion"
+if command -v systemd-analyze >/dev/null; then
+  systemd-analyze verify --man=no "$units/email-ratelimit.socket" "$units/email-ratelimit.service"
+  systemd-analyze security --offline=true --no-pager "$units/email-ratelimit.service" | tail -1
+fi
+
+echo "== dpkg --purge email-ratelimit"
+DEBIAN_FRONTEND=noninteractive dpkg --purge email-ratelimit
+snapshot > "$after"
+if ! diff -u "$before" "$after"; then
+  fail "the purge left the differences above"
+fi
+echo "check-package: install and purge left nothing behind"

@@ -265,7 +265,8 @@ fn per_service_hook_from_the_master_cf_fragment() {
     let Some(redis) = Redis::start() else { return };
     let fragment = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/main.cf.fragment"))
         .expect("main.cf fragment");
-    let policy_line = fragment.lines().find(|l| l.starts_with("email_ratelimit_policy =")).expect("named parameter");
+    let policy_line =
+        fragment.lines().find(|l| l.starts_with("email_ratelimit_policy =")).expect("named parameter");
     let Some(mail) = MailServer::start_with(&["gina@local.test"], policy_line) else { return };
     let master = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/master.cf.fragment"))
         .expect("master.cf fragment");
@@ -283,10 +284,18 @@ fn per_service_hook_from_the_master_cf_fragment() {
     let sent = mail.send(mail.submission, Some("gina@local.test"), "gina@local.test", &rcpts(REMOTE, 2));
     eprintln!("  gina@local.test -> 2 recipients on submission: {}", sent.reply);
     assert_eq!(sent.code, 26, "{}", sent.transcript);
-    assert!(sent.reply.ends_with("gina@local.test: Your daily limit of 1 messages reached"), "{}", sent.reply);
+    assert!(
+        sent.reply.ends_with("gina@local.test: Your daily limit of 1 messages reached"),
+        "{}",
+        sent.reply
+    );
     daemon.wait_log("erl DEFER user=gina@local.test rcpt=2", 1);
     let sent = mail.send(mail.mx, None, "someone@elsewhere.test", &[rcpt(LOCAL, 1)]);
     assert_eq!(sent.code, 0, "{}", sent.transcript);
     mail.wait_delivered(&rcpt(LOCAL, 1), 1);
-    assert!(!daemon.log().contains("reason=unauthenticated"), "the MX service does not ask:\n{}", daemon.log());
+    assert!(
+        !daemon.log().contains("reason=unauthenticated"),
+        "the MX service does not ask:\n{}",
+        daemon.log()
+    );
 }

@@ -1,0 +1,286 @@
+//! The load tool: N persistent connections speaking the Postfix policy protocol the way smtpd
+//! processes do (one request at a time per connection, realistic END-OF-MESSAGE requests with
+//! every attribute Postfix 3.7 sends), from a pool of senders or one hot sender, for a duration
+//! or a count. Prints throughput, latency percentiles (HDR histogram) and the count of each
+//! action.
+//!
+//!     cargo bench --bench load -- --socket /run/erl.sock --connections 64 --duration 10
+//!     cargo bench --bench load -- --serve-dunno /tmp/dunno.sock     # a server that only says DUNNO
+//!
+//! The last line is machine-readable: `RESULT rps=... p50_us=... p99_us=... ...`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hdrhistogram::Histogram;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+
+#[derive(Debug, Parser)]
+#[command(about = "Policy-protocol load generator for email-ratelimit")]
+struct Args {
+    /// The daemon's Unix socket.
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Instead of generating load: serve DUNNO to everyone on this socket (a baseline server).
+    #[arg(long)]
+    serve_dunno: Option<PathBuf>,
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Seconds to run (ignored when --requests is set).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Total requests to send instead of a duration.
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Distinct senders, chosen round-robin per connection.
+    #[arg(long, default_value_t = 10_000)]
+    senders: usize,
+    /// Every request from this one sender.
+    #[arg(long)]
+    hot_sender: Option<String>,
+    /// recipient_count of each message.
+    #[arg(long, default_value_t = 1)]
+    recipients: u32,
+    /// Runtime worker threads for the generator.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Seconds of warm-up before measuring (duration mode).
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
+    /// Passed by `cargo bench`; ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+fn request(sender: &str, rcpt: u32, n: u64) -> Vec<u8> {
+    format!(
+        "request=smtpd_access_policy\nprotocol_state=END-OF-MESSAGE\nprotocol_name=ESMTP\n\
+         client_address=203.0.113.{}\nclient_name=client{n}.example.net\nclient_port=5{:04}\n\
+         reverse_client_name=client{n}.example.net\nserver_address=192.0.2.25\nserver_port=587\n\
+         helo_name=client{n}.example.net\nsender={sender}\nrecipient=\nrecipient_count={rcpt}\n\
+         queue_id=4X{n:08X}\ninstance=1a2b.{n:x}.3c4d.0\nsize=18245\netrn_domain=\nstress=\n\
+         sasl_method=PLAIN\nsasl_username={sender}\nsasl_sender=\nccert_subject=\nccert_issuer=\n\
+         ccert_fingerprint=\nccert_pubkey_fingerprint=\nencryption_protocol=TLSv1.3\n\
+         encryption_cipher=TLS_AES_256_GCM_SHA384\nencryption_keysize=256\n\
+         policy_context=submission\ncompatibility_level=3.6\nmail_version=3.7.11\n\n",
+        n % 250 + 1,
+        n % 10_000
+    )
+    .into_bytes()
+}
+
+/// Reads one reply (ending in an empty line); returns its action word.
+async fn reply(stream: &mut UnixStream, buf: &mut Vec<u8>) -> std::io::Result<Action> {
+    buf.clear();
+    let mut chunk = [0u8; 512];
+    loop {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.ends_with(b"\n\n") {
+            return Ok(if buf.starts_with(b"action=DUNNO") {
+                Action::Dunno
+            } else if buf.starts_with(b"action=DEFER_IF_PERMIT") {
+                Action::Defer
+            } else {
+                Action::Other
+            });
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Action {
+    Dunno,
+    Defer,
+    Other,
+}
+
+struct Tally {
+    histogram: Histogram<u64>,
+    dunno: u64,
+    defer: u64,
+    other: u64,
+    errors: u64,
+}
+
+async fn connection(
+    socket: PathBuf,
+    requests: Arc<Vec<Vec<u8>>>,
+    offset: usize,
+    budget: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    measuring: Arc<AtomicBool>,
+) -> Tally {
+    let mut tally = Tally {
+        histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
+        dunno: 0,
+        defer: 0,
+        other: 0,
+        errors: 0,
+    };
+    let mut stream = match UnixStream::connect(&socket).await {
+        Ok(s) => s,
+        Err(_) => {
+            tally.errors += 1;
+            return tally;
+        }
+    };
+    let mut buf = Vec::with_capacity(256);
+    let mut i = offset;
+    while !stop.load(Ordering::Relaxed) {
+        if budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_err() {
+            break;
+        }
+        let req = &requests[i % requests.len()];
+        i += 1;
+        let started = Instant::now();
+        let result = async {
+            stream.write_all(req).await?;
+            reply(&mut stream, &mut buf).await
+        }
+        .await;
+        let Ok(action) = result else {
+            tally.errors += 1;
+            break;
+        };
+        if measuring.load(Ordering::Relaxed) {
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX).max(1);
+            let _ = tally.histogram.record(micros);
+            match action {
+                Action::Dunno => tally.dunno += 1,
+                Action::Defer => tally.defer += 1,
+                Action::Other => tally.other += 1,
+            }
+        }
+    }
+    tally
+}
+
+async fn serve_dunno(path: PathBuf) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    eprintln!("serving DUNNO on {}", path.display());
+    loop {
+        let (mut stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut out = Vec::with_capacity(1024);
+            // Whether the previous read ended in a newline (a request end may straddle reads).
+            let mut newline = false;
+            loop {
+                let n = match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let data = &buf[..n];
+                let mut ends = 0usize;
+                if newline && data[0] == b'\n' {
+                    ends += 1;
+                }
+                ends += memchr::memmem::find_iter(data, b"\n\n").count();
+                newline = data[n - 1] == b'\n' && !(n >= 2 && data[n - 2] == b'\n');
+                out.clear();
+                for _ in 0..ends {
+                    out.extend_from_slice(b"action=DUNNO\n\n");
+                }
+                if !out.is_empty() && stream.write_all(&out).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+fn main() -> std::io::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
+    if let Some(path) = args.serve_dunno.clone() {
+        return runtime.block_on(serve_dunno(path));
+    }
+    let socket =
+        args.socket.clone().ok_or_else(|| std::io::Error::other("--socket or --serve-dunno is required"))?;
+    let requests: Vec<Vec<u8>> = match &args.hot_sender {
+        Some(s) => (0..64).map(|n| request(s, args.recipients, n)).collect(),
+        None => (0..args.senders.max(1))
+            .map(|i| request(&format!("user{i}@example.com"), args.recipients, i as u64))
+            .collect(),
+    };
+    let requests = Arc::new(requests);
+    let stop = Arc::new(AtomicBool::new(false));
+    let counted = args.requests.is_some();
+    let measuring = Arc::new(AtomicBool::new(counted || args.warmup <= 0.0));
+    let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
+    let (tallies, elapsed) = runtime.block_on(async {
+        let tasks: Vec<_> = (0..args.connections)
+            .map(|c| {
+                tokio::spawn(connection(
+                    socket.clone(),
+                    requests.clone(),
+                    c * 7919,
+                    budget.clone(),
+                    stop.clone(),
+                    measuring.clone(),
+                ))
+            })
+            .collect();
+        if !counted && args.warmup > 0.0 {
+            tokio::time::sleep(Duration::from_secs_f64(args.warmup)).await;
+            measuring.store(true, Ordering::Relaxed);
+        }
+        let started = Instant::now();
+        if !counted {
+            tokio::time::sleep(Duration::from_secs_f64(args.duration)).await;
+            stop.store(true, Ordering::Relaxed);
+        }
+        let mut tallies = Vec::new();
+        for t in tasks {
+            if let Ok(tally) = t.await {
+                tallies.push(tally);
+            }
+        }
+        (tallies, started.elapsed())
+    });
+
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds");
+    let (mut dunno, mut defer, mut other, mut errors) = (0, 0, 0, 0);
+    for t in &tallies {
+        histogram.add(&t.histogram).expect("same bounds");
+        dunno += t.dunno;
+        defer += t.defer;
+        other += t.other;
+        errors += t.errors;
+    }
+    let total = histogram.len();
+    let secs = elapsed.as_secs_f64();
+    let rps = total as f64 / secs;
+    let q = |p: f64| histogram.value_at_quantile(p);
+    println!("connections={} requests={total} seconds={secs:.2} throughput={rps:.0} req/s", args.connections);
+    println!(
+        "latency_us p50={} p90={} p99={} p99.9={} max={}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        histogram.max()
+    );
+    println!("actions DUNNO={dunno} DEFER_IF_PERMIT={defer} other={other} errors={errors}");
+    println!(
+        "RESULT rps={rps:.0} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} dunno={dunno} defer={defer} other={other} errors={errors}",
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(0.999),
+        histogram.max()
+    );
+    Ok(())
+}

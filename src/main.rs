@@ -39,11 +39,10 @@ fn main() -> ExitCode {
     };
     match (cli.command, loaded) {
         (Command::Serve { .. }, Some((path, config))) => {
-            let log = telemetry::init(&config.log.level);
+            let (log, _flush) = telemetry::init(&config.log.level).unzip();
             match runtime.block_on(daemon::serve(path, config, log)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
-                    tracing::error!("cannot start: {e}");
                     eprintln!("email-ratelimit: {e}");
                     ExitCode::from(if e.is_config() { EXIT_CONFIG } else { 1 })
                 }

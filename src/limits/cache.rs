@@ -8,7 +8,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::{DatabaseLimits, DatabaseSource, Limits, LimitsError};
+use super::{DatabaseLimits, DatabaseSource, Fetched, Limits, LimitsError};
 use crate::config::LimitSettings;
 
 pub struct LimitsCache {
@@ -58,7 +58,15 @@ impl LimitsCache {
             return Ok(());
         };
         let started = Instant::now();
-        let fetched = db.fetch().await?;
+        let previous =
+            self.last_db.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|d| d.fingerprint);
+        let fetched = match db.fetch(previous).await? {
+            Fetched::Unchanged => {
+                tracing::debug!("limits unchanged in the database ({} ms)", started.elapsed().as_millis());
+                return Ok(());
+            }
+            Fetched::New(fetched) => fetched,
+        };
         let caps = fetched.mailboxes.len();
         *self.last_db.lock().unwrap_or_else(PoisonError::into_inner) = Some(fetched);
         self.rebuild();

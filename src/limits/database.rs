@@ -7,20 +7,34 @@
 //! - mailbox query: `email, daily_limit`, one row per opted-in mailbox; a NULL or 0 limit means
 //!   the default per-mailbox cap.
 
+use std::hash::{Hash, Hasher};
 use std::str::FromStr;
+use std::sync::Arc;
 
+use futures_util::TryStreamExt;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
+use super::caps::{CapTable, CapTableBuilder};
 use crate::config::DatabaseSettings;
-use crate::sender::{self, Mailbox};
+use crate::sender;
 
 /// What one successful read returned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DatabaseLimits {
     pub global: Option<u64>,
     pub default_mailbox: Option<u64>,
-    pub mailboxes: Vec<(Mailbox, Option<u64>)>,
+    pub mailboxes: Arc<CapTable>,
+    /// A hash of everything read, to skip rebuilding when nothing changed.
+    pub fingerprint: u64,
+}
+
+/// The outcome of a read.
+#[derive(Debug)]
+pub enum Fetched {
+    /// Same rows as the read with this fingerprint: nothing rebuilt.
+    Unchanged,
+    New(DatabaseLimits),
 }
 
 /// A failed read; the caller keeps its last good set.
@@ -32,6 +46,8 @@ pub enum LimitsError {
     Timeout(u64),
     #[error("database column {column}: {reason}")]
     Column { column: usize, reason: String },
+    #[error("building the cap table failed: {0}")]
+    Build(String),
 }
 
 /// Where and how to read. Each refresh opens its own short connection: one connection a
@@ -51,26 +67,35 @@ impl DatabaseSource {
         Ok(Self { options, settings: settings.clone() })
     }
 
-    /// Runs both queries, bounded by the configured timeout.
+    /// Runs both queries, bounded by the configured timeout. Rows are streamed into one raw
+    /// buffer and hashed; only when they differ from `previous` (a fingerprint) are the
+    /// addresses normalized and the table built, on a blocking thread, off the request path.
     ///
     /// # Errors
     /// [`LimitsError`] on any connection, query, timeout or column-type fault.
-    pub async fn fetch(&self) -> Result<DatabaseLimits, LimitsError> {
+    pub async fn fetch(&self, previous: Option<u64>) -> Result<Fetched, LimitsError> {
         let timeout = self.settings.timeout;
-        tokio::time::timeout(timeout, self.fetch_inner())
+        let raw = tokio::time::timeout(timeout, self.fetch_raw())
             .await
-            .map_err(|_| LimitsError::Timeout(timeout.as_secs()))?
+            .map_err(|_| LimitsError::Timeout(timeout.as_secs()))??;
+        if previous == Some(raw.fingerprint) {
+            return Ok(Fetched::Unchanged);
+        }
+        tokio::task::spawn_blocking(move || raw.build())
+            .await
+            .map_err(|e| LimitsError::Build(e.to_string()))
+            .map(Fetched::New)
     }
 
-    async fn fetch_inner(&self) -> Result<DatabaseLimits, LimitsError> {
+    async fn fetch_raw(&self) -> Result<RawRows, LimitsError> {
         let mut conn = MySqlConnection::connect_with(&self.options).await?;
-        let limits = self.read(&mut conn).await;
+        let rows = self.read(&mut conn).await;
         // A failed close only leaves the server to drop the connection itself.
         let _ = conn.close().await;
-        limits
+        rows
     }
 
-    async fn read(&self, conn: &mut MySqlConnection) -> Result<DatabaseLimits, LimitsError> {
+    async fn read(&self, conn: &mut MySqlConnection) -> Result<RawRows, LimitsError> {
         let global = AssertSqlSafe(self.settings.global_query.clone());
         let rows = sqlx::query(global).fetch_all(&mut *conn).await?;
         let mut own = None;
@@ -86,20 +111,68 @@ impl DatabaseSource {
         }
         let (global, default_mailbox) = own.or(fallback).unwrap_or((None, None));
 
-        let rows =
-            sqlx::query(AssertSqlSafe(self.settings.mailbox_query.clone())).fetch_all(&mut *conn).await?;
-        let mut mailboxes = Vec::with_capacity(rows.len());
+        let mut raw = RawRows { global, default_mailbox, ..RawRows::default() };
+        let query = AssertSqlSafe(self.settings.mailbox_query.clone());
+        let mut stream = sqlx::query(query).fetch(&mut *conn);
+        while let Some(row) = stream.try_next().await? {
+            raw.push(&row)?;
+        }
+        drop(stream);
+        raw.fingerprint = raw.hash();
+        Ok(raw)
+    }
+}
+
+/// The mailbox rows as read: addresses in one buffer, not yet normalized.
+#[derive(Debug, Default)]
+struct RawRows {
+    global: Option<u64>,
+    default_mailbox: Option<u64>,
+    text: String,
+    rows: Vec<(usize, usize, Option<u64>)>,
+    fingerprint: u64,
+}
+
+impl RawRows {
+    fn push(&mut self, row: &MySqlRow) -> Result<(), LimitsError> {
+        let start = self.text.len();
+        match row.try_get::<Option<&str>, _>(0) {
+            Ok(v) => self.text.push_str(v.unwrap_or_default()),
+            Err(_) => {
+                let bytes = row
+                    .try_get::<Option<&[u8]>, _>(0)
+                    .map_err(|e| LimitsError::Column { column: 0, reason: e.to_string() })?;
+                self.text.push_str(&String::from_utf8_lossy(bytes.unwrap_or_default()));
+            }
+        }
+        self.rows.push((start, self.text.len(), positive(int_column(row, 1)?)));
+        Ok(())
+    }
+
+    fn hash(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.global, self.default_mailbox, &self.text, &self.rows).hash(&mut h);
+        h.finish()
+    }
+
+    fn build(self) -> DatabaseLimits {
+        let mut builder = CapTableBuilder::with_capacity(self.rows.len());
         let mut rejected = 0usize;
-        for row in &rows {
-            match sender::normalize(&text_column(row, 0)?) {
-                Ok(m) => mailboxes.push((m, positive(int_column(row, 1)?))),
-                Err(_) => rejected += 1,
+        for &(start, end, daily) in &self.rows {
+            match sender::normalize(&self.text[start..end]) {
+                Ok(m) if builder.push(&m, daily) => {}
+                _ => rejected += 1,
             }
         }
         if rejected > 0 {
             tracing::warn!("database: skipped {rejected} mailbox rows with an unusable email");
         }
-        Ok(DatabaseLimits { global, default_mailbox, mailboxes })
+        DatabaseLimits {
+            global: self.global,
+            default_mailbox: self.default_mailbox,
+            mailboxes: Arc::new(builder.build()),
+            fingerprint: self.fingerprint,
+        }
     }
 }
 
@@ -124,13 +197,4 @@ fn int_column(row: &MySqlRow, i: usize) -> Result<Option<u64>, LimitsError> {
             .map_err(|_| LimitsError::Column { column: i, reason: format!("{s:?} is not a whole number") }),
         Err(e) => Err(LimitsError::Column { column: i, reason: e.to_string() }),
     }
-}
-
-fn text_column(row: &MySqlRow, i: usize) -> Result<String, LimitsError> {
-    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
-        return Ok(v.unwrap_or_default());
-    }
-    row.try_get::<Option<Vec<u8>>, _>(i)
-        .map(|v| String::from_utf8_lossy(&v.unwrap_or_default()).into_owned())
-        .map_err(|e| LimitsError::Column { column: i, reason: e.to_string() })
 }

@@ -2,12 +2,15 @@
 //! from the config file and optionally MariaDB, held in memory (no SQL on the request path).
 
 pub mod cache;
+pub mod caps;
 pub mod database;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 pub use cache::LimitsCache;
-pub use database::{DatabaseLimits, DatabaseSource, LimitsError};
+pub use caps::{CapTable, Daily};
+pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 
 use crate::config::LimitSettings;
 use crate::sender::Mailbox;
@@ -24,7 +27,12 @@ pub enum Origin {
 pub struct Limits {
     pub global: u64,
     pub default_mailbox: u64,
-    mailboxes: HashMap<Mailbox, u64>,
+    /// The config file's opt-in caps (few).
+    file_caps: HashMap<Mailbox, Daily>,
+    /// The database's (up to hundreds of thousands), shared between refreshes that only change
+    /// the config file.
+    db_caps: Arc<CapTable>,
+    capped: usize,
     pub origin: Origin,
 }
 
@@ -42,17 +50,15 @@ impl Limits {
     pub fn merged(config: &LimitSettings, db: Option<&DatabaseLimits>) -> Self {
         let global = db.and_then(|d| d.global).unwrap_or(config.global);
         let default_mailbox = db.and_then(|d| d.default_mailbox).unwrap_or(config.default_mailbox);
-        let db_caps = db.map(|d| d.mailboxes.as_slice()).unwrap_or_default();
-        let mailboxes = config
-            .mailboxes
-            .iter()
-            .chain(db_caps)
-            .map(|(m, daily)| (m.clone(), daily.unwrap_or(default_mailbox)))
-            .collect();
+        let db_caps = db.map(|d| d.mailboxes.clone()).unwrap_or_default();
+        let file_caps: HashMap<Mailbox, Daily> = config.mailboxes.iter().cloned().collect();
+        let capped = db_caps.len() + file_caps.keys().filter(|m| db_caps.get(m).is_none()).count();
         Self {
             global,
             default_mailbox,
-            mailboxes,
+            file_caps,
+            db_caps,
+            capped,
             origin: if db.is_some() { Origin::Database } else { Origin::ConfigFile },
         }
     }
@@ -60,13 +66,16 @@ impl Limits {
     /// The sender's daily cap, or `None` when it has not opted in.
     #[must_use]
     pub fn mailbox_cap(&self, mailbox: &Mailbox) -> Option<u64> {
-        self.mailboxes.get(mailbox).copied()
+        self.db_caps
+            .get(mailbox)
+            .or_else(|| self.file_caps.get(mailbox).copied())
+            .map(|daily| daily.unwrap_or(self.default_mailbox))
     }
 
     /// How many mailboxes have a cap.
     #[must_use]
     pub fn capped_mailboxes(&self) -> usize {
-        self.mailboxes.len()
+        self.capped
     }
 }
 
@@ -91,10 +100,14 @@ mod tests {
         assert_eq!(file_only.mailbox_cap(&mb("nobody@x.org")), None);
         assert_eq!(file_only.origin, Origin::ConfigFile);
 
+        let mut table = caps::CapTableBuilder::default();
+        table.push(&mb("c@x.org"), Some(3));
+        table.push(&mb("d@x.org"), None);
         let db = DatabaseLimits {
             global: Some(500),
             default_mailbox: Some(20),
-            mailboxes: vec![(mb("c@x.org"), Some(3)), (mb("d@x.org"), None)],
+            mailboxes: Arc::new(table.build()),
+            fingerprint: 1,
         };
         let merged = Limits::merged(&config, Some(&db));
         assert_eq!(merged.global, 500);
@@ -105,7 +118,7 @@ mod tests {
         assert_eq!(merged.capped_mailboxes(), 4);
         assert_eq!(merged.origin, Origin::Database);
 
-        let no_row = DatabaseLimits { global: None, default_mailbox: None, mailboxes: vec![] };
+        let no_row = DatabaseLimits::default();
         assert_eq!(Limits::merged(&config, Some(&no_row)).global, 999);
     }
 }

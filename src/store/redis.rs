@@ -142,6 +142,8 @@ impl CounterStore for RedisStore {
             return Err(StoreError::Unavailable);
         }
         let result = match tokio::time::timeout(self.timeout, self.run(c)).await {
+            // The client's own response timeout is the same fault as ours.
+            Ok(Err(StoreError::Redis(e))) if e.is_timeout() => Err(StoreError::Timeout(millis(self.timeout))),
             Ok(result) => result,
             Err(_) => Err(StoreError::Timeout(millis(self.timeout))),
         };

@@ -1,7 +1,9 @@
 //! The Redis key schema, shared by the daemon and the admin commands: the one place keys are
 //! built.
 
-use chrono::NaiveDate;
+use std::fmt;
+
+use chrono::{Datelike, NaiveDate};
 
 use crate::sender::Mailbox;
 
@@ -23,19 +25,28 @@ impl KeySchema {
     /// Today's counter of one sender.
     #[must_use]
     pub fn sender(&self, day: NaiveDate, sender: &Mailbox) -> String {
-        format!("{}:{}:{}", self.prefix, day.format("%Y-%m-%d"), sender)
+        format!("{}:{}:{}", self.prefix, Day(day), sender)
     }
 
     /// Today's server-wide counter.
     #[must_use]
     pub fn global(&self, day: NaiveDate) -> String {
-        format!("{}:{}:global", self.prefix, day.format("%Y-%m-%d"))
+        format!("{}:{}:global", self.prefix, Day(day))
     }
 
     /// The list of recent violations, newest first.
     #[must_use]
     pub fn violations(&self) -> String {
         format!("{}:violations", self.prefix)
+    }
+}
+
+/// `YYYY-MM-DD`, without chrono's strftime parser on the request path.
+struct Day(NaiveDate);
+
+impl fmt::Display for Day {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
     }
 }
 
@@ -53,6 +64,8 @@ mod tests {
         assert_eq!(keys.global(day), "erl:2026-03-07:global");
         assert_eq!(keys.violations(), "erl:violations");
         assert_eq!(KeySchema::new("x").global(day), "x:2026-03-07:global");
+        let late = NaiveDate::from_ymd_opt(2031, 12, 31).expect("valid date");
+        assert_eq!(keys.global(late), late.format("erl:%Y-%m-%d:global").to_string());
     }
 
     // A counter must outlive its local day even across a DST change, and then go.

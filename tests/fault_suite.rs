@@ -97,6 +97,8 @@ fn capped_daemon(redis: &Redis, extra: &str) -> Daemon {
 /// Enforcement is back (a sender over its cap is deferred again) within 5 s, and a fresh
 /// sender's count is exact.
 fn assert_recovered(d: &Daemon, redis: &Redis, tag: &str) {
+    let rss = rss_kib(d.pid());
+    assert!(rss > 0 && rss < 64 * 1024, "RSS {rss} KiB after {tag}");
     let started = Instant::now();
     wait_for("enforcement after recovery", Duration::from_secs(5), || {
         (d.send("capped@example.com", 5) != "DUNNO").then_some(())

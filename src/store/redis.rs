@@ -29,6 +29,8 @@ pub struct RedisStore {
     breaker: Mutex<Breaker>,
     script: Script,
     keys: KeySchema,
+    /// Constant for the life of the store: built once, not per request.
+    violations_key: String,
     timeout: Duration,
     violations_max: u64,
 }
@@ -65,6 +67,7 @@ impl RedisStore {
             breaker: Mutex::new(Breaker::new(RETRY_AFTER, settings.timeout)),
             script: Script::new(include_str!("consume.lua")),
             keys: KeySchema::new(&settings.key_prefix),
+            violations_key: KeySchema::new(&settings.key_prefix).violations(),
             timeout: settings.timeout,
             violations_max: settings.violations_max,
         })
@@ -91,7 +94,7 @@ impl RedisStore {
             .script
             .key(self.keys.sender(day, c.sender))
             .key(self.keys.global(day))
-            .key(self.keys.violations())
+            .key(&self.violations_key)
             .arg(c.recipients)
             .arg(c.mailbox_cap.unwrap_or(0))
             .arg(c.global_cap)

@@ -166,7 +166,7 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     validate::validate(raw, exists.then(|| path.to_owned()))
 }
 
-/// Validates TOML text (tests and `check-config` on snippets).
+/// Validates TOML text alone, without the environment (tests, the shipped example).
 ///
 /// # Errors
 /// As [`load`].

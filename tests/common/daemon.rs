@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use super::{BIN, Supervised, eom, wait_for};
+use super::{BIN, Supervised, eom, spawn_logged, wait_for};
 
 /// The real daemon binary with a config file in a temporary directory.
 pub struct Daemon {
@@ -88,19 +88,12 @@ impl Daemon {
     }
 
     fn spawn(&mut self, env: &[(&str, &str)]) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log");
         let mut cmd = Command::new(BIN);
         cmd.arg("serve").arg("--config").arg(&self.config);
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let child = cmd
-            .env("RUST_BACKTRACE", "1")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("start the daemon");
+        let child = spawn_logged(cmd.env("RUST_BACKTRACE", "1"), &self.log_path(), "the daemon");
         self.process.set(child);
         wait_for("the daemon to listen", Duration::from_secs(20), || {
             if let Some(status) = self.try_wait() {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-use super::{Supervised, free_port, have, wait_for};
+use super::{Supervised, free_port, have, spawn_logged, wait_for};
 
 /// Password of every test account.
 pub const PASSWORD: &str = "secret";
@@ -330,18 +330,11 @@ impl MailServer {
 
     fn start_dovecot(&mut self) {
         let dir = self.root().join("dovecot");
-        let log = std::fs::File::create(dir.join("stdout.log")).expect("log");
-        self.dovecot.set(
-            Command::new("dovecot")
-                .arg("-F")
-                .arg("-c")
-                .arg(dir.join("dovecot.conf"))
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("dup"))
-                .stderr(log)
-                .spawn()
-                .expect("start dovecot"),
-        );
+        self.dovecot.set(spawn_logged(
+            Command::new("dovecot").arg("-F").arg("-c").arg(dir.join("dovecot.conf")),
+            &dir.join("stdout.log"),
+            "dovecot",
+        ));
         let auth = self.queue_dir().join("private/auth");
         wait_for("dovecot's auth socket", Duration::from_secs(20), || {
             if let Some(status) = self.dovecot.try_wait() {

@@ -51,6 +51,17 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
+/// Starts a server with stdin closed and stdout and stderr appended to `log`: Dovecot and
+/// MariaDB keep an inherited stderr open, and a pipe on it would never end.
+pub fn spawn_logged(cmd: &mut std::process::Command, log: &Path, what: &str) -> Child {
+    let file = std::fs::OpenOptions::new().create(true).append(true).open(log).expect("open log");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(file.try_clone().expect("dup log"))
+        .stderr(file)
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {what}: {e}"))
+}
+
 /// A child process that is stopped (SIGCONT, SIGTERM, then SIGKILL after 10 s) when dropped.
 #[derive(Default)]
 pub struct Supervised(Option<Child>);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use super::{Supervised, free_port, have, wait_for};
+use super::{Supervised, free_port, have, spawn_logged, wait_for};
 
 /// A `redis-server` on a temporary port and directory.
 pub struct Redis {
@@ -29,25 +29,23 @@ impl Redis {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("redis.log")).expect("log file");
-        let child = Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("start redis-server");
+        let child = spawn_logged(
+            Command::new("redis-server")
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    &self.port.to_string(),
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                ])
+                .arg("--dir")
+                .arg(self.dir.path()),
+            &self.dir.path().join("redis.log"),
+            "redis-server",
+        );
         self.process.set(child);
         let url = self.url();
         wait_for("redis to answer PING", Duration::from_secs(10), || {
@@ -162,18 +160,16 @@ impl Mariadb {
     }
 
     fn spawn(&mut self) {
-        let log = std::fs::File::create(self.dir.path().join("mariadb.log")).expect("log");
-        let child = Command::new("mariadbd")
-            .args(["--no-defaults", "--user=mysql", "--bind-address=127.0.0.1", "--skip-log-bin"])
-            .arg(format!("--datadir={}", self.dir.path().join("data").display()))
-            .arg(format!("--socket={}", self.socket().display()))
-            .arg(format!("--port={}", self.port))
-            .arg(format!("--pid-file={}", self.dir.path().join("run/mariadb.pid").display()))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("dup"))
-            .stderr(log)
-            .spawn()
-            .expect("start mariadbd");
+        let child = spawn_logged(
+            Command::new("mariadbd")
+                .args(["--no-defaults", "--user=mysql", "--bind-address=127.0.0.1", "--skip-log-bin"])
+                .arg(format!("--datadir={}", self.dir.path().join("data").display()))
+                .arg(format!("--socket={}", self.socket().display()))
+                .arg(format!("--port={}", self.port))
+                .arg(format!("--pid-file={}", self.dir.path().join("run/mariadb.pid").display())),
+            &self.dir.path().join("mariadb.log"),
+            "mariadbd",
+        );
         self.process.set(child);
         let log = self.dir.path().join("mariadb.log");
         wait_for("mariadb to accept connections", Duration::from_secs(60), || {

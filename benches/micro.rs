@@ -48,7 +48,7 @@ fn decision(c: &mut Criterion) {
         .map(|i| (sender::normalize(&format!("user{i}@example.com")).expect("valid"), Some(1_000_000_000)))
         .collect();
     let limits = Arc::new(LimitsCache::new(
-        LimitSettings { global: u64::MAX / 2, default_mailbox: 50, mailboxes: caps },
+        LimitSettings { global: 1_000_000_000, default_mailbox: 50, max_recipients: 10_000, mailboxes: caps },
         None,
     ));
     // The memory store has the same decision logic as the Redis script, without the round trip.

@@ -2,12 +2,12 @@
 
 use std::fmt::Write as _;
 
-use chrono::{Local, TimeZone};
+use chrono::{DateTime, Utc};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 use crate::config::{Config, StoreKind};
-use crate::limits::{DatabaseSource, LimitsCache};
+use crate::limits::{Cap, DatabaseSource, LimitsCache};
 use crate::sender::{self, SenderError};
 use crate::store::{KeySchema, StoreError, Violation, redis::connect};
 
@@ -41,7 +41,7 @@ async fn open(config: &Config) -> Result<(MultiplexedConnection, KeySchema), Adm
 pub async fn status(config: &Config, user: &str) -> Result<String, AdminError> {
     let mailbox = sender::normalize(user)?;
     let (mut conn, keys) = open(config).await?;
-    let day = Local::now().date_naive();
+    let day = config.timezone.moment(Utc::now()).day();
     let sent: Option<u64> = conn.get(keys.sender(day, &mailbox)).await?;
     let global: Option<u64> = conn.get(keys.global(day)).await?;
     let (sent, global) = (sent.unwrap_or(0), global.unwrap_or(0));
@@ -56,9 +56,17 @@ pub async fn status(config: &Config, user: &str) -> Result<String, AdminError> {
     let has_db = db.is_some();
     let cache = LimitsCache::new(config.limits.clone(), db);
     if has_db && let Err(e) = cache.refresh().await {
-        eprintln!("warning: {e}; showing the config file's limits");
+        match cache.load_saved() {
+            Ok(Some(_)) => eprintln!("warning: {e}; showing the limits of the cache file"),
+            Ok(None) => eprintln!("warning: {e}; the database's caps are unknown"),
+            Err(saved) => eprintln!("warning: {e}; {saved}; the database's caps are unknown"),
+        }
     }
     let limits = cache.current();
+    let show = |cap: Cap, used: u64| match cap {
+        Cap::Enforced(n) => format!("{n} (remaining {})", n.saturating_sub(used)),
+        Cap::Unknown => "unknown until the database answers (counted, not enforced)".to_owned(),
+    };
 
     let mut out = String::new();
     let _ = writeln!(out, "user:        {mailbox}");
@@ -66,19 +74,22 @@ pub async fn status(config: &Config, user: &str) -> Result<String, AdminError> {
     let _ = writeln!(out, "sent today:  {sent}");
     match limits.mailbox_cap(&mailbox) {
         Some(cap) => {
-            let _ = writeln!(out, "mailbox cap: {cap} (remaining {})", cap.saturating_sub(sent));
+            let _ = writeln!(out, "mailbox cap: {}", show(cap, sent));
         }
         None => {
             let _ = writeln!(out, "mailbox cap: none (not opted in)");
         }
     }
-    let _ = writeln!(
-        out,
-        "server:      {global} of {} today (remaining {})",
-        limits.global,
-        limits.global.saturating_sub(global)
-    );
-    let _ = writeln!(out, "limits from: {:?}", limits.origin);
+    match limits.global {
+        Cap::Enforced(n) => {
+            let _ =
+                writeln!(out, "server:      {global} of {n} today (remaining {})", n.saturating_sub(global));
+        }
+        Cap::Unknown => {
+            let _ = writeln!(out, "server:      {global} today, cap {}", show(Cap::Unknown, global));
+        }
+    }
+    let _ = writeln!(out, "limits from: {}", limits.origin.describe());
     Ok(out)
 }
 
@@ -99,10 +110,10 @@ pub async fn violations(config: &Config, limit: usize, json: bool) -> Result<Str
         }
         match serde_json::from_str::<Violation>(&raw) {
             Ok(v) => {
-                let when = Local
-                    .timestamp_opt(v.ts, 0)
-                    .single()
-                    .map_or_else(|| v.ts.to_string(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string());
+                let when = DateTime::<Utc>::from_timestamp(v.ts, 0).map_or_else(
+                    || v.ts.to_string(),
+                    |t| config.timezone.local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
+                );
                 let _ = writeln!(
                     out,
                     "{when}  {:<6}  {}  limit={} count={} rcpt={} ip={} {}",
@@ -130,7 +141,7 @@ pub async fn violations(config: &Config, limit: usize, json: bool) -> Result<Str
 pub async fn reset(config: &Config, user: &str) -> Result<String, AdminError> {
     let mailbox = sender::normalize(user)?;
     let (mut conn, keys) = open(config).await?;
-    let key = keys.sender(Local::now().date_naive(), &mailbox);
+    let key = keys.sender(config.timezone.moment(Utc::now()).day(), &mailbox);
     let (old,): (Option<u64>,) =
         redis::pipe().atomic().get(&key).del(&key).ignore().query_async(&mut conn).await?;
     Ok(format!("reset {mailbox}: today's counter was {}, now 0\n", old.unwrap_or(0)))

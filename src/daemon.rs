@@ -9,6 +9,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
+use crate::clock::SystemClock;
 use crate::config::{self, Config, ConfigError, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
 use crate::policy::Policy;
@@ -59,8 +60,12 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         )),
     };
     let db = config.database.as_ref().map(DatabaseSource::new).transpose()?;
-    let limits = Arc::new(LimitsCache::new(config.limits.clone(), db));
-    let policy = Arc::new(Policy::new(store, limits.clone(), config.mode));
+    let limits = Arc::new(LimitsCache::new(config.limits.clone(), db).persisting());
+    // Before the socket answers: a restart while MariaDB is down enforces the last good read.
+    let saved = limits.load_saved();
+    let policy = Arc::new(
+        Policy::new(store, limits.clone(), config.mode).with_time(config.timezone, Arc::new(SystemClock)),
+    );
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
@@ -103,6 +108,26 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         limits.current().default_mailbox,
     );
     warn_about(&config);
+    if let Some(db) = &config.database {
+        match saved {
+            Ok(Some(written)) => tracing::info!(
+                "limits from the cache file {} (written {}) until the database answers: global={} default_mailbox={} mailbox_caps={}",
+                db.cache_file.display(),
+                chrono::DateTime::<chrono::Utc>::from_timestamp(written, 0)
+                    .map_or_else(|| written.to_string(), |t| t.to_rfc3339()),
+                limits.current().global,
+                limits.current().default_mailbox,
+                limits.current().capped_mailboxes()
+            ),
+            Ok(None) => tracing::warn!(
+                "no limits cache file {} yet: until the database answers, its caps are counted but not enforced (erl fail-open reason=limits-unknown)",
+                db.cache_file.display()
+            ),
+            Err(e) => tracing::warn!(
+                "limits cache file not used: {e}; until the database answers, its caps are counted but not enforced (erl fail-open reason=limits-unknown)"
+            ),
+        }
+    }
     notify(&[NotifyState::Ready]);
 
     let mut running = config;
@@ -147,11 +172,14 @@ async fn reload(
                 tracing::warn!("reload: log level not changed: {e}");
             }
             let fixed = new.listen != running.listen
+                || new.timezone != running.timezone
                 || new.store != running.store
                 || new.redis != running.redis
                 || new.database != running.database;
             if fixed {
-                tracing::warn!("reload: [listen], store, [redis] and [database] changes need a restart");
+                tracing::warn!(
+                    "reload: [listen], timezone, store, [redis] and [database] changes need a restart"
+                );
             }
             if new.database.is_some() {
                 limits.refresh_logged(None).await;
@@ -196,6 +224,11 @@ fn warn_about(config: &Config) {
     }
     if config.store == StoreKind::Memory {
         tracing::warn!("store = \"memory\": counters live in this process and are lost on restart");
+    }
+    if let Some(tcp) = config.listen.tcp {
+        tracing::warn!(
+            "listen.tcp = {tcp}: every local user (a PHP script on shared hosting) can reach this port and burn any sender's quota; prefer the Unix socket"
+        );
     }
     if config.limits.default_mailbox > config.limits.global {
         tracing::warn!(

@@ -20,6 +20,7 @@
 
 pub mod admin;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod limits;

@@ -55,12 +55,13 @@ impl State {
 pub struct Request {
     pub protocol_state: State,
     pub sasl_username: String,
-    /// `None` when absent or not a number.
-    pub recipient_count: Option<u32>,
+    /// The value when it is a decimal integer (saturated at `u64::MAX`, however long); `None`
+    /// when absent, empty, signed or not a number. What that means is the policy's to say.
+    pub recipient_count: Option<u64>,
     pub client_address: String,
     pub queue_id: String,
-    /// Set when a line had no `=` or a known attribute had an unusable value; such a request is
-    /// still answered (fail-open), never counted.
+    /// Set when a line had no `=`; such a request is still answered (fail-open), never counted.
+    /// Postfix never sends one: it means a client that is not Postfix.
     pub malformed: Option<&'static str>,
 }
 
@@ -170,14 +171,19 @@ fn apply(request: &mut Request, line: &[u8]) {
         b"sasl_username" => request.sasl_username = text(),
         b"client_address" => request.client_address = text(),
         b"queue_id" => request.queue_id = text(),
-        b"recipient_count" => {
-            request.recipient_count = std::str::from_utf8(value).ok().and_then(|v| v.trim().parse().ok());
-            if request.recipient_count.is_none() {
-                request.malformed = Some("recipient_count is not a number");
-            }
-        }
+        b"recipient_count" => request.recipient_count = decimal(value),
         _ => {}
     }
+}
+
+/// A decimal integer (ASCII digits only, surrounding blanks allowed), saturating instead of
+/// overflowing: `99999999999999999999999` is a huge count, not garbage.
+fn decimal(value: &[u8]) -> Option<u64> {
+    let digits = value.trim_ascii();
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(digits.iter().fold(0u64, |n, d| n.saturating_mul(10).saturating_add(u64::from(d - b'0'))))
 }
 
 #[cfg(test)]
@@ -299,9 +305,31 @@ mod tests {
         let (reqs, res, _) = decode_all(b"garbage line\nprotocol_state=END-OF-MESSAGE\n\n");
         assert_eq!(res, Ok(()));
         assert_eq!(reqs[0].malformed, Some("line without `=`"));
-        let (reqs, _, _) = decode_all(b"recipient_count=lots\n\n");
-        assert_eq!(reqs[0].recipient_count, None);
-        assert!(reqs[0].malformed.is_some());
+    }
+
+    #[test]
+    fn recipient_count_is_a_decimal_integer_or_nothing() {
+        let count = |v: &str| decode_all(format!("recipient_count={v}\n\n").as_bytes()).0[0].clone();
+        for (value, want) in [
+            ("3", Some(3)),
+            (" 7 ", Some(7)),
+            ("0", Some(0)),
+            ("007", Some(7)),
+            ("4000000000", Some(4_000_000_000)),
+            ("99999999999999999999999", Some(u64::MAX)),
+            ("", None),
+            ("-5", None),
+            ("+5", None),
+            ("abc", None),
+            ("1.5", None),
+            ("0x10", None),
+            ("\u{0663}", None),
+        ] {
+            let r = count(value);
+            assert_eq!(r.recipient_count, want, "{value:?}");
+            assert_eq!(r.malformed, None, "{value:?}: an odd count is the policy's business");
+        }
+        assert_eq!(decode_all(b"protocol_state=DATA\n\n").0[0].recipient_count, None);
     }
 
     #[test]

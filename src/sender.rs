@@ -31,7 +31,7 @@ pub enum SenderError {
     Empty,
     #[error("username longer than {MAX_LEN} bytes")]
     TooLong,
-    #[error("username holds a control or whitespace character")]
+    #[error("username holds a control, whitespace or `:` character")]
     BadCharacter,
     #[error("username has an invalid domain")]
     BadDomain,
@@ -43,7 +43,7 @@ pub enum SenderError {
 ///
 /// # Errors
 /// [`SenderError`] when the name is empty after trimming, too long, holds control characters or
-/// whitespace, has a domain IDNA rejects, or is the reserved word `global`.
+/// whitespace or `:`, has a domain IDNA rejects, or is the reserved word `global`.
 pub fn normalize(raw: &str) -> Result<Mailbox, SenderError> {
     let name = raw.trim();
     if name.is_empty() {
@@ -52,7 +52,9 @@ pub fn normalize(raw: &str) -> Result<Mailbox, SenderError> {
     if name.len() > MAX_LEN {
         return Err(SenderError::TooLong);
     }
-    if name.chars().any(|c| c.is_control() || c.is_whitespace()) {
+    // `:` separates the parts of every Redis key (`erl:lock:<email>`, `erl:<window>:<who>`): a
+    // name holding one could address another sender's or the server's counters.
+    if name.chars().any(|c| c.is_control() || c.is_whitespace() || c == ':') {
         return Err(SenderError::BadCharacter);
     }
     let normalized = match name.rsplit_once('@') {
@@ -148,6 +150,8 @@ mod tests {
         assert_eq!(normalize("alice@"), Err(SenderError::BadDomain));
         assert_eq!(normalize("alice@exa_mple..com!"), Err(SenderError::BadDomain));
         assert_eq!(normalize("GLOBAL"), Err(SenderError::Reserved));
+        assert_eq!(normalize("lock:alice@example.com"), Err(SenderError::BadCharacter));
+        assert_eq!(normalize("alice@example.com:x"), Err(SenderError::BadCharacter));
     }
 
     #[test]

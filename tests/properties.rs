@@ -35,7 +35,7 @@ fn request() -> impl Strategy<Value = (Request, Vec<(String, String)>)> {
     (
         state(),
         value(),
-        proptest::option::of(0u32..10_000),
+        proptest::option::of(0u64..10_000),
         value(),
         value(),
         proptest::collection::vec(("[a-z_]{1,12}", value()), 0..20),
@@ -186,7 +186,7 @@ proptest! {
             .zip(&caps)
             .filter_map(|(n, c)| c.map(|c| (sender::normalize(n).expect("valid"), Some(c))))
             .collect();
-        let limits = Arc::new(LimitsCache::new(LimitSettings { global, default_mailbox: 50, mailboxes }, None));
+        let limits = Arc::new(LimitsCache::new(LimitSettings { global, default_mailbox: 50, max_recipients: 10_000, mailboxes }, None));
         let mode = if log_only { Mode::LogOnly } else { Mode::Enforce };
         let policy = Policy::new(MemoryStore::new(KeySchema::new("erl"), 10_000), limits, mode);
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
@@ -197,7 +197,7 @@ proptest! {
             let req = Request {
                 protocol_state: s.state.clone(),
                 sasl_username: names[s.sender].clone(),
-                recipient_count: Some(if s.state == State::Rcpt { 0 } else { s.recipients }),
+                recipient_count: Some(if s.state == State::Rcpt { 0 } else { u64::from(s.recipients) }),
                 client_address: "198.51.100.1".into(),
                 queue_id: "Q".into(),
                 malformed: None,

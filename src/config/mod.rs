@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::clock::Zone;
 use crate::sender::Mailbox;
 
 /// Where `serve` and the admin commands look without `--config`.
@@ -23,6 +24,16 @@ pub const DEFAULT_GLOBAL_QUERY: &str =
 pub const DEFAULT_MAILBOX_QUERY: &str = "SELECT u.email, r.daily_limit \
      FROM er_mail_user_ratelimit r JOIN mail_user u ON u.mailuser_id = r.mailuser_id \
      WHERE r.enabled = 'y'";
+
+/// Where the last good database limits are kept for a restart while MariaDB is down.
+pub const DEFAULT_CACHE_FILE: &str = "/var/lib/email-ratelimit/limits.json";
+
+/// Bounds of the validated values (a typo must not make Postfix wait or a cap meaningless).
+pub const MAX_TIMEOUT_MS: u64 = 2000;
+pub const MAX_VIOLATIONS: u64 = 100_000;
+/// The largest cap accepted anywhere: far above any real server's day, far below overflow.
+pub const MAX_CAP: u64 = 1_000_000_000;
+pub const MAX_RECIPIENTS: u64 = 1_000_000;
 
 /// Enforce the caps, or only log what would be deferred.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -70,6 +81,8 @@ impl StoreKind {
 pub struct Config {
     pub mode: Mode,
     pub store: StoreKind,
+    /// The zone of "today" for the daemon and the admin commands alike.
+    pub timezone: Zone,
     pub listen: ListenSettings,
     pub limits: LimitSettings,
     pub redis: RedisSettings,
@@ -99,6 +112,8 @@ pub struct SocketGroup {
 pub struct LimitSettings {
     pub global: u64,
     pub default_mailbox: u64,
+    /// A larger `recipient_count` is counted as this.
+    pub max_recipients: u32,
     /// Opt-in caps; `None` means "the default per-mailbox cap".
     pub mailboxes: Vec<(Mailbox, Option<u64>)>,
 }
@@ -119,6 +134,7 @@ pub struct DatabaseSettings {
     pub timeout: Duration,
     pub global_query: String,
     pub mailbox_query: String,
+    pub cache_file: PathBuf,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,7 +176,10 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
     }
     let raw: raw::RawConfig = builder
-        .add_source(config::Environment::with_prefix(ENV_PREFIX).separator("__").try_parsing(true))
+        // No `try_parsing`: it would turn `EMAIL_RATELIMIT__REDIS__KEY_PREFIX=007` into the
+        // number 7 before serde sees that the key is a string; numbers and booleans are still
+        // converted where the key wants one.
+        .add_source(config::Environment::with_prefix(ENV_PREFIX).separator("__"))
         .build()?
         .try_deserialize()?;
     validate::validate(raw, exists.then(|| path.to_owned()))
@@ -180,6 +199,7 @@ pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
 
 mod raw;
 mod render;
+pub use render::redact;
 #[cfg(test)]
 mod tests;
 mod validate;

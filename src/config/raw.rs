@@ -5,13 +5,14 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX_QUERY, Mode, StoreKind};
+use super::{DEFAULT_CACHE_FILE, DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX_QUERY, Mode, StoreKind};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawConfig {
     pub(super) mode: Mode,
     pub(super) store: StoreKind,
+    pub(super) timezone: String,
     pub(super) listen: RawListen,
     pub(super) limits: RawLimits,
     pub(super) redis: RawRedis,
@@ -24,6 +25,7 @@ impl Default for RawConfig {
         Self {
             mode: Mode::Enforce,
             store: StoreKind::Redis,
+            timezone: String::new(),
             listen: RawListen::default(),
             limits: RawLimits::default(),
             redis: RawRedis::default(),
@@ -65,12 +67,13 @@ impl Default for RawListen {
 pub(super) struct RawLimits {
     pub(super) global: u64,
     pub(super) default_mailbox: u64,
+    pub(super) max_recipients: u64,
     pub(super) mailbox: Vec<RawMailbox>,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
-        Self { global: 999, default_mailbox: 50, mailbox: Vec::new() }
+        Self { global: 999, default_mailbox: 50, max_recipients: 10_000, mailbox: Vec::new() }
     }
 }
 
@@ -110,6 +113,7 @@ pub(super) struct RawDatabase {
     pub(super) timeout_secs: u64,
     pub(super) global_query: String,
     pub(super) mailbox_query: String,
+    pub(super) cache_file: PathBuf,
 }
 
 impl Default for RawDatabase {
@@ -121,6 +125,7 @@ impl Default for RawDatabase {
             timeout_secs: 10,
             global_query: DEFAULT_GLOBAL_QUERY.into(),
             mailbox_query: DEFAULT_MAILBOX_QUERY.into(),
+            cache_file: DEFAULT_CACHE_FILE.into(),
         }
     }
 }

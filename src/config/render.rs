@@ -4,17 +4,34 @@ use std::fmt::Write as _;
 
 use super::Config;
 
-/// Masks the password of a URL (`redis://:secret@host` -> `redis://:********@host`).
+const MASK: &str = "********";
+
+/// Masks every password form the drivers accept: the URL's own (`redis://:secret@host`) and
+/// query parameters that carry one (`redis+unix:///run/redis.sock?pass=secret`, a MySQL
+/// `?password=`), so `check-config` output can be pasted into a ticket.
 #[must_use]
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("********"));
-            u.to_string()
-        }
-        Ok(u) => u.to_string(),
-        Err(_) => "(unparsable)".into(),
+    let Ok(mut u) = url::Url::parse(url) else { return "(unparsable)".into() };
+    if u.password().is_some() {
+        let _ = u.set_password(Some(MASK));
     }
+    if u.query_pairs().any(|(k, _)| is_secret(&k)) {
+        let pairs: Vec<(String, String)> = u
+            .query_pairs()
+            .map(|(k, v)| {
+                let v = if is_secret(&k) { MASK.to_owned() } else { v.into_owned() };
+                (k.into_owned(), v)
+            })
+            .collect();
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
+}
+
+/// A query parameter that holds a credential (`pass`, `password`, `pwd`, `auth`, a token...).
+fn is_secret(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    ["pass", "pwd", "secret", "token", "auth"].iter().any(|s| key.contains(s))
 }
 
 fn q(s: &str) -> String {
@@ -29,7 +46,14 @@ impl Config {
         let source =
             self.source.as_ref().map_or_else(|| "embedded defaults".into(), |p| p.display().to_string());
         let _ = writeln!(o, "# effective config from {source} and the environment");
-        let _ = writeln!(o, "mode = {}\nstore = {}\n", q(self.mode.as_str()), q(self.store.as_str()));
+        let _ = writeln!(
+            o,
+            "mode = {}\nstore = {}\ntimezone = {}{}\n",
+            q(self.mode.as_str()),
+            q(self.store.as_str()),
+            q(self.timezone.name()),
+            if self.timezone.name().is_empty() { "   # TZ if set, else /etc/localtime" } else { "" }
+        );
         let l = &self.listen;
         let _ = writeln!(o, "[listen]\nsocket = {}", q(&l.socket.to_string_lossy()));
         let _ = writeln!(o, "socket_mode = \"{:04o}\"", l.socket_mode);
@@ -43,8 +67,8 @@ impl Config {
         let _ = writeln!(o, "idle_timeout_secs = {}\n", l.idle_timeout.as_secs());
         let _ = writeln!(
             o,
-            "[limits]\nglobal = {}\ndefault_mailbox = {}",
-            self.limits.global, self.limits.default_mailbox
+            "[limits]\nglobal = {}\ndefault_mailbox = {}\nmax_recipients = {}",
+            self.limits.global, self.limits.default_mailbox, self.limits.max_recipients
         );
         for (m, daily) in &self.limits.mailboxes {
             let _ = write!(o, "[[limits.mailbox]]\nemail = {}\n", q(m.as_str()));
@@ -64,11 +88,12 @@ impl Config {
         if let Some(d) = &self.database {
             let _ = writeln!(
                 o,
-                "\n[database]\nurl = {}\nrefresh_secs = {}\nserver_id = {}\ntimeout_secs = {}\nglobal_query = {}\nmailbox_query = {}",
+                "\n[database]\nurl = {}\nrefresh_secs = {}\nserver_id = {}\ntimeout_secs = {}\ncache_file = {}\nglobal_query = {}\nmailbox_query = {}",
                 q(&redact(&d.url)),
                 d.refresh.as_secs(),
                 d.server_id,
                 d.timeout.as_secs(),
+                q(&d.cache_file.to_string_lossy()),
                 q(&d.global_query),
                 q(&d.mailbox_query)
             );

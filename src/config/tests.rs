@@ -23,6 +23,8 @@ fn empty_file_gives_the_documented_defaults() {
     assert_eq!(c.redis.key_prefix, "erl");
     assert_eq!(c.redis.timeout, Duration::from_millis(250));
     assert_eq!(c.redis.violations_max, 1000);
+    assert_eq!(c.limits.max_recipients, 10_000);
+    assert_eq!(c.timezone, crate::clock::Zone::Local);
     assert_eq!(c.database, None);
     assert_eq!(c.log.level, "info");
 }
@@ -96,6 +98,75 @@ fn invalid_values_name_their_key() {
     assert!(err("[database]\nurl = \"postgres://x/y\"").starts_with("database.url"));
     assert!(err("[database]\nrefresh_secs = 5").starts_with("database.url"));
     assert!(err("[log]\nlevel = \"loud=[\"").starts_with("log.level"));
+    assert!(err("timezone = \"Mars/Base\"").starts_with("timezone"));
+    assert!(err("[limits]\nmax_recipients = 0").starts_with("limits.max_recipients"));
+    assert!(
+        err("[database]\nurl = \"mysql://a@b/c\"\ncache_file = \"x.json\"")
+            .starts_with("database.cache_file")
+    );
+}
+
+#[test]
+fn values_have_sane_upper_bounds() {
+    // Postfix waits 5 s in all: a Redis wait of 8 s made every message wait past it.
+    assert!(err("[redis]\ntimeout_ms = 2001").starts_with("redis.timeout_ms"));
+    assert!(from_toml("[redis]\ntimeout_ms = 2000").is_ok());
+    assert!(err("[redis]\nviolations_max = 100001").starts_with("redis.violations_max"));
+    assert!(err("[redis]\nviolations_max = 0").starts_with("redis.violations_max"));
+    assert!(err("[limits]\nglobal = 1000000001").starts_with("limits.global"));
+    assert!(err("[limits]\ndefault_mailbox = 9223372036854775807").starts_with("limits.default_mailbox"));
+    assert!(
+        err("[[limits.mailbox]]\nemail = \"a@c.d\"\ndaily = 1000000001").starts_with("limits.mailbox.daily")
+    );
+    assert!(err("[limits]\nmax_recipients = 1000001").starts_with("limits.max_recipients"));
+    assert!(from_toml("[limits]\nglobal = 1000000000\nmax_recipients = 1000000").is_ok());
+}
+
+#[test]
+fn a_socket_other_users_can_reach_is_refused() {
+    for mode in ["0666", "0662", "0664", "0661", "0777", "0606"] {
+        let e = err(&format!("[listen]\nsocket_mode = \"{mode}\""));
+        assert!(e.starts_with("listen.socket_mode") && e.contains("every local user"), "{mode}: {e}");
+    }
+    for mode in ["0660", "0600", "0640", "0620"] {
+        assert!(from_toml(&format!("[listen]\nsocket_mode = \"{mode}\"")).is_ok(), "{mode}");
+    }
+}
+
+#[test]
+fn a_zone_is_an_iana_name() {
+    let c = from_toml("timezone = \"Pacific/Kiritimati\"").expect("valid");
+    assert_eq!(c.timezone.name(), "Pacific/Kiritimati");
+    assert!(c.render().contains("timezone = \"Pacific/Kiritimati\""));
+}
+
+#[test]
+fn every_password_form_is_masked() {
+    for url in [
+        "redis://:hunter2@127.0.0.1:6379/0",
+        "redis://erl:hunter2@127.0.0.1:6379/0",
+        "rediss://erl:hunter2@redis.example:6380/0",
+        "redis+unix:///run/redis/redis.sock?db=2&pass=hunter2",
+        "redis+unix:///run/redis/redis.sock?user=erl&pass=hunter2&db=2",
+        "unix:///run/redis/redis.sock?pass=hunter2",
+        "mysql://erl:hunter2@localhost/dbispconfig",
+        "mysql://erl@localhost/dbispconfig?password=hunter2",
+        "mysql://erl@localhost/dbispconfig?socket=/run/mysqld/mysqld.sock&PASSWORD=hunter2",
+        "mysql://erl:hunter%32@localhost/dbispconfig",
+    ] {
+        let shown = render::redact(url);
+        assert!(!shown.contains("hunter"), "{url} -> {shown}");
+        assert!(shown.contains("********"), "{url} -> {shown}");
+    }
+    assert_eq!(
+        render::redact("redis+unix:///run/redis.sock?db=2&pass=x"),
+        "redis+unix:///run/redis.sock?db=2&pass=********"
+    );
+    let c = from_toml(
+        "[redis]\nurl = \"redis+unix:///run/r.sock?pass=hunter2\"\n[database]\nurl = \"mysql://u@h/db?password=hunter2\"",
+    )
+    .expect("valid");
+    assert!(!c.render().contains("hunter2"), "{}", c.render());
 }
 
 #[test]

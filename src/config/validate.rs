@@ -6,15 +6,17 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawDatabase, RawLimits, RawListen, RawLog, RawRedis};
 use super::{
-    Config, ConfigError, DatabaseSettings, LimitSettings, ListenSettings, LogSettings, RedisSettings,
-    SocketGroup, invalid,
+    Config, ConfigError, DatabaseSettings, LimitSettings, ListenSettings, LogSettings, MAX_CAP,
+    MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, RedisSettings, SocketGroup, invalid,
 };
+use crate::clock::Zone;
 use crate::sender::{self, Mailbox};
 
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     Ok(Config {
         mode: raw.mode,
         store: raw.store,
+        timezone: Zone::parse(&raw.timezone).map_err(|e| invalid("timezone", e))?,
         listen: validate_listen(raw.listen)?,
         limits: validate_limits(raw.limits)?,
         redis: validate_redis(raw.redis)?,
@@ -32,6 +34,15 @@ fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         .ok()
         .filter(|m| *m <= 0o777)
         .ok_or_else(|| invalid("listen.socket_mode", "must be octal permissions like \"0660\""))?;
+    // Any local user who can connect can burn any sender's quota (or answer for Postfix).
+    if socket_mode & 0o007 != 0 {
+        return Err(invalid(
+            "listen.socket_mode",
+            format!(
+                "{socket_mode:04o} lets every local user connect; the last digit must be 0 (e.g. \"0660\")"
+            ),
+        ));
+    }
     let socket_group = if raw.socket_group.is_empty() {
         None
     } else {
@@ -69,26 +80,38 @@ fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
     })
 }
 
+/// A cap: at least 1 (0 would defer everything; leave a mailbox out to leave it uncapped), at
+/// most [`MAX_CAP`].
+fn cap(key: &'static str, value: u64) -> Result<u64, ConfigError> {
+    if (1..=MAX_CAP).contains(&value) {
+        Ok(value)
+    } else {
+        Err(invalid(key, format!("{value}: must be 1 to {MAX_CAP}")))
+    }
+}
+
 fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
-    if raw.global == 0 {
-        return Err(invalid("limits.global", "must be at least 1"));
-    }
-    if raw.default_mailbox == 0 {
-        return Err(invalid("limits.default_mailbox", "must be at least 1"));
-    }
+    let global = cap("limits.global", raw.global)?;
+    let default_mailbox = cap("limits.default_mailbox", raw.default_mailbox)?;
+    let max_recipients = u32::try_from(raw.max_recipients)
+        .ok()
+        .filter(|n| (1..=MAX_RECIPIENTS).contains(&u64::from(*n)))
+        .ok_or_else(|| invalid("limits.max_recipients", format!("must be 1 to {MAX_RECIPIENTS}")))?;
     let mut mailboxes: Vec<(Mailbox, Option<u64>)> = Vec::with_capacity(raw.mailbox.len());
     for entry in raw.mailbox {
         let mailbox = sender::normalize(&entry.email)
             .map_err(|e| invalid("limits.mailbox.email", format!("{:?}: {e}", entry.email)))?;
-        if entry.daily == Some(0) {
-            return Err(invalid("limits.mailbox.daily", format!("{mailbox}: must be at least 1")));
+        if let Some(daily) = entry.daily
+            && !(1..=MAX_CAP).contains(&daily)
+        {
+            return Err(invalid("limits.mailbox.daily", format!("{mailbox}: must be 1 to {MAX_CAP}")));
         }
         if mailboxes.iter().any(|(m, _)| *m == mailbox) {
             return Err(invalid("limits.mailbox.email", format!("{mailbox} is listed twice")));
         }
         mailboxes.push((mailbox, entry.daily));
     }
-    Ok(LimitSettings { global: raw.global, default_mailbox: raw.default_mailbox, mailboxes })
+    Ok(LimitSettings { global, default_mailbox, max_recipients, mailboxes })
 }
 
 fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
@@ -96,11 +119,12 @@ fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
     if raw.key_prefix.is_empty() || raw.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("redis.key_prefix", "must be non-empty, without whitespace"));
     }
-    if !(1..=10_000).contains(&raw.timeout_ms) {
-        return Err(invalid("redis.timeout_ms", "must be 1 to 10000"));
+    // Postfix gives the whole policy check 5 s; a Redis wait near that stalls every message.
+    if !(1..=MAX_TIMEOUT_MS).contains(&raw.timeout_ms) {
+        return Err(invalid("redis.timeout_ms", format!("must be 1 to {MAX_TIMEOUT_MS}")));
     }
-    if raw.violations_max == 0 {
-        return Err(invalid("redis.violations_max", "must be at least 1"));
+    if !(1..=MAX_VIOLATIONS).contains(&raw.violations_max) {
+        return Err(invalid("redis.violations_max", format!("must be 1 to {MAX_VIOLATIONS}")));
     }
     Ok(RedisSettings {
         url: raw.url,
@@ -129,6 +153,9 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
     if raw.global_query.trim().is_empty() || raw.mailbox_query.trim().is_empty() {
         return Err(invalid("database", "global_query and mailbox_query must not be empty"));
     }
+    if !raw.cache_file.is_absolute() {
+        return Err(invalid("database.cache_file", "must be an absolute path"));
+    }
     Ok(DatabaseSettings {
         // sqlx only knows the mysql scheme; MariaDB speaks the same protocol.
         url: raw.url.replacen("mariadb://", "mysql://", 1),
@@ -137,6 +164,7 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
         timeout: Duration::from_secs(raw.timeout_secs),
         global_query: raw.global_query,
         mailbox_query: raw.mailbox_query,
+        cache_file: raw.cache_file,
     })
 }
 

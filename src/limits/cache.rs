@@ -1,33 +1,61 @@
 //! The in-memory limit set that requests read lock-free, and its refresh: every
-//! `refresh_secs` and on SIGHUP. A failed refresh keeps the last good database set; with none
-//! yet, the config file's values serve.
+//! `refresh_secs` and on SIGHUP. A failed refresh keeps the last good database set. Before the
+//! first good read the cache file's set serves; with neither, the caps the database provides are
+//! [`Cap::Unknown`](super::Cap::Unknown) (counted, never deferred on).
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::{DatabaseLimits, DatabaseSource, Fetched, Limits, LimitsError};
+use super::saved::{self, SavedError};
+use super::{DatabaseLimits, DatabaseSource, Fetched, Limits, LimitsError, Origin};
 use crate::config::LimitSettings;
+
+/// What is known of the database.
+struct DbState {
+    last: Option<DatabaseLimits>,
+    origin: Origin,
+    /// The fingerprint in the cache file (written or read), to write only what changed.
+    saved: Option<u64>,
+    /// The last cache-file write failure, logged once until it changes or clears.
+    save_failing: Option<String>,
+}
 
 pub struct LimitsCache {
     current: ArcSwap<Limits>,
     config: Mutex<LimitSettings>,
-    last_db: Mutex<Option<DatabaseLimits>>,
+    state: Mutex<DbState>,
     db: Option<DatabaseSource>,
+    /// Whether good reads are written to the cache file (the daemon; not the admin commands).
+    persist: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl LimitsCache {
-    /// Starts with the config file's limits; call [`Self::refresh`] to read the database.
+    /// Starts with the config file's limits, or, with a database, with its caps unknown; call
+    /// [`Self::load_saved`] and [`Self::refresh`] to learn them.
     #[must_use]
     pub fn new(config: LimitSettings, db: Option<DatabaseSource>) -> Self {
+        let origin = if db.is_some() { Origin::Unknown } else { Origin::ConfigFile };
         Self {
-            current: ArcSwap::from_pointee(Limits::from_config(&config)),
+            current: ArcSwap::from_pointee(Limits::merged(&config, None, origin)),
             config: Mutex::new(config),
-            last_db: Mutex::new(None),
+            state: Mutex::new(DbState { last: None, origin, saved: None, save_failing: None }),
             db,
+            persist: false,
         }
+    }
+
+    /// Writes every good read that changed something to the cache file.
+    #[must_use]
+    pub fn persisting(mut self) -> Self {
+        self.persist = true;
+        self
     }
 
     /// The current set (a cheap pointer copy).
@@ -38,14 +66,37 @@ impl LimitsCache {
 
     /// Replaces the config file's part (after SIGHUP) and rebuilds the set at once.
     pub fn set_config(&self, config: LimitSettings) {
-        *self.config.lock().unwrap_or_else(PoisonError::into_inner) = config;
+        *lock(&self.config) = config;
         self.rebuild();
     }
 
     fn rebuild(&self) {
-        let config = self.config.lock().unwrap_or_else(PoisonError::into_inner).clone();
-        let db = self.last_db.lock().unwrap_or_else(PoisonError::into_inner);
-        self.current.store(Arc::new(Limits::merged(&config, db.as_ref())));
+        let config = lock(&self.config).clone();
+        let state = lock(&self.state);
+        self.current.store(Arc::new(Limits::merged(&config, state.last.as_ref(), state.origin)));
+    }
+
+    /// Reads the cache file of the last good database read, unless the database has answered
+    /// already. Returns the unix time it was written, or `None` without a database or file.
+    ///
+    /// # Errors
+    /// [`SavedError`] for a file that is unreadable, malformed or from other settings; the
+    /// caller logs it and the caps stay unknown until the database answers.
+    pub fn load_saved(&self) -> Result<Option<i64>, SavedError> {
+        let Some(db) = &self.db else { return Ok(None) };
+        let settings = db.settings();
+        let Some((limits, written)) = saved::load(&settings.cache_file, settings)? else { return Ok(None) };
+        {
+            let mut state = lock(&self.state);
+            if state.origin == Origin::Database {
+                return Ok(None);
+            }
+            state.saved = Some(limits.fingerprint);
+            state.last = Some(limits);
+            state.origin = Origin::CacheFile;
+        }
+        self.rebuild();
+        Ok(Some(written))
     }
 
     /// Re-reads the database (when configured) and swaps in the new set.
@@ -58,27 +109,77 @@ impl LimitsCache {
             return Ok(());
         };
         let started = Instant::now();
-        let previous =
-            self.last_db.lock().unwrap_or_else(PoisonError::into_inner).as_ref().map(|d| d.fingerprint);
-        let fetched = match db.fetch(previous).await? {
+        let previous = lock(&self.state).last.as_ref().map(|d| d.fingerprint);
+        match db.fetch(previous).await? {
             Fetched::Unchanged => {
+                let mut state = lock(&self.state);
+                if state.origin != Origin::Database {
+                    // The cache file held exactly what the database says: now it is confirmed.
+                    state.origin = Origin::Database;
+                    drop(state);
+                    self.rebuild();
+                }
                 tracing::debug!("limits unchanged in the database ({} ms)", started.elapsed().as_millis());
-                return Ok(());
             }
-            Fetched::New(fetched) => fetched,
-        };
-        let caps = fetched.mailboxes.len();
-        *self.last_db.lock().unwrap_or_else(PoisonError::into_inner) = Some(fetched);
-        self.rebuild();
-        let limits = self.current();
-        tracing::debug!(
-            "limits refreshed from database: global={} default_mailbox={} mailbox_caps={} ({caps} from the database) in {} ms",
-            limits.global,
-            limits.default_mailbox,
-            limits.capped_mailboxes(),
-            started.elapsed().as_millis()
-        );
+            Fetched::New(fetched) => {
+                let caps = fetched.mailboxes.len();
+                {
+                    let mut state = lock(&self.state);
+                    state.last = Some(fetched);
+                    state.origin = Origin::Database;
+                }
+                self.rebuild();
+                let limits = self.current();
+                tracing::debug!(
+                    "limits refreshed from database: global={} default_mailbox={} mailbox_caps={} ({caps} from the database) in {} ms",
+                    limits.global,
+                    limits.default_mailbox,
+                    limits.capped_mailboxes(),
+                    started.elapsed().as_millis()
+                );
+            }
+        }
+        self.save().await;
         Ok(())
+    }
+
+    /// Writes the last good read to the cache file when it differs from what the file holds.
+    async fn save(&self) {
+        let Some(db) = self.db.as_ref().filter(|_| self.persist) else { return };
+        let last = {
+            let state = lock(&self.state);
+            match &state.last {
+                Some(last) if state.saved != Some(last.fingerprint) => last.clone(),
+                _ => return,
+            }
+        };
+        let settings = db.settings().clone();
+        let now = chrono::Utc::now().timestamp();
+        let fingerprint = last.fingerprint;
+        let result =
+            tokio::task::spawn_blocking(move || saved::save(&settings.cache_file, &settings, &last, now))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(SavedError::Io { path: "(cache writer)".into(), source: std::io::Error::other(e) })
+                });
+        let mut state = lock(&self.state);
+        match result {
+            Ok(()) => {
+                state.saved = Some(fingerprint);
+                if state.save_failing.take().is_some() {
+                    tracing::info!("limits cache file written again");
+                }
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if state.save_failing.as_ref() != Some(&text) {
+                    tracing::warn!(
+                        "cannot write the limits cache file ({text}); a restart while the database is down will not know its caps"
+                    );
+                    state.save_failing = Some(text);
+                }
+            }
+        }
     }
 
     /// Refreshes every `every` until `shutdown`; logs a failure once per outage (again only
@@ -115,11 +216,17 @@ impl LimitsCache {
             Err(e) => {
                 let text = e.to_string();
                 if failing.as_ref() != Some(&text) {
-                    let kept = match self.current().origin {
-                        super::Origin::Database => "the last good database limits",
-                        super::Origin::ConfigFile => "the config file's limits",
+                    let origin = self.current().origin;
+                    let kept = match origin {
+                        Origin::Database => "keeping the last good database limits".to_owned(),
+                        Origin::CacheFile => "keeping the limits of the cache file".to_owned(),
+                        Origin::Unknown => {
+                            "its caps are counted but not enforced until it answers (erl fail-open reason=limits-unknown)"
+                                .to_owned()
+                        }
+                        Origin::ConfigFile => format!("using {}", origin.describe()),
                     };
-                    tracing::warn!("limits refresh failed ({text}); keeping {kept}");
+                    tracing::warn!("limits refresh failed ({text}); {kept}");
                 }
                 Some(text)
             }

@@ -31,6 +31,11 @@ impl CapTable {
         self.index.binary_search_by(|e| self.key(e).cmp(wanted)).ok().map(|i| self.index[i].2.checked_sub(1))
     }
 
+    /// Every entry in address order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Daily)> + '_ {
+        self.index.iter().map(|e| (self.key(e), e.2.checked_sub(1)))
+    }
+
     #[must_use]
     pub fn len(&self) -> usize {
         self.index.len()

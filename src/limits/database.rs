@@ -67,6 +67,12 @@ impl DatabaseSource {
         Ok(Self { options, settings: settings.clone() })
     }
 
+    /// The settings it reads with.
+    #[must_use]
+    pub fn settings(&self) -> &DatabaseSettings {
+        &self.settings
+    }
+
     /// Runs both queries, bounded by the configured timeout. Rows are streamed into one raw
     /// buffer and hashed; only when they differ from `previous` (a fingerprint) are the
     /// addresses normalized and the table built, on a blocking thread, off the request path.

@@ -1,11 +1,14 @@
 //! The limit set: the server-wide cap, the default per-mailbox cap and the opt-in caps, built
-//! from the config file and optionally MariaDB, held in memory (no SQL on the request path).
+//! from the config file and optionally MariaDB (or the cache file of its last good read), held
+//! in memory (no SQL on the request path).
 
 pub mod cache;
 pub mod caps;
 pub mod database;
+pub mod saved;
 
 use std::collections::HashMap;
+use std::fmt;
 use std::sync::Arc;
 
 pub use cache::LimitsCache;
@@ -18,15 +21,65 @@ use crate::sender::Mailbox;
 /// Where the current set came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
+    /// No database configured.
     ConfigFile,
+    /// A good database read by this process.
     Database,
+    /// The cache file of an earlier good read; the database has not answered yet.
+    CacheFile,
+    /// A database is configured but nothing of it is known yet: the caps it provides are
+    /// counted, not enforced.
+    Unknown,
+}
+
+impl Origin {
+    /// For logs and `status`.
+    #[must_use]
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::ConfigFile => "the config file",
+            Self::Database => "the database",
+            Self::CacheFile => "the cache file of the last good database read",
+            Self::Unknown => "not known yet (database not read, no cache file)",
+        }
+    }
+}
+
+/// A cap as the policy sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    Enforced(u64),
+    /// The database decides this cap and has not been read: count, never defer on it.
+    Unknown,
+}
+
+impl Cap {
+    /// The number, when known.
+    #[must_use]
+    pub fn known(self) -> Option<u64> {
+        match self {
+            Self::Enforced(n) => Some(n),
+            Self::Unknown => None,
+        }
+    }
+}
+
+impl fmt::Display for Cap {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Enforced(n) => write!(f, "{n}"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
 }
 
 /// One immutable limit set; replaced whole on refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
-    pub global: u64,
-    pub default_mailbox: u64,
+    pub global: Cap,
+    pub default_mailbox: Cap,
+    /// A larger `recipient_count` is counted as this.
+    pub max_recipients: u32,
     /// The config file's opt-in caps (few).
     file_caps: HashMap<Mailbox, Daily>,
     /// The database's (up to hundreds of thousands), shared between refreshes that only change
@@ -40,36 +93,42 @@ impl Limits {
     /// The config file's limits alone.
     #[must_use]
     pub fn from_config(config: &LimitSettings) -> Self {
-        Self::merged(config, None)
+        Self::merged(config, None, Origin::ConfigFile)
     }
 
-    /// The config file's limits overlaid with the database's: the database's server-wide and
-    /// default caps win where it has them, and its opt-in caps are added to (and override) the
-    /// file's. A cap without its own number takes the effective default.
+    /// The config file's limits overlaid with the database's (`db`, from a read or the cache
+    /// file): the database's server-wide and default caps win where it has them, and its opt-in
+    /// caps are added to (and override) the file's. A cap without its own number takes the
+    /// effective default. With [`Origin::Unknown`] the caps the database would provide (the
+    /// server-wide and the default per-mailbox cap) are [`Cap::Unknown`]; a file cap with its
+    /// own number stays enforced.
     #[must_use]
-    pub fn merged(config: &LimitSettings, db: Option<&DatabaseLimits>) -> Self {
-        let global = db.and_then(|d| d.global).unwrap_or(config.global);
-        let default_mailbox = db.and_then(|d| d.default_mailbox).unwrap_or(config.default_mailbox);
+    pub fn merged(config: &LimitSettings, db: Option<&DatabaseLimits>, origin: Origin) -> Self {
+        let file = |n: u64| if origin == Origin::Unknown { Cap::Unknown } else { Cap::Enforced(n) };
+        let global = db.and_then(|d| d.global).map_or_else(|| file(config.global), Cap::Enforced);
+        let default_mailbox =
+            db.and_then(|d| d.default_mailbox).map_or_else(|| file(config.default_mailbox), Cap::Enforced);
         let db_caps = db.map(|d| d.mailboxes.clone()).unwrap_or_default();
         let file_caps: HashMap<Mailbox, Daily> = config.mailboxes.iter().cloned().collect();
         let capped = db_caps.len() + file_caps.keys().filter(|m| db_caps.get(m).is_none()).count();
         Self {
             global,
             default_mailbox,
+            max_recipients: config.max_recipients,
             file_caps,
             db_caps,
             capped,
-            origin: if db.is_some() { Origin::Database } else { Origin::ConfigFile },
+            origin,
         }
     }
 
     /// The sender's daily cap, or `None` when it has not opted in.
     #[must_use]
-    pub fn mailbox_cap(&self, mailbox: &Mailbox) -> Option<u64> {
+    pub fn mailbox_cap(&self, mailbox: &Mailbox) -> Option<Cap> {
         self.db_caps
             .get(mailbox)
             .or_else(|| self.file_caps.get(mailbox).copied())
-            .map(|daily| daily.unwrap_or(self.default_mailbox))
+            .map(|daily| daily.map_or(self.default_mailbox, Cap::Enforced))
     }
 
     /// How many mailboxes have a cap.
@@ -93,10 +152,11 @@ mod tests {
         let config = LimitSettings {
             global: 999,
             default_mailbox: 50,
+            max_recipients: 10_000,
             mailboxes: vec![(mb("a@x.org"), Some(10)), (mb("b@x.org"), None), (mb("c@x.org"), Some(7))],
         };
         let file_only = Limits::from_config(&config);
-        assert_eq!(file_only.mailbox_cap(&mb("b@x.org")), Some(50));
+        assert_eq!(file_only.mailbox_cap(&mb("b@x.org")), Some(Cap::Enforced(50)));
         assert_eq!(file_only.mailbox_cap(&mb("nobody@x.org")), None);
         assert_eq!(file_only.origin, Origin::ConfigFile);
 
@@ -109,16 +169,32 @@ mod tests {
             mailboxes: Arc::new(table.build()),
             fingerprint: 1,
         };
-        let merged = Limits::merged(&config, Some(&db));
-        assert_eq!(merged.global, 500);
-        assert_eq!(merged.mailbox_cap(&mb("a@x.org")), Some(10));
-        assert_eq!(merged.mailbox_cap(&mb("b@x.org")), Some(20), "default from the database");
-        assert_eq!(merged.mailbox_cap(&mb("c@x.org")), Some(3), "database wins");
-        assert_eq!(merged.mailbox_cap(&mb("d@x.org")), Some(20));
+        let merged = Limits::merged(&config, Some(&db), Origin::Database);
+        assert_eq!(merged.global, Cap::Enforced(500));
+        assert_eq!(merged.mailbox_cap(&mb("a@x.org")), Some(Cap::Enforced(10)));
+        assert_eq!(merged.mailbox_cap(&mb("b@x.org")), Some(Cap::Enforced(20)), "default from the database");
+        assert_eq!(merged.mailbox_cap(&mb("c@x.org")), Some(Cap::Enforced(3)), "database wins");
+        assert_eq!(merged.mailbox_cap(&mb("d@x.org")), Some(Cap::Enforced(20)));
         assert_eq!(merged.capped_mailboxes(), 4);
         assert_eq!(merged.origin, Origin::Database);
 
         let no_row = DatabaseLimits::default();
-        assert_eq!(Limits::merged(&config, Some(&no_row)).global, 999);
+        assert_eq!(Limits::merged(&config, Some(&no_row), Origin::Database).global, Cap::Enforced(999));
+    }
+
+    #[test]
+    fn until_the_database_is_known_its_caps_are_not_enforced() {
+        let config = LimitSettings {
+            global: 999,
+            default_mailbox: 50,
+            max_recipients: 10_000,
+            mailboxes: vec![(mb("a@x.org"), Some(10)), (mb("b@x.org"), None)],
+        };
+        let pending = Limits::merged(&config, None, Origin::Unknown);
+        assert_eq!(pending.global, Cap::Unknown, "the database may raise the server cap");
+        assert_eq!(pending.mailbox_cap(&mb("b@x.org")), Some(Cap::Unknown), "its default too");
+        assert_eq!(pending.mailbox_cap(&mb("a@x.org")), Some(Cap::Enforced(10)), "only the file sets this");
+        assert_eq!(pending.mailbox_cap(&mb("z@x.org")), None);
+        assert_eq!(pending.global.to_string(), "unknown");
     }
 }

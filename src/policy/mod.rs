@@ -2,39 +2,69 @@
 //! [`CounterStore`]. Knows no wire bytes, Redis command or SQL; writes the one log line per
 //! decision (`erl ok`, `erl DEFER`, `erl DEFER (log-only)`, `erl fail-open`, `erl skip`).
 
-use std::fmt;
+mod once;
+mod text;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use chrono::Local;
+pub use text::{global_text, mailbox_text};
 
+use self::once::OncePer;
+use self::text::Line;
+use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::Mode;
-use crate::limits::LimitsCache;
+use crate::limits::{Cap, LimitsCache};
 use crate::protocol::{Action, Request, State};
-use crate::sender::{self, Mailbox};
+use crate::sender;
 use crate::store::{Consume, CounterStore, Counts, Operation, StoreError, Verdict};
 
-/// The reply text for a sender over its own cap (contract: exact wording).
-#[must_use]
-pub fn mailbox_text(sender: &Mailbox, limit: u64) -> String {
-    format!("{sender}: Your daily limit of {limit} messages reached")
-}
+/// How often the same bad Redis key is named in the log.
+const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// The reply text when the server-wide cap is reached (contract: exact wording).
+/// How many recipients an end-of-data request counts for (contract): a `recipient_count` that
+/// is missing, zero or not a decimal integer counts 1 (the message exists and must not escape
+/// counting); one above `max` counts `max`. Returns the count and whether it was capped.
 #[must_use]
-pub fn global_text(sender: &Mailbox, limit: u64) -> String {
-    format!("{sender}: Global daily limit of {limit} reached")
+pub fn recipients(count: Option<u64>, max: u32) -> (u32, bool) {
+    match count {
+        None | Some(0) => (1, false),
+        Some(n) => match u32::try_from(n) {
+            Ok(n) if n <= max => (n, false),
+            _ => (max, true),
+        },
+    }
 }
 
 pub struct Policy<S> {
     store: S,
     limits: Arc<LimitsCache>,
     log_only: AtomicBool,
+    zone: Zone,
+    clock: Arc<dyn Clock>,
+    bad_keys: OncePer,
 }
 
 impl<S: CounterStore> Policy<S> {
+    /// A policy on the system clock in the local zone; see [`Self::with_time`].
     pub fn new(store: S, limits: Arc<LimitsCache>, mode: Mode) -> Self {
-        Self { store, limits, log_only: AtomicBool::new(mode == Mode::LogOnly) }
+        Self {
+            store,
+            limits,
+            log_only: AtomicBool::new(mode == Mode::LogOnly),
+            zone: Zone::Local,
+            clock: Arc::new(SystemClock),
+            bad_keys: OncePer::new(BAD_KEY_LOG_EVERY),
+        }
+    }
+
+    /// Decides "today" in `zone`, with "now" from `clock`.
+    #[must_use]
+    pub fn with_time(mut self, zone: Zone, clock: Arc<dyn Clock>) -> Self {
+        self.zone = zone;
+        self.clock = clock;
+        self
     }
 
     /// Switches between enforcing and log-only (SIGHUP).
@@ -95,71 +125,104 @@ impl<S: CounterStore> Policy<S> {
                 return Action::Dunno;
             }
         };
+        let limits = self.limits.current();
         let recipients = match operation {
-            // Postfix always sends >= 1 here; a missing count still counts the message once.
-            Operation::Count => req.recipient_count.unwrap_or(1).max(1),
+            Operation::Count => {
+                let (n, capped) = recipients(req.recipient_count, limits.max_recipients);
+                if capped {
+                    tracing::warn!(
+                        "erl clamp user={sender} recipient_count={} counted={n} (limits.max_recipients) client={} queue_id={}",
+                        req.recipient_count.unwrap_or_default(),
+                        req.client_address,
+                        req.queue_id
+                    );
+                }
+                n
+            }
             // At RCPT the count is 0: ask whether one more recipient would fit.
             Operation::Check => 1,
         };
-        let limits = self.limits.current();
-        let mode = self.mode();
+        let mailbox_cap = limits.mailbox_cap(&sender);
         let ask = Consume {
             sender: &sender,
             recipients,
-            mailbox_cap: limits.mailbox_cap(&sender),
-            global_cap: limits.global,
+            mailbox_cap: mailbox_cap.and_then(Cap::known),
+            global_cap: limits.global.known(),
             operation,
-            mode,
+            mode: self.mode(),
             client: &req.client_address,
-            now: Local::now(),
+            at: self.zone.moment(self.clock.now()),
+        };
+        let line = |counts: &Counts| {
+            let n = u64::from(recipients);
+            let counted = operation == Operation::Count
+                && (counts.verdict == Verdict::Fits || ask.mode == Mode::LogOnly);
+            let add = if counted { n } else { 0 };
+            Line {
+                user: &sender,
+                rcpt: n,
+                mailbox: counts.mailbox + add,
+                mailbox_cap,
+                global: counts.global + add,
+                global_cap: limits.global,
+                req,
+            }
         };
         match self.store.consume(&ask).await {
-            Ok(counts) => self.conclude(&ask, counts, req),
+            Ok(counts) => {
+                let unknown = limits.global == Cap::Unknown || mailbox_cap == Some(Cap::Unknown);
+                conclude(&ask, &counts, &line(&counts), unknown)
+            }
             Err(e) => {
-                tracing::warn!(
-                    "erl fail-open reason={} detail=\"{e}\" user={sender} rcpt={recipients} client={} queue_id={}",
-                    reason(&e),
-                    req.client_address,
-                    req.queue_id
-                );
+                self.fail_open(&e, &ask, req);
                 Action::Dunno
             }
         }
     }
 
-    fn conclude(&self, ask: &Consume<'_>, counts: Counts, req: &Request) -> Action {
-        let n = u64::from(ask.recipients);
-        let counted = ask.operation == Operation::Count
-            && (counts.verdict == Verdict::Fits || ask.mode == Mode::LogOnly);
-        let (m, g) =
-            if counted { (counts.mailbox + n, counts.global + n) } else { (counts.mailbox, counts.global) };
-        let line = Line {
-            user: ask.sender,
-            rcpt: n,
-            mailbox: m,
-            mailbox_cap: ask.mailbox_cap,
-            global: g,
-            global_cap: ask.global_cap,
-            req,
-        };
-        let text = match counts.verdict {
-            Verdict::Fits => {
-                tracing::info!("erl ok {line}");
-                return Action::Dunno;
-            }
-            Verdict::OverMailbox => mailbox_text(ask.sender, ask.mailbox_cap.unwrap_or(0)),
-            Verdict::OverGlobal => global_text(ask.sender, ask.global_cap),
-        };
-        let cap = if counts.verdict == Verdict::OverMailbox { "user" } else { "global" };
-        match ask.mode {
-            Mode::Enforce => {
-                tracing::info!("erl DEFER {line} cap={cap}");
-                Action::DeferIfPermit(text)
-            }
-            Mode::LogOnly => {
-                tracing::info!("erl DEFER (log-only) {line} cap={cap}");
-                Action::Dunno
-            }
+    /// Logs a store fault, once a minute per key for bad data (every retry meets it again).
+    fn fail_open(&self, e: &StoreError, ask: &Consume<'_>, req: &Request) {
+        let (sender, recipients) = (ask.sender, ask.recipients);
+        let (client, queue_id) = (&req.client_address, &req.queue_id);
+        match e {
+            StoreError::BadData { key } if self.bad_keys.first(key, Instant::now()) => tracing::warn!(
+                "erl fail-open reason=bad-data key={key} detail=\"{e}; delete or fix the key\" user={sender} rcpt={recipients} client={client} queue_id={queue_id}"
+            ),
+            StoreError::BadData { key } => tracing::debug!(
+                "erl fail-open reason=bad-data key={key} user={sender} rcpt={recipients} client={client} queue_id={queue_id}"
+            ),
+            _ => tracing::warn!(
+                "erl fail-open reason={} detail=\"{e}\" user={sender} rcpt={recipients} client={client} queue_id={queue_id}",
+                reason(e)
+            ),
+        }
+    }
+}
+
+/// The reply and the decision line. `unknown`: a cap of this sender was not enforced because
+/// the database has not been read yet.
+fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) -> Action {
+    let text = match counts.verdict {
+        Verdict::Fits if unknown => {
+            tracing::info!("erl fail-open reason=limits-unknown {line}");
+            return Action::Dunno;
+        }
+        Verdict::Fits => {
+            tracing::info!("erl ok {line}");
+            return Action::Dunno;
+        }
+        Verdict::OverMailbox => mailbox_text(ask.sender, ask.mailbox_cap.unwrap_or(0)),
+        Verdict::OverGlobal => global_text(ask.sender, ask.global_cap.unwrap_or(0)),
+    };
+    let cap = if counts.verdict == Verdict::OverMailbox { "user" } else { "global" };
+    match ask.mode {
+        Mode::Enforce => {
+            tracing::info!("erl DEFER {line} cap={cap}");
+            Action::DeferIfPermit(text)
+        }
+        Mode::LogOnly => {
+            tracing::info!("erl DEFER (log-only) {line} cap={cap}");
+            Action::Dunno
         }
     }
 }
@@ -171,36 +234,7 @@ fn reason(e: &StoreError) -> &'static str {
         StoreError::Timeout(_) => "redis-timeout",
         StoreError::Redis(_) => "redis-error",
         StoreError::BadReply(_) => "redis-bad-reply",
-    }
-}
-
-/// The shared fields of the `erl ok` / `erl DEFER` lines.
-struct Line<'a> {
-    user: &'a Mailbox,
-    rcpt: u64,
-    mailbox: u64,
-    mailbox_cap: Option<u64>,
-    global: u64,
-    global_cap: u64,
-    req: &'a Request,
-}
-
-impl fmt::Display for Line<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "user={} rcpt={} mailbox={}/", self.user, self.rcpt, self.mailbox)?;
-        match self.mailbox_cap {
-            Some(cap) => write!(f, "{cap}")?,
-            None => f.write_str("-")?,
-        }
-        write!(
-            f,
-            " global={}/{} client={} queue_id={} stage={}",
-            self.global,
-            self.global_cap,
-            self.req.client_address,
-            self.req.queue_id,
-            self.req.protocol_state.as_str()
-        )
+        StoreError::BadData { .. } => "bad-data",
     }
 }
 

@@ -2,14 +2,20 @@
 
 use std::sync::Arc;
 
+use chrono::Utc;
+
 use super::*;
 use crate::config::LimitSettings;
+use crate::sender::Mailbox;
 use crate::store::KeySchema;
 use crate::store::memory::MemoryStore;
 
 fn limits(global: u64, caps: &[(&str, Option<u64>)]) -> Arc<LimitsCache> {
     let mailboxes = caps.iter().map(|(e, d)| (sender::normalize(e).expect("valid"), *d)).collect();
-    Arc::new(LimitsCache::new(LimitSettings { global, default_mailbox: 50, mailboxes }, None))
+    Arc::new(LimitsCache::new(
+        LimitSettings { global, default_mailbox: 50, max_recipients: 10_000, mailboxes },
+        None,
+    ))
 }
 
 fn policy(mode: Mode, global: u64, caps: &[(&str, Option<u64>)]) -> Policy<MemoryStore> {
@@ -20,7 +26,7 @@ fn req(state: State, user: &str, n: u32) -> Request {
     Request {
         protocol_state: state,
         sasl_username: user.into(),
-        recipient_count: Some(n),
+        recipient_count: Some(u64::from(n)),
         client_address: "198.51.100.4".into(),
         queue_id: "Q1".into(),
         malformed: None,
@@ -32,8 +38,8 @@ fn eom(user: &str, n: u32) -> Request {
 }
 
 fn count(p: &Policy<MemoryStore>, key_user: &str) -> u64 {
-    let day = Local::now().date_naive();
-    let m = sender::normalize(key_user).expect("valid");
+    let day = Zone::Local.moment(Utc::now()).day();
+    let m: Mailbox = sender::normalize(key_user).expect("valid");
     p.store().count(&KeySchema::new("erl").sender(day, &m))
 }
 
@@ -148,5 +154,76 @@ fn store_faults_fail_open() {
     block_on(async {
         assert_eq!(p.decide(&eom("a@example.com", 100)).await, Action::Dunno);
         assert_eq!(p.decide(&req(State::Rcpt, "a@example.com", 0)).await, Action::Dunno);
+    });
+}
+
+#[test]
+fn recipient_count_rules() {
+    assert_eq!(recipients(Some(3), 10_000), (3, false));
+    assert_eq!(recipients(None, 10_000), (1, false), "missing or garbage counts once");
+    assert_eq!(recipients(Some(0), 10_000), (1, false), "zero counts once");
+    assert_eq!(recipients(Some(10_000), 10_000), (10_000, false));
+    assert_eq!(recipients(Some(10_001), 10_000), (10_000, true));
+    assert_eq!(recipients(Some(4_000_000_000), 10_000), (10_000, true));
+    assert_eq!(recipients(Some(u64::MAX), 10_000), (10_000, true));
+}
+
+#[test]
+fn odd_and_huge_counts_are_counted_not_skipped() {
+    // Log-only counted 4,000,000,000 and blocked everyone after a switch to enforce.
+    let p = policy(Mode::LogOnly, 50_000, &[]);
+    block_on(async {
+        let mut r = eom("h@example.com", 0);
+        for count in [None, Some(0), Some(4_000_000_000), Some(u64::MAX)] {
+            r.recipient_count = count;
+            assert_eq!(p.decide(&r).await, Action::Dunno);
+        }
+        assert_eq!(count(&p, "h@example.com"), 1 + 1 + 10_000 + 10_000);
+        p.set_mode(Mode::Enforce);
+        assert_eq!(p.decide(&eom("other@example.com", 1)).await, Action::Dunno, "29,999 left");
+    });
+}
+
+#[test]
+fn a_name_holding_a_colon_is_not_counted() {
+    let p = policy(Mode::Enforce, 1, &[]);
+    block_on(async {
+        assert_eq!(p.decide(&eom("lock:x@example.com", 5)).await, Action::Dunno);
+        assert_eq!(
+            p.decide(&eom("x@example.com", 1)).await,
+            Action::Dunno,
+            "the global cap of 1 is untouched"
+        );
+    });
+}
+
+#[test]
+fn until_the_database_answers_its_caps_count_but_never_defer() {
+    let db = crate::config::from_toml("[database]\nurl = \"mysql://erl:pw@127.0.0.1:9/dbispconfig\"")
+        .expect("valid")
+        .database
+        .expect("database");
+    let settings = LimitSettings {
+        global: 3,
+        default_mailbox: 2,
+        max_recipients: 10_000,
+        mailboxes: vec![
+            (sender::normalize("own@example.com").expect("valid"), Some(1)),
+            (sender::normalize("dflt@example.com").expect("valid"), None),
+        ],
+    };
+    let source = crate::limits::DatabaseSource::new(&db).expect("valid url");
+    let cache = Arc::new(LimitsCache::new(settings, Some(source)));
+    let p = Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), cache, Mode::Enforce);
+    block_on(async {
+        // The file's global 3 and default 2 would defer these; the database may say otherwise.
+        assert_eq!(p.decide(&eom("dflt@example.com", 5)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("dflt@example.com", 5)).await, Action::Dunno);
+        assert_eq!(count(&p, "dflt@example.com"), 10, "counted all the same");
+        // A cap only the file defines stays enforced.
+        assert_eq!(
+            p.decide(&eom("own@example.com", 2)).await,
+            Action::DeferIfPermit("own@example.com: Your daily limit of 1 messages reached".into())
+        );
     });
 }

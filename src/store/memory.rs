@@ -48,7 +48,7 @@ impl MemoryStore {
     }
 
     fn apply(&self, c: &Consume<'_>) -> Counts {
-        let day = c.now.date_naive();
+        let day = c.at.day();
         let sender_key = self.keys.sender(day, c.sender);
         let global_key = self.keys.global(day);
         let n = u64::from(c.recipients);
@@ -64,11 +64,11 @@ impl MemoryStore {
         let over = match verdict {
             Verdict::Fits => None,
             Verdict::OverMailbox => Some(("user", c.mailbox_cap.unwrap_or(0), m)),
-            Verdict::OverGlobal => Some(("global", c.global_cap, g)),
+            Verdict::OverGlobal => Some(("global", c.global_cap.unwrap_or(0), g)),
         };
         if let Some((kind, limit, count)) = over {
             state.violations.push_front(Violation {
-                ts: c.now.timestamp(),
+                ts: c.at.unix,
                 kind: kind.to_owned(),
                 user: c.sender.to_string(),
                 limit,
@@ -95,12 +95,14 @@ impl CounterStore for MemoryStore {
 
 #[cfg(test)]
 mod tests {
-    use chrono::{Local, TimeZone};
+    use chrono::{TimeZone, Utc};
 
     use super::*;
+    use crate::clock::Zone;
     use crate::sender::{Mailbox, normalize};
 
     fn ask<'a>(sender: &'a Mailbox, n: u32, cap: Option<u64>, gcap: u64) -> Consume<'a> {
+        let gcap = Some(gcap);
         Consume {
             sender,
             recipients: n,
@@ -109,7 +111,7 @@ mod tests {
             operation: Operation::Count,
             mode: Mode::Enforce,
             client: "192.0.2.1",
-            now: Local::now(),
+            at: Zone::Local.moment(Utc::now()),
         }
     }
 
@@ -121,7 +123,7 @@ mod tests {
         assert_eq!(store.apply(&ask(&alice, 3, Some(5), 999)).verdict, Verdict::Fits);
         let refused = store.apply(&ask(&alice, 1, Some(5), 999));
         assert_eq!((refused.verdict, refused.mailbox, refused.global), (Verdict::OverMailbox, 5, 5));
-        let key = KeySchema::new("erl").sender(Local::now().date_naive(), &alice);
+        let key = KeySchema::new("erl").sender(Zone::Local.moment(Utc::now()).day(), &alice);
         assert_eq!(store.count(&key), 5);
         let v = store.violations();
         assert_eq!(v.len(), 1);
@@ -153,10 +155,12 @@ mod tests {
         let store = MemoryStore::new(KeySchema::new("erl"), 10);
         let carol = normalize("carol@example.com").expect("valid");
         let mut c = ask(&carol, 4, Some(5), 999);
-        c.now = Local.with_ymd_and_hms(2026, 1, 1, 23, 59, 0).single().expect("valid");
+        let berlin = Zone::parse("Europe/Berlin").expect("valid");
+        // 23:59 and 00:01 in Berlin.
+        c.at = berlin.moment(Utc.with_ymd_and_hms(2026, 1, 1, 22, 59, 0).single().expect("valid"));
         store.apply(&c);
         assert_eq!(store.apply(&c).verdict, Verdict::OverMailbox);
-        c.now = Local.with_ymd_and_hms(2026, 1, 2, 0, 1, 0).single().expect("valid");
+        c.at = berlin.moment(Utc.with_ymd_and_hms(2026, 1, 1, 23, 1, 0).single().expect("valid"));
         assert_eq!(store.apply(&c).verdict, Verdict::Fits);
     }
 }

@@ -12,11 +12,10 @@ pub mod violation;
 
 use std::future::Future;
 
-use chrono::{DateTime, Local};
-
 pub use keys::KeySchema;
 pub use violation::Violation;
 
+use crate::clock::Moment;
 use crate::config::Mode;
 use crate::sender::Mailbox;
 
@@ -35,15 +34,16 @@ pub struct Consume<'a> {
     pub sender: &'a Mailbox,
     /// Recipients of the message (>= 1).
     pub recipients: u32,
-    /// The sender's daily cap, if it has one.
+    /// The sender's daily cap, if one is enforced.
     pub mailbox_cap: Option<u64>,
-    pub global_cap: u64,
+    /// The server's daily cap, if one is enforced (not while the database's is unknown).
+    pub global_cap: Option<u64>,
     pub operation: Operation,
     pub mode: Mode,
     /// The SMTP client's address, for the violation record.
     pub client: &'a str,
     /// Decides the local date of the counters and the violation timestamp.
-    pub now: DateTime<Local>,
+    pub at: Moment,
 }
 
 /// Which cap, if any, the message passes.
@@ -58,11 +58,14 @@ impl Verdict {
     /// The decision rule shared by every store (and mirrored by `consume.lua`): the mailbox cap
     /// first, then the server-wide cap; `m` and `g` are today's counts before the message.
     #[must_use]
-    pub fn judge(m: u64, g: u64, n: u64, mailbox_cap: Option<u64>, global_cap: u64) -> Self {
-        match mailbox_cap {
-            Some(cap) if m.saturating_add(n) > cap => Self::OverMailbox,
-            _ if g.saturating_add(n) > global_cap => Self::OverGlobal,
-            _ => Self::Fits,
+    pub fn judge(m: u64, g: u64, n: u64, mailbox_cap: Option<u64>, global_cap: Option<u64>) -> Self {
+        let over = |count: u64, cap: Option<u64>| cap.is_some_and(|cap| count.saturating_add(n) > cap);
+        if over(m, mailbox_cap) {
+            Self::OverMailbox
+        } else if over(g, global_cap) {
+            Self::OverGlobal
+        } else {
+            Self::Fits
         }
     }
 }
@@ -86,6 +89,29 @@ pub enum StoreError {
     Redis(#[from] ::redis::RedisError),
     #[error("unexpected script reply: {0}")]
     BadReply(String),
+    /// A key of the wrong type, or a counter that is not a non-negative integer: this request
+    /// changed nothing and fails open; others are unaffected.
+    #[error("key {key} holds bad data (wrong type, or not a non-negative integer)")]
+    BadData { key: String },
+}
+
+impl StoreError {
+    /// Whether the fault is the link's (connection, timeout), which every request would meet,
+    /// rather than one request's data or reply. Only link faults open the circuit breaker.
+    #[must_use]
+    pub fn is_link_fault(&self) -> bool {
+        match self {
+            Self::Unavailable | Self::Timeout(_) => true,
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+            }
+            Self::BadReply(_) | Self::BadData { .. } => false,
+        }
+    }
 }
 
 /// A counter store.
@@ -116,15 +142,18 @@ mod tests {
     #[test]
     fn judge_follows_the_decision_table() {
         // cap 5: 2 then 3 fit exactly, then 1 more does not.
-        assert_eq!(Verdict::judge(0, 0, 2, Some(5), 999), Verdict::Fits);
-        assert_eq!(Verdict::judge(2, 2, 3, Some(5), 999), Verdict::Fits);
-        assert_eq!(Verdict::judge(5, 5, 1, Some(5), 999), Verdict::OverMailbox);
+        let g = Some(999);
+        assert_eq!(Verdict::judge(0, 0, 2, Some(5), g), Verdict::Fits);
+        assert_eq!(Verdict::judge(2, 2, 3, Some(5), g), Verdict::Fits);
+        assert_eq!(Verdict::judge(5, 5, 1, Some(5), g), Verdict::OverMailbox);
         // the mailbox cap is checked first
-        assert_eq!(Verdict::judge(5, 999, 1, Some(5), 999), Verdict::OverMailbox);
-        assert_eq!(Verdict::judge(0, 998, 2, Some(5), 999), Verdict::OverGlobal);
-        assert_eq!(Verdict::judge(0, 998, 1, Some(5), 999), Verdict::Fits);
+        assert_eq!(Verdict::judge(5, 999, 1, Some(5), g), Verdict::OverMailbox);
+        assert_eq!(Verdict::judge(0, 998, 2, Some(5), g), Verdict::OverGlobal);
+        assert_eq!(Verdict::judge(0, 998, 1, Some(5), g), Verdict::Fits);
         // uncapped senders meet only the global cap
-        assert_eq!(Verdict::judge(10_000, 0, 1, None, 999), Verdict::Fits);
-        assert_eq!(Verdict::judge(u64::MAX, u64::MAX, 1, None, u64::MAX), Verdict::Fits);
+        assert_eq!(Verdict::judge(10_000, 0, 1, None, g), Verdict::Fits);
+        assert_eq!(Verdict::judge(u64::MAX, u64::MAX, 1, None, Some(u64::MAX)), Verdict::Fits);
+        // a cap that is not enforced (the database's, not read yet) never refuses
+        assert_eq!(Verdict::judge(5000, 5000, 1, None, None), Verdict::Fits);
     }
 }

@@ -4,15 +4,16 @@
 //! One multiplexed connection pipelines the requests of every Postfix connection onto one Redis
 //! socket, so concurrency costs no pool round trips. The script is loaded when the link is
 //! (re)established and re-sent transparently after `NOSCRIPT` (Redis restart, `SCRIPT FLUSH`).
-//! Any fault opens the breaker: requests then fail fast (the caller fails open) and one probe
-//! per second tests whether Redis is back.
+//! A link fault (connection, timeout) opens the breaker: requests then fail fast (the caller
+//! fails open) and one probe per second tests whether Redis is back. A data fault (a key of the
+//! wrong type, a counter that is not a number) fails only the requests that touch that key.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script};
+use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::breaker::Breaker;
 use super::keys::{COUNTER_TTL_SECS, KeySchema};
@@ -89,15 +90,15 @@ impl RedisStore {
 
     async fn run(&self, c: &Consume<'_>) -> Result<Counts, StoreError> {
         let mut conn = self.connection().await?;
-        let day = c.now.date_naive();
-        let reply: Vec<i64> = self
+        let day = c.at.day();
+        let reply: Vec<Value> = self
             .script
             .key(self.keys.sender(day, c.sender))
             .key(self.keys.global(day))
             .key(&self.violations_key)
             .arg(c.recipients)
             .arg(c.mailbox_cap.unwrap_or(0))
-            .arg(c.global_cap)
+            .arg(c.global_cap.unwrap_or(0))
             .arg(match c.operation {
                 Operation::Count => "count",
                 Operation::Check => "check",
@@ -108,22 +109,12 @@ impl RedisStore {
             })
             .arg(COUNTER_TTL_SECS)
             .arg(self.violations_max)
-            .arg(c.now.timestamp())
+            .arg(c.at.unix)
             .arg(c.sender.as_str())
             .arg(c.client)
             .invoke_async(&mut conn)
             .await?;
-        let verdict = match reply.first() {
-            Some(0) => Verdict::Fits,
-            Some(1) => Verdict::OverMailbox,
-            Some(2) => Verdict::OverGlobal,
-            _ => return Err(StoreError::BadReply(format!("{reply:?}"))),
-        };
-        let count = |i: usize| reply.get(i).and_then(|&v| u64::try_from(v).ok());
-        match (count(1), count(2)) {
-            (Some(mailbox), Some(global)) => Ok(Counts { verdict, mailbox, global }),
-            _ => Err(StoreError::BadReply(format!("{reply:?}"))),
-        }
+        parse_reply(&reply)
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -156,8 +147,75 @@ impl CounterStore for RedisStore {
                     tracing::info!("redis link back; enforcing again");
                 }
             }
-            Err(e) => self.trip(e),
+            Err(e) if e.is_link_fault() => self.trip(e),
+            // The link works: a data fault is this request's alone.
+            Err(_) => {}
         }
         result
+    }
+}
+
+/// `{verdict, m, g}` or `{3, key}` (see `consume.lua`).
+fn parse_reply(reply: &[Value]) -> Result<Counts, StoreError> {
+    let int = |i: usize| match reply.get(i) {
+        Some(Value::Int(v)) => Some(*v),
+        _ => None,
+    };
+    let bad = || StoreError::BadReply(format!("{reply:?}"));
+    let verdict = match int(0) {
+        Some(0) => Verdict::Fits,
+        Some(1) => Verdict::OverMailbox,
+        Some(2) => Verdict::OverGlobal,
+        Some(3) => {
+            return match reply.get(1) {
+                Some(Value::BulkString(key)) => {
+                    Err(StoreError::BadData { key: String::from_utf8_lossy(key).into_owned() })
+                }
+                _ => Err(bad()),
+            };
+        }
+        _ => return Err(bad()),
+    };
+    let count = |i: usize| int(i).and_then(|v| u64::try_from(v).ok());
+    match (count(1), count(2)) {
+        (Some(mailbox), Some(global)) => Ok(Counts { verdict, mailbox, global }),
+        _ => Err(bad()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_every_reply_shape() {
+        let counts = parse_reply(&[Value::Int(1), Value::Int(5), Value::Int(7)]).expect("counts");
+        assert_eq!(counts, Counts { verdict: Verdict::OverMailbox, mailbox: 5, global: 7 });
+        let bad = parse_reply(&[Value::Int(3), Value::BulkString(b"erl:violations".to_vec())]);
+        assert!(matches!(bad, Err(StoreError::BadData { ref key }) if key == "erl:violations"), "{bad:?}");
+        for junk in [
+            vec![],
+            vec![Value::Int(9), Value::Int(0), Value::Int(0)],
+            vec![Value::Int(0), Value::Int(-1), Value::Int(0)],
+            vec![Value::Int(3)],
+        ] {
+            assert!(matches!(parse_reply(&junk), Err(StoreError::BadReply(_))), "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn only_link_faults_open_the_breaker() {
+        assert!(StoreError::Timeout(250).is_link_fault());
+        assert!(StoreError::Unavailable.is_link_fault());
+        let dropped = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        assert!(StoreError::Redis(dropped).is_link_fault());
+        assert!(!StoreError::BadData { key: "erl:violations".into() }.is_link_fault());
+        assert!(!StoreError::BadReply("[]".into()).is_link_fault());
+        let script = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError),
+            "ERR",
+            "user_script:1: bad".to_owned(),
+        ));
+        assert!(!StoreError::Redis(script).is_link_fault(), "a script error is not an outage");
     }
 }

@@ -1,0 +1,149 @@
+//! Time as the counters see it: "now" from a [`Clock`] (the system's, or one a test controls)
+//! and the local date and time in the configured [`Zone`]. What a date or window means is left
+//! to `store` (keys) and `policy`.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+
+/// Where "now" comes from.
+pub trait Clock: Send + Sync + 'static {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A clock that stands still where a test puts it.
+#[derive(Debug)]
+pub struct FixedClock(std::sync::Mutex<DateTime<Utc>>);
+
+impl FixedClock {
+    #[must_use]
+    pub fn new(at: DateTime<Utc>) -> Self {
+        Self(std::sync::Mutex::new(at))
+    }
+
+    pub fn set(&self, at: DateTime<Utc>) {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = at;
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The zone that decides "today": the config's `timezone`, or the process's local zone (`TZ` if
+/// set, else `/etc/localtime`). The daemon and the admin commands both use it, so they agree on
+/// which counters are today's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zone {
+    #[default]
+    Local,
+    Named(chrono_tz::Tz),
+}
+
+impl Zone {
+    /// Parses the config value: empty for the local zone, else an IANA name.
+    ///
+    /// # Errors
+    /// When the name is not in the IANA database.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Ok(Self::Local);
+        }
+        name.parse::<chrono_tz::Tz>()
+            .map(Self::Named)
+            .map_err(|_| format!("{name:?} is not an IANA time zone name (like \"Europe/Berlin\")"))
+    }
+
+    /// The config value (empty for the local zone).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Local => "",
+            Self::Named(tz) => tz.name(),
+        }
+    }
+
+    /// The instant as local wall-clock time.
+    #[must_use]
+    pub fn local(&self, at: DateTime<Utc>) -> NaiveDateTime {
+        match self {
+            Self::Local => chrono::Local.from_utc_datetime(&at.naive_utc()).naive_local(),
+            Self::Named(tz) => tz.from_utc_datetime(&at.naive_utc()).naive_local(),
+        }
+    }
+
+    /// The instant with its local date and time.
+    #[must_use]
+    pub fn moment(&self, at: DateTime<Utc>) -> Moment {
+        Moment { unix: at.timestamp(), local: self.local(at) }
+    }
+}
+
+/// One instant: unix seconds (for records) and local wall-clock time (for dates and windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Moment {
+    pub unix: i64,
+    pub local: NaiveDateTime,
+}
+
+impl Moment {
+    /// The local date: the day of the daily counters.
+    #[must_use]
+    pub fn day(&self) -> NaiveDate {
+        self.local.date()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_zone_decides_the_day() {
+        // 10:30 UTC is already tomorrow in Kiritimati (UTC+14) and still today in Pago Pago
+        // (UTC-11).
+        let at = Utc.with_ymd_and_hms(2026, 11, 22, 10, 30, 0).single().expect("valid");
+        let day = |name: &str| Zone::parse(name).expect("valid").moment(at).day().to_string();
+        assert_eq!(day("Pacific/Kiritimati"), "2026-11-23");
+        assert_eq!(day("Pacific/Pago_Pago"), "2026-11-21");
+        assert_eq!(day("UTC"), "2026-11-22");
+        let m = Zone::parse("Europe/Berlin").expect("valid").moment(at);
+        assert_eq!((m.unix, m.local.to_string()), (at.timestamp(), "2026-11-22 11:30:00".into()));
+    }
+
+    #[test]
+    fn daylight_saving_moves_the_local_time_not_the_instant() {
+        let berlin = Zone::parse("Europe/Berlin").expect("valid");
+        let before = Utc.with_ymd_and_hms(2026, 3, 29, 0, 59, 0).single().expect("valid");
+        let after = Utc.with_ymd_and_hms(2026, 3, 29, 1, 0, 0).single().expect("valid");
+        assert_eq!(berlin.local(before).to_string(), "2026-03-29 01:59:00");
+        assert_eq!(berlin.local(after).to_string(), "2026-03-29 03:00:00");
+    }
+
+    #[test]
+    fn bad_names_are_refused_and_empty_is_local() {
+        assert!(Zone::parse("Mars/Olympus_Mons").is_err());
+        assert!(Zone::parse("+02:00").is_err());
+        assert_eq!(Zone::parse(""), Ok(Zone::Local));
+        assert_eq!(Zone::parse("Asia/Tokyo").map(|z| z.name()), Ok("Asia/Tokyo"));
+    }
+
+    #[test]
+    fn a_fixed_clock_stays_where_it_is_put() {
+        let t = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid");
+        let c = FixedClock::new(t);
+        assert_eq!(c.now(), t);
+        c.set(t + chrono::Duration::hours(25));
+        assert_eq!(c.now().to_rfc3339(), "2026-01-02T01:00:00+00:00");
+    }
+}

@@ -51,6 +51,24 @@ fn check_config_prints_the_effective_config_without_passwords() {
 }
 
 #[test]
+fn every_password_form_is_masked_and_env_strings_stay_strings() {
+    let (_dir, path) = write_config(
+        "[redis]\nurl = \"redis+unix:///run/redis/redis.sock?db=2&pass=hunter2\"\n\
+         [database]\nurl = \"mysql://erl@localhost/dbispconfig?password=hunter2\"\n",
+    );
+    let out = run(
+        &["check-config", "--config", &path],
+        &[("EMAIL_RATELIMIT__REDIS__KEY_PREFIX", "007"), ("EMAIL_RATELIMIT__LIMITS__DEFAULT_MAILBOX", "40")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = stdout(&out);
+    assert!(!text.contains("hunter2"), "{text}");
+    assert!(text.contains("pass=********") && text.contains("password=********"), "{text}");
+    assert!(text.contains("key_prefix = \"007\""), "a string key stays a string: {text}");
+    assert!(text.contains("default_mailbox = 40"), "a number key still takes a number: {text}");
+}
+
+#[test]
 fn bad_configs_exit_78_with_the_reason() {
     for (text, reason) in [
         ("[limits]\nglobl = 5\n", "globl"),
@@ -58,6 +76,9 @@ fn bad_configs_exit_78_with_the_reason() {
         ("mode = \"sometimes\"\n", "sometimes"),
         ("[limits\n", "TOML"),
         ("[[limits.mailbox]]\nemail = \"not valid@x\"\n", "limits.mailbox.email"),
+        ("[redis]\ntimeout_ms = 8000\n", "redis.timeout_ms"),
+        ("[listen]\nsocket_mode = \"0666\"\n", "listen.socket_mode"),
+        ("timezone = \"Europe/Nowhere\"\n", "timezone"),
     ] {
         let (_dir, path) = write_config(text);
         for cmd in ["check-config", "serve"] {
@@ -135,6 +156,36 @@ fn status_violations_and_reset_share_the_daemons_keys() {
 
     let out = run(&["status", "--config", &config, "bad user"], &[]);
     assert!(!out.status.success());
+}
+
+/// The daemon and the admin commands agree on "today" through the config's `timezone`, whatever
+/// the admin's shell has in TZ: Kiritimati (UTC+14) and Pago Pago (UTC-11) never share a date.
+#[test]
+fn admin_commands_and_the_daemon_share_the_configured_zone() {
+    let Some(redis) = Redis::start() else { return };
+    let extra = format!(
+        "timezone = \"Pacific/Kiritimati\"\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 3\n\
+         [redis]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let d = Daemon::start_with(&extra, &[("TZ", "Pacific/Pago_Pago")]);
+    let config = d.config.display().to_string();
+    let kiritimati: chrono_tz::Tz = "Pacific/Kiritimati".parse().expect("zone");
+    let day = chrono::Utc::now().with_timezone(&kiritimati).format("%Y-%m-%d").to_string();
+    assert_eq!(d.send("alice@example.com", 3), "DUNNO");
+    assert_eq!(
+        redis.get(&format!("erl:{day}:alice@example.com")),
+        Some(3),
+        "the daemon counts on Kiritimati's date"
+    );
+    assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 3));
+
+    let tz = [("TZ", "Pacific/Pago_Pago")];
+    let out = run(&["status", "--config", &config, "alice@example.com"], &tz);
+    assert!(stdout(&out).contains("sent today:  3"), "{out:?}");
+    let out = run(&["reset", "--config", &config, "alice@example.com"], &tz);
+    assert!(stdout(&out).contains("was 3"), "{out:?}");
+    assert_eq!(d.send("alice@example.com", 3), "DUNNO", "the reset reached the daemon's counter");
 }
 
 #[test]

@@ -1,5 +1,6 @@
 //! Limits from a real `mariadbd` with the ISPConfig-style tables: loaded at start, changes
-//! picked up without a restart, the last good caps kept while MariaDB is down, and the
+//! picked up without a restart, the last good caps kept while MariaDB is down (also across a
+//! restart, through the cache file), the database's caps not enforced while unknown, and the
 //! configurable queries.
 
 mod common;
@@ -112,4 +113,51 @@ fn mariadb_down_at_start_serves_the_config_file_caps_and_custom_queries_work() {
     assert_eq!(c.ask(&eom("dave@example.com", 1)), "DUNNO", "cap 2 from the custom query");
     assert_eq!(c.ask(&eom("dave@example.com", 1)), defer_user("dave@example.com", 2));
     assert_eq!(accepted_until_refused(&d, "eve@example.com", 10), 4, "0 means the default cap");
+}
+
+/// A restart while MariaDB is down: the cache file's caps serve; without one, the database's
+/// caps are counted but never deferred on, while the config file's own caps stay enforced.
+#[test]
+fn a_restart_while_mariadb_is_down_uses_the_cache_file_or_fails_open() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(mut db) = Mariadb::start() else { return };
+    add_mailbox(&db, 1, "alice@example.com", "y", "3");
+    db.sql("UPDATE dbispconfig.er_global_ratelimit SET global_limit = 5000, default_mailbox_limit = 2 WHERE server_id = 0");
+    let mut d = Daemon::start(&format!(
+        "[limits]\nglobal = 999\n[[limits.mailbox]]\nemail = \"frank@example.com\"\ndaily = 1\n\
+         [redis]\nurl = \"{}\"\n[database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n",
+        redis.url(),
+        db.url()
+    ));
+    d.wait_log("limits loaded from database: global=5000 default_mailbox=2 mailbox_caps=2", 1);
+    wait_for("the cache file", Duration::from_secs(10), || d.cache_file().exists().then_some(()));
+    let cached = std::fs::read_to_string(d.cache_file()).expect("cache file");
+    assert!(cached.contains("alice@example.com") && !cached.contains("erlpw"), "{cached}");
+
+    // Restart while MariaDB is down, the server already past the file's 999 today.
+    d.stop();
+    db.stop();
+    let global = format!("erl:{}:global", today());
+    redis.cmd(&["SET", &global, "2000"]);
+    d.start_again();
+    d.wait_log("limits from the cache file", 1);
+    assert_eq!(d.send("bob@example.com", 1), "DUNNO", "the database's 5000, not the file's 999");
+    assert_eq!(redis.get(&global), Some(2001));
+    assert_eq!(accepted_until_refused(&d, "alice@example.com", 10), 3, "alice's database cap");
+
+    // No cache file either: the database's caps are unknown, counted but never deferred on.
+    d.stop();
+    std::fs::remove_file(d.cache_file()).expect("remove the cache file");
+    d.start_again();
+    d.wait_log("no limits cache file", 1);
+    assert_eq!(accepted_until_refused(&d, "alice@example.com", 10), 10, "alice's cap is unknown");
+    assert_eq!(redis.get(&format!("erl:{}:alice@example.com", today())), Some(13), "but counted");
+    d.wait_log("erl fail-open reason=limits-unknown user=alice@example.com", 1);
+    assert_eq!(accepted_until_refused(&d, "frank@example.com", 10), 1, "the file's own cap is enforced");
+
+    // MariaDB back: its caps are enforced again and written to the cache file.
+    db.restart();
+    d.wait_log("database reachable again", 1);
+    assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 3));
+    wait_for("the cache file again", Duration::from_secs(10), || d.cache_file().exists().then_some(()));
 }

@@ -71,7 +71,12 @@ impl Daemon {
             }
             (top, rest)
         };
-        let rest = rest.join("\n");
+        let mut rest = rest.join("\n");
+        // Each daemon keeps its database cache in its own directory, never the system's.
+        if rest.contains("[database]") && !rest.contains("cache_file") {
+            let cache = format!("[database]\ncache_file = {:?}", self.cache_file().display().to_string());
+            rest = rest.replacen("[database]", &cache, 1);
+        }
         if rest.contains("[listen]") {
             format!("{}\n{}", top.join("\n"), rest.replacen("[listen]", &listen, 1))
         } else {
@@ -81,6 +86,11 @@ impl Daemon {
 
     pub fn write_config(&self, extra: &str) {
         std::fs::write(&self.config, self.config_text(extra)).expect("write config");
+    }
+
+    /// Where the daemon keeps its last good database read (when it has a `[database]`).
+    pub fn cache_file(&self) -> PathBuf {
+        self.dir.path().join("limits.json")
     }
 
     pub fn log_path(&self) -> PathBuf {

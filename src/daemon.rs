@@ -13,7 +13,8 @@ use crate::clock::SystemClock;
 use crate::config::{self, Config, ConfigError, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
 use crate::policy::Policy;
-use crate::server::{self, Bounds, ServerError};
+use crate::protocol::{Action, Request};
+use crate::server::{self, Bounds, Handler, ServerError};
 use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
 use crate::telemetry::LogHandle;
 
@@ -37,6 +38,12 @@ impl DaemonError {
     #[must_use]
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config(_) | Self::Store(_) | Self::Database(_))
+    }
+}
+
+impl<S: crate::store::CounterStore> Handler for Policy<S> {
+    async fn handle(&self, req: &Request) -> Action {
+        self.decide(req).await
     }
 }
 
@@ -69,7 +76,8 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
-    let listeners = server::bind(&config.listen)?;
+    let (listeners, activated) = server::bind(&config.listen)?;
+    let handed: Vec<PathBuf> = listeners.iter().filter_map(server::Listener::unix_path).collect();
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -108,6 +116,9 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         limits.current().default_mailbox,
     );
     warn_about(&config);
+    if activated {
+        warn_if_elsewhere(&config.listen.socket, &handed);
+    }
     if let Some(db) = &config.database {
         match saved {
             Ok(Some(written)) => tracing::info!(
@@ -213,6 +224,18 @@ fn raise_fd_limit(max_connections: usize) {
         tracing::warn!(
             "open-file limit {} is below listen.max_connections + 256 = {wanted}; raise LimitNOFILE",
             target.max(soft)
+        );
+    }
+}
+
+/// Under systemd the socket unit decides the path: say so when it is not the configured one,
+/// since Postfix is hooked to one of the two.
+fn warn_if_elsewhere(configured: &std::path::Path, handed: &[PathBuf]) {
+    if !handed.is_empty() && !handed.iter().any(|p| p == configured) {
+        tracing::warn!(
+            "listen.socket = {} but systemd handed over {}: the socket unit's ListenStream decides; make it and Postfix's check_policy_service agree",
+            configured.display(),
+            handed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
         );
     }
 }

@@ -270,13 +270,14 @@ fn serves_a_socket_handed_over_by_systemd() {
         os.set_inheritable(3, True)\n\
         os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
         os.execv(sys.argv[2], [sys.argv[2], 'serve', '--config', sys.argv[3]])\n";
+    let log = dir.path().join("daemon.log");
     let mut child = Command::new("python3")
         .arg("-c")
         .arg(script)
         .arg(&activated)
         .arg(BIN)
         .arg(&config)
-        .stdout(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&log).expect("log"))
         .spawn()
         .expect("spawn python3");
     let mut c = wait_for("an answer on the activated socket", Duration::from_secs(10), || {
@@ -287,6 +288,15 @@ fn serves_a_socket_handed_over_by_systemd() {
     assert_eq!(c.0, "DUNNO");
     assert_eq!(c.1.ask(&eom("s@example.com", 1)), "DUNNO");
     assert!(!configured.exists(), "the configured socket is not created under activation");
+    let said = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        said.contains(&format!(
+            "listen.socket = {} but systemd handed over {}",
+            configured.display(),
+            activated.display()
+        )),
+        "the daemon says Postfix and the socket unit may disagree: {said}"
+    );
     let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
     nix::sys::signal::kill(pid, Signal::SIGTERM).expect("kill");
     assert!(child.wait().expect("wait").success());

@@ -191,6 +191,7 @@ fn a_stale_socket_is_replaced_but_other_files_are_not() {
 fn optional_tcp_listener_on_loopback() {
     let port = free_port();
     let d = memory(&format!("[listen]\ntcp = \"127.0.0.1:{port}\"\n"));
+    d.wait_log(&format!("listen.tcp = 127.0.0.1:{port}: every local user"), 1);
     let out = Command::new(BIN)
         .args([
             "probe",

@@ -3,20 +3,20 @@
 //! and writes replies in order. Knows no Postfix attribute; bounds idle time and input size, and
 //! drains on shutdown (in-flight replies finish, idle connections close).
 
+mod listen;
+
 use std::io;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::ListenSettings;
+pub use listen::{Listener, OwnedSocket, ServerError, bind};
+
 use crate::protocol::{Action, Decoder, Request};
 
 /// How long shutdown waits for in-flight requests before exiting anyway.
@@ -25,125 +25,6 @@ pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 /// Answers one request (the policy, in the daemon).
 pub trait Handler: Send + Sync + 'static {
     fn handle(&self, req: &Request) -> impl Future<Output = Action> + Send;
-}
-
-impl<S: crate::store::CounterStore> Handler for crate::policy::Policy<S> {
-    async fn handle(&self, req: &Request) -> Action {
-        self.decide(req).await
-    }
-}
-
-/// Listener setup faults (fatal at startup).
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("{0} exists and is not a socket; refusing to replace it")]
-    NotASocket(PathBuf),
-    #[error("{0} is in use by a running process")]
-    InUse(PathBuf),
-    #[error("{path}: {source}")]
-    Io { path: String, source: io::Error },
-}
-
-fn io_err(path: impl std::fmt::Display) -> impl FnOnce(io::Error) -> ServerError {
-    move |source| ServerError::Io { path: path.to_string(), source }
-}
-
-/// A bound listener.
-#[derive(Debug)]
-pub enum Listener {
-    Unix(UnixListener, Option<OwnedSocket>),
-    Tcp(TcpListener),
-}
-
-/// A socket file this process created, removed on exit unless someone replaced it meanwhile.
-#[derive(Debug)]
-pub struct OwnedSocket {
-    path: PathBuf,
-    inode: (u64, u64),
-}
-
-impl Drop for OwnedSocket {
-    fn drop(&mut self) {
-        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
-            && (meta.dev(), meta.ino()) == self.inode
-        {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
-
-impl Listener {
-    /// Where it listens, for logs.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Unix(l, _) => l
-                .local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
-                .unwrap_or_else(|| "unix:(systemd)".into()),
-            Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| format!("inet:{a}")),
-        }
-    }
-}
-
-/// Takes systemd's sockets (`LISTEN_FDS`) when there are any, else binds the configured ones.
-///
-/// # Errors
-/// [`ServerError`] when a socket cannot be bound or a path is not a socket.
-pub fn bind(settings: &ListenSettings) -> Result<Vec<Listener>, ServerError> {
-    let activated = from_systemd()?;
-    if !activated.is_empty() {
-        return Ok(activated);
-    }
-    let mut listeners = vec![bind_unix(settings)?];
-    if let Some(addr) = settings.tcp {
-        let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
-        std.set_nonblocking(true).map_err(io_err(addr))?;
-        listeners.push(Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?));
-    }
-    Ok(listeners)
-}
-
-fn from_systemd() -> Result<Vec<Listener>, ServerError> {
-    let mut fds = listenfd::ListenFd::from_env();
-    let mut out = Vec::new();
-    for i in 0..fds.len() {
-        let what = format!("systemd socket {i}");
-        if let Ok(Some(l)) = fds.take_unix_listener(i) {
-            l.set_nonblocking(true).map_err(io_err(&what))?;
-            out.push(Listener::Unix(UnixListener::from_std(l).map_err(io_err(&what))?, None));
-        } else if let Some(l) = fds.take_tcp_listener(i).map_err(io_err(&what))? {
-            l.set_nonblocking(true).map_err(io_err(&what))?;
-            out.push(Listener::Tcp(TcpListener::from_std(l).map_err(io_err(&what))?));
-        }
-    }
-    Ok(out)
-}
-
-fn bind_unix(settings: &ListenSettings) -> Result<Listener, ServerError> {
-    let path = settings.socket.as_path();
-    let shown = path.display();
-    match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.file_type().is_socket() => {
-            // A socket someone still answers on is a second instance, not a stale file.
-            if std::os::unix::net::UnixStream::connect(path).is_ok() {
-                return Err(ServerError::InUse(path.to_owned()));
-            }
-            std::fs::remove_file(path).map_err(io_err(&shown))?;
-        }
-        Ok(_) => return Err(ServerError::NotASocket(path.to_owned())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err(&shown)(e)),
-    }
-    let listener = UnixListener::bind(path).map_err(io_err(&shown))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(settings.socket_mode))
-        .map_err(io_err(&shown))?;
-    if let Some(group) = &settings.socket_group {
-        std::os::unix::fs::chown(path, None, Some(group.gid)).map_err(io_err(&shown))?;
-    }
-    let meta = std::fs::symlink_metadata(path).map_err(io_err(&shown))?;
-    Ok(Listener::Unix(listener, Some(OwnedSocket { path: path.to_owned(), inode: (meta.dev(), meta.ino()) })))
 }
 
 /// Connection limits.

@@ -1,0 +1,252 @@
+//! Listeners: takes systemd's sockets, or binds the configured Unix socket (and an optional
+//! TCP one). Binding never changes a file by a path that could have been swapped: the mode is
+//! set through the umask before `bind`, the group is changed without following links, and the
+//! inode is checked to be the socket this process created.
+
+use std::io;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::config::ListenSettings;
+
+/// Listener setup faults (fatal at startup).
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{0} exists and is not a socket; refusing to replace it")]
+    NotASocket(PathBuf),
+    #[error("{0} is in use by a running process")]
+    InUse(PathBuf),
+    #[error(
+        "{0} was replaced while the socket was being set up (a symlink or another file); refusing to use it"
+    )]
+    Swapped(PathBuf),
+    #[error("{path}: {source}")]
+    Io { path: String, source: io::Error },
+}
+
+fn io_err(path: impl std::fmt::Display) -> impl FnOnce(io::Error) -> ServerError {
+    move |source| ServerError::Io { path: path.to_string(), source }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    Unix(UnixListener, Option<OwnedSocket>),
+    Tcp(TcpListener),
+}
+
+/// A socket file this process created, removed on exit unless someone replaced it meanwhile.
+#[derive(Debug)]
+pub struct OwnedSocket {
+    path: PathBuf,
+    inode: (u64, u64),
+}
+
+impl Drop for OwnedSocket {
+    fn drop(&mut self) {
+        if let Ok(meta) = std::fs::symlink_metadata(&self.path)
+            && (meta.dev(), meta.ino()) == self.inode
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+impl Listener {
+    /// Where it listens, for logs.
+    #[must_use]
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Unix(l, _) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_else(|| "unix:(systemd)".into()),
+            Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| format!("inet:{a}")),
+        }
+    }
+
+    /// The socket file's path, for a Unix listener bound to one.
+    #[must_use]
+    pub fn unix_path(&self) -> Option<PathBuf> {
+        match self {
+            Self::Unix(l, _) => l.local_addr().ok().and_then(|a| a.as_pathname().map(Path::to_owned)),
+            Self::Tcp(_) => None,
+        }
+    }
+}
+
+/// Takes systemd's sockets (`LISTEN_FDS`) when there are any, else binds the configured ones.
+/// Returns whether the sockets came from systemd.
+///
+/// # Errors
+/// [`ServerError`] when a socket cannot be bound or a path is not a socket.
+pub fn bind(settings: &ListenSettings) -> Result<(Vec<Listener>, bool), ServerError> {
+    let activated = from_systemd()?;
+    if !activated.is_empty() {
+        return Ok((activated, true));
+    }
+    let mut listeners = vec![bind_unix(settings, || {})?];
+    if let Some(addr) = settings.tcp {
+        let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
+        std.set_nonblocking(true).map_err(io_err(addr))?;
+        listeners.push(Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?));
+    }
+    Ok((listeners, false))
+}
+
+fn from_systemd() -> Result<Vec<Listener>, ServerError> {
+    let mut fds = listenfd::ListenFd::from_env();
+    let mut out = Vec::new();
+    for i in 0..fds.len() {
+        let what = format!("systemd socket {i}");
+        if let Ok(Some(l)) = fds.take_unix_listener(i) {
+            l.set_nonblocking(true).map_err(io_err(&what))?;
+            out.push(Listener::Unix(UnixListener::from_std(l).map_err(io_err(&what))?, None));
+        } else if let Some(l) = fds.take_tcp_listener(i).map_err(io_err(&what))? {
+            l.set_nonblocking(true).map_err(io_err(&what))?;
+            out.push(Listener::Tcp(TcpListener::from_std(l).map_err(io_err(&what))?));
+        }
+    }
+    Ok(out)
+}
+
+/// Binds the socket file. `after_bind` runs between `bind` and the ownership change: a test
+/// swaps the path there, as an attacker with write access to the directory could.
+fn bind_unix(settings: &ListenSettings, after_bind: impl FnOnce()) -> Result<Listener, ServerError> {
+    let path = settings.socket.as_path();
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_socket() => {
+            // A socket someone still answers on is a second instance, not a stale file.
+            if std::os::unix::net::UnixStream::connect(path).is_ok() {
+                return Err(ServerError::InUse(path.to_owned()));
+            }
+            std::fs::remove_file(path).map_err(io_err(&shown))?;
+        }
+        Ok(_) => return Err(ServerError::NotASocket(path.to_owned())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err(&shown)(e)),
+    }
+    // The mode comes from the umask at bind time: no window with a wider mode, and no chmod
+    // by path afterwards (which would follow a symlink put there meanwhile).
+    let std = with_umask(!settings.socket_mode & 0o777, || std::os::unix::net::UnixListener::bind(path))
+        .map_err(io_err(&shown))?;
+    let ours = own_socket(path)?;
+    after_bind();
+    if let Some(group) = &settings.socket_group {
+        // lchown: the link itself if the path was swapped for one, never its target.
+        std::os::unix::fs::lchown(path, None, Some(group.gid)).map_err(io_err(&shown))?;
+        if own_socket(path)? != ours {
+            return Err(ServerError::Swapped(path.to_owned()));
+        }
+    }
+    std.set_nonblocking(true).map_err(io_err(&shown))?;
+    let listener = UnixListener::from_std(std).map_err(io_err(&shown))?;
+    Ok(Listener::Unix(listener, Some(OwnedSocket { path: path.to_owned(), inode: ours })))
+}
+
+/// The (device, inode) of the socket at `path`, if it is a socket this user owns.
+fn own_socket(path: &Path) -> Result<(u64, u64), ServerError> {
+    let meta = std::fs::symlink_metadata(path).map_err(|_| ServerError::Swapped(path.to_owned()))?;
+    if !meta.file_type().is_socket() || meta.uid() != nix::unistd::geteuid().as_raw() {
+        return Err(ServerError::Swapped(path.to_owned()));
+    }
+    Ok((meta.dev(), meta.ino()))
+}
+
+/// Runs `f` with the process umask set to `mask`, then restores it. Only at startup, before
+/// any other thread creates files.
+fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
+    use nix::sys::stat::{Mode, umask};
+    let old = umask(Mode::from_bits_truncate(mask));
+    let out = f();
+    umask(old);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+    use crate::config::SocketGroup;
+
+    fn settings(socket: PathBuf, group: Option<SocketGroup>) -> ListenSettings {
+        let mut s = crate::config::from_toml("").expect("defaults").listen;
+        s.socket = socket;
+        s.socket_mode = 0o660;
+        s.socket_group = group;
+        s
+    }
+
+    /// A group other than the process's own, to see a change of group.
+    fn other_group() -> Option<SocketGroup> {
+        let mine = nix::unistd::getegid().as_raw();
+        ["nogroup", "daemon", "mail", "users", "adm"].iter().find_map(|name| {
+            let g = nix::unistd::Group::from_name(name).ok().flatten()?;
+            (g.gid.as_raw() != mine).then(|| SocketGroup { name: (*name).to_owned(), gid: g.gid.as_raw() })
+        })
+    }
+
+    #[tokio::test]
+    async fn the_socket_is_born_with_its_mode() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.sock");
+        let listener = bind_unix(&settings(path.clone(), None), || {
+            let mode = std::fs::symlink_metadata(dir.path().join("policy.sock"))
+                .expect("bound")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o660, "right after bind, before any chmod");
+        })
+        .expect("bind");
+        assert_eq!(std::fs::symlink_metadata(&path).expect("socket").permissions().mode() & 0o777, 0o660);
+        drop(listener);
+        assert!(!path.exists(), "removed on drop");
+    }
+
+    #[tokio::test]
+    async fn a_path_swapped_for_a_symlink_is_refused_and_its_target_untouched() {
+        let Some(group) = other_group() else {
+            assert!(std::env::var_os("CI").is_none(), "CI machines have a nogroup group");
+            eprintln!("SKIPPED: no second group to test with");
+            return;
+        };
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("SKIPPED: changing a socket's group to {} needs root", group.name);
+            assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("shadow");
+        std::fs::write(&victim, "secret").expect("victim");
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let before = std::fs::metadata(&victim).expect("victim");
+        let path = dir.path().join("policy.sock");
+        let swap = || {
+            std::fs::remove_file(&path).expect("remove the socket");
+            std::os::unix::fs::symlink(&victim, &path).expect("symlink");
+        };
+        let e = bind_unix(&settings(path.clone(), Some(group)), swap).expect_err("swapped");
+        assert!(matches!(e, ServerError::Swapped(_)), "{e}");
+        let after = std::fs::metadata(&victim).expect("victim");
+        assert_eq!((after.mode(), after.gid(), after.uid()), (before.mode(), before.gid(), before.uid()));
+    }
+
+    #[tokio::test]
+    async fn the_group_is_set_on_the_socket() {
+        let (Some(group), true) = (other_group(), nix::unistd::geteuid().is_root()) else {
+            assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
+            return;
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policy.sock");
+        let gid = group.gid;
+        let _l = bind_unix(&settings(path.clone(), Some(group)), || {}).expect("bind");
+        let meta = std::fs::symlink_metadata(&path).expect("socket");
+        assert_eq!((meta.gid(), meta.mode() & 0o777), (gid, 0o660));
+    }
+}

@@ -40,6 +40,11 @@ if command -v systemd-analyze >/dev/null; then
   systemd-analyze security --offline=true --no-pager "$units/email-ratelimit.service" | tail -1
 fi
 
+echo "== the admin deleted the config; reinstalling must not fail"
+rm /etc/email-ratelimit/config.toml
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" 2> "$after" || { cat "$after"; fail "dpkg -i failed without the config file"; }
+grep -q "config.toml is missing" "$after" || fail "postinst did not say the config is missing: $(cat "$after")"
+
 echo "== dpkg --purge email-ratelimit"
 DEBIAN_FRONTEND=noninteractive dpkg --purge email-ratelimit
 snapshot > "$after"

@@ -8,12 +8,15 @@
 #   install.sh uninstall   remove the hook and the installed files (database tables, the
 #                          database account and Redis counters are left alone)
 #   install.sh status      what is installed, the mode, the hook, the service
-#   install.sh db-user     create a read-only MariaDB account (SELECT on the three tables it
-#                          reads) and point the config's [database] url at it
+#   install.sh db-user     create a read-only MariaDB account (SELECT on the columns it reads,
+#                          never mail_user.password) and point the config's [database] url at it
 #
 # Options:
-#   --root DIR             install under DIR instead of / (staging, tests)
-#   --postfix-config DIR   the Postfix instance to hook (default: Postfix's own, /etc/postfix)
+#   --root DIR             install under DIR instead of / (staging, tests); Postfix is left
+#                          alone unless --postfix-config names the instance to hook
+#   --postfix-config DIR   the Postfix instance to hook (default: Postfix's own, /etc/postfix); a
+#                          queue_directory other than /var/spool/postfix gets a socket-unit
+#                          drop-in with its ListenStream
 #   --binary PATH          the binary to install (default: target/release/email-ratelimit)
 #   --no-systemd           never call systemctl (no systemd here, or a --root install)
 #   --mysql "CMD"          db-user: how to run SQL as a MariaDB admin (default: mariadb)
@@ -21,9 +24,12 @@
 #   --db-socket PATH       db-user: MariaDB's socket (default: /run/mysqld/mysqld.sock)
 #
 # Postfix is changed with postconf only, after a copy of main.cf and master.cf is saved under
-# /var/backups/email-ratelimit/. The hook is appended to smtpd_end_of_data_restrictions (last,
-# so that a message another restriction refuses is never counted); disable restores the
-# previous value exactly.
+# /var/backups/email-ratelimit/. The hook goes into smtpd_end_of_data_restrictions before the
+# first permit* (Postfix stops at a permit and would never ask), else last (so that a message
+# another restriction refuses is never counted); master.cf services that override that list get
+# the hook in their override too, and a per-service setup (postfix/master.cf.fragment) is kept
+# as it is. Then every smtpd service's effective list is checked (postconf -x, -P) before
+# success is reported. disable restores the previous values.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -70,8 +76,22 @@ backup_dir="$root/var/backups/email-ratelimit"
 hook_param="email_ratelimit_policy"
 hook_ref='$email_ratelimit_policy'
 
+# Postfix is touched only where it should be: the system's instance, or the one named with
+# --postfix-config. A --root staging install without --postfix-config leaves Postfix alone.
+touch_postfix=1
+if [ -n "$root" ] && [ -z "$pfdir" ]; then touch_postfix=0; fi
+
 pc() { if [ -n "$pfdir" ]; then postconf -c "$pfdir" "$@"; else postconf "$@"; fi; }
 postfix_cmd() { if [ -n "$pfdir" ]; then postfix -c "$pfdir" "$@"; else postfix "$@"; fi; }
+
+# Where this Postfix looks for the policy socket (unix:private/email-ratelimit).
+policy_socket() {
+  if [ "$touch_postfix" = 1 ] && command -v postconf >/dev/null; then
+    echo "$(pc -h queue_directory)/private/email-ratelimit"
+  else
+    echo "/var/spool/postfix/private/email-ratelimit"
+  fi
+}
 
 # The hook text: the one line postfix/main.cf.fragment ships, so admins and tests use the same.
 hook_value() {
@@ -96,55 +116,219 @@ backup_postfix() {
   say "saved main.cf and master.cf to $backup_dir/*.$stamp"
 }
 
+# Restriction lists, as Postfix reads them: tokens separated by commas or blanks, a `{ ... }`
+# group belonging to the token before it. Modes:
+#   check   prints ok (our policy comes before any permit*), after (behind a permit: never
+#           reached) or none
+#   insert  our reference before the first permit*, else at the end
+#   remove  the list without our policy (comma-separated)
+#   commas  the list comma-separated, as postconf -P can write it; exit 3 when it holds a
+#           `{ ... }` group, which postconf -P cannot write
+restrictions() {
+  RL_MODE="$1" RL_VALUE="$2" RL_HOOK="$hook_ref" perl -e '
+    my ($mode, $v, $hook) = @ENV{qw(RL_MODE RL_VALUE RL_HOOK)};
+    my @t; my $i = 0; my $n = length $v;
+    while ($i < $n) {
+      my $c = substr($v, $i, 1);
+      if ($c eq "{") {
+        my $depth = 0;
+        push @t, { s => $i } unless @t;
+        do { my $b = substr($v, $i++, 1); $depth++ if $b eq "{"; $depth-- if $b eq "}" } while ($i < $n && $depth > 0);
+        $t[-1]{e} = $i;
+        next;
+      }
+      if ($c =~ /[\s,]/) { $i++; next }
+      my $s = $i;
+      $i++ while $i < $n && substr($v, $i, 1) !~ /[\s,{]/;
+      push @t, { s => $s, e => $i };
+    }
+    $_->{x} = substr($v, $_->{s}, $_->{e} - $_->{s}) for @t;
+    my $ours = sub { my $x = shift; $x eq $hook || ($x =~ /^check_policy_service\b/ && $x =~ /email-ratelimit/) };
+    my ($permit, $mine);
+    for my $k (0 .. $#t) {
+      $permit //= $k if $t[$k]{x} =~ /^permit(_|$)/;
+      $mine //= $k if $ours->($t[$k]{x});
+    }
+    if ($mode eq "check") {
+      print !defined $mine ? "none" : (defined $permit && $permit < $mine) ? "after" : "ok";
+    } elsif ($mode eq "insert") {
+      if (defined $permit) { print substr($v, 0, $t[$permit]{s}), "$hook, ", substr($v, $t[$permit]{s}) }
+      elsif (@t) { print substr($v, 0, $t[-1]{e}), ", $hook", substr($v, $t[-1]{e}) }
+      else { print $hook }
+    } elsif ($mode eq "remove") {
+      print join(", ", map { $_->{x} } grep { !$ours->($_->{x}) } @t);
+    } elsif ($mode eq "commas") {
+      exit 3 if $v =~ /\{/;
+      print join(",", map { $_->{x} } @t);
+    }
+  '
+}
+
+# The smtpd services of master.cf, as name/type.
+smtpd_services() { pc -M 2>/dev/null | awk '$8 == "smtpd" { print $1 "/" $2 }'; }
+
+# A service's -o smtpd_end_of_data_restrictions override (exit 1 without one); -x expanded.
+override() {
+  local svc="$1" flags="${2:-}"
+  pc -P$flags 2>/dev/null | awk -v k="$svc/smtpd_end_of_data_restrictions" '
+    index($0, k " =") == 1 { v = substr($0, length(k) + 3); sub(/^ /, "", v); print v; found = 1 }
+    END { exit !found }'
+}
+
+set_override() { pc -P "$1/smtpd_end_of_data_restrictions=$2"; }
+
+# The value one smtpd service runs with, $parameters expanded.
+effective() { override "$1" x || pc -xh smtpd_end_of_data_restrictions 2>/dev/null || true; }
+
+state_file="$backup_dir/postfix.state"
+
+# Records a value as it was before install touched it, once (a second install keeps the first).
+remember() {
+  mkdir -p "$backup_dir"
+  if [ "$1" = main ]; then
+    awk -F'\t' '$1 == "main" { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
+  else
+    awk -F'\t' -v a="$2" '$1 == "svc" && $2 == a { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
+  fi
+  printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$state_file"
+}
+
+# Per-service setups (postfix/master.cf.fragment): main.cf's list does not carry the hook, some
+# service's override does. install then leaves main.cf's list alone.
+per_service() {
+  local svc ov
+  [ "$(restrictions check "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)")" = none ] || return 1
+  for svc in $(smtpd_services); do
+    ov="$(override "$svc")" || continue
+    [ "$(restrictions check "$ov")" = none ] || return 0
+  done
+  return 1
+}
+
 hooked() {
-  pc -nh smtpd_end_of_data_restrictions 2>/dev/null | grep -qF "$hook_ref"
+  local svc ov
+  [ "$(restrictions check "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)")" = none ] || return 0
+  for svc in $(smtpd_services); do
+    ov="$(override "$svc")" || continue
+    [ "$(restrictions check "$ov")" = none ] || return 0
+  done
+  return 1
+}
+
+# The override of a service rewritten with the hook before any permit, comma-separated; exit 3
+# when postconf -P cannot write it.
+hooked_override() {
+  local ov="$1"
+  [ "$(restrictions check "$ov")" = none ] || ov="$(restrictions remove "$ov")"
+  restrictions commas "$(restrictions insert "$ov")"
+}
+
+# install.sh before v2 kept the pre-install value in /var/lib/email-ratelimit/postfix.state,
+# which the daemon's StateDirectory now owns: move it to the root-only backup directory.
+legacy_state() {
+  local old="$state_dir/postfix.state"
+  if [ -f "$old" ] && [ ! -f "$state_file" ]; then
+    mkdir -p "$backup_dir"
+    printf 'main\t%s\t%s\n' "$(sed -n 1p "$old")" "$(sed -n 2p "$old")" > "$state_file"
+  fi
+  rm -f "$old"
 }
 
 hook_postfix() {
-  if hooked; then
-    say "Postfix hook already in place (smtpd_end_of_data_restrictions has $hook_ref)"
-    return
+  legacy_state
+  local mode=global svc ov new main current refused="" changed=0 checked="" failed=""
+  if per_service; then mode=per-service; fi
+  # First find what cannot be done, so that nothing is changed half-way.
+  for svc in $(smtpd_services); do
+    ov="$(override "$svc")" || continue
+    [ "$mode" = per-service ] && [ "$(restrictions check "$ov")" = none ] && continue
+    [ "$(restrictions check "$ov")" = ok ] && continue
+    hooked_override "$ov" >/dev/null || refused="$refused
+    $svc: -o smtpd_end_of_data_restrictions = $ov"
+  done
+  if [ -n "$refused" ]; then
+    die "master.cf overrides smtpd_end_of_data_restrictions where postconf cannot add the hook:$refused
+  Add $hook_ref before any permit in those lines by hand (see postfix/master.cf.fragment), then run
+  install again. Nothing was changed."
   fi
-  backup_postfix
-  local current
-  current="$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)"
-  mkdir -p "$state_dir"
-  if pc -n smtpd_end_of_data_restrictions 2>/dev/null | grep -q .; then
-    printf 'set\n%s\n' "$current" > "$state_dir/postfix.state"
-  else
-    printf 'unset\n' > "$state_dir/postfix.state"
+  main="$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)"
+  if [ "$(pc -h "$hook_param" 2>/dev/null || true)" != "$(hook_value)" ]; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    pc -e "$hook_param = $(hook_value)"
   fi
-  pc -e "$hook_param = $(hook_value)"
-  if [ -n "$current" ]; then
-    pc -e "smtpd_end_of_data_restrictions = $current, $hook_ref"
-  else
-    pc -e "smtpd_end_of_data_restrictions = $hook_ref"
+  if [ "$mode" = global ] && [ "$(restrictions check "$main")" != ok ]; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    if pc -n smtpd_end_of_data_restrictions 2>/dev/null | grep -q .; then remember main set "$main"; else remember main unset; fi
+    # Behind a permit (an older install appended it there): take it out, then place it again.
+    [ "$(restrictions check "$main")" = none ] || main="$(restrictions remove "$main")"
+    pc -e "smtpd_end_of_data_restrictions = $(restrictions insert "$main")"
+    say "hooked Postfix: smtpd_end_of_data_restrictions = $(pc -nh smtpd_end_of_data_restrictions)"
   fi
-  say "hooked Postfix: smtpd_end_of_data_restrictions = $(pc -nh smtpd_end_of_data_restrictions)"
-  reload_postfix
+  for svc in $(smtpd_services); do
+    ov="$(override "$svc")" || continue
+    [ "$mode" = per-service ] && [ "$(restrictions check "$ov")" = none ] && continue
+    [ "$(restrictions check "$ov")" = ok ] && continue
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    new="$(hooked_override "$ov")"
+    remember svc "$svc" "$ov"
+    set_override "$svc" "$new"
+    say "hooked the master.cf override of $svc: smtpd_end_of_data_restrictions=$new"
+  done
+  [ "$changed" = 1 ] || say "Postfix hook already in place"
+  [ "$mode" = global ] || say "per-service hook (master.cf) kept as it is; main.cf's smtpd_end_of_data_restrictions left alone"
+  # Verify what every smtpd service really runs with, $parameters expanded.
+  for svc in $(smtpd_services); do
+    current="$(effective "$svc")"
+    case "$(restrictions check "$current")" in
+      ok) checked="$checked $svc" ;;
+      none) [ "$mode" = per-service ] || failed="$failed
+    $svc: smtpd_end_of_data_restrictions = $current" ;;
+      after) failed="$failed
+    $svc (behind a permit, never reached): smtpd_end_of_data_restrictions = $current" ;;
+    esac
+  done
+  if [ -n "$failed" ] || [ -z "$checked" ]; then
+    die "Postfix does not ask email-ratelimit everywhere it should:${failed:- no smtpd service is hooked}
+  Fix the lines above (or run: $0 disable). Not reporting success."
+  fi
+  say "verified: the smtpd services${checked} ask email-ratelimit before any permit"
+  [ "$changed" = 0 ] || reload_postfix
 }
 
 unhook_postfix() {
+  legacy_state
+  local kind a b svc ov saved_main="" main_kind="" rest
   if ! hooked && ! pc -n "$hook_param" 2>/dev/null | grep -q .; then
     say "Postfix hook not present; nothing to change"
+    rm -f "$state_file"
     return
   fi
   backup_postfix
-  local current rest saved_kind saved_value
-  current="$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)"
-  # Drop our reference wherever it stands in the list.
-  rest="$(printf '%s' "$current" | tr ',' '\n' | sed 's/^ *//; s/ *$//' | grep -vxF "$hook_ref" | grep -v '^$' | paste -sd, - | sed 's/,/, /g' || true)"
-  saved_kind="$(sed -n 1p "$state_dir/postfix.state" 2>/dev/null || true)"
-  saved_value="$(sed -n 2p "$state_dir/postfix.state" 2>/dev/null || true)"
-  if [ -z "$rest" ] && [ "$saved_kind" != "set" ]; then
+  if [ -f "$state_file" ]; then
+    while IFS=$'\t' read -r kind a b; do
+      case "$kind" in
+        main) main_kind="$a"; saved_main="$b" ;;
+        svc) if override "$a" >/dev/null; then set_override "$a" "$(restrictions commas "$b")"; say "restored the master.cf override of $a"; fi ;;
+      esac
+    done < "$state_file"
+  fi
+  # Whatever still names the hook (an admin's own per-service lines): drop that entry.
+  for svc in $(smtpd_services); do
+    ov="$(override "$svc")" || continue
+    [ "$(restrictions check "$ov")" = none ] && continue
+    set_override "$svc" "$(restrictions commas "$(restrictions remove "$ov")")"
+    say "removed the hook from the master.cf override of $svc"
+  done
+  rest="$(restrictions remove "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)")"
+  if [ "$main_kind" = set ] && [ "$(printf '%s' "$rest" | tr -d ' ,')" = "$(restrictions remove "$saved_main" | tr -d ' ,')" ]; then
+    pc -e "smtpd_end_of_data_restrictions = $saved_main"
+  elif [ -z "$rest" ] && [ "$main_kind" != set ]; then
     pc -X smtpd_end_of_data_restrictions
-  elif [ "$saved_kind" = "set" ] && [ "$(printf '%s' "$rest" | tr -d ' ')" = "$(printf '%s' "$saved_value" | tr -d ' ')" ]; then
-    pc -e "smtpd_end_of_data_restrictions = $saved_value"
   else
     pc -e "smtpd_end_of_data_restrictions = $rest"
   fi
   pc -X "$hook_param"
-  rm -f "$state_dir/postfix.state"
+  rm -f "$state_file"
   say "removed the Postfix hook; smtpd_end_of_data_restrictions is back to: $(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || echo '(default)')"
   reload_postfix
 }
@@ -189,7 +373,7 @@ write_config() {
     return
   fi
   local socket
-  socket="$(pc -h queue_directory)/private/email-ratelimit"
+  socket="$(policy_socket)"
   mkdir -p "$config_dir"
   # The shipped example, in log-only mode, listening where this Postfix looks (used when the
   # daemon runs without systemd's socket; under systemd the socket unit decides).
@@ -206,9 +390,27 @@ write_config() {
   say "wrote $config (mode = \"log-only\")"
 }
 
+# The socket unit listens where Postfix looks: another instance (another queue_directory)
+# gets a drop-in with its path instead of the unit's default.
+write_socket_dropin() {
+  local socket dropin="$unit_dir/email-ratelimit.socket.d"
+  socket="$(policy_socket)"
+  if [ "$socket" = /var/spool/postfix/private/email-ratelimit ]; then
+    if [ -d "$dropin" ]; then rm -rf "$dropin"; say "removed the socket drop-in $dropin"; fi
+    return
+  fi
+  mkdir -p "$dropin"
+  printf '# Written by install.sh: this Postfix instance looks for the policy socket here.\n[Socket]\nListenStream=\nListenStream=%s\n' \
+    "$socket" > "$dropin/listen.conf.new"
+  if cmp -s "$dropin/listen.conf.new" "$dropin/listen.conf"; then rm -f "$dropin/listen.conf.new"; else mv -f "$dropin/listen.conf.new" "$dropin/listen.conf"; fi
+  say "socket unit drop-in: ListenStream=$socket ($dropin/listen.conf)"
+}
+
 cmd_install() {
   find_binary
-  command -v postconf >/dev/null || die "postconf not found: is Postfix installed?"
+  if [ "$touch_postfix" = 1 ]; then
+    command -v postconf >/dev/null || die "postconf not found: is Postfix installed?"
+  fi
   echo "Installing email-ratelimit (log-only: it counts and logs, defers nothing yet)"
   if [ -z "$root" ] && ! getent passwd email-ratelimit >/dev/null; then
     useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin email-ratelimit
@@ -226,12 +428,19 @@ cmd_install() {
     say "installed $bin_path"
   fi
   write_config
+  # The daemon's own state (the limits cache file); systemd's StateDirectory= makes it too.
+  mkdir -p "$state_dir"
+  if [ -z "$root" ] && getent passwd email-ratelimit >/dev/null; then
+    chown email-ratelimit:email-ratelimit "$state_dir"
+    chmod 0750 "$state_dir"
+  fi
   mkdir -p "$unit_dir"
   for unit in email-ratelimit.socket email-ratelimit.service; do
     sed "s|/usr/bin/email-ratelimit|/usr/local/bin/email-ratelimit|g" "$repo/systemd/$unit" > "$unit_dir/$unit.new"
     if cmp -s "$unit_dir/$unit.new" "$unit_dir/$unit" 2>/dev/null; then rm -f "$unit_dir/$unit.new"; else mv -f "$unit_dir/$unit.new" "$unit_dir/$unit"; fi
   done
   say "installed units in $unit_dir"
+  write_socket_dropin
   mkdir -p "$man_dir"
   "$bin_path" generate man --dir "$man_dir"
   say "installed man pages in $man_dir"
@@ -244,13 +453,18 @@ cmd_install() {
   else
     say "systemd not used: start the daemon yourself ($bin_path serve --config $config)"
   fi
-  hook_postfix
+  if [ "$touch_postfix" = 1 ]; then
+    hook_postfix
+  else
+    say "staging under --root $root: Postfix not touched (pass --postfix-config DIR to hook an instance)"
+  fi
   echo "Next: watch the decisions with   journalctl -u email-ratelimit -f | grep erl"
   echo "      then enforce the limits:   $0 enforce"
 }
 
 cmd_disable() {
   echo "Disabling email-ratelimit in Postfix (files stay; mail flows unlimited)"
+  [ "$touch_postfix" = 1 ] || die "--root without --postfix-config: which Postfix? nothing to disable"
   command -v postconf >/dev/null || die "postconf not found"
   unhook_postfix
   echo "Next: check that Postfix no longer asks:   postconf smtpd_end_of_data_restrictions"
@@ -259,23 +473,32 @@ cmd_disable() {
 
 cmd_uninstall() {
   echo "Uninstalling email-ratelimit (database tables, the database account and Redis counters are left alone)"
-  if command -v postconf >/dev/null; then unhook_postfix; fi
+  local removed=0 f socket stamp
+  if [ "$touch_postfix" = 1 ] && command -v postconf >/dev/null; then unhook_postfix; fi
   if have_systemd; then
     systemctl disable --now email-ratelimit.service email-ratelimit.socket 2>/dev/null || true
   fi
-  local removed=0 f
+  # The socket unit keeps its file across restarts (RemoveOnStop=no): gone with the unit.
+  socket="$(policy_socket)"
+  [ "$touch_postfix" = 1 ] || socket="$root$socket"
+  if [ -S "$socket" ]; then rm -f "$socket"; say "removed the policy socket $socket"; removed=1; fi
   for f in "$bin_path" "$unit_dir/email-ratelimit.socket" "$unit_dir/email-ratelimit.service"; do
     if [ -e "$f" ]; then rm -f "$f"; say "removed $f"; removed=1; fi
   done
+  if [ -d "$unit_dir/email-ratelimit.socket.d" ]; then
+    rm -rf "$unit_dir/email-ratelimit.socket.d"; say "removed $unit_dir/email-ratelimit.socket.d"; removed=1
+  fi
   for f in "$man_dir"/email-ratelimit*.1; do
     if [ -e "$f" ]; then rm -f "$f"; removed=1; fi
   done
   [ "$removed" = 0 ] || say "removed the man pages from $man_dir"
   if [ -d "$config_dir" ]; then
+    # The admin's config (and whatever else was put there) is saved whole, never just deleted.
+    stamp="$(date +%Y%m%d-%H%M%S)"
     mkdir -p "$backup_dir"
-    cp -p "$config" "$backup_dir/config.toml.$(date +%Y%m%d-%H%M%S)" 2>/dev/null || true
+    cp -a "$config_dir" "$backup_dir/etc-email-ratelimit.$stamp" || die "could not back up $config_dir; nothing removed there"
     rm -rf "$config_dir"
-    say "removed $config_dir (a copy of the config is in $backup_dir)"
+    say "removed $config_dir; its files (your config.toml and anything else there) are saved in $backup_dir/etc-email-ratelimit.$stamp"
     removed=1
   fi
   if [ -d "$state_dir" ]; then rm -rf "$state_dir"; removed=1; fi
@@ -298,8 +521,12 @@ cmd_status() {
   else
     say "config:  not installed"
   fi
-  if command -v postconf >/dev/null && hooked; then
-    say "Postfix: hooked (smtpd_end_of_data_restrictions = $(pc -nh smtpd_end_of_data_restrictions))"
+  if [ "$touch_postfix" = 1 ] && command -v postconf >/dev/null && hooked; then
+    if per_service; then
+      say "Postfix: hooked per service in master.cf"
+    else
+      say "Postfix: hooked (smtpd_end_of_data_restrictions = $(pc -nh smtpd_end_of_data_restrictions))"
+    fi
   else
     say "Postfix: not hooked"
   fi
@@ -311,33 +538,39 @@ cmd_status() {
 
 cmd_db_user() {
   [ -f "$config" ] || die "$config not found: run install first"
-  local password sql tmp url
+  local password sql tmp
+  # The password travels only through pipes, the environment and files, never a command line
+  # (every local user can read those in ps).
   password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24)"
+  # SELECT on exactly the columns the default queries read: never mail_user.password.
   sql="$(cat "$repo/scripts/sql/schema.sql")
 CREATE USER IF NOT EXISTS 'email_ratelimit'@'localhost' IDENTIFIED BY '$password';
 ALTER USER 'email_ratelimit'@'localhost' IDENTIFIED BY '$password';
-GRANT SELECT ON \`$database\`.er_global_ratelimit TO 'email_ratelimit'@'localhost';
-GRANT SELECT ON \`$database\`.er_mail_user_ratelimit TO 'email_ratelimit'@'localhost';
-GRANT SELECT ON \`$database\`.mail_user TO 'email_ratelimit'@'localhost';"
+GRANT SELECT (server_id, global_limit, default_mailbox_limit) ON \`$database\`.er_global_ratelimit TO 'email_ratelimit'@'localhost';
+GRANT SELECT (mailuser_id, enabled, daily_limit) ON \`$database\`.er_mail_user_ratelimit TO 'email_ratelimit'@'localhost';
+GRANT SELECT (mailuser_id, email) ON \`$database\`.mail_user TO 'email_ratelimit'@'localhost';"
   # shellcheck disable=SC2086
   printf 'USE `%s`;\n%s\n' "$database" "$sql" | $mysql_cmd
-  url="mysql://email_ratelimit:$password@localhost/$database?socket=$db_socket"
-  tmp="$(mktemp)"
-  if grep -q '^\[database\]' "$config"; then
-    awk -v url="$url" '
-      /^\[/ { in_db = ($0 == "[database]") }
-      in_db && /^url = / { print "url = \"" url "\""; done = 1; next }
-      { print }
-    ' "$config" > "$tmp"
-    grep -q "^url = \"$url\"" "$tmp" || sed -i "/^\[database\]/a url = \"$url\"" "$tmp"
-  else
-    cat "$config" > "$tmp"
-    printf '\n[database]\nurl = "%s"\n' "$url" >> "$tmp"
-  fi
+  tmp="$(mktemp "$config_dir/.config.toml.XXXXXX")"
+  ERL_URL="mysql://email_ratelimit:$password@localhost/$database?socket=$db_socket" awk '
+    BEGIN { url = "url = \"" ENVIRON["ERL_URL"] "\"" }
+    /^\[/ {
+      if (in_db && !done) { print url; done = 1 }
+      in_db = ($0 == "[database]")
+      print
+      next
+    }
+    in_db && /^url = / { if (!done) print url; done = 1; next }
+    { print }
+    END {
+      if (in_db && !done) { print url; done = 1 }
+      if (!done) { print ""; print "[database]"; print url }
+    }
+  ' "$config" > "$tmp"
   "$bin_path" check-config --quiet --config "$tmp" || { rm -f "$tmp"; die "the changed config does not validate; $config left as it was"; }
   cat "$tmp" > "$config"
   rm -f "$tmp"
-  say "created the MariaDB account email_ratelimit@localhost: SELECT on $database.er_global_ratelimit, er_mail_user_ratelimit, mail_user"
+  say "created the MariaDB account email_ratelimit@localhost: SELECT on the columns it reads of $database.er_global_ratelimit, er_mail_user_ratelimit, mail_user (not mail_user.password)"
   say "set [database] url in $config (password masked: $("$bin_path" check-config --config "$config" | grep '^url = "mysql' || true))"
   echo "Next: reload the daemon (systemctl reload email-ratelimit) and look for 'limits loaded from database' in"
   echo "      journalctl -u email-ratelimit"

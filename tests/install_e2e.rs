@@ -1,6 +1,8 @@
 //! `scripts/install.sh` for real, against a throwaway Postfix instance and a temporary
 //! filesystem root: install (log-only) -> db-user -> enforce -> disable -> uninstall, each run
-//! twice (idempotent), with Postfix's `postconf -n` and `postconf -M` compared before and after.
+//! twice (idempotent), with Postfix's `postconf -n` and `postconf -M` compared before and after;
+//! the hook placed where Postfix reaches it (before a permit, in master.cf overrides, per
+//! service), refused where postconf cannot write it, and never a password on a command line.
 
 mod common;
 
@@ -14,21 +16,50 @@ use nix::sys::signal::Signal;
 
 const INSTALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install.sh");
 
-fn install(root: &Path, mail: &MailServer, args: &[&str]) -> String {
-    let out = Command::new("bash")
-        .arg(INSTALL)
-        .args(args)
-        .arg("--root")
-        .arg(root)
-        .arg("--postfix-config")
-        .arg(mail.config_dir())
-        .args(["--binary", BIN, "--no-systemd"])
-        .output()
-        .expect("run install.sh");
+fn run_install(root: &Path, mail: Option<&MailServer>, args: &[&str], path: Option<&str>) -> (bool, String) {
+    let mut cmd = Command::new("bash");
+    cmd.arg(INSTALL).args(args).arg("--root").arg(root).args(["--binary", BIN, "--no-systemd"]);
+    if let Some(mail) = mail {
+        cmd.arg("--postfix-config").arg(mail.config_dir());
+    }
+    if let Some(path) = path {
+        cmd.env("PATH", path);
+    }
+    let out = cmd.output().expect("run install.sh");
     let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     eprintln!("$ install.sh {}\n{text}", args.join(" "));
-    assert!(out.status.success(), "install.sh {args:?} failed:\n{text}");
+    (out.status.success(), text)
+}
+
+fn install(root: &Path, mail: &MailServer, args: &[&str]) -> String {
+    let (ok, text) = run_install(root, Some(mail), args, None);
+    assert!(ok, "install.sh {args:?} failed:\n{text}");
     text
+}
+
+/// A PATH whose first directory holds a logging stand-in for each of `names`: every command
+/// line those programs get is appended to `log`.
+fn logging_path(dir: &Path, log: &Path, names: &[&str]) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let system = std::env::var("PATH").unwrap_or_default();
+    for name in names {
+        let real = std::env::split_paths(&system)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+            .unwrap_or_else(|| panic!("{name} not found"));
+        let shim = dir.join(name);
+        std::fs::write(
+            &shim,
+            format!(
+                "#!/bin/sh\nprintf '%s\\n' \"{name} $*\" >> '{}'\nexec '{}' \"$@\"\n",
+                log.display(),
+                real.display()
+            ),
+        )
+        .expect("shim");
+        std::fs::set_permissions(&shim, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    format!("{}:{system}", dir.display())
 }
 
 fn files_under(root: &Path) -> Vec<String> {
@@ -57,7 +88,8 @@ fn install_enforce_disable_uninstall_round_trip() {
     let Some(redis) = Redis::start() else { return };
     let Some(db) = Mariadb::start() else { return };
     db.sql(
-        "INSERT INTO dbispconfig.mail_user VALUES (1, 'alice@local.test'); \
+        "ALTER TABLE dbispconfig.mail_user ADD password VARCHAR(255); \
+         INSERT INTO dbispconfig.mail_user VALUES (1, 'alice@local.test', '{crypt}secret-hash'); \
          INSERT INTO dbispconfig.er_mail_user_ratelimit VALUES (1, 'y', 2); \
          CREATE TABLE dbispconfig.secrets (x INT);",
     );
@@ -109,17 +141,58 @@ fn install_enforce_disable_uninstall_round_trip() {
     }
     let unit = std::fs::read_to_string(r.join("etc/systemd/system/email-ratelimit.service")).expect("unit");
     assert!(unit.contains("ExecStart=/usr/local/bin/email-ratelimit serve"), "{unit}");
+    // This instance's queue_directory is not /var/spool/postfix: the socket unit must follow it.
+    let dropin = std::fs::read_to_string(r.join("etc/systemd/system/email-ratelimit.socket.d/listen.conf"))
+        .expect("socket drop-in");
+    assert!(
+        dropin.contains(&format!("ListenStream=\nListenStream={}\n", mail.policy_socket().display())),
+        "{dropin}"
+    );
 
     // A read-only database account, wired into the config.
     let socket = db.socket();
     let mysql = format!("mariadb --no-defaults -u root --socket={}", socket.display());
-    let said =
-        install(r, &mail, &["db-user", "--mysql", &mysql, "--db-socket", &socket.display().to_string()]);
+    let socket_arg = socket.display().to_string();
+    let said = install(r, &mail, &["db-user", "--mysql", &mysql, "--db-socket", &socket_arg]);
     assert!(!said.contains("email_ratelimit:") || said.contains("********"), "password not printed: {said}");
-    install(r, &mail, &["db-user", "--mysql", &mysql, "--db-socket", &socket.display().to_string()]);
+    // Again, with every program it runs logging its command line: the password is on none.
+    let shims = tempfile::tempdir().expect("tempdir");
+    let argv_log = shims.path().join("argv.log");
+    let path = logging_path(
+        shims.path(),
+        &argv_log,
+        &[
+            "awk", "sed", "grep", "cat", "mktemp", "head", "base64", "tr", "rm", "perl", "mkdir", "date",
+            "cp", "mv",
+        ],
+    );
+    let (ok, said) =
+        run_install(r, Some(&mail), &["db-user", "--mysql", &mysql, "--db-socket", &socket_arg], Some(&path));
+    assert!(ok, "{said}");
+    let config_text = std::fs::read_to_string(&config).expect("config");
+    let password = config_text
+        .split("mysql://email_ratelimit:")
+        .nth(1)
+        .and_then(|rest| rest.split('@').next())
+        .expect("the database url in the config");
+    let argv = std::fs::read_to_string(&argv_log).expect("the shims ran");
+    assert!(argv.contains("awk ") && argv.lines().count() > 5, "{argv}");
+    assert!(!argv.contains(password), "the password was on a command line:\n{argv}");
     let grants = db.sql("SHOW GRANTS FOR 'email_ratelimit'@'localhost'");
-    assert_eq!(grants.matches("GRANT SELECT ON").count(), 3, "{grants}");
-    assert!(!grants.contains("secrets") && !grants.contains("ALL PRIVILEGES"), "{grants}");
+    assert_eq!(grants.matches("GRANT SELECT (").count(), 3, "column grants only: {grants}");
+    assert!(!grants.contains("GRANT SELECT ON `dbispconfig`"), "no whole-table grant: {grants}");
+    assert!(!grants.contains("password") && !grants.contains("secrets"), "{grants}");
+    let as_account = |sql: &str| {
+        Command::new("mariadb")
+            .args(["--no-defaults", "-u", "email_ratelimit", &format!("--password={password}")])
+            .arg(format!("--socket={}", socket.display()))
+            .args(["-N", "-B", "-e", sql])
+            .output()
+            .expect("mariadb client")
+    };
+    assert!(as_account("SELECT email FROM dbispconfig.mail_user").status.success());
+    let denied = as_account("SELECT password FROM dbispconfig.mail_user");
+    assert!(!denied.status.success(), "mail_user.password readable: {denied:?}");
 
     // The installed daemon, as systemd would run it (here by hand: no systemd in a test).
     let installed = r.join("usr/local/bin/email-ratelimit");
@@ -131,6 +204,7 @@ fn install_enforce_disable_uninstall_round_trip() {
             .args(["serve", "--config"])
             .arg(&config)
             .env("EMAIL_RATELIMIT__REDIS__URL", redis.url())
+            .env("EMAIL_RATELIMIT__DATABASE__CACHE_FILE", r.join("limits.json"))
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
             .spawn()
@@ -180,13 +254,139 @@ fn install_enforce_disable_uninstall_round_trip() {
     assert!(install(r, &mail, &["status"]).contains("Postfix: not hooked"));
     daemon.stop();
 
-    // install again, then uninstall, twice: only Postfix backups remain.
+    // install again, then uninstall, twice: only Postfix backups and the admin's files remain.
     install(r, &mail, &["install"]);
-    install(r, &mail, &["uninstall"]);
+    std::fs::write(r.join("etc/email-ratelimit/notes.txt"), "the admin's own file\n").expect("notes");
+    // The socket systemd's unit leaves in place across restarts (RemoveOnStop=no).
+    drop(std::os::unix::net::UnixListener::bind(mail.policy_socket()).expect("a left-over socket"));
+    let said = install(r, &mail, &["uninstall"]);
+    assert!(said.contains("removed the policy socket"), "{said}");
+    assert!(!mail.policy_socket().exists(), "the socket file is gone");
+    assert!(said.contains("are saved in"), "{said}");
     let said = install(r, &mail, &["uninstall"]);
     assert!(said.contains("nothing installed"), "{said}");
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before, "uninstall restores Postfix");
-    let left: Vec<String> = files_under(r).into_iter().filter(|f| f != "daemon.log").collect();
+    let left: Vec<String> =
+        files_under(r).into_iter().filter(|f| f != "daemon.log" && f != "limits.json").collect();
     assert!(left.iter().all(|f| f.starts_with("var/backups/email-ratelimit/")), "left behind: {left:?}");
-    assert!(!left.is_empty(), "backups of main.cf and master.cf are kept");
+    assert!(
+        left.iter().any(|f| f.starts_with("var/backups/email-ratelimit/etc-email-ratelimit.")
+            && f.ends_with("/notes.txt")),
+        "the admin's files are backed up: {left:?}"
+    );
+    assert!(left.iter().any(|f| f.ends_with("/config.toml")), "and the config: {left:?}");
+}
+
+/// A permit before the hook, a master.cf override that empties the list, a per-service setup, an
+/// override postconf cannot rewrite, and a staging root: each as an admin's Postfix has them.
+#[test]
+fn the_hook_goes_where_postfix_reaches_it() {
+    let Some(mail) = MailServer::start_with(
+        &["alice@local.test"],
+        "smtpd_end_of_data_restrictions = permit_sasl_authenticated\n",
+    ) else {
+        return;
+    };
+    let mx = format!("127.0.0.1:{}/inet", mail.mx);
+    let submission = format!("127.0.0.1:{}/inet", mail.submission);
+    // The MX service empties the list for itself: a global hook alone would never be asked there.
+    mail.postconf(&["-P", &format!("{mx}/smtpd_end_of_data_restrictions=")]);
+    let before = (mail.postconf(&["-n"]), mail.postconf(&["-M"]));
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+
+    let said = install(r, &mail, &["install"]);
+    assert_eq!(
+        mail.postconf(&["-nh", "smtpd_end_of_data_restrictions"]).trim(),
+        "$email_ratelimit_policy, permit_sasl_authenticated",
+        "before the permit, where Postfix reaches it"
+    );
+    assert!(
+        mail.postconf(&["-P"])
+            .contains(&format!("{mx}/smtpd_end_of_data_restrictions = $email_ratelimit_policy"))
+    );
+    assert!(
+        said.contains("verified: the smtpd services") && said.contains(&mx) && said.contains(&submission),
+        "{said}"
+    );
+    assert!(install(r, &mail, &["install"]).contains("Postfix hook already in place"));
+
+    // Both services really ask the daemon.
+    let config = r.join("etc/email-ratelimit/config.toml");
+    let log_path = r.join("daemon.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut daemon = Supervised::default();
+    daemon.set(
+        Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("EMAIL_RATELIMIT__STORE", "memory")
+            .env("EMAIL_RATELIMIT__LOG__LEVEL", "debug")
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("start the daemon"),
+    );
+    let daemon_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_for("the daemon", Duration::from_secs(20), || mail.policy_socket().exists().then_some(()));
+    let sent = mail.send(mail.submission, Some("alice@local.test"), "alice@local.test", &rcpts(2));
+    assert_eq!(sent.code, 0, "{}", sent.transcript);
+    wait_for("the authenticated message", Duration::from_secs(10), || {
+        daemon_log().contains("user=alice@local.test rcpt=2").then_some(())
+    });
+    let sent =
+        mail.send(mail.mx, None, &format!("someone@{REMOTE}"), &[format!("r1@{}", common::mail::LOCAL)]);
+    assert_eq!(sent.code, 0, "{}", sent.transcript);
+    wait_for("the MX message", Duration::from_secs(10), || {
+        daemon_log().contains("erl pass reason=unauthenticated").then_some(())
+    });
+    daemon.stop();
+
+    install(r, &mail, &["disable"]);
+    assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before, "disable restores both");
+
+    // A per-service setup (postfix/master.cf.fragment): install keeps it, adds no global hook.
+    mail.postconf(&["-e", "email_ratelimit_policy = check_policy_service { unix:private/email-ratelimit, timeout=5s, default_action=DUNNO }"]);
+    mail.postconf(&["-P", &format!("{submission}/smtpd_end_of_data_restrictions=$email_ratelimit_policy")]);
+    let per_service = mail.postconf(&["-nh", "smtpd_end_of_data_restrictions"]);
+    let said = install(r, &mail, &["install"]);
+    assert!(said.contains("per-service hook"), "{said}");
+    assert_eq!(
+        mail.postconf(&["-nh", "smtpd_end_of_data_restrictions"]),
+        per_service,
+        "no global hook added"
+    );
+    install(r, &mail, &["disable"]);
+    assert!(!mail.postconf(&["-P"]).contains("email_ratelimit_policy"), "{}", mail.postconf(&["-P"]));
+
+    // An override postconf -P cannot write (a `{ }` group): refused, nothing changed.
+    mail.postconf(&["-PX", &format!("{mx}/smtpd_end_of_data_restrictions")]);
+    let master = mail.config_dir().join("master.cf");
+    let text: String = std::fs::read_to_string(&master)
+        .expect("master.cf")
+        .lines()
+        .map(|l| {
+            let extra = if l.contains("-o syslog_name=postfix/mx") {
+                "\n  -o { smtpd_end_of_data_restrictions = check_policy_service { unix:private/other, timeout=5s }, permit }"
+            } else {
+                ""
+            };
+            format!("{l}{extra}\n")
+        })
+        .collect();
+    assert!(text.contains("unix:private/other"), "{text}");
+    std::fs::write(&master, text).expect("write master.cf");
+    let unwritable = (mail.postconf(&["-n"]), mail.postconf(&["-M"]));
+    let (ok, said) = run_install(r, Some(&mail), &["install"], None);
+    assert!(
+        !ok && said.contains("postconf cannot add the hook") && said.contains("Nothing was changed"),
+        "{said}"
+    );
+    assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), unwritable);
+
+    // Staging under --root without --postfix-config never touches a Postfix.
+    let staging = tempfile::tempdir().expect("tempdir");
+    let (ok, said) = run_install(staging.path(), None, &["install"], None);
+    assert!(ok && said.contains("Postfix not touched") && !said.contains("hooked"), "{said}");
+    assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), unwritable);
 }

@@ -193,11 +193,11 @@ remember() {
   printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$state_file"
 }
 
-# Per-service setups (postfix/master.cf.fragment): main.cf's list does not carry the hook, some
-# service's override does. install then leaves main.cf's list alone.
-per_service() {
+main_check() { restrictions check "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)"; }
+
+# Whether some master.cf service's override names the hook.
+overrides_hooked() {
   local svc ov
-  [ "$(restrictions check "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)")" = none ] || return 1
   for svc in $(smtpd_services); do
     ov="$(override "$svc")" || continue
     [ "$(restrictions check "$ov")" = none ] || return 0
@@ -205,15 +205,11 @@ per_service() {
   return 1
 }
 
-hooked() {
-  local svc ov
-  [ "$(restrictions check "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)")" = none ] || return 0
-  for svc in $(smtpd_services); do
-    ov="$(override "$svc")" || continue
-    [ "$(restrictions check "$ov")" = none ] || return 0
-  done
-  return 1
-}
+# Per-service setups (postfix/master.cf.fragment): main.cf's list does not carry the hook, some
+# service's override does. install then leaves main.cf's list alone.
+per_service() { [ "$(main_check)" = none ] && overrides_hooked; }
+
+hooked() { [ "$(main_check)" != none ] || overrides_hooked; }
 
 # The override of a service rewritten with the hook before any permit, comma-separated; exit 3
 # when postconf -P cannot write it.

@@ -7,18 +7,6 @@ mod common;
 
 use common::*;
 
-fn daemon(redis: &Redis, extra: &str) -> Daemon {
-    Daemon::start(&format!("{extra}\n[redis]\nurl = \"{}\"\n", redis.url()))
-}
-
-fn key(user: &str) -> String {
-    format!("erl:{}:{user}", today())
-}
-
-fn global() -> String {
-    format!("erl:{}:global", today())
-}
-
 /// An END-OF-MESSAGE request with `recipient_count` set to exactly `raw`.
 fn eom_raw(user: &str, raw: &str) -> String {
     eom(user, 1).replace("recipient_count=1\n", &format!("recipient_count={raw}\n"))
@@ -36,7 +24,7 @@ fn ttl(redis: &Redis, key: &str) -> i64 {
 #[test]
 fn a_wrong_typed_violations_list_fails_open_only_who_needs_it() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, ALICE_5);
+    let d = redis_daemon(&redis, ALICE_5);
     assert_eq!(d.send("alice@example.com", 3), "DUNNO");
     redis.cmd(&["SET", "erl:violations", "x"]);
     // Over the cap: the violation cannot be pushed, so nothing at all is written.
@@ -70,7 +58,7 @@ fn a_wrong_typed_violations_list_fails_open_only_who_needs_it() {
 #[test]
 fn a_counter_that_is_not_a_count_fails_open_that_sender_alone() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[limits]\nglobal = 100\n");
+    let d = redis_daemon(&redis, "[limits]\nglobal = 100\n");
     for (user, value) in [
         ("neg@example.com", "-5"),
         ("frac@example.com", "1.5"),
@@ -100,7 +88,7 @@ fn a_counter_that_is_not_a_count_fails_open_that_sender_alone() {
 #[test]
 fn a_bad_global_counter_fails_everyone_open_and_says_so() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[limits]\nglobal = 1\n");
+    let d = redis_daemon(&redis, "[limits]\nglobal = 1\n");
     redis.cmd(&["SET", &global(), "-1"]);
     assert_eq!(d.send("a@example.com", 5), "DUNNO");
     assert_eq!(d.send("b@example.com", 5), "DUNNO");
@@ -111,7 +99,7 @@ fn a_bad_global_counter_fails_everyone_open_and_says_so() {
 #[test]
 fn counters_written_without_a_ttl_get_one() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, ALICE_5);
+    let d = redis_daemon(&redis, ALICE_5);
     // Written by the panel or a restore, without a TTL: they would live forever.
     redis.cmd(&["SET", &key("alice@example.com"), "2"]);
     redis.cmd(&["SET", &global(), "2"]);
@@ -138,7 +126,7 @@ fn counters_written_without_a_ttl_get_one() {
 #[test]
 fn odd_recipient_counts_are_counted_and_huge_ones_capped() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "mode = \"log-only\"\n[limits]\nglobal = 100000\n");
+    let d = redis_daemon(&redis, "mode = \"log-only\"\n[limits]\nglobal = 100000\n");
     let mut conn = d.connect();
     for raw in ["", "0", "abc", "-5", "1.5", "+3"] {
         assert_eq!(conn.ask(&eom_raw("odd@example.com", raw)), "DUNNO", "{raw:?}");

@@ -9,24 +9,12 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn daemon(redis: &Redis, extra: &str) -> Daemon {
-    Daemon::start(&format!("{extra}\n[redis]\nurl = \"{}\"\n", redis.url()))
-}
-
-fn key(user: &str) -> String {
-    format!("erl:{}:{user}", today())
-}
-
-fn global() -> String {
-    format!("erl:{}:global", today())
-}
-
 const ALICE_5: &str = "[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n";
 
 #[test]
 fn counts_per_recipient_to_the_exact_boundary() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, ALICE_5);
+    let d = redis_daemon(&redis, ALICE_5);
     assert_eq!(d.send("alice@example.com", 2), "DUNNO");
     assert_eq!(redis.get(&key("alice@example.com")), Some(2));
     assert_eq!(d.send("alice@example.com", 3), "DUNNO");
@@ -43,7 +31,7 @@ fn counts_per_recipient_to_the_exact_boundary() {
 #[test]
 fn a_refused_message_burns_no_quota_and_leaves_a_violation() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, ALICE_5);
+    let d = redis_daemon(&redis, ALICE_5);
     let before = chrono::Utc::now().timestamp();
     assert_eq!(d.send("alice@example.com", 3), "DUNNO");
     assert_eq!(d.send("alice@example.com", 3), defer_user("alice@example.com", 5));
@@ -66,7 +54,7 @@ fn a_refused_message_burns_no_quota_and_leaves_a_violation() {
 #[test]
 fn global_cap_applies_to_all_senders_together() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[limits]\nglobal = 4\n");
+    let d = redis_daemon(&redis, "[limits]\nglobal = 4\n");
     assert_eq!(d.send("bob@example.com", 3), "DUNNO");
     assert_eq!(d.send("carol@example.com", 2), defer_global("carol@example.com", 4));
     assert_eq!(d.send("carol@example.com", 1), "DUNNO");
@@ -84,7 +72,7 @@ fn global_cap_applies_to_all_senders_together() {
 #[test]
 fn the_mailbox_cap_is_checked_before_the_global_cap() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, &format!("[limits]\nglobal = 5\n{ALICE_5}"));
+    let d = redis_daemon(&redis, &format!("[limits]\nglobal = 5\n{ALICE_5}"));
     assert_eq!(d.send("alice@example.com", 5), "DUNNO");
     assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 5));
 }
@@ -92,7 +80,7 @@ fn the_mailbox_cap_is_checked_before_the_global_cap() {
 #[test]
 fn counters_get_a_ttl_of_about_26_hours() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "");
+    let d = redis_daemon(&redis, "");
     d.send("dave@example.com", 1);
     for k in [key("dave@example.com"), global()] {
         let ttl: i64 = redis::cmd("TTL").arg(&k).query(&mut redis.conn()).expect("TTL");
@@ -103,7 +91,7 @@ fn counters_get_a_ttl_of_about_26_hours() {
 #[test]
 fn log_only_counts_and_records_without_deferring() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, &format!("mode = \"log-only\"\n{ALICE_5}"));
+    let d = redis_daemon(&redis, &format!("mode = \"log-only\"\n{ALICE_5}"));
     assert_eq!(d.send("alice@example.com", 4), "DUNNO");
     assert_eq!(d.send("alice@example.com", 4), "DUNNO");
     assert_eq!(redis.get(&key("alice@example.com")), Some(8));
@@ -116,7 +104,7 @@ fn log_only_counts_and_records_without_deferring() {
 #[test]
 fn rcpt_only_prechecks_and_other_stages_pass() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[[limits.mailbox]]\nemail = \"erin@example.com\"\ndaily = 2\n");
+    let d = redis_daemon(&redis, "[[limits.mailbox]]\nemail = \"erin@example.com\"\ndaily = 2\n");
     let mut c = d.connect();
     assert_eq!(c.ask(&request("RCPT", "erin@example.com", 0)), "DUNNO");
     assert_eq!(redis.get(&key("erin@example.com")), None, "RCPT never counts");
@@ -130,7 +118,7 @@ fn rcpt_only_prechecks_and_other_stages_pass() {
 #[test]
 fn unauthenticated_and_junk_usernames_are_not_counted() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[limits]\nglobal = 1\n");
+    let d = redis_daemon(&redis, "[limits]\nglobal = 1\n");
     assert_eq!(d.send("", 5), "DUNNO");
     assert_eq!(d.send("a b@example.com", 5), "DUNNO");
     let long = format!("{}@example.com", "x".repeat(400));
@@ -143,7 +131,7 @@ fn unauthenticated_and_junk_usernames_are_not_counted() {
 #[test]
 fn usernames_are_normalized_onto_the_stored_address() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[[limits.mailbox]]\nemail = \"jörg@bücher.example\"\ndaily = 3\n");
+    let d = redis_daemon(&redis, "[[limits.mailbox]]\nemail = \"jörg@bücher.example\"\ndaily = 3\n");
     assert_eq!(d.send("Jörg@Bücher.Example", 1), "DUNNO");
     assert_eq!(d.send("jörg@xn--bcher-kva.example", 1), "DUNNO");
     assert_eq!(d.send(" JÖRG@BÜCHER.EXAMPLE", 1), "DUNNO");
@@ -174,7 +162,7 @@ fn hammer(d: &Daemon, user_of: impl Fn(usize) -> String + Sync) -> u64 {
 #[test]
 fn exact_under_concurrency_for_one_sender() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[[limits.mailbox]]\nemail = \"hot@example.com\"\ndaily = 100\n");
+    let d = redis_daemon(&redis, "[[limits.mailbox]]\nemail = \"hot@example.com\"\ndaily = 100\n");
     assert_eq!(hammer(&d, |_| "hot@example.com".into()), 100);
     assert_eq!(redis.get(&key("hot@example.com")), Some(100));
     assert_eq!(redis.violations().len(), 220);
@@ -183,7 +171,7 @@ fn exact_under_concurrency_for_one_sender() {
 #[test]
 fn exact_under_concurrency_for_the_global_cap() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, "[limits]\nglobal = 100\n");
+    let d = redis_daemon(&redis, "[limits]\nglobal = 100\n");
     assert_eq!(hammer(&d, |t| format!("user{t}@example.com")), 100);
     assert_eq!(redis.get(&global()), Some(100));
 }
@@ -192,7 +180,7 @@ fn exact_under_concurrency_for_the_global_cap() {
 fn redis_down_at_start_fails_open_then_recovers() {
     let Some(mut redis) = Redis::start() else { return };
     redis.stop();
-    let d = daemon(&redis, ALICE_5);
+    let d = redis_daemon(&redis, ALICE_5);
     for _ in 0..3 {
         let started = Instant::now();
         assert_eq!(d.send("alice@example.com", 10), "DUNNO");
@@ -210,7 +198,7 @@ fn redis_down_at_start_fails_open_then_recovers() {
 #[test]
 fn a_hung_redis_costs_at_most_the_timeout_per_reply() {
     let Some(redis) = Redis::start() else { return };
-    let d = daemon(&redis, &format!("[limits]\nglobal = 100000000\n{ALICE_5}"));
+    let d = redis_daemon(&redis, &format!("[limits]\nglobal = 100000000\n{ALICE_5}"));
     assert_eq!(d.send("alice@example.com", 1), "DUNNO");
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let slowest = Arc::new(AtomicU64::new(0));
@@ -258,7 +246,7 @@ fn a_hung_redis_costs_at_most_the_timeout_per_reply() {
 #[test]
 fn redis_restart_and_script_flush_reload_the_script() {
     let Some(mut redis) = Redis::start() else { return };
-    let d = daemon(&redis, ALICE_5);
+    let d = redis_daemon(&redis, ALICE_5);
     assert_eq!(d.send("alice@example.com", 1), "DUNNO");
     redis.cmd(&["SCRIPT", "FLUSH"]);
     assert_eq!(d.send("alice@example.com", 1), "DUNNO");

@@ -128,6 +128,21 @@ pub fn request(state: &str, user: &str, rcpt: u32) -> String {
     )
 }
 
+/// Today's counter of one sender, as the daemon names it (prefix `erl`, local date).
+pub fn key(user: &str) -> String {
+    format!("erl:{}:{user}", today())
+}
+
+/// Today's server-wide counter.
+pub fn global() -> String {
+    format!("erl:{}:global", today())
+}
+
+/// The daemon on `redis`, with `extra` config.
+pub fn redis_daemon(redis: &Redis, extra: &str) -> Daemon {
+    Daemon::start(&format!("{extra}\n[redis]\nurl = \"{}\"\n", redis.url()))
+}
+
 /// Today's local date as the counter keys use it.
 pub fn today() -> String {
     chrono::Local::now().format("%Y-%m-%d").to_string()

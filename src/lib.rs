@@ -5,11 +5,13 @@
 //!
 //! - [`config`]: raw TOML and environment -> validated, typed settings.
 //! - [`protocol`]: the Postfix policy wire format; pure, no I/O.
-//! - [`server`]: listeners (Unix socket, systemd activation, TCP), connection cap, per-connection
-//!   tasks with bounded input and idle time, graceful drain.
+//! - [`server`]: listeners (Unix socket bound without path races, systemd activation, TCP),
+//!   connection cap, per-connection tasks with bounded input and idle time, graceful drain.
 //! - [`policy`]: the decision table; talks to a [`store::CounterStore`].
 //! - [`sender`]: SASL username -> normalized mailbox key.
-//! - [`limits`]: the limit set from the config file and MariaDB, cached, refreshed.
+//! - [`limits`]: the limit set from the config file and MariaDB (or the cache file of its last
+//!   good read), refreshed; the database's caps are "unknown" until one of them is known.
+//! - [`clock`]: "now" (the system's, or a test's) and "today" in the configured time zone.
 //! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
 //! - [`cli`]: the command-line definitions (also the source of the man page and completions).

@@ -271,15 +271,19 @@ fn serves_a_socket_handed_over_by_systemd() {
         os.environ['LISTEN_FDS'] = '1'; os.environ['LISTEN_PID'] = str(os.getpid())\n\
         os.execv(sys.argv[2], [sys.argv[2], 'serve', '--config', sys.argv[3]])\n";
     let log = dir.path().join("daemon.log");
-    let mut child = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(&activated)
-        .arg(BIN)
-        .arg(&config)
-        .stdout(std::fs::File::create(&log).expect("log"))
-        .spawn()
-        .expect("spawn python3");
+    // Supervised: a failed assertion below still stops the daemon.
+    let mut child = Supervised::default();
+    child.set(
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .arg(&activated)
+            .arg(BIN)
+            .arg(&config)
+            .stdout(std::fs::File::create(&log).expect("log"))
+            .spawn()
+            .expect("spawn python3"),
+    );
     let mut c = wait_for("an answer on the activated socket", Duration::from_secs(10), || {
         let mut c = Conn::new(std::os::unix::net::UnixStream::connect(&activated).ok()?);
         c.try_write(eom("s@example.com", 1).as_bytes()).ok()?;
@@ -297,9 +301,9 @@ fn serves_a_socket_handed_over_by_systemd() {
         )),
         "the daemon says Postfix and the socket unit may disagree: {said}"
     );
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-    nix::sys::signal::kill(pid, Signal::SIGTERM).expect("kill");
-    assert!(child.wait().expect("wait").success());
+    child.signal(Signal::SIGTERM);
+    let status = wait_for("the daemon to exit", Duration::from_secs(20), || child.try_wait());
+    assert!(status.success(), "{status}");
     assert!(activated.exists(), "systemd's socket is left to systemd");
 }
 

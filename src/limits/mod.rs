@@ -6,6 +6,7 @@ pub mod cache;
 pub mod caps;
 pub mod database;
 pub mod saved;
+pub mod window;
 
 use std::collections::HashMap;
 use std::fmt;

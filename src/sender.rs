@@ -16,6 +16,12 @@ impl Mailbox {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The domain (IDNA ASCII), for a name that has one.
+    #[must_use]
+    pub fn domain(&self) -> Option<&str> {
+        self.0.rsplit_once('@').map(|(_, d)| d)
+    }
 }
 
 impl fmt::Display for Mailbox {
@@ -137,6 +143,9 @@ mod tests {
     #[test]
     fn splits_at_the_last_at_sign() {
         assert_eq!(ok("\"a@b\"@Example.org"), "\"a@b\"@example.org");
+        assert_eq!(normalize("\"a@b\"@Example.org").expect("valid").domain(), Some("example.org"));
+        assert_eq!(normalize("Jörg@Bücher.Example").expect("valid").domain(), Some("xn--bcher-kva.example"));
+        assert_eq!(normalize("bob").expect("valid").domain(), None);
     }
 
     #[test]

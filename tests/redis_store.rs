@@ -39,6 +39,7 @@ fn a_refused_message_burns_no_quota_and_leaves_a_violation() {
     assert_eq!(redis.get(&global()), Some(3));
     assert_eq!(d.send("alice@example.com", 2), "DUNNO", "the whole message fits exactly");
     assert_eq!(redis.get(&key("alice@example.com")), Some(5));
+    assert_eq!(redis.get(&key("@example.com")), Some(5), "the domain's daily counter is always kept");
 
     let v = redis.violations();
     assert_eq!(v.len(), 1);
@@ -47,7 +48,7 @@ fn a_refused_message_burns_no_quota_and_leaves_a_violation() {
     assert_eq!(
         v[0],
         serde_json::json!({"ts": ts, "type": "user", "user": "alice@example.com", "limit": 5,
-                           "count": 3, "rcpt": 3, "ip": "192.0.2.10", "enforced": true})
+                           "count": 3, "rcpt": 3, "ip": "192.0.2.10", "enforced": true, "window": "1d"})
     );
 }
 

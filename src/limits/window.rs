@@ -71,10 +71,10 @@ impl Window {
     /// How long a counter of this window lives: the window plus an hour (a day: about 26 h, past
     /// local midnight in every DST shift).
     #[must_use]
-    pub fn ttl_secs(self) -> u64 {
+    pub const fn ttl_secs(self) -> u64 {
         match self {
             Self::Day => 26 * 3600,
-            Self::Minutes(m) => u64::from(m) * 60 + 3600,
+            Self::Minutes(m) => m as u64 * 60 + 3600,
         }
     }
 

@@ -3,22 +3,25 @@
 //! decision (`erl ok`, `erl DEFER`, `erl DEFER (log-only)`, `erl fail-open`, `erl skip`).
 
 mod once;
+mod plan;
 mod text;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use text::{global_text, mailbox_text};
+pub use text::{global_text, mailbox_text, refusal_text};
 
 use self::once::OncePer;
+use self::plan::Plan;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::Mode;
-use crate::limits::{Cap, LimitsCache};
+use crate::limits::LimitsCache;
+use crate::limits::window::Window;
 use crate::protocol::{Action, Request, State};
 use crate::sender;
-use crate::store::{Consume, CounterStore, Counts, Operation, StoreError, Verdict};
+use crate::store::{Consume, CounterStore, Counts, Operation, Scope, StoreError};
 
 /// How often the same bad Redis key is named in the log.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -142,36 +145,33 @@ impl<S: CounterStore> Policy<S> {
             // At RCPT the count is 0: ask whether one more recipient would fit.
             Operation::Check => 1,
         };
-        let mailbox_cap = limits.mailbox_cap(&sender);
+        let plan = Plan::new(&limits, &sender);
         let ask = Consume {
             sender: &sender,
             recipients,
-            mailbox_cap: mailbox_cap.and_then(Cap::known),
-            global_cap: limits.global.known(),
+            counters: &plan.counters,
+            caps: &plan.caps,
             operation,
             mode: self.mode(),
             client: &req.client_address,
             at: self.zone.moment(self.clock.now()),
         };
-        let line = |counts: &Counts| {
-            let n = u64::from(recipients);
-            let counted = operation == Operation::Count
-                && (counts.verdict == Verdict::Fits || ask.mode == Mode::LogOnly);
-            let add = if counted { n } else { 0 };
-            Line {
-                user: &sender,
-                rcpt: n,
-                mailbox: counts.mailbox + add,
-                mailbox_cap,
-                global: counts.global + add,
-                global_cap: limits.global,
-                req,
-            }
-        };
         match self.store.consume(&ask).await {
             Ok(counts) => {
-                let unknown = limits.global == Cap::Unknown || mailbox_cap == Some(Cap::Unknown);
-                conclude(&ask, &counts, &line(&counts), unknown)
+                let n = u64::from(recipients);
+                let counted =
+                    operation == Operation::Count && (counts.refused.is_none() || ask.mode == Mode::LogOnly);
+                let add = if counted { n } else { 0 };
+                let line = Line {
+                    user: &sender,
+                    rcpt: n,
+                    mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
+                    mailbox_cap: limits.mailbox_cap(&sender),
+                    global: plan.value(&counts.before, Scope::Server, Window::Day) + add,
+                    global_cap: limits.global,
+                    req,
+                };
+                conclude(&ask, &counts, &line, plan.unknown)
             }
             Err(e) => {
                 self.fail_open(&e, &ask, req);
@@ -202,26 +202,23 @@ impl<S: CounterStore> Policy<S> {
 /// The reply and the decision line. `unknown`: a cap of this sender was not enforced because
 /// the database has not been read yet.
 fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) -> Action {
-    let text = match counts.verdict {
-        Verdict::Fits if unknown => {
+    let Some(check) = counts.refused.and_then(|i| ask.caps.get(i)) else {
+        if unknown {
             tracing::info!("erl fail-open reason=limits-unknown {line}");
-            return Action::Dunno;
-        }
-        Verdict::Fits => {
+        } else {
             tracing::info!("erl ok {line}");
-            return Action::Dunno;
         }
-        Verdict::OverMailbox => mailbox_text(ask.sender, ask.mailbox_cap.unwrap_or(0)),
-        Verdict::OverGlobal => global_text(ask.sender, ask.global_cap.unwrap_or(0)),
+        return Action::Dunno;
     };
-    let cap = if counts.verdict == Verdict::OverMailbox { "user" } else { "global" };
+    let Some(&counter) = ask.counters.get(check.counter) else { return Action::Dunno };
+    let (cap, window) = (counter.scope.kind(), counter.window);
     match ask.mode {
         Mode::Enforce => {
-            tracing::info!("erl DEFER {line} cap={cap}");
-            Action::DeferIfPermit(text)
+            tracing::info!("erl DEFER {line} cap={cap} window={window}");
+            Action::DeferIfPermit(refusal_text(ask.sender, counter, check.limit))
         }
         Mode::LogOnly => {
-            tracing::info!("erl DEFER (log-only) {line} cap={cap}");
+            tracing::info!("erl DEFER (log-only) {line} cap={cap} window={window}");
             Action::Dunno
         }
     }

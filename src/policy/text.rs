@@ -4,19 +4,50 @@
 use std::fmt;
 
 use crate::limits::Cap;
+use crate::limits::window::Window;
 use crate::protocol::Request;
 use crate::sender::Mailbox;
+use crate::store::{Counter, Scope};
 
-/// The reply text for a sender over its own cap (contract: exact wording).
+/// The reply text for a message refused by a cap (contract: exact wording), e.g.
+/// `alice@example.com: Your hourly limit of 20 messages reached`.
 #[must_use]
-pub fn mailbox_text(sender: &Mailbox, limit: u64) -> String {
-    format!("{sender}: Your daily limit of {limit} messages reached")
+pub fn refusal_text(sender: &Mailbox, counter: Counter, limit: u64) -> String {
+    let window = counter.window;
+    match (counter.scope, window.adjective()) {
+        (Scope::Mailbox, Some(adj)) => format!("{sender}: Your {adj} limit of {limit} messages reached"),
+        (Scope::Mailbox, None) => {
+            format!("{sender}: Your limit of {limit} messages {} reached", window.per())
+        }
+        (Scope::Domain, adj) => {
+            let domain = sender.domain().unwrap_or_default();
+            match adj {
+                Some(adj) => format!("{sender}: {} limit of {limit} for {domain} reached", capitalized(adj)),
+                None => format!("{sender}: Limit of {limit} messages {} for {domain} reached", window.per()),
+            }
+        }
+        (Scope::Server, Some(adj)) => format!("{sender}: Global {adj} limit of {limit} reached"),
+        (Scope::Server, None) => {
+            format!("{sender}: Global limit of {limit} messages {} reached", window.per())
+        }
+    }
 }
 
-/// The reply text when the server-wide cap is reached (contract: exact wording).
+fn capitalized(word: &str) -> String {
+    let mut chars = word.chars();
+    chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
+}
+
+/// The reply text for a sender over its own daily cap.
+#[must_use]
+pub fn mailbox_text(sender: &Mailbox, limit: u64) -> String {
+    refusal_text(sender, Counter { scope: Scope::Mailbox, window: Window::Day }, limit)
+}
+
+/// The reply text when the server-wide daily cap is reached.
 #[must_use]
 pub fn global_text(sender: &Mailbox, limit: u64) -> String {
-    format!("{sender}: Global daily limit of {limit} reached")
+    refusal_text(sender, Counter { scope: Scope::Server, window: Window::Day }, limit)
 }
 
 /// The shared fields of the decision lines.
@@ -46,5 +77,39 @@ impl fmt::Display for Line<'_> {
             self.req.queue_id,
             self.req.protocol_state.as_str()
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sender::normalize;
+
+    #[test]
+    fn every_scope_and_window_is_spelled_as_the_contract_says() {
+        let alice = normalize("alice@Bücher.example").expect("valid");
+        let text = |scope, window: &str, limit| {
+            refusal_text(&alice, Counter { scope, window: Window::parse(window).expect("window") }, limit)
+        };
+        let a = "alice@xn--bcher-kva.example";
+        let d = "xn--bcher-kva.example";
+        for (scope, window, limit, want) in [
+            (Scope::Mailbox, "1d", 50, format!("{a}: Your daily limit of 50 messages reached")),
+            (Scope::Mailbox, "1h", 20, format!("{a}: Your hourly limit of 20 messages reached")),
+            (Scope::Mailbox, "15m", 10, format!("{a}: Your limit of 10 messages per 15 minutes reached")),
+            (Scope::Mailbox, "1m", 3, format!("{a}: Your limit of 3 messages per minute reached")),
+            (Scope::Mailbox, "2h", 30, format!("{a}: Your limit of 30 messages per 2 hours reached")),
+            (Scope::Domain, "1d", 2000, format!("{a}: Daily limit of 2000 for {d} reached")),
+            (Scope::Domain, "1h", 500, format!("{a}: Hourly limit of 500 for {d} reached")),
+            (Scope::Domain, "15m", 100, format!("{a}: Limit of 100 messages per 15 minutes for {d} reached")),
+            (Scope::Server, "1d", 999, format!("{a}: Global daily limit of 999 reached")),
+            (Scope::Server, "1h", 300, format!("{a}: Global hourly limit of 300 reached")),
+            (Scope::Server, "15m", 100, format!("{a}: Global limit of 100 messages per 15 minutes reached")),
+            (Scope::Server, "90m", 100, format!("{a}: Global limit of 100 messages per 90 minutes reached")),
+        ] {
+            assert_eq!(text(scope, window, limit), want);
+        }
+        assert_eq!(mailbox_text(&alice, 5), format!("{a}: Your daily limit of 5 messages reached"));
+        assert_eq!(global_text(&alice, 9), format!("{a}: Global daily limit of 9 reached"));
     }
 }

@@ -1,30 +1,31 @@
--- consume.lua: check both daily caps and count one message, atomically (one round trip).
+-- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
--- KEYS[1]  the sender's counter for today    (<prefix>:YYYY-MM-DD:<email>)
--- KEYS[2]  the server-wide counter for today (<prefix>:YYYY-MM-DD:global)
--- KEYS[3]  the violations list               (<prefix>:violations)
--- ARGV[1]  n: recipients of this message (>= 1)
--- ARGV[2]  the sender's cap; 0 = none enforced (it is still counted)
--- ARGV[3]  the server-wide cap; 0 = none enforced (still counted)
--- ARGV[4]  "count" (end of data) or "check" (RCPT pre-check: never counts)
--- ARGV[5]  "1" = enforce; "0" = log-only: a message over a cap is counted anyway
--- ARGV[6]  TTL in seconds of a counter (given when created, or when found without one)
--- ARGV[7]  how many violations the list keeps
--- ARGV[8]  now, unix seconds          (violation record)
--- ARGV[9]  the sender's address       (violation record)
--- ARGV[10] the SMTP client's address  (violation record)
+-- KEYS[1..k]  the counters the message moves (k = #KEYS - 1): daily ones
+--             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>)
+-- KEYS[k+1]   the violations list (<prefix>:violations)
+-- ARGV[1]     n: recipients of this message (>= 1)
+-- ARGV[2]     "count" (end of data) or "check" (RCPT pre-check: never counts)
+-- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway
+-- ARGV[4]     how many violations the list keeps
+-- ARGV[5]     now, unix seconds          (violation record)
+-- ARGV[6]     the sender's address       (violation record)
+-- ARGV[7]     the SMTP client's address  (violation record)
+-- ARGV[8 .. 7+k]  each counter's TTL in seconds (given when created, or when found without one)
+-- then 4 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
+--             record's type ("user", "domain", "global") and window ("1d", "1h", "15m", ...)
 --
--- Reply: {verdict, m, g}: verdict 0 = fits, 1 = over the sender's cap, 2 = over the server-wide
--- cap; m and g are the counts before this message. Over a cap, a JSON violation record is pushed
--- onto KEYS[3] (newest first) and the list trimmed. Counters only grow when the whole message
--- fits (or in log-only mode), so a refused burst burns no quota.
--- Reply {3, key}: bad data. The key holds a value of the wrong type, or a counter that is not a
--- non-negative integer (decimal, no sign or leading zero, at most 15 digits). Every key is read and checked before anything is
--- written, so such a request changes nothing; requests that do not touch the key are unaffected.
+-- Reply {0, c1, ..., ck}: the message fits; c1..ck are the counters before it.
+-- Reply {i, c1, ..., ck}: cap i (1-based) has no room; a JSON violation record is pushed onto
+-- KEYS[k+1] (newest first) and the list trimmed. Counters only grow when every cap has room (or
+-- in log-only mode), all together, so a refused burst burns no quota.
+-- Reply {-1, key}: bad data. The key holds a value of the wrong type, or a counter that is not a
+-- non-negative integer (decimal, no sign or leading zero, at most 15 digits). Every key is read
+-- and checked before anything is written, so such a request changes nothing; requests that do
+-- not touch the key are unaffected.
 
-local BAD = 3
+local BAD = -1
 
--- A counter's value (0 when absent), or nil when it is not a non-negative integer.
+-- A counter's value (0 when absent) and whether it exists; nil when it is not a count.
 local function counter(key)
   local v = redis.pcall('GET', key)
   if v == false then
@@ -38,54 +39,65 @@ local function counter(key)
   return tonumber(v), true
 end
 
--- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
-local function expire_if_none(key, ttl)
-  if redis.call('TTL', key) == -1 then
-    redis.call('EXPIRE', key, ttl)
+-- The decision rule, mirrored from `store::first_full`: the first cap without room for n more.
+local function first_full(before, caps, n)
+  for i, c in ipairs(caps) do
+    if before[c.counter] + n > c.limit then
+      return i
+    end
+  end
+  return 0
+end
+
+local k = #KEYS - 1
+local violations = KEYS[k + 1]
+local n = tonumber(ARGV[1])
+local enforce = ARGV[3] == '1'
+
+local before, exists = {}, {}
+for i = 1, k do
+  local v, e = counter(KEYS[i])
+  if v == nil then return {BAD, KEYS[i]} end
+  before[i], exists[i] = v, e
+end
+
+local caps = {}
+for a = 8 + k, #ARGV, 4 do
+  caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
+                     kind = ARGV[a + 2], window = ARGV[a + 3]}
+end
+local full = first_full(before, caps, n)
+
+if full ~= 0 then
+  local t = redis.call('TYPE', violations)['ok']
+  if t ~= 'none' and t ~= 'list' then return {BAD, violations} end
+end
+
+-- Checked: from here on every write succeeds. Every counter has a TTL: one written from
+-- outside (the panel, a restore) without one gets it.
+for i = 1, k do
+  if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[7 + i]))
   end
 end
 
-local n = tonumber(ARGV[1])
-local cap = tonumber(ARGV[2])
-local gcap = tonumber(ARGV[3])
-local enforce = ARGV[5] == '1'
-local ttl = tonumber(ARGV[6])
-
-local m, m_exists = counter(KEYS[1])
-if m == nil then return {BAD, KEYS[1]} end
-local g, g_exists = counter(KEYS[2])
-if g == nil then return {BAD, KEYS[2]} end
-
-local verdict, kind, limit, count = 0, nil, 0, 0
-if cap > 0 and m + n > cap then
-  verdict, kind, limit, count = 1, 'user', cap, m
-elseif gcap > 0 and g + n > gcap then
-  verdict, kind, limit, count = 2, 'global', gcap, g
-end
-
-if verdict ~= 0 then
-  local t = redis.call('TYPE', KEYS[3])['ok']
-  if t ~= 'none' and t ~= 'list' then return {BAD, KEYS[3]} end
-end
-
--- Checked: from here on every write succeeds.
-if m_exists then expire_if_none(KEYS[1], ttl) end
-if g_exists then expire_if_none(KEYS[2], ttl) end
-
-if verdict ~= 0 then
+if full ~= 0 then
+  local c = caps[full]
   local record = string.format(
-    '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s}',
-    tonumber(ARGV[8]), kind, cjson.encode(ARGV[9]), limit, count, n, cjson.encode(ARGV[10]),
-    enforce and 'true' or 'false')
-  redis.call('LPUSH', KEYS[3], record)
-  redis.call('LTRIM', KEYS[3], 0, tonumber(ARGV[7]) - 1)
+    '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s,"window":"%s"}',
+    tonumber(ARGV[5]), c.kind, cjson.encode(ARGV[6]), c.limit, before[c.counter], n,
+    cjson.encode(ARGV[7]), enforce and 'true' or 'false', c.window)
+  redis.call('LPUSH', violations, record)
+  redis.call('LTRIM', violations, 0, tonumber(ARGV[4]) - 1)
 end
 
-if ARGV[4] == 'count' and (verdict == 0 or not enforce) then
-  redis.call('INCRBY', KEYS[1], n)
-  if not m_exists then redis.call('EXPIRE', KEYS[1], ttl) end
-  redis.call('INCRBY', KEYS[2], n)
-  if not g_exists then redis.call('EXPIRE', KEYS[2], ttl) end
+if ARGV[2] == 'count' and (full == 0 or not enforce) then
+  for i = 1, k do
+    redis.call('INCRBY', KEYS[i], n)
+    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[7 + i])) end
+  end
 end
 
-return {verdict, m, g}
+local reply = {full}
+for i = 1, k do reply[i + 1] = before[i] end
+return reply

@@ -3,14 +3,18 @@
 
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
 
+use super::{Counter, Scope};
+use crate::limits::window::Window;
 use crate::sender::Mailbox;
 
 /// Counter keys live about 26 hours: past local midnight in every time zone shift, then gone.
-pub const COUNTER_TTL_SECS: u64 = 26 * 3600;
+pub const COUNTER_TTL_SECS: u64 = Window::Day.ttl_secs();
 
-/// Builds `<prefix>:YYYY-MM-DD:<email>`, `<prefix>:YYYY-MM-DD:global` and `<prefix>:violations`.
+/// Builds `<prefix>:YYYY-MM-DD:<who>` (daily), `<prefix>:YYYY-MM-DDTHHMM/<w>:<who>` (a shorter
+/// window starting at local HH:MM), with `<who>` an email, `@<domain>` or `global`, and
+/// `<prefix>:violations`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySchema {
     prefix: String,
@@ -32,6 +36,30 @@ impl KeySchema {
     #[must_use]
     pub fn global(&self, day: NaiveDate) -> String {
         format!("{}:{}:global", self.prefix, Day(day))
+    }
+
+    /// The counter of `counter` for `sender` in the window holding the local time `local`;
+    /// `None` for a domain counter of a sender without a domain.
+    #[must_use]
+    pub fn counter(&self, local: NaiveDateTime, counter: Counter, sender: &Mailbox) -> Option<String> {
+        use std::fmt::Write as _;
+        let mut key = format!("{}:", self.prefix);
+        let _ = match counter.window {
+            Window::Day => write!(key, "{}:", Day(local.date())),
+            window => {
+                let start = window.start(local);
+                write!(key, "{}T{:02}{:02}/{window}:", Day(start.date()), start.hour(), start.minute())
+            }
+        };
+        match counter.scope {
+            Scope::Mailbox => key.push_str(sender.as_str()),
+            Scope::Domain => {
+                key.push('@');
+                key.push_str(sender.domain()?);
+            }
+            Scope::Server => key.push_str("global"),
+        }
+        Some(key)
     }
 
     /// The list of recent violations, newest first.
@@ -66,6 +94,37 @@ mod tests {
         assert_eq!(KeySchema::new("x").global(day), "x:2026-03-07:global");
         let late = NaiveDate::from_ymd_opt(2031, 12, 31).expect("valid date");
         assert_eq!(keys.global(late), late.format("erl:%Y-%m-%d:global").to_string());
+    }
+
+    #[test]
+    fn window_keys_follow_the_contract() {
+        let keys = KeySchema::new("erl");
+        let alice = normalize("Alice@Bücher.Example").expect("valid");
+        let t = NaiveDateTime::parse_from_str("2026-03-07 13:47:12", "%Y-%m-%d %H:%M:%S").expect("valid");
+        let key = |scope, window: &str| {
+            keys.counter(t, Counter { scope, window: Window::parse(window).expect("window") }, &alice)
+        };
+        assert_eq!(key(Scope::Mailbox, "1d").as_deref(), Some("erl:2026-03-07:alice@xn--bcher-kva.example"));
+        assert_eq!(key(Scope::Domain, "1d").as_deref(), Some("erl:2026-03-07:@xn--bcher-kva.example"));
+        assert_eq!(key(Scope::Server, "1d").as_deref(), Some("erl:2026-03-07:global"));
+        assert_eq!(
+            key(Scope::Mailbox, "1h").as_deref(),
+            Some("erl:2026-03-07T1300/1h:alice@xn--bcher-kva.example")
+        );
+        assert_eq!(
+            key(Scope::Domain, "15m").as_deref(),
+            Some("erl:2026-03-07T1345/15m:@xn--bcher-kva.example")
+        );
+        assert_eq!(key(Scope::Server, "60m").as_deref(), Some("erl:2026-03-07T1300/1h:global"));
+        assert_eq!(key(Scope::Server, "90m").as_deref(), Some("erl:2026-03-07T1330/90m:global"));
+        assert_eq!(
+            key(Scope::Mailbox, "1m").as_deref(),
+            Some("erl:2026-03-07T1347/1m:alice@xn--bcher-kva.example")
+        );
+        let day = Counter { scope: Scope::Mailbox, window: Window::Day };
+        assert_eq!(keys.counter(t, day, &alice), Some(keys.sender(t.date(), &alice)), "v1 keys unchanged");
+        let bob = normalize("bob").expect("valid");
+        assert_eq!(keys.counter(t, Counter { scope: Scope::Domain, window: Window::Day }, &bob), None);
     }
 
     // A counter must outlive its local day even across a DST change, and then go.

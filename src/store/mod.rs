@@ -17,6 +17,7 @@ pub use violation::Violation;
 
 use crate::clock::Moment;
 use crate::config::Mode;
+use crate::limits::window::Window;
 use crate::sender::Mailbox;
 
 /// Whether a message is counted or only checked.
@@ -28,54 +29,74 @@ pub enum Operation {
     Check,
 }
 
+/// Whose counter: the sender's, its domain's (all its senders together) or the server's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Mailbox,
+    Domain,
+    Server,
+}
+
+impl Scope {
+    /// The violation record's `type`.
+    #[must_use]
+    pub fn kind(self) -> &'static str {
+        match self {
+            Self::Mailbox => "user",
+            Self::Domain => "domain",
+            Self::Server => "global",
+        }
+    }
+}
+
+/// One counter a message moves: a scope over a window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Counter {
+    pub scope: Scope,
+    pub window: Window,
+}
+
+/// One cap to check: at most `limit` on `counters[counter]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Check {
+    pub counter: usize,
+    pub limit: u64,
+}
+
 /// One question to the store.
 #[derive(Debug, Clone)]
 pub struct Consume<'a> {
     pub sender: &'a Mailbox,
     /// Recipients of the message (>= 1).
     pub recipients: u32,
-    /// The sender's daily cap, if one is enforced.
-    pub mailbox_cap: Option<u64>,
-    /// The server's daily cap, if one is enforced (not while the database's is unknown).
-    pub global_cap: Option<u64>,
+    /// Every counter the message moves when it fits (or in log-only mode).
+    pub counters: &'a [Counter],
+    /// The enforced caps in the contract's order (mailbox, domain, server; longer windows
+    /// first); each names one of `counters`.
+    pub caps: &'a [Check],
     pub operation: Operation,
     pub mode: Mode,
     /// The SMTP client's address, for the violation record.
     pub client: &'a str,
-    /// Decides the local date of the counters and the violation timestamp.
+    /// Decides the local date and window of the counters and the violation timestamp.
     pub at: Moment,
 }
 
-/// Which cap, if any, the message passes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
-    Fits,
-    OverMailbox,
-    OverGlobal,
+/// The decision rule shared by every store, mirrored by `first_full` in `consume.lua`: the
+/// first cap, in order, without room for `n` more (`count + n > limit`); `before` holds the
+/// counters' values before this message.
+#[must_use]
+pub fn first_full(before: &[u64], caps: &[Check], n: u64) -> Option<usize> {
+    caps.iter().position(|c| before.get(c.counter).is_some_and(|&v| v.saturating_add(n) > c.limit))
 }
 
-impl Verdict {
-    /// The decision rule shared by every store (and mirrored by `consume.lua`): the mailbox cap
-    /// first, then the server-wide cap; `m` and `g` are today's counts before the message.
-    #[must_use]
-    pub fn judge(m: u64, g: u64, n: u64, mailbox_cap: Option<u64>, global_cap: Option<u64>) -> Self {
-        let over = |count: u64, cap: Option<u64>| cap.is_some_and(|cap| count.saturating_add(n) > cap);
-        if over(m, mailbox_cap) {
-            Self::OverMailbox
-        } else if over(g, global_cap) {
-            Self::OverGlobal
-        } else {
-            Self::Fits
-        }
-    }
-}
-
-/// What the store decided and the counts before this message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the store decided and the counters' values before this message.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counts {
-    pub verdict: Verdict,
-    pub mailbox: u64,
-    pub global: u64,
+    /// The index in `caps` of the first cap without room, if any.
+    pub refused: Option<usize>,
+    /// One value per counter, in the order of `counters`.
+    pub before: Vec<u64>,
 }
 
 /// A backend fault: the caller fails open.
@@ -139,21 +160,28 @@ impl CounterStore for Store {
 mod tests {
     use super::*;
 
+    const M: Check = Check { counter: 0, limit: 5 };
+    const G: Check = Check { counter: 1, limit: 999 };
+
     #[test]
-    fn judge_follows_the_decision_table() {
+    fn the_first_full_cap_in_order_is_named() {
         // cap 5: 2 then 3 fit exactly, then 1 more does not.
-        let g = Some(999);
-        assert_eq!(Verdict::judge(0, 0, 2, Some(5), g), Verdict::Fits);
-        assert_eq!(Verdict::judge(2, 2, 3, Some(5), g), Verdict::Fits);
-        assert_eq!(Verdict::judge(5, 5, 1, Some(5), g), Verdict::OverMailbox);
+        assert_eq!(first_full(&[0, 0], &[M, G], 2), None);
+        assert_eq!(first_full(&[2, 2], &[M, G], 3), None);
+        assert_eq!(first_full(&[5, 5], &[M, G], 1), Some(0));
         // the mailbox cap is checked first
-        assert_eq!(Verdict::judge(5, 999, 1, Some(5), g), Verdict::OverMailbox);
-        assert_eq!(Verdict::judge(0, 998, 2, Some(5), g), Verdict::OverGlobal);
-        assert_eq!(Verdict::judge(0, 998, 1, Some(5), g), Verdict::Fits);
-        // uncapped senders meet only the global cap
-        assert_eq!(Verdict::judge(10_000, 0, 1, None, g), Verdict::Fits);
-        assert_eq!(Verdict::judge(u64::MAX, u64::MAX, 1, None, Some(u64::MAX)), Verdict::Fits);
-        // a cap that is not enforced (the database's, not read yet) never refuses
-        assert_eq!(Verdict::judge(5000, 5000, 1, None, None), Verdict::Fits);
+        assert_eq!(first_full(&[5, 999], &[M, G], 1), Some(0));
+        assert_eq!(first_full(&[0, 998], &[M, G], 2), Some(1));
+        assert_eq!(first_full(&[0, 998], &[M, G], 1), None);
+        // no caps (an uncapped or exempt sender, or caps not known yet): always fits
+        assert_eq!(first_full(&[u64::MAX, u64::MAX], &[], 1), None);
+        assert_eq!(first_full(&[u64::MAX], &[Check { counter: 0, limit: u64::MAX }], 1), None);
+        // two caps on one counter (an hourly and a daily on the same scope would use two)
+        assert_eq!(
+            first_full(&[3], &[Check { counter: 0, limit: 10 }, Check { counter: 0, limit: 3 }], 1),
+            Some(1)
+        );
+        // a cap naming a counter that is not there never refuses
+        assert_eq!(first_full(&[9], &[Check { counter: 4, limit: 1 }], 1), None);
     }
 }

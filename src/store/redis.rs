@@ -16,8 +16,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::breaker::Breaker;
-use super::keys::{COUNTER_TTL_SECS, KeySchema};
-use super::{Consume, CounterStore, Counts, Operation, StoreError, Verdict};
+use super::keys::KeySchema;
+use super::{Consume, CounterStore, Counts, Operation, StoreError};
 use crate::config::{Mode, RedisSettings};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -90,15 +90,17 @@ impl RedisStore {
 
     async fn run(&self, c: &Consume<'_>) -> Result<Counts, StoreError> {
         let mut conn = self.connection().await?;
-        let day = c.at.day();
-        let reply: Vec<Value> = self
-            .script
-            .key(self.keys.sender(day, c.sender))
-            .key(self.keys.global(day))
+        let mut invocation = self.script.prepare_invoke();
+        for counter in c.counters {
+            let key = self
+                .keys
+                .counter(c.at.local, *counter, c.sender)
+                .ok_or_else(|| StoreError::BadReply(format!("no key for {counter:?} of {}", c.sender)))?;
+            invocation.key(key);
+        }
+        invocation
             .key(&self.violations_key)
             .arg(c.recipients)
-            .arg(c.mailbox_cap.unwrap_or(0))
-            .arg(c.global_cap.unwrap_or(0))
             .arg(match c.operation {
                 Operation::Count => "count",
                 Operation::Check => "check",
@@ -107,14 +109,24 @@ impl RedisStore {
                 Mode::Enforce => "1",
                 Mode::LogOnly => "0",
             })
-            .arg(COUNTER_TTL_SECS)
             .arg(self.violations_max)
             .arg(c.at.unix)
             .arg(c.sender.as_str())
-            .arg(c.client)
-            .invoke_async(&mut conn)
-            .await?;
-        parse_reply(&reply)
+            .arg(c.client);
+        for counter in c.counters {
+            invocation.arg(counter.window.ttl_secs());
+        }
+        for cap in c.caps {
+            let counter =
+                c.counters.get(cap.counter).ok_or_else(|| StoreError::BadReply(format!("{cap:?}")))?;
+            invocation
+                .arg(cap.counter + 1)
+                .arg(cap.limit)
+                .arg(counter.scope.kind())
+                .arg(counter.window.to_string());
+        }
+        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
+        parse_reply(&reply, c.counters.len(), c.caps.len())
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -155,32 +167,36 @@ impl CounterStore for RedisStore {
     }
 }
 
-/// `{verdict, m, g}` or `{3, key}` (see `consume.lua`).
-fn parse_reply(reply: &[Value]) -> Result<Counts, StoreError> {
-    let int = |i: usize| match reply.get(i) {
-        Some(Value::Int(v)) => Some(*v),
+/// `{0 or cap index, counters...}` or `{-1, key}` (see `consume.lua`).
+fn parse_reply(reply: &[Value], counters: usize, caps: usize) -> Result<Counts, StoreError> {
+    let bad = || StoreError::BadReply(format!("{reply:?}"));
+    let int = |v: &Value| match v {
+        Value::Int(i) => Some(*i),
         _ => None,
     };
-    let bad = || StoreError::BadReply(format!("{reply:?}"));
-    let verdict = match int(0) {
-        Some(0) => Verdict::Fits,
-        Some(1) => Verdict::OverMailbox,
-        Some(2) => Verdict::OverGlobal,
-        Some(3) => {
-            return match reply.get(1) {
-                Some(Value::BulkString(key)) => {
-                    Err(StoreError::BadData { key: String::from_utf8_lossy(key).into_owned() })
-                }
-                _ => Err(bad()),
-            };
-        }
+    let first = reply.first().and_then(int).ok_or_else(bad)?;
+    if first == -1 {
+        return match reply.get(1) {
+            Some(Value::BulkString(key)) => {
+                Err(StoreError::BadData { key: String::from_utf8_lossy(key).into_owned() })
+            }
+            _ => Err(bad()),
+        };
+    }
+    let refused = match usize::try_from(first) {
+        Ok(0) => None,
+        Ok(i) if i <= caps => Some(i - 1),
         _ => return Err(bad()),
     };
-    let count = |i: usize| int(i).and_then(|v| u64::try_from(v).ok());
-    match (count(1), count(2)) {
-        (Some(mailbox), Some(global)) => Ok(Counts { verdict, mailbox, global }),
-        _ => Err(bad()),
+    let before: Vec<u64> = reply[1..]
+        .iter()
+        .map(|v| int(v).and_then(|i| u64::try_from(i).ok()))
+        .collect::<Option<_>>()
+        .ok_or_else(bad)?;
+    if before.len() != counters {
+        return Err(bad());
     }
+    Ok(Counts { refused, before })
 }
 
 #[cfg(test)]
@@ -189,17 +205,21 @@ mod tests {
 
     #[test]
     fn parses_every_reply_shape() {
-        let counts = parse_reply(&[Value::Int(1), Value::Int(5), Value::Int(7)]).expect("counts");
-        assert_eq!(counts, Counts { verdict: Verdict::OverMailbox, mailbox: 5, global: 7 });
-        let bad = parse_reply(&[Value::Int(3), Value::BulkString(b"erl:violations".to_vec())]);
+        let counts = parse_reply(&[Value::Int(1), Value::Int(5), Value::Int(7)], 2, 2).expect("counts");
+        assert_eq!(counts, Counts { refused: Some(0), before: vec![5, 7] });
+        let fits =
+            parse_reply(&[Value::Int(0), Value::Int(5), Value::Int(7), Value::Int(0)], 3, 0).expect("fits");
+        assert_eq!(fits, Counts { refused: None, before: vec![5, 7, 0] });
+        let bad = parse_reply(&[Value::Int(-1), Value::BulkString(b"erl:violations".to_vec())], 2, 2);
         assert!(matches!(bad, Err(StoreError::BadData { ref key }) if key == "erl:violations"), "{bad:?}");
         for junk in [
             vec![],
-            vec![Value::Int(9), Value::Int(0), Value::Int(0)],
+            vec![Value::Int(3), Value::Int(0), Value::Int(0)],
             vec![Value::Int(0), Value::Int(-1), Value::Int(0)],
-            vec![Value::Int(3)],
+            vec![Value::Int(0), Value::Int(1)],
+            vec![Value::Int(-1)],
         ] {
-            assert!(matches!(parse_reply(&junk), Err(StoreError::BadReply(_))), "{junk:?}");
+            assert!(matches!(parse_reply(&junk, 2, 2), Err(StoreError::BadReply(_))), "{junk:?}");
         }
     }
 

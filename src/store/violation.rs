@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub struct Violation {
     /// Unix seconds.
     pub ts: i64,
-    /// `"user"` (mailbox cap) or `"global"`.
+    /// `"user"` (mailbox cap), `"domain"` or `"global"`.
     #[serde(rename = "type")]
     pub kind: String,
     pub user: String,
@@ -17,4 +17,11 @@ pub struct Violation {
     pub rcpt: u64,
     pub ip: String,
     pub enforced: bool,
+    /// The cap's window (`1d`, `1h`, `15m`...); v1 records have none and mean `1d`.
+    #[serde(default = "one_day")]
+    pub window: String,
+}
+
+fn one_day() -> String {
+    "1d".into()
 }

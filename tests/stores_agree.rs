@@ -1,0 +1,85 @@
+//! The decision rule lives in one Rust function (`store::first_full`) mirrored by one Lua
+//! function in `consume.lua`: this runs the in-memory store and the Redis store (against a real
+//! `redis-server`) on the same sequence of messages, with several scopes, windows and caps,
+//! both modes and both operations, across window boundaries, and requires the same answers,
+//! the same counters and the same violation records.
+
+mod common;
+
+use chrono::{TimeZone, Utc};
+use common::Redis;
+use email_ratelimit::clock::Zone;
+use email_ratelimit::config::Mode;
+use email_ratelimit::limits::window::Window;
+use email_ratelimit::sender::normalize;
+use email_ratelimit::store::memory::MemoryStore;
+use email_ratelimit::store::redis::RedisStore;
+use email_ratelimit::store::{Check, Consume, Counter, CounterStore, KeySchema, Operation, Scope, Violation};
+
+/// A small deterministic generator (no seed to manage, the same sequence every run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, below: u64) -> u64 {
+        self.0 = self.0.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % below
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_and_redis_decide_alike() {
+    let Some(redis) = Redis::start() else { return };
+    let config = email_ratelimit::config::from_toml(&format!(
+        "[redis]\nurl = \"{}\"\nviolations_max = 500\n",
+        redis.url()
+    ))
+    .expect("config");
+    let remote = RedisStore::new(&config.redis).expect("redis store");
+    let local = MemoryStore::new(KeySchema::new("erl"), 500);
+    let zone = Zone::parse("Europe/Berlin").expect("zone");
+    let senders: Vec<_> =
+        ["a@x.org", "b@x.org", "c@y.org", "d"].iter().map(|s| normalize(s).expect("valid")).collect();
+    let w = |t: &str| Window::parse(t).expect("window");
+    let counter = |scope, window| Counter { scope, window };
+    let mut rng = Lcg(7);
+    let mut t = Utc.with_ymd_and_hms(2026, 3, 28, 22, 50, 0).single().expect("valid");
+    for step in 0..400 {
+        let sender = &senders[usize::try_from(rng.next(4)).expect("small")];
+        let mut counters = vec![counter(Scope::Mailbox, Window::Day), counter(Scope::Mailbox, w("1h"))];
+        if sender.domain().is_some() {
+            counters.push(counter(Scope::Domain, Window::Day));
+            counters.push(counter(Scope::Domain, w("15m")));
+        }
+        counters.push(counter(Scope::Server, Window::Day));
+        counters.push(counter(Scope::Server, w("1m")));
+        let mut caps = Vec::new();
+        for i in 0..counters.len() {
+            if rng.next(3) != 0 {
+                caps.push(Check { counter: i, limit: 3 + rng.next(25) });
+            }
+        }
+        let ask = Consume {
+            sender,
+            recipients: u32::try_from(1 + rng.next(4)).expect("small"),
+            counters: &counters,
+            caps: &caps,
+            operation: if rng.next(5) == 0 { Operation::Check } else { Operation::Count },
+            mode: if rng.next(6) == 0 { Mode::LogOnly } else { Mode::Enforce },
+            client: "192.0.2.9",
+            at: zone.moment(t),
+        };
+        let (a, b) = (local.consume(&ask).await.expect("memory"), remote.consume(&ask).await.expect("redis"));
+        assert_eq!(a, b, "step {step}: {ask:?}");
+        // Mostly seconds apart, sometimes a jump across windows (and the DST night of 29 March).
+        t += chrono::Duration::seconds(
+            i64::try_from(if rng.next(10) == 0 { 600 + rng.next(3600) } else { rng.next(20) })
+                .expect("small"),
+        );
+    }
+    let raw: Vec<String> =
+        redis::cmd("LRANGE").arg("erl:violations").arg(0).arg(-1).query(&mut redis.conn()).expect("LRANGE");
+    let stored: Vec<Violation> = raw.iter().map(|r| serde_json::from_str(r).expect("JSON")).collect();
+    assert!(stored.len() > 20, "the sequence refused often enough to compare: {}", stored.len());
+    assert_eq!(stored, local.violations());
+    assert!(stored.iter().any(|v| v.window != "1d") && stored.iter().any(|v| v.kind == "domain"));
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
-use email_ratelimit::config::{LimitSettings, Mode};
+use email_ratelimit::config::{LimitSettings, MailboxEntry, Mode};
 use email_ratelimit::limits::LimitsCache;
 use email_ratelimit::policy::Policy;
 use email_ratelimit::protocol::{Action, Decoder};
@@ -45,10 +45,15 @@ fn parser(c: &mut Criterion) {
 
 fn decision(c: &mut Criterion) {
     let caps: Vec<_> = (0..100_000)
-        .map(|i| (sender::normalize(&format!("user{i}@example.com")).expect("valid"), Some(1_000_000_000)))
+        .map(|i| {
+            MailboxEntry::daily(
+                sender::normalize(&format!("user{i}@example.com")).expect("valid"),
+                Some(1_000_000_000),
+            )
+        })
         .collect();
     let limits = Arc::new(LimitsCache::new(
-        LimitSettings { global: 1_000_000_000, default_mailbox: 50, max_recipients: 10_000, mailboxes: caps },
+        LimitSettings { global: 1_000_000_000, mailboxes: caps, ..LimitSettings::default() },
         None,
     ));
     // The memory store has the same decision logic as the Redis script, without the round trip.

@@ -40,6 +40,32 @@ impl Clock for FixedClock {
     }
 }
 
+/// Names the file of [`FileClock`]; read only by `serve`, for the integration tests.
+pub const TEST_CLOCK_ENV: &str = "EMAIL_RATELIMIT_TEST_CLOCK";
+
+/// A clock the integration tests drive from outside the process: "now" is the unix time written
+/// in a file, read at every call (the system clock when the file is missing or unreadable).
+/// Only `serve` with `EMAIL_RATELIMIT_TEST_CLOCK` set uses it, and says so in its log.
+#[derive(Debug)]
+pub struct FileClock(std::path::PathBuf);
+
+impl FileClock {
+    #[must_use]
+    pub fn new(path: std::path::PathBuf) -> Self {
+        Self(path)
+    }
+}
+
+impl Clock for FileClock {
+    fn now(&self) -> DateTime<Utc> {
+        std::fs::read_to_string(&self.0)
+            .ok()
+            .and_then(|t| t.trim().parse::<i64>().ok())
+            .and_then(|secs| DateTime::from_timestamp(secs, 0))
+            .unwrap_or_else(Utc::now)
+    }
+}
+
 /// The zone that decides "today": the config's `timezone`, or the process's local zone (`TZ` if
 /// set, else `/etc/localtime`). The daemon and the admin commands both use it, so they agree on
 /// which counters are today's.
@@ -136,6 +162,16 @@ mod tests {
         assert!(Zone::parse("+02:00").is_err());
         assert_eq!(Zone::parse(""), Ok(Zone::Local));
         assert_eq!(Zone::parse("Asia/Tokyo").map(|z| z.name()), Ok("Asia/Tokyo"));
+    }
+
+    #[test]
+    fn a_file_clock_reads_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("now");
+        let clock = FileClock::new(path.clone());
+        assert!((clock.now() - Utc::now()).num_seconds().abs() < 5, "no file: the system clock");
+        std::fs::write(&path, "1800000000\n").expect("write");
+        assert_eq!(clock.now().timestamp(), 1_800_000_000);
     }
 
     #[test]

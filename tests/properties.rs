@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::BytesMut;
 use chrono::Local;
-use email_ratelimit::config::{LimitSettings, Mode};
+use email_ratelimit::config::{LimitSettings, MailboxEntry, Mode};
 use email_ratelimit::limits::LimitsCache;
 use email_ratelimit::policy::Policy;
 use email_ratelimit::protocol::{Action, Decoder, MAX_LINE, ProtocolError, Request, State};
@@ -184,9 +184,9 @@ proptest! {
         let mailboxes = names
             .iter()
             .zip(&caps)
-            .filter_map(|(n, c)| c.map(|c| (sender::normalize(n).expect("valid"), Some(c))))
+            .filter_map(|(n, c)| c.map(|c| MailboxEntry::daily(sender::normalize(n).expect("valid"), Some(c))))
             .collect();
-        let limits = Arc::new(LimitsCache::new(LimitSettings { global, default_mailbox: 50, max_recipients: 10_000, mailboxes }, None));
+        let limits = Arc::new(LimitsCache::new(LimitSettings { global, mailboxes, ..LimitSettings::default() }, None));
         let mode = if log_only { Mode::LogOnly } else { Mode::Enforce };
         let policy = Policy::new(MemoryStore::new(KeySchema::new("erl"), 10_000), limits, mode);
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");

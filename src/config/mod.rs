@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::clock::Zone;
+use crate::limits::window::{Rate, Window};
 use crate::sender::Mailbox;
 
 /// Where `serve` and the admin commands look without `--config`.
@@ -110,12 +111,64 @@ pub struct SocketGroup {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LimitSettings {
+    /// The server's daily cap.
     pub global: u64,
+    /// More server caps over shorter windows.
+    pub global_rates: Vec<Rate>,
+    /// The daily cap of a listed mailbox without caps of its own.
     pub default_mailbox: u64,
+    /// Its caps over shorter windows.
+    pub default_mailbox_rates: Vec<Rate>,
     /// A larger `recipient_count` is counted as this.
     pub max_recipients: u32,
-    /// Opt-in caps; `None` means "the default per-mailbox cap".
-    pub mailboxes: Vec<(Mailbox, Option<u64>)>,
+    /// `[[limits.mailbox]]` entries.
+    pub mailboxes: Vec<MailboxEntry>,
+    /// `[[limits.domain]]` entries.
+    pub domains: Vec<DomainEntry>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            global: 999,
+            global_rates: Vec::new(),
+            default_mailbox: 50,
+            default_mailbox_rates: Vec::new(),
+            max_recipients: 10_000,
+            mailboxes: Vec::new(),
+            domains: Vec::new(),
+        }
+    }
+}
+
+/// One `[[limits.mailbox]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxEntry {
+    pub mailbox: Mailbox,
+    /// Its own caps (`daily` as `N/1d`, and `rates`); `None`: the default mailbox caps.
+    pub caps: Option<Vec<Rate>>,
+    /// Never deferred; counted only on its own counters.
+    pub exempt: bool,
+}
+
+impl MailboxEntry {
+    /// A v1-style entry: a daily cap, or the defaults.
+    #[must_use]
+    pub fn daily(mailbox: Mailbox, daily: Option<u64>) -> Self {
+        Self { mailbox, caps: daily.map(|limit| vec![Rate { limit, window: Window::Day }]), exempt: false }
+    }
+}
+
+/// One `[[limits.domain]]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainEntry {
+    /// IDNA ASCII, lowercase.
+    pub domain: String,
+    /// Caps over all its senders together (`daily` as `N/1d`, and `rates`).
+    pub caps: Vec<Rate>,
+    /// The caps of each of its mailboxes that has no entry of its own (`mailbox_daily`,
+    /// `mailbox_rates`); `None`: such mailboxes are not capped.
+    pub mailbox_caps: Option<Vec<Rate>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -66,14 +66,25 @@ impl Default for RawListen {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
     pub(super) global: u64,
+    pub(super) global_rates: Vec<String>,
     pub(super) default_mailbox: u64,
+    pub(super) default_mailbox_rates: Vec<String>,
     pub(super) max_recipients: u64,
     pub(super) mailbox: Vec<RawMailbox>,
+    pub(super) domain: Vec<RawDomain>,
 }
 
 impl Default for RawLimits {
     fn default() -> Self {
-        Self { global: 999, default_mailbox: 50, max_recipients: 10_000, mailbox: Vec::new() }
+        Self {
+            global: 999,
+            global_rates: Vec::new(),
+            default_mailbox: 50,
+            default_mailbox_rates: Vec::new(),
+            max_recipients: 10_000,
+            mailbox: Vec::new(),
+            domain: Vec::new(),
+        }
     }
 }
 
@@ -82,6 +93,20 @@ impl Default for RawLimits {
 pub(super) struct RawMailbox {
     pub(super) email: String,
     pub(super) daily: Option<u64>,
+    pub(super) rates: Option<Vec<String>>,
+    #[serde(default)]
+    pub(super) exempt: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDomain {
+    pub(super) domain: String,
+    pub(super) daily: Option<u64>,
+    #[serde(default)]
+    pub(super) rates: Vec<String>,
+    pub(super) mailbox_daily: Option<u64>,
+    pub(super) mailbox_rates: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

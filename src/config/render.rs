@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Config;
+use crate::limits::window::{Rate, Window};
 
 const MASK: &str = "********";
 
@@ -32,6 +33,24 @@ pub fn redact(url: &str) -> String {
 fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
     ["pass", "pwd", "secret", "token", "auth"].iter().any(|s| key.contains(s))
+}
+
+/// `["20/1h", "100/15m"]`.
+fn rates(list: &[Rate]) -> String {
+    let items: Vec<String> = list.iter().map(|r| q(&r.to_string())).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// `daily = N` for the day's cap, `rates = [...]` for the others (`prefix` = `mailbox_`).
+fn write_caps(o: &mut String, prefix: &str, caps: &[Rate]) {
+    let (daily, others): (Vec<&Rate>, Vec<&Rate>) = caps.iter().partition(|r| r.window == Window::Day);
+    if let Some(d) = daily.first() {
+        let _ = writeln!(o, "{prefix}daily = {}", d.limit);
+    }
+    if !others.is_empty() || daily.is_empty() {
+        let others: Vec<Rate> = others.into_iter().copied().collect();
+        let _ = writeln!(o, "{prefix}rates = {}", rates(&others));
+    }
 }
 
 fn q(s: &str) -> String {
@@ -65,15 +84,30 @@ impl Config {
         }
         let _ = writeln!(o, "max_connections = {}", l.max_connections);
         let _ = writeln!(o, "idle_timeout_secs = {}\n", l.idle_timeout.as_secs());
+        let lim = &self.limits;
         let _ = writeln!(
             o,
-            "[limits]\nglobal = {}\ndefault_mailbox = {}\nmax_recipients = {}",
-            self.limits.global, self.limits.default_mailbox, self.limits.max_recipients
+            "[limits]\nglobal = {}\nglobal_rates = {}\ndefault_mailbox = {}\ndefault_mailbox_rates = {}\nmax_recipients = {}",
+            lim.global,
+            rates(&lim.global_rates),
+            lim.default_mailbox,
+            rates(&lim.default_mailbox_rates),
+            lim.max_recipients
         );
-        for (m, daily) in &self.limits.mailboxes {
-            let _ = write!(o, "[[limits.mailbox]]\nemail = {}\n", q(m.as_str()));
-            if let Some(d) = daily {
-                let _ = writeln!(o, "daily = {d}");
+        for m in &lim.mailboxes {
+            let _ = write!(o, "[[limits.mailbox]]\nemail = {}\n", q(m.mailbox.as_str()));
+            if let Some(caps) = &m.caps {
+                write_caps(&mut o, "", caps);
+            }
+            if m.exempt {
+                let _ = writeln!(o, "exempt = true");
+            }
+        }
+        for d in &lim.domains {
+            let _ = write!(o, "[[limits.domain]]\ndomain = {}\n", q(&d.domain));
+            write_caps(&mut o, "", &d.caps);
+            if let Some(caps) = &d.mailbox_caps {
+                write_caps(&mut o, "mailbox_", caps);
             }
         }
         let r = &self.redis;

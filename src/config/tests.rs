@@ -64,8 +64,10 @@ fn parses_the_documented_example() {
     assert_eq!(c.store, StoreKind::Memory);
     assert_eq!(c.listen.socket_mode, 0o600);
     assert_eq!(c.listen.tcp.map(|a| a.port()), Some(10040));
-    let emails: Vec<_> = c.limits.mailboxes.iter().map(|(m, d)| (m.as_str(), *d)).collect();
-    assert_eq!(emails, vec![("alice@example.com", Some(100)), ("bob@xn--bcher-kva.example", None)]);
+    let emails: Vec<_> = c.limits.mailboxes.iter().map(|m| (m.mailbox.as_str(), m.caps.clone())).collect();
+    let day =
+        |n| Some(vec![crate::limits::window::Rate { limit: n, window: crate::limits::window::Window::Day }]);
+    assert_eq!(emails, vec![("alice@example.com", day(100)), ("bob@xn--bcher-kva.example", None)]);
     let db = c.database.as_ref().expect("database set");
     assert_eq!((db.refresh, db.server_id), (Duration::from_secs(30), 2));
     assert_eq!(db.global_query, DEFAULT_GLOBAL_QUERY);
@@ -199,4 +201,66 @@ fn a_missing_explicit_file_is_an_error() {
 fn the_shipped_example_documents_the_defaults() {
     let example = from_toml(include_str!("../../config/example.toml")).expect("example is valid");
     assert_eq!(example, from_toml("").expect("defaults"));
+}
+
+#[test]
+fn caps_over_windows_and_domains_parse_and_round_trip() {
+    let c = from_toml(
+        r#"
+        [limits]
+        global_rates = ["300/1h", "100/15m"]
+        default_mailbox_rates = ["10/1h"]
+        [[limits.mailbox]]
+        email = "alice@example.com"
+        daily = 100
+        rates = ["20/1h"]
+        [[limits.mailbox]]
+        email = "vip@example.com"
+        exempt = true
+        [[limits.mailbox]]
+        email = "none@example.com"
+        rates = []
+        [[limits.domain]]
+        domain = "Bücher.Example"
+        daily = 2000
+        rates = ["500/1h"]
+        mailbox_daily = 100
+        mailbox_rates = ["30/1h"]
+        [[limits.domain]]
+        domain = "example.org"
+        rates = ["50/1h"]
+        "#,
+    )
+    .expect("valid");
+    assert_eq!(c.limits.global_rates.len(), 2);
+    assert_eq!(c.limits.domains[0].domain, "xn--bcher-kva.example");
+    assert_eq!(c.limits.domains[0].caps.len(), 2);
+    assert_eq!(c.limits.mailboxes[2].caps, Some(vec![]), "an empty list of its own: uncapped");
+    assert!(c.limits.mailboxes[1].exempt);
+    let text = c.render();
+    assert_eq!(from_toml(&text).expect("render output parses"), c, "{text}");
+}
+
+#[test]
+fn bad_windows_and_doubled_caps_name_their_key() {
+    for (toml, key) in [
+        ("[limits]\nglobal_rates = [\"5/7m\"]", "limits.global_rates"),
+        ("[limits]\nglobal_rates = [\"5/25h\"]", "limits.global_rates"),
+        ("[limits]\nglobal_rates = [\"0/1h\"]", "limits.global_rates"),
+        ("[limits]\nglobal_rates = [\"abc\"]", "limits.global_rates"),
+        ("[limits]\nglobal_rates = [\"5000/1d\"]", "limits.global_rates"),
+        ("[limits]\nglobal_rates = [\"5/1h\", \"6/60m\"]", "limits.global_rates"),
+        ("[limits]\ndefault_mailbox_rates = [\"5/1x\"]", "limits.default_mailbox_rates"),
+        ("[[limits.mailbox]]\nemail = \"a@b.c\"\nrates = [\"5/7m\"]", "limits.mailbox.rates"),
+        ("[[limits.mailbox]]\nemail = \"a@b.c\"\ndaily = 5\nrates = [\"50/1d\"]", "limits.mailbox.rates"),
+        ("[[limits.domain]]\ndomain = \"b.c\"\nrates = [\"5/13m\"]", "limits.domain.rates"),
+        ("[[limits.domain]]\ndomain = \"b.c\"\nmailbox_rates = [\"x/1h\"]", "limits.domain.mailbox_rates"),
+        ("[[limits.domain]]\ndomain = \"a@b.c\"", "limits.domain.domain"),
+        ("[[limits.domain]]\ndomain = \"b..c\"", "limits.domain.domain"),
+        ("[[limits.domain]]\ndomain = \"b.c\"\n[[limits.domain]]\ndomain = \"B.C\"", "limits.domain.domain"),
+        ("[[limits.domain]]\ndomain = \"b.c\"\nhourly = 5", "hourly"),
+    ] {
+        let e = err(toml);
+        assert!(e.contains(key), "{toml:?}: {e}");
+    }
 }

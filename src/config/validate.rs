@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawDatabase, RawLimits, RawListen, RawLog, RawRedis};
 use super::{
-    Config, ConfigError, DatabaseSettings, LimitSettings, ListenSettings, LogSettings, MAX_CAP,
-    MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, RedisSettings, SocketGroup, invalid,
+    Config, ConfigError, DatabaseSettings, DomainEntry, LimitSettings, ListenSettings, LogSettings, MAX_CAP,
+    MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, MailboxEntry, RedisSettings, SocketGroup, invalid,
 };
 use crate::clock::Zone;
-use crate::sender::{self, Mailbox};
+use crate::limits::window::{Rate, Window};
+use crate::sender;
 
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     Ok(Config {
@@ -90,6 +91,29 @@ fn cap(key: &'static str, value: u64) -> Result<u64, ConfigError> {
     }
 }
 
+/// A list of caps: `daily` (as `N/1d`) plus `rates`, each window at most once.
+fn caps(key: &'static str, daily: Option<u64>, rates: &[String]) -> Result<Vec<Rate>, ConfigError> {
+    let mut out: Vec<Rate> = Vec::with_capacity(rates.len() + 1);
+    if let Some(d) = daily {
+        out.push(Rate { limit: cap(key, d)?, window: Window::Day });
+    }
+    for text in rates {
+        let rate = Rate::parse(text, MAX_CAP).map_err(|e| invalid(key, e))?;
+        if out.iter().any(|r| r.window == rate.window) {
+            return Err(invalid(
+                key,
+                if rate.window == Window::Day {
+                    format!("{text:?}: a daily cap is given twice (daily = N means \"N/1d\")")
+                } else {
+                    format!("{text:?}: two caps for the window {}", rate.window)
+                },
+            ));
+        }
+        out.push(rate);
+    }
+    Ok(out)
+}
+
 fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
     let global = cap("limits.global", raw.global)?;
     let default_mailbox = cap("limits.default_mailbox", raw.default_mailbox)?;
@@ -97,21 +121,77 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
         .ok()
         .filter(|n| (1..=MAX_RECIPIENTS).contains(&u64::from(*n)))
         .ok_or_else(|| invalid("limits.max_recipients", format!("must be 1 to {MAX_RECIPIENTS}")))?;
-    let mut mailboxes: Vec<(Mailbox, Option<u64>)> = Vec::with_capacity(raw.mailbox.len());
+    // `global` and `default_mailbox` are the daily caps; the lists add shorter windows.
+    let global_rates = caps("limits.global_rates", Some(global), &raw.global_rates)?.split_off(1);
+    let default_mailbox_rates =
+        caps("limits.default_mailbox_rates", Some(default_mailbox), &raw.default_mailbox_rates)?.split_off(1);
+    let mut mailboxes: Vec<MailboxEntry> = Vec::with_capacity(raw.mailbox.len());
     for entry in raw.mailbox {
         let mailbox = sender::normalize(&entry.email)
             .map_err(|e| invalid("limits.mailbox.email", format!("{:?}: {e}", entry.email)))?;
-        if let Some(daily) = entry.daily
-            && !(1..=MAX_CAP).contains(&daily)
-        {
-            return Err(invalid("limits.mailbox.daily", format!("{mailbox}: must be 1 to {MAX_CAP}")));
-        }
-        if mailboxes.iter().any(|(m, _)| *m == mailbox) {
+        if mailboxes.iter().any(|m| m.mailbox == mailbox) {
             return Err(invalid("limits.mailbox.email", format!("{mailbox} is listed twice")));
         }
-        mailboxes.push((mailbox, entry.daily));
+        let own = match (entry.daily, entry.rates) {
+            (None, None) => None,
+            (daily, rates) => Some(
+                caps("limits.mailbox.daily", daily, &[])
+                    .and_then(|mut d| {
+                        let more = caps("limits.mailbox.rates", None, rates.as_deref().unwrap_or_default())?;
+                        for r in more {
+                            if d.iter().any(|x| x.window == r.window) {
+                                return Err(invalid(
+                                    "limits.mailbox.rates",
+                                    format!("{r}: daily is given too (daily = N means \"N/1d\")"),
+                                ));
+                            }
+                            d.push(r);
+                        }
+                        Ok(d)
+                    })
+                    .map_err(|e| match e {
+                        ConfigError::Invalid { key, reason } => invalid(key, format!("{mailbox}: {reason}")),
+                        other => other,
+                    })?,
+            ),
+        };
+        mailboxes.push(MailboxEntry { mailbox, caps: own, exempt: entry.exempt });
     }
-    Ok(LimitSettings { global, default_mailbox, max_recipients, mailboxes })
+    let mut domains: Vec<DomainEntry> = Vec::with_capacity(raw.domain.len());
+    for entry in raw.domain {
+        let domain = sender::normalize(&format!("x@{}", entry.domain))
+            .ok()
+            .and_then(|m| m.domain().map(str::to_owned))
+            .filter(|_| !entry.domain.contains('@'))
+            .ok_or_else(|| {
+                invalid("limits.domain.domain", format!("{:?} is not a domain name", entry.domain))
+            })?;
+        if domains.iter().any(|d| d.domain == domain) {
+            return Err(invalid("limits.domain.domain", format!("{domain} is listed twice")));
+        }
+        let named = |e: ConfigError| match e {
+            ConfigError::Invalid { key, reason } => invalid(key, format!("{domain}: {reason}")),
+            other => other,
+        };
+        let aggregate = caps("limits.domain.rates", entry.daily, &entry.rates).map_err(named)?;
+        let mailbox_caps = match (entry.mailbox_daily, entry.mailbox_rates) {
+            (None, None) => None,
+            (daily, rates) => Some(
+                caps("limits.domain.mailbox_rates", daily, rates.as_deref().unwrap_or_default())
+                    .map_err(named)?,
+            ),
+        };
+        domains.push(DomainEntry { domain, caps: aggregate, mailbox_caps });
+    }
+    Ok(LimitSettings {
+        global,
+        global_rates,
+        default_mailbox,
+        default_mailbox_rates,
+        max_recipients,
+        mailboxes,
+        domains,
+    })
 }
 
 fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {

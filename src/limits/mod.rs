@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod caps;
 pub mod database;
+mod resolve;
 pub mod saved;
 pub mod window;
 
@@ -15,9 +16,11 @@ use std::sync::Arc;
 pub use cache::LimitsCache;
 pub use caps::{CapTable, Daily};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
+pub use resolve::MailboxCaps;
 
-use crate::config::LimitSettings;
+use crate::config::{DomainEntry, LimitSettings, MailboxEntry};
 use crate::sender::Mailbox;
+use window::Rate;
 
 /// Where the current set came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,12 +80,20 @@ impl fmt::Display for Cap {
 /// One immutable limit set; replaced whole on refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
+    /// The server's daily cap.
     pub global: Cap,
+    /// The server's caps over shorter windows (config file only).
+    pub global_rates: Vec<Rate>,
+    /// The daily cap of a capped mailbox without caps of its own.
     pub default_mailbox: Cap,
+    /// Its caps over shorter windows (config file only).
+    pub default_mailbox_rates: Vec<Rate>,
     /// A larger `recipient_count` is counted as this.
     pub max_recipients: u32,
-    /// The config file's opt-in caps (few).
-    file_caps: HashMap<Mailbox, Daily>,
+    /// The config file's `[[limits.mailbox]]` entries (few).
+    file_caps: HashMap<Mailbox, MailboxEntry>,
+    /// The config file's `[[limits.domain]]` entries.
+    domains: HashMap<String, DomainEntry>,
     /// The database's (up to hundreds of thousands), shared between refreshes that only change
     /// the config file.
     db_caps: Arc<CapTable>,
@@ -110,26 +121,22 @@ impl Limits {
         let default_mailbox =
             db.and_then(|d| d.default_mailbox).map_or_else(|| file(config.default_mailbox), Cap::Enforced);
         let db_caps = db.map(|d| d.mailboxes.clone()).unwrap_or_default();
-        let file_caps: HashMap<Mailbox, Daily> = config.mailboxes.iter().cloned().collect();
+        let file_caps: HashMap<Mailbox, MailboxEntry> =
+            config.mailboxes.iter().map(|e| (e.mailbox.clone(), e.clone())).collect();
+        let domains = config.domains.iter().map(|d| (d.domain.clone(), d.clone())).collect();
         let capped = db_caps.len() + file_caps.keys().filter(|m| db_caps.get(m).is_none()).count();
         Self {
             global,
+            global_rates: config.global_rates.clone(),
             default_mailbox,
+            default_mailbox_rates: config.default_mailbox_rates.clone(),
             max_recipients: config.max_recipients,
             file_caps,
+            domains,
             db_caps,
             capped,
             origin,
         }
-    }
-
-    /// The sender's daily cap, or `None` when it has not opted in.
-    #[must_use]
-    pub fn mailbox_cap(&self, mailbox: &Mailbox) -> Option<Cap> {
-        self.db_caps
-            .get(mailbox)
-            .or_else(|| self.file_caps.get(mailbox).copied())
-            .map(|daily| daily.map_or(self.default_mailbox, Cap::Enforced))
     }
 
     /// How many mailboxes have a cap.
@@ -142,6 +149,7 @@ impl Limits {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::MailboxEntry as Entry;
     use crate::sender::normalize;
 
     fn mb(s: &str) -> Mailbox {
@@ -151,10 +159,12 @@ mod tests {
     #[test]
     fn database_overlays_the_config_file() {
         let config = LimitSettings {
-            global: 999,
-            default_mailbox: 50,
-            max_recipients: 10_000,
-            mailboxes: vec![(mb("a@x.org"), Some(10)), (mb("b@x.org"), None), (mb("c@x.org"), Some(7))],
+            mailboxes: vec![
+                Entry::daily(mb("a@x.org"), Some(10)),
+                Entry::daily(mb("b@x.org"), None),
+                Entry::daily(mb("c@x.org"), Some(7)),
+            ],
+            ..LimitSettings::default()
         };
         let file_only = Limits::from_config(&config);
         assert_eq!(file_only.mailbox_cap(&mb("b@x.org")), Some(Cap::Enforced(50)));
@@ -186,10 +196,8 @@ mod tests {
     #[test]
     fn until_the_database_is_known_its_caps_are_not_enforced() {
         let config = LimitSettings {
-            global: 999,
-            default_mailbox: 50,
-            max_recipients: 10_000,
-            mailboxes: vec![(mb("a@x.org"), Some(10)), (mb("b@x.org"), None)],
+            mailboxes: vec![Entry::daily(mb("a@x.org"), Some(10)), Entry::daily(mb("b@x.org"), None)],
+            ..LimitSettings::default()
         };
         let pending = Limits::merged(&config, None, Origin::Unknown);
         assert_eq!(pending.global, Cap::Unknown, "the database may raise the server cap");

@@ -166,8 +166,9 @@ impl<S: CounterStore> Policy<S> {
                     user: &sender,
                     rcpt: n,
                     mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
-                    mailbox_cap: limits.mailbox_cap(&sender),
-                    global: plan.value(&counts.before, Scope::Server, Window::Day) + add,
+                    mailbox_cap: if plan.exempt { None } else { limits.mailbox_cap(&sender) },
+                    global: (!plan.exempt)
+                        .then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
                     global_cap: limits.global,
                     req,
                 };

@@ -1,6 +1,7 @@
 //! Which counters a message moves and which caps it must fit under, from the current limits:
-//! the sender's, its domain's and the server's daily counters always; the enforced caps in the
-//! contract's order (mailbox, domain, server).
+//! the sender's, its domain's and the server's daily counters always, and each shorter window
+//! some cap of that scope uses; the enforced caps in the contract's order (mailbox, domain,
+//! server; longer windows first). An exempt sender moves only its own daily counter.
 
 use crate::limits::window::Window;
 use crate::limits::{Cap, Limits};
@@ -15,20 +16,40 @@ pub(super) struct Plan {
     pub caps: Vec<Check>,
     /// A cap of this sender is not enforced because the database has not been read yet.
     pub unknown: bool,
+    /// Exempt: never deferred, counted only on its own counter.
+    pub exempt: bool,
 }
 
 impl Plan {
     pub fn new(limits: &Limits, sender: &Mailbox) -> Self {
-        let mut plan = Self { counters: Vec::with_capacity(3), caps: Vec::with_capacity(2), unknown: false };
-        let mailbox = plan.counter(Scope::Mailbox, Window::Day);
-        if sender.domain().is_some() {
+        let mailbox = limits.mailbox_caps(sender);
+        let mut plan = Self {
+            counters: Vec::with_capacity(4),
+            caps: Vec::with_capacity(4),
+            unknown: false,
+            exempt: mailbox.exempt,
+        };
+        plan.counter(Scope::Mailbox, Window::Day);
+        if mailbox.exempt {
+            return plan;
+        }
+        let domain = sender.domain();
+        if domain.is_some() {
             plan.counter(Scope::Domain, Window::Day);
         }
-        let server = plan.counter(Scope::Server, Window::Day);
-        if let Some(cap) = limits.mailbox_cap(sender) {
-            plan.cap(mailbox, cap);
+        plan.counter(Scope::Server, Window::Day);
+        for (window, cap) in mailbox.caps {
+            let i = plan.counter(Scope::Mailbox, window);
+            plan.cap(i, cap);
         }
-        plan.cap(server, limits.global);
+        for (window, cap) in domain.map(|d| limits.domain_caps(d)).unwrap_or_default() {
+            let i = plan.counter(Scope::Domain, window);
+            plan.cap(i, cap);
+        }
+        for (window, cap) in limits.server_caps() {
+            let i = plan.counter(Scope::Server, window);
+            plan.cap(i, cap);
+        }
         plan
     }
 
@@ -67,10 +88,11 @@ mod tests {
 
     fn settings() -> LimitSettings {
         LimitSettings {
-            global: 999,
-            default_mailbox: 50,
-            max_recipients: 10_000,
-            mailboxes: vec![(normalize("a@x.org").expect("valid"), Some(5))],
+            mailboxes: vec![crate::config::MailboxEntry::daily(
+                normalize("a@x.org").expect("valid"),
+                Some(5),
+            )],
+            ..LimitSettings::default()
         }
     }
 
@@ -88,6 +110,45 @@ mod tests {
         let plan = Plan::new(&limits, &normalize("bob").expect("valid"));
         assert_eq!(plan.counters, vec![day(Scope::Mailbox), day(Scope::Server)]);
         assert_eq!(plan.caps, vec![Check { counter: 1, limit: 999 }]);
+    }
+
+    #[test]
+    fn windows_and_scopes_in_the_contracts_order() {
+        let config = crate::config::from_toml(
+            "[limits]\nglobal_rates = [\"100/15m\"]\n[[limits.mailbox]]\nemail = \"a@x.org\"\nrates = [\"5/1h\"]\ndaily = 50\n\
+             [[limits.mailbox]]\nemail = \"vip@x.org\"\nexempt = true\n\
+             [[limits.domain]]\ndomain = \"x.org\"\nrates = [\"20/1h\"]\n",
+        )
+        .expect("valid");
+        let limits = Limits::from_config(&config.limits);
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"));
+        let c = |scope, w: &str| Counter { scope, window: Window::parse(w).expect("window") };
+        assert_eq!(
+            plan.counters,
+            vec![
+                c(Scope::Mailbox, "1d"),
+                c(Scope::Domain, "1d"),
+                c(Scope::Server, "1d"),
+                c(Scope::Mailbox, "1h"),
+                c(Scope::Domain, "1h"),
+                c(Scope::Server, "15m")
+            ]
+        );
+        let caps: Vec<(Counter, u64)> =
+            plan.caps.iter().map(|k| (plan.counters[k.counter], k.limit)).collect();
+        assert_eq!(
+            caps,
+            vec![
+                (c(Scope::Mailbox, "1d"), 50),
+                (c(Scope::Mailbox, "1h"), 5),
+                (c(Scope::Domain, "1h"), 20),
+                (c(Scope::Server, "1d"), 999),
+                (c(Scope::Server, "15m"), 100),
+            ]
+        );
+        let vip = Plan::new(&limits, &normalize("vip@x.org").expect("valid"));
+        assert!(vip.exempt && vip.caps.is_empty());
+        assert_eq!(vip.counters, vec![c(Scope::Mailbox, "1d")], "only its own counter");
     }
 
     #[test]

@@ -5,17 +5,15 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::*;
-use crate::config::LimitSettings;
+use crate::config::{LimitSettings, MailboxEntry};
 use crate::sender::Mailbox;
 use crate::store::KeySchema;
 use crate::store::memory::MemoryStore;
 
 fn limits(global: u64, caps: &[(&str, Option<u64>)]) -> Arc<LimitsCache> {
-    let mailboxes = caps.iter().map(|(e, d)| (sender::normalize(e).expect("valid"), *d)).collect();
-    Arc::new(LimitsCache::new(
-        LimitSettings { global, default_mailbox: 50, max_recipients: 10_000, mailboxes },
-        None,
-    ))
+    let mailboxes =
+        caps.iter().map(|(e, d)| MailboxEntry::daily(sender::normalize(e).expect("valid"), *d)).collect();
+    Arc::new(LimitsCache::new(LimitSettings { global, mailboxes, ..LimitSettings::default() }, None))
 }
 
 fn policy(mode: Mode, global: u64, caps: &[(&str, Option<u64>)]) -> Policy<MemoryStore> {
@@ -206,11 +204,11 @@ fn until_the_database_answers_its_caps_count_but_never_defer() {
     let settings = LimitSettings {
         global: 3,
         default_mailbox: 2,
-        max_recipients: 10_000,
         mailboxes: vec![
-            (sender::normalize("own@example.com").expect("valid"), Some(1)),
-            (sender::normalize("dflt@example.com").expect("valid"), None),
+            MailboxEntry::daily(sender::normalize("own@example.com").expect("valid"), Some(1)),
+            MailboxEntry::daily(sender::normalize("dflt@example.com").expect("valid"), None),
         ],
+        ..LimitSettings::default()
     };
     let source = crate::limits::DatabaseSource::new(&db).expect("valid url");
     let cache = Arc::new(LimitsCache::new(settings, Some(source)));
@@ -225,5 +223,38 @@ fn until_the_database_answers_its_caps_count_but_never_defer() {
             p.decide(&eom("own@example.com", 2)).await,
             Action::DeferIfPermit("own@example.com: Your daily limit of 1 messages reached".into())
         );
+    });
+}
+
+#[test]
+fn the_memory_store_keeps_windows_on_a_driven_clock() {
+    use chrono::TimeZone;
+
+    use crate::clock::FixedClock;
+    let config = crate::config::from_toml(
+        "[limits]\nglobal_rates = [\"50/15m\"]\n[[limits.mailbox]]\nemail = \"w@example.com\"\nrates = [\"3/1h\"]\n\
+         [[limits.domain]]\ndomain = \"example.com\"\nrates = [\"4/1h\"]\n",
+    )
+    .expect("valid");
+    let cache = Arc::new(LimitsCache::new(config.limits, None));
+    let at = |h, m| Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0).single().expect("valid");
+    let clock = Arc::new(FixedClock::new(at(8, 59)));
+    let zone = crate::clock::Zone::parse("UTC").expect("zone");
+    let p = Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), cache, Mode::Enforce)
+        .with_time(zone, clock.clone());
+    block_on(async {
+        assert_eq!(p.decide(&eom("w@example.com", 3)).await, Action::Dunno);
+        assert_eq!(
+            p.decide(&eom("w@example.com", 1)).await,
+            Action::DeferIfPermit("w@example.com: Your hourly limit of 3 messages reached".into())
+        );
+        clock.set(at(9, 0));
+        assert_eq!(p.decide(&eom("w@example.com", 2)).await, Action::Dunno, "a new hour");
+        assert_eq!(
+            p.decide(&eom("v@example.com", 3)).await,
+            Action::DeferIfPermit("v@example.com: Hourly limit of 4 for example.com reached".into())
+        );
+        assert_eq!(p.store().count("erl:2026-11-22T0900/1h:@example.com"), 2);
+        assert_eq!(p.store().count("erl:2026-11-22T0845/15m:global"), 3);
     });
 }

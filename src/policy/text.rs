@@ -56,7 +56,8 @@ pub(super) struct Line<'a> {
     pub rcpt: u64,
     pub mailbox: u64,
     pub mailbox_cap: Option<Cap>,
-    pub global: u64,
+    /// `None` for an exempt sender, which does not move the server's counters.
+    pub global: Option<u64>,
     pub global_cap: Cap,
     pub req: &'a Request,
 }
@@ -68,11 +69,13 @@ impl fmt::Display for Line<'_> {
             Some(cap) => write!(f, "{cap}")?,
             None => f.write_str("-")?,
         }
+        match self.global {
+            Some(g) => write!(f, " global={g}/{}", self.global_cap)?,
+            None => f.write_str(" global=exempt")?,
+        }
         write!(
             f,
-            " global={}/{} client={} queue_id={} stage={}",
-            self.global,
-            self.global_cap,
+            " client={} queue_id={} stage={}",
             self.req.client_address,
             self.req.queue_id,
             self.req.protocol_state.as_str()

@@ -1,0 +1,188 @@
+//! Which caps apply to a sender, as the contract resolves them: the mailbox's own entry (the
+//! database's replaces the file's), else its domain's `mailbox_*` defaults, else none; the
+//! domain's aggregate caps; the server's. Within a scope, longer windows first.
+
+use super::window::{Rate, Window};
+use super::{Cap, Limits};
+use crate::sender::Mailbox;
+
+/// A mailbox's caps.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MailboxCaps {
+    /// Longer windows first; empty: not capped.
+    pub caps: Vec<(Window, Cap)>,
+    /// Never deferred; counted only on its own counters.
+    pub exempt: bool,
+    /// Whether it is capped at all (listed, or its domain caps its mailboxes).
+    pub listed: bool,
+}
+
+fn enforced(rates: &[Rate]) -> Vec<(Window, Cap)> {
+    rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect()
+}
+
+/// Longer windows first (the day before an hour before 15 minutes).
+fn ordered(mut caps: Vec<(Window, Cap)>) -> Vec<(Window, Cap)> {
+    caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
+    caps
+}
+
+impl Limits {
+    /// The default mailbox caps: `default_mailbox` daily and `default_mailbox_rates`.
+    fn defaults(&self) -> Vec<(Window, Cap)> {
+        let mut caps = vec![(Window::Day, self.default_mailbox)];
+        caps.extend(enforced(&self.default_mailbox_rates));
+        caps
+    }
+
+    /// The caps of one mailbox.
+    #[must_use]
+    pub fn mailbox_caps(&self, mailbox: &Mailbox) -> MailboxCaps {
+        let entry = self.file_caps.get(mailbox);
+        let exempt = entry.is_some_and(|e| e.exempt);
+        let caps = if let Some(daily) = self.db_caps.get(mailbox) {
+            // The database's cap replaces the file's for this mailbox.
+            Some(daily.map_or_else(|| self.defaults(), |d| vec![(Window::Day, Cap::Enforced(d))]))
+        } else if let Some(entry) = entry {
+            Some(entry.caps.as_deref().map_or_else(|| self.defaults(), enforced))
+        } else {
+            mailbox
+                .domain()
+                .and_then(|d| self.domains.get(d))
+                .and_then(|d| d.mailbox_caps.as_deref())
+                .map(enforced)
+        };
+        MailboxCaps { listed: caps.is_some(), caps: ordered(caps.unwrap_or_default()), exempt }
+    }
+
+    /// The mailbox's daily cap, or `None` when it has none (for logs and `status`).
+    #[must_use]
+    pub fn mailbox_cap(&self, mailbox: &Mailbox) -> Option<Cap> {
+        self.mailbox_caps(mailbox).caps.iter().find(|(w, _)| *w == Window::Day).map(|(_, c)| *c)
+    }
+
+    /// The aggregate caps of a domain (all its senders together), longer windows first.
+    #[must_use]
+    pub fn domain_caps(&self, domain: &str) -> Vec<(Window, Cap)> {
+        self.domains.get(domain).map(|d| ordered(enforced(&d.caps))).unwrap_or_default()
+    }
+
+    /// The server's caps: `global` daily and `global_rates`, longer windows first.
+    #[must_use]
+    pub fn server_caps(&self) -> Vec<(Window, Cap)> {
+        let mut caps = vec![(Window::Day, self.global)];
+        caps.extend(enforced(&self.global_rates));
+        ordered(caps)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::config::from_toml;
+    use crate::limits::caps::CapTableBuilder;
+    use crate::limits::{DatabaseLimits, Origin};
+    use crate::sender::normalize;
+
+    fn limits(toml: &str) -> Limits {
+        Limits::from_config(&from_toml(toml).expect("valid").limits)
+    }
+
+    fn mb(s: &str) -> Mailbox {
+        normalize(s).expect("valid")
+    }
+
+    fn caps(list: &[(&str, u64)]) -> Vec<(Window, Cap)> {
+        list.iter().map(|(w, n)| (Window::parse(w).expect("window"), Cap::Enforced(*n))).collect()
+    }
+
+    const CONFIG: &str = r#"
+        [limits]
+        global = 999
+        global_rates = ["100/15m", "300/1h"]
+        default_mailbox = 50
+        default_mailbox_rates = ["10/1h"]
+        [[limits.mailbox]]
+        email = "own@example.com"
+        rates = ["20/1h", "5/1m"]
+        daily = 100
+        [[limits.mailbox]]
+        email = "listed@example.com"
+        [[limits.mailbox]]
+        email = "vip@example.com"
+        exempt = true
+        [[limits.domain]]
+        domain = "Example.com"
+        daily = 2000
+        rates = ["500/1h"]
+        mailbox_daily = 30
+        mailbox_rates = ["8/1h"]
+        [[limits.domain]]
+        domain = "bücher.example"
+        rates = ["50/1h"]
+    "#;
+
+    #[test]
+    fn mailbox_entry_then_domain_default_then_none() {
+        let l = limits(CONFIG);
+        let own = l.mailbox_caps(&mb("own@example.com"));
+        assert_eq!(own.caps, caps(&[("1d", 100), ("1h", 20), ("1m", 5)]), "its own, longer windows first");
+        assert!(own.listed && !own.exempt);
+        assert_eq!(
+            l.mailbox_caps(&mb("listed@example.com")).caps,
+            caps(&[("1d", 50), ("1h", 10)]),
+            "the defaults"
+        );
+        assert_eq!(
+            l.mailbox_caps(&mb("other@example.com")).caps,
+            caps(&[("1d", 30), ("1h", 8)]),
+            "its domain's"
+        );
+        let free = l.mailbox_caps(&mb("free@elsewhere.org"));
+        assert!(free.caps.is_empty() && !free.listed);
+        assert!(l.mailbox_caps(&mb("vip@example.com")).exempt);
+        assert_eq!(l.mailbox_cap(&mb("own@example.com")), Some(Cap::Enforced(100)));
+        assert_eq!(l.mailbox_cap(&mb("free@elsewhere.org")), None);
+    }
+
+    #[test]
+    fn domain_and_server_caps() {
+        let l = limits(CONFIG);
+        assert_eq!(l.domain_caps("example.com"), caps(&[("1d", 2000), ("1h", 500)]));
+        assert_eq!(l.domain_caps("xn--bcher-kva.example"), caps(&[("1h", 50)]), "IDNA, like senders");
+        assert!(l.domain_caps("elsewhere.org").is_empty());
+        assert_eq!(l.server_caps(), caps(&[("1d", 999), ("1h", 300), ("15m", 100)]));
+    }
+
+    #[test]
+    fn the_database_replaces_the_file_for_its_mailboxes() {
+        let config = from_toml(CONFIG).expect("valid").limits;
+        let mut table = CapTableBuilder::default();
+        table.push(&mb("own@example.com"), Some(7));
+        table.push(&mb("other@example.com"), None);
+        let db = DatabaseLimits {
+            global: Some(5000),
+            default_mailbox: Some(40),
+            mailboxes: Arc::new(table.build()),
+            fingerprint: 1,
+        };
+        let l = Limits::merged(&config, Some(&db), Origin::Database);
+        assert_eq!(l.mailbox_caps(&mb("own@example.com")).caps, caps(&[("1d", 7)]));
+        assert_eq!(
+            l.mailbox_caps(&mb("other@example.com")).caps,
+            caps(&[("1d", 40), ("1h", 10)]),
+            "database default"
+        );
+        assert_eq!(l.server_caps(), caps(&[("1d", 5000), ("1h", 300), ("15m", 100)]));
+        // Unknown until read: the database's caps are unknown, the file's own stay enforced.
+        let pending = Limits::merged(&config, None, Origin::Unknown);
+        assert_eq!(pending.server_caps()[0], (Window::Day, Cap::Unknown));
+        assert_eq!(pending.server_caps()[1], (Window::HOUR, Cap::Enforced(300)));
+        assert_eq!(
+            pending.mailbox_caps(&mb("listed@example.com")).caps,
+            vec![(Window::Day, Cap::Unknown), (Window::HOUR, Cap::Enforced(10))]
+        );
+    }
+}

@@ -29,6 +29,11 @@ pub const DEFAULT_MAILBOX_QUERY: &str = "SELECT u.email, r.daily_limit \
 /// Where the last good database limits are kept for a restart while MariaDB is down.
 pub const DEFAULT_CACHE_FILE: &str = "/var/lib/email-ratelimit/limits.json";
 
+/// The default caps (one place for the raw config and [`LimitSettings::default`]).
+pub const DEFAULT_GLOBAL: u64 = 999;
+pub const DEFAULT_MAILBOX: u64 = 50;
+pub const DEFAULT_MAX_RECIPIENTS: u32 = 10_000;
+
 /// Bounds of the validated values (a typo must not make Postfix wait or a cap meaningless).
 pub const MAX_TIMEOUT_MS: u64 = 2000;
 pub const MAX_VIOLATIONS: u64 = 100_000;
@@ -130,11 +135,11 @@ pub struct LimitSettings {
 impl Default for LimitSettings {
     fn default() -> Self {
         Self {
-            global: 999,
+            global: DEFAULT_GLOBAL,
             global_rates: Vec::new(),
-            default_mailbox: 50,
+            default_mailbox: DEFAULT_MAILBOX,
             default_mailbox_rates: Vec::new(),
-            max_recipients: 10_000,
+            max_recipients: DEFAULT_MAX_RECIPIENTS,
             mailboxes: Vec::new(),
             domains: Vec::new(),
         }

@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use super::{DEFAULT_CACHE_FILE, DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX_QUERY, Mode, StoreKind};
+use super::{
+    DEFAULT_CACHE_FILE, DEFAULT_GLOBAL, DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX, DEFAULT_MAILBOX_QUERY,
+    DEFAULT_MAX_RECIPIENTS, Mode, StoreKind,
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -77,11 +80,11 @@ pub(super) struct RawLimits {
 impl Default for RawLimits {
     fn default() -> Self {
         Self {
-            global: 999,
+            global: DEFAULT_GLOBAL,
             global_rates: Vec::new(),
-            default_mailbox: 50,
+            default_mailbox: DEFAULT_MAILBOX,
             default_mailbox_rates: Vec::new(),
-            max_recipients: 10_000,
+            max_recipients: u64::from(DEFAULT_MAX_RECIPIENTS),
             mailbox: Vec::new(),
             domain: Vec::new(),
         }

@@ -67,6 +67,7 @@ async fn memory_and_redis_decide_alike() {
             mode: if rng.next(6) == 0 { Mode::LogOnly } else { Mode::Enforce },
             client: "192.0.2.9",
             at: zone.moment(t),
+            raise: "",
         };
         let (a, b) = (local.consume(&ask).await.expect("memory"), remote.consume(&ask).await.expect("redis"));
         assert_eq!(a, b, "step {step}: {ask:?}");

@@ -229,3 +229,48 @@ fn exact_under_concurrency_with_every_kind_of_cap() {
         assert_eq!(per_mailbox, expected);
     }
 }
+
+#[test]
+fn a_raise_replaces_the_mailbox_caps_while_it_lasts() {
+    let Some(redis) = Redis::start() else { return };
+    let t = Timed::start(
+        &redis,
+        "[[limits.mailbox]]\nemail = \"bob@example.com\"\ndaily = 3\nrates = [\"2/1h\"]\n",
+        utc(16, 5, 0),
+    );
+    assert_eq!(until_refused(&t.d, "bob@example.com", 10).0, 2);
+    // Written by `raise` on any server sharing the Redis: picked up at the next message.
+    redis.cmd(&["SET", "erl:raise:bob@example.com", "10/1d 5/1h", "EX", "3600"]);
+    let (accepted, reply) = until_refused(&t.d, "bob@example.com", 10);
+    assert_eq!(
+        (accepted, reply.as_str()),
+        (3, "DEFER_IF_PERMIT bob@example.com: Your hourly limit of 5 messages reached")
+    );
+    // Gone (expired): its own caps again, at once.
+    redis.cmd(&["DEL", "erl:raise:bob@example.com"]);
+    assert_eq!(
+        t.d.send("bob@example.com", 1),
+        "DEFER_IF_PERMIT bob@example.com: Your daily limit of 3 messages reached"
+    );
+    // Today's top senders: one sorted set, with a TTL.
+    assert_eq!(t.d.send("carol@example.org", 4), "DUNNO");
+    let score: String = redis::cmd("ZSCORE")
+        .arg("erl:top:2026-11-22")
+        .arg("bob@example.com")
+        .query(&mut redis.conn())
+        .expect("ZSCORE");
+    assert_eq!(score, "5");
+    let score: String = redis::cmd("ZSCORE")
+        .arg("erl:top:2026-11-22")
+        .arg("carol@example.org")
+        .query(&mut redis.conn())
+        .expect("ZSCORE");
+    assert_eq!(score, "4");
+    assert!(ttl(&redis, "erl:top:2026-11-22") > 25 * 3600);
+    // A raise key of the wrong type is bad data: that sender fails open, nothing written.
+    redis.cmd(&["DEL", "erl:raise:bob@example.com"]);
+    redis.cmd(&["RPUSH", "erl:raise:bob@example.com", "x"]);
+    assert_eq!(t.d.send("bob@example.com", 1), "DUNNO");
+    t.d.wait_log("erl fail-open reason=bad-data key=erl:raise:bob@example.com", 1);
+    assert_eq!(redis.get("erl:2026-11-22:bob@example.com"), Some(5));
+}

@@ -4,6 +4,7 @@
 
 mod once;
 mod plan;
+mod raises;
 mod text;
 
 use std::sync::Arc;
@@ -14,6 +15,7 @@ pub use text::{global_text, mailbox_text, refusal_text};
 
 use self::once::OncePer;
 use self::plan::Plan;
+use self::raises::Raises;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::Mode;
@@ -21,7 +23,7 @@ use crate::limits::LimitsCache;
 use crate::limits::window::Window;
 use crate::protocol::{Action, Request, State};
 use crate::sender;
-use crate::store::{Consume, CounterStore, Counts, Operation, Scope, StoreError};
+use crate::store::{Answer, Consume, CounterStore, Counts, Operation, Scope, StoreError};
 
 /// How often the same bad Redis key is named in the log.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -47,6 +49,7 @@ pub struct Policy<S> {
     zone: Zone,
     clock: Arc<dyn Clock>,
     bad_keys: OncePer,
+    raises: Raises,
 }
 
 impl<S: CounterStore> Policy<S> {
@@ -59,6 +62,7 @@ impl<S: CounterStore> Policy<S> {
             zone: Zone::Local,
             clock: Arc::new(SystemClock),
             bad_keys: OncePer::new(BAD_KEY_LOG_EVERY),
+            raises: Raises::default(),
         }
     }
 
@@ -145,40 +149,59 @@ impl<S: CounterStore> Policy<S> {
             // At RCPT the count is 0: ask whether one more recipient would fit.
             Operation::Check => 1,
         };
-        let plan = Plan::new(&limits, &sender);
-        let ask = Consume {
-            sender: &sender,
-            recipients,
-            counters: &plan.counters,
-            caps: &plan.caps,
-            operation,
-            mode: self.mode(),
-            client: &req.client_address,
-            at: self.zone.moment(self.clock.now()),
-        };
-        match self.store.consume(&ask).await {
-            Ok(counts) => {
-                let n = u64::from(recipients);
-                let counted =
-                    operation == Operation::Count && (counts.refused.is_none() || ask.mode == Mode::LogOnly);
-                let add = if counted { n } else { 0 };
-                let line = Line {
-                    user: &sender,
-                    rcpt: n,
-                    mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
-                    mailbox_cap: if plan.exempt { None } else { limits.mailbox_cap(&sender) },
-                    global: (!plan.exempt)
-                        .then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
-                    global_cap: limits.global,
-                    req,
-                };
-                conclude(&ask, &counts, &line, plan.unknown)
-            }
-            Err(e) => {
-                self.fail_open(&e, &ask, req);
-                Action::Dunno
-            }
+        let at = self.zone.moment(self.clock.now());
+        let mut raise = self.raises.get(&sender);
+        // At most one retry: the raise changed between our last look and this request.
+        for _ in 0..2 {
+            let rates = raise.as_deref().and_then(|r| self.raises.parse(r));
+            let plan = Plan::new(&limits, &sender, rates.as_deref());
+            let ask = Consume {
+                sender: &sender,
+                recipients,
+                counters: &plan.counters,
+                caps: &plan.caps,
+                operation,
+                mode: self.mode(),
+                client: &req.client_address,
+                at,
+                raise: raise.as_deref().unwrap_or_default(),
+            };
+            let counts = match self.store.consume(&ask).await {
+                Ok(Answer::Counts(counts)) => counts,
+                Ok(Answer::Raised(now)) => {
+                    raise = self.raises.set(&sender, now);
+                    continue;
+                }
+                Err(e) => {
+                    self.fail_open(&e, &ask, req);
+                    return Action::Dunno;
+                }
+            };
+            let n = u64::from(recipients);
+            let counted =
+                operation == Operation::Count && (counts.refused.is_none() || ask.mode == Mode::LogOnly);
+            let add = if counted { n } else { 0 };
+            let line = Line {
+                user: &sender,
+                rcpt: n,
+                mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
+                mailbox_cap: match (&rates, plan.exempt) {
+                    (_, true) => None,
+                    (Some(_), false) => plan.enforced(Scope::Mailbox, Window::Day),
+                    (None, false) => limits.mailbox_cap(&sender),
+                },
+                global: (!plan.exempt).then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
+                global_cap: limits.global,
+                req,
+            };
+            return conclude(&ask, &counts, &line, plan.unknown);
         }
+        tracing::warn!(
+            "erl fail-open reason=raise-changing user={sender} rcpt={recipients} client={} queue_id={}",
+            req.client_address,
+            req.queue_id
+        );
+        Action::Dunno
     }
 
     /// Logs a store fault, once a minute per key for bad data (every retry meets it again).

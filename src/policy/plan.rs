@@ -3,7 +3,7 @@
 //! some cap of that scope uses; the enforced caps in the contract's order (mailbox, domain,
 //! server; longer windows first). An exempt sender moves only its own daily counter.
 
-use crate::limits::window::Window;
+use crate::limits::window::{Rate, Window};
 use crate::limits::{Cap, Limits};
 use crate::sender::Mailbox;
 use crate::store::{Check, Counter, Scope};
@@ -21,8 +21,13 @@ pub(super) struct Plan {
 }
 
 impl Plan {
-    pub fn new(limits: &Limits, sender: &Mailbox) -> Self {
-        let mailbox = limits.mailbox_caps(sender);
+    /// `raise`: the sender's temporary raise, which replaces its mailbox caps while it lasts.
+    pub fn new(limits: &Limits, sender: &Mailbox, raise: Option<&[Rate]>) -> Self {
+        let mut mailbox = limits.mailbox_caps(sender);
+        if let Some(raise) = raise {
+            mailbox.caps = raise.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
+            mailbox.caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
+        }
         let mut plan = Self {
             counters: Vec::with_capacity(4),
             caps: Vec::with_capacity(4),
@@ -69,6 +74,12 @@ impl Plan {
         }
     }
 
+    /// The enforced cap on one counter, if any.
+    pub fn enforced(&self, scope: Scope, window: Window) -> Option<Cap> {
+        let i = self.counters.iter().position(|c| *c == Counter { scope, window })?;
+        self.caps.iter().find(|k| k.counter == i).map(|k| Cap::Enforced(k.limit))
+    }
+
     /// The counter's value in `values` (one per counter), 0 when it is not moved.
     pub fn value(&self, values: &[u64], scope: Scope, window: Window) -> u64 {
         self.counters
@@ -99,7 +110,7 @@ mod tests {
     #[test]
     fn daily_counters_always_and_caps_in_order() {
         let limits = Limits::from_config(&settings());
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"));
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
         let day = |scope| Counter { scope, window: Window::Day };
         assert_eq!(plan.counters, vec![day(Scope::Mailbox), day(Scope::Domain), day(Scope::Server)]);
         assert_eq!(plan.caps, vec![Check { counter: 0, limit: 5 }, Check { counter: 2, limit: 999 }]);
@@ -107,7 +118,7 @@ mod tests {
         assert_eq!(plan.value(&[1, 2, 3], Scope::Server, Window::Day), 3);
         assert_eq!(plan.value(&[1, 2, 3], Scope::Server, Window::HOUR), 0);
         // No domain in the name: no domain counter; an uncapped sender meets the server cap only.
-        let plan = Plan::new(&limits, &normalize("bob").expect("valid"));
+        let plan = Plan::new(&limits, &normalize("bob").expect("valid"), None);
         assert_eq!(plan.counters, vec![day(Scope::Mailbox), day(Scope::Server)]);
         assert_eq!(plan.caps, vec![Check { counter: 1, limit: 999 }]);
     }
@@ -121,7 +132,7 @@ mod tests {
         )
         .expect("valid");
         let limits = Limits::from_config(&config.limits);
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"));
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
         let c = |scope, w: &str| Counter { scope, window: Window::parse(w).expect("window") };
         assert_eq!(
             plan.counters,
@@ -146,7 +157,20 @@ mod tests {
                 (c(Scope::Server, "15m"), 100),
             ]
         );
-        let vip = Plan::new(&limits, &normalize("vip@x.org").expect("valid"));
+        let raised = [Rate { limit: 500, window: Window::Day }, Rate { limit: 100, window: Window::HOUR }];
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised));
+        let mailbox: Vec<(Counter, u64)> = plan
+            .caps
+            .iter()
+            .map(|k| (plan.counters[k.counter], k.limit))
+            .filter(|(c, _)| c.scope == Scope::Mailbox)
+            .collect();
+        assert_eq!(
+            mailbox,
+            vec![(c(Scope::Mailbox, "1d"), 500), (c(Scope::Mailbox, "1h"), 100)],
+            "the raise replaces them"
+        );
+        let vip = Plan::new(&limits, &normalize("vip@x.org").expect("valid"), None);
         assert!(vip.exempt && vip.caps.is_empty());
         assert_eq!(vip.counters, vec![c(Scope::Mailbox, "1d")], "only its own counter");
     }
@@ -154,7 +178,7 @@ mod tests {
     #[test]
     fn unknown_caps_are_counted_not_checked() {
         let limits = Limits::merged(&settings(), None, Origin::Unknown);
-        let plan = Plan::new(&limits, &normalize("z@x.org").expect("valid"));
+        let plan = Plan::new(&limits, &normalize("z@x.org").expect("valid"), None);
         assert!(plan.caps.is_empty() && plan.unknown);
         assert_eq!(plan.counters.len(), 3);
     }

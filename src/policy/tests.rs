@@ -141,7 +141,7 @@ fn log_only_counts_and_never_defers() {
 struct Broken;
 
 impl CounterStore for Broken {
-    async fn consume(&self, _: &Consume<'_>) -> Result<Counts, StoreError> {
+    async fn consume(&self, _: &Consume<'_>) -> Result<Answer, StoreError> {
         Err(StoreError::Unavailable)
     }
 }

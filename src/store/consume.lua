@@ -1,8 +1,10 @@
 -- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
--- KEYS[1..k]  the counters the message moves (k = #KEYS - 1): daily ones
+-- KEYS[1..k]  the counters the message moves (k = #KEYS - 3): daily ones
 --             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>)
 -- KEYS[k+1]   the violations list (<prefix>:violations)
+-- KEYS[k+2]   today's top senders, a sorted set (<prefix>:top:YYYY-MM-DD)
+-- KEYS[k+3]   the sender's temporary raise (<prefix>:raise:<email>)
 -- ARGV[1]     n: recipients of this message (>= 1)
 -- ARGV[2]     "count" (end of data) or "check" (RCPT pre-check: never counts)
 -- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway
@@ -10,7 +12,9 @@
 -- ARGV[5]     now, unix seconds          (violation record)
 -- ARGV[6]     the sender's address       (violation record)
 -- ARGV[7]     the SMTP client's address  (violation record)
--- ARGV[8 .. 7+k]  each counter's TTL in seconds (given when created, or when found without one)
+-- ARGV[8]     the raise the caps below were built with ("" for none)
+-- ARGV[9]     the top senders' TTL in seconds
+-- ARGV[10 .. 9+k]  each counter's TTL in seconds (given when created, or when found without one)
 -- then 4 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
 --             record's type ("user", "domain", "global") and window ("1d", "1h", "15m", ...)
 --
@@ -18,12 +22,14 @@
 -- Reply {i, c1, ..., ck}: cap i (1-based) has no room; a JSON violation record is pushed onto
 -- KEYS[k+1] (newest first) and the list trimmed. Counters only grow when every cap has room (or
 -- in log-only mode), all together, so a refused burst burns no quota.
+-- Reply {-2, raise}: the sender's raise is not the one the caps were built with (set, changed or
+-- expired meanwhile): nothing was written; the caller builds the caps again and retries.
 -- Reply {-1, key}: bad data. The key holds a value of the wrong type, or a counter that is not a
 -- non-negative integer (decimal, no sign or leading zero, at most 15 digits). Every key is read
 -- and checked before anything is written, so such a request changes nothing; requests that do
 -- not touch the key are unaffected.
 
-local BAD = -1
+local BAD, RAISE = -1, -2
 
 -- A counter's value (0 when absent) and whether it exists; nil when it is not a count.
 local function counter(key)
@@ -49,10 +55,16 @@ local function first_full(before, caps, n)
   return 0
 end
 
-local k = #KEYS - 1
-local violations = KEYS[k + 1]
+local k = #KEYS - 3
+local violations, top, raise = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
 local n = tonumber(ARGV[1])
 local enforce = ARGV[3] == '1'
+local counting = ARGV[2] == 'count'
+
+local raised = redis.pcall('GET', raise)
+if raised == false then raised = '' end
+if type(raised) ~= 'string' then return {BAD, raise} end
+if raised ~= ARGV[8] then return {RAISE, raised} end
 
 local before, exists = {}, {}
 for i = 1, k do
@@ -62,7 +74,7 @@ for i = 1, k do
 end
 
 local caps = {}
-for a = 8 + k, #ARGV, 4 do
+for a = 10 + k, #ARGV, 4 do
   caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
                      kind = ARGV[a + 2], window = ARGV[a + 3]}
 end
@@ -72,12 +84,17 @@ if full ~= 0 then
   local t = redis.call('TYPE', violations)['ok']
   if t ~= 'none' and t ~= 'list' then return {BAD, violations} end
 end
+local moves = counting and (full == 0 or not enforce)
+if moves then
+  local t = redis.call('TYPE', top)['ok']
+  if t ~= 'none' and t ~= 'zset' then return {BAD, top} end
+end
 
 -- Checked: from here on every write succeeds. Every counter has a TTL: one written from
 -- outside (the panel, a restore) without one gets it.
 for i = 1, k do
   if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[7 + i]))
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[9 + i]))
   end
 end
 
@@ -91,10 +108,14 @@ if full ~= 0 then
   redis.call('LTRIM', violations, 0, tonumber(ARGV[4]) - 1)
 end
 
-if ARGV[2] == 'count' and (full == 0 or not enforce) then
+if moves then
   for i = 1, k do
     redis.call('INCRBY', KEYS[i], n)
-    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[7 + i])) end
+    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[9 + i])) end
+  end
+  -- A new member: the first message of the sender today; give the set a TTL if it has none.
+  if tonumber(redis.call('ZINCRBY', top, n, ARGV[6])) == n and redis.call('TTL', top) < 0 then
+    redis.call('EXPIRE', top, tonumber(ARGV[9]))
   end
 end
 

@@ -62,6 +62,18 @@ impl KeySchema {
         Some(key)
     }
 
+    /// Today's top senders: a sorted set, recipients accepted per sender.
+    #[must_use]
+    pub fn top(&self, day: NaiveDate) -> String {
+        format!("{}:top:{}", self.prefix, Day(day))
+    }
+
+    /// A sender's temporary raise.
+    #[must_use]
+    pub fn raise(&self, sender: &Mailbox) -> String {
+        format!("{}:raise:{sender}", self.prefix)
+    }
+
     /// The list of recent violations, newest first.
     #[must_use]
     pub fn violations(&self) -> String {
@@ -91,6 +103,8 @@ mod tests {
         assert_eq!(keys.sender(day, &alice), "erl:2026-03-07:alice@example.com");
         assert_eq!(keys.global(day), "erl:2026-03-07:global");
         assert_eq!(keys.violations(), "erl:violations");
+        assert_eq!(keys.top(day), "erl:top:2026-03-07");
+        assert_eq!(keys.raise(&alice), "erl:raise:alice@example.com");
         assert_eq!(KeySchema::new("x").global(day), "x:2026-03-07:global");
         let late = NaiveDate::from_ymd_opt(2031, 12, 31).expect("valid date");
         assert_eq!(keys.global(late), late.format("erl:%Y-%m-%d:global").to_string());

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use super::keys::KeySchema;
-use super::{Consume, CounterStore, Counts, Operation, StoreError, Violation, first_full};
+use super::keys::{COUNTER_TTL_SECS, KeySchema};
+use super::{Answer, Consume, CounterStore, Counts, Operation, StoreError, Violation, first_full};
 use crate::config::Mode;
 
 #[derive(Debug, Default)]
@@ -47,7 +47,11 @@ impl MemoryStore {
         self.state().violations.iter().cloned().collect()
     }
 
-    fn apply(&self, c: &Consume<'_>) -> Counts {
+    fn apply(&self, c: &Consume<'_>) -> Answer {
+        // Raises are written by the admin commands, which only reach Redis: none here.
+        if !c.raise.is_empty() {
+            return Answer::Raised(String::new());
+        }
         let now = c.at.unix;
         let keys: Vec<Option<String>> =
             c.counters.iter().map(|counter| self.keys.counter(c.at.local, *counter, c.sender)).collect();
@@ -85,6 +89,14 @@ impl MemoryStore {
             state.violations.truncate(self.violations_max);
         }
         if c.operation == Operation::Count && (refused.is_none() || c.mode == Mode::LogOnly) {
+            // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
+            let top = format!("{}\t{}", self.keys.top(c.at.day()), c.sender);
+            let ttl = i64::try_from(COUNTER_TTL_SECS).unwrap_or(i64::MAX);
+            let entry = state.counters.entry(top).or_insert((0, 0));
+            if entry.1 <= now {
+                *entry = (0, now.saturating_add(ttl));
+            }
+            entry.0 = entry.0.saturating_add(n);
             for ((key, counter), value) in keys.into_iter().zip(c.counters).zip(&before) {
                 let Some(key) = key else { continue };
                 let ttl = i64::try_from(counter.window.ttl_secs()).unwrap_or(i64::MAX);
@@ -95,12 +107,12 @@ impl MemoryStore {
                 entry.0 = value.saturating_add(n);
             }
         }
-        Counts { refused, before }
+        Answer::Counts(Counts { refused, before })
     }
 }
 
 impl CounterStore for MemoryStore {
-    async fn consume(&self, c: &Consume<'_>) -> Result<Counts, StoreError> {
+    async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         Ok(self.apply(c))
     }
 }
@@ -130,6 +142,16 @@ mod tests {
             mode: Mode::Enforce,
             client: "192.0.2.1",
             at: Zone::Local.moment(Utc::now()),
+            raise: "",
+        }
+    }
+
+    impl MemoryStore {
+        fn counts(&self, c: &Consume<'_>) -> Counts {
+            match self.apply(c) {
+                Answer::Counts(counts) => counts,
+                Answer::Raised(r) => panic!("raised {r:?}"),
+            }
         }
     }
 
@@ -142,9 +164,9 @@ mod tests {
         let store = MemoryStore::new(KeySchema::new("erl"), 10);
         let alice = normalize("alice@example.com").expect("valid");
         let caps = caps(5, 999);
-        assert_eq!(store.apply(&ask(&alice, 2, &caps)).refused, None);
-        assert_eq!(store.apply(&ask(&alice, 3, &caps)).refused, None);
-        let refused = store.apply(&ask(&alice, 1, &caps));
+        assert_eq!(store.counts(&ask(&alice, 2, &caps)).refused, None);
+        assert_eq!(store.counts(&ask(&alice, 3, &caps)).refused, None);
+        let refused = store.counts(&ask(&alice, 1, &caps));
         assert_eq!(refused, Counts { refused: Some(0), before: vec![5, 5] });
         let key = KeySchema::new("erl").sender(Zone::Local.moment(Utc::now()).day(), &alice);
         assert_eq!(store.count(&key), 5);
@@ -164,14 +186,14 @@ mod tests {
         let caps = caps(1, 999);
         let mut c = ask(&bob, 1, &caps);
         c.operation = Operation::Check;
-        assert_eq!(store.apply(&c).refused, None);
-        assert_eq!(store.apply(&c).before[0], 0);
+        assert_eq!(store.counts(&c).refused, None);
+        assert_eq!(store.counts(&c).before[0], 0);
         let mut c = ask(&bob, 3, &caps);
         c.mode = Mode::LogOnly;
         for _ in 0..3 {
-            assert_eq!(store.apply(&c).refused, Some(0));
+            assert_eq!(store.counts(&c).refused, Some(0));
         }
-        assert_eq!(store.apply(&c).before[0], 9);
+        assert_eq!(store.counts(&c).before[0], 9);
         let v = store.violations();
         assert_eq!(v.len(), 2, "trimmed to the cap");
         assert!(!v[0].enforced);
@@ -188,17 +210,17 @@ mod tests {
         c.counters = &hourly;
         // 13:59 and 14:01 in Berlin: a new window, a new key.
         c.at = berlin.moment(Utc.with_ymd_and_hms(2026, 1, 1, 12, 59, 0).single().expect("valid"));
-        assert_eq!(store.apply(&c).refused, None);
-        assert_eq!(store.apply(&c).refused, Some(0));
+        assert_eq!(store.counts(&c).refused, None);
+        assert_eq!(store.counts(&c).refused, Some(0));
         c.at = berlin.moment(Utc.with_ymd_and_hms(2026, 1, 1, 13, 1, 0).single().expect("valid"));
-        assert_eq!(store.apply(&c).refused, None);
+        assert_eq!(store.counts(&c).refused, None);
         // A key past its TTL counts as absent, as in Redis.
         let daily = caps(5, 999);
         let mut d = ask(&carol, 4, &daily);
         d.at = berlin.moment(Utc.with_ymd_and_hms(2026, 1, 1, 22, 59, 0).single().expect("valid"));
-        store.apply(&d);
-        assert_eq!(store.apply(&d).refused, Some(0));
+        store.counts(&d);
+        assert_eq!(store.counts(&d).refused, Some(0));
         d.at = berlin.moment(Utc.with_ymd_and_hms(2026, 1, 1, 23, 1, 0).single().expect("valid"));
-        assert_eq!(store.apply(&d).refused, None, "a new day");
+        assert_eq!(store.counts(&d).refused, None, "a new day");
     }
 }

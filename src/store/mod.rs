@@ -80,6 +80,18 @@ pub struct Consume<'a> {
     pub client: &'a str,
     /// Decides the local date and window of the counters and the violation timestamp.
     pub at: Moment,
+    /// The sender's temporary raise the caps were built with (`""` for none).
+    pub raise: &'a str,
+}
+
+/// The store's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// Decided (and counted, when it fits or in log-only mode).
+    Counts(Counts),
+    /// The sender's raise is not the one the caps were built with: nothing was done; build the
+    /// caps with this one (`""`: none) and ask again.
+    Raised(String),
 }
 
 /// The decision rule shared by every store, mirrored by `first_full` in `consume.lua`: the
@@ -138,7 +150,7 @@ impl StoreError {
 /// A counter store.
 pub trait CounterStore: Send + Sync + 'static {
     /// Checks the caps and, for [`Operation::Count`], counts the message, atomically.
-    fn consume(&self, c: &Consume<'_>) -> impl Future<Output = Result<Counts, StoreError>> + Send;
+    fn consume(&self, c: &Consume<'_>) -> impl Future<Output = Result<Answer, StoreError>> + Send;
 }
 
 /// The store chosen by the config.
@@ -148,7 +160,7 @@ pub enum Store {
 }
 
 impl CounterStore for Store {
-    async fn consume(&self, c: &Consume<'_>) -> Result<Counts, StoreError> {
+    async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         match self {
             Self::Redis(s) => s.consume(c).await,
             Self::Memory(s) => s.consume(c).await,

@@ -16,8 +16,8 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::breaker::Breaker;
-use super::keys::KeySchema;
-use super::{Consume, CounterStore, Counts, Operation, StoreError};
+use super::keys::{COUNTER_TTL_SECS, KeySchema};
+use super::{Answer, Consume, CounterStore, Counts, Operation, StoreError};
 use crate::config::{Mode, RedisSettings};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -88,7 +88,7 @@ impl RedisStore {
         Ok(conn)
     }
 
-    async fn run(&self, c: &Consume<'_>) -> Result<Counts, StoreError> {
+    async fn run(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         let mut conn = self.connection().await?;
         let mut invocation = self.script.prepare_invoke();
         for counter in c.counters {
@@ -100,6 +100,8 @@ impl RedisStore {
         }
         invocation
             .key(&self.violations_key)
+            .key(self.keys.top(c.at.day()))
+            .key(self.keys.raise(c.sender))
             .arg(c.recipients)
             .arg(match c.operation {
                 Operation::Count => "count",
@@ -112,7 +114,9 @@ impl RedisStore {
             .arg(self.violations_max)
             .arg(c.at.unix)
             .arg(c.sender.as_str())
-            .arg(c.client);
+            .arg(c.client)
+            .arg(c.raise)
+            .arg(COUNTER_TTL_SECS);
         for counter in c.counters {
             invocation.arg(counter.window.ttl_secs());
         }
@@ -143,7 +147,7 @@ impl RedisStore {
 }
 
 impl CounterStore for RedisStore {
-    async fn consume(&self, c: &Consume<'_>) -> Result<Counts, StoreError> {
+    async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         if !self.breaker().allow(Instant::now()) {
             return Err(StoreError::Unavailable);
         }
@@ -167,14 +171,20 @@ impl CounterStore for RedisStore {
     }
 }
 
-/// `{0 or cap index, counters...}` or `{-1, key}` (see `consume.lua`).
-fn parse_reply(reply: &[Value], counters: usize, caps: usize) -> Result<Counts, StoreError> {
+/// `{0 or cap index, counters...}`, `{-2, raise}` or `{-1, key}` (see `consume.lua`).
+fn parse_reply(reply: &[Value], counters: usize, caps: usize) -> Result<Answer, StoreError> {
     let bad = || StoreError::BadReply(format!("{reply:?}"));
     let int = |v: &Value| match v {
         Value::Int(i) => Some(*i),
         _ => None,
     };
     let first = reply.first().and_then(int).ok_or_else(bad)?;
+    if first == -2 {
+        return match reply.get(1) {
+            Some(Value::BulkString(raise)) => Ok(Answer::Raised(String::from_utf8_lossy(raise).into_owned())),
+            _ => Err(bad()),
+        };
+    }
     if first == -1 {
         return match reply.get(1) {
             Some(Value::BulkString(key)) => {
@@ -196,7 +206,7 @@ fn parse_reply(reply: &[Value], counters: usize, caps: usize) -> Result<Counts, 
     if before.len() != counters {
         return Err(bad());
     }
-    Ok(Counts { refused, before })
+    Ok(Answer::Counts(Counts { refused, before }))
 }
 
 #[cfg(test)]
@@ -206,10 +216,12 @@ mod tests {
     #[test]
     fn parses_every_reply_shape() {
         let counts = parse_reply(&[Value::Int(1), Value::Int(5), Value::Int(7)], 2, 2).expect("counts");
-        assert_eq!(counts, Counts { refused: Some(0), before: vec![5, 7] });
+        assert_eq!(counts, Answer::Counts(Counts { refused: Some(0), before: vec![5, 7] }));
         let fits =
             parse_reply(&[Value::Int(0), Value::Int(5), Value::Int(7), Value::Int(0)], 3, 0).expect("fits");
-        assert_eq!(fits, Counts { refused: None, before: vec![5, 7, 0] });
+        assert_eq!(fits, Answer::Counts(Counts { refused: None, before: vec![5, 7, 0] }));
+        let raised = parse_reply(&[Value::Int(-2), Value::BulkString(b"500/1d".to_vec())], 2, 2);
+        assert_eq!(raised.expect("raised"), Answer::Raised("500/1d".into()));
         let bad = parse_reply(&[Value::Int(-1), Value::BulkString(b"erl:violations".to_vec())], 2, 2);
         assert!(matches!(bad, Err(StoreError::BadData { ref key }) if key == "erl:violations"), "{bad:?}");
         for junk in [

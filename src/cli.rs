@@ -76,10 +76,14 @@ pub enum Command {
         #[arg(long, default_value_t = 5)]
         timeout: u64,
     },
-    /// Show what a sender has sent today, its caps and what remains.
+    /// Show every applicable cap of a sender (or @domain): used, limit, remaining; lock, raise.
     Status {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Print one JSON object
+        #[arg(long)]
+        json: bool,
+        /// A sender, or @domain
         user: String,
     },
     /// List recent violations, newest first.
@@ -92,11 +96,36 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Clear today's counter of one sender.
+    /// Clear the counters of one sender's current windows (today's and each window of its caps).
     Reset {
         #[arg(long, short)]
         config: Option<PathBuf>,
         user: String,
+    },
+    /// Today's biggest senders (or domains), biggest first.
+    Top {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+        /// Sum per domain
+        #[arg(long)]
+        domains: bool,
+        /// Print a JSON list
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replace a sender's caps for a while, on every server sharing the Redis.
+    Raise {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        user: String,
+        /// Caps like 500/1d 100/1h
+        #[arg(required = true)]
+        caps: Vec<String>,
+        /// How long: 90m, 24h, 2d
+        #[arg(long = "for")]
+        duration: String,
     },
     /// Write the man pages into a directory, or print a shell completion script (packaging).
     #[command(hide = true)]

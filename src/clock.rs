@@ -66,6 +66,16 @@ impl Clock for FileClock {
     }
 }
 
+/// The system clock, or the test clock when `EMAIL_RATELIMIT_TEST_CLOCK` names a file (the
+/// daemon and the admin commands alike). Returns the file too, so the daemon can say so.
+#[must_use]
+pub fn from_env() -> (std::sync::Arc<dyn Clock>, Option<std::path::PathBuf>) {
+    match std::env::var_os(TEST_CLOCK_ENV).map(std::path::PathBuf::from) {
+        Some(path) => (std::sync::Arc::new(FileClock::new(path.clone())), Some(path)),
+        None => (std::sync::Arc::new(SystemClock), None),
+    }
+}
+
 /// The zone that decides "today": the config's `timezone`, or the process's local zone (`TZ` if
 /// set, else `/etc/localtime`). The daemon and the admin commands both use it, so they agree on
 /// which counters are today's.

@@ -9,7 +9,7 @@ use sd_notify::NotifyState;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::{Clock, FileClock, SystemClock, TEST_CLOCK_ENV};
+use crate::clock::{self, TEST_CLOCK_ENV};
 use crate::config::{self, Config, ConfigError, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
 use crate::policy::Policy;
@@ -70,11 +70,7 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
     let limits = Arc::new(LimitsCache::new(config.limits.clone(), db).persisting());
     // Before the socket answers: a restart while MariaDB is down enforces the last good read.
     let saved = limits.load_saved();
-    let test_clock = std::env::var_os(TEST_CLOCK_ENV).map(PathBuf::from);
-    let clock: Arc<dyn Clock> = match &test_clock {
-        Some(path) => Arc::new(FileClock::new(path.clone())),
-        None => Arc::new(SystemClock),
-    };
+    let (clock, test_clock) = clock::from_env();
     let policy = Arc::new(Policy::new(store, limits.clone(), config.mode).with_time(config.timezone, clock));
     let shutdown = CancellationToken::new();
 

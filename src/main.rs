@@ -20,7 +20,9 @@ fn main() -> ExitCode {
         | Command::CheckConfig { config, .. }
         | Command::Status { config, .. }
         | Command::Violations { config, .. }
-        | Command::Reset { config, .. } => Some(config.clone()),
+        | Command::Reset { config, .. }
+        | Command::Top { config, .. }
+        | Command::Raise { config, .. } => Some(config.clone()),
         Command::Probe { .. } | Command::Generate { .. } => None,
     };
     let loaded = match config_path.map(|p| config::load(p.as_deref()).map(|c| (p, c))).transpose() {
@@ -71,8 +73,14 @@ fn main() -> ExitCode {
                     .map(|a| a + "\n"),
             )
         }
-        (Command::Status { user, .. }, Some((_, config))) => {
-            finish(runtime.block_on(admin::status(&config, &user)))
+        (Command::Status { user, json, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::status(&config, &user, json)))
+        }
+        (Command::Top { limit, domains, json, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::top(&config, limit, domains, json)))
+        }
+        (Command::Raise { user, caps, duration, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::raise(&config, &user, &caps, &duration)))
         }
         (Command::Violations { limit, json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::violations(&config, limit, json)))

@@ -274,3 +274,107 @@ fn a_raise_replaces_the_mailbox_caps_while_it_lasts() {
     t.d.wait_log("erl fail-open reason=bad-data key=erl:raise:bob@example.com", 1);
     assert_eq!(redis.get("erl:2026-11-22:bob@example.com"), Some(5));
 }
+
+fn admin(t: &Timed, args: &[&str]) -> String {
+    let out = std::process::Command::new(BIN)
+        .args(args)
+        .arg("--config")
+        .arg(&t.d.config)
+        .env("EMAIL_RATELIMIT_TEST_CLOCK", &t.clock)
+        .output()
+        .expect("run an admin command");
+    assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn status_top_raise_and_reset_through_the_store() {
+    let Some(redis) = Redis::start() else { return };
+    let t = Timed::start(
+        &redis,
+        "[limits]\nglobal = 500\nglobal_rates = [\"200/1h\"]\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 50\nrates = [\"4/1h\"]\n\
+         [[limits.domain]]\ndomain = \"example.com\"\nrates = [\"30/1h\"]\n",
+        utc(18, 40, 0),
+    );
+    assert_eq!(t.d.send("alice@example.com", 3), "DUNNO");
+    assert_eq!(t.d.send("bob@example.com", 7), "DUNNO");
+    assert_eq!(t.d.send("carol@example.org", 5), "DUNNO");
+
+    let status: serde_json::Value =
+        serde_json::from_str(&admin(&t, &["status", "--json", "alice@example.com"])).expect("JSON");
+    let row = |scope: &str, window: &str| {
+        status["caps"]
+            .as_array()
+            .expect("caps")
+            .iter()
+            .find(|c| c["scope"] == scope && c["window"] == window)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {scope} {window} in {status}"))
+    };
+    assert_eq!(
+        (status["user"].as_str(), status["locked"].as_bool(), status["raise"].is_null()),
+        (Some("alice@example.com"), Some(false), true)
+    );
+    assert_eq!(
+        row("mailbox", "1d"),
+        serde_json::json!({"scope": "mailbox", "window": "1d", "used": 3, "limit": 50, "remaining": 47})
+    );
+    assert_eq!(
+        row("mailbox", "1h"),
+        serde_json::json!({"scope": "mailbox", "window": "1h", "used": 3, "limit": 4, "remaining": 1})
+    );
+    assert_eq!(
+        row("domain", "1h"),
+        serde_json::json!({"scope": "domain", "window": "1h", "used": 10, "limit": 30, "remaining": 20})
+    );
+    assert_eq!(
+        row("domain", "1d"),
+        serde_json::json!({"scope": "domain", "window": "1d", "used": 10, "limit": null, "remaining": null})
+    );
+    assert_eq!(row("server", "1h")["used"], 15);
+    let domain: serde_json::Value =
+        serde_json::from_str(&admin(&t, &["status", "--json", "@Example.com"])).expect("JSON");
+    assert_eq!(domain["user"], "@example.com");
+
+    let top: serde_json::Value = serde_json::from_str(&admin(&t, &["top", "--json"])).expect("JSON");
+    assert_eq!(
+        top,
+        serde_json::json!([{"user": "bob@example.com", "sent": 7}, {"user": "carol@example.org", "sent": 5}, {"user": "alice@example.com", "sent": 3}])
+    );
+    let top: serde_json::Value =
+        serde_json::from_str(&admin(&t, &["top", "--json", "--domains", "--limit", "1"])).expect("JSON");
+    assert_eq!(top, serde_json::json!([{"user": "@example.com", "sent": 10}]));
+
+    // A raise replaces alice's caps on the daemon at once, and shows in status.
+    assert_eq!(
+        t.d.send("alice@example.com", 2),
+        "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 4 messages reached"
+    );
+    let said = admin(&t, &["raise", "alice@example.com", "100/1d", "20/1h", "--for", "2h"]);
+    assert!(said.contains("raised alice@example.com to 100/1d 20/1h"), "{said}");
+    assert_eq!(t.d.send("alice@example.com", 2), "DUNNO");
+    let status: serde_json::Value =
+        serde_json::from_str(&admin(&t, &["status", "--json", "alice@example.com"])).expect("JSON");
+    assert_eq!(status["raise"], serde_json::json!(["100/1d", "20/1h"]));
+    let ttl = match redis.cmd(&["TTL", "erl:raise:alice@example.com"]) {
+        redis::Value::Int(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(ttl > 7100 && ttl <= 7200, "{ttl}");
+
+    // reset clears the current windows' counters of the sender.
+    let said = admin(&t, &["reset", "alice@example.com"]);
+    assert!(
+        said.contains("today's counter was 5")
+            && said.contains("erl:2026-11-22T1800/1h:alice@example.com was 5"),
+        "{said}"
+    );
+    assert_eq!(
+        (
+            redis.get("erl:2026-11-22:alice@example.com"),
+            redis.get("erl:2026-11-22T1800/1h:alice@example.com")
+        ),
+        (None, None)
+    );
+    assert_eq!(redis.get("erl:2026-11-22:global"), Some(17), "only the sender's own counters");
+}

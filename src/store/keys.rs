@@ -42,24 +42,35 @@ impl KeySchema {
     /// `None` for a domain counter of a sender without a domain.
     #[must_use]
     pub fn counter(&self, local: NaiveDateTime, counter: Counter, sender: &Mailbox) -> Option<String> {
+        let who = match counter.scope {
+            Scope::Mailbox => Who::Mailbox(sender),
+            Scope::Domain => Who::Domain(sender.domain()?),
+            Scope::Server => Who::Server,
+        };
+        Some(self.window(local, counter.window, who))
+    }
+
+    /// The counter of `who` over `window` in the window holding the local time `local`.
+    #[must_use]
+    pub fn window(&self, local: NaiveDateTime, window: Window, who: Who<'_>) -> String {
         use std::fmt::Write as _;
         let mut key = format!("{}:", self.prefix);
-        let _ = match counter.window {
+        let _ = match window {
             Window::Day => write!(key, "{}:", Day(local.date())),
             window => {
                 let start = window.start(local);
                 write!(key, "{}T{:02}{:02}/{window}:", Day(start.date()), start.hour(), start.minute())
             }
         };
-        match counter.scope {
-            Scope::Mailbox => key.push_str(sender.as_str()),
-            Scope::Domain => {
+        match who {
+            Who::Mailbox(m) => key.push_str(m.as_str()),
+            Who::Domain(d) => {
                 key.push('@');
-                key.push_str(sender.domain()?);
+                key.push_str(d);
             }
-            Scope::Server => key.push_str("global"),
+            Who::Server => key.push_str("global"),
         }
-        Some(key)
+        key
     }
 
     /// Today's top senders: a sorted set, recipients accepted per sender.
@@ -74,11 +85,26 @@ impl KeySchema {
         format!("{}:raise:{sender}", self.prefix)
     }
 
+    /// A locked sender.
+    #[must_use]
+    pub fn lock(&self, sender: &Mailbox) -> String {
+        format!("{}:lock:{sender}", self.prefix)
+    }
+
     /// The list of recent violations, newest first.
     #[must_use]
     pub fn violations(&self) -> String {
         format!("{}:violations", self.prefix)
     }
+}
+
+/// Whose counter a key names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Who<'a> {
+    Mailbox(&'a Mailbox),
+    /// IDNA ASCII.
+    Domain(&'a str),
+    Server,
 }
 
 /// `YYYY-MM-DD`, without chrono's strftime parser on the request path.

@@ -4,6 +4,7 @@
 //! `consume.lua` (one round trip) and [`memory::MemoryStore`] does the same in process. Only this
 //! module builds Redis keys ([`KeySchema`]); it knows nothing of Postfix.
 
+pub mod admin;
 mod breaker;
 pub mod keys;
 pub mod memory;
@@ -12,7 +13,7 @@ pub mod violation;
 
 use std::future::Future;
 
-pub use keys::KeySchema;
+pub use keys::{KeySchema, Who};
 pub use violation::Violation;
 
 use crate::clock::Moment;

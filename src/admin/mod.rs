@@ -1,0 +1,228 @@
+//! The admin commands `status` (in `status.rs`), `violations`, `reset`, `top` and `raise`: they decide what to
+//! show or change from the config and the limits, and ask [`AdminStore`] (the only part that
+//! speaks Redis) to read or write it, on the daemon's own key schema and time zone.
+
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde_json::json;
+
+use crate::clock;
+use crate::config::{Config, MAX_CAP, StoreKind};
+use crate::limits::window::{Rate, Window};
+use crate::limits::{DatabaseSource, Limits, LimitsCache};
+use crate::sender::{self, SenderError};
+use crate::store::admin::AdminStore;
+use crate::store::{StoreError, Violation};
+
+mod status;
+pub use status::status;
+
+/// Admin command faults.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    #[error("store = \"memory\" keeps its counters inside the daemon; this command needs store = \"redis\"")]
+    MemoryStore,
+    #[error("invalid user: {0}")]
+    User(#[from] SenderError),
+    #[error("invalid domain: {0:?}")]
+    Domain(String),
+    #[error("{0}")]
+    Usage(String),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+pub(crate) async fn open(config: &Config) -> Result<AdminStore, AdminError> {
+    if config.store == StoreKind::Memory {
+        return Err(AdminError::MemoryStore);
+    }
+    Ok(AdminStore::open(&config.redis).await?)
+}
+
+/// The limits as the daemon sees them: the database's if it answers, else its cache file.
+pub(crate) async fn limits(config: &Config) -> std::sync::Arc<Limits> {
+    let db = match config.database.as_ref().map(DatabaseSource::new).transpose() {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("warning: {e}; showing the config file's limits");
+            None
+        }
+    };
+    let has_db = db.is_some();
+    let cache = LimitsCache::new(config.limits.clone(), db);
+    if has_db && let Err(e) = cache.refresh().await {
+        match cache.load_saved() {
+            Ok(Some(_)) => eprintln!("warning: {e}; showing the limits of the cache file"),
+            Ok(None) => eprintln!("warning: {e}; the database's caps are unknown"),
+            Err(saved) => eprintln!("warning: {e}; {saved}; the database's caps are unknown"),
+        }
+    }
+    cache.current()
+}
+
+/// The most recent violations, newest first, as text lines or the stored JSON.
+///
+/// # Errors
+/// [`AdminError`] when Redis is unreachable.
+pub async fn violations(config: &Config, limit: usize, json: bool) -> Result<String, AdminError> {
+    let entries = open(config).await?.violations(limit).await?;
+    let mut out = String::new();
+    for raw in entries {
+        if json {
+            let _ = writeln!(out, "{raw}");
+            continue;
+        }
+        match serde_json::from_str::<Violation>(&raw) {
+            Ok(v) => {
+                let when = DateTime::<Utc>::from_timestamp(v.ts, 0).map_or_else(
+                    || v.ts.to_string(),
+                    |t| config.timezone.local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
+                );
+                let _ = writeln!(
+                    out,
+                    "{when}  {:<6}  {}  limit={} count={} rcpt={} ip={} {} window={}",
+                    v.kind,
+                    v.user,
+                    v.limit,
+                    v.count,
+                    v.rcpt,
+                    v.ip,
+                    if v.enforced { "deferred" } else { "log-only" },
+                    v.window,
+                );
+            }
+            Err(_) => {
+                let _ = writeln!(out, "(unreadable) {raw}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Clears the sender's counters of the current windows (its daily counter and each window of
+/// its caps); returns what they held.
+///
+/// # Errors
+/// [`AdminError`] for a bad user name or an unreachable Redis.
+pub async fn reset(config: &Config, user: &str) -> Result<String, AdminError> {
+    let mailbox = sender::normalize(user)?;
+    let mut store = open(config).await?;
+    let limits = limits(config).await;
+    let mut windows = vec![Window::Day];
+    let raise = store.raise(&mailbox).await?.and_then(|(r, _)| parse_caps(&r).ok());
+    let caps: Vec<Window> = match raise {
+        Some(rates) => rates.iter().map(|r| r.window).collect(),
+        None => limits.mailbox_caps(&mailbox).caps.iter().map(|(w, _)| *w).collect(),
+    };
+    for w in caps {
+        if !windows.contains(&w) {
+            windows.push(w);
+        }
+    }
+    let at = config.timezone.moment(clock::from_env().0.now());
+    let cleared = store.reset(at.local, &windows, &mailbox).await?;
+    let day = cleared.first().map_or(0, |c| c.1);
+    let mut out = format!("reset {mailbox}: today's counter was {day}, now 0\n");
+    for (key, old) in cleared.iter().skip(1) {
+        let _ = writeln!(out, "  {key} was {old}, now 0");
+    }
+    Ok(out)
+}
+
+/// Today's biggest senders (or domains) with their caps.
+///
+/// # Errors
+/// [`AdminError`] when Redis is unreachable.
+pub async fn top(config: &Config, limit: usize, domains: bool, json_out: bool) -> Result<String, AdminError> {
+    let mut store = open(config).await?;
+    let day = config.timezone.moment(clock::from_env().0.now()).day();
+    let rows = if domains { store.top_domains(day, limit).await? } else { store.top(day, limit).await? };
+    if json_out {
+        let list: Vec<serde_json::Value> =
+            rows.iter().map(|(who, n)| json!({"user": who, "sent": n})).collect();
+        return Ok(serde_json::Value::Array(list).to_string() + "\n");
+    }
+    let limits = limits(config).await;
+    let mut out = String::new();
+    for (who, sent) in rows {
+        let cap = if let Some(domain) = who.strip_prefix('@') {
+            limits.domain_caps(domain).first().map(|(w, c)| format!("{c}/{w}"))
+        } else {
+            sender::normalize(&who).ok().and_then(|m| limits.mailbox_cap(&m)).map(|c| format!("{c}/1d"))
+        };
+        let _ = writeln!(out, "{sent:>8}  {who}  cap {}", cap.unwrap_or_else(|| "none".into()));
+    }
+    Ok(out)
+}
+
+/// Replaces a sender's mailbox caps with `caps` (`500/1d`, `100/1h`...) for `duration`.
+///
+/// # Errors
+/// [`AdminError`] for a bad name, cap or duration, or an unreachable Redis.
+pub async fn raise(
+    config: &Config,
+    user: &str,
+    caps: &[String],
+    duration: &str,
+) -> Result<String, AdminError> {
+    let mailbox = sender::normalize(user)?;
+    let rates = parse_caps(&caps.join(" ")).map_err(AdminError::Usage)?;
+    let secs = parse_duration(duration).map_err(AdminError::Usage)?;
+    let text: Vec<String> = rates.iter().map(ToString::to_string).collect();
+    open(config).await?.set_raise(&mailbox, &text.join(" "), secs).await?;
+    Ok(format!(
+        "raised {mailbox} to {} for {duration} ({secs} s), on every server sharing this Redis\n",
+        text.join(" ")
+    ))
+}
+
+/// `500/1d 100/1h` -> caps, each window once.
+pub(crate) fn parse_caps(text: &str) -> Result<Vec<Rate>, String> {
+    let mut out: Vec<Rate> = Vec::new();
+    for t in text.split_whitespace() {
+        let r = Rate::parse(t, MAX_CAP)?;
+        if out.iter().any(|o| o.window == r.window) {
+            return Err(format!("{t}: two caps for the window {}", r.window));
+        }
+        out.push(r);
+    }
+    if out.is_empty() {
+        return Err("give at least one cap, like 500/1d".into());
+    }
+    Ok(out)
+}
+
+/// `90m`, `24h`, `2d` -> seconds (1 minute to 30 days).
+fn parse_duration(text: &str) -> Result<u64, String> {
+    let bad = || format!("{text:?} is not a duration: write it like 90m, 24h or 2d");
+    let (n, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "m" => n.checked_mul(60),
+        "h" => n.checked_mul(3600),
+        "d" => n.checked_mul(86_400),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    if (60..=30 * 86_400).contains(&secs) { Ok(secs) } else { Err(format!("{text:?}: from 1m to 30d")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_and_caps() {
+        assert_eq!(parse_duration("90m"), Ok(5400));
+        assert_eq!(parse_duration("24h"), Ok(86_400));
+        assert_eq!(parse_duration("2d"), Ok(172_800));
+        for bad in ["", "0m", "5s", "31d", "h", "1.5h", "-1h"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_caps("500/1d 100/1h").map(|c| c.len()), Ok(2));
+        assert!(parse_caps("500/1d 600/1d").is_err());
+        assert!(parse_caps("").is_err());
+        assert!(parse_caps("100/7m").is_err());
+    }
+}

@@ -1,0 +1,163 @@
+//! `status USER|@DOMAIN [--json]`: every applicable cap with used / limit / remaining, in the
+//! contract's order; the sender's lock and raise.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use super::{AdminError, limits, open, parse_caps};
+use crate::clock;
+use crate::config::Config;
+use crate::limits::Cap;
+use crate::limits::window::Window;
+use crate::sender::{self, Mailbox};
+use crate::store::Who;
+
+/// `alice@example.com` or `@example.com`.
+enum Subject {
+    Mailbox(Mailbox),
+    Domain(String),
+}
+
+fn subject(text: &str) -> Result<Subject, AdminError> {
+    match text.strip_prefix('@') {
+        Some(domain) => sender::normalize(&format!("x@{domain}"))
+            .ok()
+            .and_then(|m| m.domain().map(str::to_owned))
+            .filter(|_| !domain.contains('@'))
+            .map(Subject::Domain)
+            .ok_or_else(|| AdminError::Domain(text.to_owned())),
+        None => Ok(Subject::Mailbox(sender::normalize(text)?)),
+    }
+}
+
+/// One scope's caps and whose counters they are on.
+struct ScopeCaps<'a> {
+    scope: &'static str,
+    caps: Vec<(Window, Cap)>,
+    who: Who<'a>,
+}
+
+/// One row of `status`.
+struct Row {
+    scope: &'static str,
+    window: Window,
+    used: u64,
+    limit: Option<Cap>,
+}
+
+/// Every applicable cap of a sender or domain, with used / limit / remaining; its lock and raise.
+///
+/// # Errors
+/// [`AdminError`] for a bad name or an unreachable Redis.
+pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String, AdminError> {
+    let subject = subject(who)?;
+    let mut store = open(config).await?;
+    let limits = limits(config).await;
+    let at = config.timezone.moment(clock::from_env().0.now());
+    let mut rows: Vec<Row> = Vec::new();
+    let mut raise = None;
+    // In the contract's order.
+    let mut scopes: Vec<ScopeCaps<'_>> = Vec::new();
+    let (name, exempt) = match &subject {
+        Subject::Mailbox(m) => {
+            raise = store.raise(m).await?;
+            let mut caps = limits.mailbox_caps(m);
+            if let Some(rates) = raise.as_ref().and_then(|(r, _)| parse_caps(r).ok()) {
+                caps.caps = rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
+            }
+            scopes.push(ScopeCaps { scope: "mailbox", caps: caps.caps, who: Who::Mailbox(m) });
+            if let Some(d) = m.domain() {
+                scopes.push(ScopeCaps { scope: "domain", caps: limits.domain_caps(d), who: Who::Domain(d) });
+            }
+            (m.to_string(), caps.exempt)
+        }
+        Subject::Domain(d) => {
+            scopes.push(ScopeCaps { scope: "domain", caps: limits.domain_caps(d), who: Who::Domain(d) });
+            (format!("@{d}"), false)
+        }
+    };
+    scopes.push(ScopeCaps { scope: "server", caps: limits.server_caps(), who: Who::Server });
+    for ScopeCaps { scope, caps, who } in scopes {
+        // The daily counter always, capped or not; then each window a cap uses.
+        let mut windows: Vec<(Window, Option<Cap>)> = caps.iter().map(|(w, c)| (*w, Some(*c))).collect();
+        if !windows.iter().any(|(w, _)| *w == Window::Day) {
+            windows.insert(0, (Window::Day, None));
+        }
+        let list: Vec<Window> = windows.iter().map(|(w, _)| *w).collect();
+        let values = store.values(at.local, &list, who).await?;
+        for ((window, limit), used) in windows.into_iter().zip(values) {
+            rows.push(Row { scope, window, used, limit });
+        }
+    }
+    let locked = match &subject {
+        Subject::Mailbox(m) => store.locked(m).await?,
+        Subject::Domain(_) => false,
+    };
+    if json_out {
+        let caps: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                let limit = r.limit.and_then(Cap::known);
+                json!({"scope": r.scope, "window": r.window.to_string(), "used": r.used,
+                       "limit": limit, "remaining": limit.map(|l| l.saturating_sub(r.used))})
+            })
+            .collect();
+        let raise = raise.as_ref().map(|(r, _)| r.split_whitespace().collect::<Vec<_>>());
+        return Ok(json!({"user": name, "locked": locked, "raise": raise, "caps": caps}).to_string() + "\n");
+    }
+    let mut out = String::new();
+    let _ = writeln!(out, "user:        {name}");
+    let _ = writeln!(out, "date:        {}", at.day());
+    let day_used = rows.first().map_or(0, |r| r.used);
+    let _ = writeln!(out, "sent today:  {day_used}");
+    if exempt {
+        let _ = writeln!(out, "exempt:      yes (never deferred)");
+    }
+    if let Some((r, ttl)) = &raise {
+        let _ = writeln!(out, "raise:       {r} ({ttl} s left)");
+    }
+    let _ = writeln!(out, "locked:      {}", if locked { "yes" } else { "no" });
+    for r in &rows {
+        let cap = match r.limit {
+            Some(Cap::Enforced(n)) => format!("{n} (remaining {})", n.saturating_sub(r.used)),
+            Some(Cap::Unknown) => "unknown until the database answers (counted, not enforced)".to_owned(),
+            None => "none".to_owned(),
+        };
+        let _ = writeln!(out, "{:<8} {:>4}: {} used, cap {cap}", r.scope, r.window.to_string(), r.used);
+    }
+    if let Subject::Mailbox(m) = &subject {
+        match limits.mailbox_cap(m) {
+            Some(Cap::Enforced(n)) => {
+                let _ = writeln!(out, "mailbox cap: {n} (remaining {})", n.saturating_sub(day_used));
+            }
+            Some(Cap::Unknown) => {
+                let _ =
+                    writeln!(out, "mailbox cap: unknown until the database answers (counted, not enforced)");
+            }
+            None => {
+                let _ = writeln!(out, "mailbox cap: none (not capped)");
+            }
+        }
+    }
+    let server_day = rows.iter().find(|r| r.scope == "server" && r.window == Window::Day);
+    match (limits.global, server_day) {
+        (Cap::Enforced(n), Some(r)) => {
+            let _ = writeln!(
+                out,
+                "server:      {} of {n} today (remaining {})",
+                r.used,
+                n.saturating_sub(r.used)
+            );
+        }
+        (_, r) => {
+            let _ = writeln!(
+                out,
+                "server:      {} today, cap unknown until the database answers",
+                r.map_or(0, |r| r.used)
+            );
+        }
+    }
+    let _ = writeln!(out, "limits from: {}", limits.origin.describe());
+    Ok(out)
+}

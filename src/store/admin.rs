@@ -1,0 +1,158 @@
+//! What the admin commands read and write in Redis, on the daemon's own key schema: counter
+//! values, today's top senders, raises, locks, resets, violations. The commands decide what to
+//! ask; only this module speaks Redis for them.
+
+use chrono::{NaiveDate, NaiveDateTime};
+use redis::AsyncCommands;
+use redis::aio::MultiplexedConnection;
+
+use super::keys::{KeySchema, Who};
+use super::{StoreError, redis::connect};
+use crate::config::RedisSettings;
+use crate::limits::window::Window;
+use crate::sender::Mailbox;
+
+/// A connection for one admin command.
+pub struct AdminStore {
+    conn: MultiplexedConnection,
+    keys: KeySchema,
+}
+
+impl AdminStore {
+    /// Connects (interactive commands may wait longer than the request path).
+    ///
+    /// # Errors
+    /// When Redis is unreachable or the URL is invalid.
+    pub async fn open(settings: &RedisSettings) -> Result<Self, StoreError> {
+        let client = redis::Client::open(settings.url.as_str())?;
+        let timeout = settings.timeout.max(std::time::Duration::from_secs(2));
+        Ok(Self { conn: connect(&client, timeout).await?, keys: KeySchema::new(&settings.key_prefix) })
+    }
+
+    /// The values of `who`'s counters over `windows` in the windows holding `local` (0 when
+    /// absent or unreadable).
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn values(
+        &mut self,
+        local: NaiveDateTime,
+        windows: &[Window],
+        who: Who<'_>,
+    ) -> Result<Vec<u64>, StoreError> {
+        if windows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = windows.iter().map(|w| self.keys.window(local, *w, who)).collect();
+        let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.conn).await?;
+        Ok(values.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
+    }
+
+    /// Clears `sender`'s counters over `windows` in the current windows; returns each key and
+    /// the value it held.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn reset(
+        &mut self,
+        local: NaiveDateTime,
+        windows: &[Window],
+        sender: &Mailbox,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let mut out = Vec::with_capacity(windows.len());
+        for w in windows {
+            let key = self.keys.window(local, *w, Who::Mailbox(sender));
+            let (old,): (Option<String>,) =
+                redis::pipe().atomic().get(&key).del(&key).ignore().query_async(&mut self.conn).await?;
+            out.push((key, old.and_then(|v| v.parse().ok()).unwrap_or(0)));
+        }
+        Ok(out)
+    }
+
+    /// Today's biggest senders, biggest first.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn top(&mut self, day: NaiveDate, limit: usize) -> Result<Vec<(String, u64)>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+        let top: Vec<(String, f64)> = self.conn.zrevrange_withscores(self.keys.top(day), 0, stop).await?;
+        Ok(top.into_iter().map(|(who, n)| (who, score(n))).collect())
+    }
+
+    /// Today's biggest domains (summed over their senders), biggest first.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn top_domains(
+        &mut self,
+        day: NaiveDate,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let all: Vec<(String, f64)> = self.conn.zrevrange_withscores(self.keys.top(day), 0, -1).await?;
+        let mut sums: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+        for (who, n) in all {
+            if let Some((_, domain)) = who.rsplit_once('@') {
+                *sums.entry(format!("@{domain}")).or_insert(0) += score(n);
+            }
+        }
+        let mut out: Vec<(String, u64)> = sums.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        out.truncate(limit);
+        Ok(out)
+    }
+
+    /// The sender's raise and the seconds it has left.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn raise(&mut self, sender: &Mailbox) -> Result<Option<(String, i64)>, StoreError> {
+        let key = self.keys.raise(sender);
+        let (value, ttl): (Option<String>, i64) =
+            redis::pipe().get(&key).ttl(&key).query_async(&mut self.conn).await?;
+        Ok(value.map(|v| (v, ttl)))
+    }
+
+    /// Writes a raise (`500/1d 100/1h`) that lasts `secs`.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn set_raise(&mut self, sender: &Mailbox, caps: &str, secs: u64) -> Result<(), StoreError> {
+        let () = self.conn.set_ex(self.keys.raise(sender), caps, secs).await?;
+        Ok(())
+    }
+
+    /// Whether the sender is locked (`<prefix>:lock:<email>` exists).
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn locked(&mut self, sender: &Mailbox) -> Result<bool, StoreError> {
+        Ok(self.conn.exists(self.keys.lock(sender)).await?)
+    }
+
+    /// The most recent violation records (raw JSON), newest first.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn violations(&mut self, limit: usize) -> Result<Vec<String>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
+        Ok(self.conn.lrange(self.keys.violations(), 0, stop).await?)
+    }
+}
+
+/// A sorted-set score as a count.
+fn score(n: f64) -> u64 {
+    if n.is_finite() && n > 0.0 {
+        // Scores are whole recipient counts, far below 2^53.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let v = n.round() as u64;
+        v
+    } else {
+        0
+    }
+}

@@ -43,6 +43,7 @@ fn config(env_db: &Mariadb, redis: &Redis, mode: &str) -> String {
          [listen]\nsocket_group = \"postfix\"\n\
          [[limits.mailbox]]\nemail = \"alice@{LOCAL}\"\ndaily = 3\n\
          [[limits.mailbox]]\nemail = \"frank@{LOCAL}\"\ndaily = 4\n\
+         [[limits.mailbox]]\nemail = \"hana@{LOCAL}\"\nrates = [\"2/1h\"]\n\
          [redis]\nurl = \"{}\"\n\
          [database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n\
          [log]\nlevel = \"info,email_ratelimit=debug\"\n",
@@ -94,6 +95,7 @@ fn postfix_end_to_end() {
         "erin@local.test",
         "Frank@Local.Test",
         "frank@local.test",
+        "hana@local.test",
         IDN_LOGIN,
     ];
     let Some(redis) = Redis::start() else { return };
@@ -109,8 +111,14 @@ fn postfix_end_to_end() {
         ));
     }
     db.sql("UPDATE dbispconfig.er_global_ratelimit SET global_limit = 10 WHERE server_id = 0");
-    let daemon = Daemon::start_at(mail.policy_socket(), &config(&db, &redis, "enforce"));
-    daemon.wait_log("limits loaded from database: global=10 default_mailbox=50 mailbox_caps=4", 1);
+    // "Now" stands still for the whole run, so the hourly scenario cannot straddle an hour.
+    let clock_dir = tempfile::tempdir().expect("tempdir");
+    let clock = clock_dir.path().join("now");
+    let now = chrono::Local::now();
+    std::fs::write(&clock, now.timestamp().to_string()).expect("clock");
+    let clock_env = [("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))];
+    let daemon = Daemon::start_at_with(mail.policy_socket(), &config(&db, &redis, "enforce"), &clock_env);
+    daemon.wait_log("limits loaded from database: global=10 default_mailbox=50 mailbox_caps=5", 1);
     let mut env = Env { mail, redis, db, daemon };
 
     eprintln!("1. authenticated send to 3 recipients");
@@ -255,6 +263,14 @@ fn postfix_end_to_end() {
     let sent = env.send(IDN_LOGIN, &[rcpt(LOCAL, 1)]);
     env.assert_deferred(&sent, &format!("{IDN_STORED}: Your daily limit of 2 messages reached"));
     assert_eq!(env.get(IDN_STORED), Some(2));
+
+    eprintln!("11. an hourly cap");
+    let sent = env.send("hana@local.test", &rcpts(REMOTE, 2));
+    env.assert_counted(&sent, "hana@local.test");
+    let sent = env.send("hana@local.test", &[rcpt(REMOTE, 1)]);
+    env.assert_deferred(&sent, "hana@local.test: Your hourly limit of 2 messages reached");
+    let hourly = format!("erl:{}/1h:hana@local.test", now.format("%Y-%m-%dT%H00"));
+    assert_eq!(env.redis.get(&hourly), Some(2), "nothing counted for the refused message");
     env.mail.wait_queue_empty();
 }
 

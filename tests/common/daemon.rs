@@ -17,6 +17,8 @@ pub struct Daemon {
     pub socket: PathBuf,
     pub config: PathBuf,
     process: Supervised,
+    /// Environment of every start (kept for `start_again`).
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -34,14 +36,19 @@ impl Daemon {
 
     /// Starts on a given socket path (a Postfix instance's `private/email-ratelimit`).
     pub fn start_at(socket: PathBuf, extra: &str) -> Self {
-        Self::start_in(tempfile::tempdir().expect("tempdir"), socket, extra, &[])
+        Self::start_at_with(socket, extra, &[])
+    }
+
+    pub fn start_at_with(socket: PathBuf, extra: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_in(tempfile::tempdir().expect("tempdir"), socket, extra, env)
     }
 
     fn start_in(dir: TempDir, socket: PathBuf, extra: &str, env: &[(&str, &str)]) -> Self {
         let config = dir.path().join("config.toml");
-        let mut d = Self { dir, socket, config, process: Supervised::default() };
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut d = Self { dir, socket, config, process: Supervised::default(), env };
         d.write_config(extra);
-        d.spawn(env);
+        d.spawn();
         d
     }
 
@@ -50,9 +57,9 @@ impl Daemon {
         self.process.stop();
     }
 
-    /// Starts the process again with the same config; the log is appended to.
+    /// Starts the process again with the same config and environment; the log is appended to.
     pub fn start_again(&mut self) {
-        self.spawn(&[]);
+        self.spawn();
     }
 
     /// The config text with the temporary socket filled in.
@@ -97,10 +104,10 @@ impl Daemon {
         self.dir.path().join("daemon.log")
     }
 
-    fn spawn(&mut self, env: &[(&str, &str)]) {
+    fn spawn(&mut self) {
         let mut cmd = Command::new(BIN);
         cmd.arg("serve").arg("--config").arg(&self.config);
-        for (k, v) in env {
+        for (k, v) in &self.env {
             cmd.env(k, v);
         }
         let child = spawn_logged(cmd.env("RUST_BACKTRACE", "1"), &self.log_path(), "the daemon");

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-const LONG_ABOUT: &str = "A Postfix SMTP access policy daemon that enforces daily send limits for \
-authenticated senders: a per-mailbox cap (opt-in) and a server-wide cap, counted per recipient \
-in Redis on counters that reset at local midnight. Postfix asks once per message at \
+const LONG_ABOUT: &str = "A Postfix SMTP access policy daemon that enforces send limits for \
+authenticated senders: caps per mailbox, per domain and per server, over the local day and \
+shorter windows (an hour, 15 minutes...), counted per recipient in Redis. Postfix asks once per message at \
 end-of-data; over a cap the whole message is deferred (4xx, the client retries). Any fault of \
 Redis, MariaDB or the daemon lets mail through (fail-open).";
 
@@ -32,7 +32,7 @@ LOGS:
 #[command(
     name = "email-ratelimit",
     version,
-    about = "Postfix policy daemon: daily per-mailbox and server-wide send limits",
+    about = "Postfix policy daemon: per-mailbox, per-domain and server-wide send limits over windows",
     long_about = LONG_ABOUT,
     after_long_help = AFTER_LONG_HELP
 )]

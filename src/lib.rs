@@ -1,5 +1,6 @@
-//! email-ratelimit: a Postfix SMTP access policy daemon that enforces daily per-mailbox and
-//! server-wide send caps, counted per recipient in Redis, failing open on every fault.
+//! email-ratelimit: a Postfix SMTP access policy daemon that enforces per-mailbox, per-domain and
+//! server-wide send caps over the day and shorter windows, counted per recipient in Redis,
+//! failing open on every fault.
 //!
 //! Data flows one way: bytes -> request -> decision -> counter store -> reply -> bytes.
 //!
@@ -15,7 +16,7 @@
 //! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
 //! - [`cli`]: the command-line definitions (also the source of the man page and completions).
-//! - [`admin`], [`probe`]: the operator commands.
+//! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
 //! - [`telemetry`]: logging setup.
 
 #![forbid(unsafe_code)]

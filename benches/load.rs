@@ -7,6 +7,11 @@
 //!     cargo run --release --bin erl-load -- --socket /run/erl.sock --connections 64 --duration 10
 //!     cargo run --release --bin erl-load -- --serve-dunno /tmp/dunno.sock   # a DUNNO-only server
 //!
+//! `--rate R` runs open-loop: requests start on a fixed schedule (R per second in all, spread
+//! evenly over the connections), and latency counts from the scheduled start when the previous
+//! reply was late (a stall is not hidden), from the actual send when the connection was idle
+//! (timer wake-up slack is not charged to the server).
+//!
 //! Like smtpd, a connection the daemon closes is reopened and the unanswered request sent again
 //! (counted as `reconnects`); only a daemon that cannot be reached for 5 s is an error. The
 //! last line is machine-readable: `RESULT rps=... p50_us=... p99_us=... max_us=... ...`.
@@ -53,6 +58,16 @@ struct Args {
     /// Seconds of warm-up before measuring (duration mode).
     #[arg(long, default_value_t = 1.0)]
     warmup: f64,
+    /// Open loop: requests per second in all, on a fixed schedule.
+    #[arg(long)]
+    rate: Option<f64>,
+}
+
+/// One connection's schedule in open-loop mode.
+#[derive(Clone, Copy)]
+struct Schedule {
+    first: tokio::time::Instant,
+    every: Duration,
 }
 
 fn request(sender: &str, rcpt: u32, n: u64) -> Vec<u8> {
@@ -129,6 +144,7 @@ async fn connection(
     budget: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     measuring: Arc<AtomicBool>,
+    schedule: Option<Schedule>,
 ) -> Tally {
     let mut tally = Tally {
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds"),
@@ -144,13 +160,30 @@ async fn connection(
     };
     let mut buf = Vec::with_capacity(256);
     let mut i = offset;
+    let mut k: u32 = 0;
     while !stop.load(Ordering::Relaxed) {
         if budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_err() {
             break;
         }
         let req = &requests[i % requests.len()];
         i += 1;
-        let started = Instant::now();
+        let started = match schedule {
+            None => Instant::now(),
+            Some(s) => {
+                let due = s.first + s.every * k;
+                k += 1;
+                if tokio::time::Instant::now() < due {
+                    tokio::time::sleep_until(due).await;
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    Instant::now()
+                } else {
+                    // Late: the previous reply held this connection past the due time.
+                    due.into_std()
+                }
+            }
+        };
         let action = loop {
             let result = async {
                 stream.write_all(req).await?;
@@ -242,8 +275,18 @@ fn main() -> std::io::Result<()> {
     let counted = args.requests.is_some();
     let measuring = Arc::new(AtomicBool::new(counted || args.warmup <= 0.0));
     let budget = Arc::new(AtomicU64::new(args.requests.unwrap_or(u64::MAX)));
+    let connections = args.connections.max(1);
     let (tallies, elapsed) = runtime.block_on(async {
-        let tasks: Vec<_> = (0..args.connections)
+        // Open loop: each connection sends every connections/rate seconds, the connections
+        // staggered evenly across that interval.
+        let start = tokio::time::Instant::now() + Duration::from_millis(50);
+        let schedule = |c: usize| {
+            args.rate.filter(|r| *r > 0.0).map(|rate| {
+                let every = Duration::from_secs_f64(connections as f64 / rate);
+                Schedule { first: start + every.mul_f64(c as f64 / connections as f64), every }
+            })
+        };
+        let tasks: Vec<_> = (0..connections)
             .map(|c| {
                 tokio::spawn(connection(
                     socket.clone(),
@@ -252,6 +295,7 @@ fn main() -> std::io::Result<()> {
                     budget.clone(),
                     stop.clone(),
                     measuring.clone(),
+                    schedule(c),
                 ))
             })
             .collect();
@@ -287,7 +331,11 @@ fn main() -> std::io::Result<()> {
     let secs = elapsed.as_secs_f64();
     let rps = total as f64 / secs;
     let q = |p: f64| histogram.value_at_quantile(p);
-    println!("connections={} requests={total} seconds={secs:.2} throughput={rps:.0} req/s", args.connections);
+    println!(
+        "connections={} requests={total} seconds={secs:.2} throughput={rps:.0} req/s{}",
+        args.connections,
+        args.rate.map_or_else(String::new, |r| format!(" (open loop at {r:.0} req/s)"))
+    );
     println!(
         "latency_us p50={} p90={} p99={} p99.9={} max={}",
         q(0.5),

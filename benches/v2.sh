@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# The v2 cap model under load, everything in one session on one machine:
+#   1. redis-benchmark running the daemon's own consume.lua by SHA with exactly the keys and
+#      arguments the daemon sends for this config (6 counters: mailbox, domain and server, each
+#      daily and hourly; 6 caps) at 1, 8 and 64 clients: the physical limit of one script call
+#      per decision here;
+#   2. the release daemon with that config under erl-load (closed loop) at 8 and 64
+#      connections, and the CPU time per decision of the daemon and of Redis at 8 (utime+stime
+#      from /proc/PID/stat before and after);
+#   3. open loop at 2,000 req/s on 64 connections, alternating the daemon and erl-load's
+#      DUNNO-only server, 3 runs each: p50/p99/p99.9 and the daemon/DUNNO p99 ratio.
+# Medians of 3 runs. Usage: benches/v2.sh [seconds-per-run] (default 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-5}"
+work="$(mktemp -d /tmp/erl-v2.XXXXXX)"
+chmod 755 "$work"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+echo "building (release)..." >&2
+cargo build --release --locked -q
+
+rport="$(free_port)"
+redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+rpid=$!
+pids+=($rpid)
+until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+
+big=1000000000
+cat > "$work/config.toml" <<TOML
+timezone = "UTC"
+[listen]
+socket = "$work/erl.sock"
+[limits]
+global = $big
+global_rates = ["$big/1h"]
+[[limits.domain]]
+domain = "example.com"
+daily = $big
+rates = ["$big/1h"]
+mailbox_daily = $big
+mailbox_rates = ["$big/1h"]
+[redis]
+url = "redis://127.0.0.1:$rport/0"
+[log]
+level = "info"
+TOML
+
+# 1. The script alone, with the daemon's keys and arguments for this config.
+sha="$(redis-cli -p "$rport" script load "$(cat src/store/consume.lua)")"
+day="$(date -u +%F)"
+hour="$(date -u +%FT%H00)"
+u='user__rand_int__@example.com'
+raw_row() {
+  local c="$1" out=()
+  for _ in 1 2 3; do
+    redis-benchmark -p "$rport" -c "$c" -n $((c == 1 ? 30000 : 150000)) -r 100000 -q \
+      EVALSHA "$sha" 9 "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" \
+      "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global" \
+      erl:violations "erl:top:$day" "erl:raise:$u" \
+      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 93600 93600 93600 7200 7200 7200 \
+      1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h \
+      2>/dev/null | grep -o '[0-9.]* requests per second' | cut -d' ' -f1 >> "$work/raw.$c"
+  done
+  median < "$work/raw.$c"
+}
+declare -A raw
+for c in 1 8 64; do raw[$c]="$(raw_row "$c")"; done
+redis-cli -p "$rport" flushall >/dev/null
+
+# 2. The daemon, closed loop.
+target/release/email-ratelimit serve --config "$work/config.toml" >"$work/daemon.log" 2>&1 &
+dpid=$!
+pids+=($dpid)
+until [ -S "$work/erl.sock" ]; do sleep 0.05; done
+load() { target/release/erl-load "$@" 2>/dev/null | grep '^RESULT'; }
+declare -A rps p99 cpu_d cpu_r
+for c in 8 64; do
+  for i in 1 2 3; do
+    d0="$(ticks "$dpid")"; r0="$(ticks "$rpid")"
+    r="$(load --socket "$work/erl.sock" --connections "$c" --duration "$secs" --warmup 0)"
+    d1="$(ticks "$dpid")"; r1="$(ticks "$rpid")"
+    n="$(echo "$r" | field rps)"
+    echo "$n" >> "$work/rps.$c"
+    echo "$r" | field p99_us >> "$work/p99.$c"
+    total=$(awk -v n="$n" -v s="$secs" 'BEGIN {print n * s}')
+    awk -v a="$d0" -v b="$d1" -v t="$total" 'BEGIN {printf "%.1f\n", (b - a) * 10000 / t}' >> "$work/cpud.$c"
+    awk -v a="$r0" -v b="$r1" -v t="$total" 'BEGIN {printf "%.1f\n", (b - a) * 10000 / t}' >> "$work/cpur.$c"
+  done
+  rps[$c]="$(median < "$work/rps.$c")"; p99[$c]="$(median < "$work/p99.$c")"
+  cpu_d[$c]="$(median < "$work/cpud.$c")"; cpu_r[$c]="$(median < "$work/cpur.$c")"
+done
+
+# 3. Open loop at 2,000 req/s: the daemon and the DUNNO-only server, alternating.
+target/release/erl-load --serve-dunno "$work/dunno.sock" 2>/dev/null &
+pids+=($!)
+until [ -S "$work/dunno.sock" ]; do sleep 0.05; done
+for i in 1 2 3; do
+  for who in daemon dunno; do
+    sock="$work/erl.sock"; [ "$who" = dunno ] && sock="$work/dunno.sock"
+    r="$(load --socket "$sock" --connections 64 --duration "$secs" --rate 2000)"
+    for q in p50_us p99_us p999_us; do echo "$r" | field "$q" >> "$work/open.$who.$q"; done
+  done
+done
+o() { median < "$work/open.$1.$2"; }
+
+echo
+echo "machine: $(nproc) cores, $(uname -r); redis $(redis-server --version | grep -o 'v=[0-9.]*'); $(date -u +%FT%TZ)"
+echo "config: mailbox 1d+1h (domain default), domain 1d+1h, server 1d+1h: 6 counters, 6 caps per decision"
+echo
+echo "| connections | raw script req/s | daemon req/s | daemon/raw | daemon p99 ms | CPU per decision: daemon / Redis (us) |"
+echo "|---:|---:|---:|---:|---:|---:|"
+echo "| 1 | ${raw[1]} | | | | |"
+for c in 8 64; do
+  ratio=$(awk -v a="${rps[$c]}" -v b="${raw[$c]}" 'BEGIN {printf "%.2f", a / b}')
+  cpu=""; [ "$c" = 8 ] && cpu="${cpu_d[$c]} / ${cpu_r[$c]}"
+  echo "| $c | ${raw[$c]} | ${rps[$c]} | $ratio | $(awk -v p="${p99[$c]}" 'BEGIN {printf "%.2f", p / 1000}') | $cpu |"
+done
+echo
+echo "| open loop, 2,000 req/s, 64 connections | p50 ms | p99 ms | p99.9 ms |"
+echo "|---|---:|---:|---:|"
+for who in daemon dunno; do
+  printf '| %s | %.3f | %.3f | %.3f |\n' "$who" "$(o "$who" p50_us)e-3" "$(o "$who" p99_us)e-3" "$(o "$who" p999_us)e-3"
+done
+awk -v a="$(o daemon p99_us)" -v b="$(o dunno p99_us)" 'BEGIN {printf "daemon p99 / DUNNO p99 = %.2f (target <= 2)\n", a / b}'
+grep -c 'erl ok' "$work/daemon.log" | xargs -I{} echo "decisions logged: {}; fail-open lines: $(grep -c 'fail-open' "$work/daemon.log" || true)"

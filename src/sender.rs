@@ -94,6 +94,19 @@ pub fn normalize(raw: &str) -> Result<Mailbox, SenderError> {
     Ok(Mailbox(normalized))
 }
 
+/// Normalizes a domain name alone (a `[[limits.domain]]` entry, `status @DOMAIN`) exactly as the
+/// domain of a sender: lowercase IDNA ASCII.
+///
+/// # Errors
+/// [`SenderError::BadDomain`] (or another [`SenderError`]) when it could not be a sender's domain.
+pub fn normalize_domain(raw: &str) -> Result<String, SenderError> {
+    if raw.contains('@') {
+        return Err(SenderError::BadDomain);
+    }
+    let mailbox = normalize(&format!("x@{raw}"))?;
+    mailbox.domain().map(str::to_owned).ok_or(SenderError::BadDomain)
+}
+
 /// Letters, digits, hyphens and dots, and no `xn--` label (those IDNA must validate).
 fn is_plain_ascii_domain(domain: &str) -> bool {
     domain.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
@@ -161,6 +174,15 @@ mod tests {
         assert_eq!(normalize("GLOBAL"), Err(SenderError::Reserved));
         assert_eq!(normalize("lock:alice@example.com"), Err(SenderError::BadCharacter));
         assert_eq!(normalize("alice@example.com:x"), Err(SenderError::BadCharacter));
+    }
+
+    #[test]
+    fn domains_alone_normalize_like_senders_domains() {
+        assert_eq!(normalize_domain("Bücher.Example").as_deref(), Ok("xn--bcher-kva.example"));
+        assert_eq!(normalize_domain("EXAMPLE.com").as_deref(), Ok("example.com"));
+        for bad in ["a@b.c", "b..c", "", "exa mple.com", "x:y"] {
+            assert!(normalize_domain(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

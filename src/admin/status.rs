@@ -21,12 +21,9 @@ enum Subject {
 
 fn subject(text: &str) -> Result<Subject, AdminError> {
     match text.strip_prefix('@') {
-        Some(domain) => sender::normalize(&format!("x@{domain}"))
-            .ok()
-            .and_then(|m| m.domain().map(str::to_owned))
-            .filter(|_| !domain.contains('@'))
+        Some(domain) => sender::normalize_domain(domain)
             .map(Subject::Domain)
-            .ok_or_else(|| AdminError::Domain(text.to_owned())),
+            .map_err(|_| AdminError::Domain(text.to_owned())),
         None => Ok(Subject::Mailbox(sender::normalize(text)?)),
     }
 }
@@ -65,6 +62,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             let mut caps = limits.mailbox_caps(m);
             if let Some(rates) = raise.as_ref().and_then(|(r, _)| parse_caps(r).ok()) {
                 caps.caps = rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
+                caps.caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
             }
             scopes.push(ScopeCaps { scope: "mailbox", caps: caps.caps, who: Who::Mailbox(m) });
             if let Some(d) = m.domain() {

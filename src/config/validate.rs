@@ -159,13 +159,9 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
     }
     let mut domains: Vec<DomainEntry> = Vec::with_capacity(raw.domain.len());
     for entry in raw.domain {
-        let domain = sender::normalize(&format!("x@{}", entry.domain))
-            .ok()
-            .and_then(|m| m.domain().map(str::to_owned))
-            .filter(|_| !entry.domain.contains('@'))
-            .ok_or_else(|| {
-                invalid("limits.domain.domain", format!("{:?} is not a domain name", entry.domain))
-            })?;
+        let domain = sender::normalize_domain(&entry.domain).map_err(|_| {
+            invalid("limits.domain.domain", format!("{:?} is not a domain name", entry.domain))
+        })?;
         if domains.iter().any(|d| d.domain == domain) {
             return Err(invalid("limits.domain.domain", format!("{domain} is listed twice")));
         }

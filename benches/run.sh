@@ -13,24 +13,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
 runs=3
-work="$(mktemp -d /tmp/erl-bench.XXXXXX)"
-chmod 755 "$work"
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
 
 echo "building (release)..." >&2
 cargo build --release --locked -q
 
 load() { target/release/erl-load "$@" 2>/dev/null | grep "^RESULT"; }
-field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
 # Redis
 rport="$(free_port)"

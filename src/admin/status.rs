@@ -66,16 +66,24 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             }
             scopes.push(ScopeCaps { scope: "mailbox", caps: caps.caps, who: Who::Mailbox(m) });
             if let Some(d) = m.domain() {
-                scopes.push(ScopeCaps { scope: "domain", caps: limits.domain_caps(d), who: Who::Domain(d) });
+                scopes.push(ScopeCaps {
+                    scope: "domain",
+                    caps: limits.domain_caps(d).to_vec(),
+                    who: Who::Domain(d),
+                });
             }
             (m.to_string(), caps.exempt)
         }
         Subject::Domain(d) => {
-            scopes.push(ScopeCaps { scope: "domain", caps: limits.domain_caps(d), who: Who::Domain(d) });
+            scopes.push(ScopeCaps {
+                scope: "domain",
+                caps: limits.domain_caps(d).to_vec(),
+                who: Who::Domain(d),
+            });
             (format!("@{d}"), false)
         }
     };
-    scopes.push(ScopeCaps { scope: "server", caps: limits.server_caps(), who: Who::Server });
+    scopes.push(ScopeCaps { scope: "server", caps: limits.server_caps().to_vec(), who: Who::Server });
     for ScopeCaps { scope, caps, who } in scopes {
         // The daily counter always, capped or not; then each window a cap uses.
         let mut windows: Vec<(Window, Option<Cap>)> = caps.iter().map(|(w, c)| (*w, Some(*c))).collect();

@@ -9,7 +9,6 @@ mod resolve;
 pub mod saved;
 pub mod window;
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -18,9 +17,7 @@ pub use caps::{CapTable, Daily};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 pub use resolve::MailboxCaps;
 
-use crate::config::{DomainEntry, LimitSettings, MailboxEntry};
-use crate::sender::Mailbox;
-use window::Rate;
+use crate::config::LimitSettings;
 
 /// Where the current set came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -82,18 +79,13 @@ impl fmt::Display for Cap {
 pub struct Limits {
     /// The server's daily cap.
     pub global: Cap,
-    /// The server's caps over shorter windows (config file only).
-    pub global_rates: Vec<Rate>,
     /// The daily cap of a capped mailbox without caps of its own.
     pub default_mailbox: Cap,
-    /// Its caps over shorter windows (config file only).
-    pub default_mailbox_rates: Vec<Rate>,
     /// A larger `recipient_count` is counted as this.
     pub max_recipients: u32,
-    /// The config file's `[[limits.mailbox]]` entries (few).
-    file_caps: HashMap<Mailbox, MailboxEntry>,
-    /// The config file's `[[limits.domain]]` entries.
-    domains: HashMap<String, DomainEntry>,
+    /// Every cap of the config file (and the effective server and default caps), ready for the
+    /// request path.
+    compiled: resolve::Compiled,
     /// The database's (up to hundreds of thousands), shared between refreshes that only change
     /// the config file.
     db_caps: Arc<CapTable>,
@@ -121,18 +113,13 @@ impl Limits {
         let default_mailbox =
             db.and_then(|d| d.default_mailbox).map_or_else(|| file(config.default_mailbox), Cap::Enforced);
         let db_caps = db.map(|d| d.mailboxes.clone()).unwrap_or_default();
-        let file_caps: HashMap<Mailbox, MailboxEntry> =
-            config.mailboxes.iter().map(|e| (e.mailbox.clone(), e.clone())).collect();
-        let domains = config.domains.iter().map(|d| (d.domain.clone(), d.clone())).collect();
-        let capped = db_caps.len() + file_caps.keys().filter(|m| db_caps.get(m).is_none()).count();
+        let compiled = resolve::Compiled::new(config, global, default_mailbox);
+        let capped = db_caps.len() + compiled.listed().filter(|m| db_caps.get(m).is_none()).count();
         Self {
             global,
-            global_rates: config.global_rates.clone(),
             default_mailbox,
-            default_mailbox_rates: config.default_mailbox_rates.clone(),
             max_recipients: config.max_recipients,
-            file_caps,
-            domains,
+            compiled,
             db_caps,
             capped,
             origin,
@@ -150,6 +137,7 @@ impl Limits {
 mod tests {
     use super::*;
     use crate::config::MailboxEntry as Entry;
+    use crate::sender::Mailbox;
     use crate::sender::normalize;
 
     fn mb(s: &str) -> Mailbox {

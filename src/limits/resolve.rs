@@ -2,8 +2,11 @@
 //! database's replaces the file's), else its domain's `mailbox_*` defaults, else none; the
 //! domain's aggregate caps; the server's. Within a scope, longer windows first.
 
+use std::collections::HashMap;
+
 use super::window::{Rate, Window};
 use super::{Cap, Limits};
+use crate::config::LimitSettings;
 use crate::sender::Mailbox;
 
 /// A mailbox's caps.
@@ -17,42 +20,81 @@ pub struct MailboxCaps {
     pub listed: bool,
 }
 
-fn enforced(rates: &[Rate]) -> Vec<(Window, Cap)> {
-    rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect()
+/// Caps in the order they are checked.
+type Caps = Vec<(Window, Cap)>;
+
+/// Caps as the request path reads them: converted and ordered once, when the set is built.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Compiled {
+    server: Caps,
+    defaults: Caps,
+    /// `[[limits.mailbox]]`: its own caps (`None`: the defaults) and whether it is exempt.
+    mailboxes: HashMap<Mailbox, (Option<Caps>, bool)>,
+    /// `[[limits.domain]]`: its aggregate caps and its mailboxes' caps, if it sets them.
+    domains: HashMap<String, (Caps, Option<Caps>)>,
 }
 
-/// Longer windows first (the day before an hour before 15 minutes).
-fn ordered(mut caps: Vec<(Window, Cap)>) -> Vec<(Window, Cap)> {
+/// Enforced, longer windows first (the day before an hour before 15 minutes).
+fn ordered(first: Option<(Window, Cap)>, rates: &[Rate]) -> Caps {
+    let mut caps: Caps = first.into_iter().collect();
+    caps.extend(rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))));
     caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
     caps
 }
 
-impl Limits {
-    /// The default mailbox caps: `default_mailbox` daily and `default_mailbox_rates`.
-    fn defaults(&self) -> Vec<(Window, Cap)> {
-        let mut caps = vec![(Window::Day, self.default_mailbox)];
-        caps.extend(enforced(&self.default_mailbox_rates));
-        caps
+impl Compiled {
+    /// `global` and `default_mailbox` are the effective daily caps (the database's, the
+    /// file's, or unknown).
+    pub(super) fn new(config: &LimitSettings, global: Cap, default_mailbox: Cap) -> Self {
+        let mailboxes = config
+            .mailboxes
+            .iter()
+            .map(|e| (e.mailbox.clone(), (e.caps.as_deref().map(|c| ordered(None, c)), e.exempt)))
+            .collect();
+        let domains = config
+            .domains
+            .iter()
+            .map(|d| {
+                (
+                    d.domain.clone(),
+                    (ordered(None, &d.caps), d.mailbox_caps.as_deref().map(|c| ordered(None, c))),
+                )
+            })
+            .collect();
+        Self {
+            server: ordered(Some((Window::Day, global)), &config.global_rates),
+            defaults: ordered(Some((Window::Day, default_mailbox)), &config.default_mailbox_rates),
+            mailboxes,
+            domains,
+        }
     }
 
+    /// The config file's listed mailboxes.
+    pub(super) fn listed(&self) -> impl Iterator<Item = &Mailbox> {
+        self.mailboxes.keys()
+    }
+}
+
+impl Limits {
     /// The caps of one mailbox.
     #[must_use]
     pub fn mailbox_caps(&self, mailbox: &Mailbox) -> MailboxCaps {
-        let entry = self.file_caps.get(mailbox);
-        let exempt = entry.is_some_and(|e| e.exempt);
-        let caps = if let Some(daily) = self.db_caps.get(mailbox) {
+        let c = &self.compiled;
+        let entry = c.mailboxes.get(mailbox);
+        let exempt = entry.is_some_and(|e| e.1);
+        let caps: Option<&[(Window, Cap)]> = if let Some(daily) = self.db_caps.get(mailbox) {
             // The database's cap replaces the file's for this mailbox.
-            Some(daily.map_or_else(|| self.defaults(), |d| vec![(Window::Day, Cap::Enforced(d))]))
-        } else if let Some(entry) = entry {
-            Some(entry.caps.as_deref().map_or_else(|| self.defaults(), enforced))
+            return MailboxCaps {
+                caps: daily.map_or_else(|| c.defaults.clone(), |d| vec![(Window::Day, Cap::Enforced(d))]),
+                exempt,
+                listed: true,
+            };
+        } else if let Some((own, _)) = entry {
+            Some(own.as_deref().unwrap_or(&c.defaults))
         } else {
-            mailbox
-                .domain()
-                .and_then(|d| self.domains.get(d))
-                .and_then(|d| d.mailbox_caps.as_deref())
-                .map(enforced)
+            mailbox.domain().and_then(|d| c.domains.get(d)).and_then(|d| d.1.as_deref())
         };
-        MailboxCaps { listed: caps.is_some(), caps: ordered(caps.unwrap_or_default()), exempt }
+        MailboxCaps { listed: caps.is_some(), caps: caps.map(<[_]>::to_vec).unwrap_or_default(), exempt }
     }
 
     /// The mailbox's daily cap, or `None` when it has none (for logs and `status`).
@@ -63,16 +105,14 @@ impl Limits {
 
     /// The aggregate caps of a domain (all its senders together), longer windows first.
     #[must_use]
-    pub fn domain_caps(&self, domain: &str) -> Vec<(Window, Cap)> {
-        self.domains.get(domain).map(|d| ordered(enforced(&d.caps))).unwrap_or_default()
+    pub fn domain_caps(&self, domain: &str) -> &[(Window, Cap)] {
+        self.compiled.domains.get(domain).map_or(&[], |d| d.0.as_slice())
     }
 
     /// The server's caps: `global` daily and `global_rates`, longer windows first.
     #[must_use]
-    pub fn server_caps(&self) -> Vec<(Window, Cap)> {
-        let mut caps = vec![(Window::Day, self.global)];
-        caps.extend(enforced(&self.global_rates));
-        ordered(caps)
+    pub fn server_caps(&self) -> &[(Window, Cap)] {
+        &self.compiled.server
     }
 }
 

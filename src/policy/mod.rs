@@ -185,11 +185,7 @@ impl<S: CounterStore> Policy<S> {
                 user: &sender,
                 rcpt: n,
                 mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
-                mailbox_cap: match (&rates, plan.exempt) {
-                    (_, true) => None,
-                    (Some(_), false) => plan.enforced(Scope::Mailbox, Window::Day),
-                    (None, false) => limits.mailbox_cap(&sender),
-                },
+                mailbox_cap: plan.mailbox_daily,
                 global: (!plan.exempt).then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
                 global_cap: limits.global,
                 req,

@@ -18,6 +18,8 @@ pub(super) struct Plan {
     pub unknown: bool,
     /// Exempt: never deferred, counted only on its own counter.
     pub exempt: bool,
+    /// The mailbox's daily cap as applied (for the log line); `None` when exempt or uncapped.
+    pub mailbox_daily: Option<Cap>,
 }
 
 impl Plan {
@@ -28,11 +30,17 @@ impl Plan {
             mailbox.caps = raise.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
             mailbox.caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
         }
+        let mailbox_daily = if mailbox.exempt {
+            None
+        } else {
+            mailbox.caps.iter().find(|(w, _)| *w == Window::Day).map(|(_, c)| *c)
+        };
         let mut plan = Self {
             counters: Vec::with_capacity(4),
             caps: Vec::with_capacity(4),
             unknown: false,
             exempt: mailbox.exempt,
+            mailbox_daily,
         };
         plan.counter(Scope::Mailbox, Window::Day);
         if mailbox.exempt {
@@ -47,11 +55,11 @@ impl Plan {
             let i = plan.counter(Scope::Mailbox, window);
             plan.cap(i, cap);
         }
-        for (window, cap) in domain.map(|d| limits.domain_caps(d)).unwrap_or_default() {
+        for &(window, cap) in domain.map_or(&[][..], |d| limits.domain_caps(d)) {
             let i = plan.counter(Scope::Domain, window);
             plan.cap(i, cap);
         }
-        for (window, cap) in limits.server_caps() {
+        for &(window, cap) in limits.server_caps() {
             let i = plan.counter(Scope::Server, window);
             plan.cap(i, cap);
         }
@@ -72,12 +80,6 @@ impl Plan {
             Cap::Enforced(limit) => self.caps.push(Check { counter, limit }),
             Cap::Unknown => self.unknown = true,
         }
-    }
-
-    /// The enforced cap on one counter, if any.
-    pub fn enforced(&self, scope: Scope, window: Window) -> Option<Cap> {
-        let i = self.counters.iter().position(|c| *c == Counter { scope, window })?;
-        self.caps.iter().find(|k| k.counter == i).map(|k| Cap::Enforced(k.limit))
     }
 
     /// The counter's value in `values` (one per counter), 0 when it is not moved.

@@ -292,15 +292,12 @@ fn serves_a_socket_handed_over_by_systemd() {
     assert_eq!(c.0, "DUNNO");
     assert_eq!(c.1.ask(&eom("s@example.com", 1)), "DUNNO");
     assert!(!configured.exists(), "the configured socket is not created under activation");
-    let said = std::fs::read_to_string(&log).expect("log");
-    assert!(
-        said.contains(&format!(
-            "listen.socket = {} but systemd handed over {}",
-            configured.display(),
-            activated.display()
-        )),
-        "the daemon says Postfix and the socket unit may disagree: {said}"
-    );
+    // Logs go through a batching writer thread: wait for the line, do not race it.
+    let warning =
+        format!("listen.socket = {} but systemd handed over {}", configured.display(), activated.display());
+    wait_for("the daemon to say Postfix and the socket unit may disagree", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).ok().filter(|said| said.contains(&warning)).map(|_| ())
+    });
     child.signal(Signal::SIGTERM);
     let status = wait_for("the daemon to exit", Duration::from_secs(20), || child.try_wait());
     assert!(status.success(), "{status}");

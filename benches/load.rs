@@ -6,6 +6,7 @@
 //!
 //!     cargo run --release --bin erl-load -- --socket /run/erl.sock --connections 64 --duration 10
 //!     cargo run --release --bin erl-load -- --serve-dunno /tmp/dunno.sock   # a DUNNO-only server
+//!     cargo run --release --bin erl-load -- --serve-dunno /tmp/ping.sock --ping-redis redis://127.0.0.1/
 //!
 //! `--rate R` runs open-loop: requests start on a fixed schedule (R per second in all, spread
 //! evenly over the connections), and latency counts from the scheduled start when the previous
@@ -35,6 +36,10 @@ struct Args {
     /// Instead of generating load: serve DUNNO to everyone on this socket (a baseline server).
     #[arg(long)]
     serve_dunno: Option<PathBuf>,
+    /// With --serve-dunno: send one Redis `PING` per request over one multiplexed connection
+    /// before answering (the floor of any answer that needs a Redis round trip).
+    #[arg(long, requires = "serve_dunno")]
+    ping_redis: Option<String>,
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Seconds to run (ignored when --requests is set).
@@ -218,12 +223,20 @@ async fn connection(
     tally
 }
 
-async fn serve_dunno(path: PathBuf) -> std::io::Result<()> {
+async fn serve_dunno(path: PathBuf, ping_redis: Option<String>) -> std::io::Result<()> {
+    let redis = match ping_redis {
+        Some(url) => {
+            let client = redis::Client::open(url).map_err(std::io::Error::other)?;
+            Some(client.get_multiplexed_async_connection().await.map_err(std::io::Error::other)?)
+        }
+        None => None,
+    };
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     eprintln!("serving DUNNO on {}", path.display());
     loop {
         let (mut stream, _) = listener.accept().await?;
+        let mut redis = redis.clone();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             let mut out = Vec::with_capacity(1024);
@@ -243,6 +256,12 @@ async fn serve_dunno(path: PathBuf) -> std::io::Result<()> {
                 newline = data[n - 1] == b'\n' && !(n >= 2 && data[n - 2] == b'\n');
                 out.clear();
                 for _ in 0..ends {
+                    if let Some(conn) = redis.as_mut() {
+                        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(conn).await;
+                        if pong.is_err() {
+                            return;
+                        }
+                    }
                     out.extend_from_slice(b"action=DUNNO\n\n");
                 }
                 if !out.is_empty() && stream.write_all(&out).await.is_err() {
@@ -260,7 +279,7 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     if let Some(path) = args.serve_dunno.clone() {
-        return runtime.block_on(serve_dunno(path));
+        return runtime.block_on(serve_dunno(path, args.ping_redis.clone()));
     }
     let socket =
         args.socket.clone().ok_or_else(|| std::io::Error::other("--socket or --serve-dunno is required"))?;

@@ -21,7 +21,8 @@
 -- Reply {0, c1, ..., ck}: the message fits; c1..ck are the counters before it.
 -- Reply {i, c1, ..., ck}: cap i (1-based) has no room; a JSON violation record is pushed onto
 -- KEYS[k+1] (newest first) and the list trimmed. Counters only grow when every cap has room (or
--- in log-only mode), all together, so a refused burst burns no quota.
+-- in log-only mode), all together, so a refused burst burns no quota; a counted message also adds
+-- n to the sender's score in KEYS[k+2] (the set gets ARGV[9] as TTL when it has none).
 -- Reply {-2, raise}: the sender's raise is not the one the caps were built with (set, changed or
 -- expired meanwhile): nothing was written; the caller builds the caps again and retries.
 -- Reply {-1, key}: bad data. The key holds a value of the wrong type, or a counter that is not a

@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::{self, TEST_CLOCK_ENV};
 use crate::config::{self, Config, ConfigError, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
+use crate::notify::Notifier;
 use crate::policy::Policy;
 use crate::protocol::{Action, Request};
 use crate::server::{self, Bounds, Handler, ServerError};
@@ -61,17 +62,24 @@ enum Signal {
 pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>) -> Result<(), DaemonError> {
     let store = match config.store {
         StoreKind::Redis => Store::Redis(Box::new(RedisStore::new(&config.redis)?)),
-        StoreKind::Memory => Store::Memory(MemoryStore::new(
+        StoreKind::Memory => Store::Memory(Box::new(MemoryStore::new(
             KeySchema::new(&config.redis.key_prefix),
             usize::try_from(config.redis.violations_max).unwrap_or(usize::MAX),
-        )),
+        ))),
     };
     let db = config.database.as_ref().map(DatabaseSource::new).transpose()?;
     let limits = Arc::new(LimitsCache::new(config.limits.clone(), db).persisting());
     // Before the socket answers: a restart while MariaDB is down enforces the last good read.
     let saved = limits.load_saved();
     let (clock, test_clock) = clock::from_env();
-    let policy = Arc::new(Policy::new(store, limits.clone(), config.mode).with_time(config.timezone, clock));
+    // Notifications are delivered by their own task; decisions only queue events.
+    let events = config.notify.enabled().then(|| Notifier::new(config.notify.clone()).spawn());
+    let policy =
+        Arc::new(
+            Policy::new(store, limits.clone(), config.mode)
+                .with_time(config.timezone, clock)
+                .with_protection(config.protect, &config.server_name, events),
+        );
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
@@ -178,6 +186,7 @@ async fn reload(
     match config::load(path) {
         Ok(new) => {
             policy.set_mode(new.mode);
+            policy.set_protection(new.protect);
             limits.set_config(new.limits.clone());
             if let Some(log) = log
                 && let Err(e) = log.set_level(&new.log.level)
@@ -188,10 +197,12 @@ async fn reload(
                 || new.timezone != running.timezone
                 || new.store != running.store
                 || new.redis != running.redis
-                || new.database != running.database;
+                || new.database != running.database
+                || new.notify != running.notify
+                || new.server_name != running.server_name;
             if fixed {
                 tracing::warn!(
-                    "reload: [listen], timezone, store, [redis] and [database] changes need a restart"
+                    "reload: [listen], timezone, server_name, store, [redis], [database] and [notify] changes need a restart"
                 );
             }
             if new.database.is_some() {
@@ -246,6 +257,9 @@ fn warn_if_elsewhere(configured: &std::path::Path, handed: &[PathBuf]) {
 fn warn_about(config: &Config) {
     if config.mode == config::Mode::LogOnly {
         tracing::warn!("mode = \"log-only\": nothing will be deferred, would-be deferrals are only logged");
+    }
+    if config.protect.lock && config.mode == config::Mode::LogOnly {
+        tracing::warn!("protect.lock = true in log-only mode: suspects are logged, nobody is locked");
     }
     if config.store == StoreKind::Memory {
         tracing::warn!("store = \"memory\": counters live in this process and are lost on restart");

@@ -17,7 +17,8 @@
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
 //! - [`cli`]: the command-line definitions (also the source of the man page and completions).
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
-//! - [`telemetry`]: logging setup.
+//! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
+//! - [`telemetry`]: logging setup; [`once`]: "log this at most once a minute".
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,8 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod limits;
+pub mod notify;
+pub mod once;
 pub mod policy;
 pub mod probe;
 pub mod protocol;

@@ -1,8 +1,10 @@
 //! The decision rule lives in one Rust function (`store::first_full`) mirrored by one Lua
 //! function in `consume.lua`: this runs the in-memory store and the Redis store (against a real
 //! `redis-server`) on the same sequence of messages, with several scopes, windows and caps,
-//! both modes and both operations, across window boundaries, and requires the same answers,
-//! the same counters and the same violation records.
+//! both modes and both operations, across window boundaries, with client addresses and the
+//! stolen-account guard (suspects, locks by addresses and by refusals: `protect::is_suspect` and
+//! `trips_lock`, mirrored in the script too), and requires the same answers, the same counters,
+//! the same events and the same violation records.
 
 mod common;
 
@@ -14,7 +16,9 @@ use email_ratelimit::limits::window::Window;
 use email_ratelimit::sender::normalize;
 use email_ratelimit::store::memory::MemoryStore;
 use email_ratelimit::store::redis::RedisStore;
-use email_ratelimit::store::{Check, Consume, Counter, CounterStore, KeySchema, Operation, Scope, Violation};
+use email_ratelimit::store::{
+    Answer, Check, Consume, Counter, CounterStore, Guard, KeySchema, Operation, Scope, Violation,
+};
 
 /// A small deterministic generator (no seed to manage, the same sequence every run).
 struct Lcg(u64);
@@ -42,9 +46,19 @@ async fn memory_and_redis_decide_alike() {
     let w = |t: &str| Window::parse(t).expect("window");
     let counter = |scope, window| Counter { scope, window };
     let mut rng = Lcg(7);
+    // a: locked past 3 addresses; b: locked past 6 refusals; c: a suspect past 2, never locked.
+    let guards = [
+        Guard { max_client_ips: 3, autolock: true, lock_after_refusals: 0 },
+        Guard { max_client_ips: 0, autolock: true, lock_after_refusals: 6 },
+        Guard { max_client_ips: 2, autolock: false, lock_after_refusals: 0 },
+        Guard::default(),
+    ];
+    let clients = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "203.0.113.9", "2001:db8::1", ""];
+    let (mut locked, mut suspects, mut firsts) = (0, 0, 0);
     let mut t = Utc.with_ymd_and_hms(2026, 3, 28, 22, 50, 0).single().expect("valid");
     for step in 0..400 {
-        let sender = &senders[usize::try_from(rng.next(4)).expect("small")];
+        let who = usize::try_from(rng.next(4)).expect("small");
+        let sender = &senders[who];
         let mut counters = vec![counter(Scope::Mailbox, Window::Day), counter(Scope::Mailbox, w("1h"))];
         if sender.domain().is_some() {
             counters.push(counter(Scope::Domain, Window::Day));
@@ -65,12 +79,23 @@ async fn memory_and_redis_decide_alike() {
             caps: &caps,
             operation: if rng.next(5) == 0 { Operation::Check } else { Operation::Count },
             mode: if rng.next(6) == 0 { Mode::LogOnly } else { Mode::Enforce },
-            client: "192.0.2.9",
+            // Mostly one address; now and then another one (or none).
+            client: clients[usize::try_from(if rng.next(4) == 0 { rng.next(6) } else { 0 }).expect("small")],
             at: zone.moment(t),
             raise: "",
+            guard: guards[who],
+            server: "mx1",
         };
         let (a, b) = (local.consume(&ask).await.expect("memory"), remote.consume(&ask).await.expect("redis"));
         assert_eq!(a, b, "step {step}: {ask:?}");
+        match &a {
+            Answer::Locked(_) => locked += 1,
+            Answer::Counts(c) => {
+                suspects += usize::from(c.watch.events.suspect);
+                firsts += usize::from(c.watch.events.first_refusal);
+            }
+            Answer::Raised(_) => {}
+        }
         // Mostly seconds apart, sometimes a jump across windows (and the DST night of 29 March).
         t += chrono::Duration::seconds(
             i64::try_from(if rng.next(10) == 0 { 600 + rng.next(3600) } else { rng.next(20) })
@@ -83,4 +108,11 @@ async fn memory_and_redis_decide_alike() {
     assert!(stored.len() > 20, "the sequence refused often enough to compare: {}", stored.len());
     assert_eq!(stored, local.violations());
     assert!(stored.iter().any(|v| v.window != "1d") && stored.iter().any(|v| v.kind == "domain"));
+    for kind in ["suspect", "locked"] {
+        assert!(stored.iter().any(|v| v.kind == kind), "no {kind} record");
+    }
+    assert!(
+        locked > 10 && suspects > 0 && firsts > 5,
+        "locked {locked}, suspects {suspects}, first refusals {firsts}"
+    );
 }

@@ -89,10 +89,14 @@ pub struct Config {
     pub store: StoreKind,
     /// The zone of "today" for the daemon and the admin commands alike.
     pub timezone: Zone,
+    /// This server in violations, notifications and metrics (default: the host name).
+    pub server_name: String,
     pub listen: ListenSettings,
     pub limits: LimitSettings,
     pub redis: RedisSettings,
     pub database: Option<DatabaseSettings>,
+    pub protect: ProtectSettings,
+    pub notify: NotifySettings,
     pub log: LogSettings,
     /// The file it came from, or `None` for the embedded defaults.
     pub source: Option<PathBuf>,
@@ -195,6 +199,46 @@ pub struct DatabaseSettings {
     pub cache_file: PathBuf,
 }
 
+/// `[protect]`: stolen-account detection and locks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProtectSettings {
+    /// A sender seen from more distinct client addresses today is a suspect (0: off).
+    pub max_client_ips: u32,
+    /// Lock suspects, and senders refused more than `lock_after_refusals` times today.
+    pub lock: bool,
+    /// 0: off.
+    pub lock_after_refusals: u32,
+}
+
+impl Default for ProtectSettings {
+    fn default() -> Self {
+        Self { max_client_ips: 30, lock: false, lock_after_refusals: 0 }
+    }
+}
+
+/// `[notify]`: who is told about refusals, suspects and locks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct NotifySettings {
+    /// Mailed on every event (normalized addresses).
+    pub admin: Vec<String>,
+    /// The sender is mailed about its own mailbox-cap refusals and its locks.
+    pub sender: bool,
+    /// The event JSON is POSTed here.
+    pub webhook: Option<String>,
+    /// The mail submission command and its arguments (the message on its stdin).
+    pub sendmail: Vec<String>,
+    /// The notifications' `From:`.
+    pub from: String,
+}
+
+impl NotifySettings {
+    /// Whether any notification is configured.
+    #[must_use]
+    pub fn enabled(&self) -> bool {
+        !self.admin.is_empty() || self.sender || self.webhook.is_some()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     pub level: String,
@@ -255,6 +299,7 @@ pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
     validate::validate(raw, None)
 }
 
+mod protect;
 mod raw;
 mod render;
 pub use render::redact;

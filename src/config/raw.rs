@@ -16,10 +16,13 @@ pub(super) struct RawConfig {
     pub(super) mode: Mode,
     pub(super) store: StoreKind,
     pub(super) timezone: String,
+    pub(super) server_name: String,
     pub(super) listen: RawListen,
     pub(super) limits: RawLimits,
     pub(super) redis: RawRedis,
     pub(super) database: Option<RawDatabase>,
+    pub(super) protect: RawProtect,
+    pub(super) notify: RawNotify,
     pub(super) log: RawLog,
 }
 
@@ -29,10 +32,13 @@ impl Default for RawConfig {
             mode: Mode::Enforce,
             store: StoreKind::Redis,
             timezone: String::new(),
+            server_name: String::new(),
             listen: RawListen::default(),
             limits: RawLimits::default(),
             redis: RawRedis::default(),
             database: None,
+            protect: RawProtect::default(),
+            notify: RawNotify::default(),
             log: RawLog { level: "info".into() },
         }
     }
@@ -154,6 +160,42 @@ impl Default for RawDatabase {
             global_query: DEFAULT_GLOBAL_QUERY.into(),
             mailbox_query: DEFAULT_MAILBOX_QUERY.into(),
             cache_file: DEFAULT_CACHE_FILE.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawProtect {
+    pub(super) max_client_ips: u64,
+    pub(super) lock: bool,
+    pub(super) lock_after_refusals: u64,
+}
+
+impl Default for RawProtect {
+    fn default() -> Self {
+        Self { max_client_ips: 30, lock: false, lock_after_refusals: 0 }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawNotify {
+    pub(super) admin: Vec<String>,
+    pub(super) sender: bool,
+    pub(super) webhook: String,
+    pub(super) sendmail: String,
+    pub(super) from: String,
+}
+
+impl Default for RawNotify {
+    fn default() -> Self {
+        Self {
+            admin: Vec::new(),
+            sender: false,
+            webhook: String::new(),
+            sendmail: "/usr/sbin/sendmail -t -i".into(),
+            from: String::new(),
         }
     }
 }

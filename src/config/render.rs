@@ -67,11 +67,12 @@ impl Config {
         let _ = writeln!(o, "# effective config from {source} and the environment");
         let _ = writeln!(
             o,
-            "mode = {}\nstore = {}\ntimezone = {}{}\n",
+            "mode = {}\nstore = {}\ntimezone = {}{}\nserver_name = {}\n",
             q(self.mode.as_str()),
             q(self.store.as_str()),
             q(self.timezone.name()),
-            if self.timezone.name().is_empty() { "   # TZ if set, else /etc/localtime" } else { "" }
+            if self.timezone.name().is_empty() { "   # TZ if set, else /etc/localtime" } else { "" },
+            q(&self.server_name)
         );
         let l = &self.listen;
         let _ = writeln!(o, "[listen]\nsocket = {}", q(&l.socket.to_string_lossy()));
@@ -132,6 +133,23 @@ impl Config {
                 q(&d.mailbox_query)
             );
         }
+        let p = &self.protect;
+        let _ = writeln!(
+            o,
+            "\n[protect]\nmax_client_ips = {}\nlock = {}\nlock_after_refusals = {}",
+            p.max_client_ips, p.lock, p.lock_after_refusals
+        );
+        let n = &self.notify;
+        let admin: Vec<String> = n.admin.iter().map(|a| q(a)).collect();
+        let _ = writeln!(
+            o,
+            "\n[notify]\nadmin = [{}]\nsender = {}\nwebhook = {}\nsendmail = {}\nfrom = {}",
+            admin.join(", "),
+            n.sender,
+            q(&n.webhook.as_deref().map(redact).unwrap_or_default()),
+            q(&n.sendmail.join(" ")),
+            q(&n.from)
+        );
         let _ = writeln!(o, "\n[log]\nlevel = {}", q(&self.log.level));
         o
     }

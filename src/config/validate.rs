@@ -8,6 +8,7 @@ use super::raw::{RawConfig, RawDatabase, RawLimits, RawListen, RawLog, RawRedis}
 use super::{
     Config, ConfigError, DatabaseSettings, DomainEntry, LimitSettings, ListenSettings, LogSettings, MAX_CAP,
     MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, MailboxEntry, RedisSettings, SocketGroup, invalid,
+    protect,
 };
 use crate::clock::Zone;
 use crate::limits::window::{Rate, Window};
@@ -18,10 +19,13 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         mode: raw.mode,
         store: raw.store,
         timezone: Zone::parse(&raw.timezone).map_err(|e| invalid("timezone", e))?,
+        server_name: protect::server_name(&raw.server_name)?,
         listen: validate_listen(raw.listen)?,
         limits: validate_limits(raw.limits)?,
         redis: validate_redis(raw.redis)?,
         database: raw.database.map(validate_database).transpose()?,
+        protect: protect::validate_protect(&raw.protect)?,
+        notify: protect::validate_notify(raw.notify)?,
         log: validate_log(raw.log)?,
         source,
     })

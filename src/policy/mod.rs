@@ -2,7 +2,7 @@
 //! [`CounterStore`]. Knows no wire bytes, Redis command or SQL; writes the one log line per
 //! decision (`erl ok`, `erl DEFER`, `erl DEFER (log-only)`, `erl fail-open`, `erl skip`).
 
-mod once;
+mod guard;
 mod plan;
 mod raises;
 mod text;
@@ -11,19 +11,20 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use text::{global_text, mailbox_text, refusal_text};
+pub use text::{global_text, locked_text, mailbox_text, refusal_text};
 
-use self::once::OncePer;
 use self::plan::Plan;
 use self::raises::Raises;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
-use crate::config::Mode;
+use crate::config::{Mode, ProtectSettings};
 use crate::limits::LimitsCache;
 use crate::limits::window::Window;
+use crate::notify::Queue;
+use crate::once::OncePer;
 use crate::protocol::{Action, Request, State};
 use crate::sender;
-use crate::store::{Answer, Consume, CounterStore, Counts, Operation, Scope, StoreError};
+use crate::store::{Answer, Consume, CounterStore, Counts, Guard, Operation, Scope, StoreError};
 
 /// How often the same bad Redis key is named in the log.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -50,6 +51,11 @@ pub struct Policy<S> {
     clock: Arc<dyn Clock>,
     bad_keys: OncePer,
     raises: Raises,
+    protect: arc_swap::ArcSwap<ProtectSettings>,
+    /// This server, in violation records and events.
+    server: String,
+    /// Where notification events go (none: not configured).
+    events: Option<Queue>,
 }
 
 impl<S: CounterStore> Policy<S> {
@@ -63,7 +69,25 @@ impl<S: CounterStore> Policy<S> {
             clock: Arc::new(SystemClock),
             bad_keys: OncePer::new(BAD_KEY_LOG_EVERY),
             raises: Raises::default(),
+            protect: arc_swap::ArcSwap::from_pointee(ProtectSettings::default()),
+            server: String::new(),
+            events: None,
         }
+    }
+
+    /// Detects and locks stolen accounts as `protect` says; names this server `server` in
+    /// violations and events; queues events on `events`.
+    #[must_use]
+    pub fn with_protection(mut self, protect: ProtectSettings, server: &str, events: Option<Queue>) -> Self {
+        self.protect = arc_swap::ArcSwap::from_pointee(protect);
+        self.server = server.to_owned();
+        self.events = events;
+        self
+    }
+
+    /// New `[protect]` settings (SIGHUP).
+    pub fn set_protection(&self, protect: ProtectSettings) {
+        self.protect.store(std::sync::Arc::new(protect));
     }
 
     /// Decides "today" in `zone`, with "now" from `clock`.
@@ -150,6 +174,7 @@ impl<S: CounterStore> Policy<S> {
             Operation::Check => 1,
         };
         let at = self.zone.moment(self.clock.now());
+        let protect = **self.protect.load();
         let mut raise = self.raises.get(&sender);
         // At most one retry: the raise changed between our last look and this request.
         for _ in 0..2 {
@@ -165,9 +190,19 @@ impl<S: CounterStore> Policy<S> {
                 client: &req.client_address,
                 at,
                 raise: raise.as_deref().unwrap_or_default(),
+                guard: Guard {
+                    max_client_ips: protect.max_client_ips,
+                    autolock: protect.lock && !plan.exempt,
+                    lock_after_refusals: protect.lock_after_refusals,
+                },
+                server: &self.server,
             };
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,
+                Ok(Answer::Locked(watch)) => {
+                    guard::announce(&ask, None, &watch, self.events.as_ref(), req);
+                    return guard::locked(&ask, &watch, req);
+                }
                 Ok(Answer::Raised(now)) => {
                     raise = self.raises.set(&sender, now);
                     continue;
@@ -190,6 +225,7 @@ impl<S: CounterStore> Policy<S> {
                 global_cap: limits.global,
                 req,
             };
+            guard::announce(&ask, Some(&counts), &counts.watch, self.events.as_ref(), req);
             return conclude(&ask, &counts, &line, plan.unknown);
         }
         tracing::warn!(
@@ -222,6 +258,10 @@ impl<S: CounterStore> Policy<S> {
 /// The reply and the decision line. `unknown`: a cap of this sender was not enforced because
 /// the database has not been read yet.
 fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) -> Action {
+    if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
+        tracing::info!("erl DEFER (log-only) {line} cap=locked");
+        return Action::Dunno;
+    }
     let Some(check) = counts.refused.and_then(|i| ask.caps.get(i)) else {
         if unknown {
             tracing::info!("erl fail-open reason=limits-unknown {line}");

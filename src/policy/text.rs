@@ -38,6 +38,12 @@ fn capitalized(word: &str) -> String {
     chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
 }
 
+/// The reply text for a locked sender (contract: exact wording).
+#[must_use]
+pub fn locked_text(sender: &Mailbox) -> String {
+    format!("{sender}: Sending is suspended for this account, contact your administrator")
+}
+
 /// The reply text for a sender over its own daily cap.
 #[must_use]
 pub fn mailbox_text(sender: &Mailbox, limit: u64) -> String {
@@ -114,5 +120,9 @@ mod tests {
         }
         assert_eq!(mailbox_text(&alice, 5), format!("{a}: Your daily limit of 5 messages reached"));
         assert_eq!(global_text(&alice, 9), format!("{a}: Global daily limit of 9 reached"));
+        assert_eq!(
+            locked_text(&alice),
+            format!("{a}: Sending is suspended for this account, contact your administrator")
+        );
     }
 }

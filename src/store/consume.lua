@@ -1,28 +1,43 @@
 -- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
--- KEYS[1..k]  the counters the message moves (k = #KEYS - 3): daily ones
+-- KEYS[1..k]  the counters the message moves (k = #KEYS - 6): daily ones
 --             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>)
 -- KEYS[k+1]   the violations list (<prefix>:violations)
 -- KEYS[k+2]   today's top senders, a sorted set (<prefix>:top:YYYY-MM-DD)
 -- KEYS[k+3]   the sender's temporary raise (<prefix>:raise:<email>)
+-- KEYS[k+4]   the sender's lock (<prefix>:lock:<email>)
+-- KEYS[k+5]   the sender's client addresses today, a HyperLogLog (<prefix>:ips:YYYY-MM-DD:<email>)
+-- KEYS[k+6]   the sender's refusals today (<prefix>:refusals:YYYY-MM-DD:<email>)
 -- ARGV[1]     n: recipients of this message (>= 1)
 -- ARGV[2]     "count" (end of data) or "check" (RCPT pre-check: never counts)
--- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway
+-- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway, locks are
+--             reported but not enforced and none is made
 -- ARGV[4]     how many violations the list keeps
 -- ARGV[5]     now, unix seconds          (violation record)
 -- ARGV[6]     the sender's address       (violation record)
--- ARGV[7]     the SMTP client's address  (violation record)
+-- ARGV[7]     the SMTP client's address  (violation record; tracked when counting)
 -- ARGV[8]     the raise the caps below were built with ("" for none)
--- ARGV[9]     the top senders' TTL in seconds
--- ARGV[10 .. 9+k]  each counter's TTL in seconds (given when created, or when found without one)
+-- ARGV[9]     the TTL in seconds of the daily keys (top senders, addresses, refusals, markers)
+-- ARGV[10]    max_client_ips: more distinct client addresses today make a suspect (0 = off)
+-- ARGV[11]    "1": lock suspects, and senders refused more than ARGV[12] times today
+-- ARGV[12]    lock_after_refusals (0 = off)
+-- ARGV[13]    this server's name     (violation record)
+-- ARGV[14 .. 13+k]  each counter's TTL in seconds (given when created, or when found without one)
 -- then 4 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
 --             record's type ("user", "domain", "global") and window ("1d", "1h", "15m", ...)
 --
--- Reply {0, c1, ..., ck}: the message fits; c1..ck are the counters before it.
--- Reply {i, c1, ..., ck}: cap i (1-based) has no room; a JSON violation record is pushed onto
--- KEYS[k+1] (newest first) and the list trimmed. Counters only grow when every cap has room (or
--- in log-only mode), all together, so a refused burst burns no quota; a counted message also adds
--- n to the sender's score in KEYS[k+2] (the set gets ARGV[9] as TTL when it has none).
+-- Reply {0, events, ips, lock, c1, ..., ck}: the message fits; c1..ck are the counters before it.
+-- Reply {i, events, ips, lock, c1, ..., ck}: cap i (1-based) has no room; a JSON violation
+-- record is pushed onto KEYS[k+1] (newest first) and the list trimmed. Counters only grow when
+-- every cap has room (or in log-only mode), all together, so a refused burst burns no quota; a
+-- counted message also adds n to the sender's score in KEYS[k+2] (the set gets ARGV[9] as TTL
+-- when it has none).
+-- Reply {-3, events, ips, lock}: the sender is locked (enforce mode): nothing was counted.
+--   events: bit 1 = the first refusal by this cap in its window, bit 2 = the sender just became
+--   a suspect today, bit 4 = this request locked the sender; each is decided with a marker key
+--   (<prefix>:notified:<the key without its prefix>, SET NX with the key's TTL), so it happens
+--   once per window across every server sharing this Redis. ips: the sender's distinct client
+--   addresses today when this request added one, else 0. lock: the lock's JSON, or "".
 -- Reply {-2, raise}: the sender's raise is not the one the caps were built with (set, changed or
 -- expired meanwhile): nothing was written; the caller builds the caps again and retries.
 -- Reply {-1, key}: bad data. The key holds a value of the wrong type, or a counter that is not a
@@ -30,7 +45,8 @@
 -- and checked before anything is written, so such a request changes nothing; requests that do
 -- not touch the key are unaffected.
 
-local BAD, RAISE = -1, -2
+local BAD, RAISE, LOCKED = -1, -2, -3
+local FIRST_REFUSAL, SUSPECT, LOCK = 1, 2, 4
 
 -- A counter's value (0 when absent) and whether it exists; nil when it is not a count.
 local function counter(key)
@@ -56,16 +72,35 @@ local function first_full(before, caps, n)
   return 0
 end
 
-local k = #KEYS - 3
+-- Mirrored from `store::protect::{is_suspect, trips_lock}`.
+local function is_suspect(ips, max_client_ips)
+  return max_client_ips > 0 and ips > max_client_ips
+end
+local function trips_lock(refusals, lock_after_refusals)
+  return lock_after_refusals > 0 and refusals > lock_after_refusals
+end
+
+local k = #KEYS - 6
 local violations, top, raise = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
+local lock, ips, refusals = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
 local n = tonumber(ARGV[1])
 local enforce = ARGV[3] == '1'
 local counting = ARGV[2] == 'count'
+local now, sender, client, server = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[13]
+local day_ttl = tonumber(ARGV[9])
+local max_ips, lock_after = tonumber(ARGV[10]), tonumber(ARGV[12])
+local autolock = enforce and ARGV[11] == '1'
+local tracking = counting and max_ips > 0 and client ~= ''
 
 local raised = redis.pcall('GET', raise)
 if raised == false then raised = '' end
 if type(raised) ~= 'string' then return {BAD, raise} end
 if raised ~= ARGV[8] then return {RAISE, raised} end
+
+local locked = redis.pcall('GET', lock)
+if locked == false then locked = '' end
+if type(locked) ~= 'string' then return {BAD, lock} end
+if locked ~= '' and enforce then return {LOCKED, 0, 0, locked} end
 
 local before, exists = {}, {}
 for i = 1, k do
@@ -75,13 +110,13 @@ for i = 1, k do
 end
 
 local caps = {}
-for a = 10 + k, #ARGV, 4 do
+for a = 14 + k, #ARGV, 4 do
   caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
                      kind = ARGV[a + 2], window = ARGV[a + 3]}
 end
 local full = first_full(before, caps, n)
 
-if full ~= 0 then
+if full ~= 0 or tracking then
   local t = redis.call('TYPE', violations)['ok']
   if t ~= 'none' and t ~= 'list' then return {BAD, violations} end
 end
@@ -90,36 +125,87 @@ if moves then
   local t = redis.call('TYPE', top)['ok']
   if t ~= 'none' and t ~= 'zset' then return {BAD, top} end
 end
+local refusals_exist = false
+local counts_refusals = full ~= 0 and autolock and lock_after > 0
+if counts_refusals then
+  local v, e = counter(refusals)
+  if v == nil then return {BAD, refusals} end
+  refusals_exist = e
+end
 
--- Checked: from here on every write succeeds. Every counter has a TTL: one written from
--- outside (the panel, a restore) without one gets it.
+-- Checked: from here on every write succeeds (the address set is written first, so a key that
+-- is not a HyperLogLog fails before anything else is written).
+local events, seen = 0, 0
+
+-- Where the once-per-window markers live: <prefix>:notified:<the key without the prefix>.
+local base = string.sub(violations, 1, #violations - #'violations')
+local function once(key, ttl)
+  return redis.call('SET', base .. 'notified:' .. string.sub(key, #base + 1), '1', 'NX', 'EX', ttl) ~= false
+end
+local function record(kind, limit, count, window)
+  redis.call('LPUSH', violations, string.format(
+    '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s,"window":"%s","server":%s}',
+    now, kind, cjson.encode(sender), limit, count, n, cjson.encode(client),
+    enforce and 'true' or 'false', window, cjson.encode(server)))
+  redis.call('LTRIM', violations, 0, tonumber(ARGV[4]) - 1)
+end
+local function lock_now(reason, limit, count)
+  locked = string.format('{"ts":%d,"by":"auto","reason":%s}', now, cjson.encode(reason))
+  redis.call('SET', lock, locked)
+  events = events + LOCK
+  record('locked', limit, count, '1d')
+end
+
+if tracking then
+  local added = redis.pcall('PFADD', ips, client)
+  if type(added) ~= 'number' then return {BAD, ips} end
+  if added == 1 then
+    seen = redis.call('PFCOUNT', ips)
+    if redis.call('TTL', ips) == -1 then redis.call('EXPIRE', ips, day_ttl) end
+    if is_suspect(seen, max_ips) then
+      if once(ips, day_ttl) then
+        events = events + SUSPECT
+        record('suspect', max_ips, seen, '1d')
+      end
+      if autolock then
+        lock_now(seen .. ' client addresses today', max_ips, seen)
+        return {LOCKED, events, seen, locked}
+      end
+    end
+  end
+end
+
+-- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
 for i = 1, k do
   if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[9 + i]))
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[13 + i]))
   end
 end
 
 if full ~= 0 then
   local c = caps[full]
-  local record = string.format(
-    '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s,"window":"%s"}',
-    tonumber(ARGV[5]), c.kind, cjson.encode(ARGV[6]), c.limit, before[c.counter], n,
-    cjson.encode(ARGV[7]), enforce and 'true' or 'false', c.window)
-  redis.call('LPUSH', violations, record)
-  redis.call('LTRIM', violations, 0, tonumber(ARGV[4]) - 1)
+  record(c.kind, c.limit, before[c.counter], c.window)
+  if enforce and once(KEYS[c.counter], tonumber(ARGV[13 + c.counter])) then
+    events = events + FIRST_REFUSAL
+  end
+  if counts_refusals then
+    local r = redis.call('INCRBY', refusals, 1)
+    if not refusals_exist or redis.call('TTL', refusals) == -1 then redis.call('EXPIRE', refusals, day_ttl) end
+    if trips_lock(r, lock_after) then lock_now('refused ' .. r .. ' times today', lock_after, r) end
+  end
 end
 
 if moves then
   for i = 1, k do
     redis.call('INCRBY', KEYS[i], n)
-    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[9 + i])) end
+    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[13 + i])) end
   end
   -- A new member: the first message of the sender today; give the set a TTL if it has none.
-  if tonumber(redis.call('ZINCRBY', top, n, ARGV[6])) == n and redis.call('TTL', top) < 0 then
-    redis.call('EXPIRE', top, tonumber(ARGV[9]))
+  if tonumber(redis.call('ZINCRBY', top, n, sender)) == n and redis.call('TTL', top) < 0 then
+    redis.call('EXPIRE', top, day_ttl)
   end
 end
 
-local reply = {full}
-for i = 1, k do reply[i + 1] = before[i] end
+local reply = {full, events, seen, locked}
+for i = 1, k do reply[i + 4] = before[i] end
 return reply

@@ -91,6 +91,38 @@ impl KeySchema {
         format!("{}:lock:{sender}", self.prefix)
     }
 
+    /// The distinct SMTP client addresses of a sender today (a HyperLogLog).
+    #[must_use]
+    pub fn ips(&self, day: NaiveDate, sender: &Mailbox) -> String {
+        format!("{}:ips:{}:{sender}", self.prefix, Day(day))
+    }
+
+    /// How many times a sender was refused today (for `protect.lock_after_refusals`).
+    #[must_use]
+    pub fn refusals(&self, day: NaiveDate, sender: &Mailbox) -> String {
+        format!("{}:refusals:{}:{sender}", self.prefix, Day(day))
+    }
+
+    /// The marker that an event about `key` (a counter, or a sender's `ips` key) was notified
+    /// in its window: `<prefix>:notified:<key without the prefix>`; `consume.lua` builds the same.
+    #[must_use]
+    pub fn notified(&self, key: &str) -> String {
+        let rest = key.strip_prefix(&self.prefix).and_then(|k| k.strip_prefix(':')).unwrap_or(key);
+        format!("{}:notified:{rest}", self.prefix)
+    }
+
+    /// The pattern of every lock key (for `locks`).
+    #[must_use]
+    pub fn lock_pattern(&self) -> String {
+        format!("{}:lock:*", self.prefix)
+    }
+
+    /// The sender named by a lock key.
+    #[must_use]
+    pub fn locked_sender<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.prefix)?.strip_prefix(":lock:")
+    }
+
     /// The list of recent violations, newest first.
     #[must_use]
     pub fn violations(&self) -> String {
@@ -131,6 +163,16 @@ mod tests {
         assert_eq!(keys.violations(), "erl:violations");
         assert_eq!(keys.top(day), "erl:top:2026-03-07");
         assert_eq!(keys.raise(&alice), "erl:raise:alice@example.com");
+        assert_eq!(keys.lock(&alice), "erl:lock:alice@example.com");
+        assert_eq!(keys.ips(day, &alice), "erl:ips:2026-03-07:alice@example.com");
+        assert_eq!(keys.refusals(day, &alice), "erl:refusals:2026-03-07:alice@example.com");
+        assert_eq!(
+            keys.notified("erl:2026-03-07T1300/1h:@example.com"),
+            "erl:notified:2026-03-07T1300/1h:@example.com"
+        );
+        assert_eq!(keys.notified(&keys.ips(day, &alice)), "erl:notified:ips:2026-03-07:alice@example.com");
+        assert_eq!(keys.locked_sender("erl:lock:alice@example.com"), Some("alice@example.com"));
+        assert_eq!(keys.locked_sender("erl:raise:alice@example.com"), None);
         assert_eq!(KeySchema::new("x").global(day), "x:2026-03-07:global");
         let late = NaiveDate::from_ymd_opt(2031, 12, 31).expect("valid date");
         assert_eq!(keys.global(late), late.format("erl:%Y-%m-%d:global").to_string());

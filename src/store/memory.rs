@@ -1,20 +1,60 @@
 //! The in-process counter store: the same decisions as `consume.lua`, for trying the daemon
 //! without Redis and for fast tests. Counters are lost on restart.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
 use super::keys::{COUNTER_TTL_SECS, KeySchema};
-use super::{Answer, Consume, CounterStore, Counts, Operation, StoreError, Violation, first_full};
+use super::protect::{is_suspect, trips_lock};
+use super::{
+    Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Violation, Watch, first_full,
+};
 use crate::config::Mode;
 
 #[derive(Debug, Default)]
 struct State {
-    /// Value and expiry (unix seconds) per key, as Redis keeps them.
+    /// Value and expiry (unix seconds) per key, as Redis keeps them: counters, refusals, the
+    /// once-per-window markers and the top senders' scores.
     counters: HashMap<String, (u64, i64)>,
+    /// Each sender's client addresses today (Redis: a HyperLogLog), with the key's expiry.
+    ips: HashMap<String, (HashSet<String>, i64)>,
+    /// Locks (JSON), which only this process sets: without Redis there is no `unlock`.
+    locks: HashMap<String, String>,
     violations: VecDeque<Violation>,
     /// Calls since expired counters were last swept out.
     since_sweep: u32,
+}
+
+impl State {
+    /// A live value (0 when absent or expired).
+    fn value(&self, key: &str, now: i64) -> u64 {
+        self.counters.get(key).filter(|(_, expires)| *expires > now).map_or(0, |v| v.0)
+    }
+
+    /// Adds `n` to `key`, which gets `ttl` when created; returns the new value.
+    fn add(&mut self, key: String, n: u64, now: i64, ttl: u64) -> u64 {
+        let entry = self.counters.entry(key).or_insert((0, 0));
+        if entry.1 <= now {
+            *entry = (0, now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+        }
+        entry.0 = entry.0.saturating_add(n);
+        entry.0
+    }
+
+    /// `SET marker 1 NX EX ttl`: whether the marker was not there yet.
+    fn once(&mut self, marker: String, now: i64, ttl: u64) -> bool {
+        self.add(marker, 1, now, ttl) == 1
+    }
+
+    /// Adds a client address to today's set; the set's size when the address is new.
+    fn track(&mut self, key: String, client: &str, now: i64) -> Option<u64> {
+        let entry = self.ips.entry(key).or_insert_with(|| (HashSet::new(), 0));
+        if entry.1 <= now {
+            *entry =
+                (HashSet::new(), now.saturating_add(i64::try_from(COUNTER_TTL_SECS).unwrap_or(i64::MAX)));
+        }
+        entry.0.insert(client.to_owned()).then(|| u64::try_from(entry.0.len()).unwrap_or(u64::MAX))
+    }
 }
 
 /// Counters in a mutex-guarded map, keyed like Redis.
@@ -47,12 +87,42 @@ impl MemoryStore {
         self.state().violations.iter().cloned().collect()
     }
 
+    /// Pushes a violation record (`consume.lua`'s `record`).
+    fn record(&self, state: &mut State, c: &Consume<'_>, kind: &str, limit: u64, count: u64, window: &str) {
+        state.violations.push_front(Violation {
+            ts: c.at.unix,
+            kind: kind.to_owned(),
+            user: c.sender.to_string(),
+            limit,
+            count,
+            rcpt: u64::from(c.recipients),
+            ip: c.client.to_owned(),
+            enforced: c.mode == Mode::Enforce,
+            window: window.to_owned(),
+            server: c.server.to_owned(),
+        });
+        state.violations.truncate(self.violations_max);
+    }
+
+    /// Locks the sender (`consume.lua`'s `lock_now`); returns the lock.
+    fn lock(&self, state: &mut State, c: &Consume<'_>, reason: String, limit: u64, count: u64) -> Lock {
+        let lock = Lock { ts: c.at.unix, by: "auto".into(), reason };
+        state.locks.insert(self.keys.lock(c.sender), serde_json::to_string(&lock).unwrap_or_default());
+        self.record(state, c, "locked", limit, count, "1d");
+        lock
+    }
+
+    /// `consume.lua`, step by step in the same order.
     fn apply(&self, c: &Consume<'_>) -> Answer {
         // Raises are written by the admin commands, which only reach Redis: none here.
         if !c.raise.is_empty() {
             return Answer::Raised(String::new());
         }
         let now = c.at.unix;
+        let day = c.at.day();
+        let enforce = c.mode == Mode::Enforce;
+        let counting = c.operation == Operation::Count;
+        let autolock = enforce && c.guard.autolock;
         let keys: Vec<Option<String>> =
             c.counters.iter().map(|counter| self.keys.counter(c.at.local, *counter, c.sender)).collect();
         let n = u64::from(c.recipients);
@@ -61,53 +131,72 @@ impl MemoryStore {
         if state.since_sweep >= 1024 {
             state.since_sweep = 0;
             state.counters.retain(|_, (_, expires)| *expires > now);
+            state.ips.retain(|_, (_, expires)| *expires > now);
         }
-        let before: Vec<u64> = keys
-            .iter()
-            .map(|k| {
-                k.as_ref()
-                    .and_then(|k| state.counters.get(k))
-                    .filter(|(_, expires)| *expires > now)
-                    .map_or(0, |v| v.0)
-            })
-            .collect();
+        let mut lock = state.locks.get(&self.keys.lock(c.sender)).map(|l| Lock::parse(l));
+        if lock.is_some() && enforce {
+            return Answer::Locked(Watch { lock, ..Watch::default() });
+        }
+        let before: Vec<u64> = keys.iter().map(|k| k.as_ref().map_or(0, |k| state.value(k, now))).collect();
         let refused = first_full(&before, c.caps, n);
+        let mut events = Events::default();
+        let mut client_ips = 0;
+        let max_ips = c.guard.max_client_ips;
+        if counting && max_ips > 0 && !c.client.is_empty() {
+            let ips = self.keys.ips(day, c.sender);
+            if let Some(seen) = state.track(ips.clone(), c.client, now) {
+                client_ips = seen;
+                if is_suspect(seen, max_ips) {
+                    if state.once(self.keys.notified(&ips), now, COUNTER_TTL_SECS) {
+                        events.suspect = true;
+                        self.record(&mut state, c, "suspect", u64::from(max_ips), seen, "1d");
+                    }
+                    if autolock {
+                        let lock =
+                            self.lock(&mut state, c, Lock::suspect_reason(seen), u64::from(max_ips), seen);
+                        events.locked = true;
+                        return Answer::Locked(Watch { events, client_ips, lock: Some(lock) });
+                    }
+                }
+            }
+        }
         if let Some(i) = refused {
             let cap = c.caps[i];
             let counter = c.counters[cap.counter];
-            state.violations.push_front(Violation {
-                ts: now,
-                kind: counter.scope.kind().to_owned(),
-                user: c.sender.to_string(),
-                limit: cap.limit,
-                count: before[cap.counter],
-                rcpt: n,
-                ip: c.client.to_owned(),
-                enforced: c.mode == Mode::Enforce,
-                window: counter.window.to_string(),
-            });
-            state.violations.truncate(self.violations_max);
-        }
-        if c.operation == Operation::Count && (refused.is_none() || c.mode == Mode::LogOnly) {
-            // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
-            let top = format!("{}\t{}", self.keys.top(c.at.day()), c.sender);
-            let ttl = i64::try_from(COUNTER_TTL_SECS).unwrap_or(i64::MAX);
-            let entry = state.counters.entry(top).or_insert((0, 0));
-            if entry.1 <= now {
-                *entry = (0, now.saturating_add(ttl));
+            let window = counter.window.to_string();
+            self.record(&mut state, c, counter.scope.kind(), cap.limit, before[cap.counter], &window);
+            if let Some(key) = keys.get(cap.counter).and_then(Option::as_ref)
+                && enforce
+                && state.once(self.keys.notified(key), now, counter.window.ttl_secs())
+            {
+                events.first_refusal = true;
             }
-            entry.0 = entry.0.saturating_add(n);
+            let after = c.guard.lock_after_refusals;
+            if autolock && after > 0 {
+                let refusals = state.add(self.keys.refusals(day, c.sender), 1, now, COUNTER_TTL_SECS);
+                if trips_lock(refusals, after) {
+                    lock = Some(self.lock(
+                        &mut state,
+                        c,
+                        Lock::refusals_reason(refusals),
+                        u64::from(after),
+                        refusals,
+                    ));
+                    events.locked = true;
+                }
+            }
+        }
+        if counting && (refused.is_none() || !enforce) {
+            // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
+            state.add(format!("{}\t{}", self.keys.top(day), c.sender), n, now, COUNTER_TTL_SECS);
             for ((key, counter), value) in keys.into_iter().zip(c.counters).zip(&before) {
                 let Some(key) = key else { continue };
-                let ttl = i64::try_from(counter.window.ttl_secs()).unwrap_or(i64::MAX);
-                let entry = state.counters.entry(key).or_insert((0, 0));
-                if entry.1 <= now {
-                    *entry = (0, now.saturating_add(ttl));
-                }
-                entry.0 = value.saturating_add(n);
+                // `before` was read live: an expired key starts again at 0, as in Redis.
+                let total = state.add(key, n, now, counter.window.ttl_secs());
+                debug_assert_eq!(total, value + n);
             }
         }
-        Answer::Counts(Counts { refused, before })
+        Answer::Counts(Counts { refused, before, watch: Watch { events, client_ips, lock } })
     }
 }
 
@@ -125,7 +214,7 @@ mod tests {
     use crate::clock::Zone;
     use crate::limits::window::Window;
     use crate::sender::{Mailbox, normalize};
-    use crate::store::{Check, Counter, Scope};
+    use crate::store::{Check, Counter, Guard, Scope};
 
     const DAILY: [Counter; 2] = [
         Counter { scope: Scope::Mailbox, window: Window::Day },
@@ -143,6 +232,8 @@ mod tests {
             client: "192.0.2.1",
             at: Zone::Local.moment(Utc::now()),
             raise: "",
+            guard: Guard::default(),
+            server: "mx1",
         }
     }
 
@@ -150,7 +241,7 @@ mod tests {
         fn counts(&self, c: &Consume<'_>) -> Counts {
             match self.apply(c) {
                 Answer::Counts(counts) => counts,
-                Answer::Raised(r) => panic!("raised {r:?}"),
+                other => panic!("{other:?}"),
             }
         }
     }
@@ -167,16 +258,74 @@ mod tests {
         assert_eq!(store.counts(&ask(&alice, 2, &caps)).refused, None);
         assert_eq!(store.counts(&ask(&alice, 3, &caps)).refused, None);
         let refused = store.counts(&ask(&alice, 1, &caps));
-        assert_eq!(refused, Counts { refused: Some(0), before: vec![5, 5] });
+        assert_eq!((refused.refused, refused.before), (Some(0), vec![5, 5]));
+        assert!(refused.watch.events.first_refusal, "the first refusal in the window is news");
+        assert!(!store.counts(&ask(&alice, 1, &caps)).watch.events.first_refusal, "the second is not");
         let key = KeySchema::new("erl").sender(Zone::Local.moment(Utc::now()).day(), &alice);
         assert_eq!(store.count(&key), 5);
         let v = store.violations();
-        assert_eq!(v.len(), 1);
+        assert_eq!(v.len(), 2, "every refusal is recorded");
         assert_eq!(
-            (v[0].kind.as_str(), v[0].limit, v[0].count, v[0].rcpt, v[0].window.as_str()),
-            ("user", 5, 5, 1, "1d")
+            (
+                v[0].kind.as_str(),
+                v[0].limit,
+                v[0].count,
+                v[0].rcpt,
+                v[0].window.as_str(),
+                v[0].server.as_str()
+            ),
+            ("user", 5, 5, 1, "1d", "mx1")
         );
         assert!(v[0].enforced);
+    }
+
+    #[test]
+    fn a_sender_from_too_many_addresses_is_a_suspect_then_locked() {
+        let store = MemoryStore::new(KeySchema::new("erl"), 10);
+        let eve = normalize("eve@example.com").expect("valid");
+        let caps = caps(100, 999);
+        let from = |ip: &'static str, autolock: bool| {
+            let mut c = ask(&eve, 1, &caps);
+            c.client = ip;
+            c.guard = Guard { max_client_ips: 3, autolock, lock_after_refusals: 0 };
+            store.apply(&c)
+        };
+        for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"] {
+            assert!(
+                matches!(from(ip, false), Answer::Counts(c) if c.watch == Watch::default() || c.watch.client_ips > 0)
+            );
+        }
+        let Answer::Counts(fourth) = from("192.0.2.4", false) else { panic!("not locked without autolock") };
+        assert!(fourth.watch.events.suspect && fourth.watch.client_ips == 4 && fourth.refused.is_none());
+        let Answer::Counts(fifth) = from("192.0.2.5", false) else { panic!("not locked") };
+        assert!(!fifth.watch.events.suspect, "a suspect once a day");
+        let Answer::Locked(locked) = from("192.0.2.6", true) else { panic!("locked") };
+        assert!(locked.events.locked && !locked.events.suspect);
+        assert_eq!(locked.lock.map(|l| l.reason), Some(Lock::suspect_reason(6)));
+        let Answer::Locked(again) = from("192.0.2.1", true) else { panic!("still locked") };
+        assert_eq!(again.events, Events::default(), "locked once");
+        let kinds: Vec<String> = store.violations().into_iter().map(|v| v.kind).collect();
+        assert_eq!(kinds, ["locked", "suspect"], "newest first; the locked refusals are not recorded");
+    }
+
+    #[test]
+    fn refusals_past_the_threshold_lock() {
+        let store = MemoryStore::new(KeySchema::new("erl"), 10);
+        let bot = normalize("bot@example.com").expect("valid");
+        let caps = caps(1, 999);
+        let send = || {
+            let mut c = ask(&bot, 1, &caps);
+            c.guard = Guard { max_client_ips: 0, autolock: true, lock_after_refusals: 2 };
+            store.apply(&c)
+        };
+        assert!(matches!(send(), Answer::Counts(c) if c.refused.is_none()));
+        for _ in 0..2 {
+            assert!(matches!(send(), Answer::Counts(c) if c.refused == Some(0) && !c.watch.events.locked));
+        }
+        let Answer::Counts(third) = send() else { panic!("the refusal that trips it gets the cap's text") };
+        assert!(third.refused == Some(0) && third.watch.events.locked);
+        assert_eq!(third.watch.lock.map(|l| l.reason), Some(Lock::refusals_reason(3)));
+        assert!(matches!(send(), Answer::Locked(_)), "the next message meets the lock");
     }
 
     #[test]

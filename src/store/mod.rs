@@ -8,12 +8,14 @@ pub mod admin;
 mod breaker;
 pub mod keys;
 pub mod memory;
+pub mod protect;
 pub mod redis;
 pub mod violation;
 
 use std::future::Future;
 
 pub use keys::{KeySchema, Who};
+pub use protect::{Events, Guard, Lock, Watch};
 pub use violation::Violation;
 
 use crate::clock::Moment;
@@ -83,6 +85,10 @@ pub struct Consume<'a> {
     pub at: Moment,
     /// The sender's temporary raise the caps were built with (`""` for none).
     pub raise: &'a str,
+    /// Stolen-account detection and locks.
+    pub guard: Guard,
+    /// This server's name, for the violation record.
+    pub server: &'a str,
 }
 
 /// The store's answer.
@@ -90,6 +96,9 @@ pub struct Consume<'a> {
 pub enum Answer {
     /// Decided (and counted, when it fits or in log-only mode).
     Counts(Counts),
+    /// The sender is locked (enforce mode): nothing was counted. `watch.events.locked` when this
+    /// request locked it.
+    Locked(Watch),
     /// The sender's raise is not the one the caps were built with: nothing was done; build the
     /// caps with this one (`""`: none) and ask again.
     Raised(String),
@@ -110,6 +119,8 @@ pub struct Counts {
     pub refused: Option<usize>,
     /// One value per counter, in the order of `counters`.
     pub before: Vec<u64>,
+    /// Detection and lock state, and what this request newly caused.
+    pub watch: Watch,
 }
 
 /// A backend fault: the caller fails open.
@@ -157,7 +168,7 @@ pub trait CounterStore: Send + Sync + 'static {
 /// The store chosen by the config.
 pub enum Store {
     Redis(Box<redis::RedisStore>),
-    Memory(memory::MemoryStore),
+    Memory(Box<memory::MemoryStore>),
 }
 
 impl CounterStore for Store {

@@ -17,7 +17,7 @@ use redis::{AsyncConnectionConfig, Client, Script, Value};
 
 use super::breaker::Breaker;
 use super::keys::{COUNTER_TTL_SECS, KeySchema};
-use super::{Answer, Consume, CounterStore, Counts, Operation, StoreError};
+use super::{Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Watch};
 use crate::config::{Mode, RedisSettings};
 
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -98,10 +98,14 @@ impl RedisStore {
                 .ok_or_else(|| StoreError::BadReply(format!("no key for {counter:?} of {}", c.sender)))?;
             invocation.key(key);
         }
+        let day = c.at.day();
         invocation
             .key(&self.violations_key)
-            .key(self.keys.top(c.at.day()))
+            .key(self.keys.top(day))
             .key(self.keys.raise(c.sender))
+            .key(self.keys.lock(c.sender))
+            .key(self.keys.ips(day, c.sender))
+            .key(self.keys.refusals(day, c.sender))
             .arg(c.recipients)
             .arg(match c.operation {
                 Operation::Count => "count",
@@ -116,7 +120,11 @@ impl RedisStore {
             .arg(c.sender.as_str())
             .arg(c.client)
             .arg(c.raise)
-            .arg(COUNTER_TTL_SECS);
+            .arg(COUNTER_TTL_SECS)
+            .arg(c.guard.max_client_ips)
+            .arg(if c.guard.autolock { "1" } else { "0" })
+            .arg(c.guard.lock_after_refusals)
+            .arg(c.server);
         for counter in c.counters {
             invocation.arg(counter.window.ttl_secs());
         }
@@ -171,34 +179,39 @@ impl CounterStore for RedisStore {
     }
 }
 
-/// `{0 or cap index, counters...}`, `{-2, raise}` or `{-1, key}` (see `consume.lua`).
+/// `{0 or cap index, events, ips, lock, counters...}`, `{-3, events, ips, lock}`, `{-2, raise}`
+/// or `{-1, key}` (see `consume.lua`).
 fn parse_reply(reply: &[Value], counters: usize, caps: usize) -> Result<Answer, StoreError> {
     let bad = || StoreError::BadReply(format!("{reply:?}"));
     let int = |v: &Value| match v {
         Value::Int(i) => Some(*i),
         _ => None,
     };
+    let text = |v: Option<&Value>| match v {
+        Some(Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
     let first = reply.first().and_then(int).ok_or_else(bad)?;
-    if first == -2 {
-        return match reply.get(1) {
-            Some(Value::BulkString(raise)) => Ok(Answer::Raised(String::from_utf8_lossy(raise).into_owned())),
-            _ => Err(bad()),
-        };
+    match first {
+        -2 => return text(reply.get(1)).map(Answer::Raised).ok_or_else(bad),
+        -1 => return Err(text(reply.get(1)).map_or_else(bad, |key| StoreError::BadData { key })),
+        _ => {}
     }
-    if first == -1 {
-        return match reply.get(1) {
-            Some(Value::BulkString(key)) => {
-                Err(StoreError::BadData { key: String::from_utf8_lossy(key).into_owned() })
-            }
-            _ => Err(bad()),
-        };
-    }
+    let events = reply.get(1).and_then(int).filter(|e| (0..8).contains(e)).ok_or_else(bad)?;
+    let client_ips = reply.get(2).and_then(int).and_then(|i| u64::try_from(i).ok()).ok_or_else(bad)?;
+    let lock = text(reply.get(3)).ok_or_else(bad)?;
+    let watch = Watch {
+        events: Events::from_bits(events),
+        client_ips,
+        lock: (!lock.is_empty()).then(|| Lock::parse(&lock)),
+    };
     let refused = match usize::try_from(first) {
+        _ if first == -3 && watch.lock.is_some() => return Ok(Answer::Locked(watch)),
         Ok(0) => None,
         Ok(i) if i <= caps => Some(i - 1),
         _ => return Err(bad()),
     };
-    let before: Vec<u64> = reply[1..]
+    let before: Vec<u64> = reply[4..]
         .iter()
         .map(|v| int(v).and_then(|i| u64::try_from(i).ok()))
         .collect::<Option<_>>()
@@ -206,30 +219,57 @@ fn parse_reply(reply: &[Value], counters: usize, caps: usize) -> Result<Answer, 
     if before.len() != counters {
         return Err(bad());
     }
-    Ok(Answer::Counts(Counts { refused, before }))
+    Ok(Answer::Counts(Counts { refused, before, watch }))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
     #[test]
     fn parses_every_reply_shape() {
-        let counts = parse_reply(&[Value::Int(1), Value::Int(5), Value::Int(7)], 2, 2).expect("counts");
-        assert_eq!(counts, Answer::Counts(Counts { refused: Some(0), before: vec![5, 7] }));
-        let fits =
-            parse_reply(&[Value::Int(0), Value::Int(5), Value::Int(7), Value::Int(0)], 3, 0).expect("fits");
-        assert_eq!(fits, Answer::Counts(Counts { refused: None, before: vec![5, 7, 0] }));
-        let raised = parse_reply(&[Value::Int(-2), Value::BulkString(b"500/1d".to_vec())], 2, 2);
+        let none = || vec![Value::Int(0), Value::Int(0), bulk("")];
+        let reply = |head: i64, rest: &[i64]| {
+            let mut r = vec![Value::Int(head)];
+            r.extend(none());
+            r.extend(rest.iter().map(|i| Value::Int(*i)));
+            r
+        };
+        let counts = parse_reply(&reply(1, &[5, 7]), 2, 2).expect("counts");
+        let quiet = Watch::default();
+        assert_eq!(
+            counts,
+            Answer::Counts(Counts { refused: Some(0), before: vec![5, 7], watch: quiet.clone() })
+        );
+        let fits = parse_reply(&reply(0, &[5, 7, 0]), 3, 0).expect("fits");
+        assert_eq!(fits, Answer::Counts(Counts { refused: None, before: vec![5, 7, 0], watch: quiet }));
+        let lock = r#"{"ts":9,"by":"auto","reason":"4 client addresses today"}"#;
+        let locked = parse_reply(&[Value::Int(-3), Value::Int(6), Value::Int(4), bulk(lock)], 2, 2);
+        let Ok(Answer::Locked(watch)) = locked else { panic!("{locked:?}") };
+        assert!(watch.events.suspect && watch.events.locked && !watch.events.first_refusal);
+        assert_eq!(watch.client_ips, 4);
+        assert_eq!(watch.lock.map(|l| l.reason), Some("4 client addresses today".into()));
+        let mut tripped = reply(2, &[3, 3]);
+        tripped[1] = Value::Int(5);
+        tripped[3] = bulk(lock);
+        let Ok(Answer::Counts(c)) = parse_reply(&tripped, 2, 2) else { panic!("tripped") };
+        assert!(c.watch.events.first_refusal && c.watch.events.locked && c.watch.lock.is_some());
+        let raised = parse_reply(&[Value::Int(-2), bulk("500/1d")], 2, 2);
         assert_eq!(raised.expect("raised"), Answer::Raised("500/1d".into()));
-        let bad = parse_reply(&[Value::Int(-1), Value::BulkString(b"erl:violations".to_vec())], 2, 2);
+        let bad = parse_reply(&[Value::Int(-1), bulk("erl:violations")], 2, 2);
         assert!(matches!(bad, Err(StoreError::BadData { ref key }) if key == "erl:violations"), "{bad:?}");
         for junk in [
             vec![],
-            vec![Value::Int(3), Value::Int(0), Value::Int(0)],
-            vec![Value::Int(0), Value::Int(-1), Value::Int(0)],
-            vec![Value::Int(0), Value::Int(1)],
+            reply(3, &[0, 0]),
+            reply(0, &[-1, 0]),
+            reply(0, &[1]),
             vec![Value::Int(-1)],
+            vec![Value::Int(-3), Value::Int(0), Value::Int(0), bulk("")],
+            vec![Value::Int(0), Value::Int(8), Value::Int(0), bulk(""), Value::Int(1), Value::Int(1)],
         ] {
             assert!(matches!(parse_reply(&junk, 2, 2), Err(StoreError::BadReply(_))), "{junk:?}");
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub struct Violation {
     /// Unix seconds.
     pub ts: i64,
-    /// `"user"` (mailbox cap), `"domain"` or `"global"`.
+    /// `"user"` (mailbox cap), `"domain"`, `"global"`, `"suspect"` or `"locked"`.
     #[serde(rename = "type")]
     pub kind: String,
     pub user: String,
@@ -20,6 +20,9 @@ pub struct Violation {
     /// The cap's window (`1d`, `1h`, `15m`...); v1 records have none and mean `1d`.
     #[serde(default = "one_day")]
     pub window: String,
+    /// The server that refused (v2; empty in v1 records).
+    #[serde(default)]
+    pub server: String,
 }
 
 fn one_day() -> String {

@@ -1,0 +1,244 @@
+//! What is notified: one event, its JSON (contract: the webhook body) and the words a mail uses.
+
+use serde::Serialize;
+
+use crate::limits::window::Window;
+use crate::sender::Mailbox;
+use crate::store::Scope;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Refusal,
+    Suspect,
+    Lock,
+    Unlock,
+}
+
+/// One notification. Serializes to the contract's webhook JSON; fields that do not apply are
+/// omitted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub event: Kind,
+    /// Unix seconds.
+    pub ts: i64,
+    /// The sender, `@<domain>` or `global`: whose cap or account it is.
+    pub user: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ip: Option<String>,
+    pub server: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The sender whose message caused it (for a domain or server cap: the first one refused).
+    #[serde(skip)]
+    pub sender: String,
+    /// Whether the sender itself is told (`[notify] sender`): its own mailbox caps and locks.
+    #[serde(skip)]
+    pub tells_sender: bool,
+}
+
+/// The contract's scope names.
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Mailbox => "mailbox",
+        Scope::Domain => "domain",
+        Scope::Server => "server",
+    }
+}
+
+impl Event {
+    fn new(event: Kind, ts: i64, sender: &Mailbox, server: &str) -> Self {
+        Self {
+            event,
+            ts,
+            user: sender.to_string(),
+            scope: None,
+            window: None,
+            limit: None,
+            count: None,
+            ip: None,
+            server: server.to_owned(),
+            reason: None,
+            sender: sender.to_string(),
+            tells_sender: false,
+        }
+    }
+
+    /// The first refusal by a cap in its window; `count` is the counter before the message.
+    #[must_use]
+    #[allow(clippy::too_many_arguments)]
+    pub fn refusal(
+        ts: i64,
+        sender: &Mailbox,
+        scope: Scope,
+        window: Window,
+        limit: u64,
+        count: u64,
+        ip: &str,
+        server: &str,
+    ) -> Self {
+        let user = match scope {
+            Scope::Mailbox => sender.to_string(),
+            Scope::Domain => format!("@{}", sender.domain().unwrap_or_default()),
+            Scope::Server => "global".into(),
+        };
+        Self {
+            user,
+            scope: Some(scope_name(scope)),
+            window: Some(window.to_string()),
+            limit: Some(limit),
+            count: Some(count),
+            ip: Some(ip.to_owned()),
+            tells_sender: scope == Scope::Mailbox,
+            ..Self::new(Kind::Refusal, ts, sender, server)
+        }
+    }
+
+    /// The sender was seen today from `ips` client addresses, more than `max`.
+    #[must_use]
+    pub fn suspect(ts: i64, sender: &Mailbox, ips: u64, max: u32, ip: &str, server: &str) -> Self {
+        Self {
+            scope: Some("mailbox"),
+            window: Some(Window::Day.to_string()),
+            limit: Some(u64::from(max)),
+            count: Some(ips),
+            ip: Some(ip.to_owned()),
+            reason: Some(format!("{ips} client addresses today")),
+            ..Self::new(Kind::Suspect, ts, sender, server)
+        }
+    }
+
+    /// The sender was locked (`by` = `auto` or `admin`).
+    #[must_use]
+    pub fn lock(ts: i64, sender: &Mailbox, by: &str, reason: &str, ip: Option<&str>, server: &str) -> Self {
+        let reason = if by == "admin" && reason.is_empty() {
+            "by the administrator".into()
+        } else {
+            reason.to_owned()
+        };
+        Self {
+            scope: Some("mailbox"),
+            ip: ip.map(str::to_owned),
+            reason: Some(if by == "admin" { format!("admin: {reason}") } else { reason }),
+            tells_sender: true,
+            ..Self::new(Kind::Lock, ts, sender, server)
+        }
+    }
+
+    /// An administrator lifted the sender's lock.
+    #[must_use]
+    pub fn unlock(ts: i64, sender: &Mailbox, server: &str) -> Self {
+        Self { scope: Some("mailbox"), ..Self::new(Kind::Unlock, ts, sender, server) }
+    }
+
+    /// The cap as words: `hourly limit of 20`, `limit of 10 messages per 15 minutes`.
+    #[must_use]
+    pub fn cap_words(&self) -> String {
+        let limit = self.limit.unwrap_or_default();
+        match self.window.as_deref().and_then(|w| Window::parse(w).ok()) {
+            Some(w) => match w.adjective() {
+                Some(adj) => format!("{adj} limit of {limit}"),
+                None => format!("limit of {limit} messages {}", w.per()),
+            },
+            None => format!("limit of {limit}"),
+        }
+    }
+
+    /// What happened, in one line: the mail's subject and first line.
+    #[must_use]
+    pub fn headline(&self) -> String {
+        let reason = self.reason.as_deref().unwrap_or_default();
+        match self.event {
+            Kind::Refusal => {
+                let whose = match self.scope {
+                    Some("domain") => format!("domain {}", self.user.trim_start_matches('@')),
+                    Some("server") => format!("server {}", self.server),
+                    _ => self.user.clone(),
+                };
+                format!("{whose} reached its {}", self.cap_words())
+            }
+            Kind::Suspect => format!("{} is a suspect: {reason}", self.user),
+            Kind::Lock => format!("{} locked: {reason}", self.user),
+            Kind::Unlock => format!("{} unlocked", self.user),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sender::normalize;
+
+    #[test]
+    fn json_has_the_contract_fields_and_omits_the_rest() {
+        let alice = normalize("alice@example.com").expect("valid");
+        let e = Event::refusal(
+            1_700_000_000,
+            &alice,
+            Scope::Domain,
+            Window::HOUR,
+            500,
+            500,
+            "203.0.113.7",
+            "mx1",
+        );
+        let v: serde_json::Value = serde_json::to_value(&e).expect("json");
+        assert_eq!(
+            v,
+            serde_json::json!({"event": "refusal", "ts": 1_700_000_000, "user": "@example.com",
+                "scope": "domain", "window": "1h", "limit": 500, "count": 500, "ip": "203.0.113.7",
+                "server": "mx1"})
+        );
+        let u: serde_json::Value = serde_json::to_value(Event::unlock(5, &alice, "mx1")).expect("json");
+        assert_eq!(
+            u,
+            serde_json::json!({"event": "unlock", "ts": 5, "user": "alice@example.com", "scope": "mailbox", "server": "mx1"})
+        );
+    }
+
+    #[test]
+    fn headlines_say_what_happened() {
+        let alice = normalize("alice@example.com").expect("valid");
+        let at = |scope, w: &str, limit| {
+            Event::refusal(
+                0,
+                &alice,
+                scope,
+                Window::parse(w).expect("window"),
+                limit,
+                limit,
+                "192.0.2.1",
+                "mx1",
+            )
+            .headline()
+        };
+        assert_eq!(at(Scope::Mailbox, "1h", 20), "alice@example.com reached its hourly limit of 20");
+        assert_eq!(
+            at(Scope::Mailbox, "15m", 10),
+            "alice@example.com reached its limit of 10 messages per 15 minutes"
+        );
+        assert_eq!(at(Scope::Domain, "1d", 2000), "domain example.com reached its daily limit of 2000");
+        assert_eq!(at(Scope::Server, "1h", 300), "server mx1 reached its hourly limit of 300");
+        assert_eq!(
+            Event::suspect(0, &alice, 41, 30, "192.0.2.1", "mx1").headline(),
+            "alice@example.com is a suspect: 41 client addresses today"
+        );
+        assert_eq!(
+            Event::lock(0, &alice, "auto", "41 client addresses today", None, "mx1").headline(),
+            "alice@example.com locked: 41 client addresses today"
+        );
+        assert_eq!(
+            Event::lock(0, &alice, "admin", "phishing", None, "mx1").headline(),
+            "alice@example.com locked: admin: phishing"
+        );
+        assert_eq!(Event::unlock(0, &alice, "mx1").headline(), "alice@example.com unlocked");
+    }
+}

@@ -127,6 +127,31 @@ pub enum Command {
         #[arg(long = "for")]
         duration: String,
     },
+    /// Lock a sender: its mail is deferred on every server sharing the Redis until unlocked.
+    Lock {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        user: String,
+        /// Why (shown by locks, status and the notifications)
+        #[arg(long, default_value = "")]
+        reason: String,
+        /// Lift it by itself after this long: 90m, 24h, 2d
+        #[arg(long = "for")]
+        duration: Option<String>,
+    },
+    /// Lift a sender's lock (and forget its client addresses and refusals of today).
+    Unlock {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        user: String,
+    },
+    /// The locked senders.
+    Locks {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Write the man pages into a directory, or print a shell completion script (packaging).
     #[command(hide = true)]
     Generate {

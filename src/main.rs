@@ -22,7 +22,10 @@ fn main() -> ExitCode {
         | Command::Violations { config, .. }
         | Command::Reset { config, .. }
         | Command::Top { config, .. }
-        | Command::Raise { config, .. } => Some(config.clone()),
+        | Command::Raise { config, .. }
+        | Command::Lock { config, .. }
+        | Command::Unlock { config, .. }
+        | Command::Locks { config, .. } => Some(config.clone()),
         Command::Probe { .. } | Command::Generate { .. } => None,
     };
     let loaded = match config_path.map(|p| config::load(p.as_deref()).map(|c| (p, c))).transpose() {
@@ -81,6 +84,15 @@ fn main() -> ExitCode {
         }
         (Command::Raise { user, caps, duration, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::raise(&config, &user, &caps, &duration)))
+        }
+        (Command::Lock { user, reason, duration, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::lock(&config, &user, &reason, duration.as_deref())))
+        }
+        (Command::Unlock { user, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::unlock(&config, &user)))
+        }
+        (Command::Locks { json, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::locks(&config, json)))
         }
         (Command::Violations { limit, json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::violations(&config, limit, json)))

@@ -48,7 +48,8 @@ fn a_refused_message_burns_no_quota_and_leaves_a_violation() {
     assert_eq!(
         v[0],
         serde_json::json!({"ts": ts, "type": "user", "user": "alice@example.com", "limit": 5,
-                           "count": 3, "rcpt": 3, "ip": "192.0.2.10", "enforced": true, "window": "1d"})
+                           "count": 3, "rcpt": 3, "ip": "192.0.2.10", "enforced": true, "window": "1d",
+                           "server": nix::unistd::gethostname().expect("host name").to_string_lossy()})
     );
 }
 

@@ -1,4 +1,5 @@
-//! The admin commands `status` (in `status.rs`), `violations`, `reset`, `top` and `raise`: they decide what to
+//! The admin commands `status` (in `status.rs`), `violations`, `reset`, `top`, `raise` and the
+//! locks (in `locks.rs`): they decide what to
 //! show or change from the config and the limits, and ask [`AdminStore`] (the only part that
 //! speaks Redis) to read or write it, on the daemon's own key schema and time zone.
 
@@ -15,7 +16,9 @@ use crate::sender::{self, SenderError};
 use crate::store::admin::AdminStore;
 use crate::store::{StoreError, Violation};
 
+mod locks;
 mod status;
+pub use locks::{lock, locks, unlock};
 pub use status::status;
 
 /// Admin command faults.
@@ -193,19 +196,20 @@ pub(crate) fn parse_caps(text: &str) -> Result<Vec<Rate>, String> {
     Ok(out)
 }
 
-/// `90m`, `24h`, `2d` -> seconds (1 minute to 30 days).
-fn parse_duration(text: &str) -> Result<u64, String> {
+/// `90m`, `24h`, `2d` (or `30s`) -> seconds (1 second to 30 days).
+pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
     let bad = || format!("{text:?} is not a duration: write it like 90m, 24h or 2d");
     let (n, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
     let n: u64 = n.parse().map_err(|_| bad())?;
     let secs = match unit {
+        "s" => Some(n),
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
         "d" => n.checked_mul(86_400),
         _ => None,
     }
     .ok_or_else(bad)?;
-    if (60..=30 * 86_400).contains(&secs) { Ok(secs) } else { Err(format!("{text:?}: from 1m to 30d")) }
+    if (1..=30 * 86_400).contains(&secs) { Ok(secs) } else { Err(format!("{text:?}: from 1s to 30d")) }
 }
 
 #[cfg(test)]
@@ -217,7 +221,8 @@ mod tests {
         assert_eq!(parse_duration("90m"), Ok(5400));
         assert_eq!(parse_duration("24h"), Ok(86_400));
         assert_eq!(parse_duration("2d"), Ok(172_800));
-        for bad in ["", "0m", "5s", "31d", "h", "1.5h", "-1h"] {
+        assert_eq!(parse_duration("5s"), Ok(5));
+        for bad in ["", "0m", "0s", "31d", "h", "1.5h", "-1h", "5 s"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
         assert_eq!(parse_caps("500/1d 100/1h").map(|c| c.len()), Ok(2));

@@ -96,10 +96,11 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             rows.push(Row { scope, window, used, limit });
         }
     }
-    let locked = match &subject {
-        Subject::Mailbox(m) => store.locked(m).await?,
-        Subject::Domain(_) => false,
+    let lock = match &subject {
+        Subject::Mailbox(m) => store.lock_value(m).await?,
+        Subject::Domain(_) => None,
     };
+    let locked = lock.is_some();
     if json_out {
         let caps: Vec<serde_json::Value> = rows
             .iter()
@@ -123,7 +124,11 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     if let Some((r, ttl)) = &raise {
         let _ = writeln!(out, "raise:       {r} ({ttl} s left)");
     }
-    let _ = writeln!(out, "locked:      {}", if locked { "yes" } else { "no" });
+    let _ = writeln!(
+        out,
+        "locked:      {}",
+        lock.as_deref().map_or_else(|| "no".to_owned(), |l| format!("yes, {}", super::locks::describe(l)))
+    );
     for r in &rows {
         let cap = match r.limit {
             Some(Cap::Enforced(n)) => format!("{n} (remaining {})", n.saturating_sub(r.used)),

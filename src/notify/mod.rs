@@ -91,44 +91,45 @@ impl Notifier {
         queue
     }
 
-    /// Sends one event everywhere it goes; true when every delivery succeeded.
-    pub async fn deliver(&self, event: &Event) -> bool {
+    /// Sends one event everywhere it goes; returns the failures (none: all delivered).
+    pub async fn deliver(&self, event: &Event) -> Vec<String> {
         let s = &self.settings;
-        let mut ok = true;
+        let mut failed = Vec::new();
         if !s.admin.is_empty() {
             let m = mail::for_admin(event, &s.admin);
-            ok &= self.outcome(
-                "sendmail",
-                send::sendmail(&s.sendmail, &mail::message(&m, &s.from, event.ts)).await,
-            );
+            let sent = send::sendmail(&s.sendmail, &mail::message(&m, &s.from, event.ts)).await;
+            failed.extend(self.outcome("sendmail", sent));
         }
         if s.sender
             && let Some(m) = mail::for_sender(event)
         {
-            ok &= self.outcome(
-                "sendmail",
-                send::sendmail(&s.sendmail, &mail::message(&m, &s.from, event.ts)).await,
-            );
+            let sent = send::sendmail(&s.sendmail, &mail::message(&m, &s.from, event.ts)).await;
+            failed.extend(self.outcome("sendmail", sent));
         }
-        if let (Some(url), Some(http)) = (&s.webhook, &self.http) {
-            let body = serde_json::to_string(event).unwrap_or_default();
-            ok &= self.outcome("webhook", send::webhook(http, url, body).await);
+        if let Some(url) = &s.webhook {
+            let sent = match &self.http {
+                Some(http) => {
+                    send::webhook(http, url, serde_json::to_string(event).unwrap_or_default()).await
+                }
+                None => Err("no HTTP client".into()),
+            };
+            failed.extend(self.outcome("webhook", sent));
         }
-        ok
+        failed
     }
 
-    fn outcome(&self, channel: &str, result: Result<(), String>) -> bool {
+    fn outcome(&self, channel: &str, result: Result<(), String>) -> Option<String> {
         match result {
             Ok(()) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
-                true
+                None
             }
             Err(e) => {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 if self.log.first(channel, Instant::now()) {
                     tracing::warn!("notify: {channel} failed: {e} (failures logged once a minute)");
                 }
-                false
+                Some(format!("{channel}: {e}"))
             }
         }
     }

@@ -124,12 +124,82 @@ impl AdminStore {
         Ok(())
     }
 
-    /// Whether the sender is locked (`<prefix>:lock:<email>` exists).
+    /// The sender's lock (`<prefix>:lock:<email>`), if it is locked.
     ///
     /// # Errors
     /// Redis faults.
-    pub async fn locked(&mut self, sender: &Mailbox) -> Result<bool, StoreError> {
-        Ok(self.conn.exists(self.keys.lock(sender)).await?)
+    pub async fn lock_value(&mut self, sender: &Mailbox) -> Result<Option<String>, StoreError> {
+        Ok(self.conn.get(self.keys.lock(sender)).await?)
+    }
+
+    /// Locks the sender with `value` (the lock's JSON), for `secs` or until unlocked; returns
+    /// whether it was locked already (the lock is replaced).
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn lock(
+        &mut self,
+        sender: &Mailbox,
+        value: &str,
+        secs: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let key = self.keys.lock(sender);
+        let mut pipe = redis::pipe();
+        pipe.atomic().exists(&key);
+        match secs {
+            Some(s) => pipe.set_ex(&key, value, s).ignore(),
+            None => pipe.set(&key, value).ignore(),
+        };
+        let (existed,): (bool,) = pipe.query_async(&mut self.conn).await?;
+        Ok(existed)
+    }
+
+    /// Lifts the sender's lock and forgets its client addresses and refusals of `day`, so it is
+    /// not locked again before it earns it again; returns the lock's value, if it was locked.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn unlock(&mut self, sender: &Mailbox, day: NaiveDate) -> Result<Option<String>, StoreError> {
+        let key = self.keys.lock(sender);
+        let (old,): (Option<String>,) = redis::pipe()
+            .atomic()
+            .get(&key)
+            .del(&key)
+            .ignore()
+            .del(self.keys.ips(day, sender))
+            .ignore()
+            .del(self.keys.refusals(day, sender))
+            .ignore()
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(old)
+    }
+
+    /// Every locked sender: its address, the lock's value and the seconds it has left (-1:
+    /// until unlocked), sorted by address.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn locks(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut keys: Vec<String> = Vec::new();
+        {
+            let mut iter: redis::AsyncIter<'_, String> =
+                self.conn.scan_match(self.keys.lock_pattern()).await?;
+            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
+                keys.push(key?);
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let (value, ttl): (Option<String>, i64) =
+                redis::pipe().get(&key).ttl(&key).query_async(&mut self.conn).await?;
+            if let (Some(value), Some(sender)) = (value, self.keys.locked_sender(&key)) {
+                out.push((sender.to_owned(), value, ttl));
+            }
+        }
+        Ok(out)
     }
 
     /// The most recent violation records (raw JSON), newest first.

@@ -116,9 +116,13 @@ for a = 14 + k, #ARGV, 4 do
 end
 local full = first_full(before, caps, n)
 
-if full ~= 0 or tracking then
+-- A refusal must be recorded: a violations key of the wrong type fails it open. (A suspect or
+-- lock record found to have nowhere to go is skipped instead: see `record`.)
+local list_ok = nil
+if full ~= 0 then
   local t = redis.call('TYPE', violations)['ok']
   if t ~= 'none' and t ~= 'list' then return {BAD, violations} end
+  list_ok = true
 end
 local moves = counting and (full == 0 or not enforce)
 if moves then
@@ -143,6 +147,11 @@ local function once(key, ttl)
   return redis.call('SET', base .. 'notified:' .. string.sub(key, #base + 1), '1', 'NX', 'EX', ttl) ~= false
 end
 local function record(kind, limit, count, window)
+  if list_ok == nil then
+    local t = redis.call('TYPE', violations)['ok']
+    list_ok = t == 'none' or t == 'list'
+  end
+  if not list_ok then return end
   redis.call('LPUSH', violations, string.format(
     '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s,"window":"%s","server":%s}',
     now, kind, cjson.encode(sender), limit, count, n, cjson.encode(client),

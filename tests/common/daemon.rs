@@ -142,6 +142,22 @@ impl Daemon {
         self.connect().ask(&eom(user, rcpt))
     }
 
+    /// Runs an admin command (`status`, `lock`, ...) on this daemon's config; its exit status
+    /// and stdout (stderr appended).
+    pub fn admin(&self, args: &[&str]) -> (bool, String) {
+        let (cmd, rest) = args.split_first().expect("a command");
+        let out = Command::new(BIN)
+            .arg(cmd)
+            .arg("--config")
+            .arg(&self.config)
+            .args(rest)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .output()
+            .expect("run the admin command");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    }
+
     pub fn signal(&self, sig: Signal) {
         self.process.signal(sig);
     }

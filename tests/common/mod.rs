@@ -116,6 +116,11 @@ pub fn eom(user: &str, rcpt: u32) -> String {
     request("END-OF-MESSAGE", user, rcpt)
 }
 
+/// An END-OF-MESSAGE request from the SMTP client `client`.
+pub fn eom_from(user: &str, rcpt: u32, client: &str) -> String {
+    eom(user, rcpt).replace("client_address=192.0.2.10", &format!("client_address={client}"))
+}
+
 pub fn request(state: &str, user: &str, rcpt: u32) -> String {
     format!(
         "request=smtpd_access_policy\nprotocol_state={state}\nprotocol_name=ESMTP\n\
@@ -150,6 +155,10 @@ pub fn today() -> String {
 
 pub fn defer_user(user: &str, limit: u64) -> String {
     format!("DEFER_IF_PERMIT {user}: Your daily limit of {limit} messages reached")
+}
+
+pub fn defer_locked(user: &str) -> String {
+    format!("DEFER_IF_PERMIT {user}: Sending is suspended for this account, contact your administrator")
 }
 
 pub fn defer_global(user: &str, limit: u64) -> String {

@@ -1,0 +1,293 @@
+//! Notifications end to end: the real daemon (two of them on one real redis-server), a
+//! stand-in `sendmail` that files each message it is given, and a loopback HTTP server that
+//! records the webhook's requests.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Daemon, Redis, defer_locked, defer_user, eom_from, redis_daemon, wait_for};
+use tempfile::TempDir;
+
+/// A stand-in sendmail: each message becomes `mail.*.eml` in a temporary directory.
+struct Outbox {
+    dir: TempDir,
+    script: PathBuf,
+}
+
+impl Outbox {
+    fn new(exit: u8) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let script = dir.path().join("sendmail");
+        let body = if exit == 0 {
+            format!(
+                "#!/bin/sh\nf=$(mktemp {0}/mail.XXXXXX)\necho \"$@\" > \"$f.args\"\ncat > \"$f.part\" && mv \"$f.part\" \"$f.eml\"\n",
+                dir.path().display()
+            )
+        } else {
+            format!("#!/bin/sh\ncat > /dev/null\necho '451 4.3.0 queue file write error' >&2\nexit {exit}\n")
+        };
+        std::fs::write(&script, body).expect("write script");
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        Self { dir, script }
+    }
+
+    fn mails(&self) -> Vec<Mail> {
+        let mut out: Vec<Mail> = std::fs::read_dir(self.dir.path())
+            .expect("read outbox")
+            .filter_map(Result::ok)
+            .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| Mail::parse(&std::fs::read_to_string(e.path()).expect("read mail")))
+            .collect();
+        out.sort_by(|a, b| a.header("Date").cmp(&b.header("Date")));
+        out
+    }
+
+    fn about(&self, to: &str, subject: &str) -> Vec<Mail> {
+        self.mails().into_iter().filter(|m| m.header("To") == to && m.header("Subject") == subject).collect()
+    }
+}
+
+struct Mail {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Mail {
+    fn parse(text: &str) -> Self {
+        let (head, body) = text.split_once("\n\n").expect("headers end with an empty line");
+        let headers = head
+            .lines()
+            .map(|l| {
+                let (k, v) = l.split_once(": ").unwrap_or_else(|| panic!("bad header line {l:?}"));
+                (k.to_owned(), v.to_owned())
+            })
+            .collect();
+        Self { headers, body: body.to_owned() }
+    }
+
+    fn header(&self, name: &str) -> &str {
+        self.headers.iter().find(|(k, _)| k == name).map_or("", |(_, v)| v.as_str())
+    }
+}
+
+/// A loopback HTTP server that records each request's body and answers with `status`.
+struct Hook {
+    url: String,
+    bodies: Arc<Mutex<Vec<String>>>,
+}
+
+impl Hook {
+    fn start(status: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}/erl", listener.local_addr().expect("addr"));
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let seen = Arc::clone(&bodies);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream);
+                let mut length = 0usize;
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let mut body = vec![0u8; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                seen.lock().expect("lock").push(String::from_utf8_lossy(&body).into_owned());
+                let _ = reader.get_mut().write_all(
+                    format!("HTTP/1.1 {status} X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                        .as_bytes(),
+                );
+            }
+        });
+        Self { url, bodies }
+    }
+
+    fn events(&self) -> Vec<serde_json::Value> {
+        self.bodies
+            .lock()
+            .expect("lock")
+            .iter()
+            .map(|b| serde_json::from_str(b).expect("JSON body"))
+            .collect()
+    }
+
+    fn about(&self, event: &str, user: &str) -> Vec<serde_json::Value> {
+        self.events().into_iter().filter(|e| e["event"] == event && e["user"] == user).collect()
+    }
+}
+
+fn notify_config(outbox: &Outbox, hook: &str) -> String {
+    format!(
+        "[notify]\nadmin = [\"postmaster@example.com\", \"abuse@example.com\"]\nsender = true\n\
+         sendmail = \"{} -t -i\"\nfrom = \"erl@mx.example.com\"\nwebhook = \"{hook}\"\n",
+        outbox.script.display()
+    )
+}
+
+const ADMINS: &str = "postmaster@example.com, abuse@example.com";
+
+#[test]
+fn one_mail_and_one_post_per_event_even_from_a_storm_on_two_servers() {
+    let Some(redis) = Redis::start() else { return };
+    let (outbox, hook) = (Outbox::new(0), Hook::start(200));
+    let limits = "[limits]\n[[limits.mailbox]]\nemail = \"bob@example.com\"\ndaily = 5\n\
+                  [[limits.mailbox]]\nemail = \"carol@example.com\"\ndaily = 1\n\
+                  [[limits.mailbox]]\nemail = \"dave@example.com\"\ndaily = 1\n";
+    let start = |name: &str| {
+        redis_daemon(
+            &redis,
+            &format!("server_name = \"{name}\"\n{limits}{}", notify_config(&outbox, &hook.url)),
+        )
+    };
+    let servers = [start("mx1"), start("mx2")];
+    let bob = "bob@example.com";
+    for _ in 0..5 {
+        assert_eq!(servers[0].send(bob, 1), "DUNNO");
+    }
+    // 200 refusals in one window from 32 connections spread over both servers.
+    std::thread::scope(|s| {
+        for t in 0..32 {
+            let d: &Daemon = &servers[t % 2];
+            s.spawn(move || {
+                let mut conn = d.connect();
+                for _ in 0..(200 / 32 + usize::from(t < 200 % 32)) {
+                    assert_eq!(conn.ask(&common::eom(bob, 1)), defer_user(bob, 5));
+                }
+            });
+        }
+    });
+    // One later event per server: once both are delivered, every earlier one has been (each
+    // server delivers in order).
+    for (d, user) in servers.iter().zip(["carol@example.com", "dave@example.com"]) {
+        assert_eq!(d.send(user, 1), "DUNNO");
+        assert_eq!(d.send(user, 1), defer_user(user, 1));
+    }
+    wait_for("the later events' mails", Duration::from_secs(20), || {
+        let subject = |u: &str| format!("{u} reached its daily limit of 1");
+        (outbox.about(ADMINS, &subject("carol@example.com")).len()
+            + outbox.about(ADMINS, &subject("dave@example.com")).len()
+            == 2)
+            .then_some(())
+    });
+    wait_for("the later events' posts", Duration::from_secs(20), || {
+        (hook.about("refusal", "carol@example.com").len() + hook.about("refusal", "dave@example.com").len()
+            == 2)
+            .then_some(())
+    });
+    let admin = outbox.about(ADMINS, "bob@example.com reached its daily limit of 5");
+    assert_eq!(admin.len(), 1, "one admin mail for 200 refusals");
+    let own = outbox.about(bob, "Your account bob@example.com reached its daily limit of 5");
+    assert_eq!(own.len(), 1, "one mail to the sender");
+    assert_eq!(outbox.mails().len(), 6, "bob, carol, dave: one admin mail and one own mail each");
+    let m = &admin[0];
+    assert_eq!(m.header("From"), "email-ratelimit <erl@mx.example.com>");
+    assert_eq!(m.header("Auto-Submitted"), "auto-generated");
+    assert!(
+        m.header("Message-ID").starts_with("<erl.") && m.header("Message-ID").ends_with("@mx.example.com>")
+    );
+    assert!(chrono::DateTime::parse_from_rfc2822(m.header("Date")).is_ok(), "{}", m.header("Date"));
+    assert!(m.body.starts_with("bob@example.com reached its daily limit of 5.\n"), "{}", m.body);
+    for part in
+        ["Limit:          5 per 1d", "Count:          5 before", "email-ratelimit status bob@example.com"]
+    {
+        assert!(m.body.contains(part), "{part:?} not in:\n{}", m.body);
+    }
+    let posts = hook.about("refusal", bob);
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    let p = &posts[0];
+    assert_eq!(
+        (
+            p["scope"].as_str(),
+            p["window"].as_str(),
+            p["limit"].as_u64(),
+            p["count"].as_u64(),
+            p["ip"].as_str()
+        ),
+        (Some("mailbox"), Some("1d"), Some(5), Some(5), Some("192.0.2.10"))
+    );
+    assert!(matches!(p["server"].as_str(), Some("mx1" | "mx2")) && p["ts"].as_i64().is_some_and(|t| t > 0));
+    assert_eq!(hook.events().len(), 3);
+}
+
+#[test]
+fn suspects_locks_and_unlocks_are_told() {
+    let Some(redis) = Redis::start() else { return };
+    let (outbox, hook) = (Outbox::new(0), Hook::start(200));
+    let eve = "eve@example.com";
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "server_name = \"mx1\"\n[protect]\nmax_client_ips = 3\nlock = true\n{}",
+            notify_config(&outbox, &hook.url)
+        ),
+    );
+    for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        assert_eq!(d.connect().ask(&eom_from(eve, 1, ip)), "DUNNO");
+    }
+    assert_eq!(d.connect().ask(&eom_from(eve, 1, "198.51.100.4")), defer_locked(eve));
+    wait_for("the lock's post", Duration::from_secs(20), || {
+        (hook.about("lock", eve).len() == 1).then_some(())
+    });
+    let suspect = outbox.about(ADMINS, "eve@example.com is a suspect: 4 client addresses today");
+    let lock = outbox.about(ADMINS, "eve@example.com locked: 4 client addresses today");
+    assert_eq!((suspect.len(), lock.len()), (1, 1));
+    assert!(lock[0].body.contains("email-ratelimit unlock eve@example.com"), "{}", lock[0].body);
+    assert_eq!(outbox.about(eve, "Sending from eve@example.com is suspended").len(), 1);
+    let s = &hook.about("suspect", eve)[0];
+    assert_eq!(
+        (s["count"].as_u64(), s["limit"].as_u64(), s["ip"].as_str()),
+        (Some(4), Some(3), Some("198.51.100.4"))
+    );
+    assert_eq!(hook.about("lock", eve)[0]["reason"].as_str(), Some("4 client addresses today"));
+    // The admin commands tell too.
+    let (ok, out) = d.admin(&["unlock", eve]);
+    assert!(ok && out.contains("notified"), "{out}");
+    assert_eq!(outbox.about(ADMINS, "eve@example.com unlocked").len(), 1);
+    assert_eq!(hook.about("unlock", eve).len(), 1);
+    let (ok, out) = d.admin(&["lock", eve, "--reason", "spam run"]);
+    assert!(ok && out.contains("notified"), "{out}");
+    assert_eq!(outbox.about(ADMINS, "eve@example.com locked: admin: spam run").len(), 1);
+    assert_eq!(hook.about("lock", eve).len(), 2);
+}
+
+#[test]
+fn failing_sendmail_and_webhook_change_no_reply_and_are_not_retried_forever() {
+    let Some(redis) = Redis::start() else { return };
+    let outbox = Outbox::new(75);
+    let hook = Hook::start(500);
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "[limits]\n[[limits.domain]]\ndomain = \"example.com\"\nmailbox_daily = 1\n[protect]\nmax_client_ips = 2\n{}",
+            notify_config(&outbox, &hook.url)
+        ),
+    );
+    // 50 senders each at their cap: 50 refusal events, plus one suspect.
+    for i in 0..50 {
+        let user = format!("u{i}@example.com");
+        assert_eq!(d.send(&user, 1), "DUNNO");
+        assert_eq!(d.send(&user, 1), defer_user(&user, 1));
+    }
+    for ip in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        assert_eq!(d.connect().ask(&eom_from("x@other.example", 1, ip)), "DUNNO");
+    }
+    d.wait_log("notify: sendmail failed", 1);
+    d.wait_log("after 3 tries: HTTP 500", 1);
+    assert!(d.log().contains("451 4.3.0 queue file write error"), "{}", d.log());
+    // The first event's webhook was tried exactly 3 times before the failure was logged.
+    assert!(hook.events()[..3].iter().all(|e| e["user"] == "u0@example.com"), "{:?}", hook.events());
+    assert_eq!(hook.about("refusal", "u0@example.com").len(), 3);
+    assert_eq!(d.log().matches("notify: sendmail failed").count(), 1, "logged once a minute");
+    assert_eq!(outbox.mails().len(), 0);
+}

@@ -44,7 +44,7 @@ impl Outbox {
             .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
             .map(|e| Mail::parse(&std::fs::read_to_string(e.path()).expect("read mail")))
             .collect();
-        out.sort_by(|a, b| a.header("Date").cmp(&b.header("Date")));
+        out.sort_by(|a, b| a.header("Date").cmp(b.header("Date")));
         out
     }
 

@@ -145,3 +145,31 @@ fn odd_recipient_counts_are_counted_and_huge_ones_capped() {
     assert_eq!(d.send("lock:huge@example.com", 3), "DUNNO");
     assert_eq!(redis.get(&global()), Some(20_007));
 }
+
+#[test]
+fn bad_lock_or_address_keys_fail_open_their_sender_alone() {
+    let Some(redis) = Redis::start() else { return };
+    let d = redis_daemon(&redis, "[protect]\nmax_client_ips = 2\nlock = true\n");
+    let day = today();
+    // A lock key of the wrong type, and an address set that is not a HyperLogLog.
+    redis.cmd(&["RPUSH", "erl:lock:mallory@example.com", "x"]);
+    redis.cmd(&["SET", &format!("erl:ips:{day}:trent@example.com"), "not a hyperloglog"]);
+    for user in ["mallory@example.com", "trent@example.com"] {
+        assert_eq!(d.send(user, 1), "DUNNO", "{user} fails open");
+        assert_eq!(redis.get(&key(user)), None, "nothing half-applied for {user}");
+    }
+    d.wait_log("erl fail-open reason=bad-data key=erl:lock:mallory@example.com", 1);
+    d.wait_log(&format!("erl fail-open reason=bad-data key=erl:ips:{day}:trent@example.com"), 1);
+    assert_eq!(d.send("peggy@example.com", 1), "DUNNO");
+    assert_eq!(redis.get(&key("peggy@example.com")), Some(1), "others are counted");
+    // A violations list of the wrong type: a suspect is still locked, only its record is lost.
+    redis.cmd(&["SET", "erl:violations", "x"]);
+    for ip in ["192.0.2.1", "192.0.2.2"] {
+        assert_eq!(d.connect().ask(&eom_from("eve@example.com", 1, ip)), "DUNNO");
+    }
+    assert_eq!(
+        d.connect().ask(&eom_from("eve@example.com", 1, "192.0.2.3")),
+        defer_locked("eve@example.com")
+    );
+    assert!(!d.log().contains("redis link down"), "{}", d.log());
+}

@@ -264,3 +264,36 @@ fn bad_windows_and_doubled_caps_name_their_key() {
         assert!(e.contains(key), "{toml:?}: {e}");
     }
 }
+
+#[test]
+fn protect_and_notify_settings_are_checked() {
+    let c = from_toml("").expect("defaults");
+    assert_eq!(c.protect, ProtectSettings { max_client_ips: 30, lock: false, lock_after_refusals: 0 });
+    assert!(!c.notify.enabled(), "nothing is sent unless set");
+    assert_eq!(c.notify.sendmail, ["/usr/sbin/sendmail", "-t", "-i"]);
+    assert!(c.notify.from.starts_with("MAILER-DAEMON@"), "{}", c.notify.from);
+    assert!(!c.server_name.is_empty() && !c.server_name.contains(' '));
+    let on = from_toml(
+        "server_name = \"mx1\"\n[protect]\nmax_client_ips = 0\nlock = true\nlock_after_refusals = 50\n\
+         [notify]\nadmin = [\"Postmaster@example.com\"]\nwebhook = \"https://hooks.example.com/erl?token=s3cret\"\n",
+    )
+    .expect("valid");
+    assert!(on.notify.enabled());
+    assert_eq!((on.server_name.as_str(), on.protect.lock_after_refusals), ("mx1", 50));
+    let text = on.render();
+    assert!(!text.contains("s3cret") && text.contains("[notify]") && text.contains("lock = true"), "{text}");
+    for (bad, key) in [
+        ("[protect]\nmax_client_ips = 100001", "protect.max_client_ips"),
+        ("[protect]\nlock_after_refusals = 5000000000", "protect.lock_after_refusals"),
+        ("[notify]\nadmin = [\"not an address\"]", "notify.admin"),
+        ("[notify]\nadmin = [\"a@b.example, c@d.example\"]", "notify.admin"),
+        ("[notify]\nadmin = [\"a@b.example\\nBcc: x@y.example\"]", "notify.admin"),
+        ("[notify]\nwebhook = \"ftp://x.example/\"", "notify.webhook"),
+        ("[notify]\nsendmail = \"sendmail -t\"", "notify.sendmail"),
+        ("[notify]\nfrom = \"nobody\"", "notify.from"),
+        ("server_name = \"mx 1\"", "server_name"),
+    ] {
+        let e = err(bad);
+        assert!(e.starts_with(key), "{bad:?}: {e}");
+    }
+}

@@ -134,3 +134,21 @@ impl Notifier {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sender::normalize;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_waiting() {
+        let (tx, mut rx) = mpsc::channel(2);
+        let queue = Queue { tx, stats: Arc::default(), log: Arc::new(OncePer::new(LOG_EVERY)) };
+        let alice = normalize("alice@example.com").expect("valid");
+        for _ in 0..5 {
+            queue.push(Event::unlock(0, &alice, "mx1"));
+        }
+        assert_eq!(queue.stats().dropped.load(Ordering::Relaxed), 3);
+        assert!(rx.try_recv().is_ok() && rx.try_recv().is_ok() && rx.try_recv().is_err());
+    }
+}

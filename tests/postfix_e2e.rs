@@ -37,16 +37,22 @@ fn counter(user: &str) -> String {
     format!("erl:{}:{user}", today())
 }
 
-fn config(env_db: &Mariadb, redis: &Redis, mode: &str) -> String {
+/// The admin who is told about locks, through the instance's own `sendmail`.
+const ADMIN: &str = "r5@local.test";
+
+fn config(env_db: &Mariadb, redis: &Redis, mail: &MailServer, mode: &str) -> String {
     format!(
         "mode = \"{mode}\"\n\
          [listen]\nsocket_group = \"postfix\"\n\
+         [protect]\nmax_client_ips = 3\nlock = true\n\
+         [notify]\nadmin = [\"{ADMIN}\"]\nsendmail = \"/usr/sbin/sendmail -C {} -t -i\"\n\
          [[limits.mailbox]]\nemail = \"alice@{LOCAL}\"\ndaily = 3\n\
          [[limits.mailbox]]\nemail = \"frank@{LOCAL}\"\ndaily = 4\n\
          [[limits.mailbox]]\nemail = \"hana@{LOCAL}\"\nrates = [\"2/1h\"]\n\
          [redis]\nurl = \"{}\"\n\
          [database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n\
          [log]\nlevel = \"info,email_ratelimit=debug\"\n",
+        mail.config_dir().display(),
         redis.url(),
         env_db.url()
     )
@@ -96,6 +102,7 @@ fn postfix_end_to_end() {
         "Frank@Local.Test",
         "frank@local.test",
         "hana@local.test",
+        "ivan@local.test",
         IDN_LOGIN,
     ];
     let Some(redis) = Redis::start() else { return };
@@ -117,7 +124,8 @@ fn postfix_end_to_end() {
     let now = chrono::Local::now();
     std::fs::write(&clock, now.timestamp().to_string()).expect("clock");
     let clock_env = [("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))];
-    let daemon = Daemon::start_at_with(mail.policy_socket(), &config(&db, &redis, "enforce"), &clock_env);
+    let daemon =
+        Daemon::start_at_with(mail.policy_socket(), &config(&db, &redis, &mail, "enforce"), &clock_env);
     daemon.wait_log("limits loaded from database: global=10 default_mailbox=50 mailbox_caps=5", 1);
     let mut env = Env { mail, redis, db, daemon };
 
@@ -178,7 +186,7 @@ fn postfix_end_to_end() {
     assert_eq!(env.get("global"), Some(8), "nothing counted");
 
     eprintln!("5. log-only mode");
-    env.daemon.write_config(&config(&env.db, &env.redis, "log-only"));
+    env.daemon.write_config(&config(&env.db, &env.redis, &env.mail, "log-only"));
     env.daemon.signal(Signal::SIGHUP);
     env.daemon.wait_log("reloaded: mode=log-only", 1);
     let sent = env.send("alice@local.test", &[rcpt(REMOTE, 4), rcpt(REMOTE, 5)]);
@@ -188,7 +196,7 @@ fn postfix_end_to_end() {
     env.mail.wait_delivered(&rcpt(REMOTE, 5), 1);
     assert_eq!(env.get("alice@local.test"), Some(5), "log-only counts");
     assert_eq!(env.redis.violations()[0]["enforced"].as_bool(), Some(false));
-    env.daemon.write_config(&config(&env.db, &env.redis, "enforce"));
+    env.daemon.write_config(&config(&env.db, &env.redis, &env.mail, "enforce"));
     env.daemon.signal(Signal::SIGHUP);
     env.daemon.wait_log("reloaded: mode=enforce", 1);
 
@@ -271,6 +279,43 @@ fn postfix_end_to_end() {
     env.assert_deferred(&sent, "hana@local.test: Your hourly limit of 2 messages reached");
     let hourly = format!("erl:{}/1h:hana@local.test", now.format("%Y-%m-%dT%H00"));
     assert_eq!(env.redis.get(&hourly), Some(2), "nothing counted for the refused message");
+    env.mail.wait_queue_empty();
+
+    eprintln!("12. a stolen account: one login from 4 SMTP clients");
+    let ivan = "ivan@local.test";
+    let from =
+        |ip: &str| env.mail.send_via(env.mail.submission, Some(ivan), ivan, &[rcpt(REMOTE, 1)], Some(ip));
+    for ip in ["127.0.0.1", "127.0.0.2", "127.0.0.3"] {
+        let sent = from(ip);
+        env.assert_counted(&sent, ivan);
+    }
+    let locked = "ivan@local.test: Sending is suspended for this account, contact your administrator";
+    let sent = from("127.0.0.4");
+    eprintln!("  ivan@local.test from 127.0.0.4: {}", sent.reply);
+    env.assert_deferred(&sent, locked);
+    env.assert_deferred(&from("127.0.0.1"), locked);
+    env.daemon.wait_log(
+        "erl lock user=ivan@local.test by=auto reason=\"4 client addresses today\" client=127.0.0.4",
+        1,
+    );
+    assert_eq!(env.get(ivan), Some(3));
+    // The admin's mail, submitted through the instance's real sendmail and delivered.
+    let mail = wait_for("the lock's mail in the admin's Maildir", Duration::from_secs(30), || {
+        env.mail
+            .delivered_texts(ADMIN)
+            .into_iter()
+            .find(|m| m.contains("Subject: ivan@local.test locked: 4 client addresses today"))
+    });
+    assert!(
+        mail.contains("Auto-Submitted: auto-generated")
+            && mail.contains("email-ratelimit unlock ivan@local.test")
+    );
+    let suspect = env.mail.delivered_texts(ADMIN).into_iter().filter(|m| m.contains("is a suspect")).count();
+    assert_eq!(suspect, 1, "the suspect's mail too, once");
+    let (ok, out) = env.daemon.admin(&["unlock", ivan]);
+    assert!(ok && out.contains("notified"), "{out}");
+    let sent = from("127.0.0.4");
+    env.assert_counted(&sent, ivan);
     env.mail.wait_queue_empty();
 }
 

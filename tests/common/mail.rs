@@ -121,6 +121,15 @@ impl MailServer {
         std::fs::read_dir(self.maildir(address)).map(|d| d.count()).unwrap_or(0)
     }
 
+    /// The messages delivered to `address` so far.
+    pub fn delivered_texts(&self, address: &str) -> Vec<String> {
+        std::fs::read_dir(self.maildir(address))
+            .map(|d| {
+                d.filter_map(Result::ok).filter_map(|e| std::fs::read_to_string(e.path()).ok()).collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Waits until `address` holds `count` messages.
     pub fn wait_delivered(&self, address: &str, count: usize) {
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -179,7 +188,22 @@ impl MailServer {
 
     /// Sends one message with swaks. `login` authenticates (submission port) when set.
     pub fn send(&self, port: u16, login: Option<&str>, from: &str, to: &[String]) -> Sent {
+        self.send_via(port, login, from, to, None)
+    }
+
+    /// As [`Self::send`], from the local address `local` (`127.0.0.2`...): another SMTP client.
+    pub fn send_via(
+        &self,
+        port: u16,
+        login: Option<&str>,
+        from: &str,
+        to: &[String],
+        local: Option<&str>,
+    ) -> Sent {
         let mut cmd = Command::new("swaks");
+        if let Some(ip) = local {
+            cmd.args(["--local-interface", ip]);
+        }
         cmd.args(["--server", &format!("127.0.0.1:{port}"), "--from", from, "--to", &to.join(",")])
             .args(["--helo", "client.test", "--timeout", "60", "--header", "Subject: e2e"])
             .args(["--body", "A message from the email-ratelimit end-to-end suite."]);

@@ -60,6 +60,10 @@ fn a_sender_from_too_many_addresses_is_locked_on_every_server_until_unlocked() {
     );
     let (_, status) = mx1.admin(&["status", EVE]);
     assert!(status.contains("locked:      yes, locked "), "{status}");
+    assert!(
+        status.contains("addresses:   4 SMTP client addresses today (protect.max_client_ips = 3)"),
+        "{status}"
+    );
 
     let (ok, out) = mx2.admin(&["unlock", EVE]);
     assert!(ok && out.starts_with("unlocked eve@example.com (locked "), "{out}");

@@ -96,9 +96,9 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             rows.push(Row { scope, window, used, limit });
         }
     }
-    let lock = match &subject {
-        Subject::Mailbox(m) => store.lock_value(m).await?,
-        Subject::Domain(_) => None,
+    let (lock, client_ips) = match &subject {
+        Subject::Mailbox(m) => (store.lock_value(m).await?, Some(store.client_ips(m, at.day()).await?)),
+        Subject::Domain(_) => (None, None),
     };
     let locked = lock.is_some();
     if json_out {
@@ -118,6 +118,13 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     let _ = writeln!(out, "date:        {}", at.day());
     let day_used = rows.first().map_or(0, |r| r.used);
     let _ = writeln!(out, "sent today:  {day_used}");
+    if let Some(n) = client_ips {
+        let _ = writeln!(
+            out,
+            "addresses:   {n} SMTP client addresses today (protect.max_client_ips = {})",
+            config.protect.max_client_ips
+        );
+    }
     if exempt {
         let _ = writeln!(out, "exempt:      yes (never deferred)");
     }

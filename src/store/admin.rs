@@ -124,6 +124,21 @@ impl AdminStore {
         Ok(())
     }
 
+    /// How many distinct SMTP client addresses the sender used on `day` (0 when unreadable).
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn client_ips(&mut self, sender: &Mailbox, day: NaiveDate) -> Result<u64, StoreError> {
+        let n: redis::RedisResult<u64> =
+            redis::cmd("PFCOUNT").arg(self.keys.ips(day, sender)).query_async(&mut self.conn).await;
+        match n {
+            Ok(n) => Ok(n),
+            // A server's error reply (a key that is not a HyperLogLog): nothing countable.
+            Err(e) if e.code().is_some() => Ok(0),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The sender's lock (`<prefix>:lock:<email>`), if it is locked.
     ///
     /// # Errors

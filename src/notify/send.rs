@@ -74,8 +74,22 @@ pub async fn webhook(client: &reqwest::Client, url: &str, body: String) -> Resul
         match sent {
             Ok(r) if r.status().is_success() => return Ok(()),
             Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = e.without_url().to_string(),
+            Err(e) => last = chain(&e.without_url()),
         }
     }
     Err(format!("{} after 3 tries: {last}", crate::config::redact(url)))
+}
+
+/// An error with its causes: `error sending request: operation timed out`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let more = s.to_string();
+        if !text.contains(&more) {
+            text = format!("{text}: {more}");
+        }
+        source = s.source();
+    }
+    text
 }

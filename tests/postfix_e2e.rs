@@ -45,17 +45,42 @@ fn config(env_db: &Mariadb, redis: &Redis, mail: &MailServer, mode: &str) -> Str
         "mode = \"{mode}\"\n\
          [listen]\nsocket_group = \"postfix\"\n\
          [protect]\nmax_client_ips = 3\nlock = true\n\
-         [notify]\nadmin = [\"{ADMIN}\"]\nsendmail = \"/usr/sbin/sendmail -C {} -t -i\"\n\
+         [notify]\nadmin = [\"{ADMIN}\"]\nsendmail = \"{} -t -i\"\n\
          [[limits.mailbox]]\nemail = \"alice@{LOCAL}\"\ndaily = 3\n\
          [[limits.mailbox]]\nemail = \"frank@{LOCAL}\"\ndaily = 4\n\
          [[limits.mailbox]]\nemail = \"hana@{LOCAL}\"\nrates = [\"2/1h\"]\n\
          [redis]\nurl = \"{}\"\n\
          [database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n\
          [log]\nlevel = \"info,email_ratelimit=debug\"\n",
-        mail.config_dir().display(),
+        sendmail_as_the_unit(mail).display(),
         redis.url(),
         env_db.url()
     )
+}
+
+/// The instance's real `sendmail`, run the way the hardened unit with `systemd/sendmail.conf`
+/// runs it: an unprivileged user, no_new_privs (so postdrop's set-gid does nothing), and the
+/// drop-in's supplementary group postdrop. (`MAIL_CONFIG` names the test instance: `-C` is for
+/// root only.)
+fn sendmail_as_the_unit(mail: &MailServer) -> std::path::PathBuf {
+    let drop_in = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/sendmail.conf"))
+        .expect("the drop-in");
+    let group = drop_in
+        .lines()
+        .find_map(|l| l.strip_prefix("SupplementaryGroups="))
+        .expect("SupplementaryGroups in the drop-in");
+    let path = mail.root().join("sendmail-as-the-unit");
+    std::fs::write(
+        &path,
+        format!(
+            "#!/bin/sh\nexport MAIL_CONFIG={}\nexec setpriv --no-new-privs --reuid=nobody --regid=nogroup \
+             --groups={group} /usr/sbin/sendmail \"$@\"\n",
+            mail.config_dir().display()
+        ),
+    )
+    .expect("write the wrapper");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    path
 }
 
 impl Env {
@@ -299,7 +324,8 @@ fn postfix_end_to_end() {
         1,
     );
     assert_eq!(env.get(ivan), Some(3));
-    // The admin's mail, submitted through the instance's real sendmail and delivered.
+    // The admin's mail, submitted through the instance's real sendmail (as the hardened unit
+    // runs it) and delivered.
     let mail = wait_for("the lock's mail in the admin's Maildir", Duration::from_secs(30), || {
         env.mail
             .delivered_texts(ADMIN)

@@ -119,15 +119,16 @@ impl Event {
     /// The sender was locked (`by` = `auto` or `admin`).
     #[must_use]
     pub fn lock(ts: i64, sender: &Mailbox, by: &str, reason: &str, ip: Option<&str>, server: &str) -> Self {
-        let reason = if by == "admin" && reason.is_empty() {
-            "by the administrator".into()
-        } else {
-            reason.to_owned()
+        // The webhook has no `by`: an administrator's lock says so in its reason.
+        let reason = match (by, reason) {
+            ("admin", "") => "admin".to_owned(),
+            ("admin", r) => format!("admin: {r}"),
+            (_, r) => r.to_owned(),
         };
         Self {
             scope: Some("mailbox"),
             ip: ip.map(str::to_owned),
-            reason: Some(if by == "admin" { format!("admin: {reason}") } else { reason }),
+            reason: Some(reason),
             tells_sender: true,
             ..Self::new(Kind::Lock, ts, sender, server)
         }
@@ -238,6 +239,10 @@ mod tests {
         assert_eq!(
             Event::lock(0, &alice, "admin", "phishing", None, "mx1").headline(),
             "alice@example.com locked: admin: phishing"
+        );
+        assert_eq!(
+            Event::lock(0, &alice, "admin", "", None, "mx1").headline(),
+            "alice@example.com locked: admin"
         );
         assert_eq!(Event::unlock(0, &alice, "mx1").headline(), "alice@example.com unlocked");
     }

@@ -16,6 +16,7 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::caps::{CapTable, CapTableBuilder};
+use super::window::{Rate, Window};
 use crate::config::DatabaseSettings;
 use crate::sender;
 
@@ -166,7 +167,7 @@ impl RawRows {
         let mut rejected = 0usize;
         for &(start, end, daily) in &self.rows {
             match sender::normalize(&self.text[start..end]) {
-                Ok(m) if builder.push(&m, daily) => {}
+                Ok(m) if builder.push(&m, daily.map(|limit| Rate { limit, window: Window::Day })) => {}
                 _ => rejected += 1,
             }
         }

@@ -13,7 +13,7 @@ use std::fmt;
 use std::sync::Arc;
 
 pub use cache::LimitsCache;
-pub use caps::{CapTable, Daily};
+pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 pub use resolve::MailboxCaps;
 
@@ -160,7 +160,7 @@ mod tests {
         assert_eq!(file_only.origin, Origin::ConfigFile);
 
         let mut table = caps::CapTableBuilder::default();
-        table.push(&mb("c@x.org"), Some(3));
+        table.push(&mb("c@x.org"), Some(window::Rate { limit: 3, window: window::Window::Day }));
         table.push(&mb("d@x.org"), None);
         let db = DatabaseLimits {
             global: Some(500),

@@ -82,10 +82,10 @@ impl Limits {
         let c = &self.compiled;
         let entry = c.mailboxes.get(mailbox);
         let exempt = entry.is_some_and(|e| e.1);
-        let caps: Option<&[(Window, Cap)]> = if let Some(daily) = self.db_caps.get(mailbox) {
+        let caps: Option<&[(Window, Cap)]> = if let Some(cap) = self.db_caps.get(mailbox) {
             // The database's cap replaces the file's for this mailbox.
             return MailboxCaps {
-                caps: daily.map_or_else(|| c.defaults.clone(), |d| vec![(Window::Day, Cap::Enforced(d))]),
+                caps: cap.map_or_else(|| c.defaults.clone(), |r| vec![(r.window, Cap::Enforced(r.limit))]),
                 exempt,
                 listed: true,
             };
@@ -200,7 +200,7 @@ mod tests {
     fn the_database_replaces_the_file_for_its_mailboxes() {
         let config = from_toml(CONFIG).expect("valid").limits;
         let mut table = CapTableBuilder::default();
-        table.push(&mb("own@example.com"), Some(7));
+        table.push(&mb("own@example.com"), Some(Rate { limit: 7, window: Window::Day }));
         table.push(&mb("other@example.com"), None);
         let db = DatabaseLimits {
             global: Some(5000),

@@ -12,8 +12,9 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::caps::CapTableBuilder;
-use super::{Daily, DatabaseLimits};
-use crate::config::DatabaseSettings;
+use super::window::{Rate, Window};
+use super::{DatabaseLimits, DbCap};
+use crate::config::{DatabaseSettings, MAX_CAP};
 use crate::sender;
 
 const VERSION: u32 = 1;
@@ -39,7 +40,24 @@ struct File {
     global: Option<u64>,
     default_mailbox: Option<u64>,
     fingerprint: u64,
-    mailboxes: Vec<(String, Daily)>,
+    /// `null`: the default caps; a cap as `"N/<window>"`, or a number of a day (first files).
+    mailboxes: Vec<(String, Option<SavedCap>)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SavedCap {
+    Daily(u64),
+    Rate(String),
+}
+
+impl SavedCap {
+    fn read(&self) -> Result<Rate, String> {
+        match self {
+            Self::Daily(limit) => Ok(Rate { limit: *limit, window: Window::Day }),
+            Self::Rate(text) => Rate::parse(text, MAX_CAP),
+        }
+    }
 }
 
 /// What identifies the database a cache file belongs to.
@@ -75,9 +93,11 @@ pub fn load(path: &Path, settings: &DatabaseSettings) -> Result<Option<(Database
         return Err(SavedError::OtherSource { path: path.to_owned(), found: file.source });
     }
     let mut builder = CapTableBuilder::with_capacity(file.mailboxes.len());
-    for (email, daily) in &file.mailboxes {
+    for (email, cap) in &file.mailboxes {
         let mailbox = sender::normalize(email).map_err(|e| format(format!("{email:?}: {e}")))?;
-        builder.push(&mailbox, *daily);
+        let cap: DbCap =
+            cap.as_ref().map(SavedCap::read).transpose().map_err(|e| format(format!("{email}: {e}")))?;
+        builder.push(&mailbox, cap);
     }
     let limits = DatabaseLimits {
         global: file.global,
@@ -107,7 +127,11 @@ pub fn save(
         global: limits.global,
         default_mailbox: limits.default_mailbox,
         fingerprint: limits.fingerprint,
-        mailboxes: limits.mailboxes.iter().map(|(e, d)| (e.to_owned(), d)).collect(),
+        mailboxes: limits
+            .mailboxes
+            .iter()
+            .map(|(e, cap)| (e.to_owned(), cap.map(|r| SavedCap::Rate(r.to_string()))))
+            .collect(),
     };
     let text = serde_json::to_vec(&file).map_err(|e| io(std::io::Error::other(e)))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -145,8 +169,9 @@ mod tests {
 
     fn limits() -> DatabaseLimits {
         let mut b = CapTableBuilder::default();
-        b.push(&normalize("a@x.org").expect("valid"), Some(3));
+        b.push(&normalize("a@x.org").expect("valid"), Some(Rate { limit: 3, window: Window::Day }));
         b.push(&normalize("b@xn--bcher-kva.example").expect("valid"), None);
+        b.push(&normalize("c@x.org").expect("valid"), Some(Rate { limit: 20, window: Window::HOUR }));
         DatabaseLimits {
             global: Some(5000),
             default_mailbox: None,
@@ -187,6 +212,21 @@ mod tests {
             load(&path, &settings("mysql://erl:pw@localhost/a")),
             Err(SavedError::Format { .. })
         ));
+    }
+
+    #[test]
+    fn a_file_with_daily_numbers_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("limits.json");
+        let s = settings("mysql://erl:pw@localhost/a");
+        let text = serde_json::json!({"version": 1, "source": source(&s), "saved": 5, "global": 100,
+            "default_mailbox": null, "fingerprint": 1, "mailboxes": [["a@x.org", 7], ["b@x.org", null], ["c@x.org", "5/15m"]]});
+        std::fs::write(&path, text.to_string()).expect("write");
+        let (back, _) = load(&path, &s).expect("load").expect("present");
+        let get = |m: &str| back.mailboxes.get(&normalize(m).expect("valid"));
+        assert_eq!(get("a@x.org"), Some(Some(Rate { limit: 7, window: Window::Day })));
+        assert_eq!(get("b@x.org"), Some(None));
+        assert_eq!(get("c@x.org").flatten().map(|r| r.to_string()), Some("5/15m".into()));
     }
 
     #[test]

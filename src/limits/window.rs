@@ -48,6 +48,16 @@ impl Window {
         }
     }
 
+    /// The window of `minutes` (1440: the day), if it is one.
+    #[must_use]
+    pub fn from_minutes(minutes: u32) -> Option<Self> {
+        match u16::try_from(minutes) {
+            Ok(DAY_MINUTES) => Some(Self::Day),
+            Ok(m) if m > 0 && m < DAY_MINUTES && DAY_MINUTES.is_multiple_of(m) => Some(Self::Minutes(m)),
+            _ => None,
+        }
+    }
+
     /// Length in minutes (a day counts 1440, its nominal length).
     #[must_use]
     pub fn minutes(self) -> u32 {

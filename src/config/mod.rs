@@ -188,9 +188,33 @@ pub struct RedisSettings {
     pub violations_max: u64,
 }
 
+/// Which tables the database's caps are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// v1: `er_global_ratelimit` and `er_mail_user_ratelimit` (or the configured queries).
+    #[default]
+    ErTables,
+    /// The ISPConfig extension's columns (`ISPCONFIG-ERL-COLUMNS.md`).
+    ErlColumns,
+}
+
+impl Layout {
+    /// The name used in the config file.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ErTables => "er-tables",
+            Self::ErlColumns => "erl-columns",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DatabaseSettings {
     pub url: String,
+    pub layout: Layout,
+    /// erl-columns: where the `email_ratelimit` table lives, when not in `url`'s database.
+    pub master_url: Option<String>,
     pub refresh: Duration,
     pub server_id: u32,
     pub timeout: Duration,

@@ -142,6 +142,8 @@ impl Default for RawRedis {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawDatabase {
     pub(super) url: String,
+    pub(super) layout: String,
+    pub(super) master_url: String,
     pub(super) refresh_secs: u64,
     pub(super) server_id: u32,
     pub(super) timeout_secs: u64,
@@ -154,6 +156,8 @@ impl Default for RawDatabase {
     fn default() -> Self {
         Self {
             url: String::new(),
+            layout: "er-tables".into(),
+            master_url: String::new(),
             refresh_secs: 60,
             server_id: 0,
             timeout_secs: 10,

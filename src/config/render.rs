@@ -123,8 +123,10 @@ impl Config {
         if let Some(d) = &self.database {
             let _ = writeln!(
                 o,
-                "\n[database]\nurl = {}\nrefresh_secs = {}\nserver_id = {}\ntimeout_secs = {}\ncache_file = {}\nglobal_query = {}\nmailbox_query = {}",
+                "\n[database]\nurl = {}\nlayout = {}\nmaster_url = {}\nrefresh_secs = {}\nserver_id = {}\ntimeout_secs = {}\ncache_file = {}\nglobal_query = {}\nmailbox_query = {}",
                 q(&redact(&d.url)),
+                q(d.layout.as_str()),
+                q(&d.master_url.as_deref().map(redact).unwrap_or_default()),
                 d.refresh.as_secs(),
                 d.server_id,
                 d.timeout.as_secs(),

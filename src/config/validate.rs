@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use super::raw::{RawConfig, RawDatabase, RawLimits, RawListen, RawLog, RawRedis};
 use super::{
-    Config, ConfigError, DatabaseSettings, DomainEntry, LimitSettings, ListenSettings, LogSettings, MAX_CAP,
-    MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, MailboxEntry, RedisSettings, SocketGroup, invalid,
-    protect,
+    Config, ConfigError, DatabaseSettings, DomainEntry, Layout, LimitSettings, ListenSettings, LogSettings,
+    MAX_CAP, MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, MailboxEntry, RedisSettings, SocketGroup,
+    invalid, protect,
 };
 use crate::clock::Zone;
 use crate::limits::window::{Rate, Window};
@@ -224,6 +224,38 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
     if !matches!(url.scheme(), "mysql" | "mariadb") {
         return Err(invalid("database.url", "must start with mysql:// or mariadb://"));
     }
+    let layout = match raw.layout.as_str() {
+        "er-tables" => Layout::ErTables,
+        "erl-columns" => Layout::ErlColumns,
+        other => {
+            return Err(invalid(
+                "database.layout",
+                format!("{other:?}: must be \"er-tables\" or \"erl-columns\""),
+            ));
+        }
+    };
+    if layout == Layout::ErlColumns && raw.server_id == 0 {
+        return Err(invalid(
+            "database.server_id",
+            "the erl-columns layout needs this server's id in ISPConfig (>= 1; server_id in /usr/local/ispconfig/server/lib/config.inc.php)",
+        ));
+    }
+    let master_url = if raw.master_url.is_empty() {
+        None
+    } else {
+        let u =
+            url::Url::parse(&raw.master_url).map_err(|e| invalid("database.master_url", e.to_string()))?;
+        if !matches!(u.scheme(), "mysql" | "mariadb") {
+            return Err(invalid("database.master_url", "must start with mysql:// or mariadb://"));
+        }
+        if layout != Layout::ErlColumns {
+            return Err(invalid(
+                "database.master_url",
+                "only the erl-columns layout reads a master database",
+            ));
+        }
+        Some(raw.master_url.replacen("mariadb://", "mysql://", 1))
+    };
     if raw.refresh_secs == 0 {
         return Err(invalid("database.refresh_secs", "must be at least 1"));
     }
@@ -239,6 +271,8 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
     Ok(DatabaseSettings {
         // sqlx only knows the mysql scheme; MariaDB speaks the same protocol.
         url: raw.url.replacen("mariadb://", "mysql://", 1),
+        layout,
+        master_url,
         refresh: Duration::from_secs(raw.refresh_secs),
         server_id: raw.server_id,
         timeout: Duration::from_secs(raw.timeout_secs),

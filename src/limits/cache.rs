@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::saved::{self, SavedError};
 use super::{DatabaseLimits, DatabaseSource, Fetched, Limits, LimitsError, Origin};
-use crate::config::LimitSettings;
+use crate::config::{Layout, LimitSettings};
 
 /// What is known of the database.
 struct DbState {
@@ -42,8 +42,9 @@ impl LimitsCache {
     #[must_use]
     pub fn new(config: LimitSettings, db: Option<DatabaseSource>) -> Self {
         let origin = if db.is_some() { Origin::Unknown } else { Origin::ConfigFile };
+        let layout = db.as_ref().map_or(Layout::ErTables, |d| d.settings().layout);
         Self {
-            current: ArcSwap::from_pointee(Limits::merged(&config, None, origin)),
+            current: ArcSwap::from_pointee(Limits::merged(&config, None, origin, layout)),
             config: Mutex::new(config),
             state: Mutex::new(DbState { last: None, origin, saved: None, save_failing: None }),
             db,
@@ -73,7 +74,8 @@ impl LimitsCache {
     fn rebuild(&self) {
         let config = lock(&self.config).clone();
         let state = lock(&self.state);
-        self.current.store(Arc::new(Limits::merged(&config, state.last.as_ref(), state.origin)));
+        let layout = self.db.as_ref().map_or(Layout::ErTables, |d| d.settings().layout);
+        self.current.store(Arc::new(Limits::merged(&config, state.last.as_ref(), state.origin, layout)));
     }
 
     /// Reads the cache file of the last good database read, unless the database has answered

@@ -26,6 +26,8 @@ pub struct DatabaseLimits {
     pub global: Option<u64>,
     pub default_mailbox: Option<u64>,
     pub mailboxes: Arc<CapTable>,
+    /// Aggregate caps of domains (all their senders together), normalized domain names.
+    pub domains: Vec<(String, Rate)>,
     /// A hash of everything read, to skip rebuilding when nothing changed.
     pub fingerprint: u64,
 }
@@ -178,6 +180,7 @@ impl RawRows {
             global: self.global,
             default_mailbox: self.default_mailbox,
             mailboxes: Arc::new(builder.build()),
+            domains: Vec::new(),
             fingerprint: self.fingerprint,
         }
     }

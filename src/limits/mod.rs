@@ -17,7 +17,7 @@ pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 pub use resolve::MailboxCaps;
 
-use crate::config::LimitSettings;
+use crate::config::{Layout, LimitSettings};
 
 /// Where the current set came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +89,9 @@ pub struct Limits {
     /// The database's (up to hundreds of thousands), shared between refreshes that only change
     /// the config file.
     db_caps: Arc<CapTable>,
+    /// The erl-columns layout has not been read yet: a mailbox the file does not cap may have a
+    /// database cap nobody knows yet (counted under an unknown cap, never deferred).
+    pending_mailboxes: bool,
     capped: usize,
     pub origin: Origin,
 }
@@ -97,23 +100,32 @@ impl Limits {
     /// The config file's limits alone.
     #[must_use]
     pub fn from_config(config: &LimitSettings) -> Self {
-        Self::merged(config, None, Origin::ConfigFile)
+        Self::merged(config, None, Origin::ConfigFile, Layout::ErTables)
     }
 
     /// The config file's limits overlaid with the database's (`db`, from a read or the cache
-    /// file): the database's server-wide and default caps win where it has them, and its opt-in
-    /// caps are added to (and override) the file's. A cap without its own number takes the
-    /// effective default. With [`Origin::Unknown`] the caps the database would provide (the
-    /// server-wide and the default per-mailbox cap) are [`Cap::Unknown`]; a file cap with its
-    /// own number stays enforced.
+    /// file, in `layout`): the database's server-wide and default caps win where it has them,
+    /// its mailbox caps are added to (and replace) the file's, its domain caps replace the
+    /// file's aggregate caps of those domains. A cap without its own number takes the effective
+    /// default. With [`Origin::Unknown`] the caps the layout would provide are [`Cap::Unknown`]:
+    /// er-tables' server-wide and default per-mailbox caps; erl-columns' caps of the mailboxes
+    /// the file does not cap. A file cap with its own number stays enforced.
     #[must_use]
-    pub fn merged(config: &LimitSettings, db: Option<&DatabaseLimits>, origin: Origin) -> Self {
-        let file = |n: u64| if origin == Origin::Unknown { Cap::Unknown } else { Cap::Enforced(n) };
+    pub fn merged(
+        config: &LimitSettings,
+        db: Option<&DatabaseLimits>,
+        origin: Origin,
+        layout: Layout,
+    ) -> Self {
+        let pending = origin == Origin::Unknown;
+        let file =
+            |n: u64| if pending && layout == Layout::ErTables { Cap::Unknown } else { Cap::Enforced(n) };
         let global = db.and_then(|d| d.global).map_or_else(|| file(config.global), Cap::Enforced);
         let default_mailbox =
             db.and_then(|d| d.default_mailbox).map_or_else(|| file(config.default_mailbox), Cap::Enforced);
         let db_caps = db.map(|d| d.mailboxes.clone()).unwrap_or_default();
-        let compiled = resolve::Compiled::new(config, global, default_mailbox);
+        let db_domains = db.map_or(&[][..], |d| d.domains.as_slice());
+        let compiled = resolve::Compiled::new(config, global, default_mailbox, db_domains);
         let capped = db_caps.len() + compiled.listed().filter(|m| db_caps.get(m).is_none()).count();
         Self {
             global,
@@ -121,6 +133,7 @@ impl Limits {
             max_recipients: config.max_recipients,
             compiled,
             db_caps,
+            pending_mailboxes: pending && layout == Layout::ErlColumns,
             capped,
             origin,
         }
@@ -166,9 +179,10 @@ mod tests {
             global: Some(500),
             default_mailbox: Some(20),
             mailboxes: Arc::new(table.build()),
+            domains: Vec::new(),
             fingerprint: 1,
         };
-        let merged = Limits::merged(&config, Some(&db), Origin::Database);
+        let merged = Limits::merged(&config, Some(&db), Origin::Database, Layout::ErTables);
         assert_eq!(merged.global, Cap::Enforced(500));
         assert_eq!(merged.mailbox_cap(&mb("a@x.org")), Some(Cap::Enforced(10)));
         assert_eq!(merged.mailbox_cap(&mb("b@x.org")), Some(Cap::Enforced(20)), "default from the database");
@@ -178,7 +192,10 @@ mod tests {
         assert_eq!(merged.origin, Origin::Database);
 
         let no_row = DatabaseLimits::default();
-        assert_eq!(Limits::merged(&config, Some(&no_row), Origin::Database).global, Cap::Enforced(999));
+        assert_eq!(
+            Limits::merged(&config, Some(&no_row), Origin::Database, Layout::ErTables).global,
+            Cap::Enforced(999)
+        );
     }
 
     #[test]
@@ -187,7 +204,7 @@ mod tests {
             mailboxes: vec![Entry::daily(mb("a@x.org"), Some(10)), Entry::daily(mb("b@x.org"), None)],
             ..LimitSettings::default()
         };
-        let pending = Limits::merged(&config, None, Origin::Unknown);
+        let pending = Limits::merged(&config, None, Origin::Unknown, Layout::ErTables);
         assert_eq!(pending.global, Cap::Unknown, "the database may raise the server cap");
         assert_eq!(pending.mailbox_cap(&mb("b@x.org")), Some(Cap::Unknown), "its default too");
         assert_eq!(pending.mailbox_cap(&mb("a@x.org")), Some(Cap::Enforced(10)), "only the file sets this");

@@ -45,13 +45,19 @@ fn ordered(first: Option<(Window, Cap)>, rates: &[Rate]) -> Caps {
 impl Compiled {
     /// `global` and `default_mailbox` are the effective daily caps (the database's, the
     /// file's, or unknown).
-    pub(super) fn new(config: &LimitSettings, global: Cap, default_mailbox: Cap) -> Self {
+    /// `db_domains`: the database's aggregate domain caps, which replace the file's.
+    pub(super) fn new(
+        config: &LimitSettings,
+        global: Cap,
+        default_mailbox: Cap,
+        db_domains: &[(String, Rate)],
+    ) -> Self {
         let mailboxes = config
             .mailboxes
             .iter()
             .map(|e| (e.mailbox.clone(), (e.caps.as_deref().map(|c| ordered(None, c)), e.exempt)))
             .collect();
-        let domains = config
+        let mut domains: HashMap<String, (Caps, Option<Caps>)> = config
             .domains
             .iter()
             .map(|d| {
@@ -61,6 +67,9 @@ impl Compiled {
                 )
             })
             .collect();
+        for (domain, rate) in db_domains {
+            domains.entry(domain.clone()).or_default().0 = ordered(None, &[*rate]);
+        }
         Self {
             server: ordered(Some((Window::Day, global)), &config.global_rates),
             defaults: ordered(Some((Window::Day, default_mailbox)), &config.default_mailbox_rates),
@@ -94,7 +103,14 @@ impl Limits {
         } else {
             mailbox.domain().and_then(|d| c.domains.get(d)).and_then(|d| d.1.as_deref())
         };
-        MailboxCaps { listed: caps.is_some(), caps: caps.map(<[_]>::to_vec).unwrap_or_default(), exempt }
+        match caps {
+            Some(caps) => MailboxCaps { listed: true, caps: caps.to_vec(), exempt },
+            // The database may cap it; nobody knows yet: counted, never deferred.
+            None if self.pending_mailboxes => {
+                MailboxCaps { listed: true, caps: vec![(Window::Day, Cap::Unknown)], exempt }
+            }
+            None => MailboxCaps { listed: false, caps: Vec::new(), exempt },
+        }
     }
 
     /// The mailbox's daily cap, or `None` when it has none (for logs and `status`).
@@ -121,6 +137,7 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+    use crate::config::Layout;
     use crate::config::from_toml;
     use crate::limits::caps::CapTableBuilder;
     use crate::limits::{DatabaseLimits, Origin};
@@ -206,9 +223,10 @@ mod tests {
             global: Some(5000),
             default_mailbox: Some(40),
             mailboxes: Arc::new(table.build()),
+            domains: Vec::new(),
             fingerprint: 1,
         };
-        let l = Limits::merged(&config, Some(&db), Origin::Database);
+        let l = Limits::merged(&config, Some(&db), Origin::Database, Layout::ErTables);
         assert_eq!(l.mailbox_caps(&mb("own@example.com")).caps, caps(&[("1d", 7)]));
         assert_eq!(
             l.mailbox_caps(&mb("other@example.com")).caps,
@@ -217,12 +235,52 @@ mod tests {
         );
         assert_eq!(l.server_caps(), caps(&[("1d", 5000), ("1h", 300), ("15m", 100)]));
         // Unknown until read: the database's caps are unknown, the file's own stay enforced.
-        let pending = Limits::merged(&config, None, Origin::Unknown);
+        let pending = Limits::merged(&config, None, Origin::Unknown, Layout::ErTables);
         assert_eq!(pending.server_caps()[0], (Window::Day, Cap::Unknown));
         assert_eq!(pending.server_caps()[1], (Window::HOUR, Cap::Enforced(300)));
         assert_eq!(
             pending.mailbox_caps(&mb("listed@example.com")).caps,
             vec![(Window::Day, Cap::Unknown), (Window::HOUR, Cap::Enforced(10))]
+        );
+    }
+
+    #[test]
+    fn erl_columns_caps_carry_windows_and_replace_the_files_domain_caps() {
+        let config = from_toml(CONFIG).expect("valid").limits;
+        let mut table = CapTableBuilder::default();
+        table.push(&mb("own@example.com"), Some(Rate { limit: 30, window: Window::Minutes(15) }));
+        table.push(&mb("panel@example.com"), Some(Rate { limit: 500, window: Window::HOUR }));
+        let db = DatabaseLimits {
+            mailboxes: Arc::new(table.build()),
+            domains: vec![("example.com".into(), Rate { limit: 900, window: Window::HOUR })],
+            ..DatabaseLimits::default()
+        };
+        let l = Limits::merged(&config, Some(&db), Origin::Database, Layout::ErlColumns);
+        assert_eq!(
+            l.mailbox_caps(&mb("own@example.com")).caps,
+            caps(&[("15m", 30)]),
+            "the database's, alone"
+        );
+        assert_eq!(l.mailbox_caps(&mb("panel@example.com")).caps, caps(&[("1h", 500)]));
+        assert_eq!(l.domain_caps("example.com"), caps(&[("1h", 900)]), "replaces the file's 2000/1d 500/1h");
+        assert_eq!(
+            l.domain_caps("xn--bcher-kva.example"),
+            caps(&[("1h", 50)]),
+            "other domains keep the file's"
+        );
+        assert_eq!(l.server_caps()[0], (Window::Day, Cap::Enforced(999)), "the server cap is the file's");
+        assert!(!l.mailbox_caps(&mb("stranger@elsewhere.org")).listed);
+        // Not read yet: the server and file caps are enforced; a mailbox the file does not cap
+        // is counted under an unknown cap (its panel cap may be anything).
+        let pending = Limits::merged(&config, None, Origin::Unknown, Layout::ErlColumns);
+        assert_eq!(pending.server_caps()[0], (Window::Day, Cap::Enforced(999)));
+        assert_eq!(
+            pending.mailbox_caps(&mb("own@example.com")).caps,
+            caps(&[("1d", 100), ("1h", 20), ("1m", 5)])
+        );
+        assert_eq!(
+            pending.mailbox_caps(&mb("stranger@elsewhere.org")).caps,
+            vec![(Window::Day, Cap::Unknown)]
         );
     }
 }

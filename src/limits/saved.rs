@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::caps::CapTableBuilder;
 use super::window::{Rate, Window};
 use super::{DatabaseLimits, DbCap};
-use crate::config::{DatabaseSettings, MAX_CAP};
+use crate::config::{DatabaseSettings, Layout, MAX_CAP};
 use crate::sender;
 
 const VERSION: u32 = 1;
@@ -42,6 +42,9 @@ struct File {
     fingerprint: u64,
     /// `null`: the default caps; a cap as `"N/<window>"`, or a number of a day (first files).
     mailboxes: Vec<(String, Option<SavedCap>)>,
+    /// Aggregate domain caps (erl-columns), `"N/<window>"`.
+    #[serde(default)]
+    domains: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -63,13 +66,21 @@ impl SavedCap {
 /// What identifies the database a cache file belongs to.
 #[must_use]
 pub fn source(settings: &DatabaseSettings) -> String {
-    format!(
-        "{} server_id={} global_query={:?} mailbox_query={:?}",
-        crate::config::redact(&settings.url),
-        settings.server_id,
-        settings.global_query,
-        settings.mailbox_query
-    )
+    match settings.layout {
+        Layout::ErTables => format!(
+            "{} server_id={} global_query={:?} mailbox_query={:?}",
+            crate::config::redact(&settings.url),
+            settings.server_id,
+            settings.global_query,
+            settings.mailbox_query
+        ),
+        Layout::ErlColumns => format!(
+            "{} server_id={} layout=erl-columns master={}",
+            crate::config::redact(&settings.url),
+            settings.server_id,
+            settings.master_url.as_deref().map_or_else(|| "-".into(), crate::config::redact)
+        ),
+    }
 }
 
 /// Reads the cache file; `Ok(None)` when there is none.
@@ -99,10 +110,18 @@ pub fn load(path: &Path, settings: &DatabaseSettings) -> Result<Option<(Database
             cap.as_ref().map(SavedCap::read).transpose().map_err(|e| format(format!("{email}: {e}")))?;
         builder.push(&mailbox, cap);
     }
+    let domains = file
+        .domains
+        .iter()
+        .map(|(d, r)| {
+            Rate::parse(r, MAX_CAP).map(|r| (d.clone(), r)).map_err(|e| format(format!("{d}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let limits = DatabaseLimits {
         global: file.global,
         default_mailbox: file.default_mailbox,
         mailboxes: Arc::new(builder.build()),
+        domains,
         fingerprint: file.fingerprint,
     };
     Ok(Some((limits, file.saved)))
@@ -132,6 +151,7 @@ pub fn save(
             .iter()
             .map(|(e, cap)| (e.to_owned(), cap.map(|r| SavedCap::Rate(r.to_string()))))
             .collect(),
+        domains: limits.domains.iter().map(|(d, r)| (d.clone(), r.to_string())).collect(),
     };
     let text = serde_json::to_vec(&file).map_err(|e| io(std::io::Error::other(e)))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
@@ -176,6 +196,7 @@ mod tests {
             global: Some(5000),
             default_mailbox: None,
             mailboxes: Arc::new(b.build()),
+            domains: vec![("example.com".into(), Rate { limit: 500, window: Window::HOUR })],
             fingerprint: 42,
         }
     }

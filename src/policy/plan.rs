@@ -179,7 +179,7 @@ mod tests {
 
     #[test]
     fn unknown_caps_are_counted_not_checked() {
-        let limits = Limits::merged(&settings(), None, Origin::Unknown);
+        let limits = Limits::merged(&settings(), None, Origin::Unknown, crate::config::Layout::ErTables);
         let plan = Plan::new(&limits, &normalize("z@x.org").expect("valid"), None);
         assert!(plan.caps.is_empty() && plan.unknown);
         assert_eq!(plan.counters.len(), 3);

@@ -297,3 +297,30 @@ fn protect_and_notify_settings_are_checked() {
         assert!(e.starts_with(key), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn the_erl_columns_layout_needs_a_server_id() {
+    let ok = from_toml("[database]\nurl = \"mysql://a@b/c\"\nlayout = \"erl-columns\"\nserver_id = 3\nmaster_url = \"mysql://m@master/dbispconfig\"")
+        .expect("valid");
+    let db = ok.database.expect("database");
+    assert_eq!(
+        (db.layout, db.server_id, db.master_url.as_deref()),
+        (Layout::ErlColumns, 3, Some("mysql://m@master/dbispconfig"))
+    );
+    assert_eq!(
+        from_toml("[database]\nurl = \"mysql://a@b/c\"").expect("valid").database.map(|d| d.layout),
+        Some(Layout::ErTables)
+    );
+    for (bad, key) in [
+        ("[database]\nurl = \"mysql://a@b/c\"\nlayout = \"erl-columns\"", "database.server_id"),
+        ("[database]\nurl = \"mysql://a@b/c\"\nlayout = \"columns\"", "database.layout"),
+        ("[database]\nurl = \"mysql://a@b/c\"\nmaster_url = \"mysql://m@master/x\"", "database.master_url"),
+        (
+            "[database]\nurl = \"mysql://a@b/c\"\nlayout = \"erl-columns\"\nserver_id = 1\nmaster_url = \"pg://x/y\"",
+            "database.master_url",
+        ),
+    ] {
+        let e = err(bad);
+        assert!(e.starts_with(key), "{bad:?}: {e}");
+    }
+}

@@ -16,8 +16,9 @@ use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlRow};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::caps::{CapTable, CapTableBuilder};
+use super::erl_columns;
 use super::window::{Rate, Window};
-use crate::config::DatabaseSettings;
+use crate::config::{DatabaseSettings, Layout};
 use crate::sender;
 
 /// What one successful read returned.
@@ -58,16 +59,26 @@ pub enum LimitsError {
 #[derive(Debug)]
 pub struct DatabaseSource {
     options: MySqlConnectOptions,
+    /// erl-columns: where `email_ratelimit` lives, when not in the main database.
+    master: Option<MySqlConnectOptions>,
     settings: DatabaseSettings,
+    /// The missing `email_ratelimit` table is logged once, not at every refresh.
+    said_missing: std::sync::atomic::AtomicBool,
 }
 
 impl DatabaseSource {
     /// # Errors
     /// When the URL cannot be parsed into connection options.
     pub fn new(settings: &DatabaseSettings) -> Result<Self, LimitsError> {
-        let options =
-            MySqlConnectOptions::from_str(&settings.url)?.log_statements(tracing::log::LevelFilter::Trace);
-        Ok(Self { options, settings: settings.clone() })
+        let open = |url: &str| {
+            MySqlConnectOptions::from_str(url).map(|o| o.log_statements(tracing::log::LevelFilter::Trace))
+        };
+        Ok(Self {
+            options: open(&settings.url)?,
+            master: settings.master_url.as_deref().map(open).transpose()?,
+            settings: settings.clone(),
+            said_missing: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// The settings it reads with.
@@ -83,6 +94,9 @@ impl DatabaseSource {
     /// # Errors
     /// [`LimitsError`] on any connection, query, timeout or column-type fault.
     pub async fn fetch(&self, previous: Option<u64>) -> Result<Fetched, LimitsError> {
+        if self.settings.layout == Layout::ErlColumns {
+            return self.fetch_columns(previous).await;
+        }
         let timeout = self.settings.timeout;
         let raw = tokio::time::timeout(timeout, self.fetch_raw())
             .await
@@ -94,6 +108,68 @@ impl DatabaseSource {
             .await
             .map_err(|e| LimitsError::Build(e.to_string()))
             .map(Fetched::New)
+    }
+
+    /// The erl-columns layout: the rows of this server, resolved off the request path.
+    async fn fetch_columns(&self, previous: Option<u64>) -> Result<Fetched, LimitsError> {
+        let timeout = self.settings.timeout;
+        let (rows, missing) = tokio::time::timeout(timeout, self.read_columns())
+            .await
+            .map_err(|_| LimitsError::Timeout(timeout.as_secs()))??;
+        let said = self.said_missing.swap(missing, std::sync::atomic::Ordering::Relaxed);
+        if missing && !said {
+            tracing::warn!(
+                "database: no table email_ratelimit{}: explicit limits skipped (logged once)",
+                if self.master.is_some() { " in the master database" } else { "" }
+            );
+        }
+        let fingerprint = rows.fingerprint();
+        if previous == Some(fingerprint) {
+            return Ok(Fetched::Unchanged);
+        }
+        tokio::task::spawn_blocking(move || {
+            let resolved = erl_columns::resolve(&rows);
+            if resolved.skipped > 0 {
+                tracing::warn!(
+                    "database: skipped {} rows with an unusable address or domain",
+                    resolved.skipped
+                );
+            }
+            let mut builder = CapTableBuilder::with_capacity(resolved.mailboxes.len());
+            for (mailbox, rate) in &resolved.mailboxes {
+                builder.push(mailbox, Some(*rate));
+            }
+            DatabaseLimits {
+                global: None,
+                default_mailbox: None,
+                mailboxes: Arc::new(builder.build()),
+                domains: resolved.domains,
+                fingerprint,
+            }
+        })
+        .await
+        .map_err(|e| LimitsError::Build(e.to_string()))
+        .map(Fetched::New)
+    }
+
+    async fn read_columns(&self) -> Result<(erl_columns::Rows, bool), LimitsError> {
+        let mut conn = MySqlConnection::connect_with(&self.options).await?;
+        let mut master = match &self.master {
+            Some(options) => match MySqlConnection::connect_with(options).await {
+                Ok(m) => Some(m),
+                Err(e) => {
+                    let _ = conn.close().await;
+                    return Err(e.into());
+                }
+            },
+            None => None,
+        };
+        let rows = erl_columns::read(&mut conn, master.as_mut(), self.settings.server_id).await;
+        let _ = conn.close().await;
+        if let Some(m) = master {
+            let _ = m.close().await;
+        }
+        rows
     }
 
     async fn fetch_raw(&self) -> Result<RawRows, LimitsError> {
@@ -191,7 +267,7 @@ fn positive(v: Option<u64>) -> Option<u64> {
     v.filter(|&n| n > 0)
 }
 
-fn int_column(row: &MySqlRow, i: usize) -> Result<Option<u64>, LimitsError> {
+pub(super) fn int_column(row: &MySqlRow, i: usize) -> Result<Option<u64>, LimitsError> {
     if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
         return Ok(v);
     }

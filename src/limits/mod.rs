@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod caps;
 pub mod database;
+pub mod erl_columns;
 mod resolve;
 pub mod saved;
 pub mod window;

@@ -1,0 +1,51 @@
+//! Several mail servers, one Redis: two daemons (two `server_name`s) on one real
+//! `redis-server` enforce one exact shared cap under 2 x 32 connections, and a raise written
+//! by one server's admin command applies on both.
+
+mod common;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use common::{Daemon, Redis, defer_user, eom, key, redis_daemon};
+
+const HOT: &str = "hot@example.com";
+
+#[test]
+fn two_servers_share_one_exact_cap() {
+    let Some(redis) = Redis::start() else { return };
+    let cap = format!("[[limits.mailbox]]\nemail = \"{HOT}\"\ndaily = 100\n");
+    let servers = [
+        redis_daemon(&redis, &format!("server_name = \"mx1\"\n{cap}")),
+        redis_daemon(&redis, &format!("server_name = \"mx2\"\n{cap}")),
+    ];
+    let accepted = [AtomicU64::new(0), AtomicU64::new(0)];
+    std::thread::scope(|s| {
+        for t in 0..64 {
+            let (d, accepted): (&Daemon, &AtomicU64) = (&servers[t % 2], &accepted[t % 2]);
+            let mut c = d.connect();
+            s.spawn(move || {
+                for _ in 0..5 {
+                    if c.ask(&eom(HOT, 1)) == "DUNNO" {
+                        accepted.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let (one, two) = (accepted[0].load(Ordering::Relaxed), accepted[1].load(Ordering::Relaxed));
+    assert_eq!(one + two, 100, "mx1 accepted {one}, mx2 {two}");
+    assert!(one > 0 && two > 0, "both servers took part: {one} + {two}");
+    assert_eq!(redis.get(&key(HOT)), Some(100));
+    // Each refusal names the server that refused.
+    let v = redis.violations();
+    assert_eq!(v.len(), 220);
+    for name in ["mx1", "mx2"] {
+        assert!(v.iter().any(|r| r["server"] == name), "no refusal recorded by {name}");
+    }
+    // A raise written through one server's admin command applies on both.
+    let (ok, out) = servers[1].admin(&["raise", HOT, "102/1d", "--for", "1h"]);
+    assert!(ok, "{out}");
+    assert_eq!(servers[0].send(HOT, 1), "DUNNO");
+    assert_eq!(servers[1].send(HOT, 1), "DUNNO");
+    assert_eq!(servers[0].send(HOT, 1), defer_user(HOT, 102));
+}

@@ -92,8 +92,29 @@ fn the_panels_caps_reach_the_daemon_with_their_windows() {
     // Another server's rows (2 = mx2) are not ours; an inbound-only row does nothing.
     assert_eq!(until_refused(&d, "away@other.test", 5).0, 5);
     assert_eq!(until_refused(&d, "in@plain.test", 5).0, 5, "not a mailbox, inbound row only: uncapped");
+    // status says where each cap comes from.
     let (_, status) = d.admin(&["status", "own@free.test"]);
-    assert!(status.contains("1d") && status.contains("4"), "{status}");
+    assert!(
+        status.contains("mailbox    1d: 4 used, cap 4 (remaining 0) (from: database (erl-columns))"),
+        "{status}"
+    );
+    assert!(status.contains("server     1d: ") && status.contains("cap 100000 (remaining"), "{status}");
+    assert!(
+        status.lines().any(|l| l.starts_with("server") && l.ends_with("(from: config file)")),
+        "{status}"
+    );
+    let (_, json) = d.admin(&["status", "--json", "b@agg.test"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    let domain =
+        v["caps"].as_array().expect("caps").iter().find(|c| c["scope"] == "domain" && c["window"] == "1h");
+    assert_eq!(
+        domain.map(|c| c["source"].clone()),
+        Some(serde_json::json!("database (erl-columns)")),
+        "{json}"
+    );
+    let (_, raised) = d.admin(&["raise", "own@free.test", "9/1d", "--for", "1h"]);
+    let (_, status) = d.admin(&["status", "own@free.test"]);
+    assert!(status.contains("cap 9 (remaining 5) (from: raise)"), "{raised}{status}");
 
     // A change in the panel, picked up without a restart.
     db.sql(&format!("UPDATE {DB}.mail_user SET erl_limit_mode = 'custom', erl_out_limit = 1, erl_out_interval = 60 WHERE email = 'free@free.test'"));

@@ -33,6 +33,8 @@ struct ScopeCaps<'a> {
     scope: &'static str,
     caps: Vec<(Window, Cap)>,
     who: Who<'a>,
+    /// Where each window's cap comes from.
+    source: Box<dyn Fn(Window) -> String + 'a>,
 }
 
 /// One row of `status`.
@@ -41,6 +43,7 @@ struct Row {
     window: Window,
     used: u64,
     limit: Option<Cap>,
+    source: String,
 }
 
 /// Every applicable cap of a sender or domain, with used / limit / remaining; its lock and raise.
@@ -60,31 +63,48 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         Subject::Mailbox(m) => {
             raise = store.raise(m).await?;
             let mut caps = limits.mailbox_caps(m);
+            let mut from = limits.describe(caps.source);
             if let Some(rates) = raise.as_ref().and_then(|(r, _)| parse_caps(r).ok()) {
                 caps.caps = rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
                 caps.caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
+                from = "raise".into();
             }
-            scopes.push(ScopeCaps { scope: "mailbox", caps: caps.caps, who: Who::Mailbox(m) });
+            scopes.push(ScopeCaps {
+                scope: "mailbox",
+                caps: caps.caps,
+                who: Who::Mailbox(m),
+                source: Box::new(move |_| from.clone()),
+            });
             if let Some(d) = m.domain() {
+                let from = limits.describe(limits.domain_source(d));
                 scopes.push(ScopeCaps {
                     scope: "domain",
                     caps: limits.domain_caps(d).to_vec(),
                     who: Who::Domain(d),
+                    source: Box::new(move |_| from.clone()),
                 });
             }
             (m.to_string(), caps.exempt)
         }
         Subject::Domain(d) => {
+            let from = limits.describe(limits.domain_source(d));
             scopes.push(ScopeCaps {
                 scope: "domain",
                 caps: limits.domain_caps(d).to_vec(),
                 who: Who::Domain(d),
+                source: Box::new(move |_| from.clone()),
             });
             (format!("@{d}"), false)
         }
     };
-    scopes.push(ScopeCaps { scope: "server", caps: limits.server_caps().to_vec(), who: Who::Server });
-    for ScopeCaps { scope, caps, who } in scopes {
+    let server_limits = limits.clone();
+    scopes.push(ScopeCaps {
+        scope: "server",
+        caps: limits.server_caps().to_vec(),
+        who: Who::Server,
+        source: Box::new(move |w| server_limits.describe(server_limits.server_source(w))),
+    });
+    for ScopeCaps { scope, caps, who, source } in scopes {
         // The daily counter always, capped or not; then each window a cap uses.
         let mut windows: Vec<(Window, Option<Cap>)> = caps.iter().map(|(w, c)| (*w, Some(*c))).collect();
         if !windows.iter().any(|(w, _)| *w == Window::Day) {
@@ -93,7 +113,8 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         let list: Vec<Window> = windows.iter().map(|(w, _)| *w).collect();
         let values = store.values(at.local, &list, who).await?;
         for ((window, limit), used) in windows.into_iter().zip(values) {
-            rows.push(Row { scope, window, used, limit });
+            let source = if limit.is_some() { source(window) } else { String::new() };
+            rows.push(Row { scope, window, used, limit, source });
         }
     }
     let (lock, client_ips) = match &subject {
@@ -107,7 +128,8 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             .map(|r| {
                 let limit = r.limit.and_then(Cap::known);
                 json!({"scope": r.scope, "window": r.window.to_string(), "used": r.used,
-                       "limit": limit, "remaining": limit.map(|l| l.saturating_sub(r.used))})
+                       "limit": limit, "remaining": limit.map(|l| l.saturating_sub(r.used)),
+                       "source": (!r.source.is_empty()).then_some(&r.source)})
             })
             .collect();
         let raise = raise.as_ref().map(|(r, _)| r.split_whitespace().collect::<Vec<_>>());
@@ -142,7 +164,8 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             Some(Cap::Unknown) => "unknown until the database answers (counted, not enforced)".to_owned(),
             None => "none".to_owned(),
         };
-        let _ = writeln!(out, "{:<8} {:>4}: {} used, cap {cap}", r.scope, r.window.to_string(), r.used);
+        let from = if r.source.is_empty() { String::new() } else { format!(" (from: {})", r.source) };
+        let _ = writeln!(out, "{:<8} {:>4}: {} used, cap {cap}{from}", r.scope, r.window.to_string(), r.used);
     }
     if let Subject::Mailbox(m) = &subject {
         match limits.mailbox_cap(m) {

@@ -16,7 +16,7 @@ use std::sync::Arc;
 pub use cache::LimitsCache;
 pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
-pub use resolve::MailboxCaps;
+pub use resolve::{CapSource, MailboxCaps};
 
 use crate::config::{Layout, LimitSettings};
 
@@ -93,6 +93,10 @@ pub struct Limits {
     /// The erl-columns layout has not been read yet: a mailbox the file does not cap may have a
     /// database cap nobody knows yet (counted under an unknown cap, never deferred).
     pending_mailboxes: bool,
+    /// Whether the database gave the server's daily cap / the default per-mailbox cap.
+    db_global: bool,
+    db_default: bool,
+    layout: Layout,
     capped: usize,
     pub origin: Origin,
 }
@@ -135,6 +139,9 @@ impl Limits {
             compiled,
             db_caps,
             pending_mailboxes: pending && layout == Layout::ErlColumns,
+            db_global: db.is_some_and(|d| d.global.is_some()),
+            db_default: db.is_some_and(|d| d.default_mailbox.is_some()),
+            layout,
             capped,
             origin,
         }

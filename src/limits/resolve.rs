@@ -9,6 +9,17 @@ use super::{Cap, Limits};
 use crate::config::LimitSettings;
 use crate::sender::Mailbox;
 
+/// Where a cap comes from (for `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CapSource {
+    #[default]
+    ConfigFile,
+    /// The database's layout (or the cache file of its last good read).
+    Database,
+    /// The database decides it and has not been read yet.
+    NotRead,
+}
+
 /// A mailbox's caps.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailboxCaps {
@@ -18,6 +29,7 @@ pub struct MailboxCaps {
     pub exempt: bool,
     /// Whether it is capped at all (listed, or its domain caps its mailboxes).
     pub listed: bool,
+    pub source: CapSource,
 }
 
 /// Caps in the order they are checked.
@@ -32,6 +44,8 @@ pub(super) struct Compiled {
     mailboxes: HashMap<Mailbox, (Option<Caps>, bool)>,
     /// `[[limits.domain]]`: its aggregate caps and its mailboxes' caps, if it sets them.
     domains: HashMap<String, (Caps, Option<Caps>)>,
+    /// The domains whose aggregate caps are the database's.
+    db_domains: std::collections::HashSet<String>,
 }
 
 /// Enforced, longer windows first (the day before an hour before 15 minutes).
@@ -70,11 +84,13 @@ impl Compiled {
         for (domain, rate) in db_domains {
             domains.entry(domain.clone()).or_default().0 = ordered(None, &[*rate]);
         }
+        let db_domains = db_domains.iter().map(|(d, _)| d.clone()).collect();
         Self {
             server: ordered(Some((Window::Day, global)), &config.global_rates),
             defaults: ordered(Some((Window::Day, default_mailbox)), &config.default_mailbox_rates),
             mailboxes,
             domains,
+            db_domains,
         }
     }
 
@@ -94,6 +110,7 @@ impl Limits {
         let caps: Option<&[(Window, Cap)]> = if let Some(cap) = self.db_caps.get(mailbox) {
             // The database's cap replaces the file's for this mailbox.
             return MailboxCaps {
+                source: CapSource::Database,
                 caps: cap.map_or_else(|| c.defaults.clone(), |r| vec![(r.window, Cap::Enforced(r.limit))]),
                 exempt,
                 listed: true,
@@ -104,12 +121,25 @@ impl Limits {
             mailbox.domain().and_then(|d| c.domains.get(d)).and_then(|d| d.1.as_deref())
         };
         match caps {
-            Some(caps) => MailboxCaps { listed: true, caps: caps.to_vec(), exempt },
-            // The database may cap it; nobody knows yet: counted, never deferred.
-            None if self.pending_mailboxes => {
-                MailboxCaps { listed: true, caps: vec![(Window::Day, Cap::Unknown)], exempt }
+            Some(caps) => {
+                // A listed mailbox on the defaults takes the database's default when it has one.
+                let source = if caps.first().is_some_and(|(_, c)| *c == Cap::Unknown) {
+                    CapSource::NotRead
+                } else if entry.is_some_and(|e| e.0.is_none()) && self.db_default {
+                    CapSource::Database
+                } else {
+                    CapSource::ConfigFile
+                };
+                MailboxCaps { listed: true, caps: caps.to_vec(), exempt, source }
             }
-            None => MailboxCaps { listed: false, caps: Vec::new(), exempt },
+            // The database may cap it; nobody knows yet: counted, never deferred.
+            None if self.pending_mailboxes => MailboxCaps {
+                listed: true,
+                caps: vec![(Window::Day, Cap::Unknown)],
+                exempt,
+                source: CapSource::NotRead,
+            },
+            None => MailboxCaps { listed: false, caps: Vec::new(), exempt, source: CapSource::ConfigFile },
         }
     }
 
@@ -123,6 +153,35 @@ impl Limits {
     #[must_use]
     pub fn domain_caps(&self, domain: &str) -> &[(Window, Cap)] {
         self.compiled.domains.get(domain).map_or(&[], |d| d.0.as_slice())
+    }
+
+    /// Where a domain's aggregate caps come from.
+    #[must_use]
+    pub fn domain_source(&self, domain: &str) -> CapSource {
+        if self.compiled.db_domains.contains(domain) { CapSource::Database } else { CapSource::ConfigFile }
+    }
+
+    /// Where the server's cap over `window` comes from (the database gives at most the daily).
+    #[must_use]
+    pub fn server_source(&self, window: Window) -> CapSource {
+        match (window, self.global) {
+            (Window::Day, Cap::Unknown) => CapSource::NotRead,
+            (Window::Day, _) if self.db_global => CapSource::Database,
+            _ => CapSource::ConfigFile,
+        }
+    }
+
+    /// A cap source in words: `config file`, `database (erl-columns)`, ...
+    #[must_use]
+    pub fn describe(&self, source: CapSource) -> String {
+        match (source, self.origin) {
+            (CapSource::ConfigFile, _) => "config file".into(),
+            (CapSource::Database, super::Origin::CacheFile) => {
+                format!("database ({}), from the cache file of its last read", self.layout.as_str())
+            }
+            (CapSource::Database, _) => format!("database ({})", self.layout.as_str()),
+            (CapSource::NotRead, _) => "database, not read yet".into(),
+        }
     }
 
     /// The server's caps: `global` daily and `global_rates`, longer windows first.
@@ -234,10 +293,23 @@ mod tests {
             "database default"
         );
         assert_eq!(l.server_caps(), caps(&[("1d", 5000), ("1h", 300), ("15m", 100)]));
+        // Where each comes from, for `status`.
+        assert_eq!(l.mailbox_caps(&mb("own@example.com")).source, CapSource::Database);
+        assert_eq!(
+            l.mailbox_caps(&mb("listed@example.com")).source,
+            CapSource::Database,
+            "the database's default"
+        );
+        assert_eq!(l.server_source(Window::Day), CapSource::Database);
+        assert_eq!(l.server_source(Window::HOUR), CapSource::ConfigFile);
+        assert_eq!(l.describe(CapSource::Database), "database (er-tables)");
+        assert_eq!(limits(CONFIG).mailbox_caps(&mb("own@example.com")).source, CapSource::ConfigFile);
         // Unknown until read: the database's caps are unknown, the file's own stay enforced.
         let pending = Limits::merged(&config, None, Origin::Unknown, Layout::ErTables);
         assert_eq!(pending.server_caps()[0], (Window::Day, Cap::Unknown));
         assert_eq!(pending.server_caps()[1], (Window::HOUR, Cap::Enforced(300)));
+        assert_eq!(pending.server_source(Window::Day), CapSource::NotRead);
+        assert_eq!(pending.mailbox_caps(&mb("listed@example.com")).source, CapSource::NotRead);
         assert_eq!(
             pending.mailbox_caps(&mb("listed@example.com")).caps,
             vec![(Window::Day, Cap::Unknown), (Window::HOUR, Cap::Enforced(10))]

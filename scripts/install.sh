@@ -9,7 +9,7 @@
 #                          database account and Redis counters are left alone)
 #   install.sh status      what is installed, the mode, the hook, the service
 #   install.sh db-user     create a read-only MariaDB account (SELECT on the columns it reads,
-#                          never mail_user.password) and point the config's [database] url at it
+#                          never mail_user.password) and point the config's [database] at it
 #
 # Options:
 #   --root DIR             install under DIR instead of / (staging, tests); Postfix is left
@@ -22,6 +22,10 @@
 #   --mysql "CMD"          db-user: how to run SQL as a MariaDB admin (default: mariadb)
 #   --database NAME        db-user: ISPConfig's database (default: dbispconfig)
 #   --db-socket PATH       db-user: MariaDB's socket (default: /run/mysqld/mysqld.sock)
+#   --layout NAME          db-user: er-tables (default: the er_* tables of scripts/sql/schema.sql)
+#                          or erl-columns (the ISPConfig extension's columns; needs the server id)
+#   --server-id N          db-user, erl-columns: this server's id in ISPConfig (default: read from
+#                          /usr/local/ispconfig/server/lib/config.inc.php)
 #
 # Postfix is changed with postconf only, after a copy of main.cf and master.cf is saved under
 # /var/backups/email-ratelimit/. The hook goes into smtpd_end_of_data_restrictions before the
@@ -42,6 +46,8 @@ use_systemd=1
 mysql_cmd="mariadb"
 database="dbispconfig"
 db_socket="/run/mysqld/mysqld.sock"
+layout="er-tables"
+server_id=""
 command=""
 
 die() { echo "install.sh: $*" >&2; exit 1; }
@@ -56,7 +62,9 @@ while [ $# -gt 0 ]; do
     --mysql) mysql_cmd="${2:?--mysql needs a command}"; shift 2 ;;
     --database) database="${2:?--database needs a name}"; shift 2 ;;
     --db-socket) db_socket="${2:?--db-socket needs a path}"; shift 2 ;;
-    -h|--help) sed -n '2,30p' "$0"; exit 0 ;;
+    --layout) layout="${2:?--layout needs er-tables or erl-columns}"; shift 2 ;;
+    --server-id) server_id="${2:?--server-id needs a number}"; shift 2 ;;
+    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
     install|enforce|log-only|disable|uninstall|status|db-user)
       [ -z "$command" ] || die "one command at a time"; command="$1"; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
@@ -532,42 +540,85 @@ cmd_status() {
   echo "Next: journalctl -u email-ratelimit -f | grep erl"
 }
 
+# This server's id in ISPConfig: --server-id, else ISPConfig's own server config file.
+ispconfig_server_id() {
+  local file="$root/usr/local/ispconfig/server/lib/config.inc.php"
+  if [ -n "$server_id" ]; then echo "$server_id"; return; fi
+  [ -f "$file" ] || return 0
+  sed -n "s/^[[:space:]]*\\\$conf\['server_id'\][[:space:]]*=[[:space:]]*['\"]\{0,1\}\([0-9][0-9]*\).*/\1/p" "$file" | head -1
+}
+
+# The GRANTs of one layout: SELECT on exactly the columns the daemon reads.
+db_grants() {
+  local to="TO 'email_ratelimit'@'localhost'"
+  case "$layout" in
+    er-tables)
+      cat "$repo/scripts/sql/schema.sql"
+      echo "GRANT SELECT (server_id, global_limit, default_mailbox_limit) ON \`$database\`.er_global_ratelimit $to;"
+      echo "GRANT SELECT (mailuser_id, enabled, daily_limit) ON \`$database\`.er_mail_user_ratelimit $to;"
+      echo "GRANT SELECT (mailuser_id, email) ON \`$database\`.mail_user $to;"
+      ;;
+    erl-columns)
+      echo "GRANT SELECT (server_id, erl_enabled, erl_out_limit, erl_out_interval, erl_default_user_out) ON \`$database\`.server $to;"
+      echo "GRANT SELECT (server_id, domain, active, erl_limit_mode, erl_out_limit, erl_out_interval) ON \`$database\`.mail_domain $to;"
+      echo "GRANT SELECT (server_id, email, erl_limit_mode, erl_out_limit, erl_out_interval) ON \`$database\`.mail_user $to;"
+      # Only where the extension's table exists (on a slave it lives in the master database).
+      if [ "$($mysql_cmd -N -B -e "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$database' AND TABLE_NAME = 'email_ratelimit'")" = 1 ]; then
+        echo "GRANT SELECT (server_id, source, type, \`interval\`, \`limit\`, active) ON \`$database\`.email_ratelimit $to;"
+      fi
+      ;;
+  esac
+}
+
 cmd_db_user() {
   [ -f "$config" ] || die "$config not found: run install first"
-  local password sql tmp
+  case "$layout" in er-tables|erl-columns) ;; *) die "--layout must be er-tables or erl-columns" ;; esac
+  local password sql tmp sid=""
+  if [ "$layout" = erl-columns ]; then
+    sid="$(ispconfig_server_id)"
+    case "$sid" in ''|0|*[!0-9]*) die "this server's ISPConfig id is unknown: pass --server-id N (System > Server Services)" ;; esac
+  fi
   # The password travels only through pipes, the environment and files, never a command line
   # (every local user can read those in ps).
   password="$(head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24)"
-  # SELECT on exactly the columns the default queries read: never mail_user.password.
-  sql="$(cat "$repo/scripts/sql/schema.sql")
-CREATE USER IF NOT EXISTS 'email_ratelimit'@'localhost' IDENTIFIED BY '$password';
+  # SELECT on exactly the columns the daemon reads: never mail_user.password.
+  sql="$(db_grants)"
+  sql="CREATE USER IF NOT EXISTS 'email_ratelimit'@'localhost' IDENTIFIED BY '$password';
 ALTER USER 'email_ratelimit'@'localhost' IDENTIFIED BY '$password';
-GRANT SELECT (server_id, global_limit, default_mailbox_limit) ON \`$database\`.er_global_ratelimit TO 'email_ratelimit'@'localhost';
-GRANT SELECT (mailuser_id, enabled, daily_limit) ON \`$database\`.er_mail_user_ratelimit TO 'email_ratelimit'@'localhost';
-GRANT SELECT (mailuser_id, email) ON \`$database\`.mail_user TO 'email_ratelimit'@'localhost';"
+$sql"
   # shellcheck disable=SC2086
   printf 'USE `%s`;\n%s\n' "$database" "$sql" | $mysql_cmd
   tmp="$(mktemp "$config_dir/.config.toml.XXXXXX")"
-  ERL_URL="mysql://email_ratelimit:$password@localhost/$database?socket=$db_socket" awk '
-    BEGIN { url = "url = \"" ENVIRON["ERL_URL"] "\"" }
+  ERL_URL="mysql://email_ratelimit:$password@localhost/$database?socket=$db_socket" ERL_LAYOUT="$layout" ERL_SID="$sid" awk '
+    function settings() {
+      print "url = \"" ENVIRON["ERL_URL"] "\""
+      if (ENVIRON["ERL_LAYOUT"] == "erl-columns") {
+        print "layout = \"erl-columns\""
+        print "server_id = " ENVIRON["ERL_SID"]
+      }
+      done = 1
+    }
     /^\[/ {
-      if (in_db && !done) { print url; done = 1 }
+      if (in_db && !done) settings()
       in_db = ($0 == "[database]")
       print
       next
     }
-    in_db && /^url = / { if (!done) print url; done = 1; next }
+    in_db && /^(url|layout|server_id) = / { if (!done) settings(); next }
     { print }
     END {
-      if (in_db && !done) { print url; done = 1 }
-      if (!done) { print ""; print "[database]"; print url }
+      if (in_db && !done) settings()
+      if (!done) { print ""; print "[database]"; settings() }
     }
   ' "$config" > "$tmp"
   "$bin_path" check-config --quiet --config "$tmp" || { rm -f "$tmp"; die "the changed config does not validate; $config left as it was"; }
   cat "$tmp" > "$config"
   rm -f "$tmp"
-  say "created the MariaDB account email_ratelimit@localhost: SELECT on the columns it reads of $database.er_global_ratelimit, er_mail_user_ratelimit, mail_user (not mail_user.password)"
-  say "set [database] url in $config (password masked: $("$bin_path" check-config --config "$config" | grep '^url = "mysql' || true))"
+  case "$layout" in
+    er-tables) say "created the MariaDB account email_ratelimit@localhost: SELECT on the columns it reads of $database.er_global_ratelimit, er_mail_user_ratelimit, mail_user (not mail_user.password)" ;;
+    erl-columns) say "created the MariaDB account email_ratelimit@localhost: SELECT on the extension's columns of $database.server, mail_domain, mail_user (not mail_user.password) and email_ratelimit; server_id = $sid" ;;
+  esac
+  say "set [database] in $config (password masked: $("$bin_path" check-config --config "$config" | grep '^url = "mysql' || true))"
   echo "Next: reload the daemon (systemctl reload email-ratelimit) and look for 'limits loaded from database' in"
   echo "      journalctl -u email-ratelimit"
 }

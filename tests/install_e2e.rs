@@ -390,3 +390,74 @@ fn the_hook_goes_where_postfix_reaches_it() {
     assert!(ok && said.contains("Postfix not touched") && !said.contains("hooked"), "{said}");
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), unwritable);
 }
+
+/// `db-user --layout erl-columns` on an ISPConfig database with the extension: the server id
+/// from ISPConfig's own config file, SELECT on exactly the columns the daemon reads (the
+/// daemon's own queries run as that account; `mail_user.password` does not), and a config that
+/// validates.
+#[test]
+fn db_user_for_the_erl_columns_layout() {
+    let Some(db) = Mariadb::start() else { return };
+    let schema =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sql/ispconfig_erl_columns.sql"))
+            .expect("schema");
+    db.sql(&format!("CREATE DATABASE ispc; USE ispc; {schema}"));
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    let (ok, said) = run_install(r, None, &["install"], None);
+    assert!(ok, "{said}");
+    let mysql = format!("mariadb --no-defaults -u root --socket={}", db.socket().display());
+    let socket = db.socket().display().to_string();
+    let args = [
+        "db-user",
+        "--layout",
+        "erl-columns",
+        "--database",
+        "ispc",
+        "--mysql",
+        &mysql,
+        "--db-socket",
+        &socket,
+    ];
+    let (ok, said) = run_install(r, None, &args, None);
+    assert!(!ok && said.contains("--server-id"), "no server id anywhere: {said}");
+    let ispconfig = r.join("usr/local/ispconfig/server/lib");
+    std::fs::create_dir_all(&ispconfig).expect("mkdir");
+    std::fs::write(
+        ispconfig.join("config.inc.php"),
+        "<?php\n$conf['app_title'] = 'ISPConfig';\n$conf['server_id'] = '1';\n",
+    )
+    .expect("config.inc.php");
+    let (ok, said) = run_install(r, None, &args, None);
+    assert!(ok, "{said}");
+    let config = std::fs::read_to_string(r.join("etc/email-ratelimit/config.toml")).expect("config");
+    assert!(config.contains("layout = \"erl-columns\"\nserver_id = 1\n"), "{config}");
+    let grants = db.sql("SHOW GRANTS FOR 'email_ratelimit'@'localhost'");
+    assert_eq!(grants.matches("GRANT SELECT (").count(), 4, "column grants only: {grants}");
+    assert!(!grants.contains("`password`"), "{grants}");
+    let password = config
+        .split("mysql://email_ratelimit:")
+        .nth(1)
+        .and_then(|rest| rest.split('@').next())
+        .expect("the database url in the config");
+    let as_account = |sql: &str| {
+        Command::new("mariadb")
+            .args(["--no-defaults", "-u", "email_ratelimit", &format!("--password={password}")])
+            .arg(format!("--socket={}", db.socket().display()))
+            .args(["-N", "-B", "ispc", "-e", sql])
+            .output()
+            .expect("mariadb client")
+    };
+    // The daemon's own queries, as that account.
+    for query in email_ratelimit::limits::erl_columns::QUERIES {
+        let out = as_account(&query.replace('?', "1"));
+        assert!(out.status.success(), "{query}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    assert!(!as_account("SELECT password FROM mail_user").status.success(), "mail_user.password readable");
+    let check = Command::new(r.join("usr/local/bin/email-ratelimit"))
+        .args(["check-config", "--config"])
+        .arg(r.join("etc/email-ratelimit/config.toml"))
+        .output()
+        .expect("check-config");
+    assert!(check.status.success(), "{check:?}");
+}

@@ -19,6 +19,15 @@ use super::window::{Rate, Window};
 use crate::config::MAX_CAP;
 use crate::sender;
 
+/// The queries, in the order they run (`?` is the server id). The account `install.sh db-user
+/// --layout erl-columns` creates may read exactly these columns.
+pub const QUERIES: [&str; 4] = [
+    "SELECT erl_enabled, erl_out_limit, erl_out_interval, erl_default_user_out FROM server WHERE server_id = ?",
+    "SELECT domain, erl_limit_mode, erl_out_limit, erl_out_interval FROM mail_domain WHERE server_id = ? AND active = 'y'",
+    "SELECT email, erl_limit_mode, erl_out_limit, erl_out_interval FROM mail_user WHERE server_id = ? AND email <> ''",
+    "SELECT source, type, `interval`, `limit`, active FROM email_ratelimit WHERE server_id = ?",
+];
+
 /// `server`: the switch and the default of a mailbox.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct ServerRow {
@@ -182,12 +191,7 @@ pub async fn read(
     server_id: u32,
 ) -> Result<(Rows, bool), LimitsError> {
     let mut rows = Rows::default();
-    let server = sqlx::query(
-        "SELECT erl_enabled, erl_out_limit, erl_out_interval, erl_default_user_out FROM server WHERE server_id = ?",
-    )
-    .bind(server_id)
-    .fetch_optional(&mut *conn)
-    .await?;
+    let server = sqlx::query(QUERIES[0]).bind(server_id).fetch_optional(&mut *conn).await?;
     rows.server = server
         .map(|r| -> Result<ServerRow, LimitsError> {
             Ok(ServerRow {

@@ -182,10 +182,15 @@ pub struct DomainEntry {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RedisSettings {
+    /// With `sentinels`: only the master's database, user and password.
     pub url: String,
     pub key_prefix: String,
     pub timeout: Duration,
     pub violations_max: u64,
+    /// Sentinel addresses (host, port); empty: `url` is the server.
+    pub sentinels: Vec<(String, u16)>,
+    pub sentinel_master: String,
+    pub sentinel_password: Option<String>,
 }
 
 /// Which tables the database's caps are read from.

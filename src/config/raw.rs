@@ -125,6 +125,9 @@ pub(super) struct RawRedis {
     pub(super) key_prefix: String,
     pub(super) timeout_ms: u64,
     pub(super) violations_max: u64,
+    pub(super) sentinels: Vec<String>,
+    pub(super) sentinel_master: String,
+    pub(super) sentinel_password: String,
 }
 
 impl Default for RawRedis {
@@ -134,6 +137,9 @@ impl Default for RawRedis {
             key_prefix: "erl".into(),
             timeout_ms: 250,
             violations_max: 1000,
+            sentinels: Vec::new(),
+            sentinel_master: "mymaster".into(),
+            sentinel_password: String::new(),
         }
     }
 }

@@ -120,6 +120,14 @@ impl Config {
             r.timeout.as_millis(),
             r.violations_max
         );
+        let sentinels: Vec<String> = r.sentinels.iter().map(|(h, p)| q(&format!("{h}:{p}"))).collect();
+        let _ = writeln!(
+            o,
+            "sentinels = [{}]\nsentinel_master = {}\nsentinel_password = {}",
+            sentinels.join(", "),
+            q(&r.sentinel_master),
+            q(if r.sentinel_password.is_some() { MASK } else { "" })
+        );
         if let Some(d) = &self.database {
             let _ = writeln!(
                 o,

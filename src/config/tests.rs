@@ -324,3 +324,31 @@ fn the_erl_columns_layout_needs_a_server_id() {
         assert!(e.starts_with(key), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn sentinels_are_host_port_pairs_and_their_password_is_masked() {
+    let c = from_toml(
+        "[redis]\nurl = \"redis://:masterpw@127.0.0.1/2\"\nsentinels = [\"10.0.0.1:26379\", \"[::1]:26380\", \"s3.example\"]\n\
+         sentinel_master = \"erl\"\nsentinel_password = \"sentinelpw\"",
+    )
+    .expect("valid");
+    assert_eq!(
+        c.redis.sentinels,
+        vec![("10.0.0.1".to_owned(), 26379), ("::1".to_owned(), 26380), ("s3.example".to_owned(), 26379)]
+    );
+    assert_eq!(
+        (c.redis.sentinel_master.as_str(), c.redis.sentinel_password.as_deref()),
+        ("erl", Some("sentinelpw"))
+    );
+    let text = c.render();
+    assert!(!text.contains("sentinelpw") && !text.contains("masterpw"), "{text}");
+    assert!(from_toml("").expect("defaults").redis.sentinels.is_empty());
+    for (bad, key) in [
+        ("[redis]\nsentinels = [\"10.0.0.1:0\"]", "redis.sentinels"),
+        ("[redis]\nsentinels = [\"10.0.0.1:port\"]", "redis.sentinels"),
+        ("[redis]\nsentinels = [\"10.0.0.1:26379\"]\nsentinel_master = \"\"", "redis.sentinel_master"),
+    ] {
+        let e = err(bad);
+        assert!(e.starts_with(key), "{bad:?}: {e}");
+    }
+}

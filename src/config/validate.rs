@@ -206,11 +206,31 @@ fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
     if !(1..=MAX_VIOLATIONS).contains(&raw.violations_max) {
         return Err(invalid("redis.violations_max", format!("must be 1 to {MAX_VIOLATIONS}")));
     }
+    let sentinels = raw
+        .sentinels
+        .iter()
+        .map(|s| {
+            let (host, port) = s.rsplit_once(':').unwrap_or((s.as_str(), "26379"));
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            match port.parse::<u16>() {
+                Ok(port) if port > 0 && !host.is_empty() && !host.contains(char::is_whitespace) => {
+                    Ok((host.to_owned(), port))
+                }
+                _ => Err(invalid("redis.sentinels", format!("{s:?} is not host:port"))),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if !sentinels.is_empty() && raw.sentinel_master.trim().is_empty() {
+        return Err(invalid("redis.sentinel_master", "the name the Sentinels monitor the master under"));
+    }
     Ok(RedisSettings {
         url: raw.url,
         key_prefix: raw.key_prefix,
         timeout: Duration::from_millis(raw.timeout_ms),
         violations_max: raw.violations_max,
+        sentinels,
+        sentinel_master: raw.sentinel_master,
+        sentinel_password: (!raw.sentinel_password.is_empty()).then_some(raw.sentinel_password),
     })
 }
 

@@ -6,8 +6,9 @@ use chrono::{NaiveDate, NaiveDateTime};
 use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
+use super::StoreError;
 use super::keys::{KeySchema, Who};
-use super::{StoreError, redis::connect};
+use super::target::Target;
 use crate::config::RedisSettings;
 use crate::limits::window::Window;
 use crate::sender::Mailbox;
@@ -24,9 +25,9 @@ impl AdminStore {
     /// # Errors
     /// When Redis is unreachable or the URL is invalid.
     pub async fn open(settings: &RedisSettings) -> Result<Self, StoreError> {
-        let client = redis::Client::open(settings.url.as_str())?;
         let timeout = settings.timeout.max(std::time::Duration::from_secs(2));
-        Ok(Self { conn: connect(&client, timeout).await?, keys: KeySchema::new(&settings.key_prefix) })
+        let conn = Target::new(settings)?.connect(timeout).await?;
+        Ok(Self { conn, keys: KeySchema::new(&settings.key_prefix) })
     }
 
     /// The values of `who`'s counters over `windows` in the windows holding `local` (0 when

@@ -10,6 +10,7 @@ pub mod keys;
 pub mod memory;
 pub mod protect;
 pub mod redis;
+pub mod target;
 pub mod violation;
 
 use std::future::Future;
@@ -147,6 +148,8 @@ impl StoreError {
     pub fn is_link_fault(&self) -> bool {
         match self {
             Self::Unavailable | Self::Timeout(_) => true,
+            // A demoted master (a failover): drop the link, ask the Sentinels again.
+            Self::Redis(e) if e.code() == Some("READONLY") => true,
             Self::Redis(e) => {
                 e.is_io_error()
                     || e.is_connection_dropped()

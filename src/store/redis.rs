@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, Script, Value};
+use redis::{Script, Value};
 
 use super::breaker::Breaker;
 use super::keys::{COUNTER_TTL_SECS, KeySchema};
+use super::target::{Target, millis};
 use super::{Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Watch};
 use crate::config::{Mode, RedisSettings};
 
@@ -24,7 +25,7 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// The Redis-backed store.
 pub struct RedisStore {
-    client: Client,
+    target: Target,
     link: ArcSwapOption<MultiplexedConnection>,
     connecting: tokio::sync::Mutex<()>,
     breaker: Mutex<Breaker>,
@@ -36,24 +37,6 @@ pub struct RedisStore {
     violations_max: u64,
 }
 
-/// Opens one connection with the configured timeouts (also used by the admin commands).
-///
-/// # Errors
-/// The Redis error, or [`StoreError::Timeout`].
-pub async fn connect(client: &Client, timeout: Duration) -> Result<MultiplexedConnection, StoreError> {
-    let config = AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(timeout))
-        .set_response_timeout(Some(timeout));
-    let conn = tokio::time::timeout(timeout, client.get_multiplexed_async_connection_with_config(&config))
-        .await
-        .map_err(|_| StoreError::Timeout(millis(timeout)))??;
-    Ok(conn)
-}
-
-fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
-}
-
 impl RedisStore {
     /// Prepares the store; does not connect (the first request does, so the daemon starts and
     /// fails open even when Redis is down).
@@ -62,7 +45,7 @@ impl RedisStore {
     /// When the URL is not a valid Redis URL.
     pub fn new(settings: &RedisSettings) -> Result<Self, StoreError> {
         Ok(Self {
-            client: Client::open(settings.url.as_str())?,
+            target: Target::new(settings)?,
             link: ArcSwapOption::empty(),
             connecting: tokio::sync::Mutex::new(()),
             breaker: Mutex::new(Breaker::new(RETRY_AFTER, settings.timeout)),
@@ -82,7 +65,7 @@ impl RedisStore {
         if let Some(conn) = self.link.load_full() {
             return Ok((*conn).clone());
         }
-        let mut conn = connect(&self.client, self.timeout).await?;
+        let mut conn = self.target.connect(self.timeout).await?;
         self.script.prepare_invoke().load_async(&mut conn).await?;
         self.link.store(Some(Arc::new(conn.clone())));
         Ok(conn)
@@ -289,5 +272,12 @@ mod tests {
             "user_script:1: bad".to_owned(),
         ));
         assert!(!StoreError::Redis(script).is_link_fault(), "a script error is not an outage");
+        let demoted = redis::RedisError::from((
+            redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly),
+            "READONLY",
+            "You can't write against a read only replica.".to_owned(),
+        ));
+        assert_eq!(demoted.code(), Some("READONLY"));
+        assert!(StoreError::Redis(demoted).is_link_fault(), "a demoted master: ask the Sentinels again");
     }
 }

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 pub use daemon::{Conn, Daemon};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-pub use servers::{Mariadb, Redis};
+pub use servers::{Mariadb, Redis, Sentinel};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_email-ratelimit");
 

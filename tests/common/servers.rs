@@ -15,17 +15,36 @@ pub struct Redis {
     pub port: u16,
     dir: TempDir,
     process: Supervised,
+    /// More `redis-server` arguments (`--replicaof ...`).
+    extra: Vec<String>,
 }
 
 impl Redis {
     pub fn start() -> Option<Self> {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> Option<Self> {
         if !have("redis-server") {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut r = Self { port: free_port(), dir, process: Supervised::default() };
+        let extra = extra.iter().map(|a| (*a).to_owned()).collect();
+        let mut r = Self { port: free_port(), dir, process: Supervised::default(), extra };
         r.spawn();
         Some(r)
+    }
+
+    /// SIGKILL: gone at once, nothing flushed, connections reset.
+    pub fn kill(&mut self) {
+        self.process.signal(Signal::SIGKILL);
+        self.process.stop();
+    }
+
+    /// `INFO replication`'s `role:` (master or slave).
+    pub fn role(&self) -> String {
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut self.conn()).expect("INFO");
+        info.lines().find_map(|l| l.strip_prefix("role:")).unwrap_or_default().trim().to_owned()
     }
 
     fn spawn(&mut self) {
@@ -42,7 +61,8 @@ impl Redis {
                     "no",
                 ])
                 .arg("--dir")
-                .arg(self.dir.path()),
+                .arg(self.dir.path())
+                .args(&self.extra),
             &self.dir.path().join("redis.log"),
             "redis-server",
         );
@@ -101,6 +121,65 @@ impl Redis {
 
     pub fn resume(&self) {
         self.process.signal(Signal::SIGCONT);
+    }
+}
+
+/// A `redis-sentinel` on a temporary port, monitoring `mymaster` at a loopback port (down after
+/// 1 s, quorum 2).
+pub struct Sentinel {
+    pub port: u16,
+    _dir: TempDir,
+    _process: Supervised,
+}
+
+impl Sentinel {
+    pub fn start(master_port: u16) -> Option<Self> {
+        if !have("redis-sentinel") {
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 3000\n\
+                 sentinel parallel-syncs mymaster 1\n",
+                dir.path().display()
+            ),
+        )
+        .expect("sentinel.conf");
+        let mut process = Supervised::default();
+        process.set(spawn_logged(
+            Command::new("redis-sentinel").arg(&conf),
+            &dir.path().join("sentinel.log"),
+            "redis-sentinel",
+        ));
+        let s = Self { port, _dir: dir, _process: process };
+        wait_for("the sentinel to answer", Duration::from_secs(10), || {
+            let mut c =
+                redis::Client::open(format!("redis://127.0.0.1:{port}/")).ok()?.get_connection().ok()?;
+            redis::cmd("PING").query::<String>(&mut c).ok()
+        });
+        Some(s)
+    }
+
+    /// How many replicas and other Sentinels this one knows for `mymaster`.
+    pub fn known(&self) -> (usize, usize) {
+        let Ok(mut c) =
+            redis::Client::open(format!("redis://127.0.0.1:{}/", self.port)).and_then(|c| c.get_connection())
+        else {
+            return (0, 0);
+        };
+        let mut count = |what: &str| {
+            redis::cmd("SENTINEL")
+                .arg(what)
+                .arg("mymaster")
+                .query::<Vec<redis::Value>>(&mut c)
+                .map_or(0, |v| v.len())
+        };
+        (count("REPLICAS"), count("SENTINELS"))
     }
 }
 

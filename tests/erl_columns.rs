@@ -151,3 +151,29 @@ fn a_missing_email_ratelimit_table_is_skipped_and_said_once() {
     });
     assert_eq!(d.log().matches("no table email_ratelimit").count(), 1, "{}", d.log());
 }
+
+#[test]
+fn the_explicit_limits_can_come_from_the_master_database() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(db) = Mariadb::start() else { return };
+    panel(&db);
+    // A slave's local database has no email_ratelimit: it lives in the master's.
+    db.sql(&format!(
+        "CREATE DATABASE ispc_master; CREATE TABLE ispc_master.email_ratelimit LIKE {DB}.email_ratelimit; \
+         INSERT INTO ispc_master.email_ratelimit SELECT * FROM {DB}.email_ratelimit; DROP TABLE {DB}.email_ratelimit; \
+         UPDATE ispc_master.email_ratelimit SET `limit` = 1 WHERE source = 'vip@plain.test'; \
+         GRANT SELECT ON ispc_master.* TO 'erl'@'127.0.0.1';"
+    ));
+    let d = Daemon::start(&format!(
+        "[redis]\nurl = \"{}\"\n[database]\nurl = \"mysql://erl:erlpw@127.0.0.1:{port}/{DB}\"\n\
+         master_url = \"mysql://erl:erlpw@127.0.0.1:{port}/ispc_master\"\nlayout = \"erl-columns\"\nserver_id = 1\n",
+        redis.url(),
+        port = db.port
+    ));
+    d.wait_log("limits loaded from database", 1);
+    assert_eq!(
+        until_refused(&d, "vip@plain.test", 5),
+        (1, "DEFER_IF_PERMIT vip@plain.test: Your limit of 1 messages per 15 minutes reached".to_owned())
+    );
+    assert!(!d.log().contains("no table email_ratelimit"), "{}", d.log());
+}

@@ -317,19 +317,19 @@ fn status_top_raise_and_reset_through_the_store() {
     );
     assert_eq!(
         row("mailbox", "1d"),
-        serde_json::json!({"scope": "mailbox", "window": "1d", "used": 3, "limit": 50, "remaining": 47})
+        serde_json::json!({"scope": "mailbox", "window": "1d", "used": 3, "limit": 50, "remaining": 47, "source": "config file"})
     );
     assert_eq!(
         row("mailbox", "1h"),
-        serde_json::json!({"scope": "mailbox", "window": "1h", "used": 3, "limit": 4, "remaining": 1})
+        serde_json::json!({"scope": "mailbox", "window": "1h", "used": 3, "limit": 4, "remaining": 1, "source": "config file"})
     );
     assert_eq!(
         row("domain", "1h"),
-        serde_json::json!({"scope": "domain", "window": "1h", "used": 10, "limit": 30, "remaining": 20})
+        serde_json::json!({"scope": "domain", "window": "1h", "used": 10, "limit": 30, "remaining": 20, "source": "config file"})
     );
     assert_eq!(
         row("domain", "1d"),
-        serde_json::json!({"scope": "domain", "window": "1d", "used": 10, "limit": null, "remaining": null})
+        serde_json::json!({"scope": "domain", "window": "1d", "used": 10, "limit": null, "remaining": null, "source": null})
     );
     assert_eq!(row("server", "1h")["used"], 15);
     let domain: serde_json::Value =

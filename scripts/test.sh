@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs the whole test suite. The integration tests start their own redis-server, mariadbd and a
+# Runs the whole test suite. The integration tests start their own redis-server, redis-sentinel, mariadbd and a
 # private Postfix instance with Dovecot (temporary ports and directories) and send mail with
 # swaks, so those programs must be installed: as root on Debian, this script installs what is
 # missing, without starting or configuring any system service.
@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-sentinel >/dev/null || missing+=(redis-sentinel)
 command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb-server mariadb-client)
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/sbin/postfix ] || missing+=(postfix)

@@ -1,13 +1,57 @@
-//! Logging setup: one line per event on stdout (journald collects it), without our own
-//! timestamps when journald adds its own; the level can be changed on SIGHUP.
+//! Logging setup: one line per event on stdout (journald collects it); the level can be changed
+//! on SIGHUP. Under systemd (`JOURNAL_STREAM` set) a line carries no timestamp of its own
+//! (journald adds one) and starts with its syslog priority (`<3>` error, `<4>` warning, `<6>`
+//! info, `<7>` debug), so `journalctl -p warning` shows only warnings and errors.
 //!
 //! Lines are handed to a writer thread and written in batches (one `write` per burst, not per
 //! line), so logging costs the request path a channel send. Under extreme overload, lines beyond
 //! the queue (100,000) are dropped rather than stalling mail.
 
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
+use tracing_subscriber::fmt::{FmtContext, FormattedFields};
 use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer, Registry, fmt, reload};
+
+/// The syslog priority journald reads from a line's `<N>` prefix (sd-daemon(3)).
+#[must_use]
+pub fn priority(level: Level) -> u8 {
+    match level {
+        Level::ERROR => 3,
+        Level::WARN => 4,
+        Level::INFO => 6,
+        Level::DEBUG | Level::TRACE => 7,
+    }
+}
+
+/// journald's line format: `<N>` and the message, no time, no level word (the priority is it).
+struct Journal;
+
+impl<S, N> FormatEvent<S, N> for Journal
+where
+    S: Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &Event<'_>,
+    ) -> std::fmt::Result {
+        write!(writer, "<{}>", priority(*event.metadata().level()))?;
+        if let Some(scope) = ctx.event_scope() {
+            for span in scope.from_root() {
+                if let Some(fields) = span.extensions().get::<FormattedFields<N>>() {
+                    write!(writer, "{}{{{fields}}}: ", span.name())?;
+                }
+            }
+        }
+        ctx.field_format().format_fields(writer.by_ref(), event)?;
+        writeln!(writer)
+    }
+}
 
 /// Changes the log level of the running process.
 pub struct LogHandle(reload::Handle<EnvFilter, Registry>);
@@ -35,8 +79,11 @@ pub fn init(level: &str) -> Option<(LogHandle, FlushGuard)> {
         .thread_name("erl-log")
         .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
     let base = fmt::layer().with_target(false).with_ansi(false).with_writer(writer);
-    let output =
-        if std::env::var_os("JOURNAL_STREAM").is_some() { base.without_time().boxed() } else { base.boxed() };
+    let output = if std::env::var_os("JOURNAL_STREAM").is_some() {
+        base.event_format(Journal).boxed()
+    } else {
+        base.event_format(format::Format::default().with_target(false).with_ansi(false)).boxed()
+    };
     tracing_subscriber::registry()
         .with(filter)
         .with(output)

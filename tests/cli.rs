@@ -338,3 +338,28 @@ fn serve_runs_on_the_embedded_defaults_as_the_readme_says() {
     process.signal(Signal::SIGTERM);
     assert!(wait_for("exit", Duration::from_secs(10), || process.try_wait()).success());
 }
+
+#[test]
+fn under_systemd_lines_carry_their_priority_and_no_timestamp_of_their_own() {
+    let d =
+        Daemon::start_with("mode = \"log-only\"\nstore = \"memory\"\n", &[("JOURNAL_STREAM", "8:123456")]);
+    assert_eq!(d.send("alice@example.com", 2), "DUNNO");
+    d.wait_log("<6>erl ok user=alice@example.com", 1);
+    let log = d.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.iter().any(|l| l.starts_with("<4>mode = \"log-only\"")), "{log}");
+    assert!(lines.iter().any(|l| l.starts_with("<6>email-ratelimit ")), "{log}");
+    for line in &lines {
+        let prio = line.strip_prefix('<').and_then(|l| l.split_once('>')).map(|(p, _)| p);
+        assert!(matches!(prio, Some("3" | "4" | "6" | "7")), "no priority prefix: {line:?}");
+        assert!(!line.contains("Z  INFO") && !line.contains(" WARN "), "a timestamp or level word: {line:?}");
+    }
+    // On a terminal (no JOURNAL_STREAM) the lines keep their own timestamp and level.
+    let plain = Daemon::start("mode = \"log-only\"\nstore = \"memory\"\n");
+    plain.wait_log("WARN mode = \"log-only\"", 1);
+    assert!(
+        plain.log().lines().next().is_some_and(|l| l.starts_with("20") && !l.starts_with('<')),
+        "{}",
+        plain.log()
+    );
+}

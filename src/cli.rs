@@ -83,8 +83,8 @@ pub enum Command {
         /// Print one JSON object
         #[arg(long)]
         json: bool,
-        /// A sender, or @domain
-        user: String,
+        /// A sender, or @domain; without one, the health of Redis, the limits and the server's count
+        user: Option<String>,
     },
     /// List recent violations, newest first.
     Violations {

@@ -76,8 +76,18 @@ fn main() -> ExitCode {
                     .map(|a| a + "\n"),
             )
         }
-        (Command::Status { user, json, .. }, Some((_, config))) => {
+        (Command::Status { user: Some(user), json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::status(&config, &user, json)))
+        }
+        (Command::Status { user: None, json, .. }, Some((_, config))) => {
+            match runtime.block_on(admin::health(&config, json)) {
+                // Printed either way; the exit status says whether Redis answers (for checks).
+                Ok((text, up)) => {
+                    print!("{text}");
+                    if up { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                }
+                Err(e) => finish::<admin::AdminError>(Err(e)),
+            }
         }
         (Command::Top { limit, domains, json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::top(&config, limit, domains, json)))

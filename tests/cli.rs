@@ -363,3 +363,33 @@ fn under_systemd_lines_carry_their_priority_and_no_timestamp_of_their_own() {
         plain.log()
     );
 }
+
+#[test]
+fn status_without_a_user_is_the_health_of_what_the_daemon_needs() {
+    let Some(mut redis) = Redis::start() else { return };
+    let d = redis_daemon(&redis, "server_name = \"mx7\"\n[limits]\nglobal_rates = [\"300/1h\"]\n");
+    assert_eq!(d.send("alice@example.com", 3), "DUNNO");
+    let (ok, out) = d.admin(&["lock", "eve@example.com"]);
+    assert!(ok, "{out}");
+    let (ok, out) = d.admin(&["status"]);
+    assert!(ok, "{out}");
+    for line in [
+        "server name: mx7",
+        "limits:      config file",
+        "server   1d: 3 used today, cap 999 (remaining 996)",
+        "server   1h: 3 used today, cap 300 (remaining 297)",
+        "locked:      1 sender (email-ratelimit locks)",
+    ] {
+        assert!(out.lines().any(|l| l == line), "{line:?} not in:\n{out}");
+    }
+    assert!(out.contains("redis:       reachable"), "{out}");
+    let (ok, json) = d.admin(&["status", "--json"]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!((v["redis"]["up"].as_bool(), v["locked_senders"].as_u64()), (Some(true), Some(1)));
+    assert_eq!(v["server"][0], serde_json::json!({"window": "1d", "used": 3, "limit": 999}));
+    // Redis down: said, and the exit status says it (for monitoring checks).
+    redis.stop();
+    let (ok, out) = d.admin(&["status"]);
+    assert!(!ok && out.contains("redis:       UNREACHABLE"), "{out}");
+}

@@ -4,10 +4,9 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
-use super::{AdminError, open, parse_duration};
+use super::{AdminError, open, parse_duration, when};
 use crate::clock;
 use crate::config::Config;
 use crate::notify::{Event, Notifier};
@@ -84,11 +83,6 @@ pub async fn locks(config: &Config, json_out: bool) -> Result<String, AdminError
         let _ = writeln!(out, "{user}  locked {} by {}: {}{expiry}", when(l.ts), l.by, l.reason);
     }
     Ok(out)
-}
-
-fn when(ts: i64) -> String {
-    DateTime::<Utc>::from_timestamp(ts, 0)
-        .map_or_else(|| ts.to_string(), |t| t.format("%F %T UTC").to_string())
 }
 
 /// Delivers the event as `[notify]` says; one line on how it went (empty when not configured).

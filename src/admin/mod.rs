@@ -16,8 +16,10 @@ use crate::sender::{self, SenderError};
 use crate::store::admin::AdminStore;
 use crate::store::{StoreError, Violation};
 
+mod health;
 mod locks;
 mod status;
+pub use health::health;
 pub use locks::{lock, locks, unlock};
 pub use status::status;
 
@@ -45,23 +47,69 @@ pub(crate) async fn open(config: &Config) -> Result<AdminStore, AdminError> {
 
 /// The limits as the daemon sees them: the database's if it answers, else its cache file.
 pub(crate) async fn limits(config: &Config) -> std::sync::Arc<Limits> {
+    let (limits, said) = limits_described(config).await;
+    if let Some(warning) = said.warning {
+        eprintln!("warning: {warning}");
+    }
+    limits
+}
+
+/// Where the limits came from, for `status`.
+pub(crate) struct LimitsSource {
+    /// `config file`, `database (erl-columns), read now`, `cache file written ...`.
+    pub what: String,
+    /// Unix seconds of the data (the read, or the cache file's write), with a database.
+    pub read_at: Option<i64>,
+    pub warning: Option<String>,
+}
+
+pub(crate) async fn limits_described(config: &Config) -> (std::sync::Arc<Limits>, LimitsSource) {
     let db = match config.database.as_ref().map(DatabaseSource::new).transpose() {
         Ok(db) => db,
         Err(e) => {
-            eprintln!("warning: {e}; showing the config file's limits");
-            None
+            let said = LimitsSource {
+                what: "config file".into(),
+                read_at: None,
+                warning: Some(format!("{e}; showing the config file's limits")),
+            };
+            return (LimitsCache::new(config.limits.clone(), None).current(), said);
         }
     };
-    let has_db = db.is_some();
+    let layout = config.database.as_ref().map(|d| d.layout.as_str());
     let cache = LimitsCache::new(config.limits.clone(), db);
-    if has_db && let Err(e) = cache.refresh().await {
-        match cache.load_saved() {
-            Ok(Some(_)) => eprintln!("warning: {e}; showing the limits of the cache file"),
-            Ok(None) => eprintln!("warning: {e}; the database's caps are unknown"),
-            Err(saved) => eprintln!("warning: {e}; {saved}; the database's caps are unknown"),
-        }
-    }
-    cache.current()
+    let Some(layout) = layout else {
+        return (cache.current(), LimitsSource { what: "config file".into(), read_at: None, warning: None });
+    };
+    let said = match cache.refresh().await {
+        Ok(()) => LimitsSource {
+            what: format!("database ({layout}), read now"),
+            read_at: Some(Utc::now().timestamp()),
+            warning: None,
+        },
+        Err(e) => match cache.load_saved() {
+            Ok(Some(written)) => LimitsSource {
+                what: format!("database ({layout}) unreachable; its cache file, written {}", when(written)),
+                read_at: Some(written),
+                warning: Some(format!("{e}; showing the limits of the cache file")),
+            },
+            Ok(None) => LimitsSource {
+                what: format!("database ({layout}) unreachable and no cache file: its caps are unknown"),
+                read_at: None,
+                warning: Some(format!("{e}; the database's caps are unknown")),
+            },
+            Err(saved) => LimitsSource {
+                what: format!("database ({layout}) unreachable, cache file unusable: its caps are unknown"),
+                read_at: None,
+                warning: Some(format!("{e}; {saved}; the database's caps are unknown")),
+            },
+        },
+    };
+    (cache.current(), said)
+}
+
+pub(crate) fn when(ts: i64) -> String {
+    DateTime::<Utc>::from_timestamp(ts, 0)
+        .map_or_else(|| ts.to_string(), |t| t.format("%F %T UTC").to_string())
 }
 
 /// The most recent violations, newest first, as text lines or the stored JSON.

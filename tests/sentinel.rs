@@ -101,3 +101,24 @@ fn a_failover_is_followed_within_seconds_and_the_cap_stays_exact() {
     assert!(fail_open > 0, "the failover was not seen at all");
     d.wait_log("redis link back; enforcing again", 1);
 }
+
+/// A Sentinel first in the list that accepts connections and never answers must not stall
+/// every resolution: the daemon moves on to the next one and counts.
+#[test]
+fn a_sentinel_that_swallows_connections_is_passed_over() {
+    let Some(master) = Redis::start() else { return };
+    let Some(sentinel) = Sentinel::start(master.port) else { return };
+    // Connections complete in the kernel's backlog and are never read.
+    let swallow = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let swallow_port = swallow.local_addr().expect("addr").port();
+    let d = Daemon::start(&format!(
+        "[redis]\nurl = \"redis://127.0.0.1/0\"\nsentinels = [\"127.0.0.1:{swallow_port}\", \"127.0.0.1:{}\"]\n",
+        sentinel.port
+    ));
+    wait_for("counting through the second Sentinel", Duration::from_secs(15), || {
+        assert_eq!(d.send("alice@example.com", 1), "DUNNO");
+        (master.get(&key("alice@example.com")).unwrap_or(0) > 0).then_some(())
+    });
+    d.wait_log("erl fail-open reason=redis-timeout", 1);
+    drop(swallow);
+}

@@ -201,6 +201,14 @@ impl Mariadb {
         std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
             .expect("chmod");
         let data = dir.path().join("data");
+        // Its own temporary directory: bootstraps running side by side (tests in parallel) must
+        // not share /tmp's temporary tables (one CI run failed with "Unknown table
+        // 'mysql.tmp_user_sys'" after "Could not remove temporary table '/tmp/#sql-...'").
+        let tmp = dir.path().join("tmp");
+        std::fs::create_dir(&tmp).expect("mkdir tmp");
+        let mysql = nix::unistd::User::from_name("mysql").ok().flatten().expect("a mysql user");
+        std::os::unix::fs::chown(&tmp, Some(mysql.uid.as_raw()), Some(mysql.gid.as_raw()))
+            .expect("chown tmp");
         let out = Command::new("mariadb-install-db")
             .args([
                 "--no-defaults",
@@ -209,6 +217,7 @@ impl Mariadb {
                 "--skip-test-db",
             ])
             .arg(format!("--datadir={}", data.display()))
+            .arg(format!("--tmpdir={}", tmp.display()))
             .stdin(Stdio::null())
             .output()
             .expect("run mariadb-install-db");
@@ -216,7 +225,6 @@ impl Mariadb {
         // The socket and pid file go where mariadbd (as mysql) may write.
         let run = dir.path().join("run");
         std::fs::create_dir(&run).expect("mkdir run");
-        let mysql = nix::unistd::User::from_name("mysql").ok().flatten().expect("a mysql user");
         std::os::unix::fs::chown(&run, Some(mysql.uid.as_raw()), Some(mysql.gid.as_raw()))
             .expect("chown run");
         let mut m = Self { port: free_port(), dir, process: Supervised::default() };
@@ -243,6 +251,7 @@ impl Mariadb {
             Command::new("mariadbd")
                 .args(["--no-defaults", "--user=mysql", "--bind-address=127.0.0.1", "--skip-log-bin"])
                 .arg(format!("--datadir={}", self.dir.path().join("data").display()))
+                .arg(format!("--tmpdir={}", self.dir.path().join("tmp").display()))
                 .arg(format!("--socket={}", self.socket().display()))
                 .arg(format!("--port={}", self.port))
                 .arg(format!("--pid-file={}", self.dir.path().join("run/mariadb.pid").display())),

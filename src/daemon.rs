@@ -10,12 +10,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, TEST_CLOCK_ENV};
-use crate::config::{self, Config, ConfigError, StoreKind};
+use crate::config::{self, Config, ConfigError, MetricsListen, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
+use crate::metrics::{self, Metrics};
 use crate::notify::Notifier;
 use crate::policy::Policy;
 use crate::protocol::{Action, Request};
 use crate::server::{self, Bounds, Handler, ServerError};
+use crate::store::admin::AdminStore;
 use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
 use crate::telemetry::LogHandle;
 
@@ -32,6 +34,8 @@ pub enum DaemonError {
     Database(#[from] LimitsError),
     #[error("signals: {0}")]
     Signals(#[from] std::io::Error),
+    #[error("metrics listener: {0}")]
+    Metrics(std::io::Error),
 }
 
 impl DaemonError {
@@ -74,12 +78,14 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
     let (clock, test_clock) = clock::from_env();
     // Notifications are delivered by their own task; decisions only queue events.
     let events = config.notify.enabled().then(|| Notifier::new(config.notify.clone()).spawn());
-    let policy =
-        Arc::new(
-            Policy::new(store, limits.clone(), config.mode)
-                .with_time(config.timezone, clock)
-                .with_protection(config.protect, &config.server_name, events),
-        );
+    let counters = config.metrics.as_ref().map(|_| Arc::new(Metrics::new()));
+    let mut policy = Policy::new(store, limits.clone(), config.mode)
+        .with_time(config.timezone, clock)
+        .with_protection(config.protect, &config.server_name, events);
+    if let Some(m) = &counters {
+        policy = policy.with_metrics(m.clone());
+    }
+    let policy = Arc::new(policy);
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
@@ -91,7 +97,15 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
     let names: Vec<String> = listeners.iter().map(server::Listener::describe).collect();
     let bounds =
         Bounds { max_connections: config.listen.max_connections, idle_timeout: config.listen.idle_timeout };
-    let serving = tokio::spawn(server::run(listeners, policy.clone(), bounds, shutdown.clone()));
+    let slots = server::slots(&bounds);
+    let serving =
+        tokio::spawn(server::run(listeners, policy.clone(), bounds, slots.clone(), shutdown.clone()));
+    if let (Some(listen), Some(m)) = (&config.metrics, &counters) {
+        let listener = bind_metrics(listen).await.map_err(DaemonError::Metrics)?;
+        tracing::info!("metrics on {}", listener.describe());
+        let scrape = scraper(m.clone(), policy.clone(), limits.clone(), slots, &config);
+        tokio::spawn(metrics::http::serve(listener, scrape, shutdown.clone()));
+    }
     if let Some(db) = &config.database {
         // The first read happens in the background: the socket answers at once, on the config
         // file's caps until the database's arrive.
@@ -221,6 +235,57 @@ async fn reload(
         Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
     }
     notify(&[NotifyState::Ready]);
+}
+
+async fn bind_metrics(listen: &MetricsListen) -> std::io::Result<metrics::http::Listener> {
+    Ok(match listen {
+        MetricsListen::Tcp(addr) => metrics::http::Listener::Tcp(tokio::net::TcpListener::bind(addr).await?),
+        MetricsListen::Unix(path) => {
+            // A socket left by an earlier run; anything else at the path is an error below.
+            if std::fs::symlink_metadata(path)
+                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            {
+                std::fs::remove_file(path)?;
+            }
+            metrics::http::Listener::Unix(tokio::net::UnixListener::bind(path)?, path.clone())
+        }
+    })
+}
+
+/// What a scrape does: bring the state gauges up to date, then render.
+fn scraper(
+    m: Arc<Metrics>,
+    policy: Arc<Policy<Store>>,
+    limits: Arc<LimitsCache>,
+    slots: Arc<tokio::sync::Semaphore>,
+    config: &Config,
+) -> metrics::http::Scrape {
+    let max = config.listen.max_connections;
+    let redis = (config.store == StoreKind::Redis).then(|| config.redis.clone());
+    Arc::new(move || {
+        let (m, policy, limits, slots, redis) =
+            (m.clone(), policy.clone(), limits.clone(), slots.clone(), redis.clone());
+        Box::pin(async move {
+            m.redis_up.set(i64::from(policy.store().up().unwrap_or(true)));
+            let current = limits.current();
+            m.limits_loaded.set(i64::try_from(current.capped_mailboxes()).unwrap_or(i64::MAX));
+            m.database_last_success.set(limits.last_success().unwrap_or(0));
+            m.connections.set(i64::try_from(max.saturating_sub(slots.available_permits())).unwrap_or(0));
+            if let Some(q) = policy.events() {
+                let s = q.stats();
+                let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+                m.notifications(load(&s.sent), load(&s.failed), load(&s.dropped));
+            }
+            // The locks live in Redis (any server may set them): counted at scrape, bounded.
+            if let Some(redis) = redis {
+                let count = async { AdminStore::open(&redis).await?.locks().await.map(|l| l.len()) };
+                if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(1), count).await {
+                    m.locked_senders.set(i64::try_from(n).unwrap_or(i64::MAX));
+                }
+            }
+            m.render()
+        })
+    })
 }
 
 /// Every connection is a file descriptor, and the common soft limit of 1024 is below the

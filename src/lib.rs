@@ -17,6 +17,7 @@
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
 //! - [`cli`]: the command-line definitions (also the source of the man page and completions).
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
+//! - [`metrics`]: Prometheus counters of the decisions and the `/metrics` endpoint.
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
 //! - [`telemetry`]: logging setup; [`once`]: "log this at most once a minute".
 
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod limits;
+pub mod metrics;
 pub mod notify;
 pub mod once;
 pub mod policy;

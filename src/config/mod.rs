@@ -97,6 +97,8 @@ pub struct Config {
     pub database: Option<DatabaseSettings>,
     pub protect: ProtectSettings,
     pub notify: NotifySettings,
+    /// `[metrics] listen`: where `/metrics` is served; `None`: off.
+    pub metrics: Option<MetricsListen>,
     pub log: LogSettings,
     /// The file it came from, or `None` for the embedded defaults.
     pub source: Option<PathBuf>,
@@ -243,6 +245,13 @@ impl Default for ProtectSettings {
     fn default() -> Self {
         Self { max_client_ips: 30, lock: false, lock_after_refusals: 0 }
     }
+}
+
+/// Where the metrics endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MetricsListen {
+    Tcp(SocketAddr),
+    Unix(PathBuf),
 }
 
 /// `[notify]`: who is told about refusals, suspects and locks.

@@ -23,6 +23,7 @@ pub(super) struct RawConfig {
     pub(super) database: Option<RawDatabase>,
     pub(super) protect: RawProtect,
     pub(super) notify: RawNotify,
+    pub(super) metrics: RawMetrics,
     pub(super) log: RawLog,
 }
 
@@ -39,6 +40,7 @@ impl Default for RawConfig {
             database: None,
             protect: RawProtect::default(),
             notify: RawNotify::default(),
+            metrics: RawMetrics::default(),
             log: RawLog { level: "info".into() },
         }
     }
@@ -208,6 +210,13 @@ impl Default for RawNotify {
             from: String::new(),
         }
     }
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawMetrics {
+    pub(super) listen: String,
+    pub(super) allow_remote: bool,
 }
 
 #[derive(Debug, Deserialize)]

@@ -160,6 +160,13 @@ impl Config {
             q(&n.sendmail.join(" ")),
             q(&n.from)
         );
+        let listen = match &self.metrics {
+            None => String::new(),
+            Some(super::MetricsListen::Tcp(a)) => a.to_string(),
+            Some(super::MetricsListen::Unix(p)) => p.display().to_string(),
+        };
+        let remote = matches!(&self.metrics, Some(super::MetricsListen::Tcp(a)) if !a.ip().is_loopback());
+        let _ = writeln!(o, "\n[metrics]\nlisten = {}\nallow_remote = {remote}", q(&listen));
         let _ = writeln!(o, "\n[log]\nlevel = {}", q(&self.log.level));
         o
     }

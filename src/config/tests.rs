@@ -352,3 +352,16 @@ fn sentinels_are_host_port_pairs_and_their_password_is_masked() {
         assert!(e.starts_with(key), "{bad:?}: {e}");
     }
 }
+
+#[test]
+fn metrics_listen_on_loopback_or_a_socket_unless_allowed() {
+    assert_eq!(from_toml("").expect("defaults").metrics, None, "off unless set");
+    let tcp = from_toml("[metrics]\nlisten = \"127.0.0.1:9425\"").expect("valid");
+    assert_eq!(tcp.metrics, Some(MetricsListen::Tcp("127.0.0.1:9425".parse().expect("addr"))));
+    let unix = from_toml("[metrics]\nlisten = \"/run/email-ratelimit/metrics.sock\"").expect("valid");
+    assert_eq!(unix.metrics, Some(MetricsListen::Unix("/run/email-ratelimit/metrics.sock".into())));
+    assert!(err("[metrics]\nlisten = \"0.0.0.0:9425\"").starts_with("metrics.listen"));
+    assert!(err("[metrics]\nlisten = \"localhost\"").starts_with("metrics.listen"));
+    let remote = from_toml("[metrics]\nlisten = \"10.0.0.5:9425\"\nallow_remote = true").expect("allowed");
+    assert_eq!(from_toml(&remote.render()).expect("round trip").metrics, remote.metrics);
+}

@@ -7,8 +7,8 @@ use std::time::Duration;
 use super::raw::{RawConfig, RawDatabase, RawLimits, RawListen, RawLog, RawRedis};
 use super::{
     Config, ConfigError, DatabaseSettings, DomainEntry, Layout, LimitSettings, ListenSettings, LogSettings,
-    MAX_CAP, MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, MailboxEntry, RedisSettings, SocketGroup,
-    invalid, protect,
+    MAX_CAP, MAX_RECIPIENTS, MAX_TIMEOUT_MS, MAX_VIOLATIONS, MailboxEntry, MetricsListen, RedisSettings,
+    SocketGroup, invalid, protect,
 };
 use crate::clock::Zone;
 use crate::limits::window::{Rate, Window};
@@ -26,6 +26,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         database: raw.database.map(validate_database).transpose()?,
         protect: protect::validate_protect(&raw.protect)?,
         notify: protect::validate_notify(raw.notify)?,
+        metrics: validate_metrics(&raw.metrics)?,
         log: validate_log(raw.log)?,
         source,
     })
@@ -300,6 +301,26 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
         mailbox_query: raw.mailbox_query,
         cache_file: raw.cache_file,
     })
+}
+
+/// A loopback address or a Unix socket path; anything else only with `allow_remote`.
+fn validate_metrics(raw: &super::raw::RawMetrics) -> Result<Option<MetricsListen>, ConfigError> {
+    if raw.listen.is_empty() {
+        return Ok(None);
+    }
+    if raw.listen.starts_with('/') {
+        return Ok(Some(MetricsListen::Unix(PathBuf::from(&raw.listen))));
+    }
+    let addr: SocketAddr = raw.listen.parse().map_err(|_| {
+        invalid("metrics.listen", "must be an address like 127.0.0.1:9425 or an absolute socket path")
+    })?;
+    if !addr.ip().is_loopback() && !raw.allow_remote {
+        return Err(invalid(
+            "metrics.listen",
+            "not a loopback address; set metrics.allow_remote = true to serve it to the network",
+        ));
+    }
+    Ok(Some(MetricsListen::Tcp(addr)))
 }
 
 fn validate_log(raw: RawLog) -> Result<LogSettings, ConfigError> {

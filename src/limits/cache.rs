@@ -30,6 +30,8 @@ pub struct LimitsCache {
     db: Option<DatabaseSource>,
     /// Whether good reads are written to the cache file (the daemon; not the admin commands).
     persist: bool,
+    /// Unix seconds of the last good database read (0: none yet).
+    last_success: std::sync::atomic::AtomicI64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -49,6 +51,7 @@ impl LimitsCache {
             state: Mutex::new(DbState { last: None, origin, saved: None, save_failing: None }),
             db,
             persist: false,
+            last_success: std::sync::atomic::AtomicI64::new(0),
         }
     }
 
@@ -57,6 +60,12 @@ impl LimitsCache {
     pub fn persisting(mut self) -> Self {
         self.persist = true;
         self
+    }
+
+    /// Unix seconds of the last good database read, if any (for the metrics).
+    #[must_use]
+    pub fn last_success(&self) -> Option<i64> {
+        Some(self.last_success.load(std::sync::atomic::Ordering::Relaxed)).filter(|t| *t > 0)
     }
 
     /// The current set (a cheap pointer copy).
@@ -112,7 +121,9 @@ impl LimitsCache {
         };
         let started = Instant::now();
         let previous = lock(&self.state).last.as_ref().map(|d| d.fingerprint);
-        match db.fetch(previous).await? {
+        let fetched = db.fetch(previous).await?;
+        self.last_success.store(chrono::Utc::now().timestamp(), std::sync::atomic::Ordering::Relaxed);
+        match fetched {
             Fetched::Unchanged => {
                 let mut state = lock(&self.state);
                 if state.origin != Origin::Database {

@@ -20,6 +20,7 @@ use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::{Mode, ProtectSettings};
 use crate::limits::LimitsCache;
 use crate::limits::window::Window;
+use crate::metrics::{Metrics, Outcome};
 use crate::notify::Queue;
 use crate::once::OncePer;
 use crate::protocol::{Action, Request, State};
@@ -56,6 +57,7 @@ pub struct Policy<S> {
     server: String,
     /// Where notification events go (none: not configured).
     events: Option<Queue>,
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<S: CounterStore> Policy<S> {
@@ -72,7 +74,21 @@ impl<S: CounterStore> Policy<S> {
             protect: arc_swap::ArcSwap::from_pointee(ProtectSettings::default()),
             server: String::new(),
             events: None,
+            metrics: None,
         }
+    }
+
+    /// Counts every decision in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The notification queue (its counters are exported as metrics).
+    #[must_use]
+    pub fn events(&self) -> Option<&Queue> {
+        self.events.as_ref()
     }
 
     /// Detects and locks stolen accounts as `protect` says; names this server `server` in
@@ -113,8 +129,18 @@ impl<S: CounterStore> Policy<S> {
         &self.store
     }
 
-    /// Decides one request. Never fails: every fault answers `DUNNO` (fail-open).
+    /// Decides one request. Never fails: every fault answers `DUNNO` (fail-open). The outcome
+    /// and the time it took go to the metrics, if any.
     pub async fn decide(&self, req: &Request) -> Action {
+        let started = Instant::now();
+        let (action, outcome) = self.decide_inner(req).await;
+        if let Some(m) = &self.metrics {
+            m.decided(&outcome, started.elapsed());
+        }
+        action
+    }
+
+    async fn decide_inner(&self, req: &Request) -> (Action, Outcome) {
         let operation = match req.protocol_state {
             State::EndOfMessage | State::Data => Operation::Count,
             State::Rcpt => Operation::Check,
@@ -124,7 +150,7 @@ impl<S: CounterStore> Policy<S> {
                     req.protocol_state.as_str(),
                     req.queue_id
                 );
-                return Action::Dunno;
+                return (Action::Dunno, Outcome::Skip);
             }
         };
         if req.sasl_username.is_empty() {
@@ -134,7 +160,7 @@ impl<S: CounterStore> Policy<S> {
                 req.queue_id,
                 req.protocol_state.as_str()
             );
-            return Action::Dunno;
+            return (Action::Dunno, Outcome::Skip);
         }
         if let Some(why) = req.malformed {
             tracing::warn!(
@@ -142,7 +168,7 @@ impl<S: CounterStore> Policy<S> {
                 req.client_address,
                 req.queue_id
             );
-            return Action::Dunno;
+            return (Action::Dunno, Outcome::FailOpen);
         }
         let sender = match sender::normalize(&req.sasl_username) {
             Ok(s) => s,
@@ -153,7 +179,7 @@ impl<S: CounterStore> Policy<S> {
                     req.client_address,
                     req.queue_id
                 );
-                return Action::Dunno;
+                return (Action::Dunno, Outcome::Skip);
             }
         };
         let limits = self.limits.current();
@@ -201,7 +227,10 @@ impl<S: CounterStore> Policy<S> {
                 Ok(Answer::Counts(counts)) => counts,
                 Ok(Answer::Locked(watch)) => {
                     guard::announce(&ask, None, &watch, self.events.as_ref(), req);
-                    return guard::locked(&ask, &watch, req);
+                    return (
+                        guard::locked(&ask, &watch, req),
+                        Outcome::Defer { scope: "locked", window: "-".into() },
+                    );
                 }
                 Ok(Answer::Raised(now)) => {
                     raise = self.raises.set(&sender, now);
@@ -209,7 +238,7 @@ impl<S: CounterStore> Policy<S> {
                 }
                 Err(e) => {
                     self.fail_open(&e, &ask, req);
-                    return Action::Dunno;
+                    return (Action::Dunno, Outcome::FailOpen);
                 }
             };
             let n = u64::from(recipients);
@@ -233,7 +262,7 @@ impl<S: CounterStore> Policy<S> {
             req.client_address,
             req.queue_id
         );
-        Action::Dunno
+        (Action::Dunno, Outcome::FailOpen)
     }
 
     /// Logs a store fault, once a minute per key for bad data (every retry meets it again).
@@ -257,10 +286,10 @@ impl<S: CounterStore> Policy<S> {
 
 /// The reply and the decision line. `unknown`: a cap of this sender was not enforced because
 /// the database has not been read yet.
-fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) -> Action {
+fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) -> (Action, Outcome) {
     if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
         tracing::info!("erl DEFER (log-only) {line} cap=locked");
-        return Action::Dunno;
+        return (Action::Dunno, Outcome::Ok);
     }
     let Some(check) = counts.refused.and_then(|i| ask.caps.get(i)) else {
         if unknown {
@@ -268,19 +297,31 @@ fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) 
         } else {
             tracing::info!("erl ok {line}");
         }
-        return Action::Dunno;
+        return (Action::Dunno, if unknown { Outcome::FailOpen } else { Outcome::Ok });
     };
-    let Some(&counter) = ask.counters.get(check.counter) else { return Action::Dunno };
+    let Some(&counter) = ask.counters.get(check.counter) else { return (Action::Dunno, Outcome::Ok) };
     let (cap, window) = (counter.scope.kind(), counter.window);
     match ask.mode {
         Mode::Enforce => {
             tracing::info!("erl DEFER {line} cap={cap} window={window}");
-            Action::DeferIfPermit(refusal_text(ask.sender, counter, check.limit))
+            (
+                Action::DeferIfPermit(refusal_text(ask.sender, counter, check.limit)),
+                Outcome::Defer { scope: scope_name(counter.scope), window: window.to_string() },
+            )
         }
         Mode::LogOnly => {
             tracing::info!("erl DEFER (log-only) {line} cap={cap} window={window}");
-            Action::Dunno
+            (Action::Dunno, Outcome::Ok)
         }
+    }
+}
+
+/// The scope as metrics, `status` and the webhook name it.
+fn scope_name(scope: Scope) -> &'static str {
+    match scope {
+        Scope::Mailbox => "mailbox",
+        Scope::Domain => "domain",
+        Scope::Server => "server",
     }
 }
 

@@ -34,14 +34,20 @@ pub struct Bounds {
     pub idle_timeout: Duration,
 }
 
-/// Serves until `shutdown`, then drains (at most [`DRAIN_DEADLINE`]).
+/// One slot per connection, at most `max_connections`; `in use = max - available` (for metrics).
+#[must_use]
+pub fn slots(bounds: &Bounds) -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(bounds.max_connections))
+}
+
+/// Serves until `shutdown`, then drains (at most [`DRAIN_DEADLINE`]). `permits`: from [`slots`].
 pub async fn run<H: Handler>(
     listeners: Vec<Listener>,
     handler: Arc<H>,
     bounds: Bounds,
+    permits: Arc<Semaphore>,
     shutdown: CancellationToken,
 ) {
-    let permits = Arc::new(Semaphore::new(bounds.max_connections));
     let tracker = TaskTracker::new();
     let mut accept_loops = Vec::new();
     for listener in listeners {

@@ -41,6 +41,12 @@ impl Breaker {
         }
     }
 
+    /// Whether calls are going through (no recent link fault).
+    #[must_use]
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
     /// Returns true when this success closed an open circuit (worth one log line).
     pub fn success(&mut self) -> bool {
         let was_open = self.state != State::Closed;

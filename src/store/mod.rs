@@ -174,6 +174,17 @@ pub enum Store {
     Memory(Box<memory::MemoryStore>),
 }
 
+impl Store {
+    /// Whether Redis answers (`None` for the memory store, which has nothing to reach).
+    #[must_use]
+    pub fn up(&self) -> Option<bool> {
+        match self {
+            Self::Redis(s) => Some(s.up()),
+            Self::Memory(_) => None,
+        }
+    }
+}
+
 impl CounterStore for Store {
     async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         match self {

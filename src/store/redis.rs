@@ -124,6 +124,12 @@ impl RedisStore {
         parse_reply(&reply, c.counters.len(), c.caps.len())
     }
 
+    /// Whether the last calls reached Redis (the breaker is closed).
+    #[must_use]
+    pub fn up(&self) -> bool {
+        self.breaker().is_closed()
+    }
+
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
         // A poisoned breaker only means a panic elsewhere mid-update; its state is still usable.
         self.breaker.lock().unwrap_or_else(std::sync::PoisonError::into_inner)

@@ -1,0 +1,178 @@
+//! Prometheus metrics (`[metrics] listen`): what the daemon decided and how its dependencies
+//! are, in the OpenMetrics text format (which Prometheus scrapes) at `GET /metrics`.
+//!
+//! The request path only bumps atomic counters and one histogram ([`Metrics::decided`]); gauges
+//! that describe state (Redis up, the limits, connections, locks, notifications) are read when
+//! a scrape asks (`http.rs`). No label holds a sender or a domain.
+
+pub mod http;
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// How one request ended, for `email_ratelimit_decisions_total{outcome}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Answered DUNNO after counting (or checking): within every cap, or log-only.
+    Ok,
+    /// Deferred: a cap (`scope`, `window`), or a lock (`locked`, `-`).
+    Defer { scope: &'static str, window: String },
+    /// A fault let it through uncounted (Redis, bad data, limits unknown).
+    FailOpen,
+    /// Not counted at all: unauthenticated, an unusable name, a stage that is not counted.
+    Skip,
+}
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The daemon's metrics.
+pub struct Metrics {
+    registry: Registry,
+    ok: Counter,
+    defer: Counter,
+    fail_open: Counter,
+    skip: Counter,
+    deferrals: Family<Labels, Counter>,
+    duration: Histogram,
+    pub redis_up: Gauge,
+    pub database_last_success: Gauge,
+    pub limits_loaded: Gauge,
+    pub connections: Gauge,
+    pub locked_senders: Gauge,
+    notifications: Family<Labels, Counter>,
+    dropped: Counter,
+    /// The notifier's counts already exported (sent, failed, dropped).
+    exported: Mutex<[u64; 3]>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    #[must_use]
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("email_ratelimit");
+        let decisions = Family::<Labels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Policy decisions by outcome (ok, defer, fail_open, skip)",
+            decisions.clone(),
+        );
+        let outcome = |o: &str| decisions.get_or_create(&vec![("outcome", o.to_owned())]).clone();
+        let (ok, defer, fail_open, skip) =
+            (outcome("ok"), outcome("defer"), outcome("fail_open"), outcome("skip"));
+        let deferrals = Family::<Labels, Counter>::default();
+        registry.register(
+            "deferrals",
+            "Deferred messages by the cap that was full (scope, window)",
+            deferrals.clone(),
+        );
+        // 50 us to about 3 s.
+        let duration = Histogram::new(exponential_buckets(0.000_05, 2.0, 16));
+        registry.register(
+            "request_duration_seconds",
+            "Time from a complete request to its answer",
+            duration.clone(),
+        );
+        let gauge = |registry: &mut Registry, name: &str, help: &str| {
+            let g = Gauge::default();
+            registry.register(name, help, g.clone());
+            g
+        };
+        let redis_up =
+            gauge(&mut registry, "redis_up", "1 when the last Redis call worked (0: failing open)");
+        let database_last_success = gauge(
+            &mut registry,
+            "database_last_success_timestamp_seconds",
+            "Unix time of the last good read of the database's limits (0: never)",
+        );
+        let limits_loaded =
+            gauge(&mut registry, "limits_loaded", "Mailboxes with a cap in the current limit set");
+        let connections = gauge(&mut registry, "connections", "Open policy connections (smtpd processes)");
+        let locked_senders = gauge(&mut registry, "locked_senders", "Senders locked in Redis");
+        let notifications = Family::<Labels, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notifications (mails and webhook posts) by result: sent, failed",
+            notifications.clone(),
+        );
+        let dropped = Counter::default();
+        registry.register(
+            "notifications_dropped",
+            "Notification events dropped because the queue was full",
+            dropped.clone(),
+        );
+        Self {
+            registry,
+            ok,
+            defer,
+            fail_open,
+            skip,
+            deferrals,
+            duration,
+            redis_up,
+            database_last_success,
+            limits_loaded,
+            connections,
+            locked_senders,
+            notifications,
+            dropped,
+            exported: Mutex::new([0; 3]),
+        }
+    }
+
+    /// One decision: its outcome and how long it took (the request path: atomics only).
+    pub fn decided(&self, outcome: &Outcome, took: Duration) {
+        let counter = match outcome {
+            Outcome::Ok => &self.ok,
+            Outcome::Defer { scope, window } => {
+                self.deferrals
+                    .get_or_create(&vec![("scope", (*scope).to_owned()), ("window", window.clone())])
+                    .inc();
+                &self.defer
+            }
+            Outcome::FailOpen => &self.fail_open,
+            Outcome::Skip => &self.skip,
+        };
+        counter.inc();
+        self.duration.observe(took.as_secs_f64());
+    }
+
+    /// Brings the notification counters up to the notifier's counts.
+    pub fn notifications(&self, sent: u64, failed: u64, dropped: u64) {
+        let mut done = self.exported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (i, (name, now)) in
+            [("sent", sent), ("failed", failed), ("dropped", dropped)].into_iter().enumerate()
+        {
+            let delta = now.saturating_sub(done[i]);
+            if delta == 0 {
+                continue;
+            }
+            if name == "dropped" {
+                self.dropped.inc_by(delta);
+            } else {
+                self.notifications.get_or_create(&vec![("result", name.to_owned())]).inc_by(delta);
+            }
+            done[i] = now;
+        }
+    }
+
+    /// The exposition text.
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}

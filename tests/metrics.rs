@@ -1,0 +1,88 @@
+//! `[metrics] listen`: after known traffic against a real redis-server (n accepted, m deferred,
+//! unauthenticated ones skipped, Redis stopped for k requests), `GET /metrics` shows exactly
+//! those counts with HELP and TYPE lines; anything else is 404.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use common::{Daemon, Redis, defer_user, eom, free_port};
+
+fn get(port: u16, path: &str) -> (String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read");
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_owned(), body.to_owned())
+}
+
+/// The value of one sample line, `name{labels} value`.
+fn sample(body: &str, series: &str) -> f64 {
+    body.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {series} in:\n{body}"))
+}
+
+#[test]
+fn the_counts_of_known_traffic() {
+    let Some(mut redis) = Redis::start() else { return };
+    let port = free_port();
+    let d = Daemon::start(&format!(
+        "[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n[redis]\nurl = \"{}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        redis.url()
+    ));
+    d.wait_log(&format!("metrics on http://127.0.0.1:{port}/metrics"), 1);
+    for _ in 0..5 {
+        assert_eq!(d.send("alice@example.com", 1), "DUNNO");
+    }
+    for _ in 0..3 {
+        assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 5));
+    }
+    for _ in 0..2 {
+        assert_eq!(d.connect().ask(&eom("", 1)), "DUNNO", "unauthenticated");
+    }
+    let (head, body) = get(port, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("application/openmetrics-text"), "{head}");
+    assert_eq!(sample(&body, "email_ratelimit_redis_up"), 1.0);
+    redis.stop();
+    for _ in 0..4 {
+        assert_eq!(d.send("bob@example.com", 1), "DUNNO", "fail-open");
+    }
+    let _held = d.connect();
+    let (_, body) = get(port, "/metrics");
+    for (series, want) in [
+        ("email_ratelimit_decisions_total{outcome=\"ok\"}", 5.0),
+        ("email_ratelimit_decisions_total{outcome=\"defer\"}", 3.0),
+        ("email_ratelimit_decisions_total{outcome=\"fail_open\"}", 4.0),
+        ("email_ratelimit_decisions_total{outcome=\"skip\"}", 2.0),
+        ("email_ratelimit_deferrals_total{scope=\"mailbox\",window=\"1d\"}", 3.0),
+        ("email_ratelimit_request_duration_seconds_count", 14.0),
+        ("email_ratelimit_redis_up", 0.0),
+        ("email_ratelimit_limits_loaded", 1.0),
+        ("email_ratelimit_database_last_success_timestamp_seconds", 0.0),
+        ("email_ratelimit_notifications_dropped_total", 0.0),
+    ] {
+        assert_eq!(sample(&body, series), want, "{series}");
+    }
+    assert!(sample(&body, "email_ratelimit_connections") >= 1.0, "the held connection");
+    for name in [
+        "decisions",
+        "request_duration_seconds",
+        "redis_up",
+        "database_last_success_timestamp_seconds",
+        "limits_loaded",
+        "connections",
+        "locked_senders",
+        "notifications_dropped",
+    ] {
+        assert!(body.contains(&format!("# HELP email_ratelimit_{name} ")), "no HELP for {name}:\n{body}");
+        assert!(body.contains(&format!("# TYPE email_ratelimit_{name} ")), "no TYPE for {name}:\n{body}");
+    }
+    assert!(!body.contains("alice") && !body.contains("example.com"), "no sender in a label");
+    let (head, _) = get(port, "/other");
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+}

@@ -15,10 +15,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "building (release)..." >&2
 cargo build --release --locked -q
 
-rport="$(free_port)"
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-pids+=($!)
-until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+start_redis
 mport="$(free_port)"
 declare -A dpid
 for who in off on; do

@@ -16,10 +16,7 @@ secs="${1:-5}"
 echo "building (release)..." >&2
 cargo build --release --locked -q
 
-rport="$(free_port)"
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-pids+=($!)
-until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+start_redis
 hport="$(free_port)"
 python3 -c "import socket, time
 s = socket.socket(); s.bind(('127.0.0.1', $hport)); s.listen(4096); time.sleep(86400)" &

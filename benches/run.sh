@@ -62,9 +62,14 @@ for c in 1 8 64; do
   n=$(( c == 1 ? 40000 : (c == 8 ? 150000 : 300000) ))
   rps=(); p50=(); p99=()
   for _ in $(seq $runs); do
-    line="$(redis-benchmark -p "$rport" -c "$c" -n "$n" -r 10000 --csv EVALSHA "$sha" 3 \
-      "erl:$day:user__rand_int__@example.com" "erl:$day:global" "erl:violations" \
-      1 1000000000 1000000000 count 1 93600 1000 "$(date +%s)" "user__rand_int__@example.com" 203.0.113.7 | tail -1)"
+    # The daemon's keys and arguments for a mailbox with a daily cap (consume.lua's header):
+    # the mailbox's, its domain's and the server's daily counters; two caps.
+    u="user__rand_int__@example.com"
+    line="$(redis-benchmark -p "$rport" -c "$c" -n "$n" -r 10000 --csv EVALSHA "$sha" 9 \
+      "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" erl:violations "erl:top:$day" \
+      "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u" "erl:refusals:$day:$u" \
+      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 93600 93600 93600 \
+      1 1000000000 user 1d 3 1000000000 global 1d | tail -1)"
     rps+=("$(echo "$line" | cut -d, -f2 | tr -d '"')")
     p50+=("$(echo "$line" | cut -d, -f5 | tr -d '"')")
     p99+=("$(echo "$line" | cut -d, -f7 | tr -d '"')")

@@ -2,8 +2,9 @@
 # The v2 cap model under load, everything in one session on one machine:
 #   1. redis-benchmark running the daemon's own consume.lua by SHA with exactly the keys and
 #      arguments the daemon sends for this config (6 counters: mailbox, domain and server, each
-#      daily and hourly; 6 caps) at 1, 8 and 64 clients: the physical limit of one script call
-#      per decision here;
+#      daily and hourly; 6 caps; the lock, address and refusal keys; client addresses tracked
+#      with the default max_client_ips = 30) at 1, 8 and 64 clients: the physical limit of one
+#      script call per decision here;
 #   2. the release daemon with that config under erl-load (closed loop) at 8 and 64
 #      connections, and the CPU time per decision of the daemon and of Redis at 8 (utime+stime
 #      from /proc/PID/stat before and after);
@@ -22,11 +23,7 @@ ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 echo "building (release)..." >&2
 cargo build --release --locked -q
 
-rport="$(free_port)"
-redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
-rpid=$!
-pids+=($rpid)
-until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+start_redis
 
 big=1000000000
 cat > "$work/config.toml" <<TOML
@@ -57,10 +54,10 @@ raw_row() {
   local c="$1" out=()
   for _ in 1 2 3; do
     redis-benchmark -p "$rport" -c "$c" -n $((c == 1 ? 30000 : 150000)) -r 100000 -q \
-      EVALSHA "$sha" 9 "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" \
+      EVALSHA "$sha" 12 "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" \
       "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global" \
-      erl:violations "erl:top:$day" "erl:raise:$u" \
-      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 93600 93600 93600 7200 7200 7200 \
+      erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u" "erl:refusals:$day:$u" \
+      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 93600 93600 93600 7200 7200 7200 \
       1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h \
       2>/dev/null | grep -o '[0-9.]* requests per second' | cut -d' ' -f1 >> "$work/raw.$c"
   done

@@ -8,8 +8,8 @@ use serde_json::json;
 use super::{AdminError, limits, open, parse_caps};
 use crate::clock;
 use crate::config::Config;
-use crate::limits::Cap;
 use crate::limits::window::Window;
+use crate::limits::{Cap, Limits};
 use crate::sender::{self, Mailbox};
 use crate::store::Who;
 
@@ -35,6 +35,17 @@ struct ScopeCaps<'a> {
     who: Who<'a>,
     /// Where each window's cap comes from.
     source: Box<dyn Fn(Window) -> String + 'a>,
+}
+
+/// A domain's aggregate caps.
+fn domain_scope<'a>(limits: &Limits, domain: &'a str) -> ScopeCaps<'a> {
+    let from = limits.describe(limits.domain_source(domain));
+    ScopeCaps {
+        scope: "domain",
+        caps: limits.domain_caps(domain).to_vec(),
+        who: Who::Domain(domain),
+        source: Box::new(move |_| from.clone()),
+    }
 }
 
 /// One row of `status`.
@@ -76,24 +87,12 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
                 source: Box::new(move |_| from.clone()),
             });
             if let Some(d) = m.domain() {
-                let from = limits.describe(limits.domain_source(d));
-                scopes.push(ScopeCaps {
-                    scope: "domain",
-                    caps: limits.domain_caps(d).to_vec(),
-                    who: Who::Domain(d),
-                    source: Box::new(move |_| from.clone()),
-                });
+                scopes.push(domain_scope(&limits, d));
             }
             (m.to_string(), caps.exempt)
         }
         Subject::Domain(d) => {
-            let from = limits.describe(limits.domain_source(d));
-            scopes.push(ScopeCaps {
-                scope: "domain",
-                caps: limits.domain_caps(d).to_vec(),
-                who: Who::Domain(d),
-                source: Box::new(move |_| from.clone()),
-            });
+            scopes.push(domain_scope(&limits, d));
             (format!("@{d}"), false)
         }
     };

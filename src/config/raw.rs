@@ -186,7 +186,12 @@ pub(super) struct RawProtect {
 
 impl Default for RawProtect {
     fn default() -> Self {
-        Self { max_client_ips: 30, lock: false, lock_after_refusals: 0 }
+        let d = super::ProtectSettings::default();
+        Self {
+            max_client_ips: d.max_client_ips.into(),
+            lock: d.lock,
+            lock_after_refusals: d.lock_after_refusals.into(),
+        }
     }
 }
 

@@ -45,15 +45,6 @@ pub struct Event {
     pub tells_sender: bool,
 }
 
-/// The contract's scope names.
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Mailbox => "mailbox",
-        Scope::Domain => "domain",
-        Scope::Server => "server",
-    }
-}
-
 impl Event {
     fn new(event: Kind, ts: i64, sender: &Mailbox, server: &str) -> Self {
         Self {
@@ -92,7 +83,7 @@ impl Event {
         };
         Self {
             user,
-            scope: Some(scope_name(scope)),
+            scope: Some(scope.name()),
             window: Some(window.to_string()),
             limit: Some(limit),
             count: Some(count),

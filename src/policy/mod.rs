@@ -306,22 +306,13 @@ fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) 
             tracing::info!("erl DEFER {line} cap={cap} window={window}");
             (
                 Action::DeferIfPermit(refusal_text(ask.sender, counter, check.limit)),
-                Outcome::Defer { scope: scope_name(counter.scope), window: window.to_string() },
+                Outcome::Defer { scope: counter.scope.name(), window: window.to_string() },
             )
         }
         Mode::LogOnly => {
             tracing::info!("erl DEFER (log-only) {line} cap={cap} window={window}");
             (Action::Dunno, Outcome::Ok)
         }
-    }
-}
-
-/// The scope as metrics, `status` and the webhook name it.
-fn scope_name(scope: Scope) -> &'static str {
-    match scope {
-        Scope::Mailbox => "mailbox",
-        Scope::Domain => "domain",
-        Scope::Server => "server",
     }
 }
 

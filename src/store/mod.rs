@@ -42,6 +42,16 @@ pub enum Scope {
 }
 
 impl Scope {
+    /// The scope as `status`, the metrics and the webhook name it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Mailbox => "mailbox",
+            Self::Domain => "domain",
+            Self::Server => "server",
+        }
+    }
+
     /// The violation record's `type`.
     #[must_use]
     pub fn kind(self) -> &'static str {

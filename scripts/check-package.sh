@@ -35,6 +35,11 @@ units=/lib/systemd/system
 for u in email-ratelimit.service email-ratelimit.socket; do [ -f "$units/$u" ] || fail "no $units/$u"; done
 ls /usr/share/man/man1/email-ratelimit.1* >/dev/null || fail "no man page"
 [ -f /usr/share/bash-completion/completions/email-ratelimit ] || fail "no bash completion"
+[ -f /usr/share/email-ratelimit/grafana/email-ratelimit.json ] || fail "no Grafana dashboard"
+if command -v promtool >/dev/null; then
+  promtool check rules /usr/share/email-ratelimit/prometheus/alerts.yml
+  (cd /usr/share/email-ratelimit/prometheus && promtool test rules alerts.test.yml)
+fi
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify --man=no "$units/email-ratelimit.socket" "$units/email-ratelimit.service"
   systemd-analyze security --offline=true --no-pager "$units/email-ratelimit.service" | tail -1

@@ -78,7 +78,7 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
     let (clock, test_clock) = clock::from_env();
     // Notifications are delivered by their own task; decisions only queue events.
     let events = config.notify.enabled().then(|| Notifier::new(config.notify.clone()).spawn());
-    let counters = config.metrics.as_ref().map(|_| Arc::new(Metrics::new()));
+    let counters = config.metrics.as_ref().map(|_| Arc::new(Metrics::new(config.database.is_some())));
     let mut policy = Policy::new(store, limits.clone(), config.mode)
         .with_time(config.timezone, clock)
         .with_protection(config.protect, &config.server_name, events);

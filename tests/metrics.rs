@@ -1,21 +1,17 @@
 //! `[metrics] listen`: after known traffic against a real redis-server (n accepted, m deferred,
 //! unauthenticated ones skipped, Redis stopped for k requests), `GET /metrics` shows exactly
-//! those counts with HELP and TYPE lines; anything else is 404.
+//! those counts with HELP and TYPE lines, in OpenMetrics for Prometheus and in the text format
+//! for everything else; anything else is 404. (`tests/prometheus.rs` has promtool and a real
+//! Prometheus.)
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
+use common::{Daemon, Redis, defer_user, eom, free_port, http_get};
 
-use common::{Daemon, Redis, defer_user, eom, free_port};
+const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
 
 fn get(port: u16, path: &str) -> (String, String) {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to /metrics");
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").expect("write");
-    let mut text = String::new();
-    s.read_to_string(&mut text).expect("read");
-    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
-    (head.to_owned(), body.to_owned())
+    http_get(port, path, Some(OPENMETRICS))
 }
 
 /// The value of one sample line, `name{labels} value`.
@@ -46,7 +42,8 @@ fn the_counts_of_known_traffic() {
         assert_eq!(d.connect().ask(&eom("", 1)), "DUNNO", "unauthenticated");
     }
     let (head, body) = get(port, "/metrics");
-    assert!(head.starts_with("HTTP/1.1 200") && head.contains("application/openmetrics-text"), "{head}");
+    assert!(head.contains(" 200 OK") && head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "{body}");
     assert_eq!(sample(&body, "email_ratelimit_redis_up"), 1.0);
     redis.stop();
     for _ in 0..4 {
@@ -63,7 +60,6 @@ fn the_counts_of_known_traffic() {
         ("email_ratelimit_request_duration_seconds_count", 14.0),
         ("email_ratelimit_redis_up", 0.0),
         ("email_ratelimit_limits_loaded", 1.0),
-        ("email_ratelimit_database_last_success_timestamp_seconds", 0.0),
         ("email_ratelimit_notifications_dropped_total", 0.0),
     ] {
         assert_eq!(sample(&body, series), want, "{series}");
@@ -73,7 +69,6 @@ fn the_counts_of_known_traffic() {
         "decisions",
         "request_duration_seconds",
         "redis_up",
-        "database_last_success_timestamp_seconds",
         "limits_loaded",
         "connections",
         "locked_senders",
@@ -83,6 +78,16 @@ fn the_counts_of_known_traffic() {
         assert!(body.contains(&format!("# TYPE email_ratelimit_{name} ")), "no TYPE for {name}:\n{body}");
     }
     assert!(!body.contains("alice") && !body.contains("example.com"), "no sender in a label");
+    assert!(!body.contains("database_last_success"), "no database, nothing to go stale:\n{body}");
+    // Without an Accept header (curl, promtool): the text format, the same samples, counters
+    // declared under their `_total` names.
+    let (head, text) = http_get(port, "/metrics", None);
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(
+        text.contains("# TYPE email_ratelimit_decisions_total counter\n") && !text.contains("# EOF"),
+        "{text}"
+    );
+    assert_eq!(sample(&text, "email_ratelimit_decisions_total{outcome=\"ok\"}"), 5.0);
     let (head, _) = get(port, "/other");
-    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+    assert!(head.contains(" 404 Not Found"), "{head}");
 }

@@ -1,5 +1,6 @@
 //! The `/metrics` endpoint: a small HTTP/1 server (hyper) on a loopback TCP port or a Unix
-//! socket. `GET /metrics` answers the exposition; anything else 404. Bounded so that scrapers
+//! socket. `GET /metrics` answers the exposition (OpenMetrics when the `Accept` header asks for
+//! it, as Prometheus does; else the text format 0.0.4); anything else 404. Bounded so that scrapers
 //! cannot hurt the policy socket: at most 4 connections at once (more are closed), 5 s for a
 //! request head, 10 s per connection.
 
@@ -20,10 +21,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use super::format::{self, Format};
+
 const MAX_CONNECTIONS: usize = 4;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Produces the exposition text (updating the state gauges first).
 pub type Scrape = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
@@ -88,9 +90,15 @@ impl<T: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static> IoStream fo
 
 async fn answer(req: &Request<Incoming>, scrape: &Scrape) -> Response<Full<Bytes>> {
     if req.method() == Method::GET && req.uri().path() == "/metrics" {
-        let body = scrape().await;
+        let accept = req.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok());
+        let wanted = Format::negotiate(accept);
+        let openmetrics = scrape().await;
+        let body = match wanted {
+            Format::OpenMetrics => openmetrics,
+            Format::Text => format::to_text(&openmetrics),
+        };
         return Response::builder()
-            .header(hyper::header::CONTENT_TYPE, CONTENT_TYPE)
+            .header(hyper::header::CONTENT_TYPE, wanted.content_type())
             .body(Full::new(Bytes::from(body)))
             .unwrap_or_else(|_| Response::new(Full::new(Bytes::new())));
     }

@@ -1,10 +1,12 @@
 //! Prometheus metrics (`[metrics] listen`): what the daemon decided and how its dependencies
-//! are, in the OpenMetrics text format (which Prometheus scrapes) at `GET /metrics`.
+//! are, at `GET /metrics` in the OpenMetrics format Prometheus asks for, or in the classic text
+//! format for everything else (`format.rs`).
 //!
 //! The request path only bumps atomic counters ([`Metrics::decided`], the histogram too); gauges
 //! that describe state (Redis up, the limits, connections, locks, notifications) are read when
 //! a scrape asks (`http.rs`). No label holds a sender or a domain.
 
+pub mod format;
 mod histogram;
 pub mod http;
 
@@ -44,25 +46,22 @@ pub struct Metrics {
     deferrals: Family<Labels, Counter>,
     duration: DurationHistogram,
     pub redis_up: Gauge,
+    /// Only exported with `[database]` (without one there is nothing to go stale).
     pub database_last_success: Gauge,
     pub limits_loaded: Gauge,
     pub connections: Gauge,
     pub locked_senders: Gauge,
-    notifications: Family<Labels, Counter>,
+    sent: Counter,
+    failed: Counter,
     dropped: Counter,
     /// The notifier's counts already exported (sent, failed, dropped).
     exported: Mutex<[u64; 3]>,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
+    /// `database`: whether limits are read from a database (exports its last good read).
     #[must_use]
-    pub fn new() -> Self {
+    pub fn new(database: bool) -> Self {
         let mut registry = Registry::with_prefix("email_ratelimit");
         let decisions = Family::<Labels, Counter>::default();
         registry.register(
@@ -93,11 +92,14 @@ impl Metrics {
         };
         let redis_up =
             gauge(&mut registry, "redis_up", "1 when the last Redis call worked (0: failing open)");
-        let database_last_success = gauge(
-            &mut registry,
-            "database_last_success_timestamp_seconds",
-            "Unix time of the last good read of the database's limits (0: never)",
-        );
+        let database_last_success = Gauge::default();
+        if database {
+            registry.register(
+                "database_last_success_timestamp_seconds",
+                "Unix time of the last good read of the database's limits (0: none since start)",
+                database_last_success.clone(),
+            );
+        }
         let limits_loaded =
             gauge(&mut registry, "limits_loaded", "Mailboxes with a cap in the current limit set");
         let connections = gauge(&mut registry, "connections", "Open policy connections (smtpd processes)");
@@ -108,6 +110,9 @@ impl Metrics {
             "Notifications (mails and webhook posts) by result: sent, failed",
             notifications.clone(),
         );
+        // Both results exist from the start (at 0), so rules and dashboards always find them.
+        let result = |r: &str| notifications.get_or_create(&vec![("result", r.to_owned())]).clone();
+        let (sent, failed) = (result("sent"), result("failed"));
         let dropped = Counter::default();
         registry.register(
             "notifications_dropped",
@@ -127,7 +132,8 @@ impl Metrics {
             limits_loaded,
             connections,
             locked_senders,
-            notifications,
+            sent,
+            failed,
             dropped,
             exported: Mutex::new([0; 3]),
         }
@@ -153,19 +159,11 @@ impl Metrics {
     /// Brings the notification counters up to the notifier's counts.
     pub fn notifications(&self, sent: u64, failed: u64, dropped: u64) {
         let mut done = self.exported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (i, (name, now)) in
-            [("sent", sent), ("failed", failed), ("dropped", dropped)].into_iter().enumerate()
+        for (i, (counter, now)) in
+            [(&self.sent, sent), (&self.failed, failed), (&self.dropped, dropped)].into_iter().enumerate()
         {
-            let delta = now.saturating_sub(done[i]);
-            if delta == 0 {
-                continue;
-            }
-            if name == "dropped" {
-                self.dropped.inc_by(delta);
-            } else {
-                self.notifications.get_or_create(&vec![("result", name.to_owned())]).inc_by(delta);
-            }
-            done[i] = now;
+            counter.inc_by(now.saturating_sub(done[i]));
+            done[i] = done[i].max(now);
         }
     }
 

@@ -1,5 +1,5 @@
 //! Shared helpers for the integration tests: temporary real servers (`redis-server`,
-//! `mariadbd`) and the real daemon binary, each stopped by PID when dropped.
+//! `mariadbd`, `prometheus`) and the real daemon binary, each stopped by PID when dropped.
 //!
 //! A server binary that is missing fails the test when `CI` is set and skips it (loudly)
 //! otherwise.
@@ -8,6 +8,7 @@
 
 mod daemon;
 pub mod mail;
+pub mod prometheus;
 mod servers;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use std::time::{Duration, Instant};
 pub use daemon::{Conn, Daemon};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
+pub use prometheus::{Prometheus, http_get};
 pub use servers::{Mariadb, Redis, Sentinel};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_email-ratelimit");

@@ -22,3 +22,30 @@ start_redis() {
   pids+=("$rpid")
   until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
 }
+
+# utime + stime of a process, in clock ticks.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# The v2 cap model (benches/v2.sh, profile.sh): mailbox, domain and server caps, daily and
+# hourly, all far above the load; the daemon on $work/erl.sock with Redis on $rport; log level $1.
+write_v2_config() {
+  local big=1000000000
+  cat > "$work/config.toml" <<TOML
+timezone = "UTC"
+[listen]
+socket = "$work/erl.sock"
+[limits]
+global = $big
+global_rates = ["$big/1h"]
+[[limits.domain]]
+domain = "example.com"
+daily = $big
+rates = ["$big/1h"]
+mailbox_daily = $big
+mailbox_rates = ["$big/1h"]
+[redis]
+url = "redis://127.0.0.1:$rport/0"
+[log]
+level = "$1"
+TOML
+}

@@ -10,7 +10,6 @@ cd "$(dirname "$0")/.."
 secs="${1:-5}"
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "building (release)..." >&2
 cargo build --release --locked -q

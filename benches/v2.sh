@@ -18,7 +18,6 @@ cd "$(dirname "$0")/.."
 secs="${1:-5}"
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
-ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 echo "building (release)..." >&2
 cargo build --release --locked -q
@@ -26,24 +25,7 @@ cargo build --release --locked -q
 start_redis
 
 big=1000000000
-cat > "$work/config.toml" <<TOML
-timezone = "UTC"
-[listen]
-socket = "$work/erl.sock"
-[limits]
-global = $big
-global_rates = ["$big/1h"]
-[[limits.domain]]
-domain = "example.com"
-daily = $big
-rates = ["$big/1h"]
-mailbox_daily = $big
-mailbox_rates = ["$big/1h"]
-[redis]
-url = "redis://127.0.0.1:$rport/0"
-[log]
-level = "info"
-TOML
+write_v2_config info
 
 # 1. The script alone, with the daemon's keys and arguments for this config.
 sha="$(redis-cli -p "$rport" script load "$(cat src/store/consume.lua)")"

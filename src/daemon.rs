@@ -63,7 +63,11 @@ enum Signal {
 ///
 /// # Errors
 /// [`DaemonError`] when it cannot start; once serving, faults fail open instead.
-pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>) -> Result<(), DaemonError> {
+pub async fn serve(
+    path: Option<PathBuf>,
+    mut config: Config,
+    log: Option<LogHandle>,
+) -> Result<(), DaemonError> {
     let store = match config.store {
         StoreKind::Redis => Store::Redis(Box::new(RedisStore::new(&config.redis)?)),
         StoreKind::Memory => Store::Memory(Box::new(MemoryStore::new(
@@ -72,7 +76,11 @@ pub async fn serve(path: Option<PathBuf>, config: Config, log: Option<LogHandle>
         ))),
     };
     let db = config.database.as_ref().map(DatabaseSource::new).transpose()?;
-    let limits = Arc::new(LimitsCache::new(config.limits.clone(), db).persisting());
+    // The cache keeps the file's limits (its mailbox list compacted); the running config keeps
+    // no second copy of a list that may hold 100,000 entries.
+    let mailboxes = std::mem::take(&mut config.limits.mailboxes);
+    let file_limits = config::LimitSettings { mailboxes, ..config.limits.clone() };
+    let limits = Arc::new(LimitsCache::new(file_limits, db).persisting());
     // Before the socket answers: a restart while MariaDB is down enforces the last good read.
     let saved = limits.load_saved();
     let (clock, test_clock) = clock::from_env();
@@ -198,10 +206,11 @@ async fn reload(
     states.extend(NotifyState::monotonic_usec_now().ok());
     notify(&states);
     match config::load(path) {
-        Ok(new) => {
+        Ok(mut new) => {
             policy.set_mode(new.mode);
             policy.set_protection(new.protect);
-            limits.set_config(new.limits.clone());
+            let mailboxes = std::mem::take(&mut new.limits.mailboxes);
+            limits.set_config(config::LimitSettings { mailboxes, ..new.limits.clone() });
             if let Some(log) = log
                 && let Err(e) = log.set_level(&new.log.level)
             {

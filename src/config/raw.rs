@@ -1,16 +1,18 @@
 //! The config file as written: every key optional with its named default, unknown keys
-//! refused. Nothing here is validated; `validate` turns it into typed settings.
+//! refused. Nothing here is validated; `validate` turns it into typed settings. `Serialize`
+//! only hands the file's settings to the environment overlay (`super::load`); the caps lists
+//! never go that way.
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::{
     DEFAULT_CACHE_FILE, DEFAULT_GLOBAL, DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX, DEFAULT_MAILBOX_QUERY,
     DEFAULT_MAX_RECIPIENTS, Mode, StoreKind,
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawConfig {
     pub(super) mode: Mode,
@@ -20,6 +22,7 @@ pub(super) struct RawConfig {
     pub(super) listen: RawListen,
     pub(super) limits: RawLimits,
     pub(super) redis: RawRedis,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) database: Option<RawDatabase>,
     pub(super) protect: RawProtect,
     pub(super) notify: RawNotify,
@@ -46,7 +49,7 @@ impl Default for RawConfig {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawListen {
     pub(super) socket: PathBuf,
@@ -73,7 +76,7 @@ impl Default for RawListen {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawLimits {
     pub(super) global: u64,
@@ -81,7 +84,9 @@ pub(super) struct RawLimits {
     pub(super) default_mailbox: u64,
     pub(super) default_mailbox_rates: Vec<String>,
     pub(super) max_recipients: u64,
+    #[serde(skip_serializing)]
     pub(super) mailbox: Vec<RawMailbox>,
+    #[serde(skip_serializing)]
     pub(super) domain: Vec<RawDomain>,
 }
 
@@ -120,7 +125,7 @@ pub(super) struct RawDomain {
     pub(super) mailbox_rates: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawRedis {
     pub(super) url: String,
@@ -146,7 +151,7 @@ impl Default for RawRedis {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawDatabase {
     pub(super) url: String,
@@ -176,7 +181,7 @@ impl Default for RawDatabase {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawProtect {
     pub(super) max_client_ips: u64,
@@ -195,7 +200,7 @@ impl Default for RawProtect {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawNotify {
     pub(super) admin: Vec<String>,
@@ -217,14 +222,14 @@ impl Default for RawNotify {
     }
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Serialize, Default)]
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawMetrics {
     pub(super) listen: String,
     pub(super) allow_remote: bool,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawLog {
     pub(super) level: String,

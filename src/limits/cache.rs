@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
 use super::saved::{self, SavedError};
-use super::{DatabaseLimits, DatabaseSource, Fetched, Limits, LimitsError, Origin};
+use super::{DatabaseLimits, DatabaseSource, Fetched, FileLimits, Limits, LimitsError, Origin};
 use crate::config::{Layout, LimitSettings};
 
 /// What is known of the database.
@@ -25,7 +25,8 @@ struct DbState {
 
 pub struct LimitsCache {
     current: ArcSwap<Limits>,
-    config: Mutex<LimitSettings>,
+    /// The config file's part, compiled once per load (its mailbox table is shared).
+    config: Mutex<FileLimits>,
     state: Mutex<DbState>,
     db: Option<DatabaseSource>,
     /// Whether good reads are written to the cache file (the daemon; not the admin commands).
@@ -45,8 +46,9 @@ impl LimitsCache {
     pub fn new(config: LimitSettings, db: Option<DatabaseSource>) -> Self {
         let origin = if db.is_some() { Origin::Unknown } else { Origin::ConfigFile };
         let layout = db.as_ref().map_or(Layout::ErTables, |d| d.settings().layout);
+        let config = FileLimits::from(config);
         Self {
-            current: ArcSwap::from_pointee(Limits::merged(&config, None, origin, layout)),
+            current: ArcSwap::from_pointee(Limits::assemble(&config, None, origin, layout)),
             config: Mutex::new(config),
             state: Mutex::new(DbState { last: None, origin, saved: None, save_failing: None }),
             db,
@@ -76,7 +78,7 @@ impl LimitsCache {
 
     /// Replaces the config file's part (after SIGHUP) and rebuilds the set at once.
     pub fn set_config(&self, config: LimitSettings) {
-        *lock(&self.config) = config;
+        *lock(&self.config) = FileLimits::from(config);
         self.rebuild();
     }
 
@@ -84,7 +86,7 @@ impl LimitsCache {
         let config = lock(&self.config).clone();
         let state = lock(&self.state);
         let layout = self.db.as_ref().map_or(Layout::ErTables, |d| d.settings().layout);
-        self.current.store(Arc::new(Limits::merged(&config, state.last.as_ref(), state.origin, layout)));
+        self.current.store(Arc::new(Limits::assemble(&config, state.last.as_ref(), state.origin, layout)));
     }
 
     /// Reads the cache file of the last good database read, unless the database has answered

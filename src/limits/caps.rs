@@ -1,10 +1,7 @@
-//! A compact, immutable table of the database's mailbox caps: every address in one string arena
-//! and a sorted index of 16 bytes per mailbox, searched by binary search. 100,000 mailboxes take
-//! about 4 MiB instead of the 10+ MiB of a map of owned strings, and building it allocates twice,
-//! not once per row.
+//! The database's mailbox caps in a compact [`NameTable`]: one cap per address, packed into
+//! 8 bytes (its window and its number). 100,000 mailboxes take about 4 MiB.
 
-use std::cmp::Ordering;
-
+use super::names::{NameTable, NameTableBuilder};
 use super::window::{Rate, Window};
 use crate::config::MAX_CAP;
 use crate::sender::Mailbox;
@@ -23,100 +20,63 @@ fn unpack(v: u64) -> DbCap {
     Some(Rate { limit: v & 0xffff_ffff, window })
 }
 
+/// The database's mailbox caps, in a [`NameTable`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CapTable {
-    text: String,
-    /// (start, len, packed cap), sorted by address.
-    index: Vec<(u32, u32, u64)>,
-}
+pub struct CapTable(NameTable<u64>);
 
 impl CapTable {
-    fn key(&self, entry: &(u32, u32, u64)) -> &str {
-        let start = entry.0 as usize;
-        &self.text[start..start + entry.1 as usize]
-    }
-
     /// The address's cap, if it is listed (`Some(None)`: listed with the default caps).
     #[must_use]
     pub fn get(&self, mailbox: &Mailbox) -> Option<DbCap> {
-        let wanted = mailbox.as_str();
-        self.index.binary_search_by(|e| self.key(e).cmp(wanted)).ok().map(|i| unpack(self.index[i].2))
+        self.get_name(mailbox.as_str())
+    }
+
+    /// As [`Self::get`], by the normalized address.
+    #[must_use]
+    pub fn get_name(&self, name: &str) -> Option<DbCap> {
+        self.0.get(name).map(unpack)
     }
 
     /// Every entry in address order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, DbCap)> + '_ {
-        self.index.iter().map(|e| (self.key(e), unpack(e.2)))
+        self.0.iter().map(|(name, v)| (name, unpack(v)))
     }
 
     #[must_use]
     pub fn len(&self) -> usize {
-        self.index.len()
+        self.0.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.index.is_empty()
+        self.0.is_empty()
     }
 
     /// Heap bytes held (for logs and benchmarks).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
-        self.text.capacity() + self.index.capacity() * std::mem::size_of::<(u32, u32, u64)>()
+        self.0.heap_bytes()
     }
 }
 
 /// Collects rows, then sorts once. A later row for the same address replaces an earlier one.
 #[derive(Debug, Default)]
-pub struct CapTableBuilder {
-    table: CapTable,
-    /// Arrival order, to let the last duplicate win after sorting.
-    order: Vec<u32>,
-}
+pub struct CapTableBuilder(NameTableBuilder<u64>);
 
 impl CapTableBuilder {
     #[must_use]
     pub fn with_capacity(rows: usize) -> Self {
-        Self {
-            table: CapTable { text: String::with_capacity(rows * 24), index: Vec::with_capacity(rows) },
-            order: Vec::with_capacity(rows),
-        }
+        Self(NameTableBuilder::with_capacity(rows))
     }
 
     /// Adds one mailbox; returns false when the arena would pass 4 GiB (the row is skipped).
     pub fn push(&mut self, mailbox: &Mailbox, cap: DbCap) -> bool {
-        let (Ok(start), Ok(len), Ok(n)) = (
-            u32::try_from(self.table.text.len()),
-            u32::try_from(mailbox.as_str().len()),
-            u32::try_from(self.order.len()),
-        ) else {
-            return false;
-        };
-        self.table.text.push_str(mailbox.as_str());
-        self.table.index.push((start, len, pack(cap)));
-        self.order.push(n);
-        true
+        self.0.push(mailbox.as_str(), pack(cap))
     }
 
     #[must_use]
     pub fn build(self) -> CapTable {
-        let CapTableBuilder { table, order } = self;
-        let CapTable { text, index } = table;
-        let key = |e: &(u32, u32, u64)| &text[e.0 as usize..(e.0 + e.1) as usize];
-        let mut rows: Vec<((u32, u32, u64), u32)> = index.into_iter().zip(order).collect();
-        rows.sort_unstable_by(|a, b| match key(&a.0).cmp(key(&b.0)) {
-            Ordering::Equal => a.1.cmp(&b.1),
-            other => other,
-        });
-        // Keep the last arrival of each address.
-        let mut index: Vec<(u32, u32, u64)> = Vec::with_capacity(rows.len());
-        for (entry, _) in rows {
-            match index.last_mut() {
-                Some(last) if key(last) == key(&entry) => *last = entry,
-                _ => index.push(entry),
-            }
-        }
-        index.shrink_to_fit();
-        CapTable { text, index }
+        CapTable(self.0.build())
     }
 }
 
@@ -152,7 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn the_last_duplicate_wins() {
+    fn the_last_duplicate_wins_with_its_cap() {
         let mut b = CapTableBuilder::default();
         b.push(&mb("a@x.org"), daily(1));
         b.push(&mb("b@x.org"), daily(2));

@@ -6,6 +6,8 @@ pub mod cache;
 pub mod caps;
 pub mod database;
 pub mod erl_columns;
+pub mod file;
+pub mod names;
 mod resolve;
 pub mod saved;
 pub mod window;
@@ -16,6 +18,7 @@ use std::sync::Arc;
 pub use cache::LimitsCache;
 pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
+pub use file::{FileLimits, MailboxTable};
 pub use resolve::{CapSource, MailboxCaps};
 
 use crate::config::{Layout, LimitSettings};
@@ -48,7 +51,7 @@ impl Origin {
 }
 
 /// A cap as the policy sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cap {
     Enforced(u64),
     /// The database decides this cap and has not been read: count, never defer on it.
@@ -122,16 +125,26 @@ impl Limits {
         origin: Origin,
         layout: Layout,
     ) -> Self {
+        Self::assemble(&FileLimits::from(config.clone()), db, origin, layout)
+    }
+
+    /// As [`Self::merged`], from the config file's limits as compiled once per load (the
+    /// daemon's rebuilds share its mailbox table instead of copying it).
+    #[must_use]
+    pub fn assemble(file: &FileLimits, db: Option<&DatabaseLimits>, origin: Origin, layout: Layout) -> Self {
+        let config = &file.settings;
         let pending = origin == Origin::Unknown;
-        let file =
+        let file_cap =
             |n: u64| if pending && layout == Layout::ErTables { Cap::Unknown } else { Cap::Enforced(n) };
-        let global = db.and_then(|d| d.global).map_or_else(|| file(config.global), Cap::Enforced);
-        let default_mailbox =
-            db.and_then(|d| d.default_mailbox).map_or_else(|| file(config.default_mailbox), Cap::Enforced);
+        let global = db.and_then(|d| d.global).map_or_else(|| file_cap(config.global), Cap::Enforced);
+        let default_mailbox = db
+            .and_then(|d| d.default_mailbox)
+            .map_or_else(|| file_cap(config.default_mailbox), Cap::Enforced);
         let db_caps = db.map(|d| d.mailboxes.clone()).unwrap_or_default();
         let db_domains = db.map_or(&[][..], |d| d.domains.as_slice());
-        let compiled = resolve::Compiled::new(config, global, default_mailbox, db_domains);
-        let capped = db_caps.len() + compiled.listed().filter(|m| db_caps.get(m).is_none()).count();
+        let compiled =
+            resolve::Compiled::new(config, file.mailboxes.clone(), global, default_mailbox, db_domains);
+        let capped = db_caps.len() + compiled.listed().filter(|m| db_caps.get_name(m).is_none()).count();
         Self {
             global,
             default_mailbox,

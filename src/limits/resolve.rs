@@ -3,7 +3,9 @@
 //! domain's aggregate caps; the server's. Within a scope, longer windows first.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use super::file::{Caps, MailboxTable, ordered};
 use super::window::{Rate, Window};
 use super::{Cap, Limits};
 use crate::config::LimitSettings;
@@ -32,28 +34,17 @@ pub struct MailboxCaps {
     pub source: CapSource,
 }
 
-/// Caps in the order they are checked.
-type Caps = Vec<(Window, Cap)>;
-
 /// Caps as the request path reads them: converted and ordered once, when the set is built.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub(super) struct Compiled {
     server: Caps,
     defaults: Caps,
     /// `[[limits.mailbox]]`: its own caps (`None`: the defaults) and whether it is exempt.
-    mailboxes: HashMap<Mailbox, (Option<Caps>, bool)>,
+    mailboxes: Arc<MailboxTable>,
     /// `[[limits.domain]]`: its aggregate caps and its mailboxes' caps, if it sets them.
     domains: HashMap<String, (Caps, Option<Caps>)>,
     /// The domains whose aggregate caps are the database's.
     db_domains: std::collections::HashSet<String>,
-}
-
-/// Enforced, longer windows first (the day before an hour before 15 minutes).
-fn ordered(first: Option<(Window, Cap)>, rates: &[Rate]) -> Caps {
-    let mut caps: Caps = first.into_iter().collect();
-    caps.extend(rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))));
-    caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
-    caps
 }
 
 impl Compiled {
@@ -62,15 +53,11 @@ impl Compiled {
     /// `db_domains`: the database's aggregate domain caps, which replace the file's.
     pub(super) fn new(
         config: &LimitSettings,
+        mailboxes: Arc<MailboxTable>,
         global: Cap,
         default_mailbox: Cap,
         db_domains: &[(String, Rate)],
     ) -> Self {
-        let mailboxes = config
-            .mailboxes
-            .iter()
-            .map(|e| (e.mailbox.clone(), (e.caps.as_deref().map(|c| ordered(None, c)), e.exempt)))
-            .collect();
         let mut domains: HashMap<String, (Caps, Option<Caps>)> = config
             .domains
             .iter()
@@ -95,8 +82,8 @@ impl Compiled {
     }
 
     /// The config file's listed mailboxes.
-    pub(super) fn listed(&self) -> impl Iterator<Item = &Mailbox> {
-        self.mailboxes.keys()
+    pub(super) fn listed(&self) -> impl Iterator<Item = &str> {
+        self.mailboxes.names()
     }
 }
 
@@ -116,7 +103,7 @@ impl Limits {
                 listed: true,
             };
         } else if let Some((own, _)) = entry {
-            Some(own.as_deref().unwrap_or(&c.defaults))
+            Some(own.unwrap_or(&c.defaults))
         } else {
             mailbox.domain().and_then(|d| c.domains.get(d)).and_then(|d| d.1.as_deref())
         };

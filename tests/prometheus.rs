@@ -162,6 +162,7 @@ fn a_real_prometheus_scrapes_the_daemon() {
         .and_then(|v| v.parse::<u64>().ok())
         .expect("the database's last good read");
     assert!(read >= started && read <= started + 120, "last read {read}, test started {started}");
+    assert!(page.lines().any(|l| l == "email_ratelimit_database_configured 1"), "{page}");
 
     // A real Prometheus scrapes it (asking for OpenMetrics) and evaluates the shipped rules.
     let alerts = contrib("prometheus/alerts.yml");

@@ -46,7 +46,7 @@ pub struct Metrics {
     deferrals: Family<Labels, Counter>,
     duration: DurationHistogram,
     pub redis_up: Gauge,
-    /// Only exported with `[database]` (without one there is nothing to go stale).
+    /// 0 without `[database]`; `database_configured` tells the two zeros apart.
     pub database_last_success: Gauge,
     pub limits_loaded: Gauge,
     pub connections: Gauge,
@@ -92,14 +92,13 @@ impl Metrics {
         };
         let redis_up =
             gauge(&mut registry, "redis_up", "1 when the last Redis call worked (0: failing open)");
-        let database_last_success = Gauge::default();
-        if database {
-            registry.register(
-                "database_last_success_timestamp_seconds",
-                "Unix time of the last good read of the database's limits (0: none since start)",
-                database_last_success.clone(),
-            );
-        }
+        let database_last_success = gauge(
+            &mut registry,
+            "database_last_success_timestamp_seconds",
+            "Unix time of the last good read of the database's limits (0: none since start, or no database)",
+        );
+        gauge(&mut registry, "database_configured", "1 when limits are read from a database ([database])")
+            .set(i64::from(database));
         let limits_loaded =
             gauge(&mut registry, "limits_loaded", "Mailboxes with a cap in the current limit set");
         let connections = gauge(&mut registry, "connections", "Open policy connections (smtpd processes)");

@@ -5,7 +5,9 @@
 # switches, migrations, syscalls) per decision, and the top of a `perf report` by symbol
 # (self time, children folded in the caller's shared object). Needs perf.
 # Usage: benches/profile.sh [seconds] [perf-report-lines] (default 10, 40); ERL_LOG_LEVEL
-# overrides the log level (to measure what logging costs); NO_PERF=1 skips the profile.
+# overrides the log level (to measure what logging costs); NO_PERF=1 skips the profile; ERL_BIN
+# runs another build of the daemon (a baseline) instead of this tree's; FLOOR=dunno or FLOOR=ping
+# measures erl-load's zero-work servers instead (the protocol floor, the Redis round-trip floor).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -18,7 +20,14 @@ cargo build --release --locked -q
 
 start_redis
 write_v2_config "${ERL_LOG_LEVEL:-info}"
-target/release/email-ratelimit serve --config "$work/config.toml" >"$work/daemon.log" 2>&1 &
+case "${FLOOR:-}" in
+  # The floors instead of the daemon: erl-load's DUNNO-only server, or the same after one Redis
+  # PING per request (the least any Redis-backed answer costs).
+  dunno) target/release/erl-load --serve-dunno "$work/erl.sock" >"$work/daemon.log" 2>&1 & ;;
+  ping) target/release/erl-load --serve-dunno "$work/erl.sock" --ping-redis "redis://127.0.0.1:$rport/" \
+    >"$work/daemon.log" 2>&1 & ;;
+  *) "${ERL_BIN:-target/release/email-ratelimit}" serve --config "$work/config.toml" >"$work/daemon.log" 2>&1 & ;;
+esac
 dpid=$!
 pids+=($dpid)
 until [ -S "$work/erl.sock" ]; do sleep 0.05; done
@@ -26,6 +35,9 @@ load() { target/release/erl-load "$@" 2>/dev/null | grep '^RESULT'; }
 # Warm up (first-of-the-day keys, the script cached).
 load --socket "$work/erl.sock" --connections 8 --duration 1 --warmup 0 >/dev/null
 
+# Per thread: name and utime+stime ticks.
+threads() { for t in /proc/"$dpid"/task/*; do printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"; done | sort; }
+threads >"$work/threads0"
 d0="$(ticks "$dpid")"
 perf stat -e task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter -p "$dpid" \
   -o "$work/stat.txt" -- sleep "$secs" &
@@ -33,10 +45,12 @@ statpid=$!
 r="$(load --socket "$work/erl.sock" --connections 8 --duration "$secs" --warmup 0)"
 wait "$statpid" || true
 d1="$(ticks "$dpid")"
+threads >"$work/threads1"
 n="$(echo "$r" | field rps)"
 total=$(awk -v n="$n" -v s="$secs" 'BEGIN {print n * s}')
 echo "$r"
 awk -v a="$d0" -v b="$d1" -v t="$total" 'BEGIN {printf "daemon CPU per decision: %.1f us (%d decisions)\n", (b - a) * 10000 / t, t}'
+awk -v t="$total" 'NR == FNR {a[$1] += $2; next} {b[$1] += $2} END {for (k in b) if (b[k] - a[k] > 0) printf "  thread %s: %.1f us per decision\n", k, (b[k] - a[k]) * 10000 / t}' "$work/threads0" "$work/threads1"
 awk -v t="$total" '/context-switches|cpu-migrations|sys_enter/ {gsub(",", "", $1); printf "%s per decision: %.2f\n", $2, $1 / t}' "$work/stat.txt"
 
 [ -n "${NO_PERF:-}" ] && exit 0
@@ -47,8 +61,8 @@ wait "$recpid" || true
 echo
 echo "perf report, self time by symbol:"
 perf report -i "$work/perf.data" --no-children --sort dso,symbol --stdio -g none 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -"$lines"
+  | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | cut -c1-150 | head -"$lines"
 echo
 echo "perf report, inclusive time (children) by symbol:"
 perf report -i "$work/perf.data" --children --sort symbol --stdio -g none 2>/dev/null \
-  | grep -v '^#' | grep -v '^$' | head -"$lines"
+  | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | cut -c1-150 | head -"$lines"

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwapOption;
 use redis::aio::MultiplexedConnection;
-use redis::{Script, Value};
+use redis::{Cmd, ErrorKind, RedisWrite, Script, ServerErrorKind, Value};
 
 use super::breaker::Breaker;
 use super::keys::{COUNTER_TTL_SECS, KeySchema};
@@ -73,22 +73,37 @@ impl RedisStore {
 
     async fn run(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         let mut conn = self.connection().await?;
-        let mut invocation = self.script.prepare_invoke();
+        let command = self.command(c)?;
+        let reply: Vec<Value> = match command.query_async(&mut conn).await {
+            // Redis lost the script (restart, SCRIPT FLUSH): load it and send the same command.
+            Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                self.script.prepare_invoke().load_async(&mut conn).await?;
+                command.query_async(&mut conn).await?
+            }
+            reply => reply?,
+        };
+        parse_reply(&reply, c.counters.len(), c.caps.len())
+    }
+
+    /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
+    /// command buffer (no per-argument allocation).
+    fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
+        let mut cmd = Cmd::with_capacity(3 + 6 + 13 + 5 * c.counters.len() + 4 * c.caps.len(), 1024);
+        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 6);
         for counter in c.counters {
             let key = self
                 .keys
                 .counter(c.at.local, *counter, c.sender)
                 .ok_or_else(|| StoreError::BadReply(format!("no key for {counter:?} of {}", c.sender)))?;
-            invocation.key(key);
+            cmd.arg(key);
         }
         let day = c.at.day();
-        invocation
-            .key(&self.violations_key)
-            .key(self.keys.top(day))
-            .key(self.keys.raise(c.sender))
-            .key(self.keys.lock(c.sender))
-            .key(self.keys.ips(day, c.sender))
-            .key(self.keys.refusals(day, c.sender))
+        cmd.arg(&self.violations_key)
+            .arg(self.keys.top(day))
+            .arg(self.keys.raise(c.sender))
+            .arg(self.keys.lock(c.sender))
+            .arg(self.keys.ips(day, c.sender))
+            .arg(self.keys.refusals(day, c.sender))
             .arg(c.recipients)
             .arg(match c.operation {
                 Operation::Count => "count",
@@ -109,19 +124,15 @@ impl RedisStore {
             .arg(c.guard.lock_after_refusals)
             .arg(c.server);
         for counter in c.counters {
-            invocation.arg(counter.window.ttl_secs());
+            cmd.arg(counter.window.ttl_secs());
         }
         for cap in c.caps {
             let counter =
                 c.counters.get(cap.counter).ok_or_else(|| StoreError::BadReply(format!("{cap:?}")))?;
-            invocation
-                .arg(cap.counter + 1)
-                .arg(cap.limit)
-                .arg(counter.scope.kind())
-                .arg(counter.window.to_string());
+            cmd.arg(cap.counter + 1).arg(cap.limit).arg(counter.scope.kind());
+            cmd.write_arg_fmt(counter.window);
         }
-        let reply: Vec<Value> = invocation.invoke_async(&mut conn).await?;
-        parse_reply(&reply, c.counters.len(), c.caps.len())
+        Ok(cmd)
     }
 
     /// Whether the last calls reached Redis (the breaker is closed).

@@ -3,9 +3,11 @@
 //! (journald adds one) and starts with its syslog priority (`<3>` error, `<4>` warning, `<6>`
 //! info, `<7>` debug), so `journalctl -p warning` shows only warnings and errors.
 //!
-//! Lines are handed to a writer thread and written in batches (one `write` per burst, not per
-//! line), so logging costs the request path a channel send. Under extreme overload, lines beyond
-//! the queue (100,000) are dropped rather than stalling mail.
+//! Lines are handed to a writer thread and written in batches ([`batch`]: one `write` and one
+//! thread wake-up per batch of up to 20 ms, not per line). When the output is stuck, lines
+//! beyond 8 MiB are dropped and counted rather than stalling mail.
+
+mod batch;
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
@@ -65,19 +67,16 @@ impl LogHandle {
     }
 }
 
-/// Keeps the writer thread alive; dropping it flushes what is queued.
-pub type FlushGuard = tracing_appender::non_blocking::WorkerGuard;
+/// Keeps the writer thread alive; dropping it writes what is queued.
+pub type FlushGuard = batch::Flush;
 
-/// Installs the global subscriber; `None` if one is already installed (tests).
+/// Installs the global subscriber; `None` if one is already installed (tests) or the writer
+/// thread cannot start.
 #[must_use]
 pub fn init(level: &str) -> Option<(LogHandle, FlushGuard)> {
     let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(true)
-        .buffered_lines_limit(100_000)
-        .thread_name("erl-log")
-        .finish(std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout()));
+    let (writer, guard) = batch::start(std::io::stdout(), batch::GATHER, batch::MAX_PENDING).ok()?;
     let base = fmt::layer().with_target(false).with_ansi(false).with_writer(writer);
     let output = if std::env::var_os("JOURNAL_STREAM").is_some() {
         base.event_format(Journal).boxed()

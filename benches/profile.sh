@@ -38,19 +38,26 @@ load --socket "$work/erl.sock" --connections 8 --duration 1 --warmup 0 >/dev/nul
 # Per thread: name and utime+stime ticks.
 threads() { for t in /proc/"$dpid"/task/*; do printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"; done | sort; }
 threads >"$work/threads0"
+switches() { awk '/^(voluntary|nonvoluntary)_ctxt_switches/ {printf "%s ", $2}' /proc/"$dpid"/task/*/status | awk '{v = 0; n = 0; for (i = 1; i <= NF; i += 2) {v += $i; n += $(i + 1)}; print v, n}'; }
+sw0="$(switches)"
 d0="$(ticks "$dpid")"
+u0="$(awk '{print $14}' "/proc/$dpid/stat")"
 perf stat -e task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter -p "$dpid" \
   -o "$work/stat.txt" -- sleep "$secs" &
 statpid=$!
 r="$(load --socket "$work/erl.sock" --connections 8 --duration "$secs" --warmup 0)"
 wait "$statpid" || true
 d1="$(ticks "$dpid")"
+u1="$(awk '{print $14}' "/proc/$dpid/stat")"
 threads >"$work/threads1"
+sw1="$(switches)"
 n="$(echo "$r" | field rps)"
 total=$(awk -v n="$n" -v s="$secs" 'BEGIN {print n * s}')
 echo "$r"
-awk -v a="$d0" -v b="$d1" -v t="$total" 'BEGIN {printf "daemon CPU per decision: %.1f us (%d decisions)\n", (b - a) * 10000 / t, t}'
+awk -v a="$d0" -v b="$d1" -v u="$((u1 - u0))" -v t="$total" 'BEGIN {printf "daemon CPU per decision: %.1f us (user %.1f, system %.1f; %d decisions)\n", (b - a) * 10000 / t, u * 10000 / t, (b - a - u) * 10000 / t, t}'
 awk -v t="$total" 'NR == FNR {a[$1] += $2; next} {b[$1] += $2} END {for (k in b) if (b[k] - a[k] > 0) printf "  thread %s: %.1f us per decision\n", k, (b[k] - a[k]) * 10000 / t}' "$work/threads0" "$work/threads1"
+awk -v t="$total" '/task-clock/ {gsub(",", "", $1); printf "task-clock per decision: %.1f us (perf: on-CPU time, all threads)\n", $1 * 1000 / t}' "$work/stat.txt"
+echo "$sw0 $sw1" | awk -v t="$total" '{printf "voluntary / involuntary context switches per decision: %.2f / %.2f\n", ($3 - $1) / t, ($4 - $2) / t}'
 awk -v t="$total" '/context-switches|cpu-migrations|sys_enter/ {gsub(",", "", $1); printf "%s per decision: %.2f\n", $2, $1 / t}' "$work/stat.txt"
 
 [ -n "${NO_PERF:-}" ] && exit 0

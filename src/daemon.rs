@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, TEST_CLOCK_ENV};
 use crate::config::{self, Config, ConfigError, MetricsListen, StoreKind};
-use crate::limits::{DatabaseSource, LimitsCache, LimitsError};
+use crate::limits::{DatabaseSource, FileLimits, LimitsCache, LimitsError};
 use crate::metrics::{self, Metrics};
 use crate::notify::Notifier;
 use crate::policy::Policy;
@@ -205,12 +205,21 @@ async fn reload(
     let mut states = vec![NotifyState::Reloading];
     states.extend(NotifyState::monotonic_usec_now().ok());
     notify(&states);
-    match config::load(path) {
-        Ok(mut new) => {
+    // Reading and compiling a long mailbox list takes a while: not on the request thread.
+    let path = path.map(std::path::Path::to_owned);
+    let loaded = tokio::task::spawn_blocking(move || {
+        config::load(path.as_deref()).map(|mut new| {
+            let mailboxes = std::mem::take(&mut new.limits.mailboxes);
+            let file = FileLimits::from(config::LimitSettings { mailboxes, ..new.limits.clone() });
+            (new, file)
+        })
+    })
+    .await;
+    match loaded {
+        Ok(Ok((new, file))) => {
             policy.set_mode(new.mode);
             policy.set_protection(new.protect);
-            let mailboxes = std::mem::take(&mut new.limits.mailboxes);
-            limits.set_config(config::LimitSettings { mailboxes, ..new.limits.clone() });
+            limits.set_config(file);
             if let Some(log) = log
                 && let Err(e) = log.set_level(&new.log.level)
             {
@@ -241,6 +250,7 @@ async fn reload(
             );
             *running = new;
         }
+        Ok(Err(e)) => tracing::error!("reload failed, keeping the running config: {e}"),
         Err(e) => tracing::error!("reload failed, keeping the running config: {e}"),
     }
     notify(&[NotifyState::Ready]);

@@ -35,7 +35,11 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // One thread runs every policy connection and the Redis link: on the small machines this
+    // daemon shares with Postfix, Dovecot and Redis, handing a request between worker threads
+    // cost more CPU than the request itself (BENCHMARKS.md, issue 13). Heavy work (config
+    // reloads, limits rebuilds, the cache file) goes to the blocking pool.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("email-ratelimit: cannot start the runtime: {e}");

@@ -76,9 +76,10 @@ impl LimitsCache {
         self.current.load_full()
     }
 
-    /// Replaces the config file's part (after SIGHUP) and rebuilds the set at once.
-    pub fn set_config(&self, config: LimitSettings) {
-        *lock(&self.config) = FileLimits::from(config);
+    /// Replaces the config file's part (after SIGHUP) and rebuilds the set at once. Build
+    /// `config` off the request thread: for a long mailbox list that takes a while.
+    pub fn set_config(&self, config: FileLimits) {
+        *lock(&self.config) = config;
         self.rebuild();
     }
 

@@ -38,7 +38,7 @@ fn eom(user: &str, n: u32) -> Request {
 fn count(p: &Policy<MemoryStore>, key_user: &str) -> u64 {
     let day = Zone::Local.moment(Utc::now()).day();
     let m: Mailbox = sender::normalize(key_user).expect("valid");
-    p.store().count(&KeySchema::new("erl").sender(day, &m))
+    p.store().count(&KeySchema::new("erl").sender(day, &m).to_string())
 }
 
 fn block_on<F: Future>(f: F) -> F::Output {

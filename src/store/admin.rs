@@ -44,7 +44,8 @@ impl AdminStore {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
-        let keys: Vec<String> = windows.iter().map(|w| self.keys.window(local, *w, who)).collect();
+        let keys: Vec<String> =
+            windows.iter().map(|w| self.keys.window(local, *w, who).to_string()).collect();
         let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.conn).await?;
         Ok(values.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
     }
@@ -62,7 +63,7 @@ impl AdminStore {
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let mut out = Vec::with_capacity(windows.len());
         for w in windows {
-            let key = self.keys.window(local, *w, Who::Mailbox(sender));
+            let key = self.keys.window(local, *w, Who::Mailbox(sender)).to_string();
             let (old,): (Option<String>,) =
                 redis::pipe().atomic().get(&key).del(&key).ignore().query_async(&mut self.conn).await?;
             out.push((key, old.and_then(|v| v.parse().ok()).unwrap_or(0)));
@@ -112,7 +113,7 @@ impl AdminStore {
     pub async fn raise(&mut self, sender: &Mailbox) -> Result<Option<(String, i64)>, StoreError> {
         let key = self.keys.raise(sender);
         let (value, ttl): (Option<String>, i64) =
-            redis::pipe().get(&key).ttl(&key).query_async(&mut self.conn).await?;
+            redis::pipe().get(key).ttl(key).query_async(&mut self.conn).await?;
         Ok(value.map(|v| (v, ttl)))
     }
 
@@ -161,10 +162,10 @@ impl AdminStore {
     ) -> Result<bool, StoreError> {
         let key = self.keys.lock(sender);
         let mut pipe = redis::pipe();
-        pipe.atomic().exists(&key);
+        pipe.atomic().exists(key);
         match secs {
-            Some(s) => pipe.set_ex(&key, value, s).ignore(),
-            None => pipe.set(&key, value).ignore(),
+            Some(s) => pipe.set_ex(key, value, s).ignore(),
+            None => pipe.set(key, value).ignore(),
         };
         let (existed,): (bool,) = pipe.query_async(&mut self.conn).await?;
         Ok(existed)
@@ -179,8 +180,8 @@ impl AdminStore {
         let key = self.keys.lock(sender);
         let (old,): (Option<String>,) = redis::pipe()
             .atomic()
-            .get(&key)
-            .del(&key)
+            .get(key)
+            .del(key)
             .ignore()
             .del(self.keys.ips(day, sender))
             .ignore()

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use chrono::{Datelike, NaiveDate, NaiveDateTime, Timelike};
+use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::{Counter, Scope};
 use crate::limits::window::Window;
@@ -26,22 +26,31 @@ impl KeySchema {
         Self { prefix: prefix.to_owned() }
     }
 
+    fn key<'a>(&'a self, name: Name<'a>) -> Key<'a> {
+        Key { prefix: &self.prefix, name }
+    }
+
     /// Today's counter of one sender.
     #[must_use]
-    pub fn sender(&self, day: NaiveDate, sender: &Mailbox) -> String {
-        format!("{}:{}:{}", self.prefix, Day(day), sender)
+    pub fn sender<'a>(&'a self, day: NaiveDate, sender: &'a Mailbox) -> Key<'a> {
+        self.window(day.and_time(NaiveTime::MIN), Window::Day, Who::Mailbox(sender))
     }
 
     /// Today's server-wide counter.
     #[must_use]
-    pub fn global(&self, day: NaiveDate) -> String {
-        format!("{}:{}:global", self.prefix, Day(day))
+    pub fn global(&self, day: NaiveDate) -> Key<'_> {
+        self.window(day.and_time(NaiveTime::MIN), Window::Day, Who::Server)
     }
 
     /// The counter of `counter` for `sender` in the window holding the local time `local`;
     /// `None` for a domain counter of a sender without a domain.
     #[must_use]
-    pub fn counter(&self, local: NaiveDateTime, counter: Counter, sender: &Mailbox) -> Option<String> {
+    pub fn counter<'a>(
+        &'a self,
+        local: NaiveDateTime,
+        counter: Counter,
+        sender: &'a Mailbox,
+    ) -> Option<Key<'a>> {
         let who = match counter.scope {
             Scope::Mailbox => Who::Mailbox(sender),
             Scope::Domain => Who::Domain(sender.domain()?),
@@ -52,55 +61,38 @@ impl KeySchema {
 
     /// The counter of `who` over `window` in the window holding the local time `local`.
     #[must_use]
-    pub fn window(&self, local: NaiveDateTime, window: Window, who: Who<'_>) -> String {
-        use std::fmt::Write as _;
-        let mut key = format!("{}:", self.prefix);
-        let _ = match window {
-            Window::Day => write!(key, "{}:", Day(local.date())),
-            window => {
-                let start = window.start(local);
-                write!(key, "{}T{:02}{:02}/{window}:", Day(start.date()), start.hour(), start.minute())
-            }
-        };
-        match who {
-            Who::Mailbox(m) => key.push_str(m.as_str()),
-            Who::Domain(d) => {
-                key.push('@');
-                key.push_str(d);
-            }
-            Who::Server => key.push_str("global"),
-        }
-        key
+    pub fn window<'a>(&'a self, local: NaiveDateTime, window: Window, who: Who<'a>) -> Key<'a> {
+        self.key(Name::Window(local, window, who))
     }
 
     /// Today's top senders: a sorted set, recipients accepted per sender.
     #[must_use]
-    pub fn top(&self, day: NaiveDate) -> String {
-        format!("{}:top:{}", self.prefix, Day(day))
+    pub fn top(&self, day: NaiveDate) -> Key<'_> {
+        self.key(Name::Top(day))
     }
 
     /// A sender's temporary raise.
     #[must_use]
-    pub fn raise(&self, sender: &Mailbox) -> String {
-        format!("{}:raise:{sender}", self.prefix)
+    pub fn raise<'a>(&'a self, sender: &'a Mailbox) -> Key<'a> {
+        self.key(Name::Raise(sender))
     }
 
     /// A locked sender.
     #[must_use]
-    pub fn lock(&self, sender: &Mailbox) -> String {
-        format!("{}:lock:{sender}", self.prefix)
+    pub fn lock<'a>(&'a self, sender: &'a Mailbox) -> Key<'a> {
+        self.key(Name::Lock(sender))
     }
 
     /// The distinct SMTP client addresses of a sender today (a HyperLogLog).
     #[must_use]
-    pub fn ips(&self, day: NaiveDate, sender: &Mailbox) -> String {
-        format!("{}:ips:{}:{sender}", self.prefix, Day(day))
+    pub fn ips<'a>(&'a self, day: NaiveDate, sender: &'a Mailbox) -> Key<'a> {
+        self.key(Name::Ips(day, sender))
     }
 
     /// How many times a sender was refused today (for `protect.lock_after_refusals`).
     #[must_use]
-    pub fn refusals(&self, day: NaiveDate, sender: &Mailbox) -> String {
-        format!("{}:refusals:{}:{sender}", self.prefix, Day(day))
+    pub fn refusals<'a>(&'a self, day: NaiveDate, sender: &'a Mailbox) -> Key<'a> {
+        self.key(Name::Refusals(day, sender))
     }
 
     /// The marker that an event about `key` (a counter, or a sender's `ips` key) was notified
@@ -125,10 +117,71 @@ impl KeySchema {
 
     /// The list of recent violations, newest first.
     #[must_use]
-    pub fn violations(&self) -> String {
-        format!("{}:violations", self.prefix)
+    pub fn violations(&self) -> Key<'_> {
+        self.key(Name::Violations)
     }
 }
+
+/// One key, written where it is used: `to_string()` for a `String`, or straight into a Redis
+/// command's buffer (`ToRedisArgs`), so the request path allocates nothing to name its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Key<'a> {
+    prefix: &'a str,
+    name: Name<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Name<'a> {
+    Window(NaiveDateTime, Window, Who<'a>),
+    Top(NaiveDate),
+    Raise(&'a Mailbox),
+    Lock(&'a Mailbox),
+    Ips(NaiveDate, &'a Mailbox),
+    Refusals(NaiveDate, &'a Mailbox),
+    Violations,
+}
+
+impl fmt::Display for Key<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let p = self.prefix;
+        match self.name {
+            Name::Window(local, window, who) => {
+                match window {
+                    Window::Day => write!(f, "{p}:{}:", Day(local.date()))?,
+                    window => {
+                        let start = window.start(local);
+                        write!(
+                            f,
+                            "{p}:{}T{:02}{:02}/{window}:",
+                            Day(start.date()),
+                            start.hour(),
+                            start.minute()
+                        )?;
+                    }
+                }
+                match who {
+                    Who::Mailbox(m) => f.write_str(m.as_str()),
+                    Who::Domain(d) => write!(f, "@{d}"),
+                    Who::Server => f.write_str("global"),
+                }
+            }
+            Name::Top(day) => write!(f, "{p}:top:{}", Day(day)),
+            Name::Raise(sender) => write!(f, "{p}:raise:{sender}"),
+            Name::Lock(sender) => write!(f, "{p}:lock:{sender}"),
+            Name::Ips(day, sender) => write!(f, "{p}:ips:{}:{sender}", Day(day)),
+            Name::Refusals(day, sender) => write!(f, "{p}:refusals:{}:{sender}", Day(day)),
+            Name::Violations => write!(f, "{p}:violations"),
+        }
+    }
+}
+
+impl redis::ToRedisArgs for Key<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        out.write_arg_fmt(self);
+    }
+}
+
+impl redis::ToSingleRedisArg for Key<'_> {}
 
 /// Whose counter a key names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,24 +211,27 @@ mod tests {
         let keys = KeySchema::new("erl");
         let day = NaiveDate::from_ymd_opt(2026, 3, 7).expect("valid date");
         let alice = normalize("Alice@Example.com").expect("valid");
-        assert_eq!(keys.sender(day, &alice), "erl:2026-03-07:alice@example.com");
-        assert_eq!(keys.global(day), "erl:2026-03-07:global");
-        assert_eq!(keys.violations(), "erl:violations");
-        assert_eq!(keys.top(day), "erl:top:2026-03-07");
-        assert_eq!(keys.raise(&alice), "erl:raise:alice@example.com");
-        assert_eq!(keys.lock(&alice), "erl:lock:alice@example.com");
-        assert_eq!(keys.ips(day, &alice), "erl:ips:2026-03-07:alice@example.com");
-        assert_eq!(keys.refusals(day, &alice), "erl:refusals:2026-03-07:alice@example.com");
+        assert_eq!(keys.sender(day, &alice).to_string(), "erl:2026-03-07:alice@example.com");
+        assert_eq!(keys.global(day).to_string(), "erl:2026-03-07:global");
+        assert_eq!(keys.violations().to_string(), "erl:violations");
+        assert_eq!(keys.top(day).to_string(), "erl:top:2026-03-07");
+        assert_eq!(keys.raise(&alice).to_string(), "erl:raise:alice@example.com");
+        assert_eq!(keys.lock(&alice).to_string(), "erl:lock:alice@example.com");
+        assert_eq!(keys.ips(day, &alice).to_string(), "erl:ips:2026-03-07:alice@example.com");
+        assert_eq!(keys.refusals(day, &alice).to_string(), "erl:refusals:2026-03-07:alice@example.com");
         assert_eq!(
             keys.notified("erl:2026-03-07T1300/1h:@example.com"),
             "erl:notified:2026-03-07T1300/1h:@example.com"
         );
-        assert_eq!(keys.notified(&keys.ips(day, &alice)), "erl:notified:ips:2026-03-07:alice@example.com");
+        assert_eq!(
+            keys.notified(&keys.ips(day, &alice).to_string()),
+            "erl:notified:ips:2026-03-07:alice@example.com"
+        );
         assert_eq!(keys.locked_sender("erl:lock:alice@example.com"), Some("alice@example.com"));
         assert_eq!(keys.locked_sender("erl:raise:alice@example.com"), None);
-        assert_eq!(KeySchema::new("x").global(day), "x:2026-03-07:global");
+        assert_eq!(KeySchema::new("x").global(day).to_string(), "x:2026-03-07:global");
         let late = NaiveDate::from_ymd_opt(2031, 12, 31).expect("valid date");
-        assert_eq!(keys.global(late), late.format("erl:%Y-%m-%d:global").to_string());
+        assert_eq!(keys.global(late).to_string(), late.format("erl:%Y-%m-%d:global").to_string());
     }
 
     #[test]
@@ -185,6 +241,7 @@ mod tests {
         let t = NaiveDateTime::parse_from_str("2026-03-07 13:47:12", "%Y-%m-%d %H:%M:%S").expect("valid");
         let key = |scope, window: &str| {
             keys.counter(t, Counter { scope, window: Window::parse(window).expect("window") }, &alice)
+                .map(|k| k.to_string())
         };
         assert_eq!(key(Scope::Mailbox, "1d").as_deref(), Some("erl:2026-03-07:alice@xn--bcher-kva.example"));
         assert_eq!(key(Scope::Domain, "1d").as_deref(), Some("erl:2026-03-07:@xn--bcher-kva.example"));
@@ -204,7 +261,11 @@ mod tests {
             Some("erl:2026-03-07T1347/1m:alice@xn--bcher-kva.example")
         );
         let day = Counter { scope: Scope::Mailbox, window: Window::Day };
-        assert_eq!(keys.counter(t, day, &alice), Some(keys.sender(t.date(), &alice)), "v1 keys unchanged");
+        assert_eq!(
+            keys.counter(t, day, &alice).map(|k| k.to_string()),
+            Some(keys.sender(t.date(), &alice).to_string()),
+            "v1 keys unchanged"
+        );
         let bob = normalize("bob").expect("valid");
         assert_eq!(keys.counter(t, Counter { scope: Scope::Domain, window: Window::Day }, &bob), None);
     }

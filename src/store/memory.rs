@@ -107,7 +107,9 @@ impl MemoryStore {
     /// Locks the sender (`consume.lua`'s `lock_now`); returns the lock.
     fn lock(&self, state: &mut State, c: &Consume<'_>, reason: String, limit: u64, count: u64) -> Lock {
         let lock = Lock { ts: c.at.unix, by: "auto".into(), reason };
-        state.locks.insert(self.keys.lock(c.sender), serde_json::to_string(&lock).unwrap_or_default());
+        state
+            .locks
+            .insert(self.keys.lock(c.sender).to_string(), serde_json::to_string(&lock).unwrap_or_default());
         self.record(state, c, "locked", limit, count, "1d");
         lock
     }
@@ -123,8 +125,11 @@ impl MemoryStore {
         let enforce = c.mode == Mode::Enforce;
         let counting = c.operation == Operation::Count;
         let autolock = enforce && c.guard.autolock;
-        let keys: Vec<Option<String>> =
-            c.counters.iter().map(|counter| self.keys.counter(c.at.local, *counter, c.sender)).collect();
+        let keys: Vec<Option<String>> = c
+            .counters
+            .iter()
+            .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.to_string()))
+            .collect();
         let n = u64::from(c.recipients);
         let mut state = self.state();
         state.since_sweep += 1;
@@ -133,7 +138,7 @@ impl MemoryStore {
             state.counters.retain(|_, (_, expires)| *expires > now);
             state.ips.retain(|_, (_, expires)| *expires > now);
         }
-        let mut lock = state.locks.get(&self.keys.lock(c.sender)).map(|l| Lock::parse(l));
+        let mut lock = state.locks.get(&self.keys.lock(c.sender).to_string()).map(|l| Lock::parse(l));
         if lock.is_some() && enforce {
             return Answer::Locked(Watch { lock, ..Watch::default() });
         }
@@ -143,7 +148,7 @@ impl MemoryStore {
         let mut client_ips = 0;
         let max_ips = c.guard.max_client_ips;
         if counting && max_ips > 0 && !c.client.is_empty() {
-            let ips = self.keys.ips(day, c.sender);
+            let ips = self.keys.ips(day, c.sender).to_string();
             if let Some(seen) = state.track(ips.clone(), c.client, now) {
                 client_ips = seen;
                 if is_suspect(seen, max_ips) {
@@ -173,7 +178,8 @@ impl MemoryStore {
             }
             let after = c.guard.lock_after_refusals;
             if autolock && after > 0 {
-                let refusals = state.add(self.keys.refusals(day, c.sender), 1, now, COUNTER_TTL_SECS);
+                let refusals =
+                    state.add(self.keys.refusals(day, c.sender).to_string(), 1, now, COUNTER_TTL_SECS);
                 if trips_lock(refusals, after) {
                     lock = Some(self.lock(
                         &mut state,
@@ -260,7 +266,7 @@ mod tests {
         assert_eq!((refused.refused, refused.before), (Some(0), vec![5, 5]));
         assert!(refused.watch.events.first_refusal, "the first refusal in the window is news");
         assert!(!store.counts(&ask(&alice, 1, &caps)).watch.events.first_refusal, "the second is not");
-        let key = KeySchema::new("erl").sender(Zone::Local.moment(Utc::now()).day(), &alice);
+        let key = KeySchema::new("erl").sender(Zone::Local.moment(Utc::now()).day(), &alice).to_string();
         assert_eq!(store.count(&key), 5);
         let v = store.violations();
         assert_eq!(v.len(), 2, "every refusal is recorded");

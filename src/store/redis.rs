@@ -51,7 +51,7 @@ impl RedisStore {
             breaker: Mutex::new(Breaker::new(RETRY_AFTER, settings.timeout)),
             script: Script::new(include_str!("consume.lua")),
             keys: KeySchema::new(&settings.key_prefix),
-            violations_key: KeySchema::new(&settings.key_prefix).violations(),
+            violations_key: KeySchema::new(&settings.key_prefix).violations().to_string(),
             timeout: settings.timeout,
             violations_max: settings.violations_max,
         })

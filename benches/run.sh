@@ -5,10 +5,17 @@
 #   2. a temporary mariadbd with 100,000 opted-in mailboxes; the release daemon reading them;
 #   3. the load tool (erl-load) against the daemon at 1, 8 and 64 connections, then at 64 again
 #      while the 100,000 caps change and are re-read every second (UPDATE + SIGHUP);
-# then a table: medians of 3 runs, the daemon/raw-Redis ratio, latency percentiles, the
-# daemon's RSS and the 100,000-cap refresh time.
+#   4. CPU and memory with every v2 feature on (benches/lib.sh's cap model: mailbox, domain and
+#      server caps, daily and hourly; client addresses tracked), info logging to a file, and
+#      100,000 mailbox caps from each source: the config file, then MariaDB. Per source: the
+#      daemon's CPU per decision (utime+stime / decisions) at 8 connections, its RSS once the
+#      caps are loaded and after the run. With ERL_BEFORE=<an older build of the daemon>, the same
+#      runs alternate between that build and this one, for a before/after table from one run;
+# then tables: medians of 3 runs, the daemon/raw-Redis ratio, latency percentiles, the daemon's
+# RSS and the 100,000-cap refresh time, CPU per decision and RSS per cap source.
 #
 #   benches/run.sh [seconds-per-run]        (default 5)
+#   ERL_BEFORE=/path/to/old/email-ratelimit benches/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -161,3 +168,73 @@ printf '| 64, caps rebuilt every second | | | %s | | - / %.2f / %.2f |\n' "$r_rp
 echo
 echo "daemon RSS with 100,000 caps: $((rss_loaded / 1024)) MiB after loading, $((rss_steady / 1024)) MiB after the steady runs, peak (VmHWM) $((rss_peak / 1024)) MiB"
 echo "100,000-cap rebuilds from MariaDB: $refreshes, median ${refresh_ms} ms, max ${refresh_max} ms (read, normalize, sort, swap; off the request path)"
+
+# 4. CPU per decision and RSS per cap source (and per build, with ERL_BEFORE)
+kill "$dpid"
+wait "$dpid" 2>/dev/null || true
+redis-cli -p "$rport" FLUSHALL >/dev/null
+python3 - "$work/mailboxes.toml" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    for i in range(100000):
+        f.write(f'[[limits.mailbox]]\nemail = "user{i}@example.com"\ndaily = 1000000000\n')
+PY
+# The daemon `$1` with caps from `$2` (file or database): prints "cpu_us rss_loaded_kib rss_after_kib".
+footprint() {
+  local bin="$1" source="$2" pid r n d0 d1 rss0 rss1
+  rm -f "$work/erl.sock"
+  write_v2_config info
+  if [ "$source" = file ]; then
+    cat "$work/mailboxes.toml" >> "$work/config.toml"
+  else
+    printf '[database]\nurl = "mysql://erl:erl@127.0.0.1:%s/dbispconfig"\nrefresh_secs = 3600\ncache_file = "%s/limits.json"\n' \
+      "$mport" "$work" >> "$work/config.toml"
+  fi
+  "$bin" serve --config "$work/config.toml" >"$work/footprint.log" 2>&1 &
+  pid=$!
+  until [ -S "$work/erl.sock" ]; do sleep 0.05; done
+  if [ "$source" = database ]; then
+    until grep -q "limits loaded from database" "$work/footprint.log"; do sleep 0.05; done
+  fi
+  rss0="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
+  load --socket "$work/erl.sock" --connections 8 --duration 1 --warmup 0 --senders 100000 >/dev/null
+  d0="$(ticks "$pid")"
+  r="$(load --socket "$work/erl.sock" --connections 8 --duration "$secs" --warmup 0 --senders 100000)"
+  d1="$(ticks "$pid")"
+  rss1="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
+  kill "$pid"
+  wait "$pid" 2>/dev/null || true
+  n="$(echo "$r" | field rps)"
+  if [ "$(echo "$r" | field errors)" != 0 ] || [ "$n" = 0 ]; then echo "unexpected replies: $r" >&2; exit 1; fi
+  awk -v a="$d0" -v b="$d1" -v n="$n" -v s="$secs" -v r0="$rss0" -v r1="$rss1" \
+    'BEGIN {printf "%.1f %d %d\n", (b - a) * 10000 / (n * s), r0, r1}'
+}
+builds=(after)
+declare -A bin=([after]=target/release/email-ratelimit)
+if [ -n "${ERL_BEFORE:-}" ]; then
+  builds=(before after)
+  bin[before]="$ERL_BEFORE"
+fi
+declare -A fp_cpu fp_rss0 fp_rss1
+for source in file database; do
+  for b in "${builds[@]}"; do : >"$work/fp.$source.$b"; done
+  for _ in $(seq $runs); do
+    for b in "${builds[@]}"; do footprint "${bin[$b]}" "$source" >>"$work/fp.$source.$b"; done
+  done
+  for b in "${builds[@]}"; do
+    fp_cpu[$source.$b]="$(cut -d' ' -f1 "$work/fp.$source.$b" | median)"
+    fp_rss0[$source.$b]="$(cut -d' ' -f2 "$work/fp.$source.$b" | median)"
+    fp_rss1[$source.$b]="$(cut -d' ' -f3 "$work/fp.$source.$b" | median)"
+  done
+done
+echo
+echo "CPU and memory, every v2 feature on, info logging to a file, 100,000 mailbox caps; medians of $runs runs${ERL_BEFORE:+, the builds alternating (before: $ERL_BEFORE)}"
+echo
+printf '| build | caps from | CPU per decision, 8 connections | RSS with the caps loaded | RSS after the run |\n'
+printf '|---|---|---:|---:|---:|\n'
+for source in file database; do
+  for b in "${builds[@]}"; do
+    printf '| %s | %s | %s us | %.1f MiB | %.1f MiB |\n' "$b" "$source" "${fp_cpu[$source.$b]}" \
+      "$(awk -v k="${fp_rss0[$source.$b]}" 'BEGIN {print k / 1024}')" "$(awk -v k="${fp_rss1[$source.$b]}" 'BEGIN {print k / 1024}')"
+  done
+done

@@ -253,6 +253,8 @@ fn redis_restart_and_script_flush_reload_the_script() {
     redis.cmd(&["SCRIPT", "FLUSH"]);
     assert_eq!(d.send("alice@example.com", 1), "DUNNO");
     assert_eq!(redis.get(&key("alice@example.com")), Some(2), "counted right after SCRIPT FLUSH");
+    // Lines are written in order: once the second decision's is there, a fail-open would be too.
+    d.wait_log("erl ok user=alice@example.com", 2);
     assert!(!d.log().contains("fail-open"), "NOSCRIPT is handled without failing open");
 
     redis.restart();

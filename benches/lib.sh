@@ -14,13 +14,17 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }
 
-# A temporary redis-server on a free loopback port: sets rport and rpid.
+# A temporary redis-server on a free loopback port, and on a Unix socket too: sets rport, rpid
+# and redis_url (the TCP one; with REDIS_SOCKET=1 the Unix socket's).
 start_redis() {
   rport="$(free_port)"
-  redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &
+  redis-server --bind 127.0.0.1 --port "$rport" --unixsocket "$work/redis.sock" --save '' --appendonly no \
+    --dir "$work" >"$work/redis.log" 2>&1 &
   rpid=$!
   pids+=("$rpid")
   until redis-cli -p "$rport" ping >/dev/null 2>&1; do sleep 0.05; done
+  redis_url="redis://127.0.0.1:$rport/0"
+  if [ -n "${REDIS_SOCKET:-}" ]; then redis_url="redis+unix://$work/redis.sock"; fi
 }
 
 # utime + stime of a process, in clock ticks.
@@ -44,7 +48,7 @@ rates = ["$big/1h"]
 mailbox_daily = $big
 mailbox_rates = ["$big/1h"]
 [redis]
-url = "redis://127.0.0.1:$rport/0"
+url = "${redis_url:-redis://127.0.0.1:$rport/0}"
 [log]
 level = "$1"
 TOML

@@ -40,6 +40,11 @@ struct Args {
     /// before answering (the floor of any answer that needs a Redis round trip).
     #[arg(long, requires = "serve_dunno")]
     ping_redis: Option<String>,
+    /// With --ping-redis: instead of `PING`, run the daemon's own `consume.lua` per request, with
+    /// the keys and arguments of benches/lib.sh's v2 cap model (six counters, six caps far above
+    /// the load; senders rotating over 10,000): the floor of any server that makes this call.
+    #[arg(long, requires = "ping_redis")]
+    eval_consume: bool,
     #[arg(long, default_value_t = 64)]
     connections: usize,
     /// Seconds to run (ignored when --requests is set).
@@ -223,7 +228,47 @@ async fn connection(
     tally
 }
 
-async fn serve_dunno(path: PathBuf, ping_redis: Option<String>) -> std::io::Result<()> {
+/// `consume.lua` as the daemon calls it for sender `n` of 10,000 under the v2 cap model.
+fn consume_call(sha: &str, n: u64) -> redis::Cmd {
+    let user = format!("user{}@example.com", n % 10_000);
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (day, hour) = (now / 86_400, now % 86_400 / 3600);
+    let (d, h) = (format!("erl:d{day}:"), format!("erl:d{day}T{hour:02}00/1h:"));
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(sha).arg(12);
+    for prefix in [&d, &d, &d, &h, &h, &h].iter().zip(0..) {
+        let who = match prefix.1 % 3 {
+            0 => user.clone(),
+            1 => "@example.com".to_owned(),
+            _ => "global".to_owned(),
+        };
+        cmd.arg(format!("{}{who}", prefix.0));
+    }
+    cmd.arg("erl:violations").arg(format!("erl:top:{day}")).arg(format!("erl:raise:{user}"));
+    cmd.arg(format!("erl:lock:{user}"))
+        .arg(format!("erl:ips:{day}:{user}"))
+        .arg(format!("erl:refusals:{day}:{user}"));
+    cmd.arg(1).arg("count").arg(1).arg(1000).arg(now).arg(&user).arg("203.0.113.7").arg("");
+    cmd.arg(93_600).arg(30).arg(0).arg(0).arg("mx1");
+    cmd.arg(93_600).arg(93_600).arg(93_600).arg(7200).arg(7200).arg(7200);
+    for (i, (scope, window)) in [
+        ("user", "1d"),
+        ("user", "1h"),
+        ("domain", "1d"),
+        ("domain", "1h"),
+        ("global", "1d"),
+        ("global", "1h"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let counter = [1, 4, 2, 5, 3, 6][i];
+        cmd.arg(counter).arg(1_000_000_000).arg(*scope).arg(*window);
+    }
+    cmd
+}
+
+async fn serve_dunno(path: PathBuf, ping_redis: Option<String>, eval_consume: bool) -> std::io::Result<()> {
     let redis = match ping_redis {
         Some(url) => {
             let client = redis::Client::open(url).map_err(std::io::Error::other)?;
@@ -231,12 +276,27 @@ async fn serve_dunno(path: PathBuf, ping_redis: Option<String>) -> std::io::Resu
         }
         None => None,
     };
+    let sha = match (&redis, eval_consume) {
+        (Some(conn), true) => {
+            let mut conn = conn.clone();
+            let sha: String = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(include_str!("../src/store/consume.lua"))
+                .query_async(&mut conn)
+                .await
+                .map_err(std::io::Error::other)?;
+            Some(Arc::new(sha))
+        }
+        _ => None,
+    };
+    let calls = Arc::new(AtomicU64::new(0));
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     eprintln!("serving DUNNO on {}", path.display());
     loop {
         let (mut stream, _) = listener.accept().await?;
         let mut redis = redis.clone();
+        let (sha, calls) = (sha.clone(), calls.clone());
         tokio::spawn(async move {
             let mut buf = vec![0u8; 64 * 1024];
             let mut out = Vec::with_capacity(1024);
@@ -257,8 +317,15 @@ async fn serve_dunno(path: PathBuf, ping_redis: Option<String>) -> std::io::Resu
                 out.clear();
                 for _ in 0..ends {
                     if let Some(conn) = redis.as_mut() {
-                        let pong: redis::RedisResult<String> = redis::cmd("PING").query_async(conn).await;
-                        if pong.is_err() {
+                        let reply: redis::RedisResult<redis::Value> = match &sha {
+                            Some(sha) => {
+                                consume_call(sha, calls.fetch_add(1, Ordering::Relaxed))
+                                    .query_async(conn)
+                                    .await
+                            }
+                            None => redis::cmd("PING").query_async(conn).await,
+                        };
+                        if reply.is_err() {
                             return;
                         }
                     }
@@ -279,7 +346,7 @@ fn main() -> std::io::Result<()> {
         .enable_all()
         .build()?;
     if let Some(path) = args.serve_dunno.clone() {
-        return runtime.block_on(serve_dunno(path, args.ping_redis.clone()));
+        return runtime.block_on(serve_dunno(path, args.ping_redis.clone(), args.eval_consume));
     }
     let socket =
         args.socket.clone().ok_or_else(|| std::io::Error::other("--socket or --serve-dunno is required"))?;

@@ -6,8 +6,9 @@
 # (self time, children folded in the caller's shared object). Needs perf.
 # Usage: benches/profile.sh [seconds] [perf-report-lines] (default 10, 40); ERL_LOG_LEVEL
 # overrides the log level (to measure what logging costs); NO_PERF=1 skips the profile; ERL_BIN
-# runs another build of the daemon (a baseline) instead of this tree's; FLOOR=dunno or FLOOR=ping
-# measures erl-load's zero-work servers instead (the protocol floor, the Redis round-trip floor).
+# runs another build of the daemon (a baseline) instead of this tree's; FLOOR=dunno, ping or script
+# measures erl-load's zero-work servers instead (the protocol floor, the Redis round-trip floor,
+# the script-call floor); REDIS_SOCKET=1 puts Redis on a Unix socket.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-10}"
@@ -24,8 +25,12 @@ case "${FLOOR:-}" in
   # The floors instead of the daemon: erl-load's DUNNO-only server, or the same after one Redis
   # PING per request (the least any Redis-backed answer costs).
   dunno) target/release/erl-load --serve-dunno "$work/erl.sock" >"$work/daemon.log" 2>&1 & ;;
-  ping) target/release/erl-load --serve-dunno "$work/erl.sock" --ping-redis "redis://127.0.0.1:$rport/" \
+  ping) target/release/erl-load --serve-dunno "$work/erl.sock" --ping-redis "$redis_url" \
     >"$work/daemon.log" 2>&1 & ;;
+  # ... or after the daemon's own script call (same keys and arguments): what any server making
+  # this call pays here, with Redis as busy as under the daemon.
+  script) target/release/erl-load --serve-dunno "$work/erl.sock" --ping-redis "$redis_url" \
+    --eval-consume >"$work/daemon.log" 2>&1 & ;;
   *) "${ERL_BIN:-target/release/email-ratelimit}" serve --config "$work/config.toml" >"$work/daemon.log" 2>&1 & ;;
 esac
 dpid=$!

@@ -9,7 +9,7 @@
 #      server caps, daily and hourly; client addresses tracked), info logging to a file, and
 #      100,000 mailbox caps from each source: the config file, then MariaDB. Per source: the
 #      daemon's CPU per decision (utime+stime / decisions) at 8 connections, its RSS once the
-#      caps are loaded and after the run. With ERL_BEFORE=<an older build of the daemon>, the same
+#      caps are loaded, after the run and 11 s later, idle. With ERL_BEFORE=<an older build of the daemon>, the same
 #      runs alternate between that build and this one, for a before/after table from one run;
 # then tables: medians of 3 runs, the daemon/raw-Redis ratio, latency percentiles, the daemon's
 # RSS and the 100,000-cap refresh time, CPU per decision and RSS per cap source.
@@ -179,9 +179,10 @@ with open(sys.argv[1], "w") as f:
     for i in range(100000):
         f.write(f'[[limits.mailbox]]\nemail = "user{i}@example.com"\ndaily = 1000000000\n')
 PY
-# The daemon `$1` with caps from `$2` (file or database): prints "cpu_us rss_loaded_kib rss_after_kib".
+# The daemon `$1` with caps from `$2` (file or database): prints "cpu_us rss_loaded rss_after
+# rss_settled" (KiB).
 footprint() {
-  local bin="$1" source="$2" pid r n d0 d1 rss0 rss1
+  local bin="$1" source="$2" pid r n d0 d1 rss0 rss1 rss2
   rm -f "$work/erl.sock"
   write_v2_config info
   if [ "$source" = file ]; then
@@ -202,12 +203,16 @@ footprint() {
   r="$(load --socket "$work/erl.sock" --connections 8 --duration "$secs" --warmup 0 --senders 100000)"
   d1="$(ticks "$pid")"
   rss1="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
+  # Settled: what the allocator still holds 11 s later, idle (jemalloc returns freed pages
+  # after about 10 s).
+  sleep 11
+  rss2="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
   kill "$pid"
   wait "$pid" 2>/dev/null || true
   n="$(echo "$r" | field rps)"
   if [ "$(echo "$r" | field errors)" != 0 ] || [ "$n" = 0 ]; then echo "unexpected replies: $r" >&2; exit 1; fi
-  awk -v a="$d0" -v b="$d1" -v n="$n" -v s="$secs" -v r0="$rss0" -v r1="$rss1" \
-    'BEGIN {printf "%.1f %d %d\n", (b - a) * 10000 / (n * s), r0, r1}'
+  awk -v a="$d0" -v b="$d1" -v n="$n" -v s="$secs" -v r0="$rss0" -v r1="$rss1" -v r2="$rss2" \
+    'BEGIN {printf "%.1f %d %d %d\n", (b - a) * 10000 / (n * s), r0, r1, r2}'
 }
 builds=(after)
 declare -A bin=([after]=target/release/email-ratelimit)
@@ -215,7 +220,7 @@ if [ -n "${ERL_BEFORE:-}" ]; then
   builds=(before after)
   bin[before]="$ERL_BEFORE"
 fi
-declare -A fp_cpu fp_rss0 fp_rss1
+declare -A fp_cpu fp_rss0 fp_rss1 fp_rss2
 for source in file database; do
   for b in "${builds[@]}"; do : >"$work/fp.$source.$b"; done
   for _ in $(seq $runs); do
@@ -225,16 +230,18 @@ for source in file database; do
     fp_cpu[$source.$b]="$(cut -d' ' -f1 "$work/fp.$source.$b" | median)"
     fp_rss0[$source.$b]="$(cut -d' ' -f2 "$work/fp.$source.$b" | median)"
     fp_rss1[$source.$b]="$(cut -d' ' -f3 "$work/fp.$source.$b" | median)"
+    fp_rss2[$source.$b]="$(cut -d' ' -f4 "$work/fp.$source.$b" | median)"
   done
 done
 echo
 echo "CPU and memory, every v2 feature on, info logging to a file, 100,000 mailbox caps; medians of $runs runs${ERL_BEFORE:+, the builds alternating (before: $ERL_BEFORE)}"
 echo
-printf '| build | caps from | CPU per decision, 8 connections | RSS with the caps loaded | RSS after the run |\n'
-printf '|---|---|---:|---:|---:|\n'
+printf '| build | caps from | CPU per decision, 8 connections | RSS: caps loaded | after the run | 11 s later, idle |\n'
+printf '|---|---|---:|---:|---:|---:|\n'
 for source in file database; do
   for b in "${builds[@]}"; do
-    printf '| %s | %s | %s us | %.1f MiB | %.1f MiB |\n' "$b" "$source" "${fp_cpu[$source.$b]}" \
-      "$(awk -v k="${fp_rss0[$source.$b]}" 'BEGIN {print k / 1024}')" "$(awk -v k="${fp_rss1[$source.$b]}" 'BEGIN {print k / 1024}')"
+    printf '| %s | %s | %s us | %.1f MiB | %.1f MiB | %.1f MiB |\n' "$b" "$source" "${fp_cpu[$source.$b]}" \
+      "$(awk -v k="${fp_rss0[$source.$b]}" 'BEGIN {print k / 1024}')" "$(awk -v k="${fp_rss1[$source.$b]}" 'BEGIN {print k / 1024}')" \
+      "$(awk -v k="${fp_rss2[$source.$b]}" 'BEGIN {print k / 1024}')"
   done
 done

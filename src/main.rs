@@ -10,6 +10,12 @@ use clap::Parser;
 use email_ratelimit::cli::{Cli, Command};
 use email_ratelimit::{admin, cli, config, daemon, probe, telemetry};
 
+/// jemalloc with its background thread: memory freed after a burst (the config parse of a long
+/// mailbox list, a database refresh) goes back to the system within seconds even while the
+/// daemon is idle; glibc kept most of it (BENCHMARKS.md, issue 13).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// sysexits EX_CONFIG.
 const EXIT_CONFIG: u8 = 78;
 

@@ -10,8 +10,9 @@
 #      from /proc/PID/stat before and after);
 #   3. open loop at 2,000 req/s on 64 connections, alternating the daemon, erl-load's
 #      DUNNO-only server and erl-load's DUNNO server that first sends one Redis PING per request
-#      (the floor of any answer that needs a Redis round trip), 3 runs each: p50/p99/p99.9 and
-#      the p99 ratios.
+#      (the floor of any answer that needs a Redis round trip) and the same server making the
+#      daemon's own consume.lua call instead (erl-load --eval-consume: the floor of any answer
+#      that makes it), 3 runs each: p50/p99/p99.9 and the p99 ratios.
 # Medians of 3 runs. Usage: benches/v2.sh [seconds-per-run] (default 5)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -72,15 +73,18 @@ for c in 8 64; do
   cpu_d[$c]="$(median < "$work/cpud.$c")"; cpu_r[$c]="$(median < "$work/cpur.$c")"
 done
 
-# 3. Open loop at 2,000 req/s: the daemon, the DUNNO-only server and the DUNNO server with one
-#    Redis PING per request, alternating.
+# 3. Open loop at 2,000 req/s: the daemon, the DUNNO-only server, the DUNNO server with one
+#    Redis PING per request and the one with the daemon's script call, alternating.
 target/release/erl-load --serve-dunno "$work/dunno.sock" 2>/dev/null &
 pids+=($!)
 target/release/erl-load --serve-dunno "$work/ping.sock" --ping-redis "redis://127.0.0.1:$rport/" 2>/dev/null &
 pids+=($!)
-until [ -S "$work/dunno.sock" ] && [ -S "$work/ping.sock" ]; do sleep 0.05; done
+target/release/erl-load --serve-dunno "$work/script.sock" --ping-redis "redis://127.0.0.1:$rport/" --eval-consume \
+  2>/dev/null &
+pids+=($!)
+until [ -S "$work/dunno.sock" ] && [ -S "$work/ping.sock" ] && [ -S "$work/script.sock" ]; do sleep 0.05; done
 for i in 1 2 3; do
-  for who in daemon dunno ping; do
+  for who in daemon dunno ping script; do
     sock="$work/$who.sock"; [ "$who" = daemon ] && sock="$work/erl.sock"
     r="$(load --socket "$sock" --connections 64 --duration "$secs" --rate 2000)"
     for q in p50_us p99_us p999_us; do echo "$r" | field "$q" >> "$work/open.$who.$q"; done
@@ -103,10 +107,11 @@ done
 echo
 echo "| open loop, 2,000 req/s, 64 connections | p50 ms | p99 ms | p99.9 ms |"
 echo "|---|---:|---:|---:|"
-for who in daemon dunno ping; do
+for who in daemon dunno ping script; do
   printf '| %s | %.3f | %.3f | %.3f |\n' "$who" "$(o "$who" p50_us)e-3" "$(o "$who" p99_us)e-3" "$(o "$who" p999_us)e-3"
 done
 ratio() { awk -v a="$(o "$1" p99_us)" -v b="$(o "$2" p99_us)" 'BEGIN {printf "%.2f", a / b}'; }
-echo "(ping = DUNNO after one Redis PING: the floor of any answer that needs a Redis round trip)"
-echo "p99 ratios: daemon / DUNNO = $(ratio daemon dunno) (target <= 2); ping / DUNNO = $(ratio ping dunno); daemon / ping = $(ratio daemon ping)"
+echo "(ping = DUNNO after one Redis PING: the floor of any answer that needs a Redis round trip;"
+echo " script = DUNNO after the daemon's own consume.lua call: the floor of any answer that makes it)"
+echo "p99 ratios: daemon / DUNNO = $(ratio daemon dunno) (target <= 2); ping / DUNNO = $(ratio ping dunno); script / DUNNO = $(ratio script dunno); daemon / script = $(ratio daemon script)"
 grep -c 'erl ok' "$work/daemon.log" | xargs -I{} echo "decisions logged: {}; fail-open lines: $(grep -c 'fail-open' "$work/daemon.log" || true)"

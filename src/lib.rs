@@ -19,7 +19,8 @@
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
 //! - [`metrics`]: Prometheus counters of the decisions and the `/metrics` endpoint.
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
-//! - [`telemetry`]: logging setup; [`once`]: "log this at most once a minute".
+//! - [`telemetry`]: logging setup (lines written by one thread in 20 ms batches); [`once`]: "log
+//!   this at most once a minute".
 
 #![forbid(unsafe_code)]
 

@@ -333,10 +333,11 @@ fn serve_runs_on_the_embedded_defaults_as_the_readme_says() {
     };
     assert_eq!(wait_for("the daemon", Duration::from_secs(10), || probe("2")), "DUNNO\n");
     assert_eq!(probe("1").expect("answer"), format!("{}\n", defer_global("readme@example.com", 2)));
-    let text = std::fs::read_to_string(dir.path().join("log")).expect("log");
-    assert!(text.contains("config=(embedded defaults)"), "{text}");
     process.signal(Signal::SIGTERM);
     assert!(wait_for("exit", Duration::from_secs(10), || process.try_wait()).success());
+    // Read after the exit, which writes every queued line (lines go out in 20 ms batches).
+    let text = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert!(text.contains("config=(embedded defaults)"), "{text}");
 }
 
 #[test]

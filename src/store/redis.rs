@@ -88,7 +88,9 @@ impl RedisStore {
     /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
     /// command buffer (no per-argument allocation).
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
-        let mut cmd = Cmd::with_capacity(3 + 6 + 13 + 5 * c.counters.len() + 4 * c.caps.len(), 1024);
+        // Arguments: 3 in the head, a key per counter and 6 more keys, 13 values, a TTL per
+        // counter, 4 per cap.
+        let mut cmd = Cmd::with_capacity(3 + 6 + 13 + 2 * c.counters.len() + 4 * c.caps.len(), 1024);
         cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 6);
         for counter in c.counters {
             let key = self

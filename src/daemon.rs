@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, TEST_CLOCK_ENV};
 use crate::config::{self, Config, ConfigError, MetricsListen, StoreKind};
-use crate::limits::{DatabaseSource, FileLimits, LimitsCache, LimitsError};
+use crate::limits::{DatabaseSource, FileLimits, LimitsCache, LimitsError, Refresher};
 use crate::metrics::{self, Metrics};
 use crate::notify::Notifier;
 use crate::policy::Policy;
@@ -114,26 +114,16 @@ pub async fn serve(
         let scrape = scraper(m.clone(), policy.clone(), limits.clone(), slots, &config);
         tokio::spawn(metrics::http::serve(listener, scrape, shutdown.clone()));
     }
-    if let Some(db) = &config.database {
-        // The first read happens in the background: the socket answers at once, on the config
-        // file's caps until the database's arrive.
-        let cache = limits.clone();
-        let every = db.refresh;
-        let stop = shutdown.clone();
-        tokio::spawn(async move {
-            let failing = cache.refresh_logged(None).await;
-            if failing.is_none() {
-                let l = cache.current();
-                tracing::info!(
-                    "limits loaded from database: global={} default_mailbox={} mailbox_caps={}",
-                    l.global,
-                    l.default_mailbox,
-                    l.capped_mailboxes()
-                );
-            }
-            cache.refresh_loop(every, failing, stop).await;
-        });
-    }
+    // The database is read on its own thread; the first read happens in the background: the
+    // socket answers at once, on the config file's caps until the database's arrive.
+    let refresher = match &config.database {
+        Some(db) => {
+            let refresher = Refresher::start(shutdown.clone())?;
+            refresher.run(limits.clone(), db.refresh, shutdown.clone());
+            Some(refresher)
+        }
+        None => None,
+    };
     tracing::info!(
         "email-ratelimit {} serving on {} config={} mode={} store={} global={} default_mailbox={}",
         env!("CARGO_PKG_VERSION"),
@@ -182,7 +172,8 @@ pub async fn serve(
         };
         match sig {
             Signal::Reload => {
-                reload(path.as_deref(), &mut running, &policy, &limits, log.as_ref()).await;
+                reload(path.as_deref(), &mut running, &policy, &limits, refresher.as_ref(), log.as_ref())
+                    .await;
             }
             Signal::Shutdown => break,
         }
@@ -199,7 +190,8 @@ async fn reload(
     path: Option<&std::path::Path>,
     running: &mut Config,
     policy: &Policy<Store>,
-    limits: &LimitsCache,
+    limits: &Arc<LimitsCache>,
+    refresher: Option<&Refresher>,
     log: Option<&LogHandle>,
 ) {
     let mut states = vec![NotifyState::Reloading];
@@ -237,8 +229,9 @@ async fn reload(
                     "reload: [listen], timezone, server_name, store, [redis], [database] and [notify] changes need a restart"
                 );
             }
-            if new.database.is_some() {
-                limits.refresh_logged(None).await;
+            // The database the daemon started with ([database] changes need a restart) is re-read.
+            if let Some(refresher) = refresher {
+                refresher.refresh_now(limits.clone()).await;
             }
             let l = limits.current();
             tracing::info!(

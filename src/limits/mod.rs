@@ -8,6 +8,7 @@ pub mod database;
 pub mod erl_columns;
 pub mod file;
 pub mod names;
+pub mod refresher;
 mod resolve;
 pub mod saved;
 pub mod window;
@@ -19,6 +20,7 @@ pub use cache::LimitsCache;
 pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 pub use file::{FileLimits, MailboxTable};
+pub use refresher::Refresher;
 pub use resolve::{CapSource, MailboxCaps};
 
 use crate::config::{Layout, LimitSettings};

@@ -53,3 +53,47 @@ url = "${redis_url:-redis://127.0.0.1:$rport/0}"
 level = "$1"
 TOML
 }
+
+# A temporary mariadbd on a free loopback port with the ISPConfig schema and 100,000 opted-in
+# mailboxes (user0..user99999@example.com, far-above-load caps); the daemon reads them as
+# erl:erl. Sets mport; sql() runs the mariadb client as root on its socket.
+start_mariadb_caps() {
+  mport="$(free_port)"
+  mkdir -p "$work/run" && chown mysql:mysql "$work/run"
+  mariadb-install-db --no-defaults --user=mysql --datadir="$work/db" --auth-root-authentication-method=socket \
+    --skip-test-db >"$work/install.log" 2>&1
+  mariadbd --no-defaults --user=mysql --datadir="$work/db" --socket="$work/run/sock" --port="$mport" \
+    --bind-address=127.0.0.1 --skip-log-bin </dev/null >"$work/mariadb.log" 2>&1 &
+  pids+=($!)
+  until sql -e 'select 1' >/dev/null 2>&1; do sleep 0.1; done
+  {
+    echo "CREATE DATABASE dbispconfig; USE dbispconfig;"
+    echo "CREATE TABLE mail_user (mailuser_id INT UNSIGNED PRIMARY KEY, email VARCHAR(255));"
+    cat scripts/sql/schema.sql
+    echo "CREATE USER 'erl'@'127.0.0.1' IDENTIFIED BY 'erl'; GRANT SELECT ON dbispconfig.* TO 'erl'@'127.0.0.1';"
+  } | sql
+  python3 - "$work/caps.sql" <<'PY'
+import sys
+with open(sys.argv[1], "w") as f:
+    f.write("USE dbispconfig;\n")
+    for start in range(0, 100000, 5000):
+        rows = range(start, start + 5000)
+        f.write("INSERT INTO mail_user VALUES " + ",".join(f"({i+1},'user{i}@example.com')" for i in rows) + ";\n")
+        f.write("INSERT INTO er_mail_user_ratelimit VALUES " + ",".join(f"({i+1},'y',1000000000)" for i in rows) + ";\n")
+    f.write("UPDATE er_global_ratelimit SET global_limit = 1000000000 WHERE server_id = 0;\n")
+PY
+  sql < "$work/caps.sql"
+}
+sql() { mariadb --no-defaults -u root --socket="$work/run/sock" "$@"; }
+
+# Changes one database cap and sends the daemon `$1` SIGHUP every second while it runs, so the
+# 100,000 caps are re-read and rebuilt each time.
+refresh_storm() {
+  local i=0
+  while kill -0 "$1" 2>/dev/null; do
+    i=$((i + 1))
+    sql -e "UPDATE dbispconfig.er_mail_user_ratelimit SET daily_limit = 1000000000 + $i WHERE mailuser_id = 1" || true
+    kill -HUP "$1" 2>/dev/null || true
+    sleep 1
+  done
+}

@@ -11,7 +11,8 @@
 //! - [`policy`]: the decision table; talks to a [`store::CounterStore`].
 //! - [`sender`]: SASL username -> normalized mailbox key.
 //! - [`limits`]: the limit set from the config file and MariaDB (or the cache file of its last
-//!   good read), refreshed; the database's caps are "unknown" until one of them is known.
+//!   good read), refreshed on a thread of its own; the database's caps are "unknown" until one of
+//!   them is known.
 //! - [`clock`]: "now" (the system's, or a test's) and "today" in the configured time zone.
 //! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.

@@ -36,6 +36,8 @@ pub enum DaemonError {
     Signals(#[from] std::io::Error),
     #[error("metrics listener: {0}")]
     Metrics(std::io::Error),
+    #[error("database refresher thread: {0}")]
+    Refresher(std::io::Error),
 }
 
 impl DaemonError {
@@ -118,7 +120,7 @@ pub async fn serve(
     // socket answers at once, on the config file's caps until the database's arrive.
     let refresher = match &config.database {
         Some(db) => {
-            let refresher = Refresher::start(shutdown.clone())?;
+            let refresher = Refresher::start(shutdown.clone()).map_err(DaemonError::Refresher)?;
             refresher.run(limits.clone(), db.refresh, shutdown.clone());
             Some(refresher)
         }
@@ -230,7 +232,7 @@ async fn reload(
                 );
             }
             // The database the daemon started with ([database] changes need a restart) is re-read.
-            if let Some(refresher) = refresher {
+            if let Some(refresher) = refresher.filter(|_| new.database.is_some()) {
                 refresher.refresh_now(limits.clone()).await;
             }
             let l = limits.current();

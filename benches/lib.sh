@@ -10,6 +10,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# erl-load (built by the script's `cargo build --release`), its RESULT line only.
+load() { target/release/erl-load "$@" 2>/dev/null | grep '^RESULT'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 field() { tr ' ' '\n' | sed -n "s/^$1=//p"; }

@@ -36,7 +36,6 @@ esac
 dpid=$!
 pids+=($dpid)
 until [ -S "$work/erl.sock" ]; do sleep 0.05; done
-load() { target/release/erl-load "$@" 2>/dev/null | grep '^RESULT'; }
 # Warm up (first-of-the-day keys, the script cached).
 load --socket "$work/erl.sock" --connections 8 --duration 1 --warmup 0 >/dev/null
 

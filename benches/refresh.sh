@@ -19,7 +19,6 @@ runs=3
 
 echo "building (release)..." >&2
 cargo build --release --locked -q
-load() { target/release/erl-load "$@" 2>/dev/null | grep "^RESULT"; }
 
 start_redis
 start_mariadb_caps

@@ -26,8 +26,6 @@ runs=3
 echo "building (release)..." >&2
 cargo build --release --locked -q
 
-load() { target/release/erl-load "$@" 2>/dev/null | grep "^RESULT"; }
-
 # Redis
 rport="$(free_port)"
 redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --dir "$work" >"$work/redis.log" 2>&1 &

@@ -55,7 +55,6 @@ target/release/email-ratelimit serve --config "$work/config.toml" >"$work/daemon
 dpid=$!
 pids+=($dpid)
 until [ -S "$work/erl.sock" ]; do sleep 0.05; done
-load() { target/release/erl-load "$@" 2>/dev/null | grep '^RESULT'; }
 declare -A rps p99 cpu_d cpu_r
 for c in 8 64; do
   for i in 1 2 3; do

@@ -121,7 +121,7 @@ pub async fn serve(
     let refresher = match &config.database {
         Some(db) => {
             let refresher = Refresher::start(shutdown.clone()).map_err(DaemonError::Refresher)?;
-            refresher.run(limits.clone(), db.refresh, shutdown.clone());
+            refresher.run(limits.clone(), db.refresh);
             Some(refresher)
         }
         None => None,

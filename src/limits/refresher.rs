@@ -1,10 +1,10 @@
 //! The database reads on a thread of their own.
 //!
-//! The daemon answers Postfix on one current-thread runtime. Reading 100,000 rows is mostly
-//! sqlx decoding them, and on that thread it would take its share of every request's time
-//! while a refresh runs (p99 at 64 connections doubled while the caps were re-read every
-//! second; BENCHMARKS.md). So the refreshes run on a second current-thread runtime, on the
-//! `erl-limits` thread; the request thread only reads the swapped-in set.
+//! The daemon answers Postfix on one current-thread runtime. sqlx reads and decodes the rows as
+//! async code, so on that runtime every refresh would take a share of the request thread's
+//! time (~0.3 us per decision while 100,000 caps were re-read every second; `benches/refresh.sh`,
+//! BENCHMARKS.md). So the refreshes run on a second current-thread runtime, on the `erl-limits`
+//! thread; the request thread only reads the swapped-in set.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use super::LimitsCache;
 #[derive(Debug, Clone)]
 pub struct Refresher {
     handle: tokio::runtime::Handle,
+    stop: CancellationToken,
 }
 
 impl Refresher {
@@ -30,15 +31,17 @@ impl Refresher {
             .thread_name("erl-limits-io")
             .build()?;
         let handle = runtime.handle().clone();
-        std::thread::Builder::new()
-            .name("erl-limits".into())
-            .spawn(move || runtime.block_on(stop.cancelled()))?;
-        Ok(Self { handle })
+        std::thread::Builder::new().name("erl-limits".into()).spawn({
+            let stop = stop.clone();
+            move || runtime.block_on(stop.cancelled())
+        })?;
+        Ok(Self { handle, stop })
     }
 
-    /// The first read now, then one every `every` until `stop`; failures are logged once per
+    /// The first read now, then one every `every` until the stop; failures are logged once per
     /// outage ([`LimitsCache::refresh_logged`]).
-    pub fn run(&self, cache: Arc<LimitsCache>, every: Duration, stop: CancellationToken) {
+    pub fn run(&self, cache: Arc<LimitsCache>, every: Duration) {
+        let stop = self.stop.clone();
         self.handle.spawn(async move {
             let failing = cache.refresh_logged(None).await;
             if failing.is_none() {

@@ -60,6 +60,14 @@ pub struct Request {
     pub recipient_count: Option<u64>,
     pub client_address: String,
     pub queue_id: String,
+    /// The SMTP transaction (`instance`): DATA and END-OF-MESSAGE of one message share it.
+    pub instance: String,
+    /// The envelope sender (`sender`), the message `size` as Postfix sends it at this stage, and
+    /// the `recipient` when there is one: with the user and the count they tell a retry of the
+    /// same message apart from a new one.
+    pub sender: String,
+    pub size: String,
+    pub recipient: String,
     /// Set when a line had no `=`; such a request is still answered (fail-open), never counted.
     /// Postfix never sends one: it means a client that is not Postfix.
     pub malformed: Option<&'static str>,
@@ -71,6 +79,8 @@ pub enum Action {
     Dunno,
     /// `DEFER_IF_PERMIT <text>`: a 4xx for the whole message.
     DeferIfPermit(String),
+    /// `REJECT <text>`: a 5xx; for a message that can never be accepted.
+    Reject(String),
 }
 
 impl Action {
@@ -78,16 +88,19 @@ impl Action {
     pub fn encode(&self, out: &mut BytesMut) {
         match self {
             Self::Dunno => out.extend_from_slice(b"action=DUNNO\n\n"),
-            Self::DeferIfPermit(text) => {
-                out.extend_from_slice(b"action=DEFER_IF_PERMIT ");
-                // A newline inside the text would end the reply early and desynchronize smtpd.
-                for b in text.bytes() {
-                    out.extend_from_slice(&[if b == b'\n' || b == b'\r' { b' ' } else { b }]);
-                }
-                out.extend_from_slice(b"\n\n");
-            }
+            Self::DeferIfPermit(text) => with_text(out, b"action=DEFER_IF_PERMIT ", text),
+            Self::Reject(text) => with_text(out, b"action=REJECT ", text),
         }
     }
+}
+
+fn with_text(out: &mut BytesMut, head: &[u8], text: &str) {
+    out.extend_from_slice(head);
+    // A newline inside the text would end the reply early and desynchronize smtpd.
+    for b in text.bytes() {
+        out.extend_from_slice(&[if b == b'\n' || b == b'\r' { b' ' } else { b }]);
+    }
+    out.extend_from_slice(b"\n\n");
 }
 
 /// Bad input that ends the connection.
@@ -171,6 +184,10 @@ fn apply(request: &mut Request, line: &[u8]) {
         b"sasl_username" => request.sasl_username = text(),
         b"client_address" => request.client_address = text(),
         b"queue_id" => request.queue_id = text(),
+        b"instance" => request.instance = text(),
+        b"sender" => request.sender = text(),
+        b"size" => request.size = text(),
+        b"recipient" => request.recipient = text(),
         b"recipient_count" => request.recipient_count = decimal(value),
         _ => {}
     }
@@ -219,6 +236,7 @@ mod tests {
         assert_eq!(r.recipient_count, Some(3));
         assert_eq!(r.client_address, "192.0.2.7");
         assert_eq!(r.queue_id, "4ABC");
+        assert_eq!((r.size.as_str(), r.instance.as_str(), r.sender.as_str()), ("1234", "", ""));
         assert_eq!(r.malformed, None);
     }
 
@@ -359,10 +377,11 @@ mod tests {
         Action::Dunno.encode(&mut out);
         Action::DeferIfPermit("a@b: Your daily limit of 5 messages reached".into()).encode(&mut out);
         Action::DeferIfPermit("evil\ntext".into()).encode(&mut out);
+        Action::Reject("a@b: At most\r\n3".into()).encode(&mut out);
         assert_eq!(
             &out[..],
             b"action=DUNNO\n\naction=DEFER_IF_PERMIT a@b: Your daily limit of 5 messages reached\n\n\
-              action=DEFER_IF_PERMIT evil text\n\n"
+              action=DEFER_IF_PERMIT evil text\n\naction=REJECT a@b: At most  3\n\n"
         );
     }
 }

@@ -64,7 +64,7 @@ fn request() -> impl Strategy<Value = (Request, Vec<(String, String)>)> {
                 recipient_count: count,
                 client_address: client,
                 queue_id: qid,
-                malformed: None,
+                ..Request::default()
             };
             (req, extra)
         })
@@ -193,32 +193,43 @@ proptest! {
 
         let (mut m, mut g) = ([0u64; 4], 0u64);
         let mut violations = 0usize;
-        for s in &steps {
+        for (i, s) in steps.iter().enumerate() {
             let req = Request {
                 protocol_state: s.state.clone(),
                 sasl_username: names[s.sender].clone(),
                 recipient_count: Some(if s.state == State::Rcpt { 0 } else { u64::from(s.recipients) }),
                 client_address: "198.51.100.1".into(),
                 queue_id: "Q".into(),
-                malformed: None,
+                // Every step another message (a retry would be recorded once).
+                size: i.to_string(),
+                ..Request::default()
             };
             let action = runtime.block_on(policy.decide(&req));
             // the model
             let counting = s.state != State::Rcpt;
             let n = if counting { u64::from(s.recipients) } else { 1 };
-            let over_mailbox = caps[s.sender].is_some_and(|c| m[s.sender] + n > c);
-            let over_global = !over_mailbox && g + n > global;
-            let expected = if over_mailbox && !log_only {
+            // A message that can never fit (n alone above a cap, in cap order) comes first.
+            let oversize_mailbox = counting && caps[s.sender].is_some_and(|c| n > c);
+            let oversize_global = counting && !oversize_mailbox && n > global;
+            let oversize = oversize_mailbox || oversize_global;
+            let over_mailbox = !oversize && caps[s.sender].is_some_and(|c| m[s.sender] + n > c);
+            let over_global = !oversize && !over_mailbox && g + n > global;
+            let expected = if oversize_mailbox && !log_only {
+                Action::Reject(format!("{}: This message has {n} recipients, more than your daily limit of {} allows", names[s.sender], caps[s.sender].unwrap_or(0)))
+            } else if oversize_global && !log_only {
+                Action::Reject(format!("{}: This message has {n} recipients, more than the global daily limit of {global} allows", names[s.sender]))
+            } else if over_mailbox && !log_only {
                 Action::DeferIfPermit(format!("{}: Your daily limit of {} messages reached", names[s.sender], caps[s.sender].unwrap_or(0)))
             } else if over_global && !log_only {
                 Action::DeferIfPermit(format!("{}: Global daily limit of {global} reached", names[s.sender]))
             } else {
                 Action::Dunno
             };
-            if over_mailbox || over_global {
+            // Refusals are recorded at end of data, never at RCPT.
+            if counting && (oversize || over_mailbox || over_global) {
                 violations += 1;
             }
-            if counting && ((!over_mailbox && !over_global) || log_only) {
+            if counting && ((!oversize && !over_mailbox && !over_global) || log_only) {
                 m[s.sender] += n;
                 g += n;
             }

@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Daemon, Redis, defer_locked, defer_user, eom_from, redis_daemon, request, today, wait_for};
+use common::{
+    Daemon, Redis, defer_global, defer_locked, defer_user, eom_from, redis_daemon, request, today, wait_for,
+};
 
 const EVE: &str = "eve@example.com";
 
@@ -172,4 +174,148 @@ fn log_only_mode_detects_but_never_locks() {
     assert_eq!(d.send(EVE, 1), "DUNNO");
     d.wait_log("erl DEFER (log-only) user=eve@example.com", 1);
     assert!(d.log().contains("cap=locked"), "{}", d.log());
+}
+
+/// Issue 20 item 1: a full server (or domain) cap refuses everyone; only the sender's own
+/// mailbox caps may count toward its lock.
+#[test]
+fn a_full_server_or_domain_cap_never_locks_bystanders() {
+    let Some(redis) = Redis::start() else { return };
+    let d = redis_daemon(
+        &redis,
+        "[limits]\nglobal = 10\n[[limits.domain]]\ndomain = \"shop.example\"\ndaily = 3\n\
+         [protect]\nlock = true\nlock_after_refusals = 3\n",
+    );
+    assert_eq!(d.send("big@example.com", 10), "DUNNO");
+    for user in ["alice@example.com", "bob@example.com"] {
+        for _ in 0..6 {
+            assert_eq!(d.send(user, 1), defer_global(user, 10), "{user}");
+        }
+        assert_eq!(redis.cmd(&["EXISTS", &format!("erl:lock:{user}")]), redis::Value::Int(0), "{user}");
+        assert_eq!(redis.get(&format!("erl:refusals:{}:{user}", today())), None);
+    }
+    // A domain cap: the same.
+    let d2 = redis_daemon(
+        &redis,
+        "[limits]\nglobal = 1000\n[[limits.domain]]\ndomain = \"shop.example\"\ndaily = 3\n\
+         [protect]\nlock = true\nlock_after_refusals = 3\n",
+    );
+    assert_eq!(d2.send("owner@shop.example", 3), "DUNNO");
+    for _ in 0..6 {
+        assert_eq!(
+            d2.send("clerk@shop.example", 1),
+            "DEFER_IF_PERMIT clerk@shop.example: Daily limit of 3 for shop.example reached"
+        );
+    }
+    assert_eq!(redis.cmd(&["EXISTS", "erl:lock:clerk@shop.example"]), redis::Value::Int(0));
+    assert_eq!(locks(&d2), serde_json::json!([]));
+}
+
+/// Issue 20 item 2: a client retrying one refused message is one refusal a day and one record.
+#[test]
+fn a_client_retrying_one_message_is_one_refusal() {
+    let Some(redis) = Redis::start() else { return };
+    let carol = "carol@example.com";
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "[limits]\n[[limits.mailbox]]\nemail = \"{carol}\"\ndaily = 2\n[protect]\nlock = true\nlock_after_refusals = 3\n"
+        ),
+    );
+    assert_eq!(d.send(carol, 2), "DUNNO");
+    // Outlook's outbox: the same message, a new SMTP transaction each time.
+    for retry in 0..8 {
+        let again = common::message("END-OF-MESSAGE", carol, 1, &format!("r{retry}.1"), 4711);
+        assert_eq!(d.connect().ask(&again), defer_user(carol, 2), "retry {retry}");
+    }
+    assert_eq!(kinds(&redis), ["user"], "recorded once");
+    assert_eq!(redis.get(&format!("erl:refusals:{}:{carol}", today())), Some(1));
+    let fp = format!("erl:fp:{}:{carol}", today());
+    let ttl = redis.cmd(&["TTL", &fp]);
+    assert!(matches!(ttl, redis::Value::Int(t) if t > 3600 && t <= 25 * 3600 + 3600), "{ttl:?}");
+    // Three new messages more than the threshold: now it is locked.
+    for _ in 0..3 {
+        assert_eq!(d.send(carol, 1), defer_user(carol, 2));
+    }
+    assert_eq!(d.send(carol, 1), defer_locked(carol));
+    assert_eq!(kinds(&redis), ["locked", "user", "user", "user", "user"]);
+}
+
+/// Issue 20 item 3: RCPT pre-checks never count and are never recorded; DATA and
+/// END-OF-MESSAGE of one transaction are one message.
+#[test]
+fn rcpt_prechecks_and_both_end_of_data_hooks_are_one_refusal() {
+    let Some(redis) = Redis::start() else { return };
+    let dan = "dan@example.com";
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "[limits]\n[[limits.mailbox]]\nemail = \"{dan}\"\ndaily = 5\n[protect]\nlock = true\nlock_after_refusals = 1\n"
+        ),
+    );
+    assert_eq!(d.send(dan, 5), "DUNNO");
+    // One message to 4 recipients: 4 RCPT pre-checks, refused each time.
+    let mut conn = d.connect();
+    for _ in 0..4 {
+        assert_eq!(conn.ask(&common::message("RCPT", dan, 0, "t1.1", 0)), defer_user(dan, 5));
+    }
+    assert_eq!(kinds(&redis), Vec::<String>::new(), "RCPT records nothing");
+    assert_eq!(redis.get(&format!("erl:refusals:{}:{dan}", today())), None, "RCPT counts nothing");
+    // DATA (size from MAIL FROM) and END-OF-MESSAGE (the real size) of one transaction.
+    assert_eq!(conn.ask(&common::message("DATA", dan, 4, "t2.1", 0)), defer_user(dan, 5));
+    assert_eq!(conn.ask(&common::message("END-OF-MESSAGE", dan, 4, "t2.1", 9000)), defer_user(dan, 5));
+    assert_eq!(kinds(&redis), ["user"]);
+    assert_eq!(redis.get(&format!("erl:refusals:{}:{dan}", today())), Some(1), "one message, not above 1");
+    assert_eq!(d.send(dan, 1), defer_user(dan, 5), "the second message trips the lock");
+    assert_eq!(d.send(dan, 1), defer_locked(dan));
+}
+
+/// Issue 20 item 4: a message with more recipients than a cap allows can never be accepted: it
+/// is rejected (or deferred, `oversize = "defer"`) with its own text, recorded once, never
+/// counted toward a lock and not notified.
+#[test]
+fn a_message_that_can_never_fit_is_rejected_once_and_never_locks() {
+    let Some(redis) = Redis::start() else { return };
+    let erin = "erin@example.com";
+    let config = |oversize: &str| {
+        format!(
+            "[limits]\nglobal = 100\noversize = \"{oversize}\"\n[[limits.mailbox]]\nemail = \"{erin}\"\ndaily = 50\n\
+             [protect]\nlock = true\nlock_after_refusals = 1\n"
+        )
+    };
+    let d = redis_daemon(&redis, &config("reject"));
+    let reject =
+        format!("REJECT {erin}: This message has 60 recipients, more than your daily limit of 50 allows");
+    for retry in 0..3 {
+        let again = common::message("END-OF-MESSAGE", erin, 60, &format!("o{retry}.1"), 777);
+        assert_eq!(d.connect().ask(&again), reject);
+    }
+    for _ in 0..3 {
+        assert_eq!(d.send(erin, 60), reject, "other oversize messages");
+    }
+    assert_eq!(
+        d.send(erin, 120),
+        format!("REJECT {erin}: This message has 120 recipients, more than your daily limit of 50 allows"),
+        "the first cap in order that it exceeds"
+    );
+    assert_eq!(
+        d.send("zoe@example.com", 101),
+        "REJECT zoe@example.com: This message has 101 recipients, more than the global daily limit of 100 allows"
+    );
+    let v = redis.violations();
+    assert_eq!(v.len(), 6, "once per message: {v:?}");
+    assert!(v.iter().all(|v| v["oversize"] == serde_json::json!(true)), "{v:?}");
+    assert_eq!(redis.get(&format!("erl:refusals:{}:{erin}", today())), None, "never toward a lock");
+    assert_eq!(redis.get(&common::key(erin)), None, "nothing counted");
+    assert_eq!(d.send(erin, 50), "DUNNO", "the whole cap is still there");
+    d.wait_log("erl REJECT user=erin@example.com rcpt=60", 1);
+    assert!(d.log().contains("reason=oversize"), "{}", d.log());
+    assert_eq!(redis.cmd(&["KEYS", "erl:notified:*"]), redis::Value::Array(vec![]), "not notified");
+    let deferring = redis_daemon(&redis, &config("defer"));
+    assert_eq!(
+        deferring.send(erin, 51),
+        format!(
+            "DEFER_IF_PERMIT {erin}: This message has 51 recipients, more than your daily limit of 50 allows"
+        )
+    );
 }

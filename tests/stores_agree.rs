@@ -2,8 +2,10 @@
 //! function in `consume.lua`: this runs the in-memory store and the Redis store (against a real
 //! `redis-server`) on the same sequence of messages, with several scopes, windows and caps,
 //! both modes and both operations, across window boundaries, with client addresses and the
-//! stolen-account guard (suspects, locks by addresses and by refusals: `protect::is_suspect` and
-//! `trips_lock`, mirrored in the script too), and requires the same answers, the same counters,
+//! stolen-account guard (suspects, locks by addresses and by refusals: `protect::is_suspect`,
+//! `trips_lock` and `counts_toward_lock`, mirrored in the script too), with retried messages (the
+//! same fingerprint or transaction) and oversize ones (`store::first_oversize`, which the caller
+//! applies for both), and requires the same answers, the same counters,
 //! the same events and the same violation records.
 
 mod common;
@@ -17,7 +19,8 @@ use email_ratelimit::sender::normalize;
 use email_ratelimit::store::memory::MemoryStore;
 use email_ratelimit::store::redis::RedisStore;
 use email_ratelimit::store::{
-    Answer, Check, Consume, Counter, CounterStore, Guard, KeySchema, Operation, Scope, Violation,
+    Answer, Check, Consume, Counter, CounterStore, Guard, KeySchema, Message, Operation, Scope, Violation,
+    first_oversize,
 };
 
 /// A small deterministic generator (no seed to manage, the same sequence every run).
@@ -72,12 +75,22 @@ async fn memory_and_redis_decide_alike() {
                 caps.push(Check { counter: i, limit: 3 + rng.next(25) });
             }
         }
+        // Now and then a message that no cap of 3 or more can take.
+        let recipients = u32::try_from(if rng.next(25) == 0 { 30 } else { 1 + rng.next(4) }).expect("small");
+        let operation = if rng.next(5) == 0 { Operation::Check } else { Operation::Count };
+        let oversize = match operation {
+            Operation::Count => first_oversize(&caps, u64::from(recipients)),
+            Operation::Check => None,
+        };
+        // A few fingerprints and transactions, so that retries and repeated transactions happen.
+        let instance =
+            ["", "t1", "t2", "t3", "t4", "t5", "t6", "t7"][usize::try_from(rng.next(8)).expect("small")];
         let ask = Consume {
             sender,
-            recipients: u32::try_from(1 + rng.next(4)).expect("small"),
+            recipients,
             counters: &counters,
             caps: &caps,
-            operation: if rng.next(5) == 0 { Operation::Check } else { Operation::Count },
+            operation,
             mode: if rng.next(6) == 0 { Mode::LogOnly } else { Mode::Enforce },
             // Mostly one address; now and then another one (or none).
             client: clients[usize::try_from(if rng.next(4) == 0 { rng.next(6) } else { 0 }).expect("small")],
@@ -85,6 +98,8 @@ async fn memory_and_redis_decide_alike() {
             raise: "",
             guard: guards[who],
             server: "mx1",
+            message: Message { instance, fingerprint: rng.next(12) },
+            oversize,
         };
         let (a, b) = (local.consume(&ask).await.expect("memory"), remote.consume(&ask).await.expect("redis"));
         assert_eq!(a, b, "step {step}: {ask:?}");
@@ -108,6 +123,7 @@ async fn memory_and_redis_decide_alike() {
     assert!(stored.len() > 20, "the sequence refused often enough to compare: {}", stored.len());
     assert_eq!(stored, local.violations());
     assert!(stored.iter().any(|v| v.window != "1d") && stored.iter().any(|v| v.kind == "domain"));
+    assert!(stored.iter().any(|v| v.oversize), "no oversize record");
     for kind in ["suspect", "locked"] {
         assert!(stored.iter().any(|v| v.kind == kind), "no {kind} record");
     }

@@ -50,6 +50,26 @@ pub enum Mode {
     LogOnly,
 }
 
+/// What a message gets whose recipients alone are more than a cap allows: it can never be
+/// accepted in that window, so by default it is rejected (5xx) rather than retried for days.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Oversize {
+    #[default]
+    Reject,
+    Defer,
+}
+
+impl Oversize {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Reject => "reject",
+            Self::Defer => "defer",
+        }
+    }
+}
+
 /// Where the counters live.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -132,6 +152,8 @@ pub struct LimitSettings {
     pub default_mailbox_rates: Vec<Rate>,
     /// A larger `recipient_count` is counted as this.
     pub max_recipients: u32,
+    /// The answer to a message that can never fit.
+    pub oversize: Oversize,
     /// `[[limits.mailbox]]` entries.
     pub mailboxes: Vec<MailboxEntry>,
     /// `[[limits.domain]]` entries.
@@ -146,6 +168,7 @@ impl Default for LimitSettings {
             default_mailbox: DEFAULT_MAILBOX,
             default_mailbox_rates: Vec::new(),
             max_recipients: DEFAULT_MAX_RECIPIENTS,
+            oversize: Oversize::Reject,
             mailboxes: Vec::new(),
             domains: Vec::new(),
         }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{
     DEFAULT_CACHE_FILE, DEFAULT_GLOBAL, DEFAULT_GLOBAL_QUERY, DEFAULT_MAILBOX, DEFAULT_MAILBOX_QUERY,
-    DEFAULT_MAX_RECIPIENTS, Mode, StoreKind,
+    DEFAULT_MAX_RECIPIENTS, Mode, Oversize, StoreKind,
 };
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -84,6 +84,7 @@ pub(super) struct RawLimits {
     pub(super) default_mailbox: u64,
     pub(super) default_mailbox_rates: Vec<String>,
     pub(super) max_recipients: u64,
+    pub(super) oversize: Oversize,
     #[serde(skip_serializing)]
     pub(super) mailbox: Vec<RawMailbox>,
     #[serde(skip_serializing)]
@@ -98,6 +99,7 @@ impl Default for RawLimits {
             default_mailbox: DEFAULT_MAILBOX,
             default_mailbox_rates: Vec::new(),
             max_recipients: u64::from(DEFAULT_MAX_RECIPIENTS),
+            oversize: Oversize::Reject,
             mailbox: Vec::new(),
             domain: Vec::new(),
         }

@@ -88,12 +88,13 @@ impl Config {
         let lim = &self.limits;
         let _ = writeln!(
             o,
-            "[limits]\nglobal = {}\nglobal_rates = {}\ndefault_mailbox = {}\ndefault_mailbox_rates = {}\nmax_recipients = {}",
+            "[limits]\nglobal = {}\nglobal_rates = {}\ndefault_mailbox = {}\ndefault_mailbox_rates = {}\nmax_recipients = {}\noversize = {}",
             lim.global,
             rates(&lim.global_rates),
             lim.default_mailbox,
             rates(&lim.default_mailbox_rates),
-            lim.max_recipients
+            lim.max_recipients,
+            q(lim.oversize.as_str())
         );
         for m in &lim.mailboxes {
             let _ = write!(o, "[[limits.mailbox]]\nemail = {}\n", q(m.mailbox.as_str()));

@@ -195,6 +195,7 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
         default_mailbox,
         default_mailbox_rates,
         max_recipients,
+        oversize: raw.oversize,
         mailboxes,
         domains,
     })

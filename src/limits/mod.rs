@@ -89,6 +89,8 @@ pub struct Limits {
     pub default_mailbox: Cap,
     /// A larger `recipient_count` is counted as this.
     pub max_recipients: u32,
+    /// The answer to a message that can never fit.
+    pub oversize: crate::config::Oversize,
     /// Every cap of the config file (and the effective server and default caps), ready for the
     /// request path.
     compiled: resolve::Compiled,
@@ -151,6 +153,7 @@ impl Limits {
             global,
             default_mailbox,
             max_recipients: config.max_recipients,
+            oversize: config.oversize,
             compiled,
             db_caps,
             pending_mailboxes: pending && layout == Layout::ErlColumns,

@@ -27,7 +27,15 @@ pub enum Outcome {
     /// Answered DUNNO after counting (or checking): within every cap, or log-only.
     Ok,
     /// Deferred: a cap (`scope`, `window`), or a lock (`locked`, `-`).
-    Defer { scope: &'static str, window: String },
+    Defer {
+        scope: &'static str,
+        window: String,
+    },
+    /// Rejected (5xx): a message that can never fit.
+    Reject,
+    /// Log-only: counted and let through, but enforcing would have deferred / rejected it.
+    WouldDefer,
+    WouldReject,
     /// A fault let it through uncounted (Redis, bad data, limits unknown).
     FailOpen,
     /// Not counted at all: unauthenticated, an unusable name, a stage that is not counted.
@@ -41,6 +49,9 @@ pub struct Metrics {
     registry: Registry,
     ok: Counter,
     defer: Counter,
+    reject: Counter,
+    would_defer: Counter,
+    would_reject: Counter,
     fail_open: Counter,
     skip: Counter,
     deferrals: Family<Labels, Counter>,
@@ -66,12 +77,14 @@ impl Metrics {
         let decisions = Family::<Labels, Counter>::default();
         registry.register(
             "decisions",
-            "Policy decisions by outcome (ok, defer, fail_open, skip)",
+            "Policy decisions by outcome (ok, defer, reject, would_defer, would_reject, fail_open, skip)",
             decisions.clone(),
         );
         let outcome = |o: &str| decisions.get_or_create(&vec![("outcome", o.to_owned())]).clone();
         let (ok, defer, fail_open, skip) =
             (outcome("ok"), outcome("defer"), outcome("fail_open"), outcome("skip"));
+        let (reject, would_defer, would_reject) =
+            (outcome("reject"), outcome("would_defer"), outcome("would_reject"));
         let deferrals = Family::<Labels, Counter>::default();
         registry.register(
             "deferrals",
@@ -122,6 +135,9 @@ impl Metrics {
             registry,
             ok,
             defer,
+            reject,
+            would_defer,
+            would_reject,
             fail_open,
             skip,
             deferrals,
@@ -148,6 +164,9 @@ impl Metrics {
                     .inc();
                 &self.defer
             }
+            Outcome::Reject => &self.reject,
+            Outcome::WouldDefer => &self.would_defer,
+            Outcome::WouldReject => &self.would_reject,
             Outcome::FailOpen => &self.fail_open,
             Outcome::Skip => &self.skip,
         };

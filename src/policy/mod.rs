@@ -3,6 +3,7 @@
 //! decision (`erl ok`, `erl DEFER`, `erl DEFER (log-only)`, `erl fail-open`, `erl skip`).
 
 mod guard;
+mod message;
 mod plan;
 mod raises;
 mod text;
@@ -11,13 +12,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use text::{global_text, locked_text, mailbox_text, refusal_text};
+pub use text::{global_text, locked_text, mailbox_text, oversize_text, refusal_text};
 
 use self::plan::Plan;
 use self::raises::Raises;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
-use crate::config::{Mode, ProtectSettings};
+use crate::config::{Mode, Oversize, ProtectSettings};
 use crate::limits::LimitsCache;
 use crate::limits::window::Window;
 use crate::metrics::{Metrics, Outcome};
@@ -25,7 +26,9 @@ use crate::notify::Queue;
 use crate::once::OncePer;
 use crate::protocol::{Action, Request, State};
 use crate::sender;
-use crate::store::{Answer, Consume, CounterStore, Counts, Guard, Operation, Scope, StoreError};
+use crate::store::{
+    Answer, Consume, CounterStore, Counts, Guard, Message, Operation, Scope, StoreError, first_oversize,
+};
 
 /// How often the same bad Redis key is named in the log.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -201,11 +204,19 @@ impl<S: CounterStore> Policy<S> {
         };
         let at = self.zone.moment(self.clock.now());
         let protect = **self.protect.load();
+        let message = match operation {
+            Operation::Count => message::message(req, &sender),
+            Operation::Check => Message::default(),
+        };
         let mut raise = self.raises.get(&sender);
         // At most one retry: the raise changed between our last look and this request.
         for _ in 0..2 {
             let rates = raise.as_deref().and_then(|r| self.raises.parse(r));
             let plan = Plan::new(&limits, &sender, rates.as_deref());
+            let oversize = match operation {
+                Operation::Count => first_oversize(&plan.caps, u64::from(recipients)),
+                Operation::Check => None,
+            };
             let ask = Consume {
                 sender: &sender,
                 recipients,
@@ -222,6 +233,8 @@ impl<S: CounterStore> Policy<S> {
                     lock_after_refusals: protect.lock_after_refusals,
                 },
                 server: &self.server,
+                message,
+                oversize,
             };
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,
@@ -255,7 +268,7 @@ impl<S: CounterStore> Policy<S> {
                 req,
             };
             guard::announce(&ask, Some(&counts), &counts.watch, self.events.as_ref(), req);
-            return conclude(&ask, &counts, &line, plan.unknown);
+            return conclude(&ask, &counts, &line, plan.unknown, limits.oversize);
         }
         tracing::warn!(
             "erl fail-open reason=raise-changing user={sender} rcpt={recipients} client={} queue_id={}",
@@ -285,11 +298,17 @@ impl<S: CounterStore> Policy<S> {
 }
 
 /// The reply and the decision line. `unknown`: a cap of this sender was not enforced because
-/// the database has not been read yet.
-fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) -> (Action, Outcome) {
+/// the database has not been read yet; `oversize`: the answer to a message that can never fit.
+fn conclude(
+    ask: &Consume<'_>,
+    counts: &Counts,
+    line: &Line<'_>,
+    unknown: bool,
+    oversize: Oversize,
+) -> (Action, Outcome) {
     if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
-        tracing::info!("erl DEFER (log-only) {line} cap=locked");
-        return (Action::Dunno, Outcome::Ok);
+        tracing::info!("erl DEFER (log-only) {line} cap=locked mode=log-only");
+        return (Action::Dunno, Outcome::WouldDefer);
     }
     let Some(check) = counts.refused.and_then(|i| ask.caps.get(i)) else {
         if unknown {
@@ -301,6 +320,31 @@ fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) 
     };
     let Some(&counter) = ask.counters.get(check.counter) else { return (Action::Dunno, Outcome::Ok) };
     let (cap, window) = (counter.scope.kind(), counter.window);
+    if ask.oversize.is_some() {
+        let text = oversize_text(ask.sender, counter, check.limit, u64::from(ask.recipients));
+        return match (ask.mode, oversize) {
+            (Mode::Enforce, Oversize::Reject) => {
+                tracing::info!("erl REJECT {line} cap={cap} window={window} reason=oversize");
+                (Action::Reject(text), Outcome::Reject)
+            }
+            (Mode::Enforce, Oversize::Defer) => {
+                tracing::info!("erl DEFER {line} cap={cap} window={window} reason=oversize");
+                (
+                    Action::DeferIfPermit(text),
+                    Outcome::Defer { scope: counter.scope.name(), window: window.to_string() },
+                )
+            }
+            (Mode::LogOnly, _) => {
+                let verb = if oversize == Oversize::Reject { "REJECT" } else { "DEFER" };
+                tracing::info!(
+                    "erl {verb} (log-only) {line} cap={cap} window={window} reason=oversize mode=log-only"
+                );
+                let would =
+                    if oversize == Oversize::Reject { Outcome::WouldReject } else { Outcome::WouldDefer };
+                (Action::Dunno, would)
+            }
+        };
+    }
     match ask.mode {
         Mode::Enforce => {
             tracing::info!("erl DEFER {line} cap={cap} window={window}");
@@ -310,8 +354,8 @@ fn conclude(ask: &Consume<'_>, counts: &Counts, line: &Line<'_>, unknown: bool) 
             )
         }
         Mode::LogOnly => {
-            tracing::info!("erl DEFER (log-only) {line} cap={cap} window={window}");
-            (Action::Dunno, Outcome::Ok)
+            tracing::info!("erl DEFER (log-only) {line} cap={cap} window={window} mode=log-only");
+            (Action::Dunno, Outcome::WouldDefer)
         }
     }
 }

@@ -33,6 +33,25 @@ pub fn refusal_text(sender: &Mailbox, counter: Counter, limit: u64) -> String {
     }
 }
 
+/// The reply text for a message whose recipients alone are more than a cap allows (contract:
+/// exact wording), e.g. `alice@example.com: This message has 60 recipients, more than your
+/// daily limit of 50 allows`.
+#[must_use]
+pub fn oversize_text(sender: &Mailbox, counter: Counter, limit: u64, n: u64) -> String {
+    let window = counter.window;
+    let cap = match window.adjective() {
+        Some(adj) => format!("{adj} limit of {limit}"),
+        None => format!("limit of {limit} {}", window.per()),
+    };
+    let whose = match counter.scope {
+        Scope::Mailbox => format!("your {cap}"),
+        Scope::Domain => format!("the {cap} for {}", sender.domain().unwrap_or_default()),
+        Scope::Server => format!("the global {cap}"),
+    };
+    let noun = if n == 1 { "recipient" } else { "recipients" };
+    format!("{sender}: This message has {n} {noun}, more than {whose} allows")
+}
+
 fn capitalized(word: &str) -> String {
     let mut chars = word.chars();
     chars.next().map(|c| c.to_ascii_uppercase().to_string() + chars.as_str()).unwrap_or_default()
@@ -117,6 +136,70 @@ mod tests {
             (Scope::Server, "90m", 100, format!("{a}: Global limit of 100 messages per 90 minutes reached")),
         ] {
             assert_eq!(text(scope, window, limit), want);
+        }
+        for (scope, window, limit, n, want) in [
+            (
+                Scope::Mailbox,
+                "1d",
+                50,
+                60,
+                format!("{a}: This message has 60 recipients, more than your daily limit of 50 allows"),
+            ),
+            (
+                Scope::Mailbox,
+                "1h",
+                20,
+                21,
+                format!("{a}: This message has 21 recipients, more than your hourly limit of 20 allows"),
+            ),
+            (
+                Scope::Mailbox,
+                "15m",
+                10,
+                11,
+                format!(
+                    "{a}: This message has 11 recipients, more than your limit of 10 per 15 minutes allows"
+                ),
+            ),
+            (
+                Scope::Domain,
+                "1d",
+                2000,
+                2001,
+                format!(
+                    "{a}: This message has 2001 recipients, more than the daily limit of 2000 for {d} allows"
+                ),
+            ),
+            (
+                Scope::Domain,
+                "15m",
+                100,
+                101,
+                format!(
+                    "{a}: This message has 101 recipients, more than the limit of 100 per 15 minutes for {d} allows"
+                ),
+            ),
+            (
+                Scope::Server,
+                "1d",
+                999,
+                1000,
+                format!(
+                    "{a}: This message has 1000 recipients, more than the global daily limit of 999 allows"
+                ),
+            ),
+            (
+                Scope::Server,
+                "2h",
+                0,
+                1,
+                format!(
+                    "{a}: This message has 1 recipient, more than the global limit of 0 per 2 hours allows"
+                ),
+            ),
+        ] {
+            let counter = Counter { scope, window: Window::parse(window).expect("window") };
+            assert_eq!(oversize_text(&alice, counter, limit, n), want);
         }
         assert_eq!(mailbox_text(&alice, 5), format!("{a}: Your daily limit of 5 messages reached"));
         assert_eq!(global_text(&alice, 9), format!("{a}: Global daily limit of 9 reached"));

@@ -1,15 +1,18 @@
 -- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
--- KEYS[1..k]  the counters the message moves (k = #KEYS - 6): daily ones
+-- KEYS[1..k]  the counters the message moves (k = #KEYS - 8): daily ones
 --             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>)
 -- KEYS[k+1]   the violations list (<prefix>:violations)
 -- KEYS[k+2]   today's top senders, a sorted set (<prefix>:top:YYYY-MM-DD)
 -- KEYS[k+3]   the sender's temporary raise (<prefix>:raise:<email>)
 -- KEYS[k+4]   the sender's lock (<prefix>:lock:<email>)
 -- KEYS[k+5]   the sender's client addresses today, a HyperLogLog (<prefix>:ips:YYYY-MM-DD:<email>)
--- KEYS[k+6]   the sender's refusals today (<prefix>:refusals:YYYY-MM-DD:<email>)
+-- KEYS[k+6]   the sender's refusals today that count toward a lock (<prefix>:refusals:YYYY-MM-DD:<email>)
+-- KEYS[k+7]   the sender's refused messages today, a set of "f:<fingerprint>" and
+--             "i:<instance>" (<prefix>:fp:YYYY-MM-DD:<email>)
+-- KEYS[k+8]   the index of automatic locks, a sorted set scored by expiry (<prefix>:locks:auto)
 -- ARGV[1]     n: recipients of this message (>= 1)
--- ARGV[2]     "count" (end of data) or "check" (RCPT pre-check: never counts)
+-- ARGV[2]     "count" (end of data) or "check" (RCPT pre-check: never counts, records nothing)
 -- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway, locks are
 --             reported but not enforced and none is made
 -- ARGV[4]     how many violations the list keeps
@@ -22,22 +25,34 @@
 -- ARGV[11]    "1": lock suspects, and senders refused more than ARGV[12] times today
 -- ARGV[12]    lock_after_refusals (0 = off)
 -- ARGV[13]    this server's name     (violation record)
--- ARGV[14 .. 13+k]  each counter's TTL in seconds (given when created, or when found without one)
+-- ARGV[14]    the message's transaction (Postfix's instance; "" when unknown)
+-- ARGV[15]    the message's fingerprint (what stays the same when a client retries it)
+-- ARGV[16]    the TTL in seconds of the fingerprint set (to the end of the local day + 1 h)
+-- ARGV[17]    the cap (1-based) that n alone exceeds, as the caller found it (0: none): the
+--             message can never fit, it is refused by that cap whatever the counters say
+-- ARGV[18 .. 17+k]  each counter's TTL in seconds (given when created, or when found without one)
 -- then 4 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
 --             record's type ("user", "domain", "global") and window ("1d", "1h", "15m", ...)
 --
+-- The order of the checks: (1) client-address tracking, suspects and their locks (counting
+-- only; refused or not); (2) a lock; (4) the oversize cap (ARGV[17]); (5) the first cap without
+-- room; (6) else count.
 -- Reply {0, events, ips, lock, c1, ..., ck}: the message fits; c1..ck are the counters before it.
--- Reply {i, events, ips, lock, c1, ..., ck}: cap i (1-based) has no room; a JSON violation
--- record is pushed onto KEYS[k+1] (newest first) and the list trimmed. Counters only grow when
--- every cap has room (or in log-only mode), all together, so a refused burst burns no quota; a
--- counted message also adds n to the sender's score in KEYS[k+2] (the set gets ARGV[9] as TTL
--- when it has none).
+-- Reply {i, events, ips, lock, c1, ..., ck}: cap i (1-based) refused it. When counting, a
+-- refusal of a new message (neither its fingerprint nor its transaction seen today) pushes a
+-- JSON violation record onto KEYS[k+1] (newest first; `"oversize":true` for an oversize one)
+-- and trims the list; a retry pushes nothing. A new message refused by a mailbox cap (type
+-- "user", not oversize) counts toward lock_after_refusals. At RCPT nothing is recorded or
+-- counted. Counters only grow when the message fits (or in log-only mode), all together, so a
+-- refused burst burns no quota; a counted message also adds n to the sender's score in
+-- KEYS[k+2] (the set gets ARGV[9] as TTL when it has none).
 -- Reply {-3, events, ips, lock}: the sender is locked (enforce mode): nothing was counted.
---   events: bit 1 = the first refusal by this cap in its window, bit 2 = the sender just became
---   a suspect today, bit 4 = this request locked the sender; each is decided with a marker key
---   (<prefix>:notified:<the key without its prefix>, SET NX with the key's TTL), so it happens
---   once per window across every server sharing this Redis. ips: the sender's distinct client
---   addresses today when this request added one, else 0. lock: the lock's JSON, or "".
+--   events: bit 1 = the first refusal by this cap in its window (not for oversize), bit 2 = the
+--   sender just became a suspect today, bit 4 = this request locked the sender; each is decided
+--   with a marker key (<prefix>:notified:<the key without its prefix>, SET NX with the key's
+--   TTL), so it happens once per window across every server sharing this Redis. ips: the
+--   sender's distinct client addresses today when this request added one, else 0. lock: the
+--   lock's JSON, or "". A lock made here is also added to KEYS[k+8] with the score +inf.
 -- Reply {-2, raise}: the sender's raise is not the one the caps were built with (set, changed or
 -- expired meanwhile): nothing was written; the caller builds the caps again and retries.
 -- Reply {-1, key}: bad data. The key holds a value of the wrong type, or a counter that is not a
@@ -62,6 +77,12 @@ local function counter(key)
   return tonumber(v), true
 end
 
+-- A key that is absent or of the type `want`.
+local function typed(key, want)
+  local t = redis.call('TYPE', key)['ok']
+  return t == 'none' or t == want
+end
+
 -- The decision rule, mirrored from `store::first_full`: the first cap without room for n more.
 local function first_full(before, caps, n)
   for i, c in ipairs(caps) do
@@ -72,23 +93,29 @@ local function first_full(before, caps, n)
   return 0
 end
 
--- Mirrored from `store::protect::{is_suspect, trips_lock}`.
+-- Mirrored from `store::protect::{is_suspect, trips_lock, counts_toward_lock}`.
 local function is_suspect(ips, max_client_ips)
   return max_client_ips > 0 and ips > max_client_ips
 end
 local function trips_lock(refusals, lock_after_refusals)
   return lock_after_refusals > 0 and refusals > lock_after_refusals
 end
+local function counts_toward_lock(kind, oversize, new_message)
+  return kind == 'user' and not oversize and new_message
+end
 
-local k = #KEYS - 6
+local k = #KEYS - 8
 local violations, top, raise = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
 local lock, ips, refusals = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
+local fp, auto_locks = KEYS[k + 7], KEYS[k + 8]
 local n = tonumber(ARGV[1])
 local enforce = ARGV[3] == '1'
 local counting = ARGV[2] == 'count'
 local now, sender, client, server = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[13]
 local day_ttl = tonumber(ARGV[9])
 local max_ips, lock_after = tonumber(ARGV[10]), tonumber(ARGV[12])
+local instance, fingerprint, fp_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
+local oversize = tonumber(ARGV[17])
 local autolock = enforce and ARGV[11] == '1'
 local tracking = counting and max_ips > 0 and client ~= ''
 
@@ -100,37 +127,35 @@ if raised ~= ARGV[8] then return {RAISE, raised} end
 local locked = redis.pcall('GET', lock)
 if locked == false then locked = '' end
 if type(locked) ~= 'string' then return {BAD, lock} end
-if locked ~= '' and enforce then return {LOCKED, 0, 0, locked} end
+local stopped = locked ~= '' and enforce
 
-local before, exists = {}, {}
-for i = 1, k do
-  local v, e = counter(KEYS[i])
-  if v == nil then return {BAD, KEYS[i]} end
-  before[i], exists[i] = v, e
-end
-
-local caps = {}
-for a = 14 + k, #ARGV, 4 do
-  caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
-                     kind = ARGV[a + 2], window = ARGV[a + 3]}
-end
-local full = first_full(before, caps, n)
-
--- A refusal must be recorded: a violations key of the wrong type fails it open. (A suspect or
--- lock record found to have nowhere to go is skipped instead: see `record`.)
-local list_ok = nil
-if full ~= 0 then
-  local t = redis.call('TYPE', violations)['ok']
-  if t ~= 'none' and t ~= 'list' then return {BAD, violations} end
-  list_ok = true
-end
-local moves = counting and (full == 0 or not enforce)
-if moves then
-  local t = redis.call('TYPE', top)['ok']
-  if t ~= 'none' and t ~= 'zset' then return {BAD, top} end
+-- Read and check every key this request may write before the first write (a locked sender's
+-- request writes only the addresses and the suspect's record).
+local before, exists, caps, full = {}, {}, {}, 0
+local moves, records = false, false
+if not stopped then
+  for i = 1, k do
+    local v, e = counter(KEYS[i])
+    if v == nil then return {BAD, KEYS[i]} end
+    before[i], exists[i] = v, e
+  end
+  for a = 18 + k, #ARGV, 4 do
+    caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
+                       kind = ARGV[a + 2], window = ARGV[a + 3]}
+  end
+  if oversize ~= 0 then full = oversize else full = first_full(before, caps, n) end
+  records = full ~= 0 and counting
+  -- A refusal must be recorded: a violations list of the wrong type fails it open. (A suspect
+  -- or lock record found to have nowhere to go is skipped instead: see `record`.)
+  if records then
+    if not typed(violations, 'list') then return {BAD, violations} end
+    if not typed(fp, 'set') then return {BAD, fp} end
+  end
+  moves = counting and (full == 0 or not enforce)
+  if moves and not typed(top, 'zset') then return {BAD, top} end
 end
 local refusals_exist = false
-local counts_refusals = full ~= 0 and autolock and lock_after > 0
+local counts_refusals = records and oversize == 0 and autolock and lock_after > 0
 if counts_refusals then
   local v, e = counter(refusals)
   if v == nil then return {BAD, refusals} end
@@ -146,25 +171,34 @@ local base = string.sub(violations, 1, #violations - #'violations')
 local function once(key, ttl)
   return redis.call('SET', base .. 'notified:' .. string.sub(key, #base + 1), '1', 'NX', 'EX', ttl) ~= false
 end
-local function record(kind, limit, count, window)
-  if list_ok == nil then
-    local t = redis.call('TYPE', violations)['ok']
-    list_ok = t == 'none' or t == 'list'
-  end
+local list_ok = records or nil
+local function record(kind, limit, count, window, extra)
+  if list_ok == nil then list_ok = typed(violations, 'list') end
   if not list_ok then return end
   redis.call('LPUSH', violations, string.format(
-    '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s,"window":"%s","server":%s}',
+    '{"ts":%d,"type":"%s","user":%s,"limit":%d,"count":%d,"rcpt":%d,"ip":%s,"enforced":%s,"window":"%s","server":%s%s}',
     now, kind, cjson.encode(sender), limit, count, n, cjson.encode(client),
-    enforce and 'true' or 'false', window, cjson.encode(server)))
+    enforce and 'true' or 'false', window, cjson.encode(server), extra or ''))
   redis.call('LTRIM', violations, 0, tonumber(ARGV[4]) - 1)
 end
 local function lock_now(reason, limit, count)
   locked = string.format('{"ts":%d,"by":"auto","reason":%s}', now, cjson.encode(reason))
   redis.call('SET', lock, locked)
+  -- The index is a convenience for counting locks; a foreign value there must not cost the lock.
+  redis.pcall('ZADD', auto_locks, 'inf', sender)
   events = events + LOCK
   record('locked', limit, count, '1d')
 end
+-- Whether this message is new today: neither its fingerprint nor its transaction was refused
+-- before (both are remembered either way).
+local function new_message()
+  local new = redis.call('SADD', fp, 'f:' .. fingerprint) == 1
+  if instance ~= '' and redis.call('SADD', fp, 'i:' .. instance) == 0 then new = false end
+  if redis.call('TTL', fp) < 0 then redis.call('EXPIRE', fp, fp_ttl) end
+  return new
+end
 
+-- (1) Addresses, suspects and their locks: refused or not, locked or not.
 if tracking then
   local added = redis.pcall('PFADD', ips, client)
   if type(added) ~= 'number' then return {BAD, ips} end
@@ -176,7 +210,7 @@ if tracking then
         events = events + SUSPECT
         record('suspect', max_ips, seen, '1d')
       end
-      if autolock then
+      if autolock and locked == '' then
         lock_now(seen .. ' client addresses today', max_ips, seen)
         return {LOCKED, events, seen, locked}
       end
@@ -184,30 +218,36 @@ if tracking then
   end
 end
 
+-- (2) A lock.
+if stopped then return {LOCKED, events, seen, locked} end
+
 -- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
 for i = 1, k do
   if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[13 + i]))
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[17 + i]))
   end
 end
 
+-- (4), (5) A refusal.
 if full ~= 0 then
   local c = caps[full]
-  record(c.kind, c.limit, before[c.counter], c.window)
-  if enforce and once(KEYS[c.counter], tonumber(ARGV[13 + c.counter])) then
+  local new = records and new_message()
+  if new then record(c.kind, c.limit, before[c.counter], c.window, oversize ~= 0 and ',"oversize":true' or nil) end
+  if enforce and oversize == 0 and once(KEYS[c.counter], tonumber(ARGV[17 + c.counter])) then
     events = events + FIRST_REFUSAL
   end
-  if counts_refusals then
+  if counts_refusals and counts_toward_lock(c.kind, oversize ~= 0, new) then
     local r = redis.call('INCRBY', refusals, 1)
     if not refusals_exist or redis.call('TTL', refusals) == -1 then redis.call('EXPIRE', refusals, day_ttl) end
     if trips_lock(r, lock_after) then lock_now('refused ' .. r .. ' times today', lock_after, r) end
   end
 end
 
+-- (6) Count.
 if moves then
   for i = 1, k do
     redis.call('INCRBY', KEYS[i], n)
-    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[13 + i])) end
+    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[17 + i])) end
   end
   -- A new member: the first message of the sender today; give the set a TTL if it has none.
   if tonumber(redis.call('ZINCRBY', top, n, sender)) == n and redis.call('TTL', top) < 0 then

@@ -12,6 +12,15 @@ use crate::sender::Mailbox;
 /// Counter keys live about 26 hours: past local midnight in every time zone shift, then gone.
 pub const COUNTER_TTL_SECS: u64 = Window::Day.ttl_secs();
 
+/// Seconds from the local time `local` to the end of its local day plus an hour: the TTL of a
+/// set that only matters today (the refused messages' fingerprints). On a DST day it is off by
+/// the shift, which the hour and the date in the key absorb.
+#[must_use]
+pub fn rest_of_day_ttl(local: NaiveDateTime) -> u64 {
+    let elapsed = u64::from(local.time().num_seconds_from_midnight());
+    86_400u64.saturating_sub(elapsed) + 3600
+}
+
 /// Builds `<prefix>:YYYY-MM-DD:<who>` (daily), `<prefix>:YYYY-MM-DDTHHMM/<w>:<who>` (a shorter
 /// window starting at local HH:MM), with `<who>` an email, `@<domain>` or `global`, and
 /// `<prefix>:violations`.
@@ -95,6 +104,20 @@ impl KeySchema {
         self.key(Name::Refusals(day, sender))
     }
 
+    /// The fingerprints (and transactions) of the sender's refused messages today: a set, so
+    /// that a retry of the same message is one refusal.
+    #[must_use]
+    pub fn fingerprints<'a>(&'a self, day: NaiveDate, sender: &'a Mailbox) -> Key<'a> {
+        self.key(Name::Fingerprints(day, sender))
+    }
+
+    /// The index of the locks made by `by`: a sorted set of senders scored by the lock's expiry
+    /// (unix seconds, or `+inf`).
+    #[must_use]
+    pub fn locks(&self, by: LockedBy) -> Key<'_> {
+        self.key(Name::Locks(by))
+    }
+
     /// The marker that an event about `key` (a counter, or a sender's `ips` key) was notified
     /// in its window: `<prefix>:notified:<key without the prefix>`; `consume.lua` builds the same.
     #[must_use]
@@ -138,7 +161,26 @@ enum Name<'a> {
     Lock(&'a Mailbox),
     Ips(NaiveDate, &'a Mailbox),
     Refusals(NaiveDate, &'a Mailbox),
+    Fingerprints(NaiveDate, &'a Mailbox),
+    Locks(LockedBy),
     Violations,
+}
+
+/// Who made a lock: the daemon (`auto`) or an admin; each has its index of locked senders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockedBy {
+    Auto,
+    Admin,
+}
+
+impl LockedBy {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Auto => "auto",
+            Self::Admin => "admin",
+        }
+    }
 }
 
 impl fmt::Display for Key<'_> {
@@ -170,6 +212,8 @@ impl fmt::Display for Key<'_> {
             Name::Lock(sender) => write!(f, "{p}:lock:{sender}"),
             Name::Ips(day, sender) => write!(f, "{p}:ips:{}:{sender}", Day(day)),
             Name::Refusals(day, sender) => write!(f, "{p}:refusals:{}:{sender}", Day(day)),
+            Name::Fingerprints(day, sender) => write!(f, "{p}:fp:{}:{sender}", Day(day)),
+            Name::Locks(by) => write!(f, "{p}:locks:{}", by.as_str()),
             Name::Violations => write!(f, "{p}:violations"),
         }
     }
@@ -219,6 +263,9 @@ mod tests {
         assert_eq!(keys.lock(&alice).to_string(), "erl:lock:alice@example.com");
         assert_eq!(keys.ips(day, &alice).to_string(), "erl:ips:2026-03-07:alice@example.com");
         assert_eq!(keys.refusals(day, &alice).to_string(), "erl:refusals:2026-03-07:alice@example.com");
+        assert_eq!(keys.fingerprints(day, &alice).to_string(), "erl:fp:2026-03-07:alice@example.com");
+        assert_eq!(keys.locks(LockedBy::Auto).to_string(), "erl:locks:auto");
+        assert_eq!(keys.locks(LockedBy::Admin).to_string(), "erl:locks:admin");
         assert_eq!(
             keys.notified("erl:2026-03-07T1300/1h:@example.com"),
             "erl:notified:2026-03-07T1300/1h:@example.com"
@@ -268,6 +315,13 @@ mod tests {
         );
         let bob = normalize("bob").expect("valid");
         assert_eq!(keys.counter(t, Counter { scope: Scope::Domain, window: Window::Day }, &bob), None);
+    }
+
+    #[test]
+    fn the_fingerprints_live_to_the_end_of_the_local_day() {
+        let at = |t: &str| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S").expect("valid");
+        assert_eq!(rest_of_day_ttl(at("2026-03-07 00:00:00")), 86_400 + 3600);
+        assert_eq!(rest_of_day_ttl(at("2026-03-07 23:59:30")), 30 + 3600);
     }
 
     // A counter must outlive its local day even across a DST change, and then go.

@@ -4,8 +4,8 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use super::keys::{COUNTER_TTL_SECS, KeySchema};
-use super::protect::{is_suspect, trips_lock};
+use super::keys::{COUNTER_TTL_SECS, KeySchema, rest_of_day_ttl};
+use super::protect::{counts_toward_lock, is_suspect, trips_lock};
 use super::{
     Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Violation, Watch, first_full,
 };
@@ -16,8 +16,9 @@ struct State {
     /// Value and expiry (unix seconds) per key, as Redis keeps them: counters, refusals, the
     /// once-per-window markers and the top senders' scores.
     counters: HashMap<String, (u64, i64)>,
-    /// Each sender's client addresses today (Redis: a HyperLogLog), with the key's expiry.
-    ips: HashMap<String, (HashSet<String>, i64)>,
+    /// Sets with the key's expiry: each sender's client addresses today (Redis: a HyperLogLog)
+    /// and its refused messages' fingerprints and transactions.
+    sets: HashMap<String, (HashSet<String>, i64)>,
     /// Locks (JSON), which only this process sets: without Redis there is no `unlock`.
     locks: HashMap<String, String>,
     violations: VecDeque<Violation>,
@@ -46,14 +47,27 @@ impl State {
         self.add(marker, 1, now, ttl) == 1
     }
 
-    /// Adds a client address to today's set; the set's size when the address is new.
-    fn track(&mut self, key: String, client: &str, now: i64) -> Option<u64> {
-        let entry = self.ips.entry(key).or_insert_with(|| (HashSet::new(), 0));
+    /// Adds `member` to the set `key` (created with `ttl`); the set's size when it is new.
+    fn insert(&mut self, key: String, member: String, now: i64, ttl: u64) -> Option<u64> {
+        let entry = self.sets.entry(key).or_insert_with(|| (HashSet::new(), 0));
         if entry.1 <= now {
-            *entry =
-                (HashSet::new(), now.saturating_add(i64::try_from(COUNTER_TTL_SECS).unwrap_or(i64::MAX)));
+            *entry = (HashSet::new(), now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
         }
-        entry.0.insert(client.to_owned()).then(|| u64::try_from(entry.0.len()).unwrap_or(u64::MAX))
+        entry.0.insert(member).then(|| u64::try_from(entry.0.len()).unwrap_or(u64::MAX))
+    }
+
+    /// `consume.lua`'s `new_message`: whether neither the fingerprint nor the transaction was
+    /// refused before today; both are remembered either way.
+    fn new_message(&mut self, key: &str, c: &Consume<'_>, now: i64) -> bool {
+        let ttl = rest_of_day_ttl(c.at.local);
+        let fingerprint = format!("f:{:016x}", c.message.fingerprint);
+        let mut new = self.insert(key.to_owned(), fingerprint, now, ttl).is_some();
+        if !c.message.instance.is_empty()
+            && self.insert(key.to_owned(), format!("i:{}", c.message.instance), now, ttl).is_none()
+        {
+            new = false;
+        }
+        new
     }
 }
 
@@ -89,7 +103,22 @@ impl MemoryStore {
 
     /// Pushes a violation record (`consume.lua`'s `record`).
     fn record(&self, state: &mut State, c: &Consume<'_>, kind: &str, limit: u64, count: u64, window: &str) {
+        self.push(state, c, kind, limit, count, window, false);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn push(
+        &self,
+        state: &mut State,
+        c: &Consume<'_>,
+        kind: &str,
+        limit: u64,
+        count: u64,
+        window: &str,
+        oversize: bool,
+    ) {
         state.violations.push_front(Violation {
+            oversize,
             ts: c.at.unix,
             kind: kind.to_owned(),
             user: c.sender.to_string(),
@@ -125,38 +154,38 @@ impl MemoryStore {
         let enforce = c.mode == Mode::Enforce;
         let counting = c.operation == Operation::Count;
         let autolock = enforce && c.guard.autolock;
-        let keys: Vec<Option<String>> = c
-            .counters
-            .iter()
-            .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.to_string()))
-            .collect();
         let n = u64::from(c.recipients);
         let mut state = self.state();
         state.since_sweep += 1;
         if state.since_sweep >= 1024 {
             state.since_sweep = 0;
             state.counters.retain(|_, (_, expires)| *expires > now);
-            state.ips.retain(|_, (_, expires)| *expires > now);
+            state.sets.retain(|_, (_, expires)| *expires > now);
         }
         let mut lock = state.locks.get(&self.keys.lock(c.sender).to_string()).map(|l| Lock::parse(l));
-        if lock.is_some() && enforce {
-            return Answer::Locked(Watch { lock, ..Watch::default() });
-        }
+        let stopped = lock.is_some() && enforce;
+        let keys: Vec<Option<String>> = c
+            .counters
+            .iter()
+            .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.to_string()))
+            .collect();
         let before: Vec<u64> = keys.iter().map(|k| k.as_ref().map_or(0, |k| state.value(k, now))).collect();
-        let refused = first_full(&before, c.caps, n);
+        let refused = if stopped { None } else { c.oversize.or_else(|| first_full(&before, c.caps, n)) };
+        let records = refused.is_some() && counting;
         let mut events = Events::default();
         let mut client_ips = 0;
         let max_ips = c.guard.max_client_ips;
+        // (1) Addresses, suspects and their locks: refused or not, locked or not.
         if counting && max_ips > 0 && !c.client.is_empty() {
             let ips = self.keys.ips(day, c.sender).to_string();
-            if let Some(seen) = state.track(ips.clone(), c.client, now) {
+            if let Some(seen) = state.insert(ips.clone(), c.client.to_owned(), now, COUNTER_TTL_SECS) {
                 client_ips = seen;
                 if is_suspect(seen, max_ips) {
                     if state.once(self.keys.notified(&ips), now, COUNTER_TTL_SECS) {
                         events.suspect = true;
                         self.record(&mut state, c, "suspect", u64::from(max_ips), seen, "1d");
                     }
-                    if autolock {
+                    if autolock && lock.is_none() {
                         let lock =
                             self.lock(&mut state, c, Lock::suspect_reason(seen), u64::from(max_ips), seen);
                         events.locked = true;
@@ -165,19 +194,31 @@ impl MemoryStore {
                 }
             }
         }
+        // (2) A lock.
+        if stopped {
+            return Answer::Locked(Watch { events, client_ips, lock });
+        }
+        // (4), (5) A refusal.
         if let Some(i) = refused {
             let cap = c.caps[i];
             let counter = c.counters[cap.counter];
             let window = counter.window.to_string();
-            self.record(&mut state, c, counter.scope.kind(), cap.limit, before[cap.counter], &window);
+            let oversize = c.oversize.is_some();
+            let fingerprints = self.keys.fingerprints(day, c.sender).to_string();
+            let new = records && state.new_message(&fingerprints, c, now);
+            if new {
+                let kind = counter.scope.kind();
+                self.push(&mut state, c, kind, cap.limit, before[cap.counter], &window, oversize);
+            }
             if let Some(key) = keys.get(cap.counter).and_then(Option::as_ref)
                 && enforce
+                && !oversize
                 && state.once(self.keys.notified(key), now, counter.window.ttl_secs())
             {
                 events.first_refusal = true;
             }
             let after = c.guard.lock_after_refusals;
-            if autolock && after > 0 {
+            if records && autolock && after > 0 && counts_toward_lock(counter.scope.kind(), oversize, new) {
                 let refusals =
                     state.add(self.keys.refusals(day, c.sender).to_string(), 1, now, COUNTER_TTL_SECS);
                 if trips_lock(refusals, after) {
@@ -192,6 +233,7 @@ impl MemoryStore {
                 }
             }
         }
+        // (6) Count.
         if counting && (refused.is_none() || !enforce) {
             // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
             state.add(format!("{}\t{}", self.keys.top(day), c.sender), n, now, COUNTER_TTL_SECS);
@@ -219,12 +261,15 @@ mod tests {
     use crate::clock::Zone;
     use crate::limits::window::Window;
     use crate::sender::{Mailbox, normalize};
-    use crate::store::{Check, Counter, Guard, Scope};
+    use crate::store::{Check, Counter, Guard, Scope, first_oversize};
 
     const DAILY: [Counter; 2] = [
         Counter { scope: Scope::Mailbox, window: Window::Day },
         Counter { scope: Scope::Server, window: Window::Day },
     ];
+
+    /// Every message another one unless a test says otherwise.
+    static MESSAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
     fn ask<'a>(sender: &'a Mailbox, n: u32, caps: &'a [Check]) -> Consume<'a> {
         Consume {
@@ -239,6 +284,11 @@ mod tests {
             raise: "",
             guard: Guard::default(),
             server: "mx1",
+            message: crate::store::Message {
+                instance: "",
+                fingerprint: MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            },
+            oversize: None,
         }
     }
 
@@ -334,6 +384,75 @@ mod tests {
     }
 
     #[test]
+    fn only_new_messages_refused_by_the_senders_own_caps_count_toward_a_lock() {
+        let store = MemoryStore::new(KeySchema::new("erl"), 100);
+        let amy = normalize("amy@example.com").expect("valid");
+        let caps = caps(1, 2);
+        let guard = Guard { max_client_ips: 0, autolock: true, lock_after_refusals: 2 };
+        let send = |fingerprint: u64, instance: &'static str, operation: Operation, n: u32| {
+            let mut c = ask(&amy, n, &caps);
+            c.guard = guard;
+            c.operation = operation;
+            c.message = crate::store::Message { instance, fingerprint };
+            c.oversize =
+                (operation == Operation::Count).then(|| first_oversize(&caps, u64::from(n))).flatten();
+            store.apply(&c)
+        };
+        let refusals = || {
+            store.count(
+                &KeySchema::new("erl").refusals(Zone::Local.moment(Utc::now()).day(), &amy).to_string(),
+            )
+        };
+        assert!(matches!(send(1, "t1", Operation::Count, 1), Answer::Counts(c) if c.refused.is_none()));
+        // One message retried six times in new transactions: one refusal, one record.
+        for t in ["t2", "t3", "t4", "t5", "t6", "t7"] {
+            assert!(matches!(send(2, t, Operation::Count, 1), Answer::Counts(c) if c.refused == Some(0)));
+        }
+        assert_eq!((refusals(), store.violations().len()), (1, 1));
+        // DATA then END-OF-MESSAGE of one transaction (the size differs): one message.
+        send(3, "t8", Operation::Count, 1);
+        send(4, "t8", Operation::Count, 1);
+        assert_eq!((refusals(), store.violations().len()), (2, 2), "the same transaction");
+        // RCPT pre-checks: refused, never recorded or counted.
+        for _ in 0..5 {
+            assert!(matches!(send(5, "", Operation::Check, 1), Answer::Counts(c) if c.refused == Some(0)));
+        }
+        assert_eq!((refusals(), store.violations().len()), (2, 2), "RCPT");
+        // Oversize (3 recipients, caps 1 and 2): refused by the first such cap, recorded once.
+        for t in ["t9", "t10"] {
+            let Answer::Counts(c) = send(6, t, Operation::Count, 3) else { panic!("not locked") };
+            assert_eq!(c.refused, Some(0));
+            assert!(!c.watch.events.first_refusal, "not notified");
+        }
+        let v = store.violations();
+        assert_eq!((refusals(), v.len(), v[0].oversize), (2, 3, true), "oversize never counts toward a lock");
+        // The third new message refused by the mailbox cap locks (more than 2).
+        let Answer::Counts(third) = send(7, "t11", Operation::Count, 1) else {
+            panic!("the cap's text first")
+        };
+        assert!(third.watch.events.locked);
+        assert_eq!(third.watch.lock.map(|l| l.reason), Some(Lock::refusals_reason(3)));
+    }
+
+    #[test]
+    fn a_full_server_cap_never_locks_a_bystander() {
+        let store = MemoryStore::new(KeySchema::new("erl"), 100);
+        let (big, other) =
+            (normalize("big@example.com").expect("valid"), normalize("other@example.com").expect("valid"));
+        let caps = caps(100, 10);
+        let guard = Guard { max_client_ips: 0, autolock: true, lock_after_refusals: 3 };
+        let mut c = ask(&big, 10, &caps);
+        c.guard = guard;
+        assert!(matches!(store.apply(&c), Answer::Counts(c) if c.refused.is_none()));
+        for _ in 0..10 {
+            let mut c = ask(&other, 1, &caps);
+            c.guard = guard;
+            let Answer::Counts(c) = store.apply(&c) else { panic!("never locked") };
+            assert_eq!((c.refused, c.watch.events.locked), (Some(1), false));
+        }
+    }
+
+    #[test]
     fn check_never_counts_and_log_only_always_counts() {
         let store = MemoryStore::new(KeySchema::new("erl"), 2);
         let bob = normalize("bob@example.com").expect("valid");
@@ -342,11 +461,13 @@ mod tests {
         c.operation = Operation::Check;
         assert_eq!(store.counts(&c).refused, None);
         assert_eq!(store.counts(&c).before[0], 0);
-        let mut c = ask(&bob, 3, &caps);
-        c.mode = Mode::LogOnly;
         for _ in 0..3 {
+            let mut c = ask(&bob, 3, &caps);
+            c.mode = Mode::LogOnly;
             assert_eq!(store.counts(&c).refused, Some(0));
         }
+        let mut c = ask(&bob, 3, &caps);
+        c.mode = Mode::LogOnly;
         assert_eq!(store.counts(&c).before[0], 9);
         let v = store.violations();
         assert_eq!(v.len(), 2, "trimmed to the cap");

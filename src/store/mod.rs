@@ -15,7 +15,7 @@ pub mod violation;
 
 use std::future::Future;
 
-pub use keys::{KeySchema, Who};
+pub use keys::{KeySchema, LockedBy, Who};
 pub use protect::{Events, Guard, Lock, Watch};
 pub use violation::Violation;
 
@@ -100,6 +100,21 @@ pub struct Consume<'a> {
     pub guard: Guard,
     /// This server's name, for the violation record.
     pub server: &'a str,
+    /// Which message this is, so that a retry of a refused message is one refusal.
+    pub message: Message<'a>,
+    /// The index in `caps` of the first cap that `recipients` alone exceed ([`first_oversize`];
+    /// `None` at RCPT): the message can never fit, it is refused by that cap.
+    pub oversize: Option<usize>,
+}
+
+/// What tells one message from another across retries (DESIGN "Refusals that lock").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Message<'a> {
+    /// Postfix's `instance`: one SMTP transaction (DATA and END-OF-MESSAGE share it); may be
+    /// empty.
+    pub instance: &'a str,
+    /// A hash of what stays the same when a client sends the message again.
+    pub fingerprint: u64,
 }
 
 /// The store's answer.
@@ -123,10 +138,18 @@ pub fn first_full(before: &[u64], caps: &[Check], n: u64) -> Option<usize> {
     caps.iter().position(|c| before.get(c.counter).is_some_and(|&v| v.saturating_add(n) > c.limit))
 }
 
+/// The first cap, in order, that `n` recipients alone exceed (`n > limit`): a message that can
+/// never fit in that window, whatever is counted.
+#[must_use]
+pub fn first_oversize(caps: &[Check], n: u64) -> Option<usize> {
+    caps.iter().position(|c| n > c.limit)
+}
+
 /// What the store decided and the counters' values before this message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counts {
-    /// The index in `caps` of the first cap without room, if any.
+    /// The index in `caps` of the cap that refused the message, if any: the oversize one, else
+    /// the first without room.
     pub refused: Option<usize>,
     /// One value per counter, in the order of `counters`.
     pub before: Vec<u64>,
@@ -231,5 +254,15 @@ mod tests {
         );
         // a cap naming a counter that is not there never refuses
         assert_eq!(first_full(&[9], &[Check { counter: 4, limit: 1 }], 1), None);
+    }
+
+    #[test]
+    fn oversize_is_more_recipients_than_a_cap_allows_whatever_is_counted() {
+        assert_eq!(first_oversize(&[M, G], 5), None, "exactly the cap fits an empty window");
+        assert_eq!(first_oversize(&[M, G], 6), Some(0));
+        assert_eq!(first_oversize(&[G, M], 6), Some(1), "the first in cap order");
+        assert_eq!(first_oversize(&[M, G], 1000), Some(0));
+        assert_eq!(first_oversize(&[Check { counter: 0, limit: 0 }], 1), Some(0), "a cap of 0");
+        assert_eq!(first_oversize(&[], u64::MAX), None);
     }
 }

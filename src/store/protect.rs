@@ -30,6 +30,14 @@ pub fn trips_lock(refusals: u64, lock_after_refusals: u32) -> bool {
     lock_after_refusals > 0 && refusals > u64::from(lock_after_refusals)
 }
 
+/// Whether a refusal counts toward `lock_after_refusals` (DESIGN "Refusals that lock"): only a
+/// refusal by one of the sender's own mailbox caps (`kind` `"user"`), not an oversize one, of a
+/// message not refused before today (not a retry, not the same transaction again).
+#[must_use]
+pub fn counts_toward_lock(kind: &str, oversize: bool, new_message: bool) -> bool {
+    kind == "user" && !oversize && new_message
+}
+
 /// What this request newly caused; bits 1, 2 and 4 of the script's reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Events {
@@ -109,6 +117,15 @@ mod tests {
         assert!(!trips_lock(10, 10));
         assert!(trips_lock(11, 10));
         assert!(!trips_lock(1_000, 0));
+    }
+
+    #[test]
+    fn only_new_messages_refused_by_the_senders_own_caps_count_toward_a_lock() {
+        assert!(counts_toward_lock("user", false, true));
+        assert!(!counts_toward_lock("user", false, false), "a retry");
+        assert!(!counts_toward_lock("user", true, true), "an oversize message");
+        assert!(!counts_toward_lock("domain", false, true), "a domain's cap");
+        assert!(!counts_toward_lock("global", false, true), "the server's cap");
     }
 
     #[test]

@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, RedisWrite, Script, ServerErrorKind, Value};
 
 use super::breaker::Breaker;
-use super::keys::{COUNTER_TTL_SECS, KeySchema};
+use super::keys::{COUNTER_TTL_SECS, KeySchema, LockedBy, rest_of_day_ttl};
 use super::target::{Target, millis};
 use super::{Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Watch};
 use crate::config::{Mode, RedisSettings};
@@ -33,6 +33,7 @@ pub struct RedisStore {
     keys: KeySchema,
     /// Constant for the life of the store: built once, not per request.
     violations_key: String,
+    auto_locks_key: String,
     timeout: Duration,
     violations_max: u64,
 }
@@ -52,6 +53,7 @@ impl RedisStore {
             script: Script::new(include_str!("consume.lua")),
             keys: KeySchema::new(&settings.key_prefix),
             violations_key: KeySchema::new(&settings.key_prefix).violations().to_string(),
+            auto_locks_key: KeySchema::new(&settings.key_prefix).locks(LockedBy::Auto).to_string(),
             timeout: settings.timeout,
             violations_max: settings.violations_max,
         })
@@ -88,10 +90,10 @@ impl RedisStore {
     /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
     /// command buffer (no per-argument allocation).
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
-        // Arguments: 3 in the head, a key per counter and 6 more keys, 13 values, a TTL per
+        // Arguments: 3 in the head, a key per counter and 8 more keys, 17 values, a TTL per
         // counter, 4 per cap.
-        let mut cmd = Cmd::with_capacity(3 + 6 + 13 + 2 * c.counters.len() + 4 * c.caps.len(), 1024);
-        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 6);
+        let mut cmd = Cmd::with_capacity(3 + 8 + 17 + 2 * c.counters.len() + 4 * c.caps.len(), 1024);
+        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 8);
         for counter in c.counters {
             let key = self
                 .keys
@@ -106,6 +108,8 @@ impl RedisStore {
             .arg(self.keys.lock(c.sender))
             .arg(self.keys.ips(day, c.sender))
             .arg(self.keys.refusals(day, c.sender))
+            .arg(self.keys.fingerprints(day, c.sender))
+            .arg(&self.auto_locks_key)
             .arg(c.recipients)
             .arg(match c.operation {
                 Operation::Count => "count",
@@ -124,7 +128,10 @@ impl RedisStore {
             .arg(c.guard.max_client_ips)
             .arg(if c.guard.autolock { "1" } else { "0" })
             .arg(c.guard.lock_after_refusals)
-            .arg(c.server);
+            .arg(c.server)
+            .arg(c.message.instance);
+        cmd.write_arg_fmt(format_args!("{:016x}", c.message.fingerprint));
+        cmd.arg(rest_of_day_ttl(c.at.local)).arg(c.oversize.map_or(0, |i| i + 1));
         for counter in c.counters {
             cmd.arg(counter.window.ttl_secs());
         }

@@ -23,6 +23,9 @@ pub struct Violation {
     /// The server that refused (v2; empty in v1 records).
     #[serde(default)]
     pub server: String,
+    /// v3: the message had more recipients than the cap allows at all (it was rejected).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub oversize: bool,
 }
 
 fn one_day() -> String {

@@ -123,13 +123,22 @@ pub fn eom_from(user: &str, rcpt: u32, client: &str) -> String {
     eom(user, rcpt).replace("client_address=192.0.2.10", &format!("client_address={client}"))
 }
 
+/// A request about a new message (its own transaction and size, so never taken for a retry).
 pub fn request(state: &str, user: &str, rcpt: u32) -> String {
+    static MESSAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    message(state, user, rcpt, &format!("{n:x}.{:x}", std::process::id()), 2048 + n)
+}
+
+/// A request about one message: sent again in a new transaction (`instance`) with the same
+/// `size`, it is a retry of that message.
+pub fn message(state: &str, user: &str, rcpt: u32, instance: &str, size: u64) -> String {
     format!(
         "request=smtpd_access_policy\nprotocol_state={state}\nprotocol_name=ESMTP\n\
          client_address=192.0.2.10\nclient_name=client.example\nclient_port=40000\n\
          reverse_client_name=client.example\nserver_address=127.0.0.1\nserver_port=587\n\
          helo_name=client.example\nsender={user}\nrecipient=\nrecipient_count={rcpt}\n\
-         queue_id=ABC123\ninstance=1.2.3\nsize=2048\netrn_domain=\nstress=\nsasl_method=PLAIN\n\
+         queue_id=ABC123\ninstance={instance}\nsize={size}\netrn_domain=\nstress=\nsasl_method=PLAIN\n\
          sasl_username={user}\nsasl_sender=\nccert_subject=\nccert_issuer=\nccert_fingerprint=\n\
          encryption_protocol=\nencryption_cipher=\nencryption_keysize=0\npolicy_context=submission\n\n"
     )

@@ -137,6 +137,9 @@ pub async fn serve(
         limits.current().default_mailbox,
     );
     warn_about(&config);
+    if config.store == StoreKind::Redis {
+        tokio::spawn(repair_lock_index(config.redis.clone()));
+    }
     if let Some(path) = &test_clock {
         tracing::warn!("{TEST_CLOCK_ENV} is set: \"now\" comes from {} (for tests only)", path.display());
     }
@@ -290,16 +293,31 @@ fn scraper(
                 let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
                 m.notifications(load(&s.sent), load(&s.failed), load(&s.dropped));
             }
-            // The locks live in Redis (any server may set them): counted at scrape, bounded.
+            // The locks live in Redis (any server may set them): their two indexes are counted at
+            // scrape, a few commands whatever the size of the keyspace.
             if let Some(redis) = redis {
-                let count = async { AdminStore::open(&redis).await?.locks().await.map(|l| l.len()) };
-                if let Ok(Ok(n)) = tokio::time::timeout(std::time::Duration::from_secs(1), count).await {
-                    m.locked_senders.set(i64::try_from(n).unwrap_or(i64::MAX));
+                let count = async { AdminStore::open(&redis).await?.locked_counts().await };
+                if let Ok(Ok((auto, admin))) =
+                    tokio::time::timeout(std::time::Duration::from_secs(1), count).await
+                {
+                    m.locked(auto, admin);
                 }
             }
             m.render()
         })
     })
+}
+
+/// Brings the two lock indexes (`locks:auto`, `locks:admin`) in line with the lock keys, in the
+/// background: locks written from outside, or by an older version, are counted from then on. A
+/// Redis that is down now is left alone (the next start, or `email-ratelimit locks`, repairs).
+async fn repair_lock_index(redis: config::RedisSettings) {
+    let repair = async { AdminStore::open(&redis).await?.repair_lock_index().await };
+    match tokio::time::timeout(std::time::Duration::from_secs(60), repair).await {
+        Ok(Ok(n)) => tracing::info!("lock index repaired: {n} locked sender(s)"),
+        Ok(Err(e)) => tracing::warn!("lock index not repaired: {e}"),
+        Err(_) => tracing::warn!("lock index not repaired: took more than 60 s"),
+    }
 }
 
 /// Every connection is a file descriptor, and the common soft limit of 1024 is below the

@@ -218,7 +218,7 @@ fn sighup_applies_a_good_config_and_keeps_the_old_one_when_broken() {
     );
     d.signal(Signal::SIGHUP);
     d.wait_log("reloaded:", 2);
-    assert_eq!(d.send("h@example.com", 9), "DUNNO", "log-only after reload");
+    assert_eq!(d.send("h@example.com", 2), "DUNNO", "log-only after reload");
     d.wait_log("erl DEFER (log-only) user=h@example.com", 1);
 
     d.signal(Signal::SIGINT);

@@ -93,3 +93,46 @@ fn the_counts_of_known_traffic() {
     let (head, _) = get(port, "/other");
     assert!(head.contains(" 404 Not Found"), "{head}");
 }
+
+/// Issue 20 item 9: the locked senders are counted from their two indexes, so a Redis with
+/// 400,000 unrelated keys still reports them at once; a lock written from outside is indexed at
+/// start; an expired or lifted lock leaves the count.
+#[test]
+fn locked_senders_are_counted_on_a_large_redis() {
+    let Some(redis) = Redis::start_with(&["--enable-debug-command", "yes"]) else { return };
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(400_000)
+        .arg("unrelated")
+        .query(&mut redis.conn())
+        .expect("DEBUG POPULATE");
+    // Locked by a panel or an older version: no index entry.
+    let outside = r#"{"ts":1700000000,"by":"admin","reason":"from the panel"}"#;
+    let _: () =
+        redis::cmd("SET").arg("erl:lock:old@example.com").arg(outside).query(&mut redis.conn()).expect("SET");
+    let port = free_port();
+    let d = Daemon::start(&format!(
+        "[[limits.mailbox]]\nemail = \"bot@example.com\"\ndaily = 1\n[protect]\nlock = true\nlock_after_refusals = 1\n\
+         [redis]\nurl = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        redis.url()
+    ));
+    d.wait_log("lock index repaired: 1 locked sender(s)", 1);
+    assert_eq!(d.send("bot@example.com", 1), "DUNNO");
+    for _ in 0..2 {
+        assert_eq!(d.send("bot@example.com", 1), defer_user("bot@example.com", 1));
+    }
+    let (ok, out) = d.admin(&["lock", "carol@example.com", "--for", "2s"]);
+    assert!(ok, "{out}");
+    let count = |by: &str| {
+        sample(&get(port, "/metrics").1, &format!("email_ratelimit_locked_senders{{by=\"{by}\"}}"))
+    };
+    assert_eq!((count("auto"), count("admin")), (1.0, 2.0));
+    let score = redis.cmd(&["ZSCORE", "erl:locks:auto", "bot@example.com"]);
+    assert_eq!(score, redis::Value::BulkString(b"inf".to_vec()), "an automatic lock never expires");
+    common::wait_for("the 2 s lock to leave the count", std::time::Duration::from_secs(10), || {
+        (count("admin") == 1.0).then_some(())
+    });
+    let (ok, out) = d.admin(&["unlock", "bot@example.com"]);
+    assert!(ok, "{out}");
+    assert_eq!((count("auto"), count("admin")), (0.0, 1.0));
+}

@@ -33,7 +33,7 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
                     for ((w, cap), used) in caps.iter().zip(values) {
                         server.push((*w, used, Cap::known(*cap)));
                     }
-                    locks = store.locks().await.ok().map(|l| l.len());
+                    locks = store.locked_counts().await.ok().map(|(auto, admin)| auto + admin);
                     Ok(started.elapsed())
                 }
                 Err(e) => Err(e.to_string()),

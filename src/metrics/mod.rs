@@ -61,7 +61,7 @@ pub struct Metrics {
     pub database_last_success: Gauge,
     pub limits_loaded: Gauge,
     pub connections: Gauge,
-    pub locked_senders: Gauge,
+    locked_senders: Family<Labels, Gauge>,
     sent: Counter,
     failed: Counter,
     dropped: Counter,
@@ -115,7 +115,15 @@ impl Metrics {
         let limits_loaded =
             gauge(&mut registry, "limits_loaded", "Mailboxes with a cap in the current limit set");
         let connections = gauge(&mut registry, "connections", "Open policy connections (smtpd processes)");
-        let locked_senders = gauge(&mut registry, "locked_senders", "Senders locked in Redis");
+        let locked_senders = Family::<Labels, Gauge>::default();
+        registry.register(
+            "locked_senders",
+            "Senders locked in Redis, by who locked them (auto, admin)",
+            locked_senders.clone(),
+        );
+        for by in ["auto", "admin"] {
+            locked_senders.get_or_create(&vec![("by", by.to_owned())]).set(0);
+        }
         let notifications = Family::<Labels, Counter>::default();
         registry.register(
             "notifications",
@@ -172,6 +180,15 @@ impl Metrics {
         };
         counter.inc();
         self.duration.observe(took);
+    }
+
+    /// The locked senders as the two lock indexes count them.
+    pub fn locked(&self, auto: u64, admin: u64) {
+        for (by, n) in [("auto", auto), ("admin", admin)] {
+            self.locked_senders
+                .get_or_create(&vec![("by", by.to_owned())])
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
     }
 
     /// Brings the notification counters up to the notifier's counts.

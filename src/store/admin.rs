@@ -7,7 +7,8 @@ use redis::AsyncCommands;
 use redis::aio::MultiplexedConnection;
 
 use super::StoreError;
-use super::keys::{KeySchema, Who};
+use super::keys::{KeySchema, LockedBy, Who};
+use super::protect::Lock;
 use super::target::Target;
 use crate::config::RedisSettings;
 use crate::limits::window::Window;
@@ -149,8 +150,9 @@ impl AdminStore {
         Ok(self.conn.get(self.keys.lock(sender)).await?)
     }
 
-    /// Locks the sender with `value` (the lock's JSON), for `secs` or until unlocked; returns
-    /// whether it was locked already (the lock is replaced).
+    /// Locks the sender with `value` (the lock's JSON), for `secs` or until unlocked, and keeps
+    /// it in the admin locks' index (moving it out of the automatic one); returns whether it was
+    /// locked already (the lock is replaced).
     ///
     /// # Errors
     /// Redis faults.
@@ -167,12 +169,17 @@ impl AdminStore {
             Some(s) => pipe.set_ex(key, value, s).ignore(),
             None => pipe.set(key, value).ignore(),
         };
+        pipe.zadd(self.keys.locks(LockedBy::Admin), sender.as_str(), expiry(secs))
+            .ignore()
+            .zrem(self.keys.locks(LockedBy::Auto), sender.as_str())
+            .ignore();
         let (existed,): (bool,) = pipe.query_async(&mut self.conn).await?;
         Ok(existed)
     }
 
-    /// Lifts the sender's lock and forgets its client addresses and refusals of `day`, so it is
-    /// not locked again before it earns it again; returns the lock's value, if it was locked.
+    /// Lifts the sender's lock (and its index entries) and forgets its client addresses and
+    /// refusals of `day`, so it is not locked again before it earns it again; returns the lock's
+    /// value, if it was locked.
     ///
     /// # Errors
     /// Redis faults.
@@ -187,21 +194,69 @@ impl AdminStore {
             .ignore()
             .del(self.keys.refusals(day, sender))
             .ignore()
+            .zrem(self.keys.locks(LockedBy::Auto), sender.as_str())
+            .ignore()
+            .zrem(self.keys.locks(LockedBy::Admin), sender.as_str())
+            .ignore()
             .query_async(&mut self.conn)
             .await?;
         Ok(old)
     }
 
     /// Every locked sender: its address, the lock's value and the seconds it has left (-1:
-    /// until unlocked), sorted by address.
+    /// until unlocked), sorted by address. Walks the lock keys (a lock written from outside
+    /// counts too) and repairs the two indexes on the way ([`Self::repair_lock_index`]).
     ///
     /// # Errors
     /// Redis faults.
     pub async fn locks(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
+        let mut out = self.scan_locks().await?;
+        self.index_locks(&out).await?;
+        out.sort();
+        Ok(out)
+    }
+
+    /// Makes `<prefix>:locks:auto` and `<prefix>:locks:admin` hold exactly the locked senders
+    /// (by the lock's `by`; scored by expiry): locks written from outside or before the indexes
+    /// existed are added, members whose lock is gone are removed. Returns how many are locked.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn repair_lock_index(&mut self) -> Result<usize, StoreError> {
+        let found = self.scan_locks().await?;
+        self.index_locks(&found).await?;
+        Ok(found.len())
+    }
+
+    /// How many senders each index holds (`auto`, `admin`), after removing expired members: a
+    /// few commands whatever the size of the keyspace.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn locked_counts(&mut self) -> Result<(u64, u64), StoreError> {
+        let now = expiry(Some(0));
+        let (auto, admin) = (self.keys.locks(LockedBy::Auto), self.keys.locks(LockedBy::Admin));
+        let (a, b): (u64, u64) = redis::pipe()
+            .zrembyscore(auto, "-inf", &now)
+            .ignore()
+            .zrembyscore(admin, "-inf", &now)
+            .ignore()
+            .zcard(auto)
+            .zcard(admin)
+            .query_async(&mut self.conn)
+            .await?;
+        Ok((a, b))
+    }
+
+    async fn scan_locks(&mut self) -> Result<Vec<(String, String, i64)>, StoreError> {
         let mut keys: Vec<String> = Vec::new();
         {
-            let mut iter: redis::AsyncIter<'_, String> =
-                self.conn.scan_match(self.keys.lock_pattern()).await?;
+            let mut iter: redis::AsyncIter<'_, String> = self
+                .conn
+                .scan_options(
+                    redis::ScanOptions::default().with_pattern(self.keys.lock_pattern()).with_count(1000),
+                )
+                .await?;
             while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
                 keys.push(key?);
             }
@@ -219,6 +274,38 @@ impl AdminStore {
         Ok(out)
     }
 
+    /// Puts every lock of `found` (sender, lock value, TTL) in its index, then drops the
+    /// members whose lock is gone. A member is dropped only when its lock key is missing at that
+    /// moment (checked in one script), so a lock made meanwhile keeps its entry.
+    async fn index_locks(&mut self, found: &[(String, String, i64)]) -> Result<(), StoreError> {
+        let (auto, admin) = (self.keys.locks(LockedBy::Auto), self.keys.locks(LockedBy::Admin));
+        let mut pipe = redis::pipe();
+        for (sender, value, ttl) in found {
+            let (index, other) = if Lock::parse(value).by == "auto" { (auto, admin) } else { (admin, auto) };
+            pipe.zadd(index, sender, expiry(u64::try_from(*ttl).ok())).ignore().zrem(other, sender).ignore();
+        }
+        let (listed_auto, listed_admin): (Vec<String>, Vec<String>) =
+            pipe.zrange(auto, 0, -1).zrange(admin, 0, -1).query_async(&mut self.conn).await?;
+        let locked: std::collections::HashSet<&str> = found.iter().map(|(s, _, _)| s.as_str()).collect();
+        let mut stale: Vec<String> =
+            listed_auto.into_iter().chain(listed_admin).filter(|m| !locked.contains(m.as_str())).collect();
+        stale.sort();
+        stale.dedup();
+        for chunk in stale.chunks(500) {
+            let script = redis::Script::new(
+                "for i = 3, #KEYS do if redis.call('EXISTS', KEYS[i]) == 0 then \
+                 redis.call('ZREM', KEYS[1], ARGV[i - 2]); redis.call('ZREM', KEYS[2], ARGV[i - 2]) end end",
+            );
+            let mut call = script.key(auto.to_string());
+            call.key(admin.to_string());
+            for member in chunk {
+                call.key(format!("{}", self.keys.lock_of(member))).arg(member);
+            }
+            let () = call.invoke_async(&mut self.conn).await?;
+        }
+        Ok(())
+    }
+
     /// The most recent violation records (raw JSON), newest first.
     ///
     /// # Errors
@@ -229,6 +316,18 @@ impl AdminStore {
         }
         let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
         Ok(self.conn.lrange(self.keys.violations(), 0, stop).await?)
+    }
+}
+
+/// A lock index's score: the unix time a lock of `secs` seconds from now expires, or `+inf`.
+fn expiry(secs: Option<u64>) -> String {
+    match secs {
+        Some(s) => {
+            let now =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            now.saturating_add(s).to_string()
+        }
+        None => "+inf".into(),
     }
 }
 

@@ -126,6 +126,12 @@ impl KeySchema {
         format!("{}:notified:{rest}", self.prefix)
     }
 
+    /// The lock key of a sender named by its text (an index member).
+    #[must_use]
+    pub fn lock_of(&self, sender: &str) -> String {
+        format!("{}:lock:{sender}", self.prefix)
+    }
+
     /// The pattern of every lock key (for `locks`).
     #[must_use]
     pub fn lock_pattern(&self) -> String {

@@ -299,7 +299,7 @@ impl AdminStore {
             let mut call = script.key(auto.to_string());
             call.key(admin.to_string());
             for member in chunk {
-                call.key(format!("{}", self.keys.lock_of(member))).arg(member);
+                call.key(self.keys.lock_of(member)).arg(member);
             }
             let () = call.invoke_async(&mut self.conn).await?;
         }

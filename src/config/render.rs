@@ -7,12 +7,21 @@ use crate::limits::window::{Rate, Window};
 
 const MASK: &str = "********";
 
-/// Masks every password form the drivers accept: the URL's own (`redis://:secret@host`) and
-/// query parameters that carry one (`redis+unix:///run/redis.sock?pass=secret`, a MySQL
-/// `?password=`), so `check-config` output can be pasted into a ticket.
+/// Masks every secret a URL may carry, so that `check-config` output and logs can be pasted into
+/// a ticket. An `http(s)` URL (a webhook) is shown as `scheme://host[:port]/…` only: Slack,
+/// Discord and Telegram put the secret in the path, others in any query key (`code=`, `sig=`).
+/// Other URLs (Redis, MySQL) keep their path (a database name, a socket), with the password
+/// masked in every form the drivers accept: the URL's own (`redis://:secret@host`) and query
+/// parameters that carry one (`?pass=`, a MySQL `?password=`, `?key=`, `?sig=`).
 #[must_use]
 pub fn redact(url: &str) -> String {
     let Ok(mut u) = url::Url::parse(url) else { return "(unparsable)".into() };
+    if matches!(u.scheme(), "http" | "https") {
+        let host = u.host_str().unwrap_or_default();
+        let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let more = if u.path() != "/" || u.query().is_some() { "…" } else { "" };
+        return format!("{}://{host}{port}/{more}", u.scheme());
+    }
     if u.password().is_some() {
         let _ = u.set_password(Some(MASK));
     }
@@ -29,10 +38,11 @@ pub fn redact(url: &str) -> String {
     u.to_string()
 }
 
-/// A query parameter that holds a credential (`pass`, `password`, `pwd`, `auth`, a token...).
+/// A query parameter that holds a credential (`pass`, `password`, `pwd`, `auth`, a token, a key,
+/// a signature, a code...).
 fn is_secret(key: &str) -> bool {
     let key = key.to_ascii_lowercase();
-    ["pass", "pwd", "secret", "token", "auth"].iter().any(|s| key.contains(s))
+    ["pass", "pwd", "secret", "token", "auth", "key", "sig", "code", "cred"].iter().any(|s| key.contains(s))
 }
 
 /// `["20/1h", "100/15m"]`.

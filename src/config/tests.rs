@@ -164,11 +164,65 @@ fn every_password_form_is_masked() {
         render::redact("redis+unix:///run/redis.sock?db=2&pass=x"),
         "redis+unix:///run/redis.sock?db=2&pass=********"
     );
+    // Issue 20 item 5: a webhook's secret sits in its path or in any query key: only
+    // scheme://host[:port]/… is ever shown.
+    for (url, shown) in [
+        ("https://hooks.slack.com/services/T0001/B0002/XXXXsecretXXXX", "https://hooks.slack.com/…"),
+        ("https://discord.com/api/webhooks/123/secretTOKEN", "https://discord.com/…"),
+        ("https://api.telegram.org/bot123:SECRET/sendMessage?chat_id=1", "https://api.telegram.org/…"),
+        ("https://x.azurewebsites.net/api/hook?code=SECRET", "https://x.azurewebsites.net/…"),
+        ("http://127.0.0.1:8080/hook?key=SECRET&apikey=SECRET&sig=SECRET", "http://127.0.0.1:8080/…"),
+        ("https://user:SECRET@hooks.example.com/", "https://hooks.example.com/"),
+        ("https://hooks.example.com", "https://hooks.example.com/"),
+    ] {
+        assert_eq!(render::redact(url), shown, "{url}");
+    }
+    // Other URLs: also the query keys that carry a key or a signature.
+    for url in
+        ["redis://h/0?key=SECRET", "mysql://u@h/db?apikey=SECRET", "redis://h/0?sig=SECRET&code=SECRET"]
+    {
+        assert!(!render::redact(url).contains("SECRET"), "{url} -> {}", render::redact(url));
+    }
     let c = from_toml(
         "[redis]\nurl = \"redis+unix:///run/r.sock?pass=hunter2\"\n[database]\nurl = \"mysql://u@h/db?password=hunter2\"",
     )
     .expect("valid");
     assert!(!c.render().contains("hunter2"), "{}", c.render());
+}
+
+#[test]
+fn a_toml_error_is_one_line_with_its_place() {
+    // Issue 20 item 13.
+    let e = err("[limits]\nglobl = 5\n");
+    assert!(!e.contains('\n'), "{e}");
+    assert!(e.starts_with("config:2:1: unknown field `globl`, expected one of"), "{e}");
+    let e = err("[limits]\nglobal = \"many\"\n");
+    assert!(!e.contains('\n') && e.starts_with("config:2:10: "), "{e}");
+}
+
+#[test]
+fn log_levels_are_words_not_silent_filters() {
+    // Issue 20 item 12: the syslog words are accepted and mapped; an unknown word is refused
+    // (it used to pass and turn every line off, errors included).
+    for (given, level) in [
+        ("warning", "warn"),
+        ("notice", "info"),
+        ("crit", "error"),
+        ("alert", "error"),
+        ("emerg", "error"),
+        ("err", "error"),
+        ("WARN", "warn"),
+        ("debug", "debug"),
+        ("info,email_ratelimit=debug", "info,email_ratelimit=debug"),
+        ("notice, email_ratelimit=warning", "info,email_ratelimit=warn"),
+    ] {
+        let c = from_toml(&format!("[log]\nlevel = \"{given}\"")).expect(given);
+        assert_eq!(c.log.level, level, "{given}");
+    }
+    for bad in ["verbose", "warnings", "", "info,loud", "email_ratelimit=chatty"] {
+        let e = err(&format!("[log]\nlevel = \"{bad}\""));
+        assert!(e.starts_with("log.level") && e.contains("error, warn, info, debug, trace"), "{bad}: {e}");
+    }
 }
 
 #[test]

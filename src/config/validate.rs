@@ -329,7 +329,39 @@ fn validate_metrics(raw: &super::raw::RawMetrics) -> Result<Option<MetricsListen
     Ok(Some(MetricsListen::Tcp(addr)))
 }
 
+/// The levels `[log] level` accepts, as the message of a refusal lists them.
+const LEVELS: &str =
+    "error, warn, info, debug, trace, off (or the syslog words emerg, alert, crit, err, warning, notice)";
+
+/// One level word, the syslog names mapped to ours.
+fn level(word: &str) -> Option<&'static str> {
+    Some(match word.to_ascii_lowercase().as_str() {
+        "error" | "err" | "crit" | "alert" | "emerg" => "error",
+        "warn" | "warning" => "warn",
+        "info" | "notice" => "info",
+        "debug" => "debug",
+        "trace" => "trace",
+        "off" => "off",
+        _ => return None,
+    })
+}
+
+/// `[log] level`: a level word, or a list of them with targets (`info,email_ratelimit=debug`).
+/// Anything else is refused: the filter syntax would take an unknown word (`verbose`) for a
+/// target name and silence every line, errors included.
 fn validate_log(raw: RawLog) -> Result<LogSettings, ConfigError> {
-    tracing_subscriber::EnvFilter::try_new(&raw.level).map_err(|e| invalid("log.level", e.to_string()))?;
-    Ok(LogSettings { level: raw.level })
+    let mut parts = Vec::new();
+    for part in raw.level.split(',').map(str::trim) {
+        let (target, word) = match part.split_once('=') {
+            Some((target, word)) if !target.trim().is_empty() => (Some(target.trim()), word.trim()),
+            _ => (None, part),
+        };
+        let Some(level) = level(word) else {
+            return Err(invalid("log.level", format!("{:?} is not a level; use one of {LEVELS}", raw.level)));
+        };
+        parts.push(target.map_or_else(|| level.to_owned(), |t| format!("{t}={level}")));
+    }
+    let level = parts.join(",");
+    tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| invalid("log.level", e.to_string()))?;
+    Ok(LogSettings { level })
 }

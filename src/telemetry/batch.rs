@@ -117,7 +117,21 @@ impl Write for Line<'_> {
             return Ok(line.len());
         }
         let first = pending.is_empty();
-        pending.extend_from_slice(line);
+        // One event, one line (journald makes an entry of each line, and only the first would
+        // carry the priority): a newline inside a message (a TOML error) becomes " | ".
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        if memchr::memchr2(b'\n', b'\r', body).is_some() {
+            let parts = body.split(|b| *b == b'\n' || *b == b'\r');
+            for (i, part) in parts.filter(|p| !p.trim_ascii().is_empty()).enumerate() {
+                if i > 0 {
+                    pending.extend_from_slice(b" | ");
+                }
+                pending.extend_from_slice(part.trim_ascii());
+            }
+            pending.extend_from_slice(&line[body.len()..]);
+        } else {
+            pending.extend_from_slice(line);
+        }
         drop(pending);
         if first {
             lines.writer.unpark();
@@ -200,6 +214,23 @@ mod tests {
             thread::sleep(Duration::from_millis(1));
         }
         assert_eq!(sink.text(), "hello\n");
+    }
+
+    #[test]
+    fn an_event_with_newlines_is_one_line() {
+        // Issue 20 item 13: journald makes an entry of each line.
+        let sink = Sink::default();
+        let (lines, flush) = start(sink.clone(), Duration::from_millis(1), MAX_PENDING).expect("start");
+        lines
+            .make_writer()
+            .write_all(b"<3>reload failed: TOML parse error at line 2, column 1\n  |\n2 | globl = 5\r\n  | ^^^^^\nunknown field\n")
+            .expect("write");
+        lines.make_writer().write_all(b"next\n").expect("write");
+        drop(flush);
+        assert_eq!(
+            sink.text(),
+            "<3>reload failed: TOML parse error at line 2, column 1 | | | 2 | globl = 5 | | ^^^^^ | unknown field\nnext\n"
+        );
     }
 
     /// An output that blocks until the test lets it go.

@@ -14,6 +14,10 @@
 #      daemon's own consume.lua call instead (erl-load --eval-consume: the floor of any answer
 #      that makes it), 3 runs each: p50/p99/p99.9 and the p99 ratios.
 # Medians of 3 runs. Usage: benches/v2.sh [seconds-per-run] (default 5)
+# With ERL_BEFORE=<an older release build> and ERL_BEFORE_REV=<its git revision> (whose
+# consume.lua the raw rows call with that build's own keys and arguments), sections 1 and 2 run
+# both builds, alternating round by round, and print both rows and the ratios after/before:
+#   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=542350b benches/v2.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -33,44 +37,75 @@ sha="$(redis-cli -p "$rport" script load "$(cat src/store/consume.lua)")"
 day="$(date -u +%F)"
 hour="$(date -u +%FT%H00)"
 u='user__rand_int__@example.com'
-raw_row() {
-  local c="$1" out=()
-  for _ in 1 2 3; do
-    redis-benchmark -p "$rport" -c "$c" -n $((c == 1 ? 30000 : 150000)) -r 100000 -q \
-      EVALSHA "$sha" 12 "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" \
-      "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global" \
-      erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u" "erl:refusals:$day:$u" \
-      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 93600 93600 93600 7200 7200 7200 \
-      1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h \
-      2>/dev/null | grep -o '[0-9.]* requests per second' | cut -d' ' -f1 >> "$work/raw.$c"
-  done
-  median < "$work/raw.$c"
+caps=(1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h)
+ttls=(93600 93600 93600 7200 7200 7200)
+counters=("erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global")
+# This build's call (issue 20: the fingerprint set and the automatic locks' index, the message's
+# transaction, fingerprint, the set's TTL and the oversize cap).
+args_after=(14 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
+  "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 "${ttls[@]}" "${caps[@]}")
+# The v2 call (542350b and before).
+args_before=(12 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
+  "erl:refusals:$day:$u"
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "${ttls[@]}" "${caps[@]}")
+builds=(after)
+declare -A bin shas
+bin[after]=target/release/email-ratelimit
+shas[after]="$sha"
+if [ -n "${ERL_BEFORE:-}" ]; then
+  builds=(before after)
+  bin[before]="$ERL_BEFORE"
+  shas[before]="$(redis-cli -p "$rport" script load "$(git show "${ERL_BEFORE_REV:?ERL_BEFORE_REV=<git revision of ERL_BEFORE>}:src/store/consume.lua")")"
+fi
+raw_once() {
+  local b="$1" c="$2"
+  local -n args="args_$b"
+  redis-benchmark -p "$rport" -c "$c" -n $((c == 1 ? 30000 : 150000)) -r 100000 -q \
+    EVALSHA "${shas[$b]}" "${args[@]}" 2>/dev/null | grep -o '[0-9.]* requests per second' | cut -d' ' -f1 >> "$work/raw.$b.$c"
 }
 declare -A raw
-for c in 1 8 64; do raw[$c]="$(raw_row "$c")"; done
+for c in 1 8 64; do
+  for _ in 1 2 3; do for b in "${builds[@]}"; do raw_once "$b" "$c"; done; done
+  for b in "${builds[@]}"; do raw[$b.$c]="$(median < "$work/raw.$b.$c")"; done
+done
 redis-cli -p "$rport" flushall >/dev/null
 
-# 2. The daemon, closed loop.
-target/release/email-ratelimit serve --config "$work/config.toml" >"$work/daemon.log" 2>&1 &
-dpid=$!
-pids+=($dpid)
-until [ -S "$work/erl.sock" ]; do sleep 0.05; done
-declare -A rps p99 cpu_d cpu_r
+# 2. The daemon, closed loop (the builds alternating round by round, each on a fresh Redis db).
+declare -A rps p99 cpu_d cpu_r dpids
+start_daemon() {
+  local b="$1"
+  rm -f "$work/erl.sock"
+  "${bin[$b]}" serve --config "$work/config.toml" >>"$work/daemon.$b.log" 2>&1 &
+  dpid=$!
+  pids+=($dpid)
+  until [ -S "$work/erl.sock" ]; do sleep 0.05; done
+}
 for c in 8 64; do
   for i in 1 2 3; do
-    d0="$(ticks "$dpid")"; r0="$(ticks "$rpid")"
-    r="$(load --socket "$work/erl.sock" --connections "$c" --duration "$secs" --warmup 0)"
-    d1="$(ticks "$dpid")"; r1="$(ticks "$rpid")"
-    n="$(echo "$r" | field rps)"
-    echo "$n" >> "$work/rps.$c"
-    echo "$r" | field p99_us >> "$work/p99.$c"
-    total=$(awk -v n="$n" -v s="$secs" 'BEGIN {print n * s}')
-    awk -v a="$d0" -v b="$d1" -v t="$total" 'BEGIN {printf "%.1f\n", (b - a) * 10000 / t}' >> "$work/cpud.$c"
-    awk -v a="$r0" -v b="$r1" -v t="$total" 'BEGIN {printf "%.1f\n", (b - a) * 10000 / t}' >> "$work/cpur.$c"
+    for b in "${builds[@]}"; do
+      redis-cli -p "$rport" flushall >/dev/null
+      start_daemon "$b"
+      d0="$(ticks "$dpid")"; r0="$(ticks "$rpid")"
+      r="$(load --socket "$work/erl.sock" --connections "$c" --duration "$secs" --warmup 1)"
+      d1="$(ticks "$dpid")"; r1="$(ticks "$rpid")"
+      kill "$dpid"; wait "$dpid" 2>/dev/null || true
+      n="$(echo "$r" | field rps)"
+      echo "$n" >> "$work/rps.$b.$c"
+      echo "$r" | field p99_us >> "$work/p99.$b.$c"
+      total=$(awk -v n="$n" -v s="$secs" 'BEGIN {print n * s}')
+      awk -v a="$d0" -v b="$d1" -v t="$total" 'BEGIN {printf "%.1f\n", (b - a) * 10000 / t}' >> "$work/cpud.$b.$c"
+      awk -v a="$r0" -v b="$r1" -v t="$total" 'BEGIN {printf "%.1f\n", (b - a) * 10000 / t}' >> "$work/cpur.$b.$c"
+    done
   done
-  rps[$c]="$(median < "$work/rps.$c")"; p99[$c]="$(median < "$work/p99.$c")"
-  cpu_d[$c]="$(median < "$work/cpud.$c")"; cpu_r[$c]="$(median < "$work/cpur.$c")"
+  for b in "${builds[@]}"; do
+    rps[$b.$c]="$(median < "$work/rps.$b.$c")"; p99[$b.$c]="$(median < "$work/p99.$b.$c")"
+    cpu_d[$b.$c]="$(median < "$work/cpud.$b.$c")"; cpu_r[$b.$c]="$(median < "$work/cpur.$b.$c")"
+  done
 done
+# The open loop below runs this build.
+redis-cli -p "$rport" flushall >/dev/null
+start_daemon after
 
 # 3. Open loop at 2,000 req/s: the daemon, the DUNNO-only server, the DUNNO server with one
 #    Redis PING per request and the one with the daemon's script call, alternating.
@@ -95,14 +130,24 @@ echo
 echo "machine: $(nproc) cores, $(uname -r); redis $(redis-server --version | grep -o 'v=[0-9.]*'); $(date -u +%FT%TZ)"
 echo "config: mailbox 1d+1h (domain default), domain 1d+1h, server 1d+1h: 6 counters, 6 caps per decision"
 echo
-echo "| connections | raw script req/s | daemon req/s | daemon/raw | daemon p99 ms | CPU per decision: daemon / Redis (us) |"
-echo "|---:|---:|---:|---:|---:|---:|"
-echo "| 1 | ${raw[1]} | | | | |"
-for c in 8 64; do
-  ratio=$(awk -v a="${rps[$c]}" -v b="${raw[$c]}" 'BEGIN {printf "%.2f", a / b}')
-  cpu=""; [ "$c" = 8 ] && cpu="${cpu_d[$c]} / ${cpu_r[$c]}"
-  echo "| $c | ${raw[$c]} | ${rps[$c]} | $ratio | $(awk -v p="${p99[$c]}" 'BEGIN {printf "%.2f", p / 1000}') | $cpu |"
+for b in "${builds[@]}"; do
+  echo "build: $b (${bin[$b]})"
+  echo "| connections | raw script req/s | daemon req/s | daemon/raw | daemon p99 ms | CPU per decision: daemon / Redis (us) |"
+  echo "|---:|---:|---:|---:|---:|---:|"
+  echo "| 1 | ${raw[$b.1]} | | | | |"
+  for c in 8 64; do
+    ratio=$(awk -v a="${rps[$b.$c]}" -v r="${raw[$b.$c]}" 'BEGIN {printf "%.2f", a / r}')
+    cpu=""; [ "$c" = 8 ] && cpu="${cpu_d[$b.$c]} / ${cpu_r[$b.$c]}"
+    echo "| $c | ${raw[$b.$c]} | ${rps[$b.$c]} | $ratio | $(awk -v p="${p99[$b.$c]}" 'BEGIN {printf "%.2f", p / 1000}') | $cpu |"
+  done
+  echo
 done
+if [ -n "${ERL_BEFORE:-}" ]; then
+  rel() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.3f", a / b}'; }
+  echo "after / before: raw script req/s at 1/8/64: $(rel "${raw[after.1]}" "${raw[before.1]}") / $(rel "${raw[after.8]}" "${raw[before.8]}") / $(rel "${raw[after.64]}" "${raw[before.64]}");" \
+    "daemon req/s at 8/64: $(rel "${rps[after.8]}" "${rps[before.8]}") / $(rel "${rps[after.64]}" "${rps[before.64]}");" \
+    "daemon CPU per decision at 8: $(rel "${cpu_d[after.8]}" "${cpu_d[before.8]}"); Redis CPU per decision at 8: $(rel "${cpu_r[after.8]}" "${cpu_r[before.8]}")"
+fi
 echo
 echo "| open loop, 2,000 req/s, 64 connections | p50 ms | p99 ms | p99.9 ms |"
 echo "|---|---:|---:|---:|"
@@ -113,4 +158,4 @@ ratio() { awk -v a="$(o "$1" p99_us)" -v b="$(o "$2" p99_us)" 'BEGIN {printf "%.
 echo "(ping = DUNNO after one Redis PING: the floor of any answer that needs a Redis round trip;"
 echo " script = DUNNO after the daemon's own consume.lua call: the floor of any answer that makes it)"
 echo "p99 ratios: daemon / DUNNO = $(ratio daemon dunno) (target <= 2); ping / DUNNO = $(ratio ping dunno); script / DUNNO = $(ratio script dunno); daemon / script = $(ratio daemon script)"
-grep -c 'erl ok' "$work/daemon.log" | xargs -I{} echo "decisions logged: {}; fail-open lines: $(grep -c 'fail-open' "$work/daemon.log" || true)"
+grep -c 'erl ok' "$work/daemon.after.log" | xargs -I{} echo "decisions logged (this build): {}; fail-open lines: $(grep -c 'fail-open' "$work/daemon.after.log" || true)"

@@ -358,6 +358,11 @@ fn warn_about(config: &Config) {
     if config.protect.lock && config.mode == config::Mode::LogOnly {
         tracing::warn!("protect.lock = true in log-only mode: suspects are logged, nobody is locked");
     }
+    if config.notify.dropped_t {
+        tracing::warn!(
+            "notify.sendmail: -t dropped: notifications are sent with their recipients as arguments (sendmail -i -f FROM -- RCPT...), never read from the headers; remove -t from the setting"
+        );
+    }
     if config.store == StoreKind::Memory {
         tracing::warn!("store = \"memory\": counters live in this process and are lost on restart");
     }

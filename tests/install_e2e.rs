@@ -219,7 +219,8 @@ fn install_enforce_disable_uninstall_round_trip() {
     let sent = mail.send(mail.submission, Some("alice@local.test"), "alice@local.test", &rcpts(3));
     assert_eq!(sent.code, 0, "{}", sent.transcript);
     wait_for("a log-only deferral", Duration::from_secs(10), || {
-        daemon_log().contains("erl DEFER (log-only) user=alice@local.test rcpt=3").then_some(())
+        // 3 recipients under a cap of 2: a message that can never fit (REJECT when enforcing).
+        daemon_log().contains("erl REJECT (log-only) user=alice@local.test rcpt=3").then_some(())
     });
 
     // enforce, twice; the daemon picks it up on SIGHUP (systemctl reload under systemd).

@@ -42,7 +42,12 @@ impl Outbox {
             .expect("read outbox")
             .filter_map(Result::ok)
             .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
-            .map(|e| Mail::parse(&std::fs::read_to_string(e.path()).expect("read mail")))
+            .map(|e| {
+                let mut mail = Mail::parse(&std::fs::read_to_string(e.path()).expect("read mail"));
+                let args = e.path().with_extension("args");
+                mail.args = std::fs::read_to_string(args).expect("read args").trim_end().to_owned();
+                mail
+            })
             .collect();
         out.sort_by(|a, b| a.header("Date").cmp(b.header("Date")));
         out
@@ -56,6 +61,8 @@ impl Outbox {
 struct Mail {
     headers: Vec<(String, String)>,
     body: String,
+    /// The stand-in sendmail's arguments.
+    args: String,
 }
 
 impl Mail {
@@ -68,7 +75,7 @@ impl Mail {
                 (k.to_owned(), v.to_owned())
             })
             .collect();
-        Self { headers, body: body.to_owned() }
+        Self { headers, body: body.to_owned(), args: String::new() }
     }
 
     fn header(&self, name: &str) -> &str {
@@ -290,4 +297,44 @@ fn failing_sendmail_and_webhook_change_no_reply_and_are_not_retried_forever() {
     assert_eq!(hook.about("refusal", "u0@example.com").len(), 3);
     assert_eq!(d.log().matches("notify: sendmail failed").count(), 1, "logged once a minute");
     assert_eq!(outbox.mails().len(), 0);
+}
+
+/// Issue 20 item 6: every notification names its recipients as sendmail arguments (a `-t` in
+/// the setting is dropped, with a warning), and a sender whose name is not a plain address gets
+/// no mail of its own: a `,` in a SASL username must not add recipients.
+#[test]
+fn recipients_are_arguments_and_a_bad_sender_name_gets_no_mail() {
+    let Some(redis) = Redis::start() else { return };
+    let (outbox, hook) = (Outbox::new(0), Hook::start(200));
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "[limits]\n[[limits.domain]]\ndomain = \"example.com\"\nmailbox_daily = 1\n{}",
+            notify_config(&outbox, &hook.url)
+        ),
+    );
+    d.wait_log("notify.sendmail: -t dropped", 1);
+    let users = ["carl@example.com", "x,victim@example.com"];
+    for user in users {
+        assert_eq!(d.send(user, 1), "DUNNO");
+        assert_eq!(d.send(user, 1), defer_user(user, 1));
+    }
+    wait_for("both refusals posted", Duration::from_secs(20), || {
+        users.iter().all(|u| hook.about("refusal", u).len() == 1).then_some(())
+    });
+    wait_for("the mails", Duration::from_secs(20), || (outbox.mails().len() == 3).then_some(()));
+    let mails = outbox.mails();
+    for m in &mails {
+        assert!(!m.args.split(' ').any(|a| a == "-t"), "{}", m.args);
+        assert!(m.args.contains("-i -f erl@mx.example.com -- "), "{}", m.args);
+    }
+    let admin: Vec<&Mail> = mails.iter().filter(|m| m.header("To") == ADMINS).collect();
+    assert_eq!(admin.len(), 2, "the admins hear of both");
+    assert!(admin.iter().all(|m| m.args.ends_with("-- postmaster@example.com abuse@example.com")));
+    let own: Vec<&Mail> = mails.iter().filter(|m| m.header("To") != ADMINS).collect();
+    assert_eq!(own.len(), 1, "only carl is told");
+    assert_eq!(
+        (own[0].header("To"), own[0].args.rsplit("-- ").next()),
+        ("carl@example.com", Some("carl@example.com"))
+    );
 }

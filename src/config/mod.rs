@@ -286,8 +286,11 @@ pub struct NotifySettings {
     pub sender: bool,
     /// The event JSON is POSTed here.
     pub webhook: Option<String>,
-    /// The mail submission command and its arguments (the message on its stdin).
+    /// The mail submission command and its arguments (the message on its stdin; the notifier
+    /// adds `-i -f <from> -- <recipients>`).
     pub sendmail: Vec<String>,
+    /// A `-t` was dropped from the configured command (warned about at start).
+    pub dropped_t: bool,
     /// The notifications' `From:`.
     pub from: String,
 }

@@ -46,11 +46,23 @@ pub(super) fn validate_protect(raw: &RawProtect) -> Result<ProtectSettings, Conf
 /// An address that can go into a mail header unchanged (no spaces, newlines or commas); kept
 /// as written.
 fn address(key: &'static str, raw: &str) -> Result<String, ConfigError> {
-    let mailbox = sender::normalize(raw).map_err(|e| invalid(key, format!("{raw:?}: {e}")))?;
-    if mailbox.domain().is_none() || raw.contains([',', '<', '>', '"', ';', ' ']) || !raw.is_ascii() {
+    sender::normalize(raw).map_err(|e| invalid(key, format!("{raw:?}: {e}")))?;
+    if !sender::is_plain_address(raw) {
         return Err(invalid(key, format!("{raw:?}: not a plain ASCII address like postmaster@example.com")));
     }
     Ok(raw.to_owned())
+}
+
+/// A sendmail argument without `-t` ("read the recipients from the headers"): `-t` goes, a flag
+/// group keeps its other flags (`-ti` -> `-i`); anything else is kept as it is.
+fn without_t(arg: &str) -> Option<String> {
+    match arg.strip_prefix('-') {
+        Some(flags) if flags.contains('t') && flags.chars().all(|c| "tiUv".contains(c)) => {
+            let rest: String = flags.chars().filter(|&c| c != 't').collect();
+            (!rest.is_empty()).then(|| format!("-{rest}"))
+        }
+        _ => Some(arg.to_owned()),
+    }
 }
 
 pub(super) fn validate_notify(raw: RawNotify) -> Result<NotifySettings, ConfigError> {
@@ -64,18 +76,24 @@ pub(super) fn validate_notify(raw: RawNotify) -> Result<NotifySettings, ConfigEr
         }
         Some(raw.webhook)
     };
-    let sendmail: Vec<String> = raw.sendmail.split_whitespace().map(str::to_owned).collect();
+    let mut sendmail: Vec<String> = raw.sendmail.split_whitespace().map(str::to_owned).collect();
     if !sendmail.first().is_some_and(|p| p.starts_with('/')) {
         return Err(invalid(
             "notify.sendmail",
-            "must start with an absolute path, e.g. \"/usr/sbin/sendmail -t -i\"",
+            "must start with an absolute path, e.g. \"/usr/sbin/sendmail\"",
         ));
     }
+    // Recipients go on the command line, never from the headers: with Postfix, `-t` would add
+    // the header recipients to the argument recipients.
+    let args: Vec<String> = sendmail.split_off(1);
+    let kept: Vec<String> = args.iter().filter_map(|a| without_t(a)).collect();
+    let dropped_t = kept != args;
+    sendmail.extend(kept);
     // The default, as `check-config` prints it, must validate too.
     let from = if raw.from.is_empty() {
         format!("MAILER-DAEMON@{}", host_name())
     } else {
         address("notify.from", &raw.from)?
     };
-    Ok(NotifySettings { admin, sender: raw.sender, webhook, sendmail, from })
+    Ok(NotifySettings { admin, sender: raw.sender, webhook, sendmail, dropped_t, from })
 }

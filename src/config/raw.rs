@@ -218,7 +218,7 @@ impl Default for RawNotify {
             admin: Vec::new(),
             sender: false,
             webhook: String::new(),
-            sendmail: "/usr/sbin/sendmail -t -i".into(),
+            sendmail: "/usr/sbin/sendmail".into(),
             from: String::new(),
         }
     }

@@ -324,7 +324,24 @@ fn protect_and_notify_settings_are_checked() {
     let c = from_toml("").expect("defaults");
     assert_eq!(c.protect, ProtectSettings { max_client_ips: 30, lock: false, lock_after_refusals: 0 });
     assert!(!c.notify.enabled(), "nothing is sent unless set");
-    assert_eq!(c.notify.sendmail, ["/usr/sbin/sendmail", "-t", "-i"]);
+    assert_eq!(c.notify.sendmail, ["/usr/sbin/sendmail"]);
+    assert!(!c.notify.dropped_t);
+    // Issue 20 item 6: -t is dropped (recipients are arguments), with a warning at start.
+    for (given, kept) in [
+        ("/usr/sbin/sendmail -t -i", vec!["/usr/sbin/sendmail", "-i"]),
+        ("/usr/sbin/sendmail -ti", vec!["/usr/sbin/sendmail", "-i"]),
+        ("/usr/sbin/sendmail -it -oi", vec!["/usr/sbin/sendmail", "-i", "-oi"]),
+        ("/usr/bin/msmtp -t", vec!["/usr/bin/msmtp"]),
+    ] {
+        let c = from_toml(&format!("[notify]\nsendmail = \"{given}\"")).expect(given);
+        assert_eq!(
+            (c.notify.sendmail.clone(), c.notify.dropped_t),
+            (kept.iter().map(|s| (*s).to_owned()).collect(), true),
+            "{given}"
+        );
+    }
+    let c = from_toml("[notify]\nsendmail = \"/usr/sbin/sendmail -oi -C /etc/postfix-out\"").expect("valid");
+    assert!(!c.notify.dropped_t && c.notify.sendmail.len() == 4);
     assert!(c.notify.from.starts_with("MAILER-DAEMON@"), "{}", c.notify.from);
     assert!(!c.server_name.is_empty() && !c.server_name.contains(' '));
     let on = from_toml(

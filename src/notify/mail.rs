@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use super::event::{Event, Kind};
 
-/// One mail ready for `sendmail -t`.
+/// One mail: its recipients (given to sendmail as arguments) and its text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mail {
     pub to: Vec<String>,
@@ -89,10 +89,11 @@ pub fn for_admin(e: &Event, to: &[String]) -> Mail {
     Mail { to: to.to_vec(), subject: e.headline(), body: b }
 }
 
-/// The mail to the sender itself, about its own mailbox caps and its locks.
+/// The mail to the sender itself, about its own mailbox caps and its locks; none for a sender
+/// whose name is not a plain address (a SASL username with a `,` would add recipients).
 #[must_use]
 pub fn for_sender(e: &Event) -> Option<Mail> {
-    if !e.tells_sender {
+    if !e.tells_sender || !crate::sender::is_plain_address(&e.sender) {
         return None;
     }
     let user = &e.sender;
@@ -139,7 +140,8 @@ fn header_text(text: &str) -> String {
     }
 }
 
-/// The whole message for `sendmail -t -i`: headers, an empty line, the body.
+/// The whole message for `sendmail -i`: headers, an empty line, the body (`To:` only shows the
+/// recipients; sendmail gets them as arguments).
 #[must_use]
 pub fn message(mail: &Mail, from: &str, ts: i64) -> String {
     static SEQ: AtomicU64 = AtomicU64::new(0);

@@ -97,13 +97,15 @@ impl Notifier {
         let mut failed = Vec::new();
         if !s.admin.is_empty() {
             let m = mail::for_admin(event, &s.admin);
-            let sent = send::sendmail(&s.sendmail, &mail::message(&m, &s.from, event.ts)).await;
+            let sent =
+                send::sendmail(&s.sendmail, &s.from, &m.to, &mail::message(&m, &s.from, event.ts)).await;
             failed.extend(self.outcome("sendmail", sent));
         }
         if s.sender
             && let Some(m) = mail::for_sender(event)
         {
-            let sent = send::sendmail(&s.sendmail, &mail::message(&m, &s.from, event.ts)).await;
+            let sent =
+                send::sendmail(&s.sendmail, &s.from, &m.to, &mail::message(&m, &s.from, event.ts)).await;
             failed.extend(self.outcome("sendmail", sent));
         }
         if let Some(url) = &s.webhook {

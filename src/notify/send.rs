@@ -11,14 +11,17 @@ const SENDMAIL_TIMEOUT: Duration = Duration::from_secs(30);
 pub const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
 const WEBHOOK_BACKOFF: [Duration; 2] = [Duration::from_secs(1), Duration::from_secs(2)];
 
-/// Runs `argv` with the message on its stdin; an exit status other than 0 is a failure.
+/// Runs `argv -i -f <from> -- <to>...` with the message on its stdin: the recipients are
+/// arguments, never read from the headers. An exit status other than 0 is a failure.
 ///
 /// # Errors
 /// A description of the failure (start, write, timeout, exit status with stderr's first line).
-pub async fn sendmail(argv: &[String], message: &str) -> Result<(), String> {
+pub async fn sendmail(argv: &[String], from: &str, to: &[String], message: &str) -> Result<(), String> {
     let (program, args) = argv.split_first().ok_or("no sendmail command")?;
     let mut child = tokio::process::Command::new(program)
         .args(args)
+        .args(["-i", "-f", from, "--"])
+        .args(to)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())

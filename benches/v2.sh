@@ -13,7 +13,7 @@
 #      (the floor of any answer that needs a Redis round trip) and the same server making the
 #      daemon's own consume.lua call instead (erl-load --eval-consume: the floor of any answer
 #      that makes it), 3 runs each: p50/p99/p99.9 and the p99 ratios.
-# Medians of 3 runs. Usage: benches/v2.sh [seconds-per-run] (default 5)
+# Medians of 3 runs (ROUNDS=n for more in sections 1 and 2). Usage: benches/v2.sh [seconds-per-run] (default 5)
 # With ERL_BEFORE=<an older release build> and ERL_BEFORE_REV=<its git revision> (whose
 # consume.lua the raw rows call with that build's own keys and arguments), sections 1 and 2 run
 # both builds, alternating round by round, and print both rows and the ratios after/before:
@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
+rounds="${ROUNDS:-3}"
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
 
@@ -66,30 +67,31 @@ raw_once() {
 }
 declare -A raw
 for c in 1 8 64; do
-  for _ in 1 2 3; do for b in "${builds[@]}"; do raw_once "$b" "$c"; done; done
+  for _ in $(seq "$rounds"); do for b in "${builds[@]}"; do raw_once "$b" "$c"; done; done
   for b in "${builds[@]}"; do raw[$b.$c]="$(median < "$work/raw.$b.$c")"; done
 done
 redis-cli -p "$rport" flushall >/dev/null
 
-# 2. The daemon, closed loop (the builds alternating round by round, each on a fresh Redis db).
-declare -A rps p99 cpu_d cpu_r dpids
-start_daemon() {
-  local b="$1"
-  rm -f "$work/erl.sock"
-  "${bin[$b]}" serve --config "$work/config.toml" >>"$work/daemon.$b.log" 2>&1 &
-  dpid=$!
-  pids+=($dpid)
-  until [ -S "$work/erl.sock" ]; do sleep 0.05; done
-}
+# 2. The daemon, closed loop. With ERL_BEFORE both builds run side by side (this one on
+#    erl.sock and Redis db 0, the older one on erl-before.sock and db 1) and the rounds alternate;
+#    each round warms its daemon for 1 s, then measures req/s and CPU over the measured seconds.
+declare -A rps p99 cpu_d cpu_r dpid sock
+sed -e "s|$work/erl.sock|$work/erl-before.sock|" -e "s|:$rport/0|:$rport/1|" "$work/config.toml" > "$work/config-before.toml"
+sock[after]="$work/erl.sock"; sock[before]="$work/erl-before.sock"
+for b in "${builds[@]}"; do
+  conf="$work/config.toml"; [ "$b" = before ] && conf="$work/config-before.toml"
+  "${bin[$b]}" serve --config "$conf" >"$work/daemon.$b.log" 2>&1 &
+  dpid[$b]=$!
+  pids+=("${dpid[$b]}")
+  until [ -S "${sock[$b]}" ]; do sleep 0.05; done
+done
 for c in 8 64; do
-  for i in 1 2 3; do
+  for _ in $(seq "$rounds"); do
     for b in "${builds[@]}"; do
-      redis-cli -p "$rport" flushall >/dev/null
-      start_daemon "$b"
-      d0="$(ticks "$dpid")"; r0="$(ticks "$rpid")"
-      r="$(load --socket "$work/erl.sock" --connections "$c" --duration "$secs" --warmup 1)"
-      d1="$(ticks "$dpid")"; r1="$(ticks "$rpid")"
-      kill "$dpid"; wait "$dpid" 2>/dev/null || true
+      load --socket "${sock[$b]}" --connections "$c" --duration 1 --warmup 0 >/dev/null
+      d0="$(ticks "${dpid[$b]}")"; r0="$(ticks "$rpid")"
+      r="$(load --socket "${sock[$b]}" --connections "$c" --duration "$secs" --warmup 0)"
+      d1="$(ticks "${dpid[$b]}")"; r1="$(ticks "$rpid")"
       n="$(echo "$r" | field rps)"
       echo "$n" >> "$work/rps.$b.$c"
       echo "$r" | field p99_us >> "$work/p99.$b.$c"
@@ -103,9 +105,6 @@ for c in 8 64; do
     cpu_d[$b.$c]="$(median < "$work/cpud.$b.$c")"; cpu_r[$b.$c]="$(median < "$work/cpur.$b.$c")"
   done
 done
-# The open loop below runs this build.
-redis-cli -p "$rport" flushall >/dev/null
-start_daemon after
 
 # 3. Open loop at 2,000 req/s: the daemon, the DUNNO-only server, the DUNNO server with one
 #    Redis PING per request and the one with the daemon's script call, alternating.

@@ -18,6 +18,7 @@ use crate::policy::Policy;
 use crate::protocol::{Action, Request};
 use crate::server::{self, Bounds, Handler, ServerError};
 use crate::store::admin::AdminStore;
+use crate::store::budget::MailBudget;
 use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
 use crate::telemetry::LogHandle;
 
@@ -87,7 +88,12 @@ pub async fn serve(
     let saved = limits.load_saved();
     let (clock, test_clock) = clock::from_env();
     // Notifications are delivered by their own task; decisions only queue events.
-    let events = config.notify.enabled().then(|| Notifier::new(config.notify.clone()).spawn());
+    let events = match config.notify.enabled() {
+        true => Some(
+            Notifier::new(config.notify.clone()).with_budget(mail_budget(&config)?, config.timezone).spawn(),
+        ),
+        false => None,
+    };
     let counters = config.metrics.as_ref().map(|_| Arc::new(Metrics::new(config.database.is_some())));
     let mut policy = Policy::new(store, limits.clone(), config.mode)
         .with_time(config.timezone, clock)
@@ -289,9 +295,7 @@ fn scraper(
             m.database_last_success.set(limits.last_success().unwrap_or(0));
             m.connections.set(i64::try_from(max.saturating_sub(slots.available_permits())).unwrap_or(0));
             if let Some(q) = policy.events() {
-                let s = q.stats();
-                let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
-                m.notifications(load(&s.sent), load(&s.failed), load(&s.dropped));
+                m.notifications(q.stats());
             }
             // The locks live in Redis (any server may set them): their two indexes are counted at
             // scrape, a few commands whatever the size of the keyspace.
@@ -305,6 +309,15 @@ fn scraper(
             }
             m.render()
         })
+    })
+}
+
+/// Where the day's notification mails are counted: Redis, shared by every server, or this
+/// process with the memory store.
+fn mail_budget(config: &Config) -> Result<MailBudget, DaemonError> {
+    Ok(match config.store {
+        StoreKind::Redis => MailBudget::redis(&config.redis)?,
+        StoreKind::Memory => MailBudget::memory(&config.redis.key_prefix),
     })
 }
 

@@ -136,3 +136,29 @@ fn locked_senders_are_counted_on_a_large_redis() {
     assert!(ok, "{out}");
     assert_eq!((count("auto"), count("admin")), (0.0, 1.0));
 }
+
+/// Issue 20 item 11: idle connections (any local user can open them) never lock scrapes out: a
+/// new scrape gets in even when every slot is taken by one that sent nothing, and a silent
+/// connection is closed after about a second.
+#[test]
+fn idle_connections_never_block_a_scrape() {
+    use std::io::Read;
+    let port = free_port();
+    let d = Daemon::start(&format!("store = \"memory\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    d.wait_log(&format!("metrics on http://127.0.0.1:{port}/metrics"), 1);
+    for round in 0..3 {
+        let idle: Vec<std::net::TcpStream> =
+            (0..8).map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect")).collect();
+        let (head, body) = get(port, "/metrics");
+        assert!(
+            head.contains(" 200 OK") && body.contains("email_ratelimit_connections"),
+            "round {round}: {head}"
+        );
+        drop(idle);
+    }
+    // A silent connection is closed by the daemon (read sees the end), long before 10 s.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    silent.set_read_timeout(Some(std::time::Duration::from_secs(10))).expect("timeout");
+    let mut buf = [0u8; 16];
+    assert!(matches!(silent.read(&mut buf), Ok(0)), "closed by the daemon");
+}

@@ -174,16 +174,17 @@ fn one_mail_and_one_post_per_event_even_from_a_storm_on_two_servers() {
             });
         }
     });
-    // One later event per server: once both are delivered, every earlier one has been (each
-    // server delivers in order).
+    // One later event per server: once their last mails (the sender's, after the admins') are
+    // delivered, every earlier mail has been (each server's mail worker delivers in order; the
+    // webhook has its own).
     for (d, user) in servers.iter().zip(["carol@example.com", "dave@example.com"]) {
         assert_eq!(d.send(user, 1), "DUNNO");
         assert_eq!(d.send(user, 1), defer_user(user, 1));
     }
     wait_for("the later events' mails", Duration::from_secs(20), || {
-        let subject = |u: &str| format!("{u} reached its daily limit of 1");
-        (outbox.about(ADMINS, &subject("carol@example.com")).len()
-            + outbox.about(ADMINS, &subject("dave@example.com")).len()
+        let own = |u: &str| format!("Your account {u} reached its daily limit of 1");
+        (outbox.about("carol@example.com", &own("carol@example.com")).len()
+            + outbox.about("dave@example.com", &own("dave@example.com")).len()
             == 2)
             .then_some(())
     });
@@ -243,8 +244,11 @@ fn suspects_locks_and_unlocks_are_told() {
         assert_eq!(d.connect().ask(&eom_from(eve, 1, ip)), "DUNNO");
     }
     assert_eq!(d.connect().ask(&eom_from(eve, 1, "198.51.100.4")), defer_locked(eve));
-    wait_for("the lock's post", Duration::from_secs(20), || {
-        (hook.about("lock", eve).len() == 1).then_some(())
+    // Mail and webhook are delivered by their own workers: wait for both.
+    wait_for("the lock's post and mails", Duration::from_secs(20), || {
+        (hook.about("lock", eve).len() == 1
+            && outbox.about(eve, "Sending from eve@example.com is suspended").len() == 1)
+            .then_some(())
     });
     let suspect = outbox.about(ADMINS, "eve@example.com is a suspect: 4 client addresses today");
     let lock = outbox.about(ADMINS, "eve@example.com locked: 4 client addresses today");
@@ -337,4 +341,98 @@ fn recipients_are_arguments_and_a_bad_sender_name_gets_no_mail() {
         (own[0].header("To"), own[0].args.rsplit("-- ").next()),
         ("carl@example.com", Some("carl@example.com"))
     );
+}
+
+/// A webhook that accepts connections and never answers (holds them open).
+fn hanging_hook() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!("http://{}/services/T0/B0/SECRETTOKEN", listener.local_addr().expect("addr"));
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    url
+}
+
+/// Issue 20 item 10: a dead webhook holds no mail back (mail and webhook have their own queues
+/// and workers), and its failure never shows the secret in its URL (item 5).
+#[test]
+fn a_dead_webhook_delays_no_mail() {
+    let Some(redis) = Redis::start() else { return };
+    let outbox = Outbox::new(0);
+    let hook = hanging_hook();
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "[limits]\n[[limits.domain]]\ndomain = \"example.com\"\nmailbox_daily = 1\n{}",
+            notify_config(&outbox, &hook)
+        ),
+    );
+    for i in 0..4 {
+        let user = format!("w{i}@example.com");
+        assert_eq!(d.send(&user, 1), "DUNNO");
+        assert_eq!(d.send(&user, 1), defer_user(&user, 1));
+    }
+    // Each webhook event takes 3 x 5 s + 3 s to fail; the 8 mails must not wait for them.
+    wait_for("every admin and sender mail", Duration::from_secs(10), || {
+        (outbox.mails().len() == 8).then_some(())
+    });
+    d.wait_log("notify: webhook failed", 1);
+    assert!(!d.log().contains("SECRETTOKEN") && !d.log().contains("/services/"), "{}", d.log());
+    assert!(d.log().contains("http://127.0.0.1:"), "{}", d.log());
+}
+
+/// Issue 20 item 14: with 1-minute caps a bot at its cap makes a new first refusal every minute;
+/// `[notify] max_per_day` mails about one sender a day go out, the last says so, the rest are
+/// counted as suppressed (the webhook still gets every event, each with its own id).
+#[test]
+fn mails_about_one_sender_are_capped_per_day() {
+    let Some(redis) = Redis::start() else { return };
+    let (outbox, hook) = (Outbox::new(0), Hook::start(200));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = dir.path().join("now");
+    let start = chrono::Utc::now().timestamp() / 86_400 * 86_400 + 3600;
+    std::fs::write(&clock, start.to_string()).expect("clock");
+    let port = common::free_port();
+    let d = Daemon::start_with(
+        &format!(
+            "timezone = \"UTC\"\n[limits]\n[[limits.mailbox]]\nemail = \"bot@example.com\"\nrates = [\"1/1m\"]\n\
+             {}max_per_day = 3\n[redis]\nurl = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            notify_config(&outbox, &hook.url),
+            redis.url()
+        ),
+        &[("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))],
+    );
+    let bot = "bot@example.com";
+    let refused = "DEFER_IF_PERMIT bot@example.com: Your limit of 1 messages per minute reached";
+    for minute in 0..5 {
+        std::fs::write(&clock, (start + 60 * minute).to_string()).expect("clock");
+        assert_eq!(d.send(bot, 1), "DUNNO", "minute {minute}");
+        assert_eq!(d.send(bot, 1), refused, "minute {minute}");
+    }
+    wait_for("5 posts", Duration::from_secs(20), || (hook.about("refusal", bot).len() == 5).then_some(()));
+    let ids: std::collections::HashSet<String> =
+        hook.about("refusal", bot).iter().map(|e| e["id"].as_str().expect("an id").to_owned()).collect();
+    assert_eq!(ids.len(), 5, "one id per event");
+    wait_for("the suppressed mails counted", Duration::from_secs(20), || {
+        let (_, body) = common::http_get(port, "/metrics", None);
+        body.contains("email_ratelimit_notifications_total{result=\"suppressed\"} 4").then_some(())
+    });
+    let mails = outbox.mails();
+    let admin: Vec<&Mail> = mails.iter().filter(|m| m.header("To") == ADMINS).collect();
+    let own: Vec<&Mail> = mails.iter().filter(|m| m.header("To") == bot).collect();
+    assert_eq!((admin.len(), own.len()), (3, 3), "3 events mailed, each to the admins and the sender");
+    let last =
+        admin.iter().filter(|m| m.body.contains("This is mail 3 of 3 about bot@example.com today")).count();
+    assert_eq!(last, 1, "the third says more are suppressed");
+    assert_eq!(
+        redis.get(&format!(
+            "erl:notified:{}:{bot}",
+            chrono::DateTime::from_timestamp(start, 0).expect("t").format("%Y-%m-%d")
+        )),
+        Some(5)
+    );
+    d.wait_log("notify: more than 3 mails today about bot@example.com", 1);
 }

@@ -310,7 +310,7 @@ fn a_message_that_can_never_fit_is_rejected_once_and_never_locks() {
     assert_eq!(d.send(erin, 50), "DUNNO", "the whole cap is still there");
     d.wait_log("erl REJECT user=erin@example.com rcpt=60", 1);
     assert!(d.log().contains("reason=oversize"), "{}", d.log());
-    assert_eq!(redis.cmd(&["KEYS", "erl:notified:*"]), redis::Value::Array(vec![]), "not notified");
+    assert_eq!(redis.cmd(&["KEYS", "erl:once:*"]), redis::Value::Array(vec![]), "not notified");
     let deferring = redis_daemon(&redis, &config("defer"));
     assert_eq!(
         deferring.send(erin, 51),

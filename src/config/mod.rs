@@ -291,6 +291,8 @@ pub struct NotifySettings {
     pub sendmail: Vec<String>,
     /// A `-t` was dropped from the configured command (warned about at start).
     pub dropped_t: bool,
+    /// At most this many mails a day about one sender (or domain, or the server); 0: no cap.
+    pub max_per_day: u32,
     /// The notifications' `From:`.
     pub from: String,
 }

@@ -95,5 +95,13 @@ pub(super) fn validate_notify(raw: RawNotify) -> Result<NotifySettings, ConfigEr
     } else {
         address("notify.from", &raw.from)?
     };
-    Ok(NotifySettings { admin, sender: raw.sender, webhook, sendmail, dropped_t, from })
+    Ok(NotifySettings {
+        admin,
+        sender: raw.sender,
+        webhook,
+        sendmail,
+        dropped_t,
+        max_per_day: raw.max_per_day,
+        from,
+    })
 }

@@ -208,6 +208,7 @@ pub(super) struct RawNotify {
     pub(super) admin: Vec<String>,
     pub(super) sender: bool,
     pub(super) webhook: String,
+    pub(super) max_per_day: u32,
     pub(super) sendmail: String,
     pub(super) from: String,
 }
@@ -218,6 +219,7 @@ impl Default for RawNotify {
             admin: Vec::new(),
             sender: false,
             webhook: String::new(),
+            max_per_day: 20,
             sendmail: "/usr/sbin/sendmail".into(),
             from: String::new(),
         }

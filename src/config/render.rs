@@ -164,12 +164,13 @@ impl Config {
         let admin: Vec<String> = n.admin.iter().map(|a| q(a)).collect();
         let _ = writeln!(
             o,
-            "\n[notify]\nadmin = [{}]\nsender = {}\nwebhook = {}\nsendmail = {}\nfrom = {}",
+            "\n[notify]\nadmin = [{}]\nsender = {}\nwebhook = {}\nsendmail = {}\nfrom = {}\nmax_per_day = {}",
             admin.join(", "),
             n.sender,
             q(&n.webhook.as_deref().map(redact).unwrap_or_default()),
             q(&n.sendmail.join(" ")),
-            q(&n.from)
+            q(&n.from),
+            n.max_per_day
         );
         let listen = match &self.metrics {
             None => String::new(),

@@ -1,15 +1,18 @@
 //! The `/metrics` endpoint: a small HTTP/1 server (hyper) on a loopback TCP port or a Unix
 //! socket. `GET /metrics` answers the exposition (OpenMetrics when the `Accept` header asks for
 //! it, as Prometheus does; else the text format 0.0.4); anything else 404. Bounded so that scrapers
-//! cannot hurt the policy socket: at most 4 connections at once (more are closed), 5 s for a
-//! request head, 10 s per connection.
+//! cannot hurt the policy socket, and so that idle connections cannot lock scrapers out: at most
+//! 4 connections at once, one request each; a connection that sends nothing within 1 s is closed;
+//! when all 4 are taken, a new one closes the oldest that has sent nothing yet (or, when every
+//! one is answering a request, is itself closed); 2 s for a request head, 10 s per connection.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -18,13 +21,14 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::format::{self, Format};
 
 const MAX_CONNECTIONS: usize = 4;
-const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection may stay silent before its request starts.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
+const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Produces the exposition text (updating the state gauges first).
@@ -47,40 +51,115 @@ impl Listener {
     }
 }
 
+/// One open connection: when it came, whether its request has started, how to close it.
+struct Open {
+    id: u64,
+    since: Instant,
+    started: Arc<AtomicBool>,
+    close: CancellationToken,
+}
+
+/// The open connections, for the bound and for closing the oldest idle one.
+#[derive(Default)]
+struct Slots {
+    open: Mutex<(u64, Vec<Open>)>,
+}
+
+impl Slots {
+    /// Takes a slot for a new connection, closing the oldest idle one when all are taken;
+    /// `None` when every connection is answering a request.
+    fn take(&self) -> Option<(u64, Arc<AtomicBool>, CancellationToken)> {
+        let mut open = self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if open.1.len() >= MAX_CONNECTIONS {
+            let oldest = open
+                .1
+                .iter()
+                .enumerate()
+                .filter(|(_, o)| !o.started.load(Ordering::Acquire))
+                .min_by_key(|(_, o)| o.since)
+                .map(|(i, _)| i)?;
+            open.1.swap_remove(oldest).close.cancel();
+        }
+        open.0 += 1;
+        let (id, started, close) = (open.0, Arc::new(AtomicBool::new(false)), CancellationToken::new());
+        open.1.push(Open { id, since: Instant::now(), started: started.clone(), close: close.clone() });
+        Some((id, started, close))
+    }
+
+    fn free(&self, id: u64) {
+        self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1.retain(|o| o.id != id);
+    }
+}
+
 /// Serves until `shutdown`.
 pub async fn serve(listener: Listener, scrape: Scrape, shutdown: CancellationToken) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Slots::default());
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             a = accept(&listener) => a,
         };
-        let Ok(io) = accepted else {
+        let Ok(conn) = accepted else {
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        // Over the bound: the connection is closed at once.
-        let Ok(slot) = slots.clone().try_acquire_owned() else { continue };
-        let scrape = scrape.clone();
+        // Over the bound with every connection busy: the new one is closed at once.
+        let Some((id, started, close)) = slots.take() else { continue };
+        let (scrape, slots) = (scrape.clone(), slots.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req: Request<Incoming>| {
-                let scrape = scrape.clone();
-                async move { Ok::<_, Infallible>(answer(&req, &scrape).await) }
-            });
-            let conn = http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(HEAD_TIMEOUT)
-                .serve_connection(io, service);
-            let _ = tokio::time::timeout(CONNECTION_TIMEOUT, conn).await;
-            drop(slot);
+            let served = async {
+                // Silent for a second: an idle connection, not a scraper.
+                if tokio::time::timeout(IDLE_TIMEOUT, conn.readable()).await.is_err() {
+                    return;
+                }
+                started.store(true, Ordering::Release);
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let scrape = scrape.clone();
+                    async move { Ok::<_, Infallible>(answer(&req, &scrape).await) }
+                });
+                let http = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEAD_TIMEOUT)
+                    .keep_alive(false)
+                    .serve_connection(conn.io(), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, http).await;
+            };
+            tokio::select! {
+                () = close.cancelled() => {}
+                () = served => {}
+            }
+            slots.free(id);
         });
     }
 }
 
-async fn accept(listener: &Listener) -> std::io::Result<Box<dyn IoStream>> {
+/// An accepted connection, TCP or Unix.
+enum Conn {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Conn {
+    /// Waits until the peer has sent something (or closed).
+    async fn readable(&self) {
+        let _ = match self {
+            Self::Tcp(s) => s.readable().await,
+            Self::Unix(s) => s.readable().await,
+        };
+    }
+
+    fn io(self) -> Box<dyn IoStream> {
+        match self {
+            Self::Tcp(s) => Box::new(TokioIo::new(s)),
+            Self::Unix(s) => Box::new(TokioIo::new(s)),
+        }
+    }
+}
+
+async fn accept(listener: &Listener) -> std::io::Result<Conn> {
     Ok(match listener {
-        Listener::Tcp(l) => Box::new(TokioIo::new(l.accept().await?.0)),
-        Listener::Unix(l, _) => Box::new(TokioIo::new(l.accept().await?.0)),
+        Listener::Tcp(l) => Conn::Tcp(l.accept().await?.0),
+        Listener::Unix(l, _) => Conn::Unix(l.accept().await?.0),
     })
 }
 

@@ -64,9 +64,10 @@ pub struct Metrics {
     locked_senders: Family<Labels, Gauge>,
     sent: Counter,
     failed: Counter,
+    suppressed: Counter,
     dropped: Counter,
-    /// The notifier's counts already exported (sent, failed, dropped).
-    exported: Mutex<[u64; 3]>,
+    /// The notifier's counts already exported (sent, failed, dropped, suppressed).
+    exported: Mutex<[u64; 4]>,
 }
 
 impl Metrics {
@@ -127,12 +128,12 @@ impl Metrics {
         let notifications = Family::<Labels, Counter>::default();
         registry.register(
             "notifications",
-            "Notifications (mails and webhook posts) by result: sent, failed",
+            "Notifications (mails and webhook posts) by result: sent, failed, suppressed (notify.max_per_day)",
             notifications.clone(),
         );
         // Both results exist from the start (at 0), so rules and dashboards always find them.
         let result = |r: &str| notifications.get_or_create(&vec![("result", r.to_owned())]).clone();
-        let (sent, failed) = (result("sent"), result("failed"));
+        let (sent, failed, suppressed) = (result("sent"), result("failed"), result("suppressed"));
         let dropped = Counter::default();
         registry.register(
             "notifications_dropped",
@@ -157,8 +158,9 @@ impl Metrics {
             locked_senders,
             sent,
             failed,
+            suppressed,
             dropped,
-            exported: Mutex::new([0; 3]),
+            exported: Mutex::new([0; 4]),
         }
     }
 
@@ -192,11 +194,16 @@ impl Metrics {
     }
 
     /// Brings the notification counters up to the notifier's counts.
-    pub fn notifications(&self, sent: u64, failed: u64, dropped: u64) {
+    pub fn notifications(&self, stats: &crate::notify::Stats) {
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
         let mut done = self.exported.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        for (i, (counter, now)) in
-            [(&self.sent, sent), (&self.failed, failed), (&self.dropped, dropped)].into_iter().enumerate()
-        {
+        let now = [
+            (&self.sent, load(&stats.sent)),
+            (&self.failed, load(&stats.failed)),
+            (&self.dropped, load(&stats.dropped)),
+            (&self.suppressed, load(&stats.suppressed)),
+        ];
+        for (i, (counter, now)) in now.into_iter().enumerate() {
             counter.inc_by(now.saturating_sub(done[i]));
             done[i] = done[i].max(now);
         }

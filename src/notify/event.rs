@@ -19,6 +19,9 @@ pub enum Kind {
 /// omitted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Event {
+    /// `<server_name>-<unix ms>-<8 hex>`: the same on every retry of its webhook POST, so a
+    /// receiver can drop duplicates.
+    pub id: String,
     pub event: Kind,
     /// Unix seconds.
     pub ts: i64,
@@ -47,7 +50,10 @@ pub struct Event {
 
 impl Event {
     fn new(event: Kind, ts: i64, sender: &Mailbox, server: &str) -> Self {
+        let ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis());
         Self {
+            id: format!("{server}-{ms}-{:08x}", fastrand::u32(..)),
             event,
             ts,
             user: sender.to_string(),
@@ -182,14 +188,21 @@ mod tests {
             "203.0.113.7",
             "mx1",
         );
-        let v: serde_json::Value = serde_json::to_value(&e).expect("json");
+        let mut v: serde_json::Value = serde_json::to_value(&e).expect("json");
+        let id = v.as_object_mut().and_then(|o| o.remove("id")).expect("an id");
+        let parts: Vec<&str> = id.as_str().expect("text").splitn(3, '-').collect();
+        assert_eq!(parts[0], "mx1", "{id}");
+        assert!(parts[1].parse::<u64>().is_ok_and(|ms| ms > 1_700_000_000_000), "{id}");
+        assert!(parts[2].len() == 8 && parts[2].chars().all(|c| c.is_ascii_hexdigit()), "{id}");
+        assert_ne!(Event::unlock(5, &alice, "mx1").id, Event::unlock(5, &alice, "mx1").id, "ids differ");
         assert_eq!(
             v,
             serde_json::json!({"event": "refusal", "ts": 1_700_000_000, "user": "@example.com",
                 "scope": "domain", "window": "1h", "limit": 500, "count": 500, "ip": "203.0.113.7",
                 "server": "mx1"})
         );
-        let u: serde_json::Value = serde_json::to_value(Event::unlock(5, &alice, "mx1")).expect("json");
+        let mut u: serde_json::Value = serde_json::to_value(Event::unlock(5, &alice, "mx1")).expect("json");
+        u.as_object_mut().map(|o| o.remove("id"));
         assert_eq!(
             u,
             serde_json::json!({"event": "unlock", "ts": 5, "user": "alice@example.com", "scope": "mailbox", "server": "mx1"})

@@ -126,6 +126,16 @@ pub fn for_sender(e: &Event) -> Option<Mail> {
     Some(Mail { to: vec![user.clone()], subject, body })
 }
 
+/// The paragraph the last mail of the day about `who` ends with (`[notify] max_per_day`).
+#[must_use]
+pub fn last_note(who: &str, max: u32) -> String {
+    format!(
+        "\nThis is mail {max} of {max} about {who} today ([notify] max_per_day): further ones are\n\
+         suppressed until tomorrow. The webhook, the log and `email-ratelimit violations` still have\n\
+         every event.\n"
+    )
+}
+
 fn date(ts: i64) -> String {
     DateTime::<Utc>::from_timestamp(ts, 0).unwrap_or_default().to_rfc2822()
 }

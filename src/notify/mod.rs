@@ -1,9 +1,11 @@
 //! Notifications about refusals, suspects and locks: mail to the administrators (and to the
 //! sender about its own caps and locks) through sendmail, and the event JSON to a webhook.
 //!
-//! The decision only pushes an [`Event`] onto a bounded queue ([`Queue::push`] never waits);
-//! one worker task delivers them in order. A full queue drops the event and counts it. Whether
-//! an event happened at all (once per window across every server) was decided in Redis.
+//! The decision only pushes an [`Event`] ([`Queue::push`] never waits). Mail and webhook each
+//! have their own bounded queue and worker task, so a dead webhook never holds a mail back (nor
+//! the other way round); a full queue drops the event for that channel and counts it. Whether an
+//! event happened at all (once per window across every server) was decided in Redis; how many
+//! mails a day go out about one sender or domain is counted there too ([`MailBudget`]).
 //! Failures are counted and logged at most once a minute per channel, never retried beyond the
 //! webhook's 3 tries, and never touch a reply.
 
@@ -18,36 +20,44 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 pub use self::event::{Event, Kind};
+use crate::clock::Zone;
 use crate::config::NotifySettings;
 use crate::once::OncePer;
+use crate::store::budget::MailBudget;
 
-/// Events waiting for delivery; past this, new ones are dropped.
+/// Events waiting for delivery on one channel; past this, new ones are dropped.
 pub const QUEUE_LEN: usize = 1024;
 const LOG_EVERY: Duration = Duration::from_secs(60);
 
-/// Counts for the metrics: each mail or webhook delivery sent or failed, each event dropped.
+/// Counts for the metrics: each mail or webhook delivery sent or failed, each event dropped (a
+/// full queue), each mail suppressed (`[notify] max_per_day`).
 #[derive(Debug, Default)]
 pub struct Stats {
     pub sent: AtomicU64,
     pub failed: AtomicU64,
     pub dropped: AtomicU64,
+    pub suppressed: AtomicU64,
 }
 
-/// Where decisions put their events.
+/// Where decisions put their events: one queue per channel.
 #[derive(Clone, Debug)]
 pub struct Queue {
-    tx: mpsc::Sender<Event>,
+    lanes: Arc<[(&'static str, mpsc::Sender<Event>)]>,
     stats: Arc<Stats>,
     log: Arc<OncePer>,
 }
 
 impl Queue {
-    /// Queues an event; drops it (and counts it) when the queue is full.
+    /// Queues an event on every channel; a full channel drops it (and counts it).
     pub fn push(&self, event: Event) {
-        if self.tx.try_send(event).is_err() {
-            self.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            if self.log.first("dropped", Instant::now()) {
-                tracing::warn!("notify: queue full ({QUEUE_LEN}); events dropped (logged once a minute)");
+        for (channel, tx) in self.lanes.iter() {
+            if tx.try_send(event.clone()).is_err() {
+                self.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                if self.log.first(channel, Instant::now()) {
+                    tracing::warn!(
+                        "notify: {channel} queue full ({QUEUE_LEN}); events dropped (logged once a minute)"
+                    );
+                }
             }
         }
     }
@@ -64,13 +74,23 @@ pub struct Notifier {
     http: Option<reqwest::Client>,
     stats: Arc<Stats>,
     log: Arc<OncePer>,
+    /// Counts the day's mails per sender or domain (none: no cap, as for the admin commands).
+    budget: Option<(MailBudget, Zone)>,
 }
 
 impl Notifier {
     #[must_use]
     pub fn new(settings: NotifySettings) -> Self {
         let http = settings.webhook.as_ref().and_then(|_| send::client());
-        Self { settings, http, stats: Arc::default(), log: Arc::new(OncePer::new(LOG_EVERY)) }
+        Self { settings, http, stats: Arc::default(), log: Arc::new(OncePer::new(LOG_EVERY)), budget: None }
+    }
+
+    /// Caps the mails about one sender (or domain) at `[notify] max_per_day` a day, counted in
+    /// `budget` by the local day of `zone`.
+    #[must_use]
+    pub fn with_budget(mut self, budget: MailBudget, zone: Zone) -> Self {
+        self.budget = Some((budget, zone));
+        self
     }
 
     #[must_use]
@@ -78,46 +98,107 @@ impl Notifier {
         &self.stats
     }
 
-    /// Starts the worker task; returns the queue decisions push onto.
+    /// Starts one worker task per configured channel; returns the queue decisions push onto.
     #[must_use]
     pub fn spawn(self) -> Queue {
-        let (tx, mut rx) = mpsc::channel::<Event>(QUEUE_LEN);
-        let queue = Queue { tx, stats: Arc::clone(&self.stats), log: Arc::clone(&self.log) };
-        tokio::spawn(async move {
-            while let Some(event) = rx.recv().await {
-                self.deliver(&event).await;
-            }
-        });
-        queue
+        let me = Arc::new(self);
+        let mut lanes = Vec::new();
+        let s = &me.settings;
+        if !s.admin.is_empty() || s.sender {
+            let (tx, mut rx) = mpsc::channel::<Event>(QUEUE_LEN);
+            let worker = Arc::clone(&me);
+            tokio::spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    worker.mail(&event).await;
+                }
+            });
+            lanes.push(("mail", tx));
+        }
+        if s.webhook.is_some() {
+            let (tx, mut rx) = mpsc::channel::<Event>(QUEUE_LEN);
+            let worker = Arc::clone(&me);
+            tokio::spawn(async move {
+                while let Some(event) = rx.recv().await {
+                    worker.post(&event).await;
+                }
+            });
+            lanes.push(("webhook", tx));
+        }
+        Queue { lanes: lanes.into(), stats: Arc::clone(&me.stats), log: Arc::clone(&me.log) }
     }
 
-    /// Sends one event everywhere it goes; returns the failures (none: all delivered).
+    /// Sends one event everywhere it goes, mails then webhook; returns the failures (none: all
+    /// delivered). For the admin commands, which deliver their own events.
     pub async fn deliver(&self, event: &Event) -> Vec<String> {
+        let mut failed = self.mail(event).await;
+        failed.extend(self.post(event).await);
+        failed
+    }
+
+    /// The admins' mail and the sender's own, unless the day's mails about this sender (or
+    /// domain) are used up; the last one allowed says so.
+    async fn mail(&self, event: &Event) -> Vec<String> {
         let s = &self.settings;
         let mut failed = Vec::new();
-        if !s.admin.is_empty() {
-            let m = mail::for_admin(event, &s.admin);
+        let admin = (!s.admin.is_empty()).then(|| mail::for_admin(event, &s.admin));
+        let own = if s.sender { mail::for_sender(event) } else { None };
+        if admin.is_none() && own.is_none() {
+            return failed;
+        }
+        let mails = u64::from(admin.is_some()) + u64::from(own.is_some());
+        let last = match self.allowance(event, mails).await {
+            Allowance::Send => None,
+            Allowance::Last(max) => Some(max),
+            Allowance::Suppressed => return failed,
+        };
+        for mut m in admin.into_iter().chain(own) {
+            if let Some(max) = last {
+                m.body.push_str(&mail::last_note(&event.user, max));
+            }
             let sent =
                 send::sendmail(&s.sendmail, &s.from, &m.to, &mail::message(&m, &s.from, event.ts)).await;
             failed.extend(self.outcome("sendmail", sent));
-        }
-        if s.sender
-            && let Some(m) = mail::for_sender(event)
-        {
-            let sent =
-                send::sendmail(&s.sendmail, &s.from, &m.to, &mail::message(&m, &s.from, event.ts)).await;
-            failed.extend(self.outcome("sendmail", sent));
-        }
-        if let Some(url) = &s.webhook {
-            let sent = match &self.http {
-                Some(http) => {
-                    send::webhook(http, url, serde_json::to_string(event).unwrap_or_default()).await
-                }
-                None => Err("no HTTP client".into()),
-            };
-            failed.extend(self.outcome("webhook", sent));
         }
         failed
+    }
+
+    async fn post(&self, event: &Event) -> Vec<String> {
+        let Some(url) = &self.settings.webhook else { return Vec::new() };
+        let sent = match &self.http {
+            Some(http) => send::webhook(http, url, serde_json::to_string(event).unwrap_or_default()).await,
+            None => Err("no HTTP client".into()),
+        };
+        self.outcome("webhook", sent).into_iter().collect()
+    }
+
+    /// Whether this event's `mails` may go out today (`[notify] max_per_day` counts events about
+    /// one sender or domain); a Redis fault sends them (a notification is never lost to a fault).
+    async fn allowance(&self, event: &Event, mails: u64) -> Allowance {
+        let max = self.settings.max_per_day;
+        let Some((budget, zone)) = self.budget.as_ref().filter(|_| max > 0) else { return Allowance::Send };
+        let at = chrono::DateTime::from_timestamp(event.ts, 0).unwrap_or_default();
+        match budget.take(zone.moment(at).day(), &event.user).await {
+            Ok(n) if n > u64::from(max) => {
+                self.stats.suppressed.fetch_add(mails, Ordering::Relaxed);
+                if self.log.first("suppressed", Instant::now()) {
+                    tracing::warn!(
+                        "notify: more than {max} mails today about {} (notify.max_per_day); further mails suppressed, counted in email_ratelimit_notifications_total{{result=\"suppressed\"}} (logged once a minute)",
+                        event.user
+                    );
+                }
+                Allowance::Suppressed
+            }
+            Ok(n) if n == u64::from(max) => Allowance::Last(max),
+            Ok(_) => Allowance::Send,
+            Err(e) => {
+                if self.log.first("budget", Instant::now()) {
+                    tracing::warn!(
+                        "notify: cannot count today's mails ({e}); sending (logged once a minute)"
+                    );
+                }
+                Allowance::Send
+            }
+        }
     }
 
     fn outcome(&self, channel: &str, result: Result<(), String>) -> Option<String> {
@@ -137,6 +218,14 @@ impl Notifier {
     }
 }
 
+/// What the day's mail count allows.
+enum Allowance {
+    Send,
+    /// The last mail today about this sender or domain (`max_per_day`): it says so.
+    Last(u32),
+    Suppressed,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,7 +234,11 @@ mod tests {
     #[test]
     fn a_full_queue_drops_and_counts_without_waiting() {
         let (tx, mut rx) = mpsc::channel(2);
-        let queue = Queue { tx, stats: Arc::default(), log: Arc::new(OncePer::new(LOG_EVERY)) };
+        let queue = Queue {
+            lanes: vec![("mail", tx)].into(),
+            stats: Arc::default(),
+            log: Arc::new(OncePer::new(LOG_EVERY)),
+        };
         let alice = normalize("alice@example.com").expect("valid");
         for _ in 0..5 {
             queue.push(Event::unlock(0, &alice, "mx1"));

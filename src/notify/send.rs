@@ -58,7 +58,8 @@ pub fn client() -> Option<reqwest::Client> {
         .ok()
 }
 
-/// POSTs `body` (JSON) to `url`: 3 tries, 1 s then 2 s apart; success is a 2xx status.
+/// POSTs `body` (JSON) to `url`: 3 tries of at most 5 s each, 1 s then 2 s apart; success is a
+/// 2xx status. The body (and so the event's `id`) is the same on every try.
 ///
 /// # Errors
 /// The last try's failure.
@@ -68,16 +69,21 @@ pub async fn webhook(client: &reqwest::Client, url: &str, body: String) -> Resul
         if let Some(p) = pause {
             tokio::time::sleep(p).await;
         }
-        let sent = client
-            .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body.clone())
-            .send()
-            .await;
+        // The whole attempt (name lookup, connect, TLS, request, answer) in 5 s.
+        let sent = tokio::time::timeout(
+            WEBHOOK_TIMEOUT,
+            client
+                .post(url)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone())
+                .send(),
+        )
+        .await;
         match sent {
-            Ok(r) if r.status().is_success() => return Ok(()),
-            Ok(r) => last = format!("HTTP {}", r.status()),
-            Err(e) => last = chain(&e.without_url()),
+            Ok(Ok(r)) if r.status().is_success() => return Ok(()),
+            Ok(Ok(r)) => last = format!("HTTP {}", r.status()),
+            Ok(Err(e)) => last = chain(&e.without_url()),
+            Err(_) => last = format!("no answer within {} s", WEBHOOK_TIMEOUT.as_secs()),
         }
     }
     Err(format!("{} after 3 tries: {last}", crate::config::redact(url)))

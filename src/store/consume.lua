@@ -49,7 +49,7 @@
 -- Reply {-3, events, ips, lock}: the sender is locked (enforce mode): nothing was counted.
 --   events: bit 1 = the first refusal by this cap in its window (not for oversize), bit 2 = the
 --   sender just became a suspect today, bit 4 = this request locked the sender; each is decided
---   with a marker key (<prefix>:notified:<the key without its prefix>, SET NX with the key's
+--   with a marker key (<prefix>:once:<the key without its prefix>, SET NX with the key's
 --   TTL), so it happens once per window across every server sharing this Redis. ips: the
 --   sender's distinct client addresses today when this request added one, else 0. lock: the
 --   lock's JSON, or "". A lock made here is also added to KEYS[k+8] with the score +inf.
@@ -166,10 +166,10 @@ end
 -- is not a HyperLogLog fails before anything else is written).
 local events, seen = 0, 0
 
--- Where the once-per-window markers live: <prefix>:notified:<the key without the prefix>.
+-- Where the once-per-window markers live: <prefix>:once:<the key without the prefix>.
 local base = string.sub(violations, 1, #violations - #'violations')
 local function once(key, ttl)
-  return redis.call('SET', base .. 'notified:' .. string.sub(key, #base + 1), '1', 'NX', 'EX', ttl) ~= false
+  return redis.call('SET', base .. 'once:' .. string.sub(key, #base + 1), '1', 'NX', 'EX', ttl) ~= false
 end
 local list_ok = records or nil
 local function record(kind, limit, count, window, extra)

@@ -118,12 +118,20 @@ impl KeySchema {
         self.key(Name::Locks(by))
     }
 
-    /// The marker that an event about `key` (a counter, or a sender's `ips` key) was notified
-    /// in its window: `<prefix>:notified:<key without the prefix>`; `consume.lua` builds the same.
+    /// The marker that an event about `key` (a counter, or a sender's `ips` key) happened in its
+    /// window: `<prefix>:once:<key without the prefix>`; `consume.lua` builds the same. (v2 kept
+    /// them under `notified:`, which v3 gives to the day's mail counts.)
     #[must_use]
     pub fn notified(&self, key: &str) -> String {
         let rest = key.strip_prefix(&self.prefix).and_then(|k| k.strip_prefix(':')).unwrap_or(key);
-        format!("{}:notified:{rest}", self.prefix)
+        format!("{}:once:{rest}", self.prefix)
+    }
+
+    /// How many notification mails about `who` (an address, `@domain` or `global`) went out on
+    /// `day`: `<prefix>:notified:YYYY-MM-DD:<who>`.
+    #[must_use]
+    pub fn mails<'a>(&'a self, day: NaiveDate, who: &'a str) -> Key<'a> {
+        self.key(Name::Mails(day, who))
     }
 
     /// The lock key of a sender named by its text (an index member).
@@ -168,6 +176,7 @@ enum Name<'a> {
     Ips(NaiveDate, &'a Mailbox),
     Refusals(NaiveDate, &'a Mailbox),
     Fingerprints(NaiveDate, &'a Mailbox),
+    Mails(NaiveDate, &'a str),
     Locks(LockedBy),
     Violations,
 }
@@ -219,6 +228,7 @@ impl fmt::Display for Key<'_> {
             Name::Ips(day, sender) => write!(f, "{p}:ips:{}:{sender}", Day(day)),
             Name::Refusals(day, sender) => write!(f, "{p}:refusals:{}:{sender}", Day(day)),
             Name::Fingerprints(day, sender) => write!(f, "{p}:fp:{}:{sender}", Day(day)),
+            Name::Mails(day, who) => write!(f, "{p}:notified:{}:{who}", Day(day)),
             Name::Locks(by) => write!(f, "{p}:locks:{}", by.as_str()),
             Name::Violations => write!(f, "{p}:violations"),
         }
@@ -274,11 +284,16 @@ mod tests {
         assert_eq!(keys.locks(LockedBy::Admin).to_string(), "erl:locks:admin");
         assert_eq!(
             keys.notified("erl:2026-03-07T1300/1h:@example.com"),
-            "erl:notified:2026-03-07T1300/1h:@example.com"
+            "erl:once:2026-03-07T1300/1h:@example.com"
         );
         assert_eq!(
             keys.notified(&keys.ips(day, &alice).to_string()),
-            "erl:notified:ips:2026-03-07:alice@example.com"
+            "erl:once:ips:2026-03-07:alice@example.com"
+        );
+        assert_eq!(keys.mails(day, "@example.com").to_string(), "erl:notified:2026-03-07:@example.com");
+        assert_ne!(
+            keys.mails(day, "alice@example.com").to_string(),
+            keys.notified(&keys.sender(day, &alice).to_string())
         );
         assert_eq!(keys.locked_sender("erl:lock:alice@example.com"), Some("alice@example.com"));
         assert_eq!(keys.locked_sender("erl:raise:alice@example.com"), None);

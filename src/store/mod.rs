@@ -6,6 +6,7 @@
 
 pub mod admin;
 mod breaker;
+pub mod budget;
 pub mod keys;
 pub mod memory;
 pub mod protect;

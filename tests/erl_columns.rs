@@ -177,3 +177,36 @@ fn the_explicit_limits_can_come_from_the_master_database() {
     );
     assert!(!d.log().contains("no table email_ratelimit"), "{}", d.log());
 }
+
+/// Issue 20 item 8: several `email_ratelimit` rows for one address: the strictest cap per window
+/// holds, whichever order MariaDB returns the rows in (a strict `out` 2/1h row followed by a
+/// `both` 1000/1d row used to lose its hourly cap).
+#[test]
+fn several_rows_for_one_address_keep_the_strictest_in_either_order() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(db) = Mariadb::start() else { return };
+    panel(&db);
+    let rows = [("out", 3600, 2), ("both", 86400, 1000)];
+    for (round, order) in [rows, [rows[1], rows[0]]].iter().enumerate() {
+        let user = format!("multi{round}@plain.test");
+        let values: Vec<String> = order
+            .iter()
+            .map(|(kind, interval, limit)| format!("(1, '{user}', '{kind}', {interval}, {limit}, 'y')"))
+            .collect();
+        db.sql(&format!(
+            "INSERT INTO {DB}.email_ratelimit (server_id, source, type, `interval`, `limit`, active) VALUES {};",
+            values.join(", ")
+        ));
+    }
+    let d = daemon(&db, &redis);
+    for round in 0..2 {
+        let user = format!("multi{round}@plain.test");
+        assert_eq!(
+            until_refused(&d, &user, 10),
+            (2, format!("DEFER_IF_PERMIT {user}: Your hourly limit of 2 messages reached")),
+            "round {round}"
+        );
+        let (_, status) = d.admin(&["status", &user]);
+        assert!(status.contains("1d") && status.contains("1000"), "the daily row holds too:\n{status}");
+    }
+}

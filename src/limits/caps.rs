@@ -1,31 +1,39 @@
-//! The database's mailbox caps in a compact [`NameTable`]: one cap per address, packed into
-//! 8 bytes (its window and its number). 100,000 mailboxes take about 4 MiB.
+//! The database's mailbox caps in a compact [`NameTable`]: one cap per address packed into 8
+//! bytes (its window and its number), or, for the rare address with caps over several windows,
+//! an index into a side list. 100,000 mailboxes take about 4 MiB.
 
 use super::names::{NameTable, NameTableBuilder};
 use super::window::{Rate, Window};
 use crate::config::MAX_CAP;
 use crate::sender::Mailbox;
 
-/// A cap as stored: `None` means "the default per-mailbox caps" (resolved at lookup, because the
-/// default itself may change independently).
-pub type DbCap = Option<Rate>;
+/// A mailbox's caps as stored: `None` means "the default per-mailbox caps" (resolved at lookup,
+/// because the default itself may change independently); else at most one rate per window,
+/// longest first.
+pub type DbCap = Option<Vec<Rate>>;
 
-/// `0` for the default, else the window's minutes above the limit (at most [`MAX_CAP`]).
-fn pack(cap: DbCap) -> u64 {
-    cap.map_or(0, |r| u64::from(r.window.minutes()) << 32 | r.limit.clamp(1, MAX_CAP))
+/// The flag of a value that indexes the side list of several rates.
+const LIST: u64 = 1 << 63;
+
+/// `0` for the default, the window's minutes above the limit (at most [`MAX_CAP`]) for one rate.
+fn pack_one(r: Rate) -> u64 {
+    u64::from(r.window.minutes()) << 32 | r.limit.clamp(1, MAX_CAP)
 }
 
-fn unpack(v: u64) -> DbCap {
+fn unpack_one(v: u64) -> Option<Rate> {
     let window = Window::from_minutes(u32::try_from(v >> 32).ok()?)?;
     Some(Rate { limit: v & 0xffff_ffff, window })
 }
 
 /// The database's mailbox caps, in a [`NameTable`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct CapTable(NameTable<u64>);
+pub struct CapTable {
+    names: NameTable<u64>,
+    lists: Vec<Vec<Rate>>,
+}
 
 impl CapTable {
-    /// The address's cap, if it is listed (`Some(None)`: listed with the default caps).
+    /// The address's caps, if it is listed (`Some(None)`: listed with the default caps).
     #[must_use]
     pub fn get(&self, mailbox: &Mailbox) -> Option<DbCap> {
         self.get_name(mailbox.as_str())
@@ -34,49 +42,71 @@ impl CapTable {
     /// As [`Self::get`], by the normalized address.
     #[must_use]
     pub fn get_name(&self, name: &str) -> Option<DbCap> {
-        self.0.get(name).map(unpack)
+        self.names.get(name).map(|v| self.unpack(v))
+    }
+
+    fn unpack(&self, v: u64) -> DbCap {
+        if v & LIST != 0 {
+            return usize::try_from(v & !LIST).ok().and_then(|i| self.lists.get(i)).cloned();
+        }
+        unpack_one(v).map(|r| vec![r])
     }
 
     /// Every entry in address order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, DbCap)> + '_ {
-        self.0.iter().map(|(name, v)| (name, unpack(v)))
+        self.names.iter().map(|(name, v)| (name, self.unpack(v)))
     }
 
     #[must_use]
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.names.len()
     }
 
     #[must_use]
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.names.is_empty()
     }
 
     /// Heap bytes held (for logs and benchmarks).
     #[must_use]
     pub fn heap_bytes(&self) -> usize {
-        self.0.heap_bytes()
+        self.names.heap_bytes() + self.lists.iter().map(|l| l.capacity() * size_of::<Rate>()).sum::<usize>()
     }
 }
 
 /// Collects rows, then sorts once. A later row for the same address replaces an earlier one.
 #[derive(Debug, Default)]
-pub struct CapTableBuilder(NameTableBuilder<u64>);
+pub struct CapTableBuilder {
+    names: NameTableBuilder<u64>,
+    lists: Vec<Vec<Rate>>,
+}
 
 impl CapTableBuilder {
     #[must_use]
     pub fn with_capacity(rows: usize) -> Self {
-        Self(NameTableBuilder::with_capacity(rows))
+        Self { names: NameTableBuilder::with_capacity(rows), lists: Vec::new() }
     }
 
-    /// Adds one mailbox; returns false when the arena would pass 4 GiB (the row is skipped).
+    /// Adds one mailbox (several rates: the strictest per window are kept); returns false when
+    /// the arena would pass 4 GiB (the row is skipped).
     pub fn push(&mut self, mailbox: &Mailbox, cap: DbCap) -> bool {
-        self.0.push(mailbox.as_str(), pack(cap))
+        let value = match cap.map(super::window::strictest) {
+            None => 0,
+            Some(rates) => match rates.as_slice() {
+                [] => 0,
+                [one] => pack_one(*one),
+                _ => {
+                    self.lists.push(rates);
+                    LIST | u64::try_from(self.lists.len() - 1).unwrap_or(0)
+                }
+            },
+        };
+        self.names.push(mailbox.as_str(), value)
     }
 
     #[must_use]
     pub fn build(self) -> CapTable {
-        CapTable(self.0.build())
+        CapTable { names: self.names.build(), lists: self.lists }
     }
 }
 
@@ -90,7 +120,7 @@ mod tests {
     }
 
     fn daily(n: u64) -> DbCap {
-        Some(Rate { limit: n, window: Window::Day })
+        Some(vec![Rate { limit: n, window: Window::Day }])
     }
 
     #[test]
@@ -129,16 +159,30 @@ mod tests {
         for (i, w) in every.iter().enumerate() {
             let rate =
                 Rate { limit: [1, 2, 999, 1_000_000_000, 7, 8, 9][i], window: Window::parse(w).expect("w") };
-            b.push(&mb(&format!("u{i}@x.org")), Some(rate));
+            b.push(&mb(&format!("u{i}@x.org")), Some(vec![rate]));
         }
-        b.push(&mb("huge@x.org"), Some(Rate { limit: u64::MAX, window: Window::HOUR }));
+        b.push(&mb("huge@x.org"), Some(vec![Rate { limit: u64::MAX, window: Window::HOUR }]));
         let t = b.build();
+        let first = |a: &str| t.get(&mb(a)).flatten().and_then(|v| v.first().copied());
         for (i, w) in every.iter().enumerate() {
-            let got = t.get(&mb(&format!("u{i}@x.org"))).flatten().expect("capped");
+            let got = first(&format!("u{i}@x.org")).expect("capped");
             assert_eq!(got.window.to_string(), *w);
         }
-        assert_eq!(t.get(&mb("u3@x.org")).flatten().map(|r| r.limit), Some(1_000_000_000));
-        assert_eq!(t.get(&mb("huge@x.org")).flatten().map(|r| r.limit), Some(MAX_CAP), "clamped");
+        assert_eq!(first("u3@x.org").map(|r| r.limit), Some(1_000_000_000));
+        assert_eq!(first("huge@x.org").map(|r| r.limit), Some(MAX_CAP), "clamped");
+    }
+
+    #[test]
+    fn several_windows_keep_the_strictest_each() {
+        let r = |limit, w: &str| Rate { limit, window: Window::parse(w).expect("w") };
+        let mut b = CapTableBuilder::default();
+        b.push(&mb("a@x.org"), Some(vec![r(2, "1h"), r(1000, "1d"), r(5, "1h")]));
+        b.push(&mb("b@x.org"), Some(vec![r(3, "1h"), r(9, "1h")]));
+        b.push(&mb("c@x.org"), daily(4));
+        let t = b.build();
+        assert_eq!(t.get(&mb("a@x.org")), Some(Some(vec![r(1000, "1d"), r(2, "1h")])));
+        assert_eq!(t.get(&mb("b@x.org")), Some(Some(vec![r(3, "1h")])));
+        assert_eq!(t.get(&mb("c@x.org")), Some(daily(4)));
     }
 
     #[test]

@@ -136,8 +136,8 @@ impl DatabaseSource {
                 );
             }
             let mut builder = CapTableBuilder::with_capacity(resolved.mailboxes.len());
-            for (mailbox, rate) in &resolved.mailboxes {
-                builder.push(mailbox, Some(*rate));
+            for (mailbox, rates) in resolved.mailboxes {
+                builder.push(&mailbox, Some(rates));
             }
             DatabaseLimits {
                 global: None,
@@ -245,7 +245,7 @@ impl RawRows {
         let mut rejected = 0usize;
         for &(start, end, daily) in &self.rows {
             match sender::normalize(&self.text[start..end]) {
-                Ok(m) if builder.push(&m, daily.map(|limit| Rate { limit, window: Window::Day })) => {}
+                Ok(m) if builder.push(&m, daily.map(|limit| vec![Rate { limit, window: Window::Day }])) => {}
                 _ => rejected += 1,
             }
         }

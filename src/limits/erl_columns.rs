@@ -15,7 +15,7 @@ use sqlx::Row;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 
 use super::database::{LimitsError, int_column};
-use super::window::{Rate, Window};
+use super::window::{Rate, Window, strictest};
 use crate::config::MAX_CAP;
 use crate::sender;
 
@@ -80,10 +80,11 @@ impl Rows {
     }
 }
 
-/// The resolved caps: mailbox caps and domain aggregates, names normalized.
+/// The resolved caps: mailbox caps (one per window, longest first) and domain aggregates (one
+/// entry per domain and window), names normalized.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolved {
-    pub mailboxes: Vec<(sender::Mailbox, Rate)>,
+    pub mailboxes: Vec<(sender::Mailbox, Vec<Rate>)>,
     pub domains: Vec<(String, Rate)>,
     /// Rows whose address or domain could not be used.
     pub skipped: usize,
@@ -112,29 +113,30 @@ fn cap(limit: u64, interval: u64) -> Option<Rate> {
 pub fn resolve(rows: &Rows) -> Resolved {
     let mut out = Resolved::default();
     let Some(server) = rows.server.as_ref().filter(|s| s.enabled) else { return out };
-    // 2. Explicit rows: an address's is its only cap; a domain's is an aggregate cap.
-    let mut explicit: HashMap<sender::Mailbox, Rate> = HashMap::new();
+    // 2. Explicit rows: an address's are its only caps; a domain's are aggregate caps. Several
+    // rows for one source: the strictest per window, whatever order they come in.
+    let mut explicit: HashMap<sender::Mailbox, Vec<Rate>> = HashMap::new();
+    let mut aggregate: HashMap<String, Vec<Rate>> = HashMap::new();
     for row in &rows.explicit {
         let outbound = matches!(row.direction.as_str(), "out" | "both");
         let Some(rate) = cap(row.limit, row.interval).filter(|_| row.active && outbound) else { continue };
         let source = row.source.trim();
         if let Some(domain) = source.strip_prefix('@') {
             match sender::normalize_domain(domain) {
-                Ok(d) => {
-                    out.domains.retain(|(name, _)| *name != d);
-                    out.domains.push((d, rate));
-                }
+                Ok(d) => aggregate.entry(d).or_default().push(rate),
                 Err(_) => out.skipped += 1,
             }
         } else {
             match sender::normalize(source) {
-                Ok(m) => {
-                    explicit.insert(m, rate);
-                }
+                Ok(m) => explicit.entry(m).or_default().push(rate),
                 Err(_) => out.skipped += 1,
             }
         }
     }
+    for (domain, rates) in aggregate {
+        out.domains.extend(strictest(rates).into_iter().map(|r| (domain.clone(), r)));
+    }
+    out.domains.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.window.minutes().cmp(&a.1.window.minutes())));
     // 3. The domain's policy for the mailboxes that inherit.
     let server_default = cap(server.out_limit, server.out_interval);
     let mut domains: HashMap<String, Option<Rate>> = HashMap::new();
@@ -172,10 +174,10 @@ pub fn resolve(rows: &Rows) -> Resolved {
             }
         };
         if let Some(rate) = own {
-            out.mailboxes.push((mailbox, rate));
+            out.mailboxes.push((mailbox, vec![rate]));
         }
     }
-    out.mailboxes.extend(explicit);
+    out.mailboxes.extend(explicit.into_iter().map(|(m, rates)| (m, strictest(rates))));
     out
 }
 

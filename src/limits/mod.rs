@@ -199,7 +199,7 @@ mod tests {
         assert_eq!(file_only.origin, Origin::ConfigFile);
 
         let mut table = caps::CapTableBuilder::default();
-        table.push(&mb("c@x.org"), Some(window::Rate { limit: 3, window: window::Window::Day }));
+        table.push(&mb("c@x.org"), Some(vec![window::Rate { limit: 3, window: window::Window::Day }]));
         table.push(&mb("d@x.org"), None);
         let db = DatabaseLimits {
             global: Some(500),

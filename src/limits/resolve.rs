@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::file::{Caps, MailboxTable, ordered};
-use super::window::{Rate, Window};
+use super::window::{Rate, Window, strictest};
 use super::{Cap, Limits};
 use crate::config::LimitSettings;
 use crate::sender::Mailbox;
@@ -68,8 +68,13 @@ impl Compiled {
                 )
             })
             .collect();
+        // The database's caps of a domain (one entry per window) replace the file's aggregate.
+        let mut by_domain: HashMap<&str, Vec<Rate>> = HashMap::new();
         for (domain, rate) in db_domains {
-            domains.entry(domain.clone()).or_default().0 = ordered(None, &[*rate]);
+            by_domain.entry(domain.as_str()).or_default().push(*rate);
+        }
+        for (domain, rates) in by_domain {
+            domains.entry(domain.to_owned()).or_default().0 = ordered(None, &strictest(rates));
         }
         let db_domains = db_domains.iter().map(|(d, _)| d.clone()).collect();
         Self {
@@ -98,7 +103,10 @@ impl Limits {
             // The database's cap replaces the file's for this mailbox.
             return MailboxCaps {
                 source: CapSource::Database,
-                caps: cap.map_or_else(|| c.defaults.clone(), |r| vec![(r.window, Cap::Enforced(r.limit))]),
+                caps: cap.map_or_else(
+                    || c.defaults.clone(),
+                    |rates| rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect(),
+                ),
                 exempt,
                 listed: true,
             };
@@ -263,7 +271,7 @@ mod tests {
     fn the_database_replaces_the_file_for_its_mailboxes() {
         let config = from_toml(CONFIG).expect("valid").limits;
         let mut table = CapTableBuilder::default();
-        table.push(&mb("own@example.com"), Some(Rate { limit: 7, window: Window::Day }));
+        table.push(&mb("own@example.com"), Some(vec![Rate { limit: 7, window: Window::Day }]));
         table.push(&mb("other@example.com"), None);
         let db = DatabaseLimits {
             global: Some(5000),
@@ -307,8 +315,8 @@ mod tests {
     fn erl_columns_caps_carry_windows_and_replace_the_files_domain_caps() {
         let config = from_toml(CONFIG).expect("valid").limits;
         let mut table = CapTableBuilder::default();
-        table.push(&mb("own@example.com"), Some(Rate { limit: 30, window: Window::Minutes(15) }));
-        table.push(&mb("panel@example.com"), Some(Rate { limit: 500, window: Window::HOUR }));
+        table.push(&mb("own@example.com"), Some(vec![Rate { limit: 30, window: Window::Minutes(15) }]));
+        table.push(&mb("panel@example.com"), Some(vec![Rate { limit: 500, window: Window::HOUR }]));
         let db = DatabaseLimits {
             mailboxes: Arc::new(table.build()),
             domains: vec![("example.com".into(), Rate { limit: 900, window: Window::HOUR })],

@@ -52,13 +52,23 @@ struct File {
 enum SavedCap {
     Daily(u64),
     Rate(String),
+    /// Caps over several windows (erl-columns: several rows for one address).
+    Rates(Vec<String>),
 }
 
 impl SavedCap {
-    fn read(&self) -> Result<Rate, String> {
+    fn read(&self) -> Result<Vec<Rate>, String> {
         match self {
-            Self::Daily(limit) => Ok(Rate { limit: *limit, window: Window::Day }),
-            Self::Rate(text) => Rate::parse(text, MAX_CAP),
+            Self::Daily(limit) => Ok(vec![Rate { limit: *limit, window: Window::Day }]),
+            Self::Rate(text) => Ok(vec![Rate::parse(text, MAX_CAP)?]),
+            Self::Rates(texts) => texts.iter().map(|t| Rate::parse(t, MAX_CAP)).collect(),
+        }
+    }
+
+    fn write(rates: &[Rate]) -> Self {
+        match rates {
+            [one] => Self::Rate(one.to_string()),
+            more => Self::Rates(more.iter().map(ToString::to_string).collect()),
         }
     }
 }
@@ -149,7 +159,7 @@ pub fn save(
         mailboxes: limits
             .mailboxes
             .iter()
-            .map(|(e, cap)| (e.to_owned(), cap.map(|r| SavedCap::Rate(r.to_string()))))
+            .map(|(e, cap)| (e.to_owned(), cap.as_deref().map(SavedCap::write)))
             .collect(),
         domains: limits.domains.iter().map(|(d, r)| (d.clone(), r.to_string())).collect(),
     };
@@ -189,9 +199,11 @@ mod tests {
 
     fn limits() -> DatabaseLimits {
         let mut b = CapTableBuilder::default();
-        b.push(&normalize("a@x.org").expect("valid"), Some(Rate { limit: 3, window: Window::Day }));
+        b.push(&normalize("a@x.org").expect("valid"), Some(vec![Rate { limit: 3, window: Window::Day }]));
         b.push(&normalize("b@xn--bcher-kva.example").expect("valid"), None);
-        b.push(&normalize("c@x.org").expect("valid"), Some(Rate { limit: 20, window: Window::HOUR }));
+        b.push(&normalize("c@x.org").expect("valid"), Some(vec![Rate { limit: 20, window: Window::HOUR }]));
+        let two = vec![Rate { limit: 1000, window: Window::Day }, Rate { limit: 2, window: Window::HOUR }];
+        b.push(&normalize("d@x.org").expect("valid"), Some(two));
         DatabaseLimits {
             global: Some(5000),
             default_mailbox: None,
@@ -245,9 +257,9 @@ mod tests {
         std::fs::write(&path, text.to_string()).expect("write");
         let (back, _) = load(&path, &s).expect("load").expect("present");
         let get = |m: &str| back.mailboxes.get(&normalize(m).expect("valid"));
-        assert_eq!(get("a@x.org"), Some(Some(Rate { limit: 7, window: Window::Day })));
+        assert_eq!(get("a@x.org"), Some(Some(vec![Rate { limit: 7, window: Window::Day }])));
         assert_eq!(get("b@x.org"), Some(None));
-        assert_eq!(get("c@x.org").flatten().map(|r| r.to_string()), Some("5/15m".into()));
+        assert_eq!(get("c@x.org").flatten().map(|r| r[0].to_string()), Some("5/15m".into()));
     }
 
     #[test]

@@ -148,6 +148,21 @@ impl Rate {
     }
 }
 
+/// The strictest cap per window of `rates` (the smallest limit), longest window first: what a
+/// sender is held to when several sources cap it over the same window.
+#[must_use]
+pub fn strictest(rates: impl IntoIterator<Item = Rate>) -> Vec<Rate> {
+    let mut out: Vec<Rate> = Vec::new();
+    for r in rates {
+        match out.iter_mut().find(|o| o.window == r.window) {
+            Some(o) => o.limit = o.limit.min(r.limit),
+            None => out.push(r),
+        }
+    }
+    out.sort_by_key(|r| std::cmp::Reverse(r.window.minutes()));
+    out
+}
+
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}/{}", self.limit, self.window)

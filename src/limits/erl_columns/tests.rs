@@ -17,7 +17,10 @@ fn explicit(source: &str, direction: &str, limit: u64, interval: u64, active: bo
 /// The resolved mailbox caps as `address -> "N/w"`.
 fn caps(r: &Resolved) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> =
-        r.mailboxes.iter().map(|(m, c)| (m.to_string(), c.to_string())).collect();
+        r.mailboxes
+            .iter()
+            .map(|(m, c)| (m.to_string(), c.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")))
+            .collect();
     v.sort();
     v
 }
@@ -135,6 +138,39 @@ fn explicit_rows_win_and_domain_rows_are_aggregates() {
         vec![("xn--bcher-kva.example".to_owned(), Rate { limit: 1000, window: Window::HOUR })]
     );
     assert_eq!(r.skipped, 1);
+}
+
+/// Issue 20 item 8: several rows for one address or domain: the strictest cap per window, all
+/// windows kept, whatever order the database returns them in.
+#[test]
+fn several_rows_for_one_source_keep_the_strictest_cap_per_window_in_any_order() {
+    let rows = vec![
+        explicit("a@x.org", "out", 2, 3600, true),
+        explicit("a@x.org", "both", 1000, 86_400, true),
+        explicit("a@x.org", "both", 5, 3600, true),
+        explicit("a@x.org", "in", 1, 3600, true),
+        explicit("@x.org", "out", 100, 3600, true),
+        explicit("@x.org", "both", 50, 3600, true),
+        explicit("@x.org", "out", 900, 86_400, true),
+    ];
+    for order in [rows.clone(), rows.iter().rev().cloned().collect()] {
+        let r = resolve(&Rows {
+            server: server(500, 3600, 0),
+            mailboxes: vec![policy("a@x.org", "custom", 1, 60)],
+            explicit: order,
+            ..Rows::default()
+        });
+        assert_eq!(caps(&r), pairs(&[("a@x.org", "1000/1d 2/1h")]), "the explicit rows replace the mailbox's own");
+        let mut domains = r.domains.clone();
+        domains.sort_by_key(|(_, rate)| rate.limit);
+        assert_eq!(
+            domains,
+            vec![
+                ("x.org".to_owned(), Rate { limit: 50, window: Window::HOUR }),
+                ("x.org".to_owned(), Rate { limit: 900, window: Window::Day })
+            ]
+        );
+    }
 }
 
 #[test]

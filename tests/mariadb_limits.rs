@@ -161,3 +161,31 @@ fn a_restart_while_mariadb_is_down_uses_the_cache_file_or_fails_open() {
     assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 3));
     wait_for("the cache file again", Duration::from_secs(10), || d.cache_file().exists().then_some(()));
 }
+
+/// Issue 20 item 14: a cache file holds caps resolved by whatever version wrote it; the first
+/// database read after a start resolves the rows afresh even when they did not change (a fix to
+/// the resolution rules used to wait for a change in the panel), and rewrites the file.
+#[test]
+fn the_first_read_after_a_start_replaces_the_cache_files_caps() {
+    let Some(db) = Mariadb::start() else { return };
+    add_mailbox(&db, 1, "alice@example.com", "y", "3");
+    let mut d = db_daemon(&db, "");
+    d.wait_log("limits loaded from database", 1);
+    let cache = d.cache_file();
+    wait_for("the cache file", Duration::from_secs(10), || {
+        std::fs::read_to_string(&cache).ok().filter(|t| t.contains("alice@example.com"))
+    });
+    d.stop();
+    // What an older resolver might have written for the same rows (same fingerprint).
+    let text = std::fs::read_to_string(&cache).expect("cache");
+    let mut file: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    file["mailboxes"] = serde_json::json!([["alice@example.com", 9]]);
+    std::fs::write(&cache, file.to_string()).expect("write");
+    d.start_again();
+    d.wait_log("limits loaded from database", 2);
+    assert_eq!(accepted_until_refused(&d, "alice@example.com", 10), 3, "the rows' cap, not the file's");
+    wait_for("the cache file rewritten", Duration::from_secs(10), || {
+        let text = std::fs::read_to_string(&cache).ok()?;
+        (!text.contains("[\"alice@example.com\",9]")).then_some(())
+    });
+}

@@ -33,6 +33,9 @@ pub struct LimitsCache {
     persist: bool,
     /// Unix seconds of the last good database read (0: none yet).
     last_success: std::sync::atomic::AtomicI64,
+    /// One refresh at a time (the periodic one and SIGHUP's): an older read that finished last
+    /// would replace newer limits, and two saves would share the file.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -54,6 +57,7 @@ impl LimitsCache {
             db,
             persist: false,
             last_success: std::sync::atomic::AtomicI64::new(0),
+            refreshing: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -122,8 +126,15 @@ impl LimitsCache {
             self.rebuild();
             return Ok(());
         };
+        let _one = self.refreshing.lock().await;
         let started = Instant::now();
-        let previous = lock(&self.state).last.as_ref().map(|d| d.fingerprint);
+        // Only a set this process read itself may be kept as "unchanged": a cache file's was
+        // resolved by whatever rules wrote it (maybe an older version's), so the first read
+        // after a start always resolves the rows afresh.
+        let previous = {
+            let state = lock(&self.state);
+            state.last.as_ref().filter(|_| state.origin == Origin::Database).map(|d| d.fingerprint)
+        };
         let fetched = db.fetch(previous).await?;
         self.last_success.store(chrono::Utc::now().timestamp(), std::sync::atomic::Ordering::Relaxed);
         match fetched {
@@ -141,6 +152,10 @@ impl LimitsCache {
                 let caps = fetched.mailboxes.len();
                 {
                     let mut state = lock(&self.state);
+                    if state.origin != Origin::Database {
+                        // Rewrite the cache file even when the rows are the same as its own.
+                        state.saved = None;
+                    }
                     state.last = Some(fetched);
                     state.origin = Origin::Database;
                 }

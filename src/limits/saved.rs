@@ -179,7 +179,10 @@ pub fn save(
 fn tempfile_in(dir: &Path, path: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
     use std::os::unix::fs::OpenOptionsExt;
     let name = path.file_name().map_or_else(|| "limits".into(), |n| n.to_string_lossy().into_owned());
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    // A name of its own per write: two writers never share (nor truncate) one temporary file.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
     Ok((tmp, file))
 }
@@ -231,6 +234,30 @@ mod tests {
         assert_eq!(names, vec![std::ffi::OsString::from("limits.json")], "no temporary file left");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(!text.contains("secret"), "{text}");
+    }
+
+    /// Issue 20 item 14: two writers at once (a reload and the periodic refresh) each get a
+    /// whole file: neither truncates the other's temporary file, every save succeeds, and the
+    /// file always reads back as one of the two.
+    #[test]
+    fn concurrent_saves_never_mix() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("limits.json");
+        let s = settings("mysql://erl@localhost/dbispconfig");
+        let mut other = limits();
+        other.global = Some(7);
+        std::thread::scope(|scope| {
+            for which in [limits(), other.clone()] {
+                let (path, s) = (&path, &s);
+                scope.spawn(move || {
+                    for i in 0..200 {
+                        save(path, s, &which, i).expect("every save succeeds");
+                    }
+                });
+            }
+        });
+        let (back, _) = load(&path, &s).expect("a whole file").expect("present");
+        assert!(back == limits() || back == other);
     }
 
     #[test]

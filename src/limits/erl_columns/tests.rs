@@ -16,11 +16,11 @@ fn explicit(source: &str, direction: &str, limit: u64, interval: u64, active: bo
 
 /// The resolved mailbox caps as `address -> "N/w"`.
 fn caps(r: &Resolved) -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> =
-        r.mailboxes
-            .iter()
-            .map(|(m, c)| (m.to_string(), c.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")))
-            .collect();
+    let mut v: Vec<(String, String)> = r
+        .mailboxes
+        .iter()
+        .map(|(m, c)| (m.to_string(), c.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")))
+        .collect();
     v.sort();
     v
 }
@@ -160,7 +160,11 @@ fn several_rows_for_one_source_keep_the_strictest_cap_per_window_in_any_order() 
             explicit: order,
             ..Rows::default()
         });
-        assert_eq!(caps(&r), pairs(&[("a@x.org", "1000/1d 2/1h")]), "the explicit rows replace the mailbox's own");
+        assert_eq!(
+            caps(&r),
+            pairs(&[("a@x.org", "1000/1d 2/1h")]),
+            "the explicit rows replace the mailbox's own"
+        );
         let mut domains = r.domains.clone();
         domains.sort_by_key(|(_, rate)| rate.limit);
         assert_eq!(

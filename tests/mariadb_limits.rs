@@ -189,3 +189,45 @@ fn the_first_read_after_a_start_replaces_the_cache_files_caps() {
         (!text.contains("[\"alice@example.com\",9]")).then_some(())
     });
 }
+
+/// Issue 20 item 7: a SIGHUP that adds, changes or removes `[database]` applies it (the reload
+/// `install.sh db-user` prescribes used to leave the panel's caps unread until a restart); a
+/// change that needs a restart is warned about on every reload until then.
+#[test]
+fn sighup_adds_changes_and_removes_the_database() {
+    let Some(db) = Mariadb::start() else { return };
+    add_mailbox(&db, 1, "alice@example.com", "y", "3");
+    let d = Daemon::start("store = \"memory\"\n[limits]\nglobal = 999\n");
+    assert_eq!(accepted_until_refused(&d, "alice@example.com", 5), 5, "no database yet: uncapped");
+    let with_db = |extra: &str| {
+        format!(
+            "store = \"memory\"\n[limits]\nglobal = 999\n[database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n{extra}",
+            db.url()
+        )
+    };
+    d.write_config(&with_db(""));
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reload: [database] applied", 1);
+    d.wait_log("limits loaded from database", 1);
+    // 5 sent already today: alice is over the panel's 3.
+    assert_eq!(d.send("alice@example.com", 1), defer_user("alice@example.com", 3));
+    // A change (another query for the server-wide caps) applies at once too.
+    d.write_config(&with_db(
+        "global_query = \"SELECT 0, 6, default_mailbox_limit FROM er_global_ratelimit WHERE server_id = 0\"\n",
+    ));
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reload: [database] applied", 2);
+    d.wait_log("limits loaded from database: global=6", 1);
+    assert_eq!(d.send("bob@example.com", 2), defer_global("bob@example.com", 6), "the server has sent 5");
+    // Removed: the config file's caps alone.
+    d.write_config("store = \"memory\"\n[limits]\nglobal = 999\n");
+    d.signal(Signal::SIGHUP);
+    d.wait_log("reload: [database] removed", 1);
+    assert_eq!(d.send("alice@example.com", 1), "DUNNO");
+    // A change that needs a restart is said on every reload until then.
+    d.write_config("store = \"memory\"\nserver_name = \"renamed\"\n[limits]\nglobal = 999\n");
+    for n in 1..=2 {
+        d.signal(Signal::SIGHUP);
+        d.wait_log("reload: server_name changed; not applied until a restart", n);
+    }
+}

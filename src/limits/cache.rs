@@ -28,7 +28,8 @@ pub struct LimitsCache {
     /// The config file's part, compiled once per load (its mailbox table is shared).
     config: Mutex<FileLimits>,
     state: Mutex<DbState>,
-    db: Option<DatabaseSource>,
+    /// The database (SIGHUP may add, change or remove it).
+    db: arc_swap::ArcSwapOption<DatabaseSource>,
     /// Whether good reads are written to the cache file (the daemon; not the admin commands).
     persist: bool,
     /// Unix seconds of the last good database read (0: none yet).
@@ -54,7 +55,7 @@ impl LimitsCache {
             current: ArcSwap::from_pointee(Limits::assemble(&config, None, origin, layout)),
             config: Mutex::new(config),
             state: Mutex::new(DbState { last: None, origin, saved: None, save_failing: None }),
-            db,
+            db: arc_swap::ArcSwapOption::from(db.map(Arc::new)),
             persist: false,
             last_success: std::sync::atomic::AtomicI64::new(0),
             refreshing: tokio::sync::Mutex::new(()),
@@ -87,10 +88,28 @@ impl LimitsCache {
         self.rebuild();
     }
 
+    /// Replaces the database (SIGHUP added, changed or removed `[database]`): what the old one
+    /// said is forgotten, and the new one's caps are unknown until its cache file or a read
+    /// says; without one, the config file's caps alone apply. Waits for a refresh in flight.
+    pub async fn set_database(&self, db: Option<DatabaseSource>) {
+        let _one = self.refreshing.lock().await;
+        let origin = if db.is_some() { Origin::Unknown } else { Origin::ConfigFile };
+        self.db.store(db.map(Arc::new));
+        *lock(&self.state) = DbState { last: None, origin, saved: None, save_failing: None };
+        self.last_success.store(0, std::sync::atomic::Ordering::Relaxed);
+        self.rebuild();
+    }
+
+    /// Whether limits are read from a database.
+    #[must_use]
+    pub fn has_database(&self) -> bool {
+        self.db.load().is_some()
+    }
+
     fn rebuild(&self) {
         let config = lock(&self.config).clone();
         let state = lock(&self.state);
-        let layout = self.db.as_ref().map_or(Layout::ErTables, |d| d.settings().layout);
+        let layout = self.db.load().as_ref().map_or(Layout::ErTables, |d| d.settings().layout);
         self.current.store(Arc::new(Limits::assemble(&config, state.last.as_ref(), state.origin, layout)));
     }
 
@@ -101,7 +120,7 @@ impl LimitsCache {
     /// [`SavedError`] for a file that is unreadable, malformed or from other settings; the
     /// caller logs it and the caps stay unknown until the database answers.
     pub fn load_saved(&self) -> Result<Option<i64>, SavedError> {
-        let Some(db) = &self.db else { return Ok(None) };
+        let Some(db) = self.db.load_full() else { return Ok(None) };
         let settings = db.settings();
         let Some((limits, written)) = saved::load(&settings.cache_file, settings)? else { return Ok(None) };
         {
@@ -122,11 +141,11 @@ impl LimitsCache {
     /// # Errors
     /// The database fault; the previous set stays in force.
     pub async fn refresh(&self) -> Result<(), LimitsError> {
-        let Some(db) = &self.db else {
+        let _one = self.refreshing.lock().await;
+        let Some(db) = self.db.load_full() else {
             self.rebuild();
             return Ok(());
         };
-        let _one = self.refreshing.lock().await;
         let started = Instant::now();
         // Only a set this process read itself may be kept as "unchanged": a cache file's was
         // resolved by whatever rules wrote it (maybe an older version's), so the first read
@@ -176,7 +195,7 @@ impl LimitsCache {
 
     /// Writes the last good read to the cache file when it differs from what the file holds.
     async fn save(&self) {
-        let Some(db) = self.db.as_ref().filter(|_| self.persist) else { return };
+        let Some(db) = self.db.load_full().filter(|_| self.persist) else { return };
         let last = {
             let state = lock(&self.state);
             match &state.last {

@@ -20,7 +20,7 @@ pub use cache::LimitsCache;
 pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 pub use file::{FileLimits, MailboxTable};
-pub use refresher::Refresher;
+pub use refresher::{Reader, Refresher};
 pub use resolve::{CapSource, MailboxCaps};
 
 use crate::config::{Layout, LimitSettings};

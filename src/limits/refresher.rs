@@ -38,10 +38,12 @@ impl Refresher {
         Ok(Self { handle, stop })
     }
 
-    /// The first read now, then one every `every` until the stop; failures are logged once per
+    /// The first read now, then one every `every` until the stop or until the returned token is
+    /// cancelled (a SIGHUP that changes or removes `[database]`); failures are logged once per
     /// outage ([`LimitsCache::refresh_logged`]).
-    pub fn run(&self, cache: Arc<LimitsCache>, every: Duration) {
-        let stop = self.stop.clone();
+    pub fn run(&self, cache: Arc<LimitsCache>, every: Duration) -> CancellationToken {
+        let stop = self.stop.child_token();
+        let looping = stop.clone();
         self.handle.spawn(async move {
             let failing = cache.refresh_logged(None).await;
             if failing.is_none() {
@@ -55,6 +57,7 @@ impl Refresher {
             }
             cache.refresh_loop(every, failing, stop).await;
         });
+        looping
     }
 
     /// One refresh on the refresher's thread (SIGHUP), awaited from any runtime; `None` when it
@@ -64,6 +67,54 @@ impl Refresher {
             .spawn(async move { cache.refresh_logged(None).await })
             .await
             .unwrap_or_else(|e| Some(format!("the refresher stopped: {e}")))
+    }
+}
+
+/// The daemon's database side: the refresher thread, started when a database is first
+/// configured (at start or by SIGHUP), and its periodic loop, restarted when `[database]`
+/// changes and stopped when it is removed.
+#[derive(Debug)]
+pub struct Reader {
+    stop: CancellationToken,
+    refresher: Option<Refresher>,
+    looping: Option<CancellationToken>,
+}
+
+impl Reader {
+    /// Nothing is read until [`Self::start`]; everything stops with `stop`.
+    #[must_use]
+    pub fn new(stop: CancellationToken) -> Self {
+        Self { stop, refresher: None, looping: None }
+    }
+
+    /// Reads `cache`'s database now and every `every` (ending an earlier loop first).
+    ///
+    /// # Errors
+    /// When the refresher thread cannot be started.
+    pub fn start(&mut self, cache: Arc<LimitsCache>, every: Duration) -> std::io::Result<()> {
+        self.stop_reading();
+        let refresher = match &self.refresher {
+            Some(r) => r.clone(),
+            None => self.refresher.insert(Refresher::start(self.stop.clone())?).clone(),
+        };
+        self.looping = Some(refresher.run(cache, every));
+        Ok(())
+    }
+
+    /// Ends the periodic loop (the database was removed).
+    pub fn stop_reading(&mut self) {
+        if let Some(looping) = self.looping.take() {
+            looping.cancel();
+        }
+    }
+
+    /// One refresh now (SIGHUP with the same database); `None` when it succeeded or nothing is
+    /// read, else the failure's text.
+    pub async fn refresh_now(&self, cache: Arc<LimitsCache>) -> Option<String> {
+        match (&self.refresher, &self.looping) {
+            (Some(r), Some(_)) => r.refresh_now(cache).await,
+            _ => None,
+        }
     }
 }
 

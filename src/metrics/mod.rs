@@ -60,6 +60,7 @@ pub struct Metrics {
     /// 0 without `[database]`; `database_configured` tells the two zeros apart.
     pub database_last_success: Gauge,
     pub limits_loaded: Gauge,
+    database_configured: Gauge,
     pub connections: Gauge,
     locked_senders: Family<Labels, Gauge>,
     sent: Counter,
@@ -111,8 +112,12 @@ impl Metrics {
             "database_last_success_timestamp_seconds",
             "Unix time of the last good read of the database's limits (0: none since start, or no database)",
         );
-        gauge(&mut registry, "database_configured", "1 when limits are read from a database ([database])")
-            .set(i64::from(database));
+        let database_configured = gauge(
+            &mut registry,
+            "database_configured",
+            "1 when limits are read from a database ([database])",
+        );
+        database_configured.set(i64::from(database));
         let limits_loaded =
             gauge(&mut registry, "limits_loaded", "Mailboxes with a cap in the current limit set");
         let connections = gauge(&mut registry, "connections", "Open policy connections (smtpd processes)");
@@ -154,6 +159,7 @@ impl Metrics {
             redis_up,
             database_last_success,
             limits_loaded,
+            database_configured,
             connections,
             locked_senders,
             sent,
@@ -182,6 +188,11 @@ impl Metrics {
         };
         counter.inc();
         self.duration.observe(took);
+    }
+
+    /// A SIGHUP added or removed `[database]`.
+    pub fn set_database_configured(&self, on: bool) {
+        self.database_configured.set(i64::from(on));
     }
 
     /// The locked senders as the two lock indexes count them.

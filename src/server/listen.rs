@@ -161,6 +161,9 @@ fn own_socket(path: &Path) -> Result<(u64, u64), ServerError> {
 /// any other thread creates files.
 fn with_umask<T>(mask: u32, f: impl FnOnce() -> T) -> T {
     use nix::sys::stat::{Mode, umask};
+    // The umask is the process's: two binds at once (tests) must not restore each other's.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = ONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let old = umask(Mode::from_bits_truncate(mask));
     let out = f();
     umask(old);

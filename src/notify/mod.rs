@@ -102,28 +102,26 @@ impl Notifier {
     #[must_use]
     pub fn spawn(self) -> Queue {
         let me = Arc::new(self);
-        let mut lanes = Vec::new();
         let s = &me.settings;
-        if !s.admin.is_empty() || s.sender {
-            let (tx, mut rx) = mpsc::channel::<Event>(QUEUE_LEN);
-            let worker = Arc::clone(&me);
-            tokio::spawn(async move {
-                while let Some(event) = rx.recv().await {
-                    worker.mail(&event).await;
-                }
-            });
-            lanes.push(("mail", tx));
-        }
-        if s.webhook.is_some() {
-            let (tx, mut rx) = mpsc::channel::<Event>(QUEUE_LEN);
-            let worker = Arc::clone(&me);
-            tokio::spawn(async move {
-                while let Some(event) = rx.recv().await {
-                    worker.post(&event).await;
-                }
-            });
-            lanes.push(("webhook", tx));
-        }
+        let mails = !s.admin.is_empty() || s.sender;
+        let lanes: Vec<_> = [("mail", mails), ("webhook", s.webhook.is_some())]
+            .into_iter()
+            .filter(|(_, on)| *on)
+            .map(|(channel, _)| {
+                let (tx, mut rx) = mpsc::channel::<Event>(QUEUE_LEN);
+                let worker = Arc::clone(&me);
+                tokio::spawn(async move {
+                    while let Some(event) = rx.recv().await {
+                        if channel == "mail" {
+                            worker.mail(&event).await;
+                        } else {
+                            worker.post(&event).await;
+                        }
+                    }
+                });
+                (channel, tx)
+            })
+            .collect();
         Queue { lanes: lanes.into(), stats: Arc::clone(&me.stats), log: Arc::clone(&me.log) }
     }
 

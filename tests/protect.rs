@@ -319,3 +319,23 @@ fn a_message_that_can_never_fit_is_rejected_once_and_never_locks() {
         )
     );
 }
+
+/// Issue 21 item 4 (DESIGN v3): `unlock` of a sender that is not locked exits 1 and changes
+/// nothing (it used to forget the sender's client addresses and refusals all the same).
+#[test]
+fn unlocking_a_sender_that_is_not_locked_fails_and_changes_nothing() {
+    let Some(redis) = Redis::start() else { return };
+    let d = redis_daemon(&redis, "[protect]\nmax_client_ips = 5\n");
+    for ip in ["192.0.2.1", "192.0.2.2"] {
+        assert_eq!(d.connect().ask(&eom_from(EVE, 1, ip)), "DUNNO");
+    }
+    let ips = format!("erl:ips:{}:{EVE}", today());
+    let (ok, out) = d.admin(&["unlock", EVE]);
+    assert!(!ok && out.contains("eve@example.com is not locked; nothing changed"), "{out}");
+    assert_eq!(redis.cmd(&["EXISTS", &ips]), redis::Value::Int(1), "its addresses are kept");
+    let (ok, _) = d.admin(&["lock", EVE]);
+    assert!(ok);
+    let (ok, out) = d.admin(&["unlock", EVE]);
+    assert!(ok && out.starts_with("unlocked eve@example.com"), "{out}");
+    assert_eq!(redis.cmd(&["EXISTS", &ips]), redis::Value::Int(0), "a real unlock forgets them");
+}

@@ -42,14 +42,13 @@ pub async fn lock(
 /// Lifts a lock, and forgets the sender's client addresses and refusals of today.
 ///
 /// # Errors
-/// [`AdminError`] for a bad name or an unreachable Redis.
+/// [`AdminError`] for a bad name, an unreachable Redis, or a sender that is not locked (exit 1,
+/// nothing changed).
 pub async fn unlock(config: &Config, user: &str) -> Result<String, AdminError> {
     let mailbox = sender::normalize(user)?;
     let now = config.timezone.moment(clock::from_env().0.now());
     let Some(old) = open(config).await?.unlock(&mailbox, now.day()).await? else {
-        return Ok(format!(
-            "{mailbox} was not locked (today's client addresses and refusals were forgotten)\n"
-        ));
+        return Err(AdminError::Usage(format!("{mailbox} is not locked; nothing changed")));
     };
     let lock = Lock::parse(&old);
     let mut out = format!("unlocked {mailbox} (locked {} by {}: {})\n", when(lock.ts), lock.by, lock.reason);

@@ -179,26 +179,27 @@ impl AdminStore {
 
     /// Lifts the sender's lock (and its index entries) and forgets its client addresses and
     /// refusals of `day`, so it is not locked again before it earns it again; returns the lock's
-    /// value, if it was locked.
+    /// value. A sender that is not locked: `None`, and nothing changed (one script, so a lock
+    /// made meanwhile is either lifted whole or left whole).
     ///
     /// # Errors
     /// Redis faults.
     pub async fn unlock(&mut self, sender: &Mailbox, day: NaiveDate) -> Result<Option<String>, StoreError> {
-        let key = self.keys.lock(sender);
-        let (old,): (Option<String>,) = redis::pipe()
-            .atomic()
-            .get(key)
-            .del(key)
-            .ignore()
-            .del(self.keys.ips(day, sender))
-            .ignore()
-            .del(self.keys.refusals(day, sender))
-            .ignore()
-            .zrem(self.keys.locks(LockedBy::Auto), sender.as_str())
-            .ignore()
-            .zrem(self.keys.locks(LockedBy::Admin), sender.as_str())
-            .ignore()
-            .query_async(&mut self.conn)
+        let script = redis::Script::new(
+            "local old = redis.call('GET', KEYS[1]) \
+             if not old then return false end \
+             redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) \
+             redis.call('ZREM', KEYS[4], ARGV[1]) redis.call('ZREM', KEYS[5], ARGV[1]) \
+             return old",
+        );
+        let old: Option<String> = script
+            .key(self.keys.lock(sender))
+            .key(self.keys.ips(day, sender))
+            .key(self.keys.refusals(day, sender))
+            .key(self.keys.locks(LockedBy::Auto))
+            .key(self.keys.locks(LockedBy::Admin))
+            .arg(sender.as_str())
+            .invoke_async(&mut self.conn)
             .await?;
         Ok(old)
     }

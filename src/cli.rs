@@ -92,6 +92,12 @@ pub enum Command {
         config: Option<PathBuf>,
         #[arg(long, default_value_t = 20)]
         limit: usize,
+        /// Only this sender's records (an address), or every sender's of a domain (`@domain`)
+        #[arg(long)]
+        user: Option<String>,
+        /// Only the records of the last DURATION (90m, 24h, 2d)
+        #[arg(long)]
+        since: Option<String>,
         /// Print the stored JSON records
         #[arg(long)]
         json: bool,

@@ -114,8 +114,9 @@ fn main() -> ExitCode {
         (Command::Locks { json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::locks(&config, json)))
         }
-        (Command::Violations { limit, json, .. }, Some((_, config))) => {
-            finish(runtime.block_on(admin::violations(&config, limit, json)))
+        (Command::Violations { limit, json, user, since, .. }, Some((_, config))) => {
+            let only = admin::Only { user: user.as_deref(), since: since.as_deref() };
+            finish(runtime.block_on(admin::violations(&config, limit, &only, json)))
         }
         (Command::Reset { user, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::reset(&config, &user)))

@@ -339,3 +339,48 @@ fn unlocking_a_sender_that_is_not_locked_fails_and_changes_nothing() {
     assert!(ok && out.starts_with("unlocked eve@example.com"), "{out}");
     assert_eq!(redis.cmd(&["EXISTS", &ips]), redis::Value::Int(0), "a real unlock forgets them");
 }
+
+/// Issue 21 item 11 (part): `violations --user U` (an address or `@domain`) and `--since
+/// DURATION` filter the list; `--limit` counts the matches.
+#[test]
+fn violations_filter_by_user_domain_and_age() {
+    let Some(redis) = Redis::start() else { return };
+    let d = redis_daemon(
+        &redis,
+        "[limits]\n[[limits.domain]]\ndomain = \"shop.example\"\nmailbox_daily = 1\n\
+         [[limits.domain]]\ndomain = \"example.com\"\nmailbox_daily = 1\n",
+    );
+    for user in ["a@shop.example", "b@shop.example", "carl@example.com"] {
+        assert_eq!(d.send(user, 1), "DUNNO");
+        for _ in 0..2 {
+            assert_eq!(d.send(user, 1), defer_user(user, 1));
+        }
+    }
+    // A record from long ago, as an older server would have pushed it.
+    let old = r#"{"ts":1000,"type":"user","user":"carl@example.com","limit":1,"count":1,"rcpt":1,"ip":"","enforced":true}"#;
+    redis.cmd(&["RPUSH", "erl:violations", old]);
+    let users = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["violations", "--json"];
+        all.extend_from_slice(args);
+        let (ok, out) = d.admin(&all);
+        assert!(ok, "{out}");
+        out.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).expect("JSON")["user"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_owned()
+            })
+            .collect()
+    };
+    assert_eq!(users(&["--user", "Carl@Example.com"]), ["carl@example.com"; 3]);
+    assert_eq!(users(&["--user", "carl@example.com", "--since", "1h"]), ["carl@example.com"; 2]);
+    assert_eq!(
+        users(&["--user", "@shop.example", "--limit", "3"]),
+        ["b@shop.example", "b@shop.example", "a@shop.example"]
+    );
+    assert_eq!(users(&["--since", "2d"]).len(), 6);
+    assert_eq!(users(&[]).len(), 7);
+    let (ok, out) = d.admin(&["violations", "--since", "soon"]);
+    assert!(!ok && out.contains("is not a duration"), "{out}");
+}

@@ -116,8 +116,40 @@ pub(crate) fn when(ts: i64) -> String {
 ///
 /// # Errors
 /// [`AdminError`] when Redis is unreachable.
-pub async fn violations(config: &Config, limit: usize, json: bool) -> Result<String, AdminError> {
-    let entries = open(config).await?.violations(limit).await?;
+pub async fn violations(
+    config: &Config,
+    limit: usize,
+    only: &Only<'_>,
+    json: bool,
+) -> Result<String, AdminError> {
+    let user = only
+        .user
+        .map(|u| match u.strip_prefix('@') {
+            Some(d) => sender::normalize_domain(d)
+                .map(|d| format!("@{d}"))
+                .map_err(|_| AdminError::Domain(u.to_owned())),
+            None => Ok(sender::normalize(u)?.to_string()),
+        })
+        .transpose()?;
+    let since = only.since.map(parse_duration).transpose().map_err(AdminError::Usage)?;
+    let filtered = user.is_some() || since.is_some();
+    // With a filter the whole list is read (at most violations_max records) and the newest
+    // `limit` matches are kept.
+    let mut entries = open(config).await?.violations(if filtered { usize::MAX } else { limit }).await?;
+    if filtered {
+        let oldest =
+            since.map(|s| clock::from_env().0.now().timestamp() - i64::try_from(s).unwrap_or(i64::MAX));
+        entries.retain(|raw| {
+            let v: serde_json::Value = serde_json::from_str(raw).unwrap_or_default();
+            let who = v["user"].as_str().unwrap_or_default();
+            let who_matches = user.as_deref().is_none_or(|u| match u.strip_prefix('@') {
+                Some(d) => who.rsplit_once('@').is_some_and(|(_, domain)| domain == d) || who == u,
+                None => who == u,
+            });
+            who_matches && oldest.is_none_or(|o| v["ts"].as_i64().is_some_and(|ts| ts >= o))
+        });
+        entries.truncate(limit);
+    }
     let mut out = String::new();
     for raw in entries {
         if json {
@@ -139,7 +171,11 @@ pub async fn violations(config: &Config, limit: usize, json: bool) -> Result<Str
                     v.count,
                     v.rcpt,
                     v.ip,
-                    if v.enforced { "deferred" } else { "log-only" },
+                    match (v.enforced, v.oversize) {
+                        (false, _) => "log-only",
+                        (true, false) => "deferred",
+                        (true, true) => "rejected (oversize)",
+                    },
                     v.window,
                 );
             }
@@ -149,6 +185,15 @@ pub async fn violations(config: &Config, limit: usize, json: bool) -> Result<Str
         }
     }
     Ok(out)
+}
+
+/// Which violation records `violations` prints.
+#[derive(Debug, Default)]
+pub struct Only<'a> {
+    /// An address, or `@domain` for all of its senders.
+    pub user: Option<&'a str>,
+    /// A duration (`90m`, `24h`, `2d`): records of that last stretch only.
+    pub since: Option<&'a str>,
 }
 
 /// Clears the sender's counters of the current windows (its daily counter and each window of

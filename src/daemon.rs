@@ -82,6 +82,8 @@ pub async fn serve(
         ))),
     };
     let db = config.database.as_ref().map(DatabaseSource::new).transpose()?;
+    // Said once logging is up (below); computed while the mailbox list is still here.
+    let warnings = config::warnings(&config);
     // The cache keeps the file's limits (its mailbox list compacted); the running config keeps
     // no second copy of a list that may hold 100,000 entries.
     let mailboxes = std::mem::take(&mut config.limits.mailboxes);
@@ -141,7 +143,9 @@ pub async fn serve(
         limits.current().global,
         limits.current().default_mailbox,
     );
-    warn_about(&config);
+    for warning in &warnings {
+        tracing::warn!("{warning}");
+    }
     if config.store == StoreKind::Redis {
         tokio::spawn(repair_lock_index(config.redis.clone()));
     }
@@ -300,36 +304,6 @@ fn warn_if_elsewhere(configured: &std::path::Path, handed: &[PathBuf]) {
             "listen.socket = {} but systemd handed over {}: the socket unit's ListenStream decides; make it and Postfix's check_policy_service agree",
             configured.display(),
             handed.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
-    }
-}
-
-/// Settings that are valid but worth a word once logging is up.
-fn warn_about(config: &Config) {
-    if config.mode == config::Mode::LogOnly {
-        tracing::warn!("mode = \"log-only\": nothing will be deferred, would-be deferrals are only logged");
-    }
-    if config.protect.lock && config.mode == config::Mode::LogOnly {
-        tracing::warn!("protect.lock = true in log-only mode: suspects are logged, nobody is locked");
-    }
-    if config.notify.dropped_t {
-        tracing::warn!(
-            "notify.sendmail: -t dropped: notifications are sent with their recipients as arguments (sendmail -i -f FROM -- RCPT...), never read from the headers; remove -t from the setting"
-        );
-    }
-    if config.store == StoreKind::Memory {
-        tracing::warn!("store = \"memory\": counters live in this process and are lost on restart");
-    }
-    if let Some(tcp) = config.listen.tcp {
-        tracing::warn!(
-            "listen.tcp = {tcp}: every local user (a PHP script on shared hosting) can reach this port and burn any sender's quota; prefer the Unix socket"
-        );
-    }
-    if config.limits.default_mailbox > config.limits.global {
-        tracing::warn!(
-            "limits.default_mailbox ({}) is above limits.global ({}): the global cap binds first",
-            config.limits.default_mailbox,
-            config.limits.global
         );
     }
 }

@@ -64,6 +64,10 @@ fn main() -> ExitCode {
             }
         }
         (Command::CheckConfig { quiet, .. }, Some((_, config))) => {
+            // The warnings `serve` would log, on stderr: stdout stays the effective config.
+            for warning in email_ratelimit::config::warnings(&config) {
+                eprintln!("warning: {warning}");
+            }
             if !quiet {
                 print!("{}", config.render());
             }

@@ -48,6 +48,22 @@ fn check_config_prints_the_effective_config_without_passwords() {
     assert!(text.contains("mode = \"log-only\""), "{text}");
     assert!(text.contains("global = 321"), "environment override applied: {text}");
     assert!(text.contains("default_mailbox = 50"), "defaults filled in: {text}");
+    // Issue 21 item 12 (part): the warnings serve logs, on stderr (stdout stays the config).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("warning: mode = \"log-only\": nothing will be deferred"), "{err}");
+    let (_dir, path) = write_config(
+        "[limits]\nglobal = 100\nglobal_rates = [\"500/1h\"]\n[protect]\nlock_after_refusals = 2\n",
+    );
+    let out = run(&["check-config", "--config", &path], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    for part in [
+        "warning: limits.global_rates: 500/1h can never bind: 100/1d is reached first",
+        "warning: protect.lock_after_refusals = 2 has no effect without protect.lock = true",
+    ] {
+        assert!(err.contains(part), "{part} missing:\n{err}");
+    }
+    assert!(!stdout(&out).contains("warning"), "stdout is the config alone");
 }
 
 #[test]

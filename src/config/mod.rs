@@ -410,6 +410,8 @@ mod protect;
 mod raw;
 mod render;
 pub use render::redact;
+mod warnings;
+pub use warnings::warnings;
 #[cfg(test)]
 mod tests;
 mod validate;

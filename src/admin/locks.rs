@@ -78,7 +78,10 @@ pub async fn locks(config: &Config, json_out: bool) -> Result<String, AdminError
     let mut out = String::new();
     for (user, value, ttl) in &all {
         let l = Lock::parse(value);
-        let expiry = if *ttl > 0 { format!(" (expires in {ttl} s)") } else { String::new() };
+        let expiry = match u64::try_from(*ttl) {
+            Ok(left) if left > 0 => format!(" (expires in {})", super::span(left)),
+            _ => String::new(),
+        };
         let _ = writeln!(out, "{user}  locked {} by {}: {}{expiry}", when(l.ts), l.by, l.reason);
     }
     Ok(out)

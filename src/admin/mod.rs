@@ -107,6 +107,21 @@ pub(crate) async fn limits_described(config: &Config) -> (std::sync::Arc<Limits>
     (cache.current(), said)
 }
 
+/// A duration as people write it, the two largest units: `45s`, `5m`, `1h29m`, `2d3h`.
+#[must_use]
+pub fn span(secs: u64) -> String {
+    let parts =
+        [(secs / 86_400, "d"), (secs % 86_400 / 3600, "h"), (secs % 3600 / 60, "m"), (secs % 60, "s")];
+    let shown: Vec<String> = parts
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    if shown.is_empty() { "0s".into() } else { shown.concat() }
+}
+
 pub(crate) fn when(ts: i64) -> String {
     DateTime::<Utc>::from_timestamp(ts, 0)
         .map_or_else(|| ts.to_string(), |t| t.format("%F %T UTC").to_string())
@@ -268,8 +283,9 @@ pub async fn raise(
     let text: Vec<String> = rates.iter().map(ToString::to_string).collect();
     open(config).await?.set_raise(&mailbox, &text.join(" "), secs).await?;
     Ok(format!(
-        "raised {mailbox} to {} for {duration} ({secs} s), on every server sharing this Redis\n",
-        text.join(" ")
+        "raised {mailbox} to {} for {}, on every server sharing this Redis\n",
+        text.join(" "),
+        span(secs)
     ))
 }
 
@@ -322,5 +338,22 @@ mod tests {
         assert!(parse_caps("500/1d 600/1d").is_err());
         assert!(parse_caps("").is_err());
         assert!(parse_caps("100/7m").is_err());
+    }
+
+    #[test]
+    fn spans_read_like_durations() {
+        // Issue 21 item 9: `1h29m`, not `5397 s`.
+        for (secs, text) in [
+            (0, "0s"),
+            (45, "45s"),
+            (300, "5m"),
+            (5397, "1h29m"),
+            (3600, "1h"),
+            (90_061, "1d1h"),
+            (172_800, "2d"),
+            (86_460, "1d"),
+        ] {
+            assert_eq!(span(secs), text, "{secs}");
+        }
     }
 }

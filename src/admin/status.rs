@@ -150,7 +150,9 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         let _ = writeln!(out, "exempt:      yes (never deferred)");
     }
     if let Some((r, ttl)) = &raise {
-        let _ = writeln!(out, "raise:       {r} ({ttl} s left)");
+        let left = u64::try_from(*ttl)
+            .map_or_else(|_| "no expiry".to_owned(), |s| format!("{} left", super::span(s)));
+        let _ = writeln!(out, "raise:       {r} ({left})");
     }
     let _ = writeln!(
         out,

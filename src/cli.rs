@@ -127,11 +127,17 @@ pub enum Command {
         config: Option<PathBuf>,
         user: String,
         /// Caps like 500/1d 100/1h
-        #[arg(required = true)]
+        #[arg(required_unless_present = "cancel")]
         caps: Vec<String>,
         /// How long: 90m, 24h, 2d
-        #[arg(long = "for")]
-        duration: String,
+        #[arg(long = "for", required_unless_present = "cancel")]
+        duration: Option<String>,
+        /// End the sender's raise now (its caps from the config or the database apply again)
+        #[arg(long, conflicts_with_all = ["caps", "duration", "lower"])]
+        cancel: bool,
+        /// Allow a cap below the one in force for the same window (a raise that lowers)
+        #[arg(long)]
+        lower: bool,
     },
     /// Lock a sender: its mail is deferred on every server sharing the Redis until unlocked.
     Lock {

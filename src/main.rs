@@ -106,8 +106,13 @@ fn main() -> ExitCode {
         (Command::Top { limit, domains, json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::top(&config, limit, domains, json)))
         }
-        (Command::Raise { user, caps, duration, .. }, Some((_, config))) => {
-            finish(runtime.block_on(admin::raise(&config, &user, &caps, &duration)))
+        (Command::Raise { user, cancel: true, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::cancel_raise(&config, &user)))
+        }
+        (Command::Raise { user, caps, duration, lower, .. }, Some((_, config))) => {
+            let duration = duration.unwrap_or_default();
+            let lowering = if lower { admin::Lowering::Allowed } else { admin::Lowering::Refused };
+            finish(runtime.block_on(admin::raise(&config, &user, &caps, &duration, lowering)))
         }
         (Command::Lock { user, reason, duration, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::lock(&config, &user, &reason, duration.as_deref())))

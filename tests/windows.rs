@@ -350,6 +350,25 @@ fn status_top_raise_and_reset_through_the_store() {
         t.d.send("alice@example.com", 2),
         "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 4 messages reached"
     );
+    // Issue 21 item 4 (part): a raise that lowers a cap needs --lower; --cancel ends one.
+    let refused = std::process::Command::new(BIN)
+        .args(["raise", "alice@example.com", "2/1h", "--for", "1h", "--config"])
+        .arg(&t.d.config)
+        .env("EMAIL_RATELIMIT_TEST_CLOCK", &t.clock)
+        .output()
+        .expect("raise");
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success()
+            && err.contains("2/1h is below the 1h cap in force")
+            && err.contains("--lower"),
+        "{err}"
+    );
+    assert!(redis.get("erl:raise:alice@example.com").is_none(), "nothing changed");
+    let said = admin(&t, &["raise", "alice@example.com", "2/1h", "--for", "1h", "--lower"]);
+    assert!(said.contains("raised alice@example.com to 2/1h for 1h"), "{said}");
+    let said = admin(&t, &["raise", "alice@example.com", "--cancel"]);
+    assert!(said.contains("cancelled the raise of alice@example.com (2/1h)"), "{said}");
     let said = admin(&t, &["raise", "alice@example.com", "100/1d", "20/1h", "--for", "2h"]);
     assert!(said.contains("raised alice@example.com to 100/1d 20/1h"), "{said}");
     assert_eq!(t.d.send("alice@example.com", 2), "DUNNO");

@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::clock;
 use crate::config::{Config, MAX_CAP, StoreKind};
 use crate::limits::window::{Rate, Window};
-use crate::limits::{DatabaseSource, Limits, LimitsCache};
+use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
 use crate::store::admin::AdminStore;
 use crate::store::{StoreError, Violation};
@@ -276,10 +276,25 @@ pub async fn raise(
     user: &str,
     caps: &[String],
     duration: &str,
+    lowering: Lowering,
 ) -> Result<String, AdminError> {
     let mailbox = sender::normalize(user)?;
     let rates = parse_caps(&caps.join(" ")).map_err(AdminError::Usage)?;
     let secs = parse_duration(duration).map_err(AdminError::Usage)?;
+    if lowering == Lowering::Refused {
+        // The caps the config file or the database give it (a raise replaces them).
+        let in_force = limits(config).await.mailbox_caps(&mailbox).caps;
+        for r in &rates {
+            if let Some(&(_, Cap::Enforced(n))) = in_force.iter().find(|(w, _)| *w == r.window)
+                && r.limit < n
+            {
+                return Err(AdminError::Usage(format!(
+                    "{r} is below the {} cap in force for {mailbox} ({n}): a raise that lowers needs --lower; nothing changed",
+                    r.window
+                )));
+            }
+        }
+    }
     let text: Vec<String> = rates.iter().map(ToString::to_string).collect();
     open(config).await?.set_raise(&mailbox, &text.join(" "), secs).await?;
     Ok(format!(
@@ -287,6 +302,28 @@ pub async fn raise(
         text.join(" "),
         span(secs)
     ))
+}
+
+/// Whether `raise` may set a cap below the one in force for the same window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lowering {
+    Refused,
+    Allowed,
+}
+
+/// Ends a sender's raise now.
+///
+/// # Errors
+/// [`AdminError`] for a bad name, an unreachable Redis, or a sender without a raise (exit 1,
+/// nothing changed).
+pub async fn cancel_raise(config: &Config, user: &str) -> Result<String, AdminError> {
+    let mailbox = sender::normalize(user)?;
+    match open(config).await?.cancel_raise(&mailbox).await? {
+        Some(caps) => Ok(format!(
+            "cancelled the raise of {mailbox} ({caps}); its own caps apply again on every server sharing this Redis\n"
+        )),
+        None => Err(AdminError::Usage(format!("{mailbox} has no raise; nothing changed"))),
+    }
 }
 
 /// `500/1d 100/1h` -> caps, each window once.

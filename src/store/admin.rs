@@ -127,6 +127,17 @@ impl AdminStore {
         Ok(())
     }
 
+    /// Deletes the sender's raise; returns the caps it stood for, if there was one.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn cancel_raise(&mut self, sender: &Mailbox) -> Result<Option<String>, StoreError> {
+        let key = self.keys.raise(sender);
+        let (old,): (Option<String>,) =
+            redis::pipe().atomic().get(key).del(key).ignore().query_async(&mut self.conn).await?;
+        Ok(old)
+    }
+
     /// How many distinct SMTP client addresses the sender used on `day` (0 when unreadable).
     ///
     /// # Errors

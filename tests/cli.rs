@@ -410,3 +410,29 @@ fn status_without_a_user_is_the_health_of_what_the_daemon_needs() {
     let (ok, out) = d.admin(&["status"]);
     assert!(!ok && out.contains("redis:       UNREACHABLE"), "{out}");
 }
+
+/// Issue 21 item 3 (part): `[[limits.domain]] domain = "*"` caps the mailboxes of every domain
+/// without an entry of its own, and each such domain's senders together, separately.
+#[test]
+fn the_catch_all_domain_entry_caps_every_other_domain() {
+    let d = Daemon::start(
+        "store = \"memory\"\n[[limits.domain]]\ndomain = \"*\"\ndaily = 5\nmailbox_daily = 3\n\
+         [[limits.domain]]\ndomain = \"free.example\"\n",
+    );
+    for _ in 0..3 {
+        assert_eq!(d.send("a@one.example", 1), "DUNNO");
+    }
+    assert_eq!(d.send("a@one.example", 1), defer_user("a@one.example", 3));
+    assert_eq!(d.send("b@one.example", 2), "DUNNO");
+    assert_eq!(
+        d.send("c@one.example", 1),
+        "DEFER_IF_PERMIT c@one.example: Daily limit of 5 for one.example reached",
+        "one.example's senders together"
+    );
+    assert_eq!(d.send("a@two.example", 3), "DUNNO", "another domain counts on its own");
+    for _ in 0..5 {
+        assert_eq!(d.send("x@free.example", 1), "DUNNO", "a domain with its own entry is not caught");
+    }
+    let out = run(&["check-config", "--config", &d.config.display().to_string()], &[]);
+    assert!(stdout(&out).contains("domain = \"*\""), "{}", stdout(&out));
+}

@@ -169,9 +169,17 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
     let mut domains: Vec<DomainEntry> = Vec::with_capacity(raw.domain.len());
     let mut seen = HashSet::with_capacity(raw.domain.len());
     for entry in raw.domain {
-        let domain = sender::normalize_domain(&entry.domain).map_err(|_| {
-            invalid("limits.domain.domain", format!("{:?} is not a domain name", entry.domain))
-        })?;
+        // "*": the catch-all entry of every domain without one of its own.
+        let domain = if entry.domain.trim() == crate::limits::CATCH_ALL {
+            crate::limits::CATCH_ALL.to_owned()
+        } else {
+            sender::normalize_domain(&entry.domain).map_err(|_| {
+                invalid(
+                    "limits.domain.domain",
+                    format!("{:?} is not a domain name (or \"*\" for every domain)", entry.domain),
+                )
+            })?
+        };
         if !seen.insert(domain.clone()) {
             return Err(invalid("limits.domain.domain", format!("{domain} is listed twice")));
         }

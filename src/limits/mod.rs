@@ -21,7 +21,7 @@ pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
 pub use file::{FileLimits, MailboxTable};
 pub use refresher::{Reader, Refresher};
-pub use resolve::{CapSource, MailboxCaps};
+pub use resolve::{CATCH_ALL, CapSource, MailboxCaps};
 
 use crate::config::{Layout, LimitSettings};
 

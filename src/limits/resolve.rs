@@ -86,11 +86,20 @@ impl Compiled {
         }
     }
 
+    /// A domain's entry: its own, else the catch-all `domain = "*"` (each domain without an
+    /// entry of its own gets the catch-all's caps, counted on its own counters).
+    fn domain(&self, domain: &str) -> Option<&(Caps, Option<Caps>)> {
+        self.domains.get(domain).or_else(|| self.domains.get(CATCH_ALL))
+    }
+
     /// The config file's listed mailboxes.
     pub(super) fn listed(&self) -> impl Iterator<Item = &str> {
         self.mailboxes.names()
     }
 }
+
+/// `[[limits.domain]] domain = "*"`: the entry of every domain that has none of its own.
+pub const CATCH_ALL: &str = "*";
 
 impl Limits {
     /// The caps of one mailbox.
@@ -113,7 +122,7 @@ impl Limits {
         } else if let Some((own, _)) = entry {
             Some(own.unwrap_or(&c.defaults))
         } else {
-            mailbox.domain().and_then(|d| c.domains.get(d)).and_then(|d| d.1.as_deref())
+            mailbox.domain().and_then(|d| c.domain(d)).and_then(|d| d.1.as_deref())
         };
         match caps {
             Some(caps) => {
@@ -147,7 +156,7 @@ impl Limits {
     /// The aggregate caps of a domain (all its senders together), longer windows first.
     #[must_use]
     pub fn domain_caps(&self, domain: &str) -> &[(Window, Cap)] {
-        self.compiled.domains.get(domain).map_or(&[], |d| d.0.as_slice())
+        self.compiled.domain(domain).map_or(&[], |d| d.0.as_slice())
     }
 
     /// Where a domain's aggregate caps come from.
@@ -349,5 +358,25 @@ mod tests {
             pending.mailbox_caps(&mb("stranger@elsewhere.org")).caps,
             vec![(Window::Day, Cap::Unknown)]
         );
+    }
+
+    /// Issue 21 item 3 (DESIGN v3): `domain = "*"` is the entry of every domain without one of
+    /// its own: its mailbox caps for their mailboxes, its aggregate caps for each of them.
+    #[test]
+    fn the_catch_all_domain_covers_every_domain_without_an_entry() {
+        let l = limits(
+            "[[limits.domain]]\ndomain = \"*\"\ndaily = 20\nmailbox_daily = 7\n\
+             [[limits.domain]]\ndomain = \"own.example\"\nrates = [\"5/1h\"]\n\
+             [[limits.mailbox]]\nemail = \"vip@any.test\"\ndaily = 100\n",
+        );
+        assert_eq!(l.mailbox_caps(&mb("a@any.test")).caps, caps(&[("1d", 7)]));
+        assert_eq!(l.domain_caps("any.test"), caps(&[("1d", 20)]).as_slice());
+        assert_eq!(l.domain_caps("other.test"), caps(&[("1d", 20)]).as_slice(), "each domain on its own");
+        // A domain with an entry of its own: its entry alone (no mailbox caps there).
+        assert!(l.mailbox_caps(&mb("b@own.example")).caps.is_empty());
+        assert_eq!(l.domain_caps("own.example"), caps(&[("1h", 5)]).as_slice());
+        // A mailbox's own entry still wins; a login without a domain has no domain entry.
+        assert_eq!(l.mailbox_caps(&mb("vip@any.test")).caps, caps(&[("1d", 100)]));
+        assert!(l.mailbox_caps(&mb("nodomain")).caps.is_empty());
     }
 }

@@ -320,15 +320,22 @@ fn conclude(
     };
     let Some(&counter) = ask.counters.get(check.counter) else { return (Action::Dunno, Outcome::Ok) };
     let (cap, window) = (counter.scope.kind(), counter.window);
+    // The refusing cap's own figures (the line's mailbox= and global= are the daily ones).
+    let used = counts.before.get(check.counter).copied().unwrap_or_default();
+    let limit = check.limit;
     if ask.oversize.is_some() {
         let text = oversize_text(ask.sender, counter, check.limit, u64::from(ask.recipients));
         return match (ask.mode, oversize) {
             (Mode::Enforce, Oversize::Reject) => {
-                tracing::info!("erl REJECT {line} cap={cap} window={window} reason=oversize");
+                tracing::info!(
+                    "erl REJECT {line} cap={cap} window={window} used={used}/{limit} reason=oversize"
+                );
                 (Action::Reject(text), Outcome::Reject)
             }
             (Mode::Enforce, Oversize::Defer) => {
-                tracing::info!("erl DEFER {line} cap={cap} window={window} reason=oversize");
+                tracing::info!(
+                    "erl DEFER {line} cap={cap} window={window} used={used}/{limit} reason=oversize"
+                );
                 (
                     Action::DeferIfPermit(text),
                     Outcome::Defer { scope: counter.scope.name(), window: window.to_string() },
@@ -337,7 +344,7 @@ fn conclude(
             (Mode::LogOnly, _) => {
                 let verb = if oversize == Oversize::Reject { "REJECT" } else { "DEFER" };
                 tracing::info!(
-                    "erl {verb} (log-only) {line} cap={cap} window={window} reason=oversize mode=log-only"
+                    "erl {verb} (log-only) {line} cap={cap} window={window} used={used}/{limit} reason=oversize mode=log-only"
                 );
                 let would =
                     if oversize == Oversize::Reject { Outcome::WouldReject } else { Outcome::WouldDefer };
@@ -347,14 +354,16 @@ fn conclude(
     }
     match ask.mode {
         Mode::Enforce => {
-            tracing::info!("erl DEFER {line} cap={cap} window={window}");
+            tracing::info!("erl DEFER {line} cap={cap} window={window} used={used}/{limit}");
             (
                 Action::DeferIfPermit(refusal_text(ask.sender, counter, check.limit)),
                 Outcome::Defer { scope: counter.scope.name(), window: window.to_string() },
             )
         }
         Mode::LogOnly => {
-            tracing::info!("erl DEFER (log-only) {line} cap={cap} window={window} mode=log-only");
+            tracing::info!(
+                "erl DEFER (log-only) {line} cap={cap} window={window} used={used}/{limit} mode=log-only"
+            );
             (Action::Dunno, Outcome::WouldDefer)
         }
     }

@@ -47,6 +47,9 @@ fn a_failover_is_followed_within_seconds_and_the_cap_stays_exact() {
     let (dunno, deferred) = (AtomicU64::new(0), AtomicU64::new(0));
     let slowest = Mutex::new(Duration::ZERO);
     let resumed_after = std::thread::scope(|s| {
+        // A wait below that times out panics; the senders must stop then too, or the scope
+        // would wait for them forever and the suite would hang instead of failing.
+        let _stop_senders = common::StopOnDrop(&stop);
         for _ in 0..8 {
             s.spawn(|| {
                 let mut c = d.connect();

@@ -218,6 +218,7 @@ fn a_daemon_restart_behind_a_held_socket_loses_no_request() {
     let stop = AtomicBool::new(false);
     let answered = AtomicU64::new(0);
     std::thread::scope(|s| {
+        let _stop_senders = common::StopOnDrop(&stop);
         for t in 0..8 {
             let (stop, answered, socket) = (&stop, &answered, &socket);
             s.spawn(move || {

@@ -113,6 +113,16 @@ impl Drop for Supervised {
     }
 }
 
+/// Sets the flag when dropped, also while a panic unwinds: threads of a `std::thread::scope`
+/// that loop until it is set then stop, so a failed wait fails the test instead of hanging it.
+pub struct StopOnDrop<'a>(pub &'a std::sync::atomic::AtomicBool);
+
+impl Drop for StopOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// A realistic END-OF-MESSAGE request, as Postfix 3.7 sends it.
 pub fn eom(user: &str, rcpt: u32) -> String {
     request("END-OF-MESSAGE", user, rcpt)

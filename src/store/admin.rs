@@ -303,11 +303,11 @@ impl AdminStore {
             listed_auto.into_iter().chain(listed_admin).filter(|m| !locked.contains(m.as_str())).collect();
         stale.sort();
         stale.dedup();
+        let script = redis::Script::new(
+            "for i = 3, #KEYS do if redis.call('EXISTS', KEYS[i]) == 0 then \
+             redis.call('ZREM', KEYS[1], ARGV[i - 2]); redis.call('ZREM', KEYS[2], ARGV[i - 2]) end end",
+        );
         for chunk in stale.chunks(500) {
-            let script = redis::Script::new(
-                "for i = 3, #KEYS do if redis.call('EXISTS', KEYS[i]) == 0 then \
-                 redis.call('ZREM', KEYS[1], ARGV[i - 2]); redis.call('ZREM', KEYS[2], ARGV[i - 2]) end end",
-            );
             let mut call = script.key(auto.to_string());
             call.key(admin.to_string());
             for member in chunk {

@@ -24,17 +24,10 @@ impl Mailbox {
     }
 }
 
-impl Mailbox {
-    /// Whether the name can be a mail recipient as it is: an address with a domain, plain
-    /// ASCII, none of `,<>";` or a space (which would add recipients or break a header). The
-    /// admin addresses must be; a sender that is not gets no mail of its own.
-    #[must_use]
-    pub fn is_plain_address(&self) -> bool {
-        is_plain_address(&self.0)
-    }
-}
-
-/// See [`Mailbox::is_plain_address`]; `raw` as written.
+/// Whether `raw` can be a mail recipient as it is: an address with a domain, plain ASCII, none
+/// of `,<>";()[\` or a space, not starting with `-` (which would add recipients, break a header
+/// or read as an option). The admin addresses must be; a sender that is not gets no mail of its
+/// own.
 #[must_use]
 pub fn is_plain_address(raw: &str) -> bool {
     normalize(raw).is_ok_and(|m| m.domain().is_some())

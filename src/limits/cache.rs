@@ -100,12 +100,6 @@ impl LimitsCache {
         self.rebuild();
     }
 
-    /// Whether limits are read from a database.
-    #[must_use]
-    pub fn has_database(&self) -> bool {
-        self.db.load().is_some()
-    }
-
     fn rebuild(&self) {
         let config = lock(&self.config).clone();
         let state = lock(&self.state);

@@ -57,11 +57,15 @@ pub enum Command {
         #[arg(long, short)]
         quiet: bool,
     },
-    /// Send one policy request to a running daemon and print the reply's action.
+    /// Ask a running daemon what it would answer now (changes nothing; --count sends a real
+    /// request) and print the reply's action.
     Probe {
-        /// Unix socket path, or host:port
+        /// The config whose [listen] socket is asked when --socket is not given
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Unix socket path, or host:port [default: [listen] socket of the config]
         #[arg(long)]
-        socket: String,
+        socket: Option<String>,
         /// sasl_username to send
         #[arg(long)]
         user: String,
@@ -70,8 +74,21 @@ pub enum Command {
         /// protocol_state to send
         #[arg(long, default_value = "END-OF-MESSAGE")]
         state: String,
-        #[arg(long, default_value = "127.0.0.1")]
+        /// client_address to send
+        #[arg(long = "client", visible_alias = "client-address", default_value = "127.0.0.1")]
         client_address: String,
+        /// The envelope sender (MAIL FROM) [default: the user]
+        #[arg(long)]
+        sender: Option<String>,
+        /// The recipient (as at RCPT)
+        #[arg(long, default_value = "")]
+        recipient: String,
+        /// The message size in bytes
+        #[arg(long, default_value_t = 1024)]
+        size: u64,
+        /// Send a real request: counted, recorded and notified like any message
+        #[arg(long)]
+        count: bool,
         /// Seconds to wait for the reply
         #[arg(long, default_value_t = 5)]
         timeout: u64,

@@ -15,7 +15,7 @@ use crate::limits::{DatabaseSource, LimitsCache, LimitsError, Reader};
 use crate::metrics::{self, Metrics};
 use crate::notify::Notifier;
 use crate::policy::Policy;
-use crate::protocol::{Action, Request};
+use crate::protocol::{Reply, Request};
 use crate::server::{self, Bounds, Handler, ServerError};
 use crate::store::admin::AdminStore;
 use crate::store::budget::MailBudget;
@@ -53,8 +53,8 @@ impl DaemonError {
 }
 
 impl<S: crate::store::CounterStore> Handler for Policy<S> {
-    async fn handle(&self, req: &Request) -> Action {
-        self.decide(req).await
+    async fn handle(&self, req: &Request) -> Reply {
+        self.answer(req).await
     }
 }
 

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         | Command::Lock { config, .. }
         | Command::Unlock { config, .. }
         | Command::Locks { config, .. } => Some(config.clone()),
+        // The config is read for its socket only when none is given.
+        Command::Probe { config, socket: None, .. } => Some(config.clone()),
         Command::Probe { .. } | Command::Generate { .. } => None,
     };
     let loaded = match config_path.map(|p| config::load(p.as_deref()).map(|c| (p, c))).transpose() {
@@ -82,12 +84,38 @@ fn main() -> ExitCode {
                 }
             }
         }
-        (Command::Probe { socket, user, recipients, state, client_address, timeout }, _) => {
-            let request = probe::Probe { user, recipients, state, client_address };
+        (
+            Command::Probe {
+                socket,
+                user,
+                recipients,
+                state,
+                client_address,
+                sender,
+                recipient,
+                size,
+                count,
+                timeout,
+                ..
+            },
+            loaded,
+        ) => {
+            let configured = loaded.map(|(_, config)| config.listen.socket.display().to_string());
+            let Some(socket) = socket.or(configured) else { return ExitCode::FAILURE };
+            let request = probe::Probe {
+                user,
+                recipients,
+                state,
+                client_address,
+                sender: sender.unwrap_or_default(),
+                recipient,
+                size,
+                count,
+            };
             finish(
                 runtime
                     .block_on(probe::send(&socket, &request, Duration::from_secs(timeout)))
-                    .map(|a| a + "\n"),
+                    .map(|a| a.to_string()),
             )
         }
         (Command::Status { user: Some(user), json, .. }, Some((_, config))) => {

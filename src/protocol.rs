@@ -68,6 +68,9 @@ pub struct Request {
     pub sender: String,
     pub size: String,
     pub recipient: String,
+    /// `erl_dry_run=yes` (sent by `probe`, never by Postfix): answer what would be answered now
+    /// and change nothing.
+    pub dry_run: bool,
     /// Set when a line had no `=`; such a request is still answered (fail-open), never counted.
     /// Postfix never sends one: it means a client that is not Postfix.
     pub malformed: Option<&'static str>,
@@ -90,6 +93,35 @@ impl Action {
             Self::Dunno => out.extend_from_slice(b"action=DUNNO\n\n"),
             Self::DeferIfPermit(text) => with_text(out, b"action=DEFER_IF_PERMIT ", text),
             Self::Reject(text) => with_text(out, b"action=REJECT ", text),
+        }
+    }
+}
+
+/// A reply: the action and, for a dry run in log-only mode, what enforcing would answer
+/// (`erl_would=...`, an attribute only `probe` asks for and reads).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub action: Action,
+    pub would: Option<Action>,
+}
+
+impl From<Action> for Reply {
+    fn from(action: Action) -> Self {
+        Self { action, would: None }
+    }
+}
+
+impl Reply {
+    /// Appends the reply's lines and the closing empty line to `out`.
+    pub fn encode(&self, out: &mut BytesMut) {
+        self.action.encode(out);
+        if let Some(would) = &self.would {
+            // Before the empty line that ends the reply.
+            out.truncate(out.len() - 1);
+            let mut line = BytesMut::new();
+            would.encode(&mut line);
+            out.extend_from_slice(b"erl_would=");
+            out.extend_from_slice(line.strip_prefix(b"action=").unwrap_or(&line));
         }
     }
 }
@@ -189,6 +221,7 @@ fn apply(request: &mut Request, line: &[u8]) {
         b"size" => request.size = text(),
         b"recipient" => request.recipient = text(),
         b"recipient_count" => request.recipient_count = decimal(value),
+        b"erl_dry_run" => request.dry_run = value == b"yes",
         _ => {}
     }
 }
@@ -382,6 +415,21 @@ mod tests {
             &out[..],
             b"action=DUNNO\n\naction=DEFER_IF_PERMIT a@b: Your daily limit of 5 messages reached\n\n\
               action=DEFER_IF_PERMIT evil text\n\naction=REJECT a@b: At most  3\n\n"
+        );
+    }
+
+    #[test]
+    fn a_dry_run_is_asked_for_by_name_and_answered_with_what_enforcing_would_say() {
+        let (reqs, _, _) = decode_all(b"protocol_state=RCPT\nerl_dry_run=yes\n\nerl_dry_run=no\n\n");
+        assert!(reqs[0].dry_run);
+        assert!(!reqs[1].dry_run);
+        let mut out = BytesMut::new();
+        Reply::from(Action::Dunno).encode(&mut out);
+        Reply { action: Action::Dunno, would: Some(Action::Reject("a@b: x\ny".into())) }.encode(&mut out);
+        Reply { action: Action::Dunno, would: Some(Action::Dunno) }.encode(&mut out);
+        assert_eq!(
+            &out[..],
+            b"action=DUNNO\n\naction=DUNNO\nerl_would=REJECT a@b: x y\n\naction=DUNNO\nerl_would=DUNNO\n\n"
         );
     }
 }

@@ -116,16 +116,29 @@ fn bad_configs_exit_78_with_the_reason() {
 fn probe_prints_the_reply() {
     let d = Daemon::start("store = \"memory\"\n[[limits.mailbox]]\nemail = \"p@example.com\"\ndaily = 2\n");
     let socket = d.socket.display().to_string();
-    let probe = |n: &str, state: &str| {
-        let out = run(
-            &["probe", "--socket", &socket, "--user", "p@example.com", "--recipients", n, "--state", state],
-            &[],
-        );
+    let probe = |n: &str, state: &str, count: bool| {
+        let mut args = vec![
+            "probe",
+            "--socket",
+            &socket,
+            "--user",
+            "p@example.com",
+            "--recipients",
+            n,
+            "--state",
+            state,
+        ];
+        if count {
+            args.push("--count");
+        }
+        let out = run(&args, &[]);
         assert!(out.status.success(), "{out:?}");
         stdout(&out)
     };
-    assert_eq!(probe("2", "END-OF-MESSAGE"), "DUNNO\n");
-    assert_eq!(probe("0", "RCPT"), format!("{}\n", defer_user("p@example.com", 2)));
+    assert_eq!(probe("2", "END-OF-MESSAGE", false), "DUNNO\n");
+    assert_eq!(probe("0", "RCPT", false), "DUNNO\n", "the dry run counted nothing");
+    assert_eq!(probe("2", "END-OF-MESSAGE", true), "DUNNO\n");
+    assert_eq!(probe("0", "RCPT", false), format!("{}\n", defer_user("p@example.com", 2)));
     let out = run(&["probe", "--socket", "/nonexistent.sock", "--user", "x"], &[]);
     assert!(!out.status.success());
 }
@@ -343,8 +356,19 @@ fn serve_runs_on_the_embedded_defaults_as_the_readme_says() {
     );
     let socket_text = socket.display().to_string();
     let probe = |n: &str| {
-        let out =
-            run(&["probe", "--socket", &socket_text, "--user", "readme@example.com", "--recipients", n], &[]);
+        let out = run(
+            &[
+                "probe",
+                "--socket",
+                &socket_text,
+                "--user",
+                "readme@example.com",
+                "--recipients",
+                n,
+                "--count",
+            ],
+            &[],
+        );
         out.status.success().then(|| stdout(&out))
     };
     assert_eq!(wait_for("the daemon", Duration::from_secs(10), || probe("2")), "DUNNO\n");

@@ -1,7 +1,7 @@
 //! The decision rule lives in one Rust function (`store::first_full`) mirrored by one Lua
 //! function in `consume.lua`: this runs the in-memory store and the Redis store (against a real
 //! `redis-server`) on the same sequence of messages, with several scopes, windows and caps,
-//! both modes and both operations, across window boundaries, with client addresses and the
+//! both modes and every operation (a dry run must write nothing at all), across window boundaries, with client addresses and the
 //! stolen-account guard (suspects, locks by addresses and by refusals: `protect::is_suspect`,
 //! `trips_lock` and `counts_toward_lock`, mirrored in the script too), with retried messages (the
 //! same fingerprint or transaction) and oversize ones (`store::first_oversize`, which the caller
@@ -35,7 +35,7 @@ impl Lcg {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_and_redis_decide_alike() {
-    let Some(redis) = Redis::start() else { return };
+    let Some(redis) = Redis::start_with(&["--enable-debug-command", "yes"]) else { return };
     let config = email_ratelimit::config::from_toml(&format!(
         "[redis]\nurl = \"{}\"\nviolations_max = 500\n",
         redis.url()
@@ -57,7 +57,7 @@ async fn memory_and_redis_decide_alike() {
         Guard::default(),
     ];
     let clients = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "203.0.113.9", "2001:db8::1", ""];
-    let (mut locked, mut suspects, mut firsts) = (0, 0, 0);
+    let (mut locked, mut suspects, mut firsts, mut peeks) = (0, 0, 0, 0);
     let mut t = Utc.with_ymd_and_hms(2026, 3, 28, 22, 50, 0).single().expect("valid");
     for step in 0..400 {
         let who = usize::try_from(rng.next(4)).expect("small");
@@ -77,10 +77,16 @@ async fn memory_and_redis_decide_alike() {
         }
         // Now and then a message that no cap of 3 or more can take.
         let recipients = u32::try_from(if rng.next(25) == 0 { 30 } else { 1 + rng.next(4) }).expect("small");
-        let operation = if rng.next(5) == 0 { Operation::Check } else { Operation::Count };
+        // Now and then a dry run (`probe`), as at end of data or at RCPT.
+        let operation = match rng.next(8) {
+            0 => Operation::Check,
+            2 => Operation::Peek,
+            _ => Operation::Count,
+        };
         let oversize = match operation {
             Operation::Count => first_oversize(&caps, u64::from(recipients)),
-            Operation::Check => None,
+            Operation::Peek if rng.next(2) == 0 => first_oversize(&caps, u64::from(recipients)),
+            Operation::Check | Operation::Peek => None,
         };
         // A few fingerprints and transactions, so that retries and repeated transactions happen.
         let instance =
@@ -101,8 +107,15 @@ async fn memory_and_redis_decide_alike() {
             message: Message { instance, fingerprint: rng.next(12) },
             oversize,
         };
+        let digest =
+            || -> String { redis::cmd("DEBUG").arg("DIGEST").query(&mut redis.conn()).expect("DIGEST") };
+        let before = digest();
         let (a, b) = (local.consume(&ask).await.expect("memory"), remote.consume(&ask).await.expect("redis"));
         assert_eq!(a, b, "step {step}: {ask:?}");
+        if operation == Operation::Peek {
+            peeks += 1;
+            assert_eq!(digest(), before, "step {step}: a dry run wrote to Redis: {ask:?}");
+        }
         match &a {
             Answer::Locked(_) => locked += 1,
             Answer::Counts(c) => {
@@ -128,7 +141,7 @@ async fn memory_and_redis_decide_alike() {
         assert!(stored.iter().any(|v| v.kind == kind), "no {kind} record");
     }
     assert!(
-        locked > 10 && suspects > 0 && firsts > 5,
-        "locked {locked}, suspects {suspects}, first refusals {firsts}"
+        locked > 10 && suspects > 0 && firsts > 5 && peeks > 20,
+        "locked {locked}, suspects {suspects}, first refusals {firsts}, dry runs {peeks}"
     );
 }

@@ -24,7 +24,7 @@ use crate::limits::window::Window;
 use crate::metrics::{Metrics, Outcome};
 use crate::notify::Queue;
 use crate::once::OncePer;
-use crate::protocol::{Action, Request, State};
+use crate::protocol::{Action, Reply, Request, State};
 use crate::sender;
 use crate::store::{
     Answer, Consume, CounterStore, Counts, Guard, Message, Operation, Scope, StoreError, first_oversize,
@@ -136,25 +136,50 @@ impl<S: CounterStore> Policy<S> {
     /// and the time it took go to the metrics, if any.
     pub async fn decide(&self, req: &Request) -> Action {
         let started = Instant::now();
-        let (action, outcome) = self.decide_inner(req).await;
-        if let Some(m) = &self.metrics {
+        let (reply, outcome) = self.decide_inner(req).await;
+        if let Some(m) = &self.metrics
+            && !req.dry_run
+        {
             m.decided(&outcome, started.elapsed());
         }
-        action
+        reply.action
     }
 
-    async fn decide_inner(&self, req: &Request) -> (Action, Outcome) {
-        let operation = match req.protocol_state {
-            State::EndOfMessage | State::Data => Operation::Count,
-            State::Rcpt => Operation::Check,
+    /// Answers one request: a dry run (`probe`) is decided without changing anything, and
+    /// answered in log-only mode with what enforcing would answer too; any other is [`Self::decide`]d.
+    pub async fn answer(&self, req: &Request) -> Reply {
+        if req.dry_run {
+            let (reply, _) = self.decide_inner(req).await;
+            return reply;
+        }
+        self.decide(req).await.into()
+    }
+
+    async fn decide_inner(&self, req: &Request) -> (Reply, Outcome) {
+        let (action, outcome) = self.decide_once(req).await;
+        match action {
+            Decided::Final(action) => (action.into(), outcome),
+            Decided::Peeked(reply) => (reply, outcome),
+        }
+    }
+
+    async fn decide_once(&self, req: &Request) -> (Decided, Outcome) {
+        let end_of_data = match req.protocol_state {
+            State::EndOfMessage | State::Data => true,
+            State::Rcpt => false,
             State::Other(_) | State::Missing => {
                 tracing::debug!(
                     "erl pass reason=stage stage={} queue_id={}",
                     req.protocol_state.as_str(),
                     req.queue_id
                 );
-                return (Action::Dunno, Outcome::Skip);
+                return (Decided::Final(Action::Dunno), Outcome::Skip);
             }
+        };
+        let operation = match (req.dry_run, end_of_data) {
+            (true, _) => Operation::Peek,
+            (false, true) => Operation::Count,
+            (false, false) => Operation::Check,
         };
         if req.sasl_username.is_empty() {
             tracing::debug!(
@@ -163,7 +188,7 @@ impl<S: CounterStore> Policy<S> {
                 req.queue_id,
                 req.protocol_state.as_str()
             );
-            return (Action::Dunno, Outcome::Skip);
+            return (Decided::Final(Action::Dunno), Outcome::Skip);
         }
         if let Some(why) = req.malformed {
             tracing::warn!(
@@ -171,7 +196,7 @@ impl<S: CounterStore> Policy<S> {
                 req.client_address,
                 req.queue_id
             );
-            return (Action::Dunno, Outcome::FailOpen);
+            return (Decided::Final(Action::Dunno), Outcome::FailOpen);
         }
         let sender = match sender::normalize(&req.sasl_username) {
             Ok(s) => s,
@@ -182,12 +207,12 @@ impl<S: CounterStore> Policy<S> {
                     req.client_address,
                     req.queue_id
                 );
-                return (Action::Dunno, Outcome::Skip);
+                return (Decided::Final(Action::Dunno), Outcome::Skip);
             }
         };
         let limits = self.limits.current();
-        let recipients = match operation {
-            Operation::Count => {
+        let recipients = match end_of_data {
+            true => {
                 let (n, capped) = recipients(req.recipient_count, limits.max_recipients);
                 if capped {
                     tracing::warn!(
@@ -200,23 +225,20 @@ impl<S: CounterStore> Policy<S> {
                 n
             }
             // At RCPT the count is 0: ask whether one more recipient would fit.
-            Operation::Check => 1,
+            false => 1,
         };
         let at = self.zone.moment(self.clock.now());
         let protect = **self.protect.load();
         let message = match operation {
             Operation::Count => message::message(req, &sender),
-            Operation::Check => Message::default(),
+            Operation::Check | Operation::Peek => Message::default(),
         };
         let mut raise = self.raises.get(&sender);
         // At most one retry: the raise changed between our last look and this request.
         for _ in 0..2 {
             let rates = raise.as_deref().and_then(|r| self.raises.parse(r));
             let plan = Plan::new(&limits, &sender, rates.as_deref());
-            let oversize = match operation {
-                Operation::Count => first_oversize(&plan.caps, u64::from(recipients)),
-                Operation::Check => None,
-            };
+            let oversize = end_of_data.then(|| first_oversize(&plan.caps, u64::from(recipients))).flatten();
             let ask = Consume {
                 sender: &sender,
                 recipients,
@@ -238,10 +260,14 @@ impl<S: CounterStore> Policy<S> {
             };
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,
+                Ok(Answer::Locked(_)) if req.dry_run => {
+                    let action = Action::DeferIfPermit(locked_text(&sender));
+                    return (peeked(&ask, req, Some(action)), Outcome::Skip);
+                }
                 Ok(Answer::Locked(watch)) => {
                     guard::announce(&ask, None, &watch, self.events.as_ref(), req);
                     return (
-                        guard::locked(&ask, &watch, req),
+                        Decided::Final(guard::locked(&ask, &watch, req)),
                         Outcome::Defer { scope: "locked", window: "-".into() },
                     );
                 }
@@ -251,9 +277,13 @@ impl<S: CounterStore> Policy<S> {
                 }
                 Err(e) => {
                     self.fail_open(&e, &ask, req);
-                    return (Action::Dunno, Outcome::FailOpen);
+                    return (Decided::Final(Action::Dunno), Outcome::FailOpen);
                 }
             };
+            if req.dry_run {
+                let refusal = refusal(&ask, &counts, limits.oversize).map(|r| r.action);
+                return (peeked(&ask, req, refusal), Outcome::Skip);
+            }
             let n = u64::from(recipients);
             let counted =
                 operation == Operation::Count && (counts.refused.is_none() || ask.mode == Mode::LogOnly);
@@ -268,14 +298,15 @@ impl<S: CounterStore> Policy<S> {
                 req,
             };
             guard::announce(&ask, Some(&counts), &counts.watch, self.events.as_ref(), req);
-            return conclude(&ask, &counts, &line, plan.unknown, limits.oversize);
+            let (action, outcome) = conclude(&ask, &counts, &line, plan.unknown, limits.oversize);
+            return (Decided::Final(action), outcome);
         }
         tracing::warn!(
             "erl fail-open reason=raise-changing user={sender} rcpt={recipients} client={} queue_id={}",
             req.client_address,
             req.queue_id
         );
-        (Action::Dunno, Outcome::FailOpen)
+        (Decided::Final(Action::Dunno), Outcome::FailOpen)
     }
 
     /// Logs a store fault, once a minute per key for bad data (every retry meets it again).
@@ -297,8 +328,106 @@ impl<S: CounterStore> Policy<S> {
     }
 }
 
+/// What one pass of the decision came to.
+enum Decided {
+    /// A real decision (counted, recorded, logged).
+    Final(Action),
+    /// A dry run's answer: nothing was changed.
+    Peeked(Reply),
+}
+
+/// A dry run's reply and its log line: in enforce mode the refusal (if any); in log-only mode
+/// DUNNO, with what enforcing would answer.
+fn peeked(ask: &Consume<'_>, req: &Request, refusal: Option<Action>) -> Decided {
+    let enforced = refusal.unwrap_or(Action::Dunno);
+    let reply = match ask.mode {
+        Mode::Enforce => Reply { action: enforced, would: None },
+        Mode::LogOnly => Reply { action: Action::Dunno, would: Some(enforced) },
+    };
+    let shown = reply.would.as_ref().unwrap_or(&reply.action);
+    tracing::info!(
+        "erl probe user={} rcpt={} answer={}{} client={} stage={} (dry run: nothing counted)",
+        ask.sender,
+        ask.recipients,
+        verb(&reply.action),
+        if reply.would.is_some() { format!(" would={}", verb(shown)) } else { String::new() },
+        req.client_address,
+        req.protocol_state.as_str()
+    );
+    Decided::Peeked(reply)
+}
+
+/// An action's name (`DUNNO`, `DEFER_IF_PERMIT`, `REJECT`).
+fn verb(action: &Action) -> &'static str {
+    match action {
+        Action::Dunno => "DUNNO",
+        Action::DeferIfPermit(_) => "DEFER_IF_PERMIT",
+        Action::Reject(_) => "REJECT",
+    }
+}
+
+/// A refusal as enforce mode answers it, with its log line's verb and fields.
+struct Refusal {
+    action: Action,
+    outcome: Outcome,
+    /// The outcome in log-only mode.
+    would: Outcome,
+    verb: &'static str,
+    detail: String,
+}
+
+/// What refuses the message, if anything: a lock (seen, not enforced, in log-only mode), the
+/// oversize cap, or the first cap without room.
+fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize) -> Option<Refusal> {
+    if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
+        return Some(Refusal {
+            action: Action::DeferIfPermit(locked_text(ask.sender)),
+            outcome: Outcome::Defer { scope: "locked", window: "-".into() },
+            would: Outcome::WouldDefer,
+            verb: "DEFER",
+            detail: "cap=locked".into(),
+        });
+    }
+    let check = counts.refused.and_then(|i| ask.caps.get(i))?;
+    let &counter = ask.counters.get(check.counter)?;
+    let (cap, window, limit) = (counter.scope.kind(), counter.window, check.limit);
+    // The refusing cap's own figures (the line's mailbox= and global= are the daily ones).
+    let used = counts.before.get(check.counter).copied().unwrap_or_default();
+    let detail = format!("cap={cap} window={window} used={used}/{limit}");
+    let deferred = Outcome::Defer { scope: counter.scope.name(), window: window.to_string() };
+    if ask.oversize.is_none() {
+        let action = Action::DeferIfPermit(refusal_text(ask.sender, counter, limit));
+        return Some(Refusal {
+            action,
+            outcome: deferred,
+            would: Outcome::WouldDefer,
+            verb: "DEFER",
+            detail,
+        });
+    }
+    let text = oversize_text(ask.sender, counter, limit, u64::from(ask.recipients));
+    let detail = detail + " reason=oversize";
+    Some(match oversize {
+        Oversize::Reject => Refusal {
+            action: Action::Reject(text),
+            outcome: Outcome::Reject,
+            would: Outcome::WouldReject,
+            verb: "REJECT",
+            detail,
+        },
+        Oversize::Defer => Refusal {
+            action: Action::DeferIfPermit(text),
+            outcome: deferred,
+            would: Outcome::WouldDefer,
+            verb: "DEFER",
+            detail,
+        },
+    })
+}
+
 /// The reply and the decision line. `unknown`: a cap of this sender was not enforced because
 /// the database has not been read yet; `oversize`: the answer to a message that can never fit.
+/// Refusals are logged at warning (kept by `level = "warn"`), the rest at info.
 fn conclude(
     ask: &Consume<'_>,
     counts: &Counts,
@@ -306,11 +435,7 @@ fn conclude(
     unknown: bool,
     oversize: Oversize,
 ) -> (Action, Outcome) {
-    if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
-        tracing::info!("erl DEFER (log-only) {line} cap=locked mode=log-only");
-        return (Action::Dunno, Outcome::WouldDefer);
-    }
-    let Some(check) = counts.refused.and_then(|i| ask.caps.get(i)) else {
+    let Some(r) = refusal(ask, counts, oversize) else {
         if unknown {
             tracing::info!("erl fail-open reason=limits-unknown {line}");
         } else {
@@ -318,53 +443,14 @@ fn conclude(
         }
         return (Action::Dunno, if unknown { Outcome::FailOpen } else { Outcome::Ok });
     };
-    let Some(&counter) = ask.counters.get(check.counter) else { return (Action::Dunno, Outcome::Ok) };
-    let (cap, window) = (counter.scope.kind(), counter.window);
-    // The refusing cap's own figures (the line's mailbox= and global= are the daily ones).
-    let used = counts.before.get(check.counter).copied().unwrap_or_default();
-    let limit = check.limit;
-    if ask.oversize.is_some() {
-        let text = oversize_text(ask.sender, counter, check.limit, u64::from(ask.recipients));
-        return match (ask.mode, oversize) {
-            (Mode::Enforce, Oversize::Reject) => {
-                tracing::info!(
-                    "erl REJECT {line} cap={cap} window={window} used={used}/{limit} reason=oversize"
-                );
-                (Action::Reject(text), Outcome::Reject)
-            }
-            (Mode::Enforce, Oversize::Defer) => {
-                tracing::info!(
-                    "erl DEFER {line} cap={cap} window={window} used={used}/{limit} reason=oversize"
-                );
-                (
-                    Action::DeferIfPermit(text),
-                    Outcome::Defer { scope: counter.scope.name(), window: window.to_string() },
-                )
-            }
-            (Mode::LogOnly, _) => {
-                let verb = if oversize == Oversize::Reject { "REJECT" } else { "DEFER" };
-                tracing::info!(
-                    "erl {verb} (log-only) {line} cap={cap} window={window} used={used}/{limit} reason=oversize mode=log-only"
-                );
-                let would =
-                    if oversize == Oversize::Reject { Outcome::WouldReject } else { Outcome::WouldDefer };
-                (Action::Dunno, would)
-            }
-        };
-    }
     match ask.mode {
         Mode::Enforce => {
-            tracing::info!("erl DEFER {line} cap={cap} window={window} used={used}/{limit}");
-            (
-                Action::DeferIfPermit(refusal_text(ask.sender, counter, check.limit)),
-                Outcome::Defer { scope: counter.scope.name(), window: window.to_string() },
-            )
+            tracing::warn!("erl {} {line} {}", r.verb, r.detail);
+            (r.action, r.outcome)
         }
         Mode::LogOnly => {
-            tracing::info!(
-                "erl DEFER (log-only) {line} cap={cap} window={window} used={used}/{limit} mode=log-only"
-            );
-            (Action::Dunno, Outcome::WouldDefer)
+            tracing::warn!("erl {} (log-only) {line} {} mode=log-only", r.verb, r.detail);
+            (Action::Dunno, r.would)
         }
     }
 }

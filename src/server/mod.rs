@@ -17,14 +17,14 @@ use tokio_util::task::TaskTracker;
 
 pub use listen::{Listener, OwnedSocket, ServerError, bind};
 
-use crate::protocol::{Action, Decoder, Request};
+use crate::protocol::{Decoder, Reply, Request};
 
 /// How long shutdown waits for in-flight requests before exiting anyway.
 pub const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Answers one request (the policy, in the daemon).
 pub trait Handler: Send + Sync + 'static {
-    fn handle(&self, req: &Request) -> impl Future<Output = Action> + Send;
+    fn handle(&self, req: &Request) -> impl Future<Output = Reply> + Send;
 }
 
 /// Connection limits.

@@ -12,7 +12,8 @@
 --             "i:<instance>" (<prefix>:fp:YYYY-MM-DD:<email>)
 -- KEYS[k+8]   the index of automatic locks, a sorted set scored by expiry (<prefix>:locks:auto)
 -- ARGV[1]     n: recipients of this message (>= 1)
--- ARGV[2]     "count" (end of data) or "check" (RCPT pre-check: never counts, records nothing)
+-- ARGV[2]     "count" (end of data), "check" (RCPT pre-check: never counts, records nothing) or
+--             "peek" (`probe`: decides as "count" or "check" would and writes nothing at all)
 -- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway, locks are
 --             reported but not enforced and none is made
 -- ARGV[4]     how many violations the list keeps
@@ -111,6 +112,7 @@ local fp, auto_locks = KEYS[k + 7], KEYS[k + 8]
 local n = tonumber(ARGV[1])
 local enforce = ARGV[3] == '1'
 local counting = ARGV[2] == 'count'
+local peek = ARGV[2] == 'peek'
 local now, sender, client, server = tonumber(ARGV[5]), ARGV[6], ARGV[7], ARGV[13]
 local day_ttl = tonumber(ARGV[9])
 local max_ips, lock_after = tonumber(ARGV[10]), tonumber(ARGV[12])
@@ -222,7 +224,7 @@ end
 if stopped then return {LOCKED, events, seen, locked} end
 
 -- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
-for i = 1, k do
+for i = 1, peek and 0 or k do
   if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
     redis.call('EXPIRE', KEYS[i], tonumber(ARGV[17 + i]))
   end
@@ -233,7 +235,7 @@ if full ~= 0 then
   local c = caps[full]
   local new = records and new_message()
   if new then record(c.kind, c.limit, before[c.counter], c.window, oversize ~= 0 and ',"oversize":true' or nil) end
-  if enforce and oversize == 0 and once(KEYS[c.counter], tonumber(ARGV[17 + c.counter])) then
+  if enforce and oversize == 0 and not peek and once(KEYS[c.counter], tonumber(ARGV[17 + c.counter])) then
     events = events + FIRST_REFUSAL
   end
   if counts_refusals and counts_toward_lock(c.kind, oversize ~= 0, new) then

@@ -213,6 +213,7 @@ impl MemoryStore {
             if let Some(key) = keys.get(cap.counter).and_then(Option::as_ref)
                 && enforce
                 && !oversize
+                && c.operation != Operation::Peek
                 && state.once(self.keys.notified(key), now, counter.window.ttl_secs())
             {
                 events.first_refusal = true;

@@ -32,6 +32,9 @@ pub enum Operation {
     Count,
     /// RCPT pre-check: refuse a sender or server already at its cap; never count.
     Check,
+    /// `probe`: decide as the daemon would now (with the caller's recipients and oversize cap)
+    /// and write nothing at all: no counter, marker, address, record or lock.
+    Peek,
 }
 
 /// Whose counter: the sender's, its domain's (all its senders together) or the server's.

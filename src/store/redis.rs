@@ -114,6 +114,7 @@ impl RedisStore {
             .arg(match c.operation {
                 Operation::Count => "count",
                 Operation::Check => "check",
+                Operation::Peek => "peek",
             })
             .arg(match c.mode {
                 Mode::Enforce => "1",

@@ -405,6 +405,31 @@ fn under_systemd_lines_carry_their_priority_and_no_timestamp_of_their_own() {
     );
 }
 
+/// Issue 21 item 7: refusals, suspects and locks are warnings (`<4>`, kept by `level = "warn"`),
+/// the `erl ok` lines are info (dropped by it).
+#[test]
+fn level_warn_keeps_refusals_suspects_and_locks_and_drops_the_ok_lines() {
+    let d = Daemon::start_with(
+        "store = \"memory\"\n[log]\nlevel = \"warning\"\n[[limits.mailbox]]\nemail = \"w@example.com\"\ndaily = 1\n\
+         [protect]\nmax_client_ips = 1\nlock = true\n",
+        &[("JOURNAL_STREAM", "8:123456")],
+    );
+    assert_eq!(d.send("w@example.com", 1), "DUNNO");
+    assert_eq!(d.send("w@example.com", 1), defer_user("w@example.com", 1));
+    assert_eq!(d.connect().ask(&eom_from("w@example.com", 1, "203.0.113.5")), defer_locked("w@example.com"));
+    assert_eq!(d.send("w@example.com", 1), defer_locked("w@example.com"));
+    d.wait_log("<4>erl DEFER user=w@example.com rcpt=1 cap=locked", 1);
+    let log = d.log();
+    for line in [
+        "<4>erl DEFER user=w@example.com rcpt=1 mailbox=1/1 ",
+        "<4>erl suspect user=w@example.com client_ips=2",
+        "<4>erl lock user=w@example.com by=auto",
+    ] {
+        assert!(log.contains(line), "{line:?} not in:\n{log}");
+    }
+    assert!(!log.contains("erl ok"), "{log}");
+}
+
 #[test]
 fn status_without_a_user_is_the_health_of_what_the_daemon_needs() {
     let Some(mut redis) = Redis::start() else { return };

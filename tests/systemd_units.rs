@@ -115,6 +115,11 @@ fn units_say_what_the_contract_asks() {
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
         "Requires=email-ratelimit.socket",
+        // Issue 21 item 7: in mail.log next to Postfix's lines; journald drops no decision line.
+        "SyslogFacility=mail\n",
+        "SyslogIdentifier=email-ratelimit\n",
+        "LogRateLimitIntervalSec=0\n",
+        "Documentation=man:email-ratelimit(8)",
     ] {
         assert!(service.contains(directive), "service lacks {directive:?}");
     }

@@ -10,7 +10,7 @@ use crate::store::{Consume, Counts, Watch};
 /// violation (the lock was, once).
 pub(super) fn locked(ask: &Consume<'_>, watch: &Watch, req: &Request) -> Action {
     let by = watch.lock.as_ref().map_or("unknown", |l| l.by.as_str());
-    tracing::info!(
+    tracing::warn!(
         "erl DEFER user={} rcpt={} cap=locked by={by} client={} queue_id={} stage={}",
         ask.sender,
         ask.recipients,

@@ -17,7 +17,7 @@
 # With ERL_BEFORE=<an older release build> and ERL_BEFORE_REV=<its git revision> (whose
 # consume.lua the raw rows call with that build's own keys and arguments), sections 1 and 2 run
 # both builds, alternating round by round, and print both rows and the ratios after/before:
-#   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=542350b benches/v2.sh
+#   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=0e9a9b4 benches/v2.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -41,15 +41,15 @@ u='user__rand_int__@example.com'
 caps=(1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h)
 ttls=(93600 93600 93600 7200 7200 7200)
 counters=("erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global")
-# This build's call (issue 20: the fingerprint set and the automatic locks' index, the message's
-# transaction, fingerprint, the set's TTL and the oversize cap).
-args_after=(14 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
+# This build's call (issue 21: the domain's lock and the top senders' TTL of 8 days).
+args_after=(15 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
+  "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto "erl:lock:@example.com"
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 "${ttls[@]}" "${caps[@]}")
+# The issue-20 call (0e9a9b4 and before, down to 542350b's successor): the fingerprint set and the
+# automatic locks' index, the message's transaction, fingerprint, the set's TTL and the oversize cap.
+args_before=(14 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
   "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto
   1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 "${ttls[@]}" "${caps[@]}")
-# The v2 call (542350b and before).
-args_before=(12 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
-  "erl:refusals:$day:$u"
-  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "${ttls[@]}" "${caps[@]}")
 builds=(after)
 declare -A bin shas
 bin[after]=target/release/email-ratelimit

@@ -119,11 +119,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Clear the counters of one sender's current windows (today's and each window of its caps).
+    /// Clear the counters of the current windows (today's and each window of the caps in force) of
+    /// a sender (and its top score), a domain, or the server.
+    #[command(group(clap::ArgGroup::new("whom").required(true).args(["user", "server"])))]
     Reset {
         #[arg(long, short)]
         config: Option<PathBuf>,
-        user: String,
+        /// A sender, or @domain (the domain's own counters)
+        user: Option<String>,
+        /// The server's counters (every sender counts there)
+        #[arg(long)]
+        server: bool,
     },
     /// Today's biggest senders (or domains), biggest first.
     Top {

@@ -156,7 +156,7 @@ fn main() -> ExitCode {
             finish(runtime.block_on(admin::violations(&config, limit, &only, json)))
         }
         (Command::Reset { user, .. }, Some((_, config))) => {
-            finish(runtime.block_on(admin::reset(&config, &user)))
+            finish(runtime.block_on(admin::reset(&config, user.as_deref())))
         }
         (_, None) => ExitCode::FAILURE,
     }

@@ -6,14 +6,14 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{AdminError, open, parse_duration, when};
+use super::{AdminError, Subject, audit, open, parse_duration, when};
 use crate::clock;
 use crate::config::Config;
 use crate::notify::{Event, Notifier};
-use crate::sender;
-use crate::store::Lock;
+use crate::store::{Lock, LockNote};
 
-/// Locks a sender (`--for`: until the duration passes; otherwise until `unlock`).
+/// Locks a sender, or every sender of a domain (`@example.com`) (`--for`: until the duration
+/// passes; otherwise until `unlock`). A second lock keeps the first and adds to its history.
 ///
 /// # Errors
 /// [`AdminError`] for a bad name or duration, or an unreachable Redis.
@@ -23,36 +23,59 @@ pub async fn lock(
     reason: &str,
     duration: Option<&str>,
 ) -> Result<String, AdminError> {
-    let mailbox = sender::normalize(user)?;
+    let subject = Subject::parse(user)?;
     let secs = duration.map(parse_duration).transpose().map_err(AdminError::Usage)?;
     let now = clock::from_env().0.now().timestamp();
-    let lock = Lock { ts: now, by: "admin".into(), reason: reason.to_owned() };
-    let value = serde_json::to_string(&lock).map_err(|e| AdminError::Usage(e.to_string()))?;
-    let was = open(config).await?.lock(&mailbox, &value, secs).await?;
-    let mut out = format!(
-        "{} {mailbox} {}, on every server sharing this Redis; undo with: email-ratelimit unlock {mailbox}\n",
-        if was { "locked again:" } else { "locked" },
-        duration.map_or_else(|| "until unlocked".to_owned(), |d| format!("for {d}"))
-    );
-    let event = Event::lock(now, &mailbox, "admin", reason, None, &config.server_name);
-    out.push_str(&tell(config, &event).await);
+    let by = audit::actor();
+    let first = Lock { ts: now, by: "admin".into(), reason: reason.to_owned(), history: Vec::new() };
+    let note = LockNote { ts: now, by: by.clone(), reason: reason.to_owned() };
+    let mut store = open(config).await?;
+    // The lock's JSON, and the note added to the history of a lock already there.
+    let value = serde_json::to_string(&first).map_err(|e| AdminError::Usage(e.to_string()))?;
+    let noted = serde_json::to_string(&note).map_err(|e| AdminError::Usage(e.to_string()))?;
+    let old = store.lock(subject.who(), &value, &noted, secs).await?;
+    let how = duration.map_or_else(|| "until unlocked".to_owned(), |d| format!("for {d}"));
+    let mut out = match &old {
+        None => format!(
+            "locked {subject} {how}, on every server sharing this Redis; undo with: email-ratelimit unlock {subject}\n"
+        ),
+        Some(old) => format!(
+            "{subject} was already {}; that lock stays, this one is added to its history\n",
+            describe(old)
+        ),
+    };
+    let action = audit::Action { action: "lock", user: &subject.to_string(), reason, ts: now };
+    audit::record(&mut store, config.redis.violations_max, &action).await?;
+    match (&subject, &old) {
+        (Subject::Mailbox(m), None) => {
+            let event = Event::lock(now, m, "admin", reason, None, &config.server_name);
+            out.push_str(&tell(config, &event).await);
+        }
+        (Subject::Domain(_), None) => out.push_str("(a domain's lock is not notified)\n"),
+        _ => {}
+    }
     Ok(out)
 }
 
-/// Lifts a lock, and forgets the sender's client addresses and refusals of today.
+/// Lifts the lock of a sender (and forgets its client addresses and refusals of today) or of a
+/// domain.
 ///
 /// # Errors
 /// [`AdminError`] for a bad name, an unreachable Redis, or a sender that is not locked (exit 1,
 /// nothing changed).
 pub async fn unlock(config: &Config, user: &str) -> Result<String, AdminError> {
-    let mailbox = sender::normalize(user)?;
+    let subject = Subject::parse(user)?;
     let now = config.timezone.moment(clock::from_env().0.now());
-    let Some(old) = open(config).await?.unlock(&mailbox, now.day()).await? else {
-        return Err(AdminError::Usage(format!("{mailbox} is not locked; nothing changed")));
+    let mut store = open(config).await?;
+    let Some(old) = store.unlock(subject.who(), now.day()).await? else {
+        return Err(AdminError::Usage(format!("{subject} is not locked; nothing changed")));
     };
-    let lock = Lock::parse(&old);
-    let mut out = format!("unlocked {mailbox} (locked {} by {}: {})\n", when(lock.ts), lock.by, lock.reason);
-    out.push_str(&tell(config, &Event::unlock(now.unix, &mailbox, &config.server_name)).await);
+    let mut out = format!("unlocked {subject} ({})\n", describe(&old));
+    let action = audit::Action { action: "unlock", user: &subject.to_string(), reason: "", ts: now.unix };
+    audit::record(&mut store, config.redis.violations_max, &action).await?;
+    if let Subject::Mailbox(m) = &subject {
+        out.push_str(&tell(config, &Event::unlock(now.unix, m, &config.server_name)).await);
+    }
     Ok(out)
 }
 
@@ -67,7 +90,7 @@ pub async fn locks(config: &Config, json_out: bool) -> Result<String, AdminError
             .iter()
             .map(|(user, value, _)| {
                 let l = Lock::parse(value);
-                json!({"user": user, "ts": l.ts, "by": l.by, "reason": l.reason})
+                json!({"user": user, "ts": l.ts, "by": l.by, "reason": l.reason, "history": l.history})
             })
             .collect();
         return Ok(serde_json::Value::Array(list).to_string() + "\n");
@@ -77,12 +100,11 @@ pub async fn locks(config: &Config, json_out: bool) -> Result<String, AdminError
     }
     let mut out = String::new();
     for (user, value, ttl) in &all {
-        let l = Lock::parse(value);
         let expiry = match u64::try_from(*ttl) {
             Ok(left) if left > 0 => format!(" (expires in {})", super::span(left)),
             _ => String::new(),
         };
-        let _ = writeln!(out, "{user}  locked {} by {}: {}{expiry}", when(l.ts), l.by, l.reason);
+        let _ = writeln!(out, "{user}  {}{expiry}", describe(value));
     }
     Ok(out)
 }
@@ -100,8 +122,12 @@ async fn tell(config: &Config, event: &Event) -> String {
     }
 }
 
-/// For `status`: the sender's lock, if any.
+/// For `status`, `locks` and the commands: a lock, with the later locks of its history.
 pub(crate) fn describe(value: &str) -> String {
     let l = Lock::parse(value);
-    format!("locked {} by {}: {}", when(l.ts), l.by, l.reason)
+    let mut out = format!("locked {} by {}: {}", when(l.ts), l.by, l.reason);
+    for n in &l.history {
+        let _ = write!(out, "; again {} by {}: {}", when(n.ts), n.by, n.reason);
+    }
+    out
 }

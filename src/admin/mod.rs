@@ -14,8 +14,9 @@ use crate::limits::window::{Rate, Window};
 use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
 use crate::store::admin::AdminStore;
-use crate::store::{StoreError, Violation};
+use crate::store::{StoreError, Violation, Who};
 
+mod audit;
 mod health;
 mod locks;
 mod status;
@@ -36,6 +37,45 @@ pub enum AdminError {
     Usage(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+}
+
+/// Whom an admin command acts on: a sender, a whole domain (`@example.com`) or the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    Mailbox(sender::Mailbox),
+    /// IDNA ASCII, without the `@`.
+    Domain(String),
+    Server,
+}
+
+impl Subject {
+    /// A sender, or `@domain`.
+    pub(crate) fn parse(text: &str) -> Result<Self, AdminError> {
+        match text.strip_prefix('@') {
+            Some(d) => {
+                sender::normalize_domain(d).map(Self::Domain).map_err(|_| AdminError::Domain(text.to_owned()))
+            }
+            None => Ok(Self::Mailbox(sender::normalize(text)?)),
+        }
+    }
+
+    pub(crate) fn who(&self) -> Who<'_> {
+        match self {
+            Self::Mailbox(m) => Who::Mailbox(m),
+            Self::Domain(d) => Who::Domain(d),
+            Self::Server => Who::Server,
+        }
+    }
+}
+
+impl std::fmt::Display for Subject {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Mailbox(m) => f.write_str(m.as_str()),
+            Self::Domain(d) => write!(f, "@{d}"),
+            Self::Server => f.write_str("global"),
+        }
+    }
 }
 
 pub(crate) async fn open(config: &Config) -> Result<AdminStore, AdminError> {
@@ -171,12 +211,29 @@ pub async fn violations(
             let _ = writeln!(out, "{raw}");
             continue;
         }
+        let stamp = |ts: i64| {
+            DateTime::<Utc>::from_timestamp(ts, 0).map_or_else(
+                || ts.to_string(),
+                |t| config.timezone.local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
+            )
+        };
+        let value: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
+        if value["type"] == "admin" {
+            let text = |k: &str| value[k].as_str().unwrap_or_default().to_owned();
+            let _ = writeln!(
+                out,
+                "{}  admin   {}  {} by={} reason=\"{}\"",
+                stamp(value["ts"].as_i64().unwrap_or_default()),
+                text("user"),
+                text("action"),
+                text("by"),
+                text("reason")
+            );
+            continue;
+        }
         match serde_json::from_str::<Violation>(&raw) {
             Ok(v) => {
-                let when = DateTime::<Utc>::from_timestamp(v.ts, 0).map_or_else(
-                    || v.ts.to_string(),
-                    |t| config.timezone.local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
-                );
+                let when = stamp(v.ts);
                 let _ = writeln!(
                     out,
                     "{when}  {:<6}  {}  limit={} count={} rcpt={} ip={} {} window={}",
@@ -211,33 +268,47 @@ pub struct Only<'a> {
     pub since: Option<&'a str>,
 }
 
-/// Clears the sender's counters of the current windows (its daily counter and each window of
-/// its caps); returns what they held.
+/// Clears the counters of the current windows of a sender, a domain (`@example.com`) or (no
+/// user: `--server`) the server (`global`): the daily one and each window of every cap in force (the config's or the
+/// database's, and a raise's), and a sender's score in today's `top`; returns what they held.
 ///
 /// # Errors
-/// [`AdminError`] for a bad user name or an unreachable Redis.
-pub async fn reset(config: &Config, user: &str) -> Result<String, AdminError> {
-    let mailbox = sender::normalize(user)?;
+/// [`AdminError`] for a bad name or an unreachable Redis.
+pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminError> {
+    let subject = match user {
+        Some(u) => &Subject::parse(u)?,
+        None => &Subject::Server,
+    };
     let mut store = open(config).await?;
     let limits = limits(config).await;
     let mut windows = vec![Window::Day];
-    let raise = store.raise(&mailbox).await?.and_then(|(r, _)| parse_caps(&r).ok());
-    let caps: Vec<Window> = match raise {
-        Some(rates) => rates.iter().map(|r| r.window).collect(),
-        None => limits.mailbox_caps(&mailbox).caps.iter().map(|(w, _)| *w).collect(),
-    };
-    for w in caps {
+    let mut add = |w: Window| {
         if !windows.contains(&w) {
             windows.push(w);
         }
+    };
+    match subject {
+        Subject::Mailbox(mailbox) => {
+            if let Some(rates) = store.raise(mailbox).await?.and_then(|(r, _)| parse_caps(&r).ok()) {
+                rates.iter().for_each(|r| add(r.window));
+            }
+            limits.mailbox_caps(mailbox).caps.iter().for_each(|(w, _)| add(*w));
+        }
+        Subject::Domain(domain) => limits.domain_caps(domain).iter().for_each(|(w, _)| add(*w)),
+        Subject::Server => limits.server_caps().iter().for_each(|(w, _)| add(*w)),
     }
     let at = config.timezone.moment(clock::from_env().0.now());
-    let cleared = store.reset(at.local, &windows, &mailbox).await?;
+    let (cleared, top) = store.reset(at.local, &windows, subject.who()).await?;
     let day = cleared.first().map_or(0, |c| c.1);
-    let mut out = format!("reset {mailbox}: today's counter was {day}, now 0\n");
+    let mut out = format!("reset {subject}: today's counter was {day}, now 0\n");
     for (key, old) in cleared.iter().skip(1) {
         let _ = writeln!(out, "  {key} was {old}, now 0");
     }
+    if let Some(score) = top {
+        let _ = writeln!(out, "  today's top score was {score}, now 0");
+    }
+    let action = audit::Action { action: "reset", user: &subject.to_string(), reason: "", ts: at.unix };
+    audit::record(&mut store, config.redis.violations_max, &action).await?;
     Ok(out)
 }
 
@@ -278,7 +349,7 @@ pub async fn raise(
     duration: &str,
     lowering: Lowering,
 ) -> Result<String, AdminError> {
-    let mailbox = sender::normalize(user)?;
+    let mailbox = mailbox_only(user, "raise")?;
     let rates = parse_caps(&caps.join(" ")).map_err(AdminError::Usage)?;
     let secs = parse_duration(duration).map_err(AdminError::Usage)?;
     if lowering == Lowering::Refused {
@@ -296,7 +367,12 @@ pub async fn raise(
         }
     }
     let text: Vec<String> = rates.iter().map(ToString::to_string).collect();
-    open(config).await?.set_raise(&mailbox, &text.join(" "), secs).await?;
+    let mut store = open(config).await?;
+    store.set_raise(&mailbox, &text.join(" "), secs).await?;
+    let reason = format!("{} for {}", text.join(" "), span(secs));
+    let at = clock::from_env().0.now().timestamp();
+    let action = audit::Action { action: "raise", user: mailbox.as_str(), reason: &reason, ts: at };
+    audit::record(&mut store, config.redis.violations_max, &action).await?;
     Ok(format!(
         "raised {mailbox} to {} for {}, on every server sharing this Redis\n",
         text.join(" "),
@@ -317,12 +393,28 @@ pub enum Lowering {
 /// [`AdminError`] for a bad name, an unreachable Redis, or a sender without a raise (exit 1,
 /// nothing changed).
 pub async fn cancel_raise(config: &Config, user: &str) -> Result<String, AdminError> {
-    let mailbox = sender::normalize(user)?;
-    match open(config).await?.cancel_raise(&mailbox).await? {
-        Some(caps) => Ok(format!(
-            "cancelled the raise of {mailbox} ({caps}); its own caps apply again on every server sharing this Redis\n"
-        )),
-        None => Err(AdminError::Usage(format!("{mailbox} has no raise; nothing changed"))),
+    let mailbox = mailbox_only(user, "raise --cancel")?;
+    let mut store = open(config).await?;
+    let Some(caps) = store.cancel_raise(&mailbox).await? else {
+        return Err(AdminError::Usage(format!("{mailbox} has no raise; nothing changed")));
+    };
+    let reason = format!("cancelled {caps}");
+    let at = clock::from_env().0.now().timestamp();
+    let action = audit::Action { action: "raise", user: mailbox.as_str(), reason: &reason, ts: at };
+    audit::record(&mut store, config.redis.violations_max, &action).await?;
+    Ok(format!(
+        "cancelled the raise of {mailbox} ({caps}); its own caps apply again on every server sharing this Redis\n"
+    ))
+}
+
+/// A sender; a domain is refused with what to do instead.
+fn mailbox_only(user: &str, command: &str) -> Result<sender::Mailbox, AdminError> {
+    match Subject::parse(user)? {
+        Subject::Mailbox(m) => Ok(m),
+        Subject::Domain(_) | Subject::Server => Err(AdminError::Usage(format!(
+            "{command} applies to one sender: a domain's caps are its [[limits.domain]] entry (or the \
+             database); change it and reload (systemctl reload email-ratelimit)"
+        ))),
     }
 }
 

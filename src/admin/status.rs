@@ -5,28 +5,12 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{AdminError, limits, open, parse_caps};
+use super::{AdminError, Subject, limits, open, parse_caps};
 use crate::clock;
 use crate::config::Config;
 use crate::limits::window::Window;
 use crate::limits::{Cap, Limits};
-use crate::sender::{self, Mailbox};
 use crate::store::Who;
-
-/// `alice@example.com` or `@example.com`.
-enum Subject {
-    Mailbox(Mailbox),
-    Domain(String),
-}
-
-fn subject(text: &str) -> Result<Subject, AdminError> {
-    match text.strip_prefix('@') {
-        Some(domain) => sender::normalize_domain(domain)
-            .map(Subject::Domain)
-            .map_err(|_| AdminError::Domain(text.to_owned())),
-        None => Ok(Subject::Mailbox(sender::normalize(text)?)),
-    }
-}
 
 /// One scope's caps and whose counters they are on.
 struct ScopeCaps<'a> {
@@ -62,7 +46,7 @@ struct Row {
 /// # Errors
 /// [`AdminError`] for a bad name or an unreachable Redis.
 pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String, AdminError> {
-    let subject = subject(who)?;
+    let subject = Subject::parse(who)?;
     let mut store = open(config).await?;
     let limits = limits(config).await;
     let at = config.timezone.moment(clock::from_env().0.now());
@@ -95,6 +79,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             scopes.push(domain_scope(&limits, d));
             (format!("@{d}"), false)
         }
+        Subject::Server => ("global".to_owned(), false),
     };
     let server_limits = limits.clone();
     scopes.push(ScopeCaps {
@@ -117,8 +102,11 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         }
     }
     let (lock, client_ips) = match &subject {
-        Subject::Mailbox(m) => (store.lock_value(m).await?, Some(store.client_ips(m, at.day()).await?)),
-        Subject::Domain(_) => (None, None),
+        Subject::Mailbox(m) => {
+            (store.lock_value(subject.who()).await?, Some(store.client_ips(m, at.day()).await?))
+        }
+        Subject::Domain(_) => (store.lock_value(subject.who()).await?, None),
+        Subject::Server => (None, None),
     };
     let locked = lock.is_some();
     if json_out {

@@ -51,8 +51,9 @@ impl AdminStore {
         Ok(values.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
     }
 
-    /// Clears `sender`'s counters over `windows` in the current windows; returns each key and
-    /// the value it held.
+    /// Clears `who`'s counters over `windows` in the current windows and, for a sender, its
+    /// score in today's top senders (`top`), in one transaction; returns each key and the value
+    /// it held, and the old score.
     ///
     /// # Errors
     /// Redis faults.
@@ -60,16 +61,53 @@ impl AdminStore {
         &mut self,
         local: NaiveDateTime,
         windows: &[Window],
-        sender: &Mailbox,
-    ) -> Result<Vec<(String, u64)>, StoreError> {
-        let mut out = Vec::with_capacity(windows.len());
-        for w in windows {
-            let key = self.keys.window(local, *w, Who::Mailbox(sender)).to_string();
-            let (old,): (Option<String>,) =
-                redis::pipe().atomic().get(&key).del(&key).ignore().query_async(&mut self.conn).await?;
-            out.push((key, old.and_then(|v| v.parse().ok()).unwrap_or(0)));
+        who: Who<'_>,
+    ) -> Result<(Vec<(String, u64)>, Option<u64>), StoreError> {
+        let keys: Vec<String> =
+            windows.iter().map(|w| self.keys.window(local, *w, who).to_string()).collect();
+        let top = self.keys.top(local.date());
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for key in &keys {
+            pipe.get(key);
         }
-        Ok(out)
+        let member = match who {
+            Who::Mailbox(m) => Some(m.as_str()),
+            Who::Domain(_) | Who::Server => None,
+        };
+        if let Some(m) = member {
+            pipe.zscore(top, m).zrem(top, m).ignore();
+        }
+        if !keys.is_empty() {
+            pipe.del(&keys).ignore();
+        }
+        let mut values: Vec<Option<String>> = pipe.query_async(&mut self.conn).await?;
+        let score =
+            if member.is_some() { values.pop().flatten().and_then(|v| v.parse::<f64>().ok()) } else { None };
+        let cleared = keys
+            .into_iter()
+            .zip(values)
+            .map(|(k, v)| (k, v.and_then(|v| v.parse().ok()).unwrap_or(0)))
+            .collect();
+        Ok((cleared, score.map(self::score)))
+    }
+
+    /// Pushes an admin record onto the violations list (newest first), keeping `max`.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn push_violation(&mut self, record: &str, max: u64) -> Result<(), StoreError> {
+        let key = self.keys.violations();
+        let stop = isize::try_from(max).unwrap_or(isize::MAX).saturating_sub(1);
+        let () = redis::pipe()
+            .atomic()
+            .lpush(key, record)
+            .ignore()
+            .ltrim(key, 0, stop)
+            .ignore()
+            .query_async(&mut self.conn)
+            .await?;
+        Ok(())
     }
 
     /// Today's biggest senders, biggest first.
@@ -157,61 +195,98 @@ impl AdminStore {
     ///
     /// # Errors
     /// Redis faults.
-    pub async fn lock_value(&mut self, sender: &Mailbox) -> Result<Option<String>, StoreError> {
-        Ok(self.conn.get(self.keys.lock(sender)).await?)
+    /// The lock of a sender or a domain, if any.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn lock_value(&mut self, who: Who<'_>) -> Result<Option<String>, StoreError> {
+        let Some((key, _)) = self.lock_target(who) else { return Ok(None) };
+        Ok(self.conn.get(key).await?)
     }
 
-    /// Locks the sender with `value` (the lock's JSON), for `secs` or until unlocked, and keeps
-    /// it in the admin locks' index (moving it out of the automatic one); returns whether it was
-    /// locked already (the lock is replaced).
+    /// The lock key and index member of a sender or a domain (`None` for the server).
+    fn lock_target(&self, who: Who<'_>) -> Option<(String, String)> {
+        match who {
+            Who::Mailbox(m) => Some((self.keys.lock(m).to_string(), m.as_str().to_owned())),
+            Who::Domain(d) => Some((self.keys.domain_lock(d).to_string(), format!("@{d}"))),
+            Who::Server => None,
+        }
+    }
+
+    /// Locks a sender or a domain with `value` (the lock's JSON: `ts`, `by`, `reason`), for
+    /// `secs` or until unlocked, in the admin locks' index. When it is locked already, the first
+    /// lock stays (its `by` and reason, and its index) and gains `note` in its `"history"`; the
+    /// longer of the two durations applies. Returns the lock as it was before, if any.
     ///
     /// # Errors
     /// Redis faults.
     pub async fn lock(
         &mut self,
-        sender: &Mailbox,
+        who: Who<'_>,
         value: &str,
+        note: &str,
         secs: Option<u64>,
-    ) -> Result<bool, StoreError> {
-        let key = self.keys.lock(sender);
-        let mut pipe = redis::pipe();
-        pipe.atomic().exists(key);
-        match secs {
-            Some(s) => pipe.set_ex(key, value, s).ignore(),
-            None => pipe.set(key, value).ignore(),
-        };
-        pipe.zadd(self.keys.locks(LockedBy::Admin), sender.as_str(), expiry(secs))
-            .ignore()
-            .zrem(self.keys.locks(LockedBy::Auto), sender.as_str())
-            .ignore();
-        let (existed,): (bool,) = pipe.query_async(&mut self.conn).await?;
-        Ok(existed)
+    ) -> Result<Option<String>, StoreError> {
+        let Some((key, member)) = self.lock_target(who) else { return Ok(None) };
+        let script = redis::Script::new(
+            "local old = redis.call('GET', KEYS[1]) \
+             local secs, now = tonumber(ARGV[3]), tonumber(ARGV[4]) \
+             local lock, index = ARGV[2], KEYS[2] \
+             local ttl = -1 \
+             if old then \
+               local ok, kept = pcall(cjson.decode, old) \
+               if not ok or type(kept) ~= 'table' then kept = {ts = 0, by = 'unknown', reason = old} end \
+               if type(kept.history) ~= 'table' then kept.history = {} end \
+               table.insert(kept.history, cjson.decode(ARGV[5])) \
+               lock = cjson.encode(kept) \
+               if kept.by == 'auto' then index = KEYS[3] end \
+               ttl = redis.call('TTL', KEYS[1]) \
+               if secs > 0 and ttl > secs then secs = ttl end \
+               if ttl == -1 then secs = 0 end \
+             end \
+             if secs > 0 then redis.call('SET', KEYS[1], lock, 'EX', secs) else redis.call('SET', KEYS[1], lock) end \
+             redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('ZREM', KEYS[3], ARGV[1]) \
+             redis.call('ZADD', index, secs > 0 and (now + secs) or 'inf', ARGV[1]) \
+             return old",
+        );
+        let now =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+        let old: Option<String> = script
+            .key(&key)
+            .key(self.keys.locks(LockedBy::Admin))
+            .key(self.keys.locks(LockedBy::Auto))
+            .arg(&member)
+            .arg(value)
+            .arg(secs.unwrap_or(0))
+            .arg(now)
+            .arg(note)
+            .invoke_async(&mut self.conn)
+            .await?;
+        Ok(old)
     }
 
-    /// Lifts the sender's lock (and its index entries) and forgets its client addresses and
-    /// refusals of `day`, so it is not locked again before it earns it again; returns the lock's
-    /// value. A sender that is not locked: `None`, and nothing changed (one script, so a lock
+    /// Lifts the lock of a sender (forgetting its client addresses and refusals of `day`, so it
+    /// is not locked again before it earns it again) or of a domain, and its index entries;
+    /// returns the lock's value. Not locked: `None`, and nothing changed (one script, so a lock
     /// made meanwhile is either lifted whole or left whole).
     ///
     /// # Errors
     /// Redis faults.
-    pub async fn unlock(&mut self, sender: &Mailbox, day: NaiveDate) -> Result<Option<String>, StoreError> {
+    pub async fn unlock(&mut self, who: Who<'_>, day: NaiveDate) -> Result<Option<String>, StoreError> {
+        let Some((key, member)) = self.lock_target(who) else { return Ok(None) };
         let script = redis::Script::new(
             "local old = redis.call('GET', KEYS[1]) \
              if not old then return false end \
-             redis.call('DEL', KEYS[1], KEYS[2], KEYS[3]) \
-             redis.call('ZREM', KEYS[4], ARGV[1]) redis.call('ZREM', KEYS[5], ARGV[1]) \
+             redis.call('DEL', unpack(KEYS, 4)) \
+             redis.call('ZREM', KEYS[2], ARGV[1]) redis.call('ZREM', KEYS[3], ARGV[1]) \
              return old",
         );
-        let old: Option<String> = script
-            .key(self.keys.lock(sender))
-            .key(self.keys.ips(day, sender))
-            .key(self.keys.refusals(day, sender))
-            .key(self.keys.locks(LockedBy::Auto))
-            .key(self.keys.locks(LockedBy::Admin))
-            .arg(sender.as_str())
-            .invoke_async(&mut self.conn)
-            .await?;
+        let mut call = script.key(&key);
+        call.key(self.keys.locks(LockedBy::Auto)).key(self.keys.locks(LockedBy::Admin)).key(&key);
+        if let Who::Mailbox(sender) = who {
+            call.key(self.keys.ips(day, sender)).key(self.keys.refusals(day, sender));
+        }
+        let old: Option<String> = call.arg(&member).invoke_async(&mut self.conn).await?;
         Ok(old)
     }
 

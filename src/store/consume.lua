@@ -1,6 +1,6 @@
 -- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
--- KEYS[1..k]  the counters the message moves (k = #KEYS - 8): daily ones
+-- KEYS[1..k]  the counters the message moves (k = #KEYS - 9): daily ones
 --             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>)
 -- KEYS[k+1]   the violations list (<prefix>:violations)
 -- KEYS[k+2]   today's top senders, a sorted set (<prefix>:top:YYYY-MM-DD)
@@ -11,6 +11,7 @@
 -- KEYS[k+7]   the sender's refused messages today, a set of "f:<fingerprint>" and
 --             "i:<instance>" (<prefix>:fp:YYYY-MM-DD:<email>)
 -- KEYS[k+8]   the index of automatic locks, a sorted set scored by expiry (<prefix>:locks:auto)
+-- KEYS[k+9]   the lock of the sender's whole domain (<prefix>:lock:@<domain>; set by `lock @domain`)
 -- ARGV[1]     n: recipients of this message (>= 1)
 -- ARGV[2]     "count" (end of data), "check" (RCPT pre-check: never counts, records nothing) or
 --             "peek" (`probe`: decides as "count" or "check" would and writes nothing at all)
@@ -31,7 +32,8 @@
 -- ARGV[16]    the TTL in seconds of the fingerprint set (to the end of the local day + 1 h)
 -- ARGV[17]    the cap (1-based) that n alone exceeds, as the caller found it (0: none): the
 --             message can never fit, it is refused by that cap whatever the counters say
--- ARGV[18 .. 17+k]  each counter's TTL in seconds (given when created, or when found without one)
+-- ARGV[18]    the TTL in seconds of today's top senders (kept 8 days, for `top --date`)
+-- ARGV[19 .. 18+k]  each counter's TTL in seconds (given when created, or when found without one)
 -- then 4 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
 --             record's type ("user", "domain", "global") and window ("1d", "1h", "15m", ...)
 --
@@ -46,8 +48,9 @@
 -- "user", not oversize) counts toward lock_after_refusals. At RCPT nothing is recorded or
 -- counted. Counters only grow when the message fits (or in log-only mode), all together, so a
 -- refused burst burns no quota; a counted message also adds n to the sender's score in
--- KEYS[k+2] (the set gets ARGV[9] as TTL when it has none).
--- Reply {-3, events, ips, lock}: the sender is locked (enforce mode): nothing was counted.
+-- KEYS[k+2] (the set gets ARGV[18] as TTL when it has none).
+-- Reply {-3, events, ips, lock}: the sender (or its domain) is locked (enforce mode): nothing was
+--   counted.
 --   events: bit 1 = the first refusal by this cap in its window (not for oversize), bit 2 = the
 --   sender just became a suspect today, bit 4 = this request locked the sender; each is decided
 --   with a marker key (<prefix>:once:<the key without its prefix>, SET NX with the key's
@@ -105,10 +108,10 @@ local function counts_toward_lock(kind, oversize, new_message)
   return kind == 'user' and not oversize and new_message
 end
 
-local k = #KEYS - 8
+local k = #KEYS - 9
 local violations, top, raise = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
 local lock, ips, refusals = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
-local fp, auto_locks = KEYS[k + 7], KEYS[k + 8]
+local fp, auto_locks, domain_lock = KEYS[k + 7], KEYS[k + 8], KEYS[k + 9]
 local n = tonumber(ARGV[1])
 local enforce = ARGV[3] == '1'
 local counting = ARGV[2] == 'count'
@@ -118,6 +121,7 @@ local day_ttl = tonumber(ARGV[9])
 local max_ips, lock_after = tonumber(ARGV[10]), tonumber(ARGV[12])
 local instance, fingerprint, fp_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
 local oversize = tonumber(ARGV[17])
+local top_ttl = tonumber(ARGV[18])
 local autolock = enforce and ARGV[11] == '1'
 local tracking = counting and max_ips > 0 and client ~= ''
 
@@ -129,6 +133,12 @@ if raised ~= ARGV[8] then return {RAISE, raised} end
 local locked = redis.pcall('GET', lock)
 if locked == false then locked = '' end
 if type(locked) ~= 'string' then return {BAD, lock} end
+-- A locked domain stops its senders as their own lock would (and is never replaced by one).
+if locked == '' then
+  locked = redis.pcall('GET', domain_lock)
+  if locked == false then locked = '' end
+  if type(locked) ~= 'string' then return {BAD, domain_lock} end
+end
 local stopped = locked ~= '' and enforce
 
 -- Read and check every key this request may write before the first write (a locked sender's
@@ -141,7 +151,7 @@ if not stopped then
     if v == nil then return {BAD, KEYS[i]} end
     before[i], exists[i] = v, e
   end
-  for a = 18 + k, #ARGV, 4 do
+  for a = 19 + k, #ARGV, 4 do
     caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
                        kind = ARGV[a + 2], window = ARGV[a + 3]}
   end
@@ -226,7 +236,7 @@ if stopped then return {LOCKED, events, seen, locked} end
 -- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
 for i = 1, peek and 0 or k do
   if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[17 + i]))
+    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[18 + i]))
   end
 end
 
@@ -235,7 +245,7 @@ if full ~= 0 then
   local c = caps[full]
   local new = records and new_message()
   if new then record(c.kind, c.limit, before[c.counter], c.window, oversize ~= 0 and ',"oversize":true' or nil) end
-  if enforce and oversize == 0 and not peek and once(KEYS[c.counter], tonumber(ARGV[17 + c.counter])) then
+  if enforce and oversize == 0 and not peek and once(KEYS[c.counter], tonumber(ARGV[18 + c.counter])) then
     events = events + FIRST_REFUSAL
   end
   if counts_refusals and counts_toward_lock(c.kind, oversize ~= 0, new) then
@@ -249,11 +259,11 @@ end
 if moves then
   for i = 1, k do
     redis.call('INCRBY', KEYS[i], n)
-    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[17 + i])) end
+    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[18 + i])) end
   end
   -- A new member: the first message of the sender today; give the set a TTL if it has none.
   if tonumber(redis.call('ZINCRBY', top, n, sender)) == n and redis.call('TTL', top) < 0 then
-    redis.call('EXPIRE', top, day_ttl)
+    redis.call('EXPIRE', top, top_ttl)
   end
 end
 

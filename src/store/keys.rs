@@ -12,6 +12,9 @@ use crate::sender::Mailbox;
 /// Counter keys live about 26 hours: past local midnight in every time zone shift, then gone.
 pub const COUNTER_TTL_SECS: u64 = Window::Day.ttl_secs();
 
+/// A day's top senders are kept 8 days, for `top --date` (and learned allowances).
+pub const TOP_TTL_SECS: u64 = 8 * 86_400;
+
 /// Seconds from the local time `local` to the end of its local day plus an hour: the TTL of a
 /// set that only matters today (the refused messages' fingerprints). On a DST day it is off by
 /// the shift, which the hour and the date in the key absorb.
@@ -90,6 +93,13 @@ impl KeySchema {
     #[must_use]
     pub fn lock<'a>(&'a self, sender: &'a Mailbox) -> Key<'a> {
         self.key(Name::Lock(sender))
+    }
+
+    /// A locked domain (`lock @domain`): every sender of it is stopped. `domain` is IDNA ASCII;
+    /// for a sender without a domain, `""` names a key no command writes.
+    #[must_use]
+    pub fn domain_lock<'a>(&'a self, domain: &'a str) -> Key<'a> {
+        self.key(Name::DomainLock(domain))
     }
 
     /// The distinct SMTP client addresses of a sender today (a HyperLogLog).
@@ -173,6 +183,7 @@ enum Name<'a> {
     Top(NaiveDate),
     Raise(&'a Mailbox),
     Lock(&'a Mailbox),
+    DomainLock(&'a str),
     Ips(NaiveDate, &'a Mailbox),
     Refusals(NaiveDate, &'a Mailbox),
     Fingerprints(NaiveDate, &'a Mailbox),
@@ -225,6 +236,7 @@ impl fmt::Display for Key<'_> {
             Name::Top(day) => write!(f, "{p}:top:{}", Day(day)),
             Name::Raise(sender) => write!(f, "{p}:raise:{sender}"),
             Name::Lock(sender) => write!(f, "{p}:lock:{sender}"),
+            Name::DomainLock(domain) => write!(f, "{p}:lock:@{domain}"),
             Name::Ips(day, sender) => write!(f, "{p}:ips:{}:{sender}", Day(day)),
             Name::Refusals(day, sender) => write!(f, "{p}:refusals:{}:{sender}", Day(day)),
             Name::Fingerprints(day, sender) => write!(f, "{p}:fp:{}:{sender}", Day(day)),

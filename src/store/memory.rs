@@ -4,7 +4,7 @@
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, PoisonError};
 
-use super::keys::{COUNTER_TTL_SECS, KeySchema, rest_of_day_ttl};
+use super::keys::{COUNTER_TTL_SECS, KeySchema, TOP_TTL_SECS, rest_of_day_ttl};
 use super::protect::{counts_toward_lock, is_suspect, trips_lock};
 use super::{
     Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Violation, Watch, first_full,
@@ -135,7 +135,7 @@ impl MemoryStore {
 
     /// Locks the sender (`consume.lua`'s `lock_now`); returns the lock.
     fn lock(&self, state: &mut State, c: &Consume<'_>, reason: String, limit: u64, count: u64) -> Lock {
-        let lock = Lock { ts: c.at.unix, by: "auto".into(), reason };
+        let lock = Lock { ts: c.at.unix, by: "auto".into(), reason, history: Vec::new() };
         state
             .locks
             .insert(self.keys.lock(c.sender).to_string(), serde_json::to_string(&lock).unwrap_or_default());
@@ -162,7 +162,12 @@ impl MemoryStore {
             state.counters.retain(|_, (_, expires)| *expires > now);
             state.sets.retain(|_, (_, expires)| *expires > now);
         }
-        let mut lock = state.locks.get(&self.keys.lock(c.sender).to_string()).map(|l| Lock::parse(l));
+        let domain_lock = self.keys.domain_lock(c.sender.domain().unwrap_or_default()).to_string();
+        let mut lock = state
+            .locks
+            .get(&self.keys.lock(c.sender).to_string())
+            .or_else(|| state.locks.get(&domain_lock))
+            .map(|l| Lock::parse(l));
         let stopped = lock.is_some() && enforce;
         let keys: Vec<Option<String>> = c
             .counters
@@ -237,7 +242,7 @@ impl MemoryStore {
         // (6) Count.
         if counting && (refused.is_none() || !enforce) {
             // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
-            state.add(format!("{}\t{}", self.keys.top(day), c.sender), n, now, COUNTER_TTL_SECS);
+            state.add(format!("{}\t{}", self.keys.top(day), c.sender), n, now, TOP_TTL_SECS);
             for (key, counter) in keys.into_iter().zip(c.counters) {
                 let Some(key) = key else { continue };
                 // An expired key starts again at 0, as in Redis.

@@ -17,7 +17,7 @@ pub mod violation;
 use std::future::Future;
 
 pub use keys::{KeySchema, LockedBy, Who};
-pub use protect::{Events, Guard, Lock, Watch};
+pub use protect::{Events, Guard, Lock, LockNote, Watch};
 pub use violation::Violation;
 
 use crate::clock::Moment;

@@ -79,6 +79,19 @@ pub struct Lock {
     pub by: String,
     #[serde(default)]
     pub reason: String,
+    /// Later locks of the same sender while it was locked (`lock` again): each one's time, who
+    /// and why; the first lock stays.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<LockNote>,
+}
+
+/// A later lock of a locked sender, kept in the first lock's history.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LockNote {
+    pub ts: i64,
+    pub by: String,
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl Lock {
@@ -89,6 +102,7 @@ impl Lock {
             ts: 0,
             by: "unknown".into(),
             reason: text.into(),
+            history: Vec::new(),
         })
     }
 

@@ -16,7 +16,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{Cmd, ErrorKind, RedisWrite, Script, ServerErrorKind, Value};
 
 use super::breaker::Breaker;
-use super::keys::{COUNTER_TTL_SECS, KeySchema, LockedBy, rest_of_day_ttl};
+use super::keys::{COUNTER_TTL_SECS, KeySchema, LockedBy, TOP_TTL_SECS, rest_of_day_ttl};
 use super::target::{Target, millis};
 use super::{Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Watch};
 use crate::config::{Mode, RedisSettings};
@@ -90,10 +90,10 @@ impl RedisStore {
     /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
     /// command buffer (no per-argument allocation).
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
-        // Arguments: 3 in the head, a key per counter and 8 more keys, 17 values, a TTL per
+        // Arguments: 3 in the head, a key per counter and 9 more keys, 18 values, a TTL per
         // counter, 4 per cap.
-        let mut cmd = Cmd::with_capacity(3 + 8 + 17 + 2 * c.counters.len() + 4 * c.caps.len(), 1024);
-        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 8);
+        let mut cmd = Cmd::with_capacity(3 + 9 + 18 + 2 * c.counters.len() + 4 * c.caps.len(), 1024);
+        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 9);
         for counter in c.counters {
             let key = self
                 .keys
@@ -110,6 +110,7 @@ impl RedisStore {
             .arg(self.keys.refusals(day, c.sender))
             .arg(self.keys.fingerprints(day, c.sender))
             .arg(&self.auto_locks_key)
+            .arg(self.keys.domain_lock(c.sender.domain().unwrap_or_default()))
             .arg(c.recipients)
             .arg(match c.operation {
                 Operation::Count => "count",
@@ -132,7 +133,7 @@ impl RedisStore {
             .arg(c.server)
             .arg(c.message.instance);
         cmd.write_arg_fmt(format_args!("{:016x}", c.message.fingerprint));
-        cmd.arg(rest_of_day_ttl(c.at.local)).arg(c.oversize.map_or(0, |i| i + 1));
+        cmd.arg(rest_of_day_ttl(c.at.local)).arg(c.oversize.map_or(0, |i| i + 1)).arg(TOP_TTL_SECS);
         for counter in c.counters {
             cmd.arg(counter.window.ttl_secs());
         }

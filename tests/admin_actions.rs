@@ -1,0 +1,182 @@
+//! Issue 21 items 4 and 5: `reset` of a sender during a raise (every window of the caps in
+//! force, and its top score), of a domain and of the server; `lock @domain`; a second lock
+//! keeps the first; every admin action leaves a syslog line (facility mail) and a
+//! `"type": "admin"` record, naming who did it.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+
+use common::*;
+
+/// A daemon in UTC on a clock the test sets, and a stand-in syslog socket.
+struct Setup {
+    d: Daemon,
+    clock: std::path::PathBuf,
+    syslog: UnixDatagram,
+    syslog_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Setup {
+    fn start(redis: &Redis, extra: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = dir.path().join("now");
+        // 2026-11-22 18:40:00 UTC
+        std::fs::write(&clock, "1795372800").expect("clock");
+        let syslog_path = dir.path().join("syslog");
+        let syslog = UnixDatagram::bind(&syslog_path).expect("bind");
+        syslog.set_read_timeout(Some(std::time::Duration::from_secs(5))).expect("timeout");
+        let d = Daemon::start_with(
+            &format!("timezone = \"UTC\"\n{extra}\n[redis]\nurl = \"{}\"\n", redis.url()),
+            &[("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))],
+        );
+        Self { d, clock, syslog, syslog_path, _dir: dir }
+    }
+
+    /// Runs an admin command as the admin `carol` behind sudo: exit status, stdout, stderr.
+    fn admin(&self, args: &[&str]) -> (bool, String, String) {
+        let out = Command::new(BIN)
+            .args(args)
+            .arg("--config")
+            .arg(&self.d.config)
+            .env("EMAIL_RATELIMIT_TEST_CLOCK", &self.clock)
+            .env("EMAIL_RATELIMIT_TEST_SYSLOG", &self.syslog_path)
+            .env("SUDO_USER", "carol")
+            .output()
+            .expect("run an admin command");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let (ok, out, err) = self.admin(args);
+        assert!(ok, "{args:?}: {out}{err}");
+        out
+    }
+
+    /// The next syslog line the commands wrote.
+    fn logged(&self) -> String {
+        let mut buf = [0u8; 2048];
+        let n = self.syslog.recv(&mut buf).expect("a syslog line");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+}
+
+fn admin_records(s: &Setup) -> Vec<serde_json::Value> {
+    s.ok(&["violations", "--json"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .filter(|v| v["type"] == "admin")
+        .collect()
+}
+
+#[test]
+fn reset_clears_every_window_in_force_and_the_top_score_for_a_sender_a_domain_and_the_server() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::start(
+        &redis,
+        "[limits]\nglobal = 500\nglobal_rates = [\"200/1h\"]\n\
+         [[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 50\nrates = [\"4/1h\"]\n\
+         [[limits.domain]]\ndomain = \"example.com\"\nrates = [\"30/1h\"]\n",
+    );
+    assert_eq!(s.d.send("alice@example.com", 3), "DUNNO");
+    assert_eq!(s.d.send("bob@example.com", 2), "DUNNO");
+    // A raise of the daily cap only: its window counters are the daily ones.
+    s.ok(&["raise", "alice@example.com", "100/1d", "--for", "2h"]);
+    assert!(
+        s.logged()
+            .ends_with("erl admin action=raise user=alice@example.com by=carol reason=\"100/1d for 2h\"")
+    );
+    assert_eq!(s.d.send("alice@example.com", 1), "DUNNO");
+    let said = s.ok(&["reset", "alice@example.com"]);
+    for line in [
+        "reset alice@example.com: today's counter was 4, now 0",
+        "  erl:2026-11-22T1800/1h:alice@example.com was 3, now 0",
+        "  today's top score was 4, now 0",
+    ] {
+        assert!(said.lines().any(|l| l == line), "{line:?} not in:\n{said}");
+    }
+    assert_eq!(redis.get("erl:2026-11-22T1800/1h:alice@example.com"), None, "the config cap's window");
+    let top: serde_json::Value = serde_json::from_str(&s.ok(&["top", "--json"])).expect("JSON");
+    assert_eq!(top, serde_json::json!([{"user": "bob@example.com", "sent": 2}]));
+    assert!(s.logged().ends_with("erl admin action=reset user=alice@example.com by=carol reason=\"\""));
+    // The domain's own counters, then the server's.
+    let said = s.ok(&["reset", "@Example.com"]);
+    assert!(said.contains("reset @example.com: today's counter was 6, now 0"), "{said}");
+    assert!(said.contains("erl:2026-11-22T1800/1h:@example.com was 6, now 0"), "{said}");
+    assert_eq!(redis.get("erl:2026-11-22:@example.com"), None);
+    assert_eq!(redis.get("erl:2026-11-22:bob@example.com"), Some(2), "its senders keep theirs");
+    let said = s.ok(&["reset", "--server"]);
+    assert!(said.contains("reset global: today's counter was 6, now 0"), "{said}");
+    assert!(said.contains("erl:2026-11-22T1800/1h:global was 6, now 0"), "{said}");
+    assert_eq!(redis.get("erl:2026-11-22:global"), None);
+    let (ok, _, err) = s.admin(&["reset"]);
+    assert!(!ok && err.contains("--server"), "{err}");
+    let users: Vec<_> = admin_records(&s).iter().map(|v| (v["action"].clone(), v["user"].clone())).collect();
+    assert_eq!(
+        users,
+        [
+            ("reset", "global"),
+            ("reset", "@example.com"),
+            ("reset", "alice@example.com"),
+            ("raise", "alice@example.com")
+        ]
+        .map(|(a, u)| (serde_json::json!(a), serde_json::json!(u)))
+    );
+    assert!(admin_records(&s).iter().all(|v| v["by"] == "carol" && v["ts"] == 1_795_372_800));
+}
+
+#[test]
+fn a_locked_domain_stops_all_its_senders_and_a_second_lock_keeps_the_first() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::start(&redis, "");
+    let said = s.ok(&["lock", "@Example.com", "--reason", "spam wave"]);
+    assert!(said.contains("locked @example.com until unlocked"), "{said}");
+    let line = s.logged();
+    assert!(line.starts_with("<21>email-ratelimit["), "mail.notice: {line}");
+    assert!(
+        line.ends_with("]: erl admin action=lock user=@example.com by=carol reason=\"spam wave\""),
+        "{line}"
+    );
+    for user in ["bob@example.com", "eve@example.com"] {
+        assert_eq!(s.d.send(user, 1), defer_locked(user));
+    }
+    assert_eq!(s.d.send("carol@example.org", 1), "DUNNO", "another domain");
+    assert!(s.ok(&["locks"]).contains("@example.com  locked "), "listed");
+    assert!(s.ok(&["status", "@example.com"]).contains("spam wave"));
+    // A second lock keeps the first (its reason and who) and adds to its history.
+    let said = s.ok(&["lock", "@example.com", "--reason", "still at it", "--for", "1h"]);
+    assert!(said.contains("@example.com was already locked") && said.contains("spam wave"), "{said}");
+    s.logged();
+    let locks: serde_json::Value = serde_json::from_str(&s.ok(&["locks", "--json"])).expect("JSON");
+    assert_eq!(locks[0]["reason"], "spam wave");
+    assert_eq!(locks[0]["history"][0]["reason"], "still at it");
+    assert_eq!(locks[0]["history"][0]["by"], "carol");
+    assert!(
+        matches!(redis.cmd(&["TTL", "erl:lock:@example.com"]), redis::Value::Int(-1)),
+        "the longer lasts"
+    );
+    let said = s.ok(&["unlock", "@example.com"]);
+    assert!(said.contains("unlocked @example.com (locked ") && said.contains("again "), "{said}");
+    assert!(s.logged().ends_with("erl admin action=unlock user=@example.com by=carol reason=\"\""));
+    assert_eq!(s.d.send("bob@example.com", 1), "DUNNO");
+    // Nothing to unlock: exit 1, nothing recorded.
+    let before = admin_records(&s).len();
+    let (ok, _, err) = s.admin(&["unlock", "@example.com"]);
+    assert!(!ok && err.contains("@example.com is not locked; nothing changed"), "{err}");
+    assert_eq!(admin_records(&s).len(), before);
+    let (ok, _, err) = s.admin(&["raise", "@example.com", "100/1d", "--for", "1h"]);
+    assert!(!ok && err.contains("raise applies to one sender"), "{err}");
+    // A sender's lock: the lock's own `by` stays "admin"; the violations list names carol.
+    s.ok(&["lock", "eve@example.com"]);
+    let records = admin_records(&s);
+    assert_eq!(
+        (records[0]["action"].as_str(), records[0]["user"].as_str(), records[0]["by"].as_str()),
+        (Some("lock"), Some("eve@example.com"), Some("carol"))
+    );
+}

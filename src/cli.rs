@@ -140,6 +140,9 @@ pub enum Command {
         /// Sum per domain
         #[arg(long)]
         domains: bool,
+        /// Another local day than today (kept 8 days)
+        #[arg(long, value_name = "YYYY-MM-DD")]
+        date: Option<chrono::NaiveDate>,
         /// Print a JSON list
         #[arg(long)]
         json: bool,

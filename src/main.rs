@@ -131,8 +131,8 @@ fn main() -> ExitCode {
                 Err(e) => finish::<admin::AdminError>(Err(e)),
             }
         }
-        (Command::Top { limit, domains, json, .. }, Some((_, config))) => {
-            finish(runtime.block_on(admin::top(&config, limit, domains, json)))
+        (Command::Top { limit, domains, date, json, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::top(&config, limit, domains, date, json)))
         }
         (Command::Raise { user, cancel: true, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::cancel_raise(&config, &user)))

@@ -180,3 +180,26 @@ fn a_locked_domain_stops_all_its_senders_and_a_second_lock_keeps_the_first() {
         (Some("lock"), Some("eve@example.com"), Some("carol"))
     );
 }
+
+/// Issue 21 item 11: `top --date` reads an earlier day, kept 8 days.
+#[test]
+fn top_reads_an_earlier_day() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::start(&redis, "");
+    assert_eq!(s.d.send("alice@example.com", 3), "DUNNO");
+    // The next day (2026-11-23 09:00 UTC).
+    std::fs::write(&s.clock, "1795424400").expect("clock");
+    assert_eq!(s.d.send("bob@example.com", 2), "DUNNO");
+    let top = |args: &[&str]| -> serde_json::Value {
+        serde_json::from_str(&s.ok(&[&["top", "--json"][..], args].concat())).expect("JSON")
+    };
+    assert_eq!(top(&[]), serde_json::json!([{"user": "bob@example.com", "sent": 2}]));
+    assert_eq!(top(&["--date", "2026-11-22"]), serde_json::json!([{"user": "alice@example.com", "sent": 3}]));
+    let ttl = match redis.cmd(&["TTL", "erl:top:2026-11-22"]) {
+        redis::Value::Int(t) => t,
+        other => panic!("{other:?}"),
+    };
+    assert!(ttl > 7 * 86_400 && ttl <= 8 * 86_400, "kept 8 days: {ttl}");
+    let (ok, _, err) = s.admin(&["top", "--date", "22.11.2026"]);
+    assert!(!ok && err.contains("--date"), "{err}");
+}

@@ -312,13 +312,19 @@ pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminE
     Ok(out)
 }
 
-/// Today's biggest senders (or domains) with their caps.
+/// Today's (or `date`'s) biggest senders (or domains) with their caps.
 ///
 /// # Errors
 /// [`AdminError`] when Redis is unreachable.
-pub async fn top(config: &Config, limit: usize, domains: bool, json_out: bool) -> Result<String, AdminError> {
+pub async fn top(
+    config: &Config,
+    limit: usize,
+    domains: bool,
+    date: Option<chrono::NaiveDate>,
+    json_out: bool,
+) -> Result<String, AdminError> {
     let mut store = open(config).await?;
-    let day = config.timezone.moment(clock::from_env().0.now()).day();
+    let day = date.unwrap_or_else(|| config.timezone.moment(clock::from_env().0.now()).day());
     let rows = if domains { store.top_domains(day, limit).await? } else { store.top(day, limit).await? };
     if json_out {
         let list: Vec<serde_json::Value> =

@@ -103,6 +103,7 @@ pub async fn serve(
     let mut policy = Policy::new(store, limits.clone(), config.mode)
         .with_time(config.timezone, clock)
         .with_protection(config.protect, &config.server_name, events);
+    policy.set_replies(config.replies.clone());
     if let Some(m) = &counters {
         policy = policy.with_metrics(m.clone());
     }

@@ -120,6 +120,8 @@ pub struct Config {
     /// `[metrics] listen`: where `/metrics` is served; `None`: off.
     pub metrics: Option<MetricsListen>,
     pub log: LogSettings,
+    /// `[replies]`: the admin's reply texts (none: the contract's).
+    pub replies: Replies,
     /// The file it came from, or `None` for the embedded defaults.
     pub source: Option<PathBuf>,
 }
@@ -407,6 +409,8 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
 }
 
 mod protect;
+pub mod replies;
+pub use replies::Replies;
 mod raw;
 mod render;
 pub use render::redact;

@@ -28,6 +28,7 @@ pub(super) struct RawConfig {
     pub(super) notify: RawNotify,
     pub(super) metrics: RawMetrics,
     pub(super) log: RawLog,
+    pub(super) replies: super::replies::RawReplies,
 }
 
 impl Default for RawConfig {
@@ -45,6 +46,7 @@ impl Default for RawConfig {
             notify: RawNotify::default(),
             metrics: RawMetrics::default(),
             log: RawLog { level: "info".into() },
+            replies: super::replies::RawReplies::default(),
         }
     }
 }

@@ -180,6 +180,13 @@ impl Config {
         let remote = matches!(&self.metrics, Some(super::MetricsListen::Tcp(a)) if !a.ip().is_loopback());
         let _ = writeln!(o, "\n[metrics]\nlisten = {}\nallow_remote = {remote}", q(&listen));
         let _ = writeln!(o, "\n[log]\nlevel = {}", q(&self.log.level));
+        let mut replies = self.replies.iter().peekable();
+        if replies.peek().is_some() {
+            let _ = writeln!(o, "\n[replies]");
+            for (key, template) in replies {
+                let _ = writeln!(o, "{} = {}", key.trim_start_matches("replies."), q(template.as_str()));
+            }
+        }
         o
     }
 }

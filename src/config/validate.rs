@@ -29,6 +29,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         notify: protect::validate_notify(raw.notify)?,
         metrics: validate_metrics(&raw.metrics)?,
         log: validate_log(raw.log)?,
+        replies: super::replies::validate_replies(&raw.replies)?,
         source,
     })
 }

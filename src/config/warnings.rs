@@ -33,6 +33,13 @@ pub fn warnings(config: &Config) -> Vec<String> {
     {
         say(format!("notify.sendmail: {program}: no such file: no notification mail can be sent"));
     }
+    for (key, template) in config.replies.iter() {
+        if !template.as_str().is_ascii() {
+            say(format!(
+                "{key}: not plain ASCII: SMTP replies are ASCII, some clients show other characters garbled (write ae for ä...)"
+            ));
+        }
+    }
     if config.store == StoreKind::Memory {
         say("store = \"memory\": counters live in this process and are lost on restart".into());
     }

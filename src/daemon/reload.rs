@@ -57,6 +57,7 @@ pub(super) async fn reload(
     };
     to.policy.set_mode(new.mode);
     to.policy.set_protection(new.protect);
+    to.policy.set_replies(new.replies.clone());
     to.limits.set_config(file);
     if let Some(log) = to.log
         && let Err(e) = log.set_level(&new.log.level)

@@ -1,14 +1,13 @@
 //! Stolen-account outcomes of a decision: the locked reply, the `erl suspect` and `erl lock`
 //! lines, and the notification events (queued, never awaited).
 
-use super::text::locked_text;
 use crate::notify::{Event, Queue};
 use crate::protocol::{Action, Request};
 use crate::store::{Consume, Counts, Watch};
 
 /// The reply to a locked sender (enforce mode): logged with `cap=locked`, never recorded as a
 /// violation (the lock was, once).
-pub(super) fn locked(ask: &Consume<'_>, watch: &Watch, req: &Request) -> Action {
+pub(super) fn locked(ask: &Consume<'_>, watch: &Watch, req: &Request, text: String) -> Action {
     let by = watch.lock.as_ref().map_or("unknown", |l| l.by.as_str());
     tracing::warn!(
         "erl DEFER user={} rcpt={} cap=locked by={by} client={} queue_id={} stage={}",
@@ -18,7 +17,7 @@ pub(super) fn locked(ask: &Consume<'_>, watch: &Watch, req: &Request) -> Action 
         req.queue_id,
         req.protocol_state.as_str()
     );
-    Action::DeferIfPermit(locked_text(ask.sender))
+    Action::DeferIfPermit(text)
 }
 
 /// Logs and queues what the store says this request newly caused: the first refusal by a cap

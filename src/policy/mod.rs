@@ -18,7 +18,7 @@ use self::plan::Plan;
 use self::raises::Raises;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
-use crate::config::{Mode, Oversize, ProtectSettings};
+use crate::config::{Mode, Oversize, ProtectSettings, Replies};
 use crate::limits::LimitsCache;
 use crate::limits::window::Window;
 use crate::metrics::{Metrics, Outcome};
@@ -56,6 +56,8 @@ pub struct Policy<S> {
     bad_keys: OncePer,
     raises: Raises,
     protect: arc_swap::ArcSwap<ProtectSettings>,
+    /// `[replies]` (SIGHUP replaces them).
+    replies: arc_swap::ArcSwap<Replies>,
     /// This server, in violation records and events.
     server: String,
     /// Where notification events go (none: not configured).
@@ -75,6 +77,7 @@ impl<S: CounterStore> Policy<S> {
             bad_keys: OncePer::new(BAD_KEY_LOG_EVERY),
             raises: Raises::default(),
             protect: arc_swap::ArcSwap::from_pointee(ProtectSettings::default()),
+            replies: arc_swap::ArcSwap::from_pointee(Replies::default()),
             server: String::new(),
             events: None,
             metrics: None,
@@ -102,6 +105,11 @@ impl<S: CounterStore> Policy<S> {
         self.server = server.to_owned();
         self.events = events;
         self
+    }
+
+    /// Answers with the admin's `[replies]` texts where set (SIGHUP: again).
+    pub fn set_replies(&self, replies: Replies) {
+        self.replies.store(Arc::new(replies));
     }
 
     /// New `[protect]` settings (SIGHUP).
@@ -261,13 +269,15 @@ impl<S: CounterStore> Policy<S> {
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,
                 Ok(Answer::Locked(_)) if req.dry_run => {
-                    let action = Action::DeferIfPermit(locked_text(&sender));
+                    let action =
+                        Action::DeferIfPermit(text::locked(&self.replies.load(), &sender, recipients.into()));
                     return (peeked(&ask, req, Some(action)), Outcome::Skip);
                 }
                 Ok(Answer::Locked(watch)) => {
                     guard::announce(&ask, None, &watch, self.events.as_ref(), req);
+                    let text = text::locked(&self.replies.load(), &sender, recipients.into());
                     return (
-                        Decided::Final(guard::locked(&ask, &watch, req)),
+                        Decided::Final(guard::locked(&ask, &watch, req, text)),
                         Outcome::Defer { scope: "locked", window: "-".into() },
                     );
                 }
@@ -281,7 +291,7 @@ impl<S: CounterStore> Policy<S> {
                 }
             };
             if req.dry_run {
-                let refusal = refusal(&ask, &counts, limits.oversize).map(|r| r.action);
+                let refusal = refusal(&ask, &counts, limits.oversize, &self.replies.load()).map(|r| r.action);
                 return (peeked(&ask, req, refusal), Outcome::Skip);
             }
             let n = u64::from(recipients);
@@ -298,7 +308,8 @@ impl<S: CounterStore> Policy<S> {
                 req,
             };
             guard::announce(&ask, Some(&counts), &counts.watch, self.events.as_ref(), req);
-            let (action, outcome) = conclude(&ask, &counts, &line, plan.unknown, limits.oversize);
+            let replies = self.replies.load();
+            let (action, outcome) = conclude(&ask, &counts, &line, plan.unknown, (limits.oversize, &replies));
             return (Decided::Final(action), outcome);
         }
         tracing::warn!(
@@ -378,10 +389,11 @@ struct Refusal {
 
 /// What refuses the message, if anything: a lock (seen, not enforced, in log-only mode), the
 /// oversize cap, or the first cap without room.
-fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize) -> Option<Refusal> {
+fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Replies) -> Option<Refusal> {
+    let n = u64::from(ask.recipients);
     if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
         return Some(Refusal {
-            action: Action::DeferIfPermit(locked_text(ask.sender)),
+            action: Action::DeferIfPermit(text::locked(replies, ask.sender, n)),
             outcome: Outcome::Defer { scope: "locked", window: "-".into() },
             would: Outcome::WouldDefer,
             verb: "DEFER",
@@ -396,7 +408,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize) -> Option<Ref
     let detail = format!("cap={cap} window={window} used={used}/{limit}");
     let deferred = Outcome::Defer { scope: counter.scope.name(), window: window.to_string() };
     if ask.oversize.is_none() {
-        let action = Action::DeferIfPermit(refusal_text(ask.sender, counter, limit));
+        let action = Action::DeferIfPermit(text::refused(replies, ask.sender, counter, limit, n));
         return Some(Refusal {
             action,
             outcome: deferred,
@@ -405,7 +417,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize) -> Option<Ref
             detail,
         });
     }
-    let text = oversize_text(ask.sender, counter, limit, u64::from(ask.recipients));
+    let text = text::too_big(replies, ask.sender, counter, limit, n);
     let detail = detail + " reason=oversize";
     Some(match oversize {
         Oversize::Reject => Refusal {
@@ -433,9 +445,9 @@ fn conclude(
     counts: &Counts,
     line: &Line<'_>,
     unknown: bool,
-    oversize: Oversize,
+    (oversize, replies): (Oversize, &Replies),
 ) -> (Action, Outcome) {
-    let Some(r) = refusal(ask, counts, oversize) else {
+    let Some(r) = refusal(ask, counts, oversize, replies) else {
         if unknown {
             tracing::info!("erl fail-open reason=limits-unknown {line}");
         } else {

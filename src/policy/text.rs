@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::config::Replies;
+use crate::config::replies::{Case, Fill, WindowClass};
 use crate::limits::Cap;
 use crate::limits::window::Window;
 use crate::protocol::Request;
@@ -73,6 +75,49 @@ pub fn mailbox_text(sender: &Mailbox, limit: u64) -> String {
 #[must_use]
 pub fn global_text(sender: &Mailbox, limit: u64) -> String {
     refusal_text(sender, Counter { scope: Scope::Server, window: Window::Day }, limit)
+}
+
+/// The admin's `[replies]` text for `case` when there is one, else the contract's (`builtin`).
+pub(super) fn reply(
+    replies: &Replies,
+    case: Case,
+    fill: &Fill<'_>,
+    builtin: impl FnOnce() -> String,
+) -> String {
+    replies.get(case).map_or_else(builtin, |t| t.render(fill))
+}
+
+/// The reply to a message refused by a cap without room.
+pub(super) fn refused(replies: &Replies, sender: &Mailbox, counter: Counter, limit: u64, n: u64) -> String {
+    let class = WindowClass::of(counter.window);
+    let case = match counter.scope {
+        Scope::Mailbox => Case::Mailbox(class),
+        Scope::Domain => Case::Domain(class),
+        Scope::Server => Case::Server(class),
+    };
+    let fill = fill(sender, counter.window, limit, n);
+    reply(replies, case, &fill, || refusal_text(sender, counter, limit))
+}
+
+/// The reply to a message that can never fit under a cap.
+pub(super) fn too_big(replies: &Replies, sender: &Mailbox, counter: Counter, limit: u64, n: u64) -> String {
+    let case = match counter.scope {
+        Scope::Mailbox => Case::OversizeMailbox,
+        Scope::Domain => Case::OversizeDomain,
+        Scope::Server => Case::OversizeServer,
+    };
+    let fill = fill(sender, counter.window, limit, n);
+    reply(replies, case, &fill, || oversize_text(sender, counter, limit, n))
+}
+
+/// The reply to a locked sender.
+pub(super) fn locked(replies: &Replies, sender: &Mailbox, n: u64) -> String {
+    let fill = fill(sender, Window::Day, 0, n);
+    reply(replies, Case::Locked, &fill, || locked_text(sender))
+}
+
+fn fill(sender: &Mailbox, window: Window, limit: u64, n: u64) -> Fill<'_> {
+    Fill { user: sender.as_str(), limit, window, domain: sender.domain().unwrap_or_default(), n }
 }
 
 /// The shared fields of the decision lines.

@@ -56,6 +56,10 @@ pub enum Command {
         /// Only validate; print nothing when the config is valid
         #[arg(long, short)]
         quiet: bool,
+        /// Print only the settings that differ from the defaults (like postconf -n), with the
+        /// time zone resolved
+        #[arg(short = 'n', long = "non-default")]
+        non_default: bool,
     },
     /// Ask a running daemon what it would answer now (changes nothing; --count sends a real
     /// request) and print the reply's action.

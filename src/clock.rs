@@ -109,6 +109,28 @@ impl Zone {
         }
     }
 
+    /// The zone in force, by name, and where it came from: the config's name, else `TZ`, else
+    /// `/etc/localtime`'s link into the zone database (`UTC` when there is none).
+    #[must_use]
+    pub fn resolved(&self) -> (String, &'static str) {
+        if let Self::Named(tz) = self {
+            return (tz.name().to_owned(), "timezone");
+        }
+        if let Ok(tz) = std::env::var("TZ")
+            && !tz.is_empty()
+        {
+            return (tz.trim_start_matches(':').to_owned(), "TZ");
+        }
+        match std::fs::read_link("/etc/localtime") {
+            Ok(target) => {
+                let text = target.to_string_lossy().into_owned();
+                let name = text.split_once("zoneinfo/").map_or(text.as_str(), |(_, n)| n).to_owned();
+                (name, "/etc/localtime")
+            }
+            Err(_) => ("UTC".to_owned(), "no /etc/localtime"),
+        }
+    }
+
     /// The instant as local wall-clock time.
     #[must_use]
     pub fn local(&self, at: DateTime<Utc>) -> NaiveDateTime {

@@ -65,12 +65,14 @@ fn main() -> ExitCode {
                 }
             }
         }
-        (Command::CheckConfig { quiet, .. }, Some((_, config))) => {
+        (Command::CheckConfig { quiet, non_default, .. }, Some((_, config))) => {
             // The warnings `serve` would log, on stderr: stdout stays the effective config.
             for warning in email_ratelimit::config::warnings(&config) {
                 eprintln!("warning: {warning}");
             }
-            if !quiet {
+            if non_default {
+                print!("{}", config.render_non_default());
+            } else if !quiet {
                 print!("{}", config.render());
             }
             ExitCode::SUCCESS

@@ -112,6 +112,40 @@ fn bad_configs_exit_78_with_the_reason() {
     assert!(stderr(&out).contains("not found"));
 }
 
+/// Issue 21 item 12: `check-config -n` shows only what differs from the defaults (the time zone
+/// always, resolved); list keys come from the environment as TOML arrays; a duplicate entry names
+/// its block.
+#[test]
+fn check_config_n_lists_env_arrays_and_duplicate_blocks() {
+    let (_dir, path) = write_config(
+        "mode = \"log-only\"\n[limits]\nglobal = 5000\n[[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 5\n",
+    );
+    let out = run(
+        &["check-config", "-n", "--config", &path],
+        &[("TZ", "Europe/Berlin"), ("EMAIL_RATELIMIT__LIMITS__GLOBAL_RATES", "[\"300/1h\", \"50/5m\"]")],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        stdout(&out),
+        "timezone = \"Europe/Berlin\"   # from TZ\nmode = \"log-only\"\n[limits]\nglobal = 5000\n\
+         global_rates = [\"300/1h\", \"50/5m\"]\n[[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 5\n"
+    );
+    let out =
+        run(&["check-config", "--config", &path], &[("EMAIL_RATELIMIT__NOTIFY__ADMIN", "[\"p@x.org\", 7]")]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(stderr(&out).contains("EMAIL_RATELIMIT__NOTIFY__ADMIN: 7 is not a string"), "{}", stderr(&out));
+    let (_dir, dup) = write_config(
+        "[[limits.domain]]\ndomain = \"x.org\"\n[[limits.domain]]\ndomain = \"b.org\"\n[[limits.domain]]\ndomain = \"X.org\"\n",
+    );
+    let out = run(&["check-config", "--config", &dup], &[]);
+    assert_eq!(out.status.code(), Some(78));
+    assert!(
+        stderr(&out).contains("x.org is listed twice: [[limits.domain]] #3 (domain = \"X.org\") repeats #1"),
+        "{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn probe_prints_the_reply() {
     let d = Daemon::start("store = \"memory\"\n[[limits.mailbox]]\nemail = \"p@example.com\"\ndaily = 2\n");

@@ -362,6 +362,33 @@ pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
     validate::validate(parse(text, None, false)?, None)
 }
 
+/// The `EMAIL_RATELIMIT__*` variables whose value is a TOML array of strings (`["a", "b"]`):
+/// their config key (`limits.global_rates`) and the list.
+fn env_lists(
+    vars: impl Iterator<Item = (String, String)>,
+) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in vars {
+        let Some(path) = name.strip_prefix(ENV_PREFIX).and_then(|p| p.strip_prefix("__")) else { continue };
+        if !value.trim_start().starts_with('[') {
+            continue;
+        }
+        let bad = |why: String| {
+            ConfigError::Toml(format!("{name}: {why} (a list is a TOML array: '[\"300/1h\", \"50/5m\"]')"))
+        };
+        let parsed: toml::Table =
+            toml::from_str(&format!("v = {value}")).map_err(|e| bad(e.message().to_owned()))?;
+        let items =
+            parsed.get("v").and_then(toml::Value::as_array).ok_or_else(|| bad("not an array".into()))?;
+        let list = items
+            .iter()
+            .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| bad(format!("{v} is not a string"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        out.push((path.split("__").map(str::to_ascii_lowercase).collect::<Vec<_>>().join("."), list));
+    }
+    Ok(out)
+}
+
 /// A TOML error on one line, as compilers write them: `FILE:2:1: unknown field ...` (toml's own
 /// text spans five lines with a drawing of the spot, which journald would make five entries of).
 fn toml_error(e: &toml::de::Error, text: &str, path: Option<&Path>) -> String {
@@ -395,14 +422,17 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
     }
     let mailboxes = std::mem::take(&mut file.limits.mailbox);
     let domains = std::mem::take(&mut file.limits.domain);
-    let mut raw: raw::RawConfig = config::Config::builder()
+    let mut builder = config::Config::builder()
         .add_source(config::Config::try_from(&file)?)
         // No `try_parsing`: it would turn `EMAIL_RATELIMIT__REDIS__KEY_PREFIX=007` into the
         // number 7 before serde sees that the key is a string; numbers and booleans are still
         // converted where the key wants one.
-        .add_source(config::Environment::with_prefix(ENV_PREFIX).separator("__"))
-        .build()?
-        .try_deserialize()?;
+        .add_source(config::Environment::with_prefix(ENV_PREFIX).separator("__"));
+    // A list key's value is a TOML array: EMAIL_RATELIMIT__LIMITS__GLOBAL_RATES='["300/1h"]'.
+    for (key, list) in env_lists(std::env::vars())? {
+        builder = builder.set_override(key, list)?;
+    }
+    let mut raw: raw::RawConfig = builder.build()?.try_deserialize()?;
     raw.limits.mailbox = mailboxes;
     raw.limits.domain = domains;
     Ok(raw)

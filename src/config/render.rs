@@ -189,4 +189,46 @@ impl Config {
         }
         o
     }
+
+    /// Only the settings that differ from the defaults, like `postconf -n`, section by section;
+    /// every `[[limits.mailbox]]`/`[[limits.domain]]` entry; `timezone` always, resolved.
+    #[must_use]
+    pub fn render_non_default(&self) -> String {
+        let defaults = super::from_toml("").map(|d| d.render()).unwrap_or_default();
+        let mut known = std::collections::HashSet::new();
+        let mut section = String::new();
+        for line in defaults.lines() {
+            if line.starts_with('[') {
+                section = line.to_owned();
+            } else {
+                known.insert((section.clone(), line.to_owned()));
+            }
+        }
+        let (zone, from) = self.timezone.resolved();
+        let mut o = format!("timezone = {}   # from {from}\n", q(&zone));
+        let mut section = String::new();
+        let mut shown = true;
+        for line in self.render().lines() {
+            if line.starts_with('#') || line.trim().is_empty() || line.starts_with("timezone = ") {
+                continue;
+            }
+            if line.starts_with('[') {
+                section = line.to_owned();
+                shown = false;
+                if line.starts_with("[[") {
+                    let _ = writeln!(o, "{line}");
+                    shown = true;
+                }
+                continue;
+            }
+            if section.starts_with("[[") || !known.contains(&(section.clone(), line.to_owned())) {
+                if !shown {
+                    let _ = writeln!(o, "{section}");
+                    shown = true;
+                }
+                let _ = writeln!(o, "{line}");
+            }
+        }
+        o
+    }
 }

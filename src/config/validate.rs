@@ -1,6 +1,6 @@
 //! Raw settings -> typed settings: every check, with the key it concerns in the error.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -134,12 +134,19 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
         caps("limits.default_mailbox_rates", Some(default_mailbox), &raw.default_mailbox_rates)?.split_off(1);
     let mut mailboxes: Vec<MailboxEntry> = Vec::with_capacity(raw.mailbox.len());
     // A set of the names seen: a file may list 100,000 mailboxes (a scan per entry took 13 s).
-    let mut seen = HashSet::with_capacity(raw.mailbox.len());
-    for entry in raw.mailbox {
+    let mut seen = HashMap::with_capacity(raw.mailbox.len());
+    for (i, entry) in raw.mailbox.into_iter().enumerate() {
         let mailbox = sender::normalize(&entry.email)
             .map_err(|e| invalid("limits.mailbox.email", format!("{:?}: {e}", entry.email)))?;
-        if !seen.insert(mailbox.as_str().to_owned()) {
-            return Err(invalid("limits.mailbox.email", format!("{mailbox} is listed twice")));
+        if let Some(first) = seen.insert(mailbox.as_str().to_owned(), i + 1) {
+            return Err(invalid(
+                "limits.mailbox.email",
+                format!(
+                    "{mailbox} is listed twice: [[limits.mailbox]] #{} (email = {:?}) repeats #{first}; keep one",
+                    i + 1,
+                    entry.email
+                ),
+            ));
         }
         let own = match (entry.daily, entry.rates) {
             (None, None) => None,
@@ -168,8 +175,8 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
     }
     drop(seen);
     let mut domains: Vec<DomainEntry> = Vec::with_capacity(raw.domain.len());
-    let mut seen = HashSet::with_capacity(raw.domain.len());
-    for entry in raw.domain {
+    let mut seen = HashMap::with_capacity(raw.domain.len());
+    for (i, entry) in raw.domain.into_iter().enumerate() {
         // "*": the catch-all entry of every domain without one of its own.
         let domain = if entry.domain.trim() == crate::limits::CATCH_ALL {
             crate::limits::CATCH_ALL.to_owned()
@@ -181,8 +188,15 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
                 )
             })?
         };
-        if !seen.insert(domain.clone()) {
-            return Err(invalid("limits.domain.domain", format!("{domain} is listed twice")));
+        if let Some(first) = seen.insert(domain.clone(), i + 1) {
+            return Err(invalid(
+                "limits.domain.domain",
+                format!(
+                    "{domain} is listed twice: [[limits.domain]] #{} (domain = {:?}) repeats #{first}; keep one",
+                    i + 1,
+                    entry.domain
+                ),
+            ));
         }
         let named = |e: ConfigError| match e {
             ConfigError::Invalid { key, reason } => invalid(key, format!("{domain}: {reason}")),

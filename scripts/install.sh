@@ -2,7 +2,11 @@
 # email-ratelimit installer: staged, idempotent, and reversible without ever stopping mail.
 #
 #   install.sh install     binary, config (log-only), systemd units, system user, Postfix hook
-#   install.sh enforce     switch the config to mode = "enforce" and reload the daemon
+#   install.sh enforce     print what enforcing changes (email-ratelimit trial: the caps, today's
+#                          would-be deferrals, who is over a cap already), then switch the config
+#                          to mode = "enforce" and reload the daemon; with --at-midnight, set
+#                          enforce_from = the next local date instead: log-only until then,
+#                          enforced from then on without another reload
 #   install.sh log-only    switch back to mode = "log-only" and reload the daemon
 #   install.sh disable     remove the Postfix hook; keep every file
 #   install.sh uninstall   remove the hook and the installed files (database tables, the
@@ -12,6 +16,7 @@
 #                          never mail_user.password) and point the config's [database] at it
 #
 # Options:
+#   --at-midnight          enforce: start at the next local midnight (see above)
 #   --root DIR             install under DIR instead of / (staging, tests); Postfix is left
 #                          alone unless --postfix-config names the instance to hook
 #   --postfix-config DIR   the Postfix instance to hook (default: Postfix's own, /etc/postfix); a
@@ -49,29 +54,39 @@ db_socket="/run/mysqld/mysqld.sock"
 layout="er-tables"
 server_id=""
 command=""
+at_midnight=0
+# The options this run was given that a later command needs too (for the "Next:" hints).
+again=""
 
 die() { echo "install.sh: $*" >&2; exit 1; }
 say() { echo "  $*"; }
 
 while [ $# -gt 0 ]; do
   case "$1" in
-    --root) root="${2:?--root needs a directory}"; shift 2 ;;
-    --postfix-config) pfdir="${2:?--postfix-config needs a directory}"; shift 2 ;;
+    --root) root="${2:?--root needs a directory}"; again="$again --root $2"; shift 2 ;;
+    --postfix-config) pfdir="${2:?--postfix-config needs a directory}"; again="$again --postfix-config $2"; shift 2 ;;
+    --at-midnight) at_midnight=1; shift ;;
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
-    --no-systemd) use_systemd=0; shift ;;
+    --no-systemd) use_systemd=0; again="$again --no-systemd"; shift ;;
     --mysql) mysql_cmd="${2:?--mysql needs a command}"; shift 2 ;;
     --database) database="${2:?--database needs a name}"; shift 2 ;;
     --db-socket) db_socket="${2:?--db-socket needs a path}"; shift 2 ;;
     --layout) layout="${2:?--layout needs er-tables or erl-columns}"; shift 2 ;;
     --server-id) server_id="${2:?--server-id needs a number}"; shift 2 ;;
-    -h|--help) sed -n '2,34p' "$0"; exit 0 ;;
+    # The header comment, whole: every line from the second to the first that is not a comment.
+    -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
     install|enforce|log-only|disable|uninstall|status|db-user)
       [ -z "$command" ] || die "one command at a time"; command="$1"; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 [ -n "$command" ] || die "which command? install, enforce, log-only, disable, uninstall, status, db-user"
-[ -z "$root" ] || root="$(cd "$root" && pwd)"
+if [ -n "$root" ]; then
+  [ -d "$root" ] || die "--root $root: no such directory"
+  root="$(cd "$root" && pwd)"
+fi
+[ -z "$pfdir" ] || [ -d "$pfdir" ] || die "--postfix-config $pfdir: no such directory"
+[ "$at_midnight" = 0 ] || [ "$command" = enforce ] || die "--at-midnight goes with enforce only"
 if [ -n "$root" ] && [ "$root" != "/" ]; then use_systemd=0; fi
 
 bin_path="$root/usr/local/bin/email-ratelimit"
@@ -253,7 +268,7 @@ hook_postfix() {
   if [ -n "$refused" ]; then
     die "master.cf overrides smtpd_end_of_data_restrictions where postconf cannot add the hook:$refused
   Add $hook_ref before any permit in those lines by hand (see postfix/master.cf.fragment), then run
-  install again. Nothing was changed."
+  install again. Postfix was not changed (files already installed above stay; install is safe to re-run)."
   fi
   main="$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)"
   if [ "$(pc -h "$hook_param" 2>/dev/null || true)" != "$(hook_value)" ]; then
@@ -347,10 +362,14 @@ find_binary() {
 }
 
 set_mode() {
-  local mode="$1" tmp
+  local mode="$1" from="${2:-}" tmp
   [ -f "$config" ] || die "$config not found: run install first"
-  if grep -qx "mode = \"$mode\"" "$config"; then
-    say "already mode = \"$mode\" in $config"
+  local want_from=""
+  [ -z "$from" ] || want_from="enforce_from = \"$from\""
+  local have_from
+  have_from="$(grep '^enforce_from = ' "$config" || true)"
+  if grep -qx "mode = \"$mode\"" "$config" && [ "$have_from" = "$want_from" ]; then
+    say "already mode = \"$mode\"${from:+ with $want_from} in $config"
   else
     tmp="$(mktemp)"
     if grep -q '^mode = ' "$config"; then
@@ -358,16 +377,45 @@ set_mode() {
     else
       { echo "mode = \"$mode\""; cat "$config"; } > "$tmp"
     fi
+    # enforce_from sits right under mode (a top-level key: before the first [section]).
+    sed -i '/^enforce_from = /d' "$tmp"
+    [ -z "$from" ] || sed -i "/^mode = /a $want_from" "$tmp"
     "$bin_path" check-config --quiet --config "$tmp" || { rm -f "$tmp"; die "the changed config does not validate; $config left as it was"; }
     cat "$tmp" > "$config"
     rm -f "$tmp"
-    say "set mode = \"$mode\" in $config"
+    say "set mode = \"$mode\"${from:+ and $want_from} in $config"
   fi
   if have_systemd && systemctl is-active --quiet email-ratelimit.service; then
     systemctl reload email-ratelimit.service
     say "reloaded email-ratelimit.service"
   else
     say "reload the running daemon to apply it: systemctl reload email-ratelimit (or kill -HUP its PID)"
+  fi
+}
+
+# Records the switch in syslog and the violations list (never fatal: Redis may be down).
+record() {
+  "$bin_path" record --config "$config" "$@" >/dev/null || say "(not recorded in the violations list: see above)"
+}
+
+cmd_enforce() {
+  [ -f "$config" ] || die "$config not found: run install first"
+  echo "What enforcing changes ($bin_path trial):"
+  "$bin_path" trial --config "$config" | sed 's/^/  /' || say "(no preview: is Redis up? the switch goes on)"
+  if [ "$at_midnight" = 1 ]; then
+    local zone day
+    zone="$("$bin_path" check-config -n --config "$config" | sed -n 's/^timezone = "\([^"]*\)".*/\1/p')"
+    # Noon today plus a day: the next local date, whatever the DST shift tonight.
+    day="$(TZ="$zone" date -d "$(TZ="$zone" date +%F) 12:00 +1 day" +%F)"
+    echo "Enforcing the limits from $day 00:00 ($zone)"
+    set_mode log-only "$day"
+    record enforce --reason "from $day (enforce_from, at midnight)"
+    echo "Next: until then nothing changes; from midnight: journalctl -u email-ratelimit -f | grep 'erl DEFER'"
+  else
+    echo "Enforcing the limits"
+    set_mode enforce
+    record enforce
+    echo "Next: journalctl -u email-ratelimit -f | grep 'erl DEFER'"
   fi
 }
 
@@ -463,7 +511,8 @@ cmd_install() {
     say "staging under --root $root: Postfix not touched (pass --postfix-config DIR to hook an instance)"
   fi
   echo "Next: watch the decisions with   journalctl -u email-ratelimit -f | grep erl"
-  echo "      then enforce the limits:   $0 enforce"
+  echo "      see what enforcing changes: $bin_path trial --config $config"
+  echo "      then enforce the limits:   $0$again enforce   (or: enforce --at-midnight)"
 }
 
 cmd_disable() {
@@ -625,8 +674,8 @@ $sql"
 
 case "$command" in
   install) cmd_install ;;
-  enforce) echo "Enforcing the limits"; set_mode enforce; echo "Next: journalctl -u email-ratelimit -f | grep 'erl DEFER'" ;;
-  log-only) echo "Back to log-only"; set_mode log-only; echo "Next: journalctl -u email-ratelimit -f | grep erl" ;;
+  enforce) cmd_enforce ;;
+  log-only) echo "Back to log-only"; set_mode log-only; record log-only; echo "Next: journalctl -u email-ratelimit -f | grep erl" ;;
   disable) cmd_disable ;;
   uninstall) cmd_uninstall ;;
   status) cmd_status ;;

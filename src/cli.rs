@@ -187,6 +187,25 @@ pub enum Command {
         config: Option<PathBuf>,
         user: String,
     },
+    /// What enforcing would change now: the caps, today's would-be refusals of the log-only
+    /// trial by sender, and who is over a cap already (install.sh enforce prints it first).
+    Trial {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Record an admin action done outside these commands (install.sh enforce and log-only use
+    /// it): a syslog line and a "type": "admin" record in the violations list.
+    Record {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// What was done: enforce, log-only, ...
+        action: String,
+        /// Whom it concerns
+        #[arg(long, default_value = "global")]
+        user: String,
+        #[arg(long, default_value = "")]
+        reason: String,
+    },
     /// The locked senders.
     Locks {
         #[arg(long, short)]

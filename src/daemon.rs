@@ -104,6 +104,7 @@ pub async fn serve(
         .with_time(config.timezone, clock)
         .with_protection(config.protect, &config.server_name, events);
     policy.set_replies(config.replies.clone());
+    policy.set_enforce_from(config.enforce_from);
     if let Some(m) = &counters {
         policy = policy.with_metrics(m.clone());
     }

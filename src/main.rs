@@ -31,7 +31,9 @@ fn main() -> ExitCode {
         | Command::Raise { config, .. }
         | Command::Lock { config, .. }
         | Command::Unlock { config, .. }
-        | Command::Locks { config, .. } => Some(config.clone()),
+        | Command::Locks { config, .. }
+        | Command::Trial { config }
+        | Command::Record { config, .. } => Some(config.clone()),
         // The config is read for its socket only when none is given.
         Command::Probe { config, socket: None, .. } => Some(config.clone()),
         Command::Probe { .. } | Command::Generate { .. } => None,
@@ -149,6 +151,10 @@ fn main() -> ExitCode {
         }
         (Command::Unlock { user, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::unlock(&config, &user)))
+        }
+        (Command::Trial { .. }, Some((_, config))) => finish(runtime.block_on(admin::trial(&config))),
+        (Command::Record { action, user, reason, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::record(&config, &action, &user, &reason)))
         }
         (Command::Locks { json, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::locks(&config, json)))

@@ -17,7 +17,18 @@ use nix::sys::signal::Signal;
 const INSTALL: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install.sh");
 
 fn run_install(root: &Path, mail: Option<&MailServer>, args: &[&str], path: Option<&str>) -> (bool, String) {
+    run_install_env(root, mail, args, path, &[])
+}
+
+fn run_install_env(
+    root: &Path,
+    mail: Option<&MailServer>,
+    args: &[&str],
+    path: Option<&str>,
+    env: &[(&str, &str)],
+) -> (bool, String) {
     let mut cmd = Command::new("bash");
+    cmd.envs(env.iter().copied());
     cmd.arg(INSTALL).args(args).arg("--root").arg(root).args(["--binary", BIN, "--no-systemd"]);
     if let Some(mail) = mail {
         cmd.arg("--postfix-config").arg(mail.config_dir());
@@ -223,10 +234,38 @@ fn install_enforce_disable_uninstall_round_trip() {
         daemon_log().contains("erl REJECT (log-only) user=alice@local.test rcpt=3").then_some(())
     });
 
+    // Issue 21 item 2: enforce --at-midnight prints what enforcing changes (today's would-be
+    // refusal of alice among it) and sets enforce_from = the next local date, staying log-only.
+    // (install.sh's trial and record reach the test's Redis as the daemon does: by the variable.)
+    let url = redis.url();
+    let (ok, said) = run_install_env(
+        r,
+        Some(&mail),
+        &["enforce", "--at-midnight"],
+        None,
+        &[("EMAIL_RATELIMIT__REDIS__URL", &url)],
+    );
+    assert!(ok, "{said}");
+    let tomorrow = (chrono::Local::now().date_naive() + chrono::Days::new(1)).to_string();
+    for part in [
+        "What enforcing changes",
+        "server caps:",
+        "today (",
+        "1 would-be refusal (DEFER (log-only)) of 1 sender",
+        "alice@local.test  (mailbox 1d)",
+        &format!("set mode = \"log-only\" and enforce_from = \"{tomorrow}\""),
+    ] {
+        assert!(said.contains(part), "{part:?} not in:\n{said}");
+    }
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains(&format!("mode = \"log-only\"\nenforce_from = \"{tomorrow}\"\n")), "{text}");
+    let records = redis.cmd(&["LRANGE", "erl:violations", "0", "0"]);
+    assert!(format!("{records:?}").contains("enforce_from, at midnight"), "{records:?}");
     // enforce, twice; the daemon picks it up on SIGHUP (systemctl reload under systemd).
     let said = install(r, &mail, &["enforce"]);
     assert!(said.contains("set mode = \"enforce\""), "{said}");
     assert!(install(r, &mail, &["enforce"]).contains("already mode = \"enforce\""));
+    assert!(!std::fs::read_to_string(&config).expect("config").contains("enforce_from"), "dropped");
     daemon.signal(Signal::SIGHUP);
     wait_for("the reload", Duration::from_secs(10), || {
         daemon_log().contains("reloaded: mode=enforce").then_some(())
@@ -380,7 +419,7 @@ fn the_hook_goes_where_postfix_reaches_it() {
     let unwritable = (mail.postconf(&["-n"]), mail.postconf(&["-M"]));
     let (ok, said) = run_install(r, Some(&mail), &["install"], None);
     assert!(
-        !ok && said.contains("postconf cannot add the hook") && said.contains("Nothing was changed"),
+        !ok && said.contains("postconf cannot add the hook") && said.contains("Postfix was not changed"),
         "{said}"
     );
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), unwritable);
@@ -461,4 +500,30 @@ fn db_user_for_the_erl_columns_layout() {
         .output()
         .expect("check-config");
     assert!(check.status.success(), "{check:?}");
+}
+
+/// Issue 21 items 13 and 15: `--help` is the whole header; a bad `--root` is named; the "Next:"
+/// hints repeat the options a later command needs.
+#[test]
+fn help_is_whole_and_mistakes_are_named() {
+    let out = Command::new("bash").arg(INSTALL).arg("--help").output().expect("run");
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && help.starts_with("email-ratelimit installer:"), "{help}");
+    assert!(help.trim_end().ends_with("disable restores the previous values."), "cut: {help}");
+    assert!(help.contains("--at-midnight") && !help.contains("set -euo"), "{help}");
+    let out =
+        Command::new("bash").arg(INSTALL).args(["status", "--root", "/nonexistent/x"]).output().expect("run");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        "install.sh: --root /nonexistent/x: no such directory\n"
+    );
+    let root = tempfile::tempdir().expect("tempdir");
+    let (ok, said) = run_install(root.path(), None, &["install"], None);
+    assert!(ok, "{said}");
+    assert!(
+        said.contains(&format!("{INSTALL} --root {} --no-systemd enforce", root.path().display())),
+        "{said}"
+    );
+    let (ok, said) = run_install(root.path(), None, &["status", "--at-midnight"], None);
+    assert!(!ok && said.contains("--at-midnight goes with enforce only"), "{said}");
 }

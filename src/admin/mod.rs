@@ -20,9 +20,11 @@ mod audit;
 mod health;
 mod locks;
 mod status;
+mod trial;
 pub use health::health;
 pub use locks::{lock, locks, unlock};
 pub use status::status;
+pub use trial::trial;
 
 /// Admin command faults.
 #[derive(Debug, thiserror::Error)]
@@ -411,6 +413,24 @@ pub async fn cancel_raise(config: &Config, user: &str) -> Result<String, AdminEr
     Ok(format!(
         "cancelled the raise of {mailbox} ({caps}); its own caps apply again on every server sharing this Redis\n"
     ))
+}
+
+/// Records an admin action done elsewhere (`install.sh enforce`): syslog and the violations list.
+///
+/// # Errors
+/// [`AdminError`] for a bad action name or an unreachable Redis.
+pub async fn record(config: &Config, action: &str, user: &str, reason: &str) -> Result<String, AdminError> {
+    if action.is_empty() || !action.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(AdminError::Usage(format!("{action:?}: an action is a word like enforce or log-only")));
+    }
+    if user.contains(char::is_whitespace) || user.is_empty() {
+        return Err(AdminError::Usage(format!("--user {user:?}: one word (a sender, @domain or global)")));
+    }
+    let mut store = open(config).await?;
+    let ts = clock::from_env().0.now().timestamp();
+    audit::record(&mut store, config.redis.violations_max, &audit::Action { action, user, reason, ts })
+        .await?;
+    Ok(format!("recorded: action={action} user={user} by={}\n", audit::actor()))
 }
 
 /// A sender; a domain is refused with what to do instead.

@@ -106,6 +106,9 @@ impl StoreKind {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub mode: Mode,
+    /// With `mode = "log-only"`: enforce from this local date on, without a reload
+    /// (`install.sh enforce --at-midnight`).
+    pub enforce_from: Option<chrono::NaiveDate>,
     pub store: StoreKind,
     /// The zone of "today" for the daemon and the admin commands alike.
     pub timezone: Zone,

@@ -16,6 +16,7 @@ use super::{
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawConfig {
     pub(super) mode: Mode,
+    pub(super) enforce_from: String,
     pub(super) store: StoreKind,
     pub(super) timezone: String,
     pub(super) server_name: String,
@@ -35,6 +36,7 @@ impl Default for RawConfig {
     fn default() -> Self {
         Self {
             mode: Mode::Enforce,
+            enforce_from: String::new(),
             store: StoreKind::Redis,
             timezone: String::new(),
             server_name: String::new(),

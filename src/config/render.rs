@@ -77,8 +77,9 @@ impl Config {
         let _ = writeln!(o, "# effective config from {source} and the environment");
         let _ = writeln!(
             o,
-            "mode = {}\nstore = {}\ntimezone = {}{}\nserver_name = {}\n",
+            "mode = {}\n{}store = {}\ntimezone = {}{}\nserver_name = {}\n",
             q(self.mode.as_str()),
+            self.enforce_from.map(|d| format!("enforce_from = {}\n", q(&d.to_string()))).unwrap_or_default(),
             q(self.store.as_str()),
             q(self.timezone.name()),
             if self.timezone.name().is_empty() { "   # TZ if set, else /etc/localtime" } else { "" },

@@ -18,6 +18,7 @@ use crate::sender;
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     Ok(Config {
         mode: raw.mode,
+        enforce_from: enforce_from(&raw.enforce_from)?,
         store: raw.store,
         timezone: Zone::parse(&raw.timezone).map_err(|e| invalid("timezone", e))?,
         server_name: protect::server_name(&raw.server_name)?,
@@ -32,6 +33,16 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         replies: super::replies::validate_replies(&raw.replies)?,
         source,
     })
+}
+
+/// `enforce_from = "YYYY-MM-DD"` (empty: none).
+fn enforce_from(text: &str) -> Result<Option<chrono::NaiveDate>, ConfigError> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map(Some)
+        .map_err(|_| invalid("enforce_from", format!("{text:?} is not a date like \"2026-12-03\"")))
 }
 
 fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {

@@ -11,8 +11,17 @@ use crate::limits::window::{Rate, Window};
 pub fn warnings(config: &Config) -> Vec<String> {
     let mut out = Vec::new();
     let mut say = |text: String| out.push(text);
-    if config.mode == Mode::LogOnly {
-        say("mode = \"log-only\": nothing will be deferred, would-be deferrals are only logged".into());
+    match (config.mode, config.enforce_from) {
+        (Mode::LogOnly, None) => {
+            say("mode = \"log-only\": nothing will be deferred, would-be deferrals are only logged".into());
+        }
+        (Mode::LogOnly, Some(from)) => say(format!(
+            "mode = \"log-only\" until enforce_from = {from}: would-be deferrals are only logged until then; from that local date on they are enforced"
+        )),
+        (Mode::Enforce, Some(from)) => {
+            say(format!("enforce_from = {from} has no effect with mode = \"enforce\" (already enforced)"));
+        }
+        (Mode::Enforce, None) => {}
     }
     if config.protect.lock && config.mode == Mode::LogOnly {
         say("protect.lock = true in log-only mode: suspects are logged, nobody is locked".into());

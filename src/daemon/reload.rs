@@ -56,6 +56,7 @@ pub(super) async fn reload(
         }
     };
     to.policy.set_mode(new.mode);
+    to.policy.set_enforce_from(new.enforce_from);
     to.policy.set_protection(new.protect);
     to.policy.set_replies(new.replies.clone());
     to.limits.set_config(file);

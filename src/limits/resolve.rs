@@ -188,6 +188,13 @@ impl Limits {
         }
     }
 
+    /// The caps of a listed mailbox without its own (`default_mailbox`, `default_mailbox_rates`,
+    /// or the database's default), longer windows first.
+    #[must_use]
+    pub fn default_mailbox_caps(&self) -> &[(Window, Cap)] {
+        &self.compiled.defaults
+    }
+
     /// The server's caps: `global` daily and `global_rates`, longer windows first.
     #[must_use]
     pub fn server_caps(&self) -> &[(Window, Cap)] {

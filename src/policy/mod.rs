@@ -51,6 +51,8 @@ pub struct Policy<S> {
     store: S,
     limits: Arc<LimitsCache>,
     log_only: AtomicBool,
+    /// `enforce_from`: in log-only mode, enforce from this local date on (`--at-midnight`).
+    enforce_from: arc_swap::ArcSwapOption<chrono::NaiveDate>,
     zone: Zone,
     clock: Arc<dyn Clock>,
     bad_keys: OncePer,
@@ -72,6 +74,7 @@ impl<S: CounterStore> Policy<S> {
             store,
             limits,
             log_only: AtomicBool::new(mode == Mode::LogOnly),
+            enforce_from: arc_swap::ArcSwapOption::empty(),
             zone: Zone::Local,
             clock: Arc::new(SystemClock),
             bad_keys: OncePer::new(BAD_KEY_LOG_EVERY),
@@ -130,9 +133,26 @@ impl<S: CounterStore> Policy<S> {
         self.log_only.store(mode == Mode::LogOnly, Ordering::Relaxed);
     }
 
+    /// In log-only mode, enforce from the local date `from` on (`enforce_from`; SIGHUP: again).
+    pub fn set_enforce_from(&self, from: Option<chrono::NaiveDate>) {
+        self.enforce_from.store(from.map(Arc::new));
+    }
+
+    /// The mode now (the configured one, or enforce once `enforce_from` has come).
     #[must_use]
     pub fn mode(&self) -> Mode {
-        if self.log_only.load(Ordering::Relaxed) { Mode::LogOnly } else { Mode::Enforce }
+        self.mode_on(self.zone.moment(self.clock.now()).day())
+    }
+
+    /// The mode on the local date `day`.
+    fn mode_on(&self, day: chrono::NaiveDate) -> Mode {
+        if !self.log_only.load(Ordering::Relaxed) {
+            return Mode::Enforce;
+        }
+        match self.enforce_from.load().as_deref() {
+            Some(from) if day >= *from => Mode::Enforce,
+            _ => Mode::LogOnly,
+        }
     }
 
     #[must_use]
@@ -253,7 +273,7 @@ impl<S: CounterStore> Policy<S> {
                 counters: &plan.counters,
                 caps: &plan.caps,
                 operation,
-                mode: self.mode(),
+                mode: self.mode_on(at.day()),
                 client: &req.client_address,
                 at,
                 raise: raise.as_deref().unwrap_or_default(),

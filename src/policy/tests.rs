@@ -139,6 +139,32 @@ fn log_only_counts_and_never_defers() {
     });
 }
 
+/// Issue 21 item 2: `enforce_from` switches log-only to enforce at local midnight, no reload.
+#[test]
+fn log_only_enforces_from_its_enforce_from_date() {
+    use chrono::TimeZone;
+    let clock = Arc::new(crate::clock::FixedClock::new(
+        Utc.with_ymd_and_hms(2026, 12, 2, 22, 59, 0).single().expect("valid"),
+    ));
+    let zone = Zone::parse("Europe/Berlin").expect("zone");
+    let p = policy(Mode::LogOnly, 999, &[("m@example.com", Some(1))]).with_time(zone, clock.clone());
+    p.set_enforce_from(chrono::NaiveDate::from_ymd_opt(2026, 12, 3));
+    block_on(async {
+        // 23:59 in Berlin on the 2nd: still log-only.
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno, "over the cap, log-only");
+        assert_eq!(p.mode(), Mode::LogOnly);
+        // 00:00 on the 3rd: enforced, a new day (its counter starts at 0).
+        clock.set(Utc.with_ymd_and_hms(2026, 12, 2, 23, 0, 0).single().expect("valid"));
+        assert_eq!(p.mode(), Mode::Enforce);
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno);
+        assert!(matches!(p.decide(&eom("m@example.com", 1)).await, Action::DeferIfPermit(_)));
+        // Without the date, log-only stays.
+        p.set_enforce_from(None);
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno);
+    });
+}
+
 /// A store that always fails, as Redis does when it is down.
 struct Broken;
 

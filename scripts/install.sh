@@ -8,6 +8,8 @@
 #                          enforce_from = the next local date instead: log-only until then,
 #                          enforced from then on without another reload
 #   install.sh log-only    switch back to mode = "log-only" and reload the daemon
+#   install.sh hook        only the Postfix hook, as install sets it (for the Debian package, which
+#                          ships this script as /usr/share/email-ratelimit/install.sh)
 #   install.sh disable     remove the Postfix hook; keep every file
 #   install.sh uninstall   remove the hook and the installed files (database tables, the
 #                          database account and Redis counters are left alone)
@@ -75,12 +77,12 @@ while [ $# -gt 0 ]; do
     --server-id) server_id="${2:?--server-id needs a number}"; shift 2 ;;
     # The header comment, whole: every line from the second to the first that is not a comment.
     -h|--help) awk 'NR == 1 { next } /^#/ { sub(/^# ?/, ""); print; next } { exit }' "$0"; exit 0 ;;
-    install|enforce|log-only|disable|uninstall|status|db-user)
+    install|hook|enforce|log-only|disable|uninstall|status|db-user)
       [ -z "$command" ] || die "one command at a time"; command="$1"; shift ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
-[ -n "$command" ] || die "which command? install, enforce, log-only, disable, uninstall, status, db-user"
+[ -n "$command" ] || die "which command? install, hook, enforce, log-only, disable, uninstall, status, db-user"
 if [ -n "$root" ]; then
   [ -d "$root" ] || die "--root $root: no such directory"
   root="$(cd "$root" && pwd)"
@@ -89,11 +91,24 @@ fi
 [ "$at_midnight" = 0 ] || [ "$command" = enforce ] || die "--at-midnight goes with enforce only"
 if [ -n "$root" ] && [ "$root" != "/" ]; then use_systemd=0; fi
 
-bin_path="$root/usr/local/bin/email-ratelimit"
+# Run from the Debian package (/usr/share/email-ratelimit/install.sh): the package owns the files.
+packaged=0
+schema="$repo/scripts/sql/schema.sql"
+if [ "$here" = /usr/share/email-ratelimit ]; then
+  packaged=1
+  repo="$here"   # its postfix/ fragments lie next to it
+  schema="$here/schema.sql"
+  case "$command" in
+    install|uninstall) die "$command: the Debian package installs the files (apt install / apt purge email-ratelimit); use: $0 hook" ;;
+  esac
+fi
+
+if [ "$packaged" = 1 ]; then bin_path="$root/usr/bin/email-ratelimit"; else bin_path="$root/usr/local/bin/email-ratelimit"; fi
 config_dir="$root/etc/email-ratelimit"
 config="$config_dir/config.toml"
 unit_dir="$root/etc/systemd/system"
 man_dir="$root/usr/local/share/man/man1"
+share_dir="$root/usr/local/share/email-ratelimit"
 state_dir="$root/var/lib/email-ratelimit"
 backup_dir="$root/var/backups/email-ratelimit"
 hook_param="email_ratelimit_policy"
@@ -496,6 +511,12 @@ cmd_install() {
   mkdir -p "$man_dir"
   "$bin_path" generate man --dir "$man_dir"
   say "installed man pages in $man_dir"
+  # What the README points to: the alert rules, the dashboard, the sendmail drop-in.
+  mkdir -p "$share_dir/prometheus" "$share_dir/grafana" "$share_dir/systemd"
+  install -m 0644 "$repo/contrib/prometheus/alerts.yml" "$repo/contrib/prometheus/alerts.test.yml" "$share_dir/prometheus/"
+  install -m 0644 "$repo/contrib/grafana/email-ratelimit.json" "$share_dir/grafana/"
+  install -m 0644 "$repo/systemd/sendmail.conf" "$share_dir/systemd/"
+  say "installed the alert rules, the Grafana dashboard and the sendmail drop-in in $share_dir"
   if have_systemd; then
     systemctl daemon-reload
     systemctl enable --now email-ratelimit.socket
@@ -515,13 +536,22 @@ cmd_install() {
   echo "      then enforce the limits:   $0$again enforce   (or: enforce --at-midnight)"
 }
 
+cmd_hook() {
+  command -v postconf >/dev/null || die "postconf not found: is Postfix installed?"
+  [ "$touch_postfix" = 1 ] || die "hook under --root needs --postfix-config DIR (the instance to hook)"
+  echo "Hooking email-ratelimit into Postfix (the daemon decides by its mode: see $config)"
+  hook_postfix
+  echo "Next: watch the decisions with   journalctl -u email-ratelimit -f | grep erl"
+  echo "      undo with:                 $0$again disable"
+}
+
 cmd_disable() {
   echo "Disabling email-ratelimit in Postfix (files stay; mail flows unlimited)"
   [ "$touch_postfix" = 1 ] || die "--root without --postfix-config: which Postfix? nothing to disable"
   command -v postconf >/dev/null || die "postconf not found"
   unhook_postfix
   echo "Next: check that Postfix no longer asks:   postconf smtpd_end_of_data_restrictions"
-  echo "      turn it back on with:                $0 install"
+  echo "      turn it back on with:                $0$again hook"
 }
 
 cmd_uninstall() {
@@ -545,6 +575,7 @@ cmd_uninstall() {
     if [ -e "$f" ]; then rm -f "$f"; removed=1; fi
   done
   [ "$removed" = 0 ] || say "removed the man pages from $man_dir"
+  if [ -d "$share_dir" ]; then rm -rf "$share_dir"; say "removed $share_dir"; removed=1; fi
   if [ -d "$config_dir" ]; then
     # The admin's config (and whatever else was put there) is saved whole, never just deleted.
     stamp="$(date +%Y%m%d-%H%M%S)"
@@ -602,7 +633,7 @@ db_grants() {
   local to="TO 'email_ratelimit'@'localhost'"
   case "$layout" in
     er-tables)
-      cat "$repo/scripts/sql/schema.sql"
+      cat "$schema"
       echo "GRANT SELECT (server_id, global_limit, default_mailbox_limit) ON \`$database\`.er_global_ratelimit $to;"
       echo "GRANT SELECT (mailuser_id, enabled, daily_limit) ON \`$database\`.er_mail_user_ratelimit $to;"
       echo "GRANT SELECT (mailuser_id, email) ON \`$database\`.mail_user $to;"
@@ -674,6 +705,7 @@ $sql"
 
 case "$command" in
   install) cmd_install ;;
+  hook) cmd_hook ;;
   enforce) cmd_enforce ;;
   log-only) echo "Back to log-only"; set_mode log-only; record log-only; echo "Next: journalctl -u email-ratelimit -f | grep erl" ;;
   disable) cmd_disable ;;

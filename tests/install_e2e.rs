@@ -265,7 +265,7 @@ fn install_enforce_disable_uninstall_round_trip() {
     let said = install(r, &mail, &["enforce"]);
     assert!(said.contains("set mode = \"enforce\""), "{said}");
     assert!(install(r, &mail, &["enforce"]).contains("already mode = \"enforce\""));
-    assert!(!std::fs::read_to_string(&config).expect("config").contains("enforce_from"), "dropped");
+    assert!(!std::fs::read_to_string(&config).expect("config").contains("\nenforce_from = "), "dropped");
     daemon.signal(Signal::SIGHUP);
     wait_for("the reload", Duration::from_secs(10), || {
         daemon_log().contains("reloaded: mode=enforce").then_some(())
@@ -286,6 +286,15 @@ fn install_enforce_disable_uninstall_round_trip() {
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before, "disable restores Postfix");
     install(r, &mail, &["disable"]);
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before);
+    // Issue 21 item 15: `hook` sets only the hook (what the Debian package runs); disable undoes it.
+    let said = install(r, &mail, &["hook"]);
+    assert!(said.contains("Hooking email-ratelimit into Postfix"), "{said}");
+    assert!(install(r, &mail, &["status"]).contains("Postfix: hooked"));
+    install(r, &mail, &["disable"]);
+    assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before, "disable after hook");
+    for shared in ["prometheus/alerts.yml", "grafana/email-ratelimit.json", "systemd/sendmail.conf"] {
+        assert!(r.join("usr/local/share/email-ratelimit").join(shared).is_file(), "{shared} installed");
+    }
     let asked = daemon_log().matches("erl ").count();
     let sent = mail.send(mail.submission, Some("alice@local.test"), "alice@local.test", &rcpts(1));
     assert_eq!(sent.code, 0, "{}", sent.transcript);

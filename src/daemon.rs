@@ -23,6 +23,7 @@ use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::Red
 use crate::telemetry::LogHandle;
 
 mod reload;
+mod scrape;
 use reload::{Reloadable, reload};
 
 /// Startup faults. Config-class ones exit 78 so systemd does not restart-loop.
@@ -126,7 +127,7 @@ pub async fn serve(
     if let (Some(listen), Some(m)) = (&config.metrics, &counters) {
         let listener = bind_metrics(listen).await.map_err(DaemonError::Metrics)?;
         tracing::info!("metrics on {}", listener.describe());
-        let scrape = scraper(m.clone(), policy.clone(), limits.clone(), slots, &config);
+        let scrape = scrape::scraper(m.clone(), policy.clone(), limits.clone(), slots, &config);
         tokio::spawn(metrics::http::serve(listener, scrape, shutdown.clone()));
     }
     // The database is read on its own thread; the first read happens in the background: the
@@ -219,43 +220,6 @@ async fn bind_metrics(listen: &MetricsListen) -> std::io::Result<metrics::http::
             }
             metrics::http::Listener::Unix(tokio::net::UnixListener::bind(path)?, path.clone())
         }
-    })
-}
-
-/// What a scrape does: bring the state gauges up to date, then render.
-fn scraper(
-    m: Arc<Metrics>,
-    policy: Arc<Policy<Store>>,
-    limits: Arc<LimitsCache>,
-    slots: Arc<tokio::sync::Semaphore>,
-    config: &Config,
-) -> metrics::http::Scrape {
-    let max = config.listen.max_connections;
-    let redis = (config.store == StoreKind::Redis).then(|| config.redis.clone());
-    Arc::new(move || {
-        let (m, policy, limits, slots, redis) =
-            (m.clone(), policy.clone(), limits.clone(), slots.clone(), redis.clone());
-        Box::pin(async move {
-            m.redis_up.set(i64::from(policy.store().up().unwrap_or(true)));
-            let current = limits.current();
-            m.limits_loaded.set(i64::try_from(current.capped_mailboxes()).unwrap_or(i64::MAX));
-            m.database_last_success.set(limits.last_success().unwrap_or(0));
-            m.connections.set(i64::try_from(max.saturating_sub(slots.available_permits())).unwrap_or(0));
-            if let Some(q) = policy.events() {
-                m.notifications(q.stats());
-            }
-            // The locks live in Redis (any server may set them): their two indexes are counted at
-            // scrape, a few commands whatever the size of the keyspace.
-            if let Some(redis) = redis {
-                let count = async { AdminStore::open(&redis).await?.locked_counts().await };
-                if let Ok(Ok((auto, admin))) =
-                    tokio::time::timeout(std::time::Duration::from_secs(1), count).await
-                {
-                    m.locked(auto, admin);
-                }
-            }
-            m.render()
-        })
     })
 }
 

@@ -162,3 +162,54 @@ fn idle_connections_never_block_a_scrape() {
     let mut buf = [0u8; 16];
     assert!(matches!(silent.read(&mut buf), Ok(0)), "closed by the daemon");
 }
+
+/// Issue 21 item 16: the trial can be watched (the mode, would-be deferrals by cap), the
+/// server's usage against its caps, the recipients counted, the build and the process.
+#[test]
+fn the_trial_the_server_usage_and_the_process() {
+    let Some(redis) = Redis::start() else { return };
+    let port = free_port();
+    let mut d = Daemon::start(&format!(
+        "mode = \"log-only\"\n[limits]\nglobal = 500\nglobal_rates = [\"300/1h\"]\n\
+         [[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 2\n[redis]\nurl = \"{}\"\n\
+         [metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        redis.url()
+    ));
+    d.wait_log(&format!("metrics on http://127.0.0.1:{port}/metrics"), 1);
+    for n in [1, 1, 1, 3] {
+        assert_eq!(d.send("alice@example.com", n), "DUNNO", "log-only");
+    }
+    assert_eq!(d.send("bob@example.com", 4), "DUNNO");
+    let (_, body) = get(port, "/metrics");
+    for (series, want) in [
+        ("email_ratelimit_mode{mode=\"log-only\"}", 1.0),
+        ("email_ratelimit_mode{mode=\"enforce\"}", 0.0),
+        ("email_ratelimit_decisions_total{outcome=\"would_defer\"}", 1.0),
+        ("email_ratelimit_decisions_total{outcome=\"would_reject\"}", 1.0),
+        ("email_ratelimit_would_deferrals_total{scope=\"mailbox\",window=\"1d\"}", 1.0),
+        ("email_ratelimit_recipients_total", 10.0),
+        ("email_ratelimit_server_used{window=\"1d\"}", 10.0),
+        ("email_ratelimit_server_limit{window=\"1d\"}", 500.0),
+        ("email_ratelimit_server_used{window=\"1h\"}", 10.0),
+        ("email_ratelimit_server_limit{window=\"1h\"}", 300.0),
+        (&format!("email_ratelimit_build_info{{version=\"{}\"}}", env!("CARGO_PKG_VERSION")), 1.0),
+    ] {
+        assert_eq!(sample(&body, series), want, "{series}");
+    }
+    assert!(sample(&body, "process_resident_memory_bytes") > 1_000_000.0);
+    assert!(sample(&body, "process_open_fds") >= 3.0);
+    assert!(sample(&body, "process_max_fds") >= 1024.0);
+    assert!(sample(&body, "process_start_time_seconds") > 1_700_000_000.0);
+    assert!(body.contains("# TYPE process_cpu_seconds counter"), "{body}");
+    assert!(body.ends_with("# EOF\n") && body.matches("# EOF").count() == 1, "one EOF");
+    // SIGHUP to enforce: the gauge follows.
+    d.write_config(&format!(
+        "[limits]\nglobal = 500\n[redis]\nurl = \"{}\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+        redis.url()
+    ));
+    d.signal(nix::sys::signal::Signal::SIGHUP);
+    d.wait_log("reloaded: mode=enforce", 1);
+    let (_, body) = get(port, "/metrics");
+    assert_eq!(sample(&body, "email_ratelimit_mode{mode=\"enforce\"}"), 1.0);
+    d.stop();
+}

@@ -41,7 +41,7 @@ fn shipped_alert_rules_pass_promtool() {
     }
     let (ok, out) =
         promtool(&["check", "rules", &contrib("prometheus/alerts.yml").display().to_string()], "");
-    assert!(ok && out.contains("SUCCESS: 7 rules found"), "{out}");
+    assert!(ok && out.contains("SUCCESS: 9 rules found"), "{out}");
     let dir = contrib("prometheus");
     let run = Command::new("promtool")
         .args(["test", "rules", "alerts.test.yml"])
@@ -153,6 +153,16 @@ fn a_real_prometheus_scrapes_the_daemon() {
         "email_ratelimit_connections",
         "email_ratelimit_locked_senders",
         "email_ratelimit_notifications_dropped_total",
+        // Issue 21 item 16.
+        "email_ratelimit_mode",
+        "email_ratelimit_would_deferrals_total",
+        "email_ratelimit_recipients_total",
+        "email_ratelimit_server_used",
+        "email_ratelimit_server_limit",
+        "email_ratelimit_build_info",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+        "process_open_fds",
     ] {
         assert!(names.contains(contract), "{contract} not on the page:\n{page}");
     }
@@ -180,13 +190,41 @@ fn a_real_prometheus_scrapes_the_daemon() {
             groups.iter().flat_map(|g| g["rules"].as_array().cloned().unwrap_or_default()).collect();
         let evaluated =
             rules.iter().all(|r| !r["lastEvaluation"].as_str().unwrap_or("0001").starts_with("0001"));
-        (rules.len() == 7 && evaluated).then_some(rules)
+        (rules.len() == 9 && evaluated).then_some(rules)
     });
     for r in &rules {
         assert_eq!(r["health"], "ok", "{r}");
     }
     assert!(alert_states(&prom).is_empty(), "nothing wrong yet: {:?}", alert_states(&prom));
 
+    // The server's usage, as Prometheus sees it (5 recipients counted of the daily 999).
+    assert_eq!(prom.value(r#"email_ratelimit_server_used{window="1d"}"#), Some(5.0));
+    assert_eq!(prom.value(r#"email_ratelimit_server_limit{window="1d"}"#), Some(999.0));
+    assert_eq!(prom.value(r#"email_ratelimit_mode{mode="enforce"}"#), Some(1.0));
+    // Issue 21 item 17: the dashboard's data source is the import input, behind its variable.
+    let dash: Value = serde_json::from_str(
+        &std::fs::read_to_string(contrib("grafana/email-ratelimit.json")).expect("dashboard"),
+    )
+    .expect("JSON");
+    assert_eq!(dash["__inputs"][0]["name"], "DS_PROMETHEUS");
+    let var = dash["templating"]["list"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|v| v["name"] == "datasource")
+        .cloned();
+    assert_eq!(var.expect("a datasource variable")["current"]["value"], "${DS_PROMETHEUS}");
+    for panel in dash["panels"].as_array().expect("panels") {
+        assert_eq!(panel["datasource"]["uid"], "${datasource}", "{}", panel["title"]);
+    }
+    assert!(
+        dash["panels"]
+            .as_array()
+            .expect("panels")
+            .iter()
+            .any(|p| p["title"].as_str().is_some_and(|t| t.contains("would-be deferrals by scope"))),
+        "the trial panel"
+    );
     // Every dashboard expression: exported names only, and valid PromQL with data where the
     // daemon has some.
     let exprs = dashboard_exprs();

@@ -9,17 +9,22 @@
 pub mod format;
 mod histogram;
 pub mod http;
+mod process;
 
 use std::sync::Mutex;
 use std::time::Duration;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 use histogram::DurationHistogram;
+use process::ProcessMetrics;
+
+use crate::config::Mode;
+use crate::limits::window::Window;
 
 /// How one request ended, for `email_ratelimit_decisions_total{outcome}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +38,12 @@ pub enum Outcome {
     },
     /// Rejected (5xx): a message that can never fit.
     Reject,
-    /// Log-only: counted and let through, but enforcing would have deferred / rejected it.
-    WouldDefer,
+    /// Log-only: counted and let through, but enforcing would have deferred it (by this cap, or
+    /// `locked`) or rejected it.
+    WouldDefer {
+        scope: &'static str,
+        window: String,
+    },
     WouldReject,
     /// A fault let it through uncounted (Redis, bad data, limits unknown).
     FailOpen,
@@ -55,6 +64,12 @@ pub struct Metrics {
     fail_open: Counter,
     skip: Counter,
     deferrals: Family<Labels, Counter>,
+    would_deferrals: Family<Labels, Counter>,
+    recipients: Counter,
+    mode: Family<Labels, Gauge>,
+    server_used: Family<Labels, Gauge>,
+    server_limit: Family<Labels, Gauge>,
+    process: ProcessMetrics,
     duration: DurationHistogram,
     pub redis_up: Gauge,
     /// 0 without `[database]`; `database_configured` tells the two zeros apart.
@@ -93,6 +108,40 @@ impl Metrics {
             "Deferred messages by the cap that was full (scope, window)",
             deferrals.clone(),
         );
+        let would_deferrals = Family::<Labels, Counter>::default();
+        registry.register(
+            "would_deferrals",
+            "Log-only mode: messages enforcing would have deferred, by the cap that was full (scope, window; locked, -)",
+            would_deferrals.clone(),
+        );
+        // One series from the start (0), so that the trial panel and rules find the family
+        // before the first would-be deferral.
+        would_deferrals.get_or_create(&vec![("scope", "mailbox".to_owned()), ("window", "1d".to_owned())]);
+        let recipients = Counter::default();
+        registry.register(
+            "recipients",
+            "Recipients counted (accepted messages; in log-only mode every counted message)",
+            recipients.clone(),
+        );
+        let mode = Family::<Labels, Gauge>::default();
+        registry.register(
+            "mode",
+            "The mode in force: 1 for the one that applies (enforce, log-only)",
+            mode.clone(),
+        );
+        let server_used = Family::<Labels, Gauge>::default();
+        registry.register(
+            "server_used",
+            "Recipients counted on the server's counter in the current window, per window of a server cap",
+            server_used.clone(),
+        );
+        let server_limit = Family::<Labels, Gauge>::default();
+        registry.register(
+            "server_limit",
+            "The server's cap per window (global, global_rates)",
+            server_limit.clone(),
+        );
+        process::register_build_info(&mut registry);
         // 50 us to about 1.6 s, doubling.
         let duration = DurationHistogram::new((0..16).map(|i| 0.000_05 * f64::from(1u32 << i)));
         registry.register(
@@ -155,6 +204,12 @@ impl Metrics {
             fail_open,
             skip,
             deferrals,
+            would_deferrals,
+            recipients,
+            mode,
+            server_used,
+            server_limit,
+            process: ProcessMetrics::new(),
             duration,
             redis_up,
             database_last_success,
@@ -181,13 +236,44 @@ impl Metrics {
                 &self.defer
             }
             Outcome::Reject => &self.reject,
-            Outcome::WouldDefer => &self.would_defer,
+            Outcome::WouldDefer { scope, window } => {
+                self.would_deferrals
+                    .get_or_create(&vec![("scope", (*scope).to_owned()), ("window", window.clone())])
+                    .inc();
+                &self.would_defer
+            }
             Outcome::WouldReject => &self.would_reject,
             Outcome::FailOpen => &self.fail_open,
             Outcome::Skip => &self.skip,
         };
         counter.inc();
         self.duration.observe(took);
+    }
+
+    /// `n` recipients were counted (request path: one atomic add).
+    pub fn counted(&self, n: u64) {
+        self.recipients.inc_by(n);
+    }
+
+    /// The mode in force now.
+    pub fn set_mode(&self, now: Mode) {
+        for m in [Mode::Enforce, Mode::LogOnly] {
+            self.mode.get_or_create(&vec![("mode", m.as_str().to_owned())]).set(i64::from(m == now));
+        }
+    }
+
+    /// The server's counters and caps, per window of a server cap.
+    pub fn set_server(&self, usage: &[(Window, u64, u64)]) {
+        for (window, used, limit) in usage {
+            let labels = vec![("window", window.to_string())];
+            self.server_used.get_or_create(&labels).set(i64::try_from(*used).unwrap_or(i64::MAX));
+            self.server_limit.get_or_create(&labels).set(i64::try_from(*limit).unwrap_or(i64::MAX));
+        }
+    }
+
+    /// Reads the process's CPU, memory and descriptors (at scrape).
+    pub fn update_process(&self) {
+        self.process.update();
     }
 
     /// A SIGHUP added or removed `[database]`.
@@ -225,7 +311,9 @@ impl Metrics {
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing into a String cannot fail.
-        let _ = encode(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.registry);
+        let _ = encode_registry(&mut out, &self.process.registry);
+        let _ = encode_eof(&mut out);
         out
     }
 }

@@ -138,6 +138,12 @@ impl<S: CounterStore> Policy<S> {
         self.enforce_from.store(from.map(Arc::new));
     }
 
+    /// Now, in the policy's zone and on its clock.
+    #[must_use]
+    pub fn moment(&self) -> crate::clock::Moment {
+        self.zone.moment(self.clock.now())
+    }
+
     /// The mode now (the configured one, or enforce once `enforce_from` has come).
     #[must_use]
     pub fn mode(&self) -> Mode {
@@ -318,6 +324,9 @@ impl<S: CounterStore> Policy<S> {
             let counted =
                 operation == Operation::Count && (counts.refused.is_none() || ask.mode == Mode::LogOnly);
             let add = if counted { n } else { 0 };
+            if counted && let Some(m) = &self.metrics {
+                m.counted(n);
+            }
             let line = Line {
                 user: &sender,
                 rcpt: n,
@@ -415,7 +424,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
         return Some(Refusal {
             action: Action::DeferIfPermit(text::locked(replies, ask.sender, n)),
             outcome: Outcome::Defer { scope: "locked", window: "-".into() },
-            would: Outcome::WouldDefer,
+            would: Outcome::WouldDefer { scope: "locked", window: "-".into() },
             verb: "DEFER",
             detail: "cap=locked".into(),
         });
@@ -427,15 +436,10 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     let used = counts.before.get(check.counter).copied().unwrap_or_default();
     let detail = format!("cap={cap} window={window} used={used}/{limit}");
     let deferred = Outcome::Defer { scope: counter.scope.name(), window: window.to_string() };
+    let would_defer = Outcome::WouldDefer { scope: counter.scope.name(), window: window.to_string() };
     if ask.oversize.is_none() {
         let action = Action::DeferIfPermit(text::refused(replies, ask.sender, counter, limit, n));
-        return Some(Refusal {
-            action,
-            outcome: deferred,
-            would: Outcome::WouldDefer,
-            verb: "DEFER",
-            detail,
-        });
+        return Some(Refusal { action, outcome: deferred, would: would_defer, verb: "DEFER", detail });
     }
     let text = text::too_big(replies, ask.sender, counter, limit, n);
     let detail = detail + " reason=oversize";
@@ -450,7 +454,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
         Oversize::Defer => Refusal {
             action: Action::DeferIfPermit(text),
             outcome: deferred,
-            would: Outcome::WouldDefer,
+            would: would_defer,
             verb: "DEFER",
             detail,
         },

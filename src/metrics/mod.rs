@@ -116,7 +116,9 @@ impl Metrics {
         );
         // One series from the start (0), so that the trial panel and rules find the family
         // before the first would-be deferral.
-        would_deferrals.get_or_create(&vec![("scope", "mailbox".to_owned()), ("window", "1d".to_owned())]);
+        would_deferrals
+            .get_or_create(&vec![("scope", "mailbox".to_owned()), ("window", "1d".to_owned())])
+            .inc_by(0);
         let recipients = Counter::default();
         registry.register(
             "recipients",

@@ -33,7 +33,11 @@ grep -qx '/etc/email-ratelimit/config.toml' /var/lib/dpkg/info/email-ratelimit.c
   || fail "the packaged config is not log-only"
 units=/lib/systemd/system
 for u in email-ratelimit.service email-ratelimit.socket; do [ -f "$units/$u" ] || fail "no $units/$u"; done
-ls /usr/share/man/man1/email-ratelimit.1* >/dev/null || fail "no man page"
+ls /usr/share/man/man8/email-ratelimit.8* >/dev/null || fail "no man page email-ratelimit(8)"
+ls /usr/share/man/man5/email-ratelimit.toml.5* >/dev/null || fail "no man page email-ratelimit.toml(5)"
+lexgrog /usr/share/man/man8/email-ratelimit.8* >/dev/null || fail "email-ratelimit(8) has no NAME line lexgrog reads"
+[ -x /usr/share/email-ratelimit/install.sh ] || fail "no /usr/share/email-ratelimit/install.sh"
+/usr/share/email-ratelimit/install.sh --help | grep -q '^  install.sh hook' || fail "install.sh --help lacks hook"
 [ -f /usr/share/bash-completion/completions/email-ratelimit ] || fail "no bash completion"
 [ -f /usr/share/email-ratelimit/grafana/email-ratelimit.json ] || fail "no Grafana dashboard"
 if command -v promtool >/dev/null; then

@@ -107,7 +107,7 @@ if [ "$packaged" = 1 ]; then bin_path="$root/usr/bin/email-ratelimit"; else bin_
 config_dir="$root/etc/email-ratelimit"
 config="$config_dir/config.toml"
 unit_dir="$root/etc/systemd/system"
-man_dir="$root/usr/local/share/man/man1"
+man_dir="$root/usr/local/share/man"
 share_dir="$root/usr/local/share/email-ratelimit"
 state_dir="$root/var/lib/email-ratelimit"
 backup_dir="$root/var/backups/email-ratelimit"
@@ -508,9 +508,13 @@ cmd_install() {
   done
   say "installed units in $unit_dir"
   write_socket_dropin
-  mkdir -p "$man_dir"
-  "$bin_path" generate man --dir "$man_dir"
-  say "installed man pages in $man_dir"
+  mkdir -p "$man_dir/man8" "$man_dir/man5"
+  tmp_man="$(mktemp -d)"
+  "$bin_path" generate man --dir "$tmp_man"
+  install -m 0644 "$tmp_man"/*.8 "$man_dir/man8/"
+  install -m 0644 "$tmp_man"/*.5 "$man_dir/man5/"
+  rm -rf "$tmp_man"
+  say "installed the man pages email-ratelimit(8), email-ratelimit.toml(5) and one per command in $man_dir"
   # What the README points to: the alert rules, the dashboard, the sendmail drop-in.
   mkdir -p "$share_dir/prometheus" "$share_dir/grafana" "$share_dir/systemd"
   install -m 0644 "$repo/contrib/prometheus/alerts.yml" "$repo/contrib/prometheus/alerts.test.yml" "$share_dir/prometheus/"
@@ -571,7 +575,7 @@ cmd_uninstall() {
   if [ -d "$unit_dir/email-ratelimit.socket.d" ]; then
     rm -rf "$unit_dir/email-ratelimit.socket.d"; say "removed $unit_dir/email-ratelimit.socket.d"; removed=1
   fi
-  for f in "$man_dir"/email-ratelimit*.1; do
+  for f in "$man_dir"/man1/email-ratelimit*.1 "$man_dir"/man8/email-ratelimit*.8 "$man_dir"/man5/email-ratelimit*.5; do
     if [ -e "$f" ]; then rm -f "$f"; removed=1; fi
   done
   [ "$removed" = 0 ] || say "removed the man pages from $man_dir"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite. The integration tests start their own redis-server,
 # redis-sentinel, mariadbd, prometheus (and run promtool) and a private Postfix instance with
-# Dovecot (temporary ports and directories) and send mail with swaks, so those programs must be
+# Dovecot (temporary ports and directories) and send mail with swaks, and lint the man pages
+# with man and lexgrog (man-db), so those programs must be
 # installed: as root on Debian, this script installs what is missing, without starting or
 # configuring any system service.
 set -euo pipefail
@@ -16,6 +17,7 @@ command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
+command -v man >/dev/null && command -v lexgrog >/dev/null || missing+=(man-db)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "test.sh: please install: ${missing[*]}" >&2

@@ -26,7 +26,11 @@ EXIT STATUS:
   0 success, 1 failure, 78 invalid configuration
 
 LOGS:
-  One line per decision on stdout: journalctl -u email-ratelimit -f | grep erl";
+  One line per decision on stdout (the journal, and mail.log under the shipped unit):
+  journalctl -u email-ratelimit -f | grep erl
+
+SEE ALSO:
+  email-ratelimit(8), email-ratelimit.toml(5), /usr/share/doc/email-ratelimit/README.md";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -169,7 +173,8 @@ pub enum Command {
         #[arg(long)]
         lower: bool,
     },
-    /// Lock a sender: its mail is deferred on every server sharing the Redis until unlocked.
+    /// Lock a sender (or every sender of @domain): its mail is deferred on every server sharing
+    /// the Redis until unlocked.
     Lock {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -181,7 +186,8 @@ pub enum Command {
         #[arg(long = "for")]
         duration: Option<String>,
     },
-    /// Lift a sender's lock (and forget its client addresses and refusals of today).
+    /// Lift the lock of a sender (and forget its client addresses and refusals of today) or of
+    /// @domain; exit 1 when it was not locked.
     Unlock {
         #[arg(long, short)]
         config: Option<PathBuf>,
@@ -243,13 +249,16 @@ pub fn generate(
     dir: Option<&std::path::Path>,
     out: &mut dyn std::io::Write,
 ) -> std::io::Result<()> {
-    let mut cmd = Cli::command();
-    let name = cmd.get_name().to_owned();
+    let full = Cli::command();
+    let name = full.get_name().to_owned();
+    // Completions offer the visible commands only (clap_complete would offer hidden ones too).
+    let mut cmd = clap::Command::new("email-ratelimit")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
     match what {
         Generated::Man => {
             let dir = dir.ok_or_else(|| std::io::Error::other("--dir is required for man pages"))?;
-            std::fs::create_dir_all(dir)?;
-            clap_mangen::generate_to(cmd, dir)
+            crate::manpages::write_all(dir).map(|_| ())
         }
         Generated::Bash => {
             clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);

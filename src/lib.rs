@@ -31,6 +31,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod limits;
+pub mod manpages;
 pub mod metrics;
 pub mod notify;
 pub mod once;

@@ -146,7 +146,9 @@ fn install_enforce_disable_uninstall_round_trip() {
         "usr/local/bin/email-ratelimit",
         "etc/systemd/system/email-ratelimit.socket",
         "etc/systemd/system/email-ratelimit.service",
-        "usr/local/share/man/man1/email-ratelimit.1",
+        "usr/local/share/man/man8/email-ratelimit.8",
+        "usr/local/share/man/man8/email-ratelimit-status.8",
+        "usr/local/share/man/man5/email-ratelimit.toml.5",
     ] {
         assert!(r.join(f).exists(), "{f} installed");
     }

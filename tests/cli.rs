@@ -412,6 +412,8 @@ fn serve_runs_on_the_embedded_defaults_as_the_readme_says() {
     // Read after the exit, which writes every queued line (lines go out in 20 ms batches).
     let text = std::fs::read_to_string(dir.path().join("log")).expect("log");
     assert!(text.contains("config=(embedded defaults)"), "{text}");
+    // Issue 21 item 8: the log names the scope as the metrics and status do.
+    assert!(text.contains("cap=server window=1d used=2/2"), "{text}");
 }
 
 #[test]

@@ -91,6 +91,10 @@ fn odd_input_gets_an_answer_and_keeps_the_connection() {
     c.write(b"protocol_state=END-OF-MESSAGE\nthis line has no equals sign\nsasl_username=alice@example.com\nrecipient_count=1\n\n");
     assert_eq!(c.reply(), "DUNNO");
     d.wait_log("erl fail-open reason=malformed-request", 1);
+    // Issue 21 item 8: logged whatever else the request lacks (no stage, no login).
+    c.write(b"GET / HTTP/1.0\n\n");
+    assert_eq!(c.reply(), "DUNNO");
+    d.wait_log("erl fail-open reason=malformed-request", 2);
     c.write(b"protocol_state=END-OF-MESSAGE\nsasl_username=al\xff\xfeice@example.com\nrecipient_count=1\nclient_address=\xc3\n\n");
     assert_eq!(c.reply(), "DUNNO");
     c.write(b"\n");

@@ -89,7 +89,7 @@ fn an_hourly_cap_refuses_within_the_hour_and_not_after() {
     t.d.wait_log("erl DEFER user=alice@example.com rcpt=1 mailbox=5/100", 1);
     // Issue 21 item 8 (part): the line names the refusing cap's own used/limit (its mailbox= is
     // the daily counter).
-    assert!(t.d.log().contains("cap=user window=1h used=5/5"), "{}", t.d.log());
+    assert!(t.d.log().contains("cap=mailbox window=1h used=5/5"), "{}", t.d.log());
     // 10:59:59 is still the same window; 11:00:00 is the next.
     t.set(utc(10, 59, 59));
     assert_ne!(t.d.send("alice@example.com", 1), "DUNNO");

@@ -198,6 +198,16 @@ impl<S: CounterStore> Policy<S> {
     }
 
     async fn decide_once(&self, req: &Request) -> (Decided, Outcome) {
+        // Postfix never sends a line without `=`: a client that is not Postfix. Said first,
+        // whatever else the request lacks.
+        if let Some(why) = req.malformed {
+            tracing::warn!(
+                "erl fail-open reason=malformed-request detail=\"{why}\" client={} queue_id={}",
+                req.client_address,
+                req.queue_id
+            );
+            return (Decided::Final(Action::Dunno), Outcome::FailOpen);
+        }
         let end_of_data = match req.protocol_state {
             State::EndOfMessage | State::Data => true,
             State::Rcpt => false,
@@ -223,14 +233,6 @@ impl<S: CounterStore> Policy<S> {
                 req.protocol_state.as_str()
             );
             return (Decided::Final(Action::Dunno), Outcome::Skip);
-        }
-        if let Some(why) = req.malformed {
-            tracing::warn!(
-                "erl fail-open reason=malformed-request detail=\"{why}\" client={} queue_id={}",
-                req.client_address,
-                req.queue_id
-            );
-            return (Decided::Final(Action::Dunno), Outcome::FailOpen);
         }
         let sender = match sender::normalize(&req.sasl_username) {
             Ok(s) => s,
@@ -431,7 +433,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     }
     let check = counts.refused.and_then(|i| ask.caps.get(i))?;
     let &counter = ask.counters.get(check.counter)?;
-    let (cap, window, limit) = (counter.scope.kind(), counter.window, check.limit);
+    let (cap, window, limit) = (counter.scope.name(), counter.window, check.limit);
     // The refusing cap's own figures (the line's mailbox= and global= are the daily ones).
     let used = counts.before.get(check.counter).copied().unwrap_or_default();
     let detail = format!("cap={cap} window={window} used={used}/{limit}");

@@ -131,6 +131,29 @@ impl Zone {
         }
     }
 
+    /// An instant for people: local wall-clock time with its zone, `2026-12-02 23:10:05 CET`
+    /// (the zone by its abbreviation when the zone database knows it, else its UTC offset). One
+    /// way for every command's output.
+    #[must_use]
+    pub fn show(&self, at: DateTime<Utc>) -> String {
+        let tz = match self {
+            Self::Named(tz) => Some(*tz),
+            Self::Local => self.resolved().0.parse::<chrono_tz::Tz>().ok(),
+        };
+        match tz {
+            Some(tz) => tz.from_utc_datetime(&at.naive_utc()).format("%Y-%m-%d %H:%M:%S %Z").to_string(),
+            None => {
+                chrono::Local.from_utc_datetime(&at.naive_utc()).format("%Y-%m-%d %H:%M:%S %:z").to_string()
+            }
+        }
+    }
+
+    /// [`Self::show`] of unix seconds (the number itself when out of range).
+    #[must_use]
+    pub fn show_unix(&self, ts: i64) -> String {
+        DateTime::<Utc>::from_timestamp(ts, 0).map_or_else(|| ts.to_string(), |t| self.show(t))
+    }
+
     /// The instant as local wall-clock time.
     #[must_use]
     pub fn local(&self, at: DateTime<Utc>) -> NaiveDateTime {
@@ -164,6 +187,21 @@ impl Moment {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn times_for_people_carry_their_zone() {
+        use chrono::TimeZone;
+        let berlin = Zone::parse("Europe/Berlin").expect("zone");
+        let winter = Utc.with_ymd_and_hms(2026, 12, 2, 22, 10, 5).single().expect("valid");
+        let summer = Utc.with_ymd_and_hms(2026, 7, 2, 22, 10, 5).single().expect("valid");
+        assert_eq!(berlin.show(winter), "2026-12-02 23:10:05 CET");
+        assert_eq!(berlin.show(summer), "2026-07-03 00:10:05 CEST");
+        assert_eq!(
+            Zone::parse("UTC").expect("zone").show_unix(winter.timestamp()),
+            "2026-12-02 22:10:05 UTC"
+        );
+    }
+
     use super::*;
 
     #[test]

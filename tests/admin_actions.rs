@@ -129,6 +129,9 @@ fn reset_clears_every_window_in_force_and_the_top_score_for_a_sender_a_domain_an
         .map(|(a, u)| (serde_json::json!(a), serde_json::json!(u)))
     );
     assert!(admin_records(&s).iter().all(|v| v["by"] == "carol" && v["ts"] == 1_795_372_800));
+    // Issue 21 item 9: times for people carry their zone (here UTC, marked).
+    let text = s.ok(&["violations", "--limit", "1"]);
+    assert!(text.starts_with("2026-11-22 18:40:00 UTC  admin   global  reset by=carol"), "{text}");
 }
 
 #[test]

@@ -74,7 +74,8 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
     }
     let _ = writeln!(out, "limits:      {}", source.what);
     if let (Some(t), Some(age)) = (source.read_at, age) {
-        let _ = writeln!(out, "             data of {} ({age} s old)", when(t));
+        let age = super::span(u64::try_from(age).unwrap_or_default());
+        let _ = writeln!(out, "             data of {} ({age} old)", when(&config.timezone, t));
     }
     for (w, used, limit) in &server {
         let cap = limit

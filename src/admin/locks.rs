@@ -41,7 +41,7 @@ pub async fn lock(
         ),
         Some(old) => format!(
             "{subject} was already {}; that lock stays, this one is added to its history\n",
-            describe(old)
+            describe(&config.timezone, old)
         ),
     };
     let action = audit::Action { action: "lock", user: &subject.to_string(), reason, ts: now };
@@ -70,7 +70,7 @@ pub async fn unlock(config: &Config, user: &str) -> Result<String, AdminError> {
     let Some(old) = store.unlock(subject.who(), now.day()).await? else {
         return Err(AdminError::Usage(format!("{subject} is not locked; nothing changed")));
     };
-    let mut out = format!("unlocked {subject} ({})\n", describe(&old));
+    let mut out = format!("unlocked {subject} ({})\n", describe(&config.timezone, &old));
     let action = audit::Action { action: "unlock", user: &subject.to_string(), reason: "", ts: now.unix };
     audit::record(&mut store, config.redis.violations_max, &action).await?;
     if let Subject::Mailbox(m) = &subject {
@@ -104,7 +104,7 @@ pub async fn locks(config: &Config, json_out: bool) -> Result<String, AdminError
             Ok(left) if left > 0 => format!(" (expires in {})", super::span(left)),
             _ => String::new(),
         };
-        let _ = writeln!(out, "{user}  {}{expiry}", describe(value));
+        let _ = writeln!(out, "{user}  {}{expiry}", describe(&config.timezone, value));
     }
     Ok(out)
 }
@@ -123,11 +123,11 @@ async fn tell(config: &Config, event: &Event) -> String {
 }
 
 /// For `status`, `locks` and the commands: a lock, with the later locks of its history.
-pub(crate) fn describe(value: &str) -> String {
+pub(crate) fn describe(zone: &crate::clock::Zone, value: &str) -> String {
     let l = Lock::parse(value);
-    let mut out = format!("locked {} by {}: {}", when(l.ts), l.by, l.reason);
+    let mut out = format!("locked {} by {}: {}", when(zone, l.ts), l.by, l.reason);
     for n in &l.history {
-        let _ = write!(out, "; again {} by {}: {}", when(n.ts), n.by, n.reason);
+        let _ = write!(out, "; again {} by {}: {}", when(zone, n.ts), n.by, n.reason);
     }
     out
 }

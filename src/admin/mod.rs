@@ -5,7 +5,6 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 
 use crate::clock;
@@ -125,12 +124,15 @@ pub(crate) async fn limits_described(config: &Config) -> (std::sync::Arc<Limits>
     let said = match cache.refresh().await {
         Ok(()) => LimitsSource {
             what: format!("database ({layout}), read now"),
-            read_at: Some(Utc::now().timestamp()),
+            read_at: Some(chrono::Utc::now().timestamp()),
             warning: None,
         },
         Err(e) => match cache.load_saved() {
             Ok(Some(written)) => LimitsSource {
-                what: format!("database ({layout}) unreachable; its cache file, written {}", when(written)),
+                what: format!(
+                    "database ({layout}) unreachable; its cache file, written {}",
+                    when(&config.timezone, written)
+                ),
                 read_at: Some(written),
                 warning: Some(format!("{e}; showing the limits of the cache file")),
             },
@@ -164,9 +166,8 @@ pub fn span(secs: u64) -> String {
     if shown.is_empty() { "0s".into() } else { shown.concat() }
 }
 
-pub(crate) fn when(ts: i64) -> String {
-    DateTime::<Utc>::from_timestamp(ts, 0)
-        .map_or_else(|| ts.to_string(), |t| t.format("%F %T UTC").to_string())
+pub(crate) fn when(zone: &clock::Zone, ts: i64) -> String {
+    zone.show_unix(ts)
 }
 
 /// The most recent violations, newest first, as text lines or the stored JSON.
@@ -213,12 +214,7 @@ pub async fn violations(
             let _ = writeln!(out, "{raw}");
             continue;
         }
-        let stamp = |ts: i64| {
-            DateTime::<Utc>::from_timestamp(ts, 0).map_or_else(
-                || ts.to_string(),
-                |t| config.timezone.local(t).format("%Y-%m-%d %H:%M:%S").to_string(),
-            )
-        };
+        let stamp = |ts: i64| when(&config.timezone, ts);
         let value: serde_json::Value = serde_json::from_str(&raw).unwrap_or_default();
         if value["type"] == "admin" {
             let text = |k: &str| value[k].as_str().unwrap_or_default().to_owned();

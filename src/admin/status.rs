@@ -145,7 +145,10 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     let _ = writeln!(
         out,
         "locked:      {}",
-        lock.as_deref().map_or_else(|| "no".to_owned(), |l| format!("yes, {}", super::locks::describe(l)))
+        lock.as_deref().map_or_else(
+            || "no".to_owned(),
+            |l| format!("yes, {}", super::locks::describe(&config.timezone, l))
+        )
     );
     for r in &rows {
         let cap = match r.limit {

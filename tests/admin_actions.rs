@@ -206,3 +206,48 @@ fn top_reads_an_earlier_day() {
     let (ok, _, err) = s.admin(&["top", "--date", "22.11.2026"]);
     assert!(!ok && err.contains("--date"), "{err}");
 }
+
+/// Issue 21 item 10: `status` agrees with itself and with `top`: an exempt mailbox is not shown
+/// as capped, the summary follows a raise, an hour is not "today", `top --domains` reads the
+/// domain's own counter as `status @domain` does, and `--json` carries what the text does.
+#[test]
+fn status_agrees_with_itself_and_with_top() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::start(
+        &redis,
+        "[limits]\nglobal_rates = [\"900/1h\"]\n[[limits.mailbox]]\nemail = \"news@example.com\"\nexempt = true\n\
+         [[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n",
+    );
+    assert_eq!(s.d.send("news@example.com", 900), "DUNNO");
+    assert_eq!(s.d.send("alice@example.com", 3), "DUNNO");
+    let news = s.ok(&["status", "news@example.com"]);
+    for line in [
+        "exempt:      yes (never deferred; counted on its own counters only)",
+        "mailbox    1d: 900 used today, cap none (exempt)",
+        "mailbox cap: none (exempt)",
+        "server     1h: 3 used since 18:00, cap none (exempt)",
+    ] {
+        assert!(news.lines().any(|l| l == line), "{line:?} not in:\n{news}");
+    }
+    s.ok(&["raise", "alice@example.com", "100/1d", "--for", "1h"]);
+    let alice = s.ok(&["status", "alice@example.com"]);
+    assert!(alice.lines().any(|l| l == "mailbox cap: 100 (raised) (remaining 97)"), "{alice}");
+    let top: serde_json::Value = serde_json::from_str(&s.ok(&["top", "--domains", "--json"])).expect("JSON");
+    assert_eq!(top, serde_json::json!([{"user": "@example.com", "sent": 3}]), "the domain's own counter");
+    let domain: serde_json::Value =
+        serde_json::from_str(&s.ok(&["status", "--json", "@example.com"])).expect("JSON");
+    assert_eq!(domain["caps"][0]["used"], 3);
+    let json: serde_json::Value =
+        serde_json::from_str(&s.ok(&["status", "--json", "alice@example.com"])).expect("JSON");
+    for (key, want) in [
+        ("date", serde_json::json!("2026-11-22")),
+        ("sent_today", serde_json::json!(3)),
+        ("exempt", serde_json::json!(false)),
+        ("locked", serde_json::json!(false)),
+        ("raise", serde_json::json!(["100/1d"])),
+        ("limits_from", serde_json::json!("the config file")),
+    ] {
+        assert_eq!(json[key], want, "{key} in {json}");
+    }
+    assert!(json["raise_expires_in_secs"].as_u64().is_some_and(|s| s > 3500), "{json}");
+}

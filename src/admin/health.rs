@@ -10,8 +10,10 @@ use serde_json::json;
 use super::{AdminError, limits_described, open, when};
 use crate::clock;
 use crate::config::Config;
+use crate::config::Mode;
 use crate::limits::Cap;
 use crate::limits::window::Window;
+use crate::probe;
 use crate::store::Who;
 
 /// The health text (or JSON) and whether everything needed is up (Redis answers).
@@ -44,18 +46,66 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
     };
     let up = redis.is_ok();
     let age = source.read_at.map(|t| (at.unix - t).max(0));
+    // Does the daemon answer where Postfix asks? A request it does not count (no login).
+    let socket = config.listen.socket.display().to_string();
+    let asked = Instant::now();
+    let ping = probe::Probe {
+        user: String::new(),
+        recipients: 1,
+        state: "END-OF-MESSAGE".into(),
+        client_address: "127.0.0.1".into(),
+        sender: String::new(),
+        recipient: String::new(),
+        size: 0,
+        count: false,
+    };
+    let daemon = probe::send(&socket, &ping, std::time::Duration::from_secs(2))
+        .await
+        .map(|_| asked.elapsed())
+        .map_err(|e| e.to_string());
+    let mode = match (config.mode, config.enforce_from) {
+        (Mode::Enforce, _) => "enforce".to_owned(),
+        (Mode::LogOnly, None) => "log-only".to_owned(),
+        (Mode::LogOnly, Some(d)) => format!("log-only until enforce_from = {d}, then enforce"),
+    };
+    let start = |w: Window| match w {
+        Window::Day => "today".to_owned(),
+        w => format!("since {}", w.start(at.local).format("%H:%M")),
+    };
     if json_out {
         let value = json!({
-            "redis": {"up": up, "error": redis.as_ref().err()},
-            "limits": {"source": source.what, "age_secs": age},
-            "server": server.iter().map(|(w, used, limit)| json!({"window": w.to_string(), "used": used, "limit": limit})).collect::<Vec<_>>(),
-            "locked_senders": locks,
             "server_name": config.server_name,
+            "mode": config.mode.as_str(),
+            "enforce_from": config.enforce_from.map(|d| d.to_string()),
+            "config": config.source.as_ref().map(|p| p.display().to_string()),
+            "daemon": {"socket": socket, "answers": daemon.is_ok(), "error": daemon.as_ref().err()},
+            "redis": {"up": up, "error": redis.as_ref().err()},
+            "limits": {"source": source.what, "read_at": source.read_at, "age_secs": age},
+            "server": server.iter().map(|(w, used, limit)| json!({"window": w.to_string(), "since": start(*w), "used": used, "limit": limit, "remaining": limit.map(|l| l.saturating_sub(*used))})).collect::<Vec<_>>(),
+            "locked_senders": locks,
         });
         return Ok((value.to_string() + "\n", up));
     }
     let mut out = String::new();
     let _ = writeln!(out, "server name: {}", config.server_name);
+    let _ = writeln!(
+        out,
+        "config:      {}",
+        config
+            .source
+            .as_ref()
+            .map_or_else(|| "none: the embedded defaults".to_owned(), |p| p.display().to_string())
+    );
+    let _ = writeln!(out, "mode:        {mode}");
+    match &daemon {
+        Ok(took) => {
+            let _ = writeln!(out, "daemon:      answers on {socket} ({:.1} ms)", took.as_secs_f64() * 1000.0);
+        }
+        Err(e) => {
+            let _ =
+                writeln!(out, "daemon:      NOT ANSWERING: {e} (Postfix then applies its default_action)");
+        }
+    }
     match &redis {
         Ok(took) => {
             let _ = writeln!(
@@ -80,7 +130,7 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
     for (w, used, limit) in &server {
         let cap = limit
             .map_or_else(|| "unknown".to_owned(), |l| format!("{l} (remaining {})", l.saturating_sub(*used)));
-        let _ = writeln!(out, "server {:>4}: {used} used today, cap {cap}", w.to_string());
+        let _ = writeln!(out, "server {:>4}: {used} used {}, cap {cap}", w.to_string(), start(*w));
     }
     if let Some(n) = locks {
         let _ =

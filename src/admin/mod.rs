@@ -95,6 +95,16 @@ pub(crate) async fn limits(config: &Config) -> std::sync::Arc<Limits> {
     limits
 }
 
+/// `config file` as it is: the embedded defaults when no file exists (`status` must not claim a
+/// file there is none of).
+pub(crate) fn file_words(config: &Config, words: &str) -> String {
+    match (&config.source, words) {
+        (None, "config file") => "embedded defaults (no config file)".into(),
+        (None, "the config file") => "the embedded defaults (no config file)".into(),
+        _ => words.to_owned(),
+    }
+}
+
 /// Where the limits came from, for `status`.
 pub(crate) struct LimitsSource {
     /// `config file`, `database (erl-columns), read now`, `cache file written ...`.
@@ -119,7 +129,8 @@ pub(crate) async fn limits_described(config: &Config) -> (std::sync::Arc<Limits>
     let layout = config.database.as_ref().map(|d| d.layout.as_str());
     let cache = LimitsCache::new(config.limits.clone(), db);
     let Some(layout) = layout else {
-        return (cache.current(), LimitsSource { what: "config file".into(), read_at: None, warning: None });
+        let what = file_words(config, "config file");
+        return (cache.current(), LimitsSource { what, read_at: None, warning: None });
     };
     let said = match cache.refresh().await {
         Ok(()) => LimitsSource {

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{AdminError, Subject, limits, open, parse_caps};
+use super::{AdminError, Subject, file_words, limits, open, parse_caps};
 use crate::clock;
 use crate::config::Config;
 use crate::limits::window::Window;
@@ -97,7 +97,9 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         let list: Vec<Window> = windows.iter().map(|(w, _)| *w).collect();
         let values = store.values(at.local, &list, who).await?;
         for ((window, limit), used) in windows.into_iter().zip(values) {
-            let source = if limit.is_some() { source(window) } else { String::new() };
+            // An exempt mailbox is never deferred: no cap applies to it, whatever is configured.
+            let limit = if exempt { None } else { limit };
+            let source = if limit.is_some() { file_words(config, &source(window)) } else { String::new() };
             rows.push(Row { scope, window, used, limit, source });
         }
     }
@@ -109,6 +111,12 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         Subject::Server => (None, None),
     };
     let locked = lock.is_some();
+    let day_used = rows.first().map_or(0, |r| r.used);
+    // The mailbox's daily cap in force (a raise's when there is one), for the summary.
+    let mailbox_day =
+        rows.iter().find(|r| r.scope == "mailbox" && r.window == Window::Day).and_then(|r| r.limit);
+    let server_day = rows.iter().find(|r| r.scope == "server" && r.window == Window::Day);
+    let limits_from = file_words(config, limits.origin.describe());
     if json_out {
         let caps: Vec<serde_json::Value> = rows
             .iter()
@@ -119,13 +127,28 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
                        "source": (!r.source.is_empty()).then_some(&r.source)})
             })
             .collect();
-        let raise = raise.as_ref().map(|(r, _)| r.split_whitespace().collect::<Vec<_>>());
-        return Ok(json!({"user": name, "locked": locked, "raise": raise, "caps": caps}).to_string() + "\n");
+        let raise_caps = raise.as_ref().map(|(r, _)| r.split_whitespace().collect::<Vec<_>>());
+        let lock_json =
+            lock.as_deref().map(|l| serde_json::to_value(crate::store::Lock::parse(l)).unwrap_or_default());
+        return Ok(json!({
+            "user": name,
+            "date": at.day().to_string(),
+            "sent_today": day_used,
+            "client_ips": client_ips,
+            "exempt": exempt,
+            "locked": locked,
+            "lock": lock_json,
+            "raise": raise_caps,
+            "raise_expires_in_secs": raise.as_ref().and_then(|(_, ttl)| u64::try_from(*ttl).ok()),
+            "caps": caps,
+            "limits_from": limits_from,
+        })
+        .to_string()
+            + "\n");
     }
     let mut out = String::new();
     let _ = writeln!(out, "user:        {name}");
     let _ = writeln!(out, "date:        {}", at.day());
-    let day_used = rows.first().map_or(0, |r| r.used);
     let _ = writeln!(out, "sent today:  {day_used}");
     if let Some(n) = client_ips {
         let _ = writeln!(
@@ -135,7 +158,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         );
     }
     if exempt {
-        let _ = writeln!(out, "exempt:      yes (never deferred)");
+        let _ = writeln!(out, "exempt:      yes (never deferred; counted on its own counters only)");
     }
     if let Some((r, ttl)) = &raise {
         let left = u64::try_from(*ttl)
@@ -154,27 +177,37 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         let cap = match r.limit {
             Some(Cap::Enforced(n)) => format!("{n} (remaining {})", n.saturating_sub(r.used)),
             Some(Cap::Unknown) => "unknown until the database answers (counted, not enforced)".to_owned(),
+            None if exempt => "none (exempt)".to_owned(),
             None => "none".to_owned(),
         };
         let from = if r.source.is_empty() { String::new() } else { format!(" (from: {})", r.source) };
-        let _ = writeln!(out, "{:<8} {:>4}: {} used, cap {cap}{from}", r.scope, r.window.to_string(), r.used);
+        let when = match r.window {
+            Window::Day => "today".to_owned(),
+            w => format!("since {}", w.start(at.local).format("%H:%M")),
+        };
+        let _ = writeln!(
+            out,
+            "{:<8} {:>4}: {} used {when}, cap {cap}{from}",
+            r.scope,
+            r.window.to_string(),
+            r.used
+        );
     }
-    if let Subject::Mailbox(m) = &subject {
-        match limits.mailbox_cap(m) {
-            Some(Cap::Enforced(n)) => {
-                let _ = writeln!(out, "mailbox cap: {n} (remaining {})", n.saturating_sub(day_used));
+    if let Subject::Mailbox(_) = &subject {
+        let whose = if raise.is_some() { " (raised)" } else { "" };
+        let _ = match (exempt, mailbox_day) {
+            (true, _) => writeln!(out, "mailbox cap: none (exempt)"),
+            (false, Some(Cap::Enforced(n))) => {
+                writeln!(out, "mailbox cap: {n}{whose} (remaining {})", n.saturating_sub(day_used))
             }
-            Some(Cap::Unknown) => {
-                let _ =
-                    writeln!(out, "mailbox cap: unknown until the database answers (counted, not enforced)");
+            (false, Some(Cap::Unknown)) => {
+                writeln!(out, "mailbox cap: unknown until the database answers (counted, not enforced)")
             }
-            None => {
-                let _ = writeln!(out, "mailbox cap: none (not capped)");
-            }
-        }
+            (false, None) => writeln!(out, "mailbox cap: none (not capped)"),
+        };
     }
-    let server_day = rows.iter().find(|r| r.scope == "server" && r.window == Window::Day);
     match (limits.global, server_day) {
+        (_, None) => {}
         (Cap::Enforced(n), Some(r)) => {
             let _ = writeln!(
                 out,
@@ -183,14 +216,10 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
                 n.saturating_sub(r.used)
             );
         }
-        (_, r) => {
-            let _ = writeln!(
-                out,
-                "server:      {} today, cap unknown until the database answers",
-                r.map_or(0, |r| r.used)
-            );
+        (Cap::Unknown, Some(r)) => {
+            let _ = writeln!(out, "server:      {} today, cap unknown until the database answers", r.used);
         }
     }
-    let _ = writeln!(out, "limits from: {}", limits.origin.describe());
+    let _ = writeln!(out, "limits from: {limits_from}");
     Ok(out)
 }

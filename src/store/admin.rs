@@ -123,7 +123,8 @@ impl AdminStore {
         Ok(top.into_iter().map(|(who, n)| (who, score(n))).collect())
     }
 
-    /// Today's biggest domains (summed over their senders), biggest first.
+    /// Today's biggest domains by their own daily counters (what `status @domain` shows: an
+    /// exempt sender moves only its own), among the domains of today's senders; biggest first.
     ///
     /// # Errors
     /// Redis faults.
@@ -132,14 +133,24 @@ impl AdminStore {
         day: NaiveDate,
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
-        let all: Vec<(String, f64)> = self.conn.zrevrange_withscores(self.keys.top(day), 0, -1).await?;
-        let mut sums: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
-        for (who, n) in all {
-            if let Some((_, domain)) = who.rsplit_once('@') {
-                *sums.entry(format!("@{domain}")).or_insert(0) += score(n);
+        let all: Vec<String> = self.conn.zrange(self.keys.top(day), 0, -1).await?;
+        let mut domains: Vec<String> =
+            all.iter().filter_map(|who| who.rsplit_once('@').map(|(_, d)| d.to_owned())).collect();
+        domains.sort();
+        domains.dedup();
+        let midnight = day.and_time(chrono::NaiveTime::MIN);
+        let mut out = Vec::with_capacity(domains.len());
+        for chunk in domains.chunks(1000) {
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|d| self.keys.window(midnight, Window::Day, Who::Domain(d)).to_string())
+                .collect();
+            let values: Vec<Option<String>> =
+                redis::cmd("MGET").arg(&keys).query_async(&mut self.conn).await?;
+            for (d, v) in chunk.iter().zip(values) {
+                out.push((format!("@{d}"), v.and_then(|v| v.parse().ok()).unwrap_or(0)));
             }
         }
-        let mut out: Vec<(String, u64)> = sums.into_iter().collect();
         out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         out.truncate(limit);
         Ok(out)

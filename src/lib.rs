@@ -35,6 +35,7 @@ pub mod manpages;
 pub mod metrics;
 pub mod notify;
 pub mod once;
+pub mod oserror;
 pub mod policy;
 pub mod probe;
 pub mod protocol;

@@ -65,8 +65,9 @@ impl Probe {
 /// On connection faults, a timeout, or a reply that is not `action=...` plus an empty line; the
 /// message names the target (`connect to PATH: No such file or directory`).
 pub async fn send(target: &str, probe: &Probe, timeout: Duration) -> std::io::Result<Answer> {
-    let named =
-        |e: std::io::Error, what: &str| std::io::Error::new(e.kind(), format!("{what} {target}: {e}"));
+    let named = |e: std::io::Error, what: &str| {
+        std::io::Error::new(e.kind(), format!("{what} {target}: {}", crate::oserror::plain(&e)))
+    };
     let connected = async {
         let result = if Path::new(target).is_absolute() || !target.contains(':') {
             match tokio::net::UnixStream::connect(target).await {

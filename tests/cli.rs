@@ -95,6 +95,13 @@ fn bad_configs_exit_78_with_the_reason() {
         ("[redis]\ntimeout_ms = 8000\n", "redis.timeout_ms"),
         ("[listen]\nsocket_mode = \"0666\"\n", "listen.socket_mode"),
         ("timezone = \"Europe/Nowhere\"\n", "timezone"),
+        // Issue 21 item 13: what failed and why, Postfix style.
+        ("[redis]\nurl = \"redis:/127.0.0.1\"\n", "redis.url \"redis:/127.0.0.1\": no host name"),
+        ("[listen]\nsocket_mode = 0660\n", "quote it: socket_mode = \"0660\""),
+        (
+            "[database]\nurl = \"mysql://u:pw@localhost\"\n",
+            "database.url \"mysql://u:********@localhost\": no database name",
+        ),
     ] {
         let (_dir, path) = write_config(text);
         for cmd in ["check-config", "serve"] {
@@ -110,6 +117,13 @@ fn bad_configs_exit_78_with_the_reason() {
     let out = run(&["check-config", "--config", "/nonexistent/config.toml"], &[]);
     assert_eq!(out.status.code(), Some(78));
     assert!(stderr(&out).contains("not found"));
+    // An admin command that cannot reach Redis says where it looked.
+    let (_dir, path) = write_config("[redis]\nurl = \"redis://:secret@127.0.0.1:1/0\"\n");
+    let out = run(&["status", "--config", &path, "x@example.com"], &[]);
+    assert_eq!(
+        (out.status.code(), stderr(&out).as_str()),
+        (Some(1), "email-ratelimit: connect to redis://:********@127.0.0.1:1/0: Connection refused\n")
+    );
 }
 
 /// Issue 21 item 12: `check-config -n` shows only what differs from the defaults (the time zone

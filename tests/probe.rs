@@ -70,7 +70,7 @@ fn probe_changes_nothing_unless_told_to_count() {
     }
     assert_eq!(digest(&redis), counted, "a refused dry run wrote to Redis (a marker, a record, a lock?)");
     let (_, status) = d.admin(&["status", "p@example.com"]);
-    assert!(status.contains("2 used, cap 2") && status.contains("locked:      no"), "{status}");
+    assert!(status.contains("2 used today, cap 2") && status.contains("locked:      no"), "{status}");
     let (_, violations) = d.admin(&["violations", "--json"]);
     assert_eq!(violations.trim(), "", "no record");
     // The real refusal afterwards is the first one: it is recorded (and mailed).
@@ -120,6 +120,6 @@ fn probe_names_what_it_could_not_reach() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         String::from_utf8_lossy(&out.stderr),
-        "email-ratelimit: connect to /nonexistent/erl.sock: No such file or directory (os error 2)\n"
+        "email-ratelimit: connect to /nonexistent/erl.sock: No such file or directory\n"
     );
 }

@@ -83,7 +83,24 @@ pub(crate) async fn open(config: &Config) -> Result<AdminStore, AdminError> {
     if config.store == StoreKind::Memory {
         return Err(AdminError::MemoryStore);
     }
-    Ok(AdminStore::open(&config.redis).await?)
+    AdminStore::open(&config.redis).await.map_err(|e| match e {
+        // Postfix style: what it tried and why it failed.
+        StoreError::Redis(e) => AdminError::Usage(format!(
+            "connect to {}: {}",
+            redis_target(&config.redis),
+            crate::oserror::plain(&e)
+        )),
+        other => AdminError::Store(other),
+    })
+}
+
+/// Where the admin commands look for Redis, as words (password masked).
+fn redis_target(r: &crate::config::RedisSettings) -> String {
+    if r.sentinels.is_empty() {
+        return crate::config::redact(&r.url);
+    }
+    let sentinels: Vec<String> = r.sentinels.iter().map(|(h, p)| format!("{h}:{p}")).collect();
+    format!("Redis master {:?} through the Sentinels {}", r.sentinel_master, sentinels.join(", "))
 }
 
 /// The limits as the daemon sees them: the database's if it answers, else its cache file.

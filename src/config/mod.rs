@@ -328,6 +328,9 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A value shown with its key, Postfix style: `redis.url "redis:/x": no host name`.
+    #[error("{key} {value:?}: {reason}")]
+    InvalidValue { key: &'static str, value: String, reason: String },
 }
 
 pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
@@ -405,7 +408,13 @@ fn toml_error(e: &toml::de::Error, text: &str, path: Option<&Path>) -> String {
             let column = start.chars().count() + 1;
             let source =
                 text.get(span.start - start.len()..).and_then(|t| t.lines().next()).unwrap_or_default();
-            format!("{file}:{line}:{column}: {message} (in `{}`)", source.trim())
+            // An octal mode written as a number: TOML has no leading zeros, and 660 is not 0660.
+            let hint = if source.trim_start().starts_with("socket_mode") {
+                "; quote it: socket_mode = \"0660\""
+            } else {
+                ""
+            };
+            format!("{file}:{line}:{column}: {message} (in `{}`){hint}", source.trim())
         }
         None => format!("{file}: {message}"),
     }
@@ -446,6 +455,7 @@ pub mod replies;
 pub use replies::Replies;
 mod raw;
 mod render;
+mod urls;
 pub use render::redact;
 mod warnings;
 pub use warnings::warnings;

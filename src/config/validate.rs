@@ -236,7 +236,7 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
 }
 
 fn validate_redis(raw: RawRedis) -> Result<RedisSettings, ConfigError> {
-    redis::Client::open(raw.url.as_str()).map_err(|e| invalid("redis.url", e.to_string()))?;
+    super::urls::check_redis("redis.url", &raw.url)?;
     if raw.key_prefix.is_empty() || raw.key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(invalid("redis.key_prefix", "must be non-empty, without whitespace"));
     }
@@ -281,10 +281,7 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
     if raw.url.is_empty() {
         return Err(invalid("database.url", "required when [database] is present"));
     }
-    let url = url::Url::parse(&raw.url).map_err(|e| invalid("database.url", e.to_string()))?;
-    if !matches!(url.scheme(), "mysql" | "mariadb") {
-        return Err(invalid("database.url", "must start with mysql:// or mariadb://"));
-    }
+    super::urls::check_database("database.url", &raw.url)?;
     let layout = match raw.layout.as_str() {
         "er-tables" => Layout::ErTables,
         "erl-columns" => Layout::ErlColumns,
@@ -304,11 +301,7 @@ fn validate_database(raw: RawDatabase) -> Result<DatabaseSettings, ConfigError> 
     let master_url = if raw.master_url.is_empty() {
         None
     } else {
-        let u =
-            url::Url::parse(&raw.master_url).map_err(|e| invalid("database.master_url", e.to_string()))?;
-        if !matches!(u.scheme(), "mysql" | "mariadb") {
-            return Err(invalid("database.master_url", "must start with mysql:// or mariadb://"));
-        }
+        super::urls::check_database("database.master_url", &raw.master_url)?;
         if layout != Layout::ErlColumns {
             return Err(invalid(
                 "database.master_url",

@@ -5,6 +5,8 @@
 //! Data flows one way: bytes -> request -> decision -> counter store -> reply -> bytes.
 //!
 //! - [`config`]: raw TOML and environment -> validated, typed settings.
+//! - [`window`]: caps and their windows (`Rate`, `Window`): plain types that `config` and
+//!   `limits` share, importing neither.
 //! - [`protocol`]: the Postfix policy wire format; pure, no I/O.
 //! - [`server`]: listeners (Unix socket bound without path races, systemd activation, TCP),
 //!   connection cap, per-connection tasks with bounded input and idle time, graceful drain.
@@ -20,6 +22,8 @@
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
 //! - [`metrics`]: Prometheus counters of the decisions and the `/metrics` endpoint.
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
+//! - [`manpages`]: email-ratelimit(8), one page per command, email-ratelimit.toml(5);
+//!   [`oserror`]: errors without Rust's `(os error N)` tail.
 //! - [`telemetry`]: logging setup (lines written by one thread in 20 ms batches); [`once`]: "log
 //!   this at most once a minute".
 
@@ -43,3 +47,4 @@ pub mod sender;
 pub mod server;
 pub mod store;
 pub mod telemetry;
+pub mod window;

@@ -14,7 +14,6 @@ use chrono::{TimeZone, Utc};
 use common::Redis;
 use email_ratelimit::clock::Zone;
 use email_ratelimit::config::Mode;
-use email_ratelimit::limits::window::Window;
 use email_ratelimit::sender::normalize;
 use email_ratelimit::store::memory::MemoryStore;
 use email_ratelimit::store::redis::RedisStore;
@@ -22,6 +21,7 @@ use email_ratelimit::store::{
     Answer, Check, Consume, Counter, CounterStore, Guard, KeySchema, Message, Operation, Scope, Violation,
     first_oversize,
 };
+use email_ratelimit::window::Window;
 
 /// A small deterministic generator (no seed to manage, the same sequence every run).
 struct Lcg(u64);

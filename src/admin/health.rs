@@ -12,9 +12,9 @@ use crate::clock;
 use crate::config::Config;
 use crate::config::Mode;
 use crate::limits::Cap;
-use crate::limits::window::Window;
 use crate::probe;
 use crate::store::Who;
+use crate::window::Window;
 
 /// The health text (or JSON) and whether everything needed is up (Redis answers).
 ///

@@ -9,11 +9,11 @@ use serde_json::json;
 
 use crate::clock;
 use crate::config::{Config, MAX_CAP, StoreKind};
-use crate::limits::window::{Rate, Window};
 use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
 use crate::store::admin::AdminStore;
 use crate::store::{StoreError, Violation, Who};
+use crate::window::{Rate, Window};
 
 mod audit;
 mod health;

@@ -8,9 +8,9 @@ use serde_json::json;
 use super::{AdminError, Subject, file_words, limits, open, parse_caps};
 use crate::clock;
 use crate::config::Config;
-use crate::limits::window::Window;
 use crate::limits::{Cap, Limits};
 use crate::store::Who;
+use crate::window::Window;
 
 /// One scope's caps and whose counters they are on.
 struct ScopeCaps<'a> {

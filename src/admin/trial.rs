@@ -9,9 +9,9 @@ use super::{AdminError, limits, open};
 use crate::clock;
 use crate::config::{Config, Mode};
 use crate::limits::Cap;
-use crate::limits::window::Window;
 use crate::sender;
 use crate::store::Who;
+use crate::window::Window;
 
 /// At most this many of today's top senders are checked against their caps.
 const CHECKED_SENDERS: usize = 1000;

@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Zone;
-use crate::limits::window::{Rate, Window};
 use crate::sender::Mailbox;
+use crate::window::{Rate, Window};
 
 /// Where `serve` and the admin commands look without `--config`.
 pub const DEFAULT_PATH: &str = "/etc/email-ratelimit/config.toml";
@@ -101,6 +101,9 @@ impl StoreKind {
         }
     }
 }
+
+/// `[[limits.domain]] domain = "*"`: the entry of every domain that has none of its own.
+pub const CATCH_ALL: &str = "*";
 
 /// The validated settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Config;
-use crate::limits::window::{Rate, Window};
+use crate::window::{Rate, Window};
 
 const MASK: &str = "********";
 

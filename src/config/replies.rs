@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{ConfigError, invalid};
-use crate::limits::window::Window;
+use crate::window::Window;
 
 /// Longest template accepted: an SMTP reply line is at most 512 bytes with its code.
 const MAX_TEMPLATE: usize = 400;

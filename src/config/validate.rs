@@ -12,8 +12,8 @@ use super::{
     SocketGroup, invalid, protect,
 };
 use crate::clock::Zone;
-use crate::limits::window::{Rate, Window};
 use crate::sender;
+use crate::window::{Rate, Window};
 
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     Ok(Config {
@@ -189,8 +189,8 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
     let mut seen = HashMap::with_capacity(raw.domain.len());
     for (i, entry) in raw.domain.into_iter().enumerate() {
         // "*": the catch-all entry of every domain without one of its own.
-        let domain = if entry.domain.trim() == crate::limits::CATCH_ALL {
-            crate::limits::CATCH_ALL.to_owned()
+        let domain = if entry.domain.trim() == super::CATCH_ALL {
+            super::CATCH_ALL.to_owned()
         } else {
             sender::normalize_domain(&entry.domain).map_err(|_| {
                 invalid(

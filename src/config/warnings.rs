@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use super::{Config, Mode, StoreKind};
-use crate::limits::window::{Rate, Window};
+use crate::window::{Rate, Window};
 
 /// Every warning about `config`, one line each (its mailbox list still in place).
 #[must_use]

@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use crate::config::{Config, StoreKind};
 use crate::limits::LimitsCache;
-use crate::limits::window::Window;
 use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
 use crate::store::admin::AdminStore;
 use crate::store::{Store, Who};
+use crate::window::Window;
 
 /// What a scrape does: bring the state gauges up to date, then render.
 pub(super) fn scraper(

@@ -3,9 +3,9 @@
 //! an index into a side list. 100,000 mailboxes take about 4 MiB.
 
 use super::names::{NameTable, NameTableBuilder};
-use super::window::{Rate, Window};
 use crate::config::MAX_CAP;
 use crate::sender::Mailbox;
+use crate::window::{Rate, Window};
 
 /// A mailbox's caps as stored: `None` means "the default per-mailbox caps" (resolved at lookup,
 /// because the default itself may change independently); else at most one rate per window,
@@ -90,7 +90,7 @@ impl CapTableBuilder {
     /// Adds one mailbox (several rates: the strictest per window are kept); returns false when
     /// the arena would pass 4 GiB (the row is skipped).
     pub fn push(&mut self, mailbox: &Mailbox, cap: DbCap) -> bool {
-        let value = match cap.map(super::window::strictest) {
+        let value = match cap.map(crate::window::strictest) {
             None => 0,
             Some(rates) => match rates.as_slice() {
                 [] => 0,

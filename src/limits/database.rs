@@ -17,9 +17,11 @@ use sqlx::{AssertSqlSafe, ConnectOptions, Connection, Row};
 
 use super::caps::{CapTable, CapTableBuilder};
 use super::erl_columns;
-use super::window::{Rate, Window};
+pub use super::sql::LimitsError;
+use super::sql::int_column;
 use crate::config::{DatabaseSettings, Layout};
 use crate::sender;
+use crate::window::{Rate, Window};
 
 /// What one successful read returned.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -39,19 +41,6 @@ pub enum Fetched {
     /// Same rows as the read with this fingerprint: nothing rebuilt.
     Unchanged,
     New(DatabaseLimits),
-}
-
-/// A failed read; the caller keeps its last good set.
-#[derive(Debug, thiserror::Error)]
-pub enum LimitsError {
-    #[error("database: {0}")]
-    Sql(#[from] sqlx::Error),
-    #[error("database query timed out after {0} s")]
-    Timeout(u64),
-    #[error("database column {column}: {reason}")]
-    Column { column: usize, reason: String },
-    #[error("building the cap table failed: {0}")]
-    Build(String),
 }
 
 /// Where and how to read. Each refresh opens its own short connection: one connection a
@@ -265,22 +254,4 @@ impl RawRows {
 /// NULL and 0 both mean "not set here".
 fn positive(v: Option<u64>) -> Option<u64> {
     v.filter(|&n| n > 0)
-}
-
-pub(super) fn int_column(row: &MySqlRow, i: usize) -> Result<Option<u64>, LimitsError> {
-    if let Ok(v) = row.try_get::<Option<u64>, _>(i) {
-        return Ok(v);
-    }
-    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
-        return Ok(v.map(|n| u64::try_from(n).unwrap_or(0)));
-    }
-    match row.try_get::<Option<String>, _>(i) {
-        Ok(None) => Ok(None),
-        Ok(Some(s)) => s
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| LimitsError::Column { column: i, reason: format!("{s:?} is not a whole number") }),
-        Err(e) => Err(LimitsError::Column { column: i, reason: e.to_string() }),
-    }
 }

@@ -14,10 +14,10 @@ use futures_util::TryStreamExt;
 use sqlx::Row;
 use sqlx::mysql::{MySqlConnection, MySqlRow};
 
-use super::database::{LimitsError, int_column};
-use super::window::{Rate, Window, strictest};
+use super::sql::{LimitsError, int_column};
 use crate::config::MAX_CAP;
 use crate::sender;
+use crate::window::{Rate, Window, strictest};
 
 /// The queries, in the order they run (`?` is the server id). The account `install.sh db-user
 /// --layout erl-columns` creates may read exactly these columns.

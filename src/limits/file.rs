@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use super::Cap;
 use super::names::{NameTable, NameTableBuilder};
-use super::window::Window;
 use crate::config::{LimitSettings, MailboxEntry};
 use crate::sender::Mailbox;
+use crate::window::Window;
 
 /// One cap of a list.
 pub type Listed = (Window, Cap);
@@ -19,7 +19,7 @@ pub type Listed = (Window, Cap);
 pub(super) type Caps = Vec<Listed>;
 
 /// Enforced, longer windows first (the day before an hour before 15 minutes).
-pub(super) fn ordered(first: Option<(Window, Cap)>, rates: &[super::window::Rate]) -> Caps {
+pub(super) fn ordered(first: Option<(Window, Cap)>, rates: &[crate::window::Rate]) -> Caps {
     let mut caps: Caps = first.into_iter().collect();
     caps.extend(rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))));
     caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
@@ -101,8 +101,8 @@ impl MailboxTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::window::Rate;
     use crate::sender::normalize;
+    use crate::window::Rate;
 
     fn mb(s: &str) -> Mailbox {
         normalize(s).expect("valid")

@@ -11,7 +11,7 @@ pub mod names;
 pub mod refresher;
 mod resolve;
 pub mod saved;
-pub mod window;
+mod sql;
 
 use std::fmt;
 use std::sync::Arc;
@@ -199,7 +199,10 @@ mod tests {
         assert_eq!(file_only.origin, Origin::ConfigFile);
 
         let mut table = caps::CapTableBuilder::default();
-        table.push(&mb("c@x.org"), Some(vec![window::Rate { limit: 3, window: window::Window::Day }]));
+        table.push(
+            &mb("c@x.org"),
+            Some(vec![crate::window::Rate { limit: 3, window: crate::window::Window::Day }]),
+        );
         table.push(&mb("d@x.org"), None);
         let db = DatabaseLimits {
             global: Some(500),

@@ -6,10 +6,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::file::{Caps, MailboxTable, ordered};
-use super::window::{Rate, Window, strictest};
 use super::{Cap, Limits};
 use crate::config::LimitSettings;
 use crate::sender::Mailbox;
+use crate::window::{Rate, Window, strictest};
 
 /// Where a cap comes from (for `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,8 +98,7 @@ impl Compiled {
     }
 }
 
-/// `[[limits.domain]] domain = "*"`: the entry of every domain that has none of its own.
-pub const CATCH_ALL: &str = "*";
+pub use crate::config::CATCH_ALL;
 
 impl Limits {
     /// The caps of one mailbox.

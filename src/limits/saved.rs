@@ -12,10 +12,10 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::caps::CapTableBuilder;
-use super::window::{Rate, Window};
 use super::{DatabaseLimits, DbCap};
 use crate::config::{DatabaseSettings, Layout, MAX_CAP};
 use crate::sender;
+use crate::window::{Rate, Window};
 
 const VERSION: u32 = 1;
 

@@ -24,7 +24,7 @@ use histogram::DurationHistogram;
 use process::ProcessMetrics;
 
 use crate::config::Mode;
-use crate::limits::window::Window;
+use crate::window::Window;
 
 /// How one request ended, for `email_ratelimit_decisions_total{outcome}`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::limits::window::Window;
 use crate::sender::Mailbox;
 use crate::store::Scope;
+use crate::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

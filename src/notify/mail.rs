@@ -171,9 +171,9 @@ pub fn message(mail: &Mail, from: &str, ts: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::window::Window;
     use crate::sender::normalize;
     use crate::store::Scope;
+    use crate::window::Window;
 
     #[test]
     fn an_admin_mail_names_the_figures_and_the_commands() {

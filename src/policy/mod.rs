@@ -20,7 +20,6 @@ use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::{Mode, Oversize, ProtectSettings, Replies};
 use crate::limits::LimitsCache;
-use crate::limits::window::Window;
 use crate::metrics::{Metrics, Outcome};
 use crate::notify::Queue;
 use crate::once::OncePer;
@@ -29,6 +28,7 @@ use crate::sender;
 use crate::store::{
     Answer, Consume, CounterStore, Counts, Guard, Message, Operation, Scope, StoreError, first_oversize,
 };
+use crate::window::Window;
 
 /// How often the same bad Redis key is named in the log.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);

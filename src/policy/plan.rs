@@ -3,10 +3,10 @@
 //! some cap of that scope uses; the enforced caps in the contract's order (mailbox, domain,
 //! server; longer windows first). An exempt sender moves only its own daily counter.
 
-use crate::limits::window::{Rate, Window};
 use crate::limits::{Cap, Limits};
 use crate::sender::Mailbox;
 use crate::store::{Check, Counter, Scope};
+use crate::window::{Rate, Window};
 
 /// One message's counters and caps.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 
 use crate::config::MAX_CAP;
-use crate::limits::window::Rate;
 use crate::sender::Mailbox;
+use crate::window::Rate;
 
 const MAX_SENDERS: usize = 10_000;
 
@@ -64,8 +64,8 @@ impl Raises {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::limits::window::Window;
     use crate::sender::normalize;
+    use crate::window::Window;
 
     #[test]
     fn remembers_and_parses_raises() {

@@ -6,10 +6,10 @@ use std::fmt;
 use crate::config::Replies;
 use crate::config::replies::{Case, Fill, WindowClass};
 use crate::limits::Cap;
-use crate::limits::window::Window;
 use crate::protocol::Request;
 use crate::sender::Mailbox;
 use crate::store::{Counter, Scope};
+use crate::window::Window;
 
 /// The reply text for a message refused by a cap (contract: exact wording), e.g.
 /// `alice@example.com: Your hourly limit of 20 messages reached`.

@@ -11,8 +11,8 @@ use super::keys::{KeySchema, LockedBy, Who};
 use super::protect::Lock;
 use super::target::Target;
 use crate::config::RedisSettings;
-use crate::limits::window::Window;
 use crate::sender::Mailbox;
+use crate::window::Window;
 
 /// A connection for one admin command.
 pub struct AdminStore {

@@ -6,8 +6,8 @@ use std::fmt;
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::{Counter, Scope};
-use crate::limits::window::Window;
 use crate::sender::Mailbox;
+use crate::window::Window;
 
 /// Counter keys live about 26 hours: past local midnight in every time zone shift, then gone.
 pub const COUNTER_TTL_SECS: u64 = Window::Day.ttl_secs();

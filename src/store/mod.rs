@@ -22,8 +22,8 @@ pub use violation::Violation;
 
 use crate::clock::Moment;
 use crate::config::Mode;
-use crate::limits::window::Window;
 use crate::sender::Mailbox;
+use crate::window::Window;
 
 /// Whether a message is counted or only checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,9 @@ use chrono::{TimeZone, Utc};
 
 use super::*;
 use crate::clock::Zone;
-use crate::limits::window::Window;
 use crate::sender::{Mailbox, normalize};
 use crate::store::{Check, Counter, Guard, Scope, first_oversize};
+use crate::window::Window;
 
 const DAILY: [Counter; 2] = [
     Counter { scope: Scope::Mailbox, window: Window::Day },

@@ -95,7 +95,7 @@ fn the_panels_caps_reach_the_daemon_with_their_windows() {
     // status says where each cap comes from.
     let (_, status) = d.admin(&["status", "own@free.test"]);
     assert!(
-        status.contains("mailbox    1d: 4 used, cap 4 (remaining 0) (from: database (erl-columns))"),
+        status.contains("mailbox    1d: 4 used today, cap 4 (remaining 0) (from: database (erl-columns))"),
         "{status}"
     );
     assert!(status.contains("server     1d: ") && status.contains("cap 100000 (remaining"), "{status}");

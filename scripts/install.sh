@@ -57,6 +57,7 @@ layout="er-tables"
 server_id=""
 command=""
 at_midnight=0
+mode_changed=0
 # The options this run was given that a later command needs too (for the "Next:" hints).
 again=""
 
@@ -383,6 +384,7 @@ set_mode() {
   [ -z "$from" ] || want_from="enforce_from = \"$from\""
   local have_from
   have_from="$(grep '^enforce_from = ' "$config" || true)"
+  mode_changed=0
   if grep -qx "mode = \"$mode\"" "$config" && [ "$have_from" = "$want_from" ]; then
     say "already mode = \"$mode\"${from:+ with $want_from} in $config"
   else
@@ -399,6 +401,7 @@ set_mode() {
     cat "$tmp" > "$config"
     rm -f "$tmp"
     say "set mode = \"$mode\"${from:+ and $want_from} in $config"
+    mode_changed=1
   fi
   if have_systemd && systemctl is-active --quiet email-ratelimit.service; then
     systemctl reload email-ratelimit.service
@@ -408,8 +411,10 @@ set_mode() {
   fi
 }
 
-# Records the switch in syslog and the violations list (never fatal: Redis may be down).
+# Records a switch that changed the config in syslog and the violations list (never fatal:
+# Redis may be down).
 record() {
+  [ "$mode_changed" = 1 ] || return 0
   "$bin_path" record --config "$config" "$@" >/dev/null || say "(not recorded in the violations list: see above)"
 }
 
@@ -417,7 +422,9 @@ cmd_enforce() {
   [ -f "$config" ] || die "$config not found: run install first"
   echo "What enforcing changes ($bin_path trial):"
   "$bin_path" trial --config "$config" | sed 's/^/  /' || say "(no preview: is Redis up? the switch goes on)"
-  if [ "$at_midnight" = 1 ]; then
+  if [ "$at_midnight" = 1 ] && grep -qx 'mode = "enforce"' "$config"; then
+    say "already mode = \"enforce\" in $config: nothing to wait for"
+  elif [ "$at_midnight" = 1 ]; then
     local zone day
     zone="$("$bin_path" check-config -n --config "$config" | sed -n 's/^timezone = "\([^"]*\)".*/\1/p')"
     # Noon today plus a day: the next local date, whatever the DST shift tonight.

@@ -268,6 +268,10 @@ fn install_enforce_disable_uninstall_round_trip() {
     assert!(said.contains("set mode = \"enforce\""), "{said}");
     assert!(install(r, &mail, &["enforce"]).contains("already mode = \"enforce\""));
     assert!(!std::fs::read_to_string(&config).expect("config").contains("\nenforce_from = "), "dropped");
+    // Already enforcing: --at-midnight must not step back to log-only.
+    let said = install(r, &mail, &["enforce", "--at-midnight"]);
+    assert!(said.contains("already mode = \"enforce\"") && said.contains("nothing to wait for"), "{said}");
+    assert!(std::fs::read_to_string(&config).expect("config").contains("\nmode = \"enforce\"\n"));
     daemon.signal(Signal::SIGHUP);
     wait_for("the reload", Duration::from_secs(10), || {
         daemon_log().contains("reloaded: mode=enforce").then_some(())

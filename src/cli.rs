@@ -212,6 +212,26 @@ pub enum Command {
         #[arg(long, default_value = "")]
         reason: String,
     },
+    /// What would this config have done? Run timestamped requests (JSON lines, or the daemon's
+    /// journal) through the daemon's decision code on a virtual clock; nothing is sent.
+    Replay {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// How the input is written
+        #[arg(long, value_enum, default_value = "jsonl")]
+        input: ReplayInput,
+        /// Write one JSON line per decided request here
+        #[arg(long, value_name = "FILE")]
+        decisions: Option<PathBuf>,
+        /// Print the summary as one JSON object
+        #[arg(long)]
+        json: bool,
+        /// enforce (default: what enforcing would have done) or as-configured (keep log-only)
+        #[arg(long, value_enum, default_value = "enforce")]
+        mode: ReplayModeArg,
+        /// The input file, or - for standard input
+        file: PathBuf,
+    },
     /// The locked senders.
     Locks {
         #[arg(long, short)]
@@ -273,4 +293,20 @@ pub fn generate(
             Ok(())
         }
     }
+}
+
+/// `replay --input`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayInput {
+    /// One JSON object per line: ts and Postfix's attribute names
+    Jsonl,
+    /// journalctl -u email-ratelimit -o json (approximate)
+    Journal,
+}
+
+/// `replay --mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ReplayModeArg {
+    Enforce,
+    AsConfigured,
 }

@@ -43,6 +43,7 @@ pub mod oserror;
 pub mod policy;
 pub mod probe;
 pub mod protocol;
+pub mod replay;
 pub mod sender;
 pub mod server;
 pub mod store;

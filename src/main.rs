@@ -33,7 +33,8 @@ fn main() -> ExitCode {
         | Command::Unlock { config, .. }
         | Command::Locks { config, .. }
         | Command::Trial { config }
-        | Command::Record { config, .. } => Some(config.clone()),
+        | Command::Record { config, .. }
+        | Command::Replay { config, .. } => Some(config.clone()),
         // The config is read for its socket only when none is given.
         Command::Probe { config, socket: None, .. } => Some(config.clone()),
         Command::Probe { .. } | Command::Generate { .. } => None,
@@ -153,6 +154,9 @@ fn main() -> ExitCode {
             finish(runtime.block_on(admin::unlock(&config, &user)))
         }
         (Command::Trial { .. }, Some((_, config))) => finish(runtime.block_on(admin::trial(&config))),
+        (Command::Replay { input, decisions, json, mode, file, .. }, Some((_, config))) => {
+            finish(runtime.block_on(replay(&config, input, decisions.as_deref(), json, mode, &file)))
+        }
         (Command::Record { action, user, reason, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::record(&config, &action, &user, &reason)))
         }
@@ -168,6 +172,48 @@ fn main() -> ExitCode {
         }
         (_, None) => ExitCode::FAILURE,
     }
+}
+
+/// `replay`: the summary text (or JSON).
+async fn replay(
+    config: &config::Config,
+    input: cli::ReplayInput,
+    decisions: Option<&std::path::Path>,
+    json: bool,
+    mode: cli::ReplayModeArg,
+    file: &std::path::Path,
+) -> Result<String, String> {
+    use email_ratelimit::replay::{self, Format, ReplayMode};
+    let format = match input {
+        cli::ReplayInput::Jsonl => Format::Jsonl,
+        cli::ReplayInput::Journal => Format::Journal,
+    };
+    let mode = match mode {
+        cli::ReplayModeArg::Enforce => ReplayMode::Enforce,
+        cli::ReplayModeArg::AsConfigured => ReplayMode::AsConfigured,
+    };
+    let reader: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+        Box::new(std::io::BufReader::new(std::io::stdin()))
+    } else {
+        let f = std::fs::File::open(file)
+            .map_err(|e| format!("{}: {}", file.display(), email_ratelimit::oserror::plain(&e)))?;
+        Box::new(std::io::BufReader::with_capacity(1 << 20, f))
+    };
+    let mut out = match decisions {
+        Some(path) => Some(std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .map_err(|e| format!("{}: {}", path.display(), email_ratelimit::oserror::plain(&e)))?,
+        )),
+        None => None,
+    };
+    let report =
+        replay::run(config, reader, format, mode, out.as_mut().map(|w| w as &mut dyn std::io::Write))
+            .await
+            .map_err(|e| e.to_string())?;
+    if let Some(mut w) = out {
+        std::io::Write::flush(&mut w).map_err(|e| e.to_string())?;
+    }
+    Ok(if json { report.json().to_string() + "\n" } else { report.text() })
 }
 
 fn finish<E: std::fmt::Display>(result: Result<String, E>) -> ExitCode {

@@ -36,8 +36,11 @@ pub enum Outcome {
         scope: &'static str,
         window: String,
     },
-    /// Rejected (5xx): a message that can never fit.
-    Reject,
+    /// Rejected (5xx): a message that can never fit under this cap (`scope`, `window`).
+    Reject {
+        scope: &'static str,
+        window: String,
+    },
     /// Log-only: counted and let through, but enforcing would have deferred it (by this cap, or
     /// `locked`) or rejected it.
     WouldDefer {
@@ -237,7 +240,7 @@ impl Metrics {
                     .inc();
                 &self.defer
             }
-            Outcome::Reject => &self.reject,
+            Outcome::Reject { .. } => &self.reject,
             Outcome::WouldDefer { scope, window } => {
                 self.would_deferrals
                     .get_or_create(&vec![("scope", (*scope).to_owned()), ("window", window.clone())])

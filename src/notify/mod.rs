@@ -66,6 +66,15 @@ impl Queue {
     pub fn stats(&self) -> &Arc<Stats> {
         &self.stats
     }
+
+    /// A queue whose events are kept for the caller instead of being delivered (`replay`
+    /// counts them); the caller drains the receiver after each decision.
+    #[must_use]
+    pub fn collecting() -> (Self, mpsc::Receiver<Event>) {
+        let (tx, rx) = mpsc::channel::<Event>(QUEUE_LEN);
+        let lanes: Arc<[(&'static str, mpsc::Sender<Event>)]> = Arc::from(vec![("replay", tx)]);
+        (Self { lanes, stats: Arc::default(), log: Arc::new(OncePer::new(LOG_EVERY)) }, rx)
+    }
 }
 
 /// Delivers events as configured.

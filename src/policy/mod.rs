@@ -179,6 +179,13 @@ impl<S: CounterStore> Policy<S> {
         reply.action
     }
 
+    /// Decides one request as [`Self::decide`] does (counted, recorded, announced; not in the
+    /// metrics) and says how it ended: what `replay` reports.
+    pub async fn decide_with_outcome(&self, req: &Request) -> (Action, Outcome) {
+        let (reply, outcome) = self.decide_inner(req).await;
+        (reply.action, outcome)
+    }
+
     /// Answers one request: a dry run (`probe`) is decided without changing anything, and
     /// answered in log-only mode with what enforcing would answer too; any other is [`Self::decide`]d.
     pub async fn answer(&self, req: &Request) -> Reply {
@@ -448,7 +455,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     Some(match oversize {
         Oversize::Reject => Refusal {
             action: Action::Reject(text),
-            outcome: Outcome::Reject,
+            outcome: Outcome::Reject { scope: counter.scope.name(), window: window.to_string() },
             would: Outcome::WouldReject,
             verb: "REJECT",
             detail,

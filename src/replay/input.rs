@@ -1,0 +1,192 @@
+//! Replay input: one timestamped policy request per line, as JSON lines (Postfix's attribute
+//! names) or as the daemon's own journal (`journalctl -u email-ratelimit -o json`). Each becomes
+//! the wire text Postfix would send, decoded by the daemon's own decoder, so a replayed request
+//! means exactly what the live one meant.
+
+use bytes::BytesMut;
+use chrono::DateTime;
+
+use crate::protocol::{Decoder, Request};
+
+/// What a line holds. (Built and consumed one line at a time: the size of a request is fine.)
+#[derive(Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum Line {
+    /// A request and its time (unix seconds, fractional).
+    Request(f64, Request),
+    /// Not a request (another journal line, an empty line).
+    Skipped,
+}
+
+/// A line that cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[error("line {line}: {reason}")]
+pub struct InputError {
+    /// 1-based.
+    pub line: usize,
+    pub reason: String,
+}
+
+/// The policy attributes a JSON line may carry (others are ignored, as Postfix's extra ones are).
+const ATTRIBUTES: [&str; 8] = [
+    "sasl_username",
+    "client_address",
+    "recipient_count",
+    "size",
+    "sender",
+    "recipient",
+    "instance",
+    "protocol_state",
+];
+
+/// Decodes `name=value` lines through the daemon's own decoder.
+fn request(pairs: &[(&str, String)]) -> Result<Request, String> {
+    let mut text = String::with_capacity(256);
+    for (name, value) in pairs {
+        if value.contains(['\n', '\r']) {
+            return Err(format!("{name} holds a line break"));
+        }
+        text.push_str(name);
+        text.push('=');
+        text.push_str(value);
+        text.push('\n');
+    }
+    text.push('\n');
+    let mut buf = BytesMut::from(text.as_bytes());
+    match Decoder::new().decode(&mut buf) {
+        Ok(Some(req)) => Ok(req),
+        Ok(None) => Err("incomplete request".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// The time of a line: unix seconds (may be fractional) or RFC 3339.
+fn timestamp(value: &serde_json::Value) -> Result<f64, String> {
+    match value {
+        serde_json::Value::Number(n) => n.as_f64().ok_or_else(|| format!("ts {n} is not a number")),
+        serde_json::Value::String(s) => DateTime::parse_from_rfc3339(s)
+            .map(|t| t.timestamp_micros() as f64 / 1e6)
+            .map_err(|e| format!("ts {s:?}: {e}")),
+        other => Err(format!("ts {other} is neither unix seconds nor RFC 3339")),
+    }
+}
+
+/// One JSON line: `{"ts": ..., "sasl_username": ..., "recipient_count": 3, ...}`.
+///
+/// # Errors
+/// A line that is not a JSON object with a `ts`.
+pub fn jsonl(text: &str, line: usize) -> Result<Line, InputError> {
+    let bad = |reason: String| InputError { line, reason };
+    if text.trim().is_empty() {
+        return Ok(Line::Skipped);
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let object = value.as_object().ok_or_else(|| bad("not a JSON object".into()))?;
+    let ts = timestamp(object.get("ts").ok_or_else(|| bad("no ts".into()))?).map_err(bad)?;
+    let mut pairs: Vec<(&str, String)> = Vec::with_capacity(ATTRIBUTES.len() + 1);
+    pairs.push(("request", "smtpd_access_policy".into()));
+    let mut state = false;
+    for name in ATTRIBUTES {
+        let Some(v) = object.get(name) else { continue };
+        let text = match v {
+            serde_json::Value::String(s) => s.clone(),
+            serde_json::Value::Number(n) => n.to_string(),
+            serde_json::Value::Null => continue,
+            other => return Err(bad(format!("{name}: {other} is neither a string nor a number"))),
+        };
+        state |= name == "protocol_state";
+        pairs.push((name, text));
+    }
+    if !state {
+        pairs.push(("protocol_state", "END-OF-MESSAGE".into()));
+    }
+    request(&pairs).map(|r| Line::Request(ts, r)).map_err(bad)
+}
+
+/// One line of `journalctl -o json`: only the daemon's `erl ok` / `erl DEFER` decision lines are
+/// requests (user, rcpt, client, stage), timed by `__REALTIME_TIMESTAMP`; the rest is skipped.
+///
+/// # Errors
+/// A line that is not JSON.
+pub fn journal(text: &str, line: usize) -> Result<Line, InputError> {
+    let bad = |reason: String| InputError { line, reason };
+    if text.trim().is_empty() {
+        return Ok(Line::Skipped);
+    }
+    let value: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let Some(message) = value["MESSAGE"].as_str() else { return Ok(Line::Skipped) };
+    let decision = message.strip_prefix("erl ok ").or_else(|| message.strip_prefix("erl DEFER "));
+    let Some(fields) = decision else { return Ok(Line::Skipped) };
+    let fields = fields.strip_prefix("(log-only) ").unwrap_or(fields);
+    let field = |name: &str| {
+        fields
+            .split(' ')
+            .find_map(|f| f.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+            .map(str::to_owned)
+    };
+    let (Some(user), Some(rcpt)) = (field("user"), field("rcpt")) else { return Ok(Line::Skipped) };
+    let micros: f64 = value["__REALTIME_TIMESTAMP"]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| bad("no __REALTIME_TIMESTAMP".into()))?;
+    let pairs = [
+        ("request", "smtpd_access_policy".to_owned()),
+        ("protocol_state", field("stage").unwrap_or_else(|| "END-OF-MESSAGE".into())),
+        ("sasl_username", user),
+        ("recipient_count", rcpt),
+        ("client_address", field("client").unwrap_or_default()),
+        ("queue_id", field("queue_id").unwrap_or_default()),
+    ];
+    request(&pairs).map(|r| Line::Request(micros / 1e6, r)).map_err(bad)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::State;
+
+    #[test]
+    fn json_lines_mean_what_postfix_would_send() {
+        let Line::Request(ts, r) = jsonl(
+            r#"{"ts": 1795372800.25, "sasl_username": "a@x.org", "recipient_count": 3, "client_address": "192.0.2.1", "size": "2048"}"#,
+            1,
+        )
+        .expect("valid") else {
+            panic!("skipped")
+        };
+        assert!((ts - 1_795_372_800.25).abs() < 1e-6);
+        assert_eq!(
+            (r.sasl_username.as_str(), r.recipient_count, r.size.as_str()),
+            ("a@x.org", Some(3), "2048")
+        );
+        assert_eq!(r.protocol_state, State::EndOfMessage, "the default stage");
+        let Line::Request(ts, r) =
+            jsonl(r#"{"ts": "2026-11-22T18:40:00Z", "sasl_username": "a", "protocol_state": "RCPT"}"#, 2)
+                .expect("ok")
+        else {
+            panic!("skipped")
+        };
+        assert_eq!((ts, r.protocol_state), (1_795_372_800.0, State::Rcpt));
+        for (text, said) in [("{}", "no ts"), ("[1]", "not a JSON object"), (r#"{"ts": true}"#, "neither")] {
+            let e = jsonl(text, 7).expect_err(text);
+            assert!(e.to_string().starts_with("line 7: ") && e.to_string().contains(said), "{e}");
+        }
+        assert!(matches!(jsonl("  ", 3), Ok(Line::Skipped)));
+    }
+
+    #[test]
+    fn journal_lines_are_the_daemons_decisions() {
+        let ok = r#"{"__REALTIME_TIMESTAMP": "1795372800500000", "MESSAGE": "erl ok user=a@x.org rcpt=3 mailbox=3/50 global=3/999 client=192.0.2.1 queue_id=Q1 stage=END-OF-MESSAGE"}"#;
+        let Line::Request(ts, r) = journal(ok, 1).expect("ok") else { panic!("skipped") };
+        assert_eq!((ts, r.sasl_username.as_str(), r.recipient_count), (1_795_372_800.5, "a@x.org", Some(3)));
+        let deferred = r#"{"__REALTIME_TIMESTAMP": "1", "MESSAGE": "erl DEFER (log-only) user=b@x.org rcpt=1 mailbox=51/50 global=4/999 client=192.0.2.2 queue_id=Q2 stage=END-OF-MESSAGE cap=mailbox window=1d used=50/50 mode=log-only"}"#;
+        assert!(matches!(journal(deferred, 2), Ok(Line::Request(_, r)) if r.sasl_username == "b@x.org"));
+        for other in [
+            r#"{"MESSAGE": "erl lock user=c by=auto"}"#,
+            r#"{"MESSAGE": "email-ratelimit 0.1 serving"}"#,
+            "{}",
+        ] {
+            assert!(matches!(journal(other, 3), Ok(Line::Skipped)), "{other}");
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! `replay`: what would this config have done? Timestamped requests go through the daemon's own
+//! decision code ([`Policy`] on a [`MemoryStore`]) on a virtual clock driven by the input's
+//! times: no Redis, nothing sent (the notification events are counted). By default it decides
+//! as `enforce`, whatever the config's mode: the question is what enforcing would have done.
+
+pub mod input;
+mod report;
+
+use std::io::{BufRead, Write};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+
+pub use self::input::{InputError, Line};
+pub use self::report::Report;
+use crate::clock::FixedClock;
+use crate::config::{Config, Mode};
+use crate::limits::LimitsCache;
+use crate::metrics::Outcome;
+use crate::notify::Queue;
+use crate::policy::Policy;
+use crate::protocol::Action;
+use crate::store::KeySchema;
+use crate::store::memory::MemoryStore;
+
+/// How the input is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Jsonl,
+    Journal,
+}
+
+/// The mode to decide in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplayMode {
+    /// Enforce, whatever the config says.
+    Enforce,
+    /// The config's mode (and `enforce_from`).
+    AsConfigured,
+}
+
+/// A replay fault: a bad input line (named), or the input or the decisions file failing.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Input(#[from] InputError),
+    #[error("line {line}: earlier than the line before ({at} < {before}): the input must be in time order")]
+    OutOfOrder { line: usize, at: f64, before: f64 },
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Replays `input` under `config`; one decision line per request goes to `decisions` if given.
+///
+/// # Errors
+/// [`ReplayError`] for an unreadable or out-of-order line, or an I/O fault.
+pub async fn run(
+    config: &Config,
+    input: impl BufRead,
+    format: Format,
+    mode: ReplayMode,
+    mut decisions: Option<&mut dyn Write>,
+) -> Result<Report, ReplayError> {
+    let clock = Arc::new(FixedClock::new(DateTime::<Utc>::UNIX_EPOCH));
+    let limits = Arc::new(LimitsCache::new(config.limits.clone(), None));
+    let store = MemoryStore::new(KeySchema::new(&config.redis.key_prefix), 1000);
+    let (queue, mut events) = Queue::collecting();
+    let policy = Policy::new(store, limits, config.mode)
+        .with_time(config.timezone, clock.clone())
+        .with_protection(config.protect, &config.server_name, Some(queue));
+    policy.set_replies(config.replies.clone());
+    match mode {
+        ReplayMode::Enforce => policy.set_mode(Mode::Enforce),
+        ReplayMode::AsConfigured => policy.set_enforce_from(config.enforce_from),
+    }
+    let mut report = Report::new(format == Format::Journal, config.database.is_some());
+    let mut last = f64::MIN;
+    for (i, text) in input.lines().enumerate() {
+        let text = text?;
+        let line = match format {
+            Format::Jsonl => input::jsonl(&text, i + 1)?,
+            Format::Journal => input::journal(&text, i + 1)?,
+        };
+        let Line::Request(at, req) = line else {
+            report.skipped += 1;
+            continue;
+        };
+        if at < last {
+            return Err(ReplayError::OutOfOrder { line: i + 1, at, before: last });
+        }
+        last = at;
+        #[allow(clippy::cast_possible_truncation)]
+        let micros = (at * 1e6).round() as i64;
+        clock.set(DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default());
+        let (action, outcome) = policy.decide_with_outcome(&req).await;
+        report.add(&req, &action, &outcome);
+        while let Ok(event) = events.try_recv() {
+            report.event(&event);
+        }
+        if let Some(out) = decisions.as_deref_mut() {
+            writeln!(out, "{}", decision_line(i, &action, &outcome))?;
+        }
+    }
+    Ok(report)
+}
+
+/// `{"i", "action", "cap", "unit", "reason"}` (DESIGN "Replay").
+fn decision_line(i: usize, action: &Action, outcome: &Outcome) -> String {
+    let verb = match action {
+        Action::Dunno => "DUNNO",
+        Action::DeferIfPermit(_) => "DEFER_IF_PERMIT",
+        Action::Reject(_) => "REJECT",
+    };
+    let mut line = serde_json::json!({"i": i, "action": verb});
+    let cap = match outcome {
+        Outcome::Defer { scope: "locked", .. } => Some("locked".to_owned()),
+        Outcome::Defer { scope, window } | Outcome::Reject { scope, window } => {
+            Some(format!("{scope}/{window}"))
+        }
+        Outcome::WouldDefer { scope: "locked", .. } => Some("locked".to_owned()),
+        Outcome::WouldDefer { scope, window } => Some(format!("{scope}/{window}")),
+        _ => None,
+    };
+    if let Some(cap) = cap {
+        line["cap"] = cap.clone().into();
+        if cap != "locked" {
+            line["unit"] = "rcpt".into();
+        }
+    }
+    if matches!(outcome, Outcome::Reject { .. }) {
+        line["reason"] = "oversize".into();
+    }
+    line.to_string()
+}

@@ -1,0 +1,136 @@
+//! Issue 22 item 1 (`replay`): the requests a test sent to a real daemon, replayed with their
+//! times, give exactly the daemon's decisions (caps over windows, oversize, retries, suspects and
+//! locks by addresses and by refusals); the summary counts them; out-of-order input is named.
+
+mod common;
+
+use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use common::*;
+
+const CONFIG: &str = "store = \"memory\"\ntimezone = \"UTC\"\n[limits]\nglobal = 60\nglobal_rates = [\"40/1h\"]\n\
+    [[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 6\nrates = [\"4/1h\"]\n\
+    [[limits.mailbox]]\nemail = \"b@x.org\"\ndaily = 3\n\
+    [[limits.mailbox]]\nemail = \"c@y.org\"\ndaily = 20\n\
+    [[limits.domain]]\ndomain = \"y.org\"\ndaily = 25\n\
+    [protect]\nmax_client_ips = 3\nlock = true\nlock_after_refusals = 4\n";
+
+/// One request as JSON line and as the wire text the daemon got.
+fn pair(user: &str, rcpt: u32, client: &str, instance: &str, size: u64) -> (serde_json::Value, String) {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).expect("clock").as_secs_f64();
+    let wire = message("END-OF-MESSAGE", user, rcpt, instance, size)
+        .replace("client_address=192.0.2.10", &format!("client_address={client}"));
+    let json = serde_json::json!({"ts": now, "sasl_username": user, "sender": user, "recipient_count": rcpt,
+        "client_address": client, "instance": instance, "size": size.to_string()});
+    (json, wire)
+}
+
+#[test]
+fn a_replay_of_what_the_daemon_saw_decides_as_the_daemon_did() {
+    let d = Daemon::start(CONFIG);
+    let mut lines = Vec::new();
+    let mut replies = Vec::new();
+    let mut rng = 7u64;
+    let mut next = |below: u64| {
+        rng = rng.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        (rng >> 33) % below
+    };
+    let users = ["a@x.org", "b@x.org", "c@y.org", "d@y.org", "e@z.org"];
+    let clients = ["192.0.2.1", "192.0.2.2", "198.51.100.3", "203.0.113.4", "192.0.2.9"];
+    for i in 0..300u64 {
+        let user = users[usize::try_from(next(5)).expect("small")];
+        let rcpt = u32::try_from(if next(12) == 0 { 30 } else { 1 + next(3) }).expect("small");
+        let client = clients[usize::try_from(if next(15) == 0 { next(5) } else { 0 }).expect("small")];
+        // Now and then a retry: the same message again in a new transaction.
+        let (instance, size) =
+            if next(5) == 0 { (format!("r{i}"), 1000) } else { (format!("t{i}"), 2000 + i) };
+        let (json, wire) = pair(user, rcpt, client, &instance, size);
+        replies.push(d.connect().ask(&wire));
+        lines.push(json.to_string());
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").expect("write");
+    let decisions = dir.path().join("decisions.jsonl");
+    let out = Command::new(BIN)
+        .args(["replay", "--config"])
+        .arg(&d.config)
+        .arg("--decisions")
+        .arg(&decisions)
+        .args(["--json"])
+        .arg(&input)
+        .output()
+        .expect("replay");
+    assert!(out.status.success(), "{out:?}");
+    let got: Vec<serde_json::Value> = std::fs::read_to_string(&decisions)
+        .expect("decisions")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(got.len(), replies.len());
+    let (mut deferred, mut rejected, mut locked) = (0, 0, 0);
+    for (i, (reply, decision)) in replies.iter().zip(&got).enumerate() {
+        let verb = reply.split(' ').next().expect("a verb");
+        assert_eq!(decision["i"], i, "{decision}");
+        assert_eq!(decision["action"], verb, "request {i}: the daemon said {reply:?}, replay {decision}");
+        deferred += usize::from(verb == "DEFER_IF_PERMIT");
+        rejected += usize::from(verb == "REJECT");
+        locked += usize::from(decision["cap"] == "locked");
+    }
+    eprintln!("deferred {deferred}, rejected {rejected}, locked {locked}");
+    assert!(
+        deferred > 20 && rejected > 3 && locked > 5,
+        "a sequence that tests something: {deferred} {rejected} {locked}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(summary["requests"], 300);
+    assert_eq!(summary["rejected"]["oversize"], rejected);
+    let summed: u64 = summary["deferred"]
+        .as_object()
+        .expect("deferred")
+        .values()
+        .filter_map(serde_json::Value::as_u64)
+        .sum();
+    assert_eq!(summed, u64::try_from(deferred).expect("small"));
+    assert!(summary["locks"].as_array().is_some_and(|l| !l.is_empty()), "{summary}");
+    assert!(summary["notifications"]["lock"].as_u64().is_some_and(|n| n > 0), "{summary}");
+}
+
+#[test]
+fn replay_names_a_line_out_of_time_order_and_reads_standard_input() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(&config, "[[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 1\n").expect("write");
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(
+        &input,
+        "{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n\n{\"ts\": 50, \"sasl_username\": \"a@x.org\"}\n",
+    )
+    .expect("write");
+    let out =
+        Command::new(BIN).args(["replay", "--config"]).arg(&config).arg(&input).output().expect("replay");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: earlier than the line before"), "{out:?}");
+    let mut child = Command::new(BIN)
+        .args(["replay", "--json", "--config"])
+        .arg(&config)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("replay");
+    use std::io::Write as _;
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 101, \"sasl_username\": \"a@x.org\"}\n",
+        )
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["accepted"]["messages"], 1);
+    assert_eq!(v["deferred"]["mailbox/1d"], 1);
+}

@@ -247,6 +247,18 @@ impl fmt::Display for Key<'_> {
     }
 }
 
+impl Key<'_> {
+    /// The key as a `String`, allocated once at a size that fits (`to_string` grows it several
+    /// times).
+    #[must_use]
+    pub fn text(&self) -> String {
+        use fmt::Write as _;
+        let mut out = String::with_capacity(self.prefix.len() + 80);
+        let _ = write!(out, "{self}");
+        out
+    }
+}
+
 impl redis::ToRedisArgs for Key<'_> {
     fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
         out.write_arg_fmt(self);
@@ -269,7 +281,23 @@ struct Day(NaiveDate);
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04}-{:02}-{:02}", self.0.year(), self.0.month(), self.0.day())
+        // Digit by digit: the padded integer formatting of `write!` was a large share of a
+        // replay's time (every request names several keys). Years past 9999 do not occur.
+        let (y, m, d) = (self.0.year().clamp(0, 9999).unsigned_abs(), self.0.month(), self.0.day());
+        let digit = |n: u32| b'0' + u8::try_from(n % 10).unwrap_or(0);
+        let text = [
+            digit(y / 1000),
+            digit(y / 100),
+            digit(y / 10),
+            digit(y),
+            b'-',
+            digit(m / 10),
+            digit(m),
+            b'-',
+            digit(d / 10),
+            digit(d),
+        ];
+        f.write_str(std::str::from_utf8(&text).unwrap_or("0000-00-00"))
     }
 }
 

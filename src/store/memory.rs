@@ -165,17 +165,22 @@ impl MemoryStore {
             state.counters.retain(|_, (_, expires)| *expires > now);
             state.sets.retain(|_, (_, expires)| *expires > now);
         }
-        let domain_lock = self.keys.domain_lock(c.sender.domain().unwrap_or_default()).to_string();
-        let mut lock = state
-            .locks
-            .get(&self.keys.lock(c.sender).to_string())
-            .or_else(|| state.locks.get(&domain_lock))
-            .map(|l| Lock::parse(l));
+        // No lock at all (the common case): no key to name.
+        let mut lock = if state.locks.is_empty() {
+            None
+        } else {
+            let domain_lock = self.keys.domain_lock(c.sender.domain().unwrap_or_default()).to_string();
+            state
+                .locks
+                .get(&self.keys.lock(c.sender).to_string())
+                .or_else(|| state.locks.get(&domain_lock))
+                .map(|l| Lock::parse(l))
+        };
         let stopped = lock.is_some() && enforce;
         let keys: Vec<Option<String>> = c
             .counters
             .iter()
-            .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.to_string()))
+            .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.text()))
             .collect();
         let before: Vec<u64> = keys.iter().map(|k| k.as_ref().map_or(0, |k| state.value(k, now))).collect();
         let refused = if stopped { None } else { c.oversize.or_else(|| first_full(&before, c.caps, n)) };
@@ -185,7 +190,7 @@ impl MemoryStore {
         let max_ips = c.guard.max_client_ips;
         // (1) Addresses, suspects and their locks: refused or not, locked or not.
         if counting && max_ips > 0 && !c.client.is_empty() {
-            let ips = self.keys.ips(day, c.sender).to_string();
+            let ips = self.keys.ips(day, c.sender).text();
             if let Some(seen) = state.insert(ips.clone(), c.client.to_owned(), now, COUNTER_TTL_SECS) {
                 client_ips = seen;
                 if is_suspect(seen, max_ips) {

@@ -126,11 +126,12 @@ fn replay_names_a_line_out_of_time_order_and_reads_standard_input() {
         .take()
         .expect("stdin")
         .write_all(
-            b"{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 101, \"sasl_username\": \"a@x.org\"}\n",
+            b"{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 101, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 102, \"client_address\": \"192.0.2.1\"}\n",
         )
         .expect("write");
     let out = child.wait_with_output().expect("wait");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["accepted"]["messages"], 1);
+    assert_eq!((v["requests"].as_u64(), v["senders"].as_u64()), (Some(3), Some(1)), "no login: no sender");
     assert_eq!(v["deferred"]["mailbox/1d"], 1);
 }

@@ -39,6 +39,10 @@ impl Report {
     /// One decided request.
     pub fn add(&mut self, req: &Request, action: &Action, outcome: &Outcome) {
         self.requests += 1;
+        // An unauthenticated request is not a sender's (it is decided DUNNO, uncounted).
+        if req.sasl_username.is_empty() {
+            return;
+        }
         let deferred = self.senders.entry(req.sasl_username.clone()).or_insert(0);
         match (action, outcome) {
             (Action::Dunno, Outcome::Ok | Outcome::WouldDefer { .. } | Outcome::WouldReject) => {

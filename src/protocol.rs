@@ -87,6 +87,16 @@ pub enum Action {
 }
 
 impl Action {
+    /// The action's name (`DUNNO`, `DEFER_IF_PERMIT`, `REJECT`).
+    #[must_use]
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Dunno => "DUNNO",
+            Self::DeferIfPermit(_) => "DEFER_IF_PERMIT",
+            Self::Reject(_) => "REJECT",
+        }
+    }
+
     /// Appends the reply (`action=...` and the empty line) to `out`.
     pub fn encode(&self, out: &mut BytesMut) {
         match self {

@@ -68,10 +68,7 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
         (Mode::LogOnly, None) => "log-only".to_owned(),
         (Mode::LogOnly, Some(d)) => format!("log-only until enforce_from = {d}, then enforce"),
     };
-    let start = |w: Window| match w {
-        Window::Day => "today".to_owned(),
-        w => format!("since {}", w.start(at.local).format("%H:%M")),
-    };
+    let start = |w: Window| super::since(w, at.local);
     if json_out {
         let value = json!({
             "server_name": config.server_name,

@@ -194,6 +194,14 @@ pub fn span(secs: u64) -> String {
     if shown.is_empty() { "0s".into() } else { shown.concat() }
 }
 
+/// Since when a window's counter counts: `today`, or `since 18:00` for a shorter window.
+pub(crate) fn since(window: Window, local: chrono::NaiveDateTime) -> String {
+    match window {
+        Window::Day => "today".to_owned(),
+        w => format!("since {}", w.start(local).format("%H:%M")),
+    }
+}
+
 pub(crate) fn when(zone: &clock::Zone, ts: i64) -> String {
     zone.show_unix(ts)
 }

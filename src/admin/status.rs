@@ -181,10 +181,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             None => "none".to_owned(),
         };
         let from = if r.source.is_empty() { String::new() } else { format!(" (from: {})", r.source) };
-        let when = match r.window {
-            Window::Day => "today".to_owned(),
-            w => format!("since {}", w.start(at.local).format("%H:%M")),
-        };
+        let when = super::since(r.window, at.local);
         let _ = writeln!(
             out,
             "{:<8} {:>4}: {} used {when}, cap {cap}{from}",

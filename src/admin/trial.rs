@@ -10,7 +10,12 @@ use crate::clock;
 use crate::config::{Config, Mode};
 use crate::limits::Cap;
 use crate::sender;
-use crate::store::Who;
+use crate::store::{Check, Who, first_full};
+
+/// Whether one more recipient would be refused: the daemon's own rule.
+fn full(used: u64, limit: u64) -> bool {
+    first_full(&[used], &[Check { counter: 0, limit }], 1).is_some()
+}
 use crate::window::Window;
 
 /// At most this many of today's top senders are checked against their caps.
@@ -106,7 +111,7 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
     let windows: Vec<Window> = server.iter().map(|(w, _)| *w).collect();
     for ((w, cap), used) in server.iter().zip(store.values(at.local, &windows, Who::Server).await?) {
         if let Some(n) = cap.known()
-            && used >= n
+            && full(used, n)
         {
             over.push(format!("  server {w}: {used} used, cap {n}: EVERY sender would be deferred"));
         }
@@ -121,7 +126,7 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
         let values = store.values(at.local, &windows, Who::Mailbox(&mailbox)).await?;
         for ((w, cap), used) in caps.caps.iter().zip(values) {
             if let Some(n) = cap.known()
-                && used >= n
+                && full(used, n)
             {
                 over.push(format!("  {mailbox} mailbox {w}: {used} used, cap {n}"));
                 break;

@@ -398,21 +398,12 @@ fn peeked(ask: &Consume<'_>, req: &Request, refusal: Option<Action>) -> Decided 
         "erl probe user={} rcpt={} answer={}{} client={} stage={} (dry run: nothing counted)",
         ask.sender,
         ask.recipients,
-        verb(&reply.action),
-        if reply.would.is_some() { format!(" would={}", verb(shown)) } else { String::new() },
+        reply.action.name(),
+        if reply.would.is_some() { format!(" would={}", shown.name()) } else { String::new() },
         req.client_address,
         req.protocol_state.as_str()
     );
     Decided::Peeked(reply)
-}
-
-/// An action's name (`DUNNO`, `DEFER_IF_PERMIT`, `REJECT`).
-fn verb(action: &Action) -> &'static str {
-    match action {
-        Action::Dunno => "DUNNO",
-        Action::DeferIfPermit(_) => "DEFER_IF_PERMIT",
-        Action::Reject(_) => "REJECT",
-    }
 }
 
 /// A refusal as enforce mode answers it, with its log line's verb and fields.

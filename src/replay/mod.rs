@@ -73,7 +73,8 @@ pub async fn run(
         ReplayMode::Enforce => policy.set_mode(Mode::Enforce),
         ReplayMode::AsConfigured => policy.set_enforce_from(config.enforce_from),
     }
-    let mut report = Report::new(format == Format::Journal, config.database.is_some());
+    let mut report =
+        Report::new(format == Format::Journal, config.database.is_some(), config.limits.max_recipients);
     let mut last = f64::MIN;
     for (i, text) in input.lines().enumerate() {
         let text = text?;
@@ -106,12 +107,7 @@ pub async fn run(
 
 /// `{"i", "action", "cap", "unit", "reason"}` (DESIGN "Replay").
 fn decision_line(i: usize, action: &Action, outcome: &Outcome) -> String {
-    let verb = match action {
-        Action::Dunno => "DUNNO",
-        Action::DeferIfPermit(_) => "DEFER_IF_PERMIT",
-        Action::Reject(_) => "REJECT",
-    };
-    let mut line = serde_json::json!({"i": i, "action": verb});
+    let mut line = serde_json::json!({"i": i, "action": action.name()});
     let cap = match outcome {
         Outcome::Defer { scope: "locked", .. } => Some("locked".to_owned()),
         Outcome::Defer { scope, window } | Outcome::Reject { scope, window } => {

@@ -28,12 +28,14 @@ pub struct Report {
     approximate: bool,
     /// Caps read from a database are not replayed (the config file's are).
     database: bool,
+    /// `[limits] max_recipients`: what a message counts for, as the daemon counts it.
+    max_recipients: u32,
 }
 
 impl Report {
     #[must_use]
-    pub fn new(approximate: bool, database: bool) -> Self {
-        Self { approximate, database, ..Self::default() }
+    pub fn new(approximate: bool, database: bool, max_recipients: u32) -> Self {
+        Self { approximate, database, max_recipients, ..Self::default() }
     }
 
     /// One decided request.
@@ -47,7 +49,8 @@ impl Report {
         match (action, outcome) {
             (Action::Dunno, Outcome::Ok | Outcome::WouldDefer { .. } | Outcome::WouldReject) => {
                 self.accepted_messages += 1;
-                self.accepted_recipients += req.recipient_count.unwrap_or(1).max(1);
+                let (n, _) = crate::policy::recipients(req.recipient_count, self.max_recipients);
+                self.accepted_recipients += u64::from(n);
             }
             (Action::DeferIfPermit(_), Outcome::Defer { scope, window }) => {
                 *deferred += 1;

@@ -123,49 +123,95 @@ impl fmt::Display for Window {
     }
 }
 
-/// "At most `limit` recipients per `window`".
+/// What a cap counts: recipients (`"N/w"`, the contract's first kind) or messages (`"Nmsg/w"`:
+/// 1 per accepted message, whatever its recipients). Recipient caps come first among the caps of
+/// one window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub enum Unit {
+    #[default]
+    Rcpt,
+    Msg,
+}
+
+impl Unit {
+    /// `rcpt` or `msg`, as logs, metrics and records name it.
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Rcpt => "rcpt",
+            Self::Msg => "msg",
+        }
+    }
+
+    /// What one message of `n` recipients adds to a counter of this unit.
+    #[must_use]
+    pub fn count(self, n: u64) -> u64 {
+        match self {
+            Self::Rcpt => n,
+            Self::Msg => 1,
+        }
+    }
+}
+
+/// "At most `limit` recipients (or messages) per `window`".
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Rate {
     pub limit: u64,
     pub window: Window,
+    pub unit: Unit,
 }
 
 impl Rate {
-    /// Parses `"N/<window>"`, `1 <= N <= max`.
+    /// A recipient cap.
+    #[must_use]
+    pub const fn rcpt(limit: u64, window: Window) -> Self {
+        Self { limit, window, unit: Unit::Rcpt }
+    }
+
+    /// Parses `"N/<window>"` (recipients) or `"Nmsg/<window>"` (messages), `1 <= N <= max`.
     ///
     /// # Errors
     /// A text saying why.
     pub fn parse(text: &str, max: u64) -> Result<Self, String> {
-        let (n, w) = text
-            .split_once('/')
-            .ok_or_else(|| format!("{text:?} is not a cap: write it \"N/<window>\", like \"20/1h\""))?;
+        let (n, w) = text.split_once('/').ok_or_else(|| {
+            format!("{text:?} is not a cap: write it \"N/<window>\" or \"Nmsg/<window>\", like \"20/1h\"")
+        })?;
+        let (n, unit) = n.strip_suffix("msg").map_or((n, Unit::Rcpt), |n| (n, Unit::Msg));
         let limit: u64 = n
             .parse()
             .ok()
             .filter(|l| (1..=max).contains(l))
             .ok_or_else(|| format!("{text:?}: the number must be 1 to {max}"))?;
-        Ok(Self { limit, window: Window::parse(w)? })
+        Ok(Self { limit, window: Window::parse(w)?, unit })
+    }
+
+    /// The order caps are checked in: longer windows first, recipients before messages.
+    #[must_use]
+    pub fn order(window: Window, unit: Unit) -> (std::cmp::Reverse<u32>, Unit) {
+        (std::cmp::Reverse(window.minutes()), unit)
     }
 }
 
-/// The strictest cap per window of `rates` (the smallest limit), longest window first: what a
-/// sender is held to when several sources cap it over the same window.
+/// The strictest cap per window and unit of `rates` (the smallest limit), in checking order
+/// ([`Rate::order`]): what a sender is held to when several sources cap it over the same window.
 #[must_use]
 pub fn strictest(rates: impl IntoIterator<Item = Rate>) -> Vec<Rate> {
     let mut out: Vec<Rate> = Vec::new();
     for r in rates {
-        match out.iter_mut().find(|o| o.window == r.window) {
+        match out.iter_mut().find(|o| o.window == r.window && o.unit == r.unit) {
             Some(o) => o.limit = o.limit.min(r.limit),
             None => out.push(r),
         }
     }
-    out.sort_by_key(|r| std::cmp::Reverse(r.window.minutes()));
+    out.sort_by_key(|r| Rate::order(r.window, r.unit));
     out
 }
 
+/// `20/1h`, `40msg/1h`.
 impl fmt::Display for Rate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.limit, self.window)
+        let unit = if self.unit == Unit::Msg { "msg" } else { "" };
+        write!(f, "{}{unit}/{}", self.limit, self.window)
     }
 }
 
@@ -209,11 +255,40 @@ mod tests {
 
     #[test]
     fn parses_rates() {
-        assert_eq!(Rate::parse("20/1h", 1000), Ok(Rate { limit: 20, window: Window::HOUR }));
+        assert_eq!(Rate::parse("20/1h", 1000), Ok(Rate::rcpt(20, Window::HOUR)));
         assert_eq!(Rate::parse("500/1d", 1000).map(|r| r.to_string()), Ok("500/1d".into()));
-        for bad in ["0/1h", "20", "20/7m", "x/1h", "1001/1h", "-1/1h", "20/1h/2", "/1h"] {
+        assert_eq!(
+            Rate::parse("40msg/1h", 1000),
+            Ok(Rate { limit: 40, window: Window::HOUR, unit: Unit::Msg })
+        );
+        assert_eq!(Rate::parse("300msg/1d", 1000).map(|r| r.to_string()), Ok("300msg/1d".into()));
+        for bad in [
+            "0/1h",
+            "20",
+            "20/7m",
+            "x/1h",
+            "1001/1h",
+            "-1/1h",
+            "20/1h/2",
+            "/1h",
+            "msg/1h",
+            "0msg/1h",
+            "40 msg/1h",
+            "40MSG/1h",
+            "40msgs/1h",
+            "40rcpt/1h",
+            "1001msg/1h",
+        ] {
             assert!(Rate::parse(bad, 1000).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn the_strictest_cap_per_window_and_unit_in_checking_order() {
+        let r = |t: &str| Rate::parse(t, 1000).expect("valid");
+        let kept = strictest(["40msg/1h", "20/1h", "30/1h", "10msg/1h", "100/1d", "5msg/15m"].map(r));
+        let texts: Vec<String> = kept.iter().map(ToString::to_string).collect();
+        assert_eq!(texts, ["100/1d", "20/1h", "10msg/1h", "5msg/15m"]);
     }
 
     #[test]

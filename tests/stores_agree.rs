@@ -4,9 +4,10 @@
 //! both modes and every operation (a dry run must write nothing at all), across window boundaries, with client addresses and the
 //! stolen-account guard (suspects, locks by addresses and by refusals: `protect::is_suspect`,
 //! `trips_lock` and `counts_toward_lock`, mirrored in the script too), with retried messages (the
-//! same fingerprint or transaction) and oversize ones (`store::first_oversize`, which the caller
-//! applies for both), and requires the same answers, the same counters,
-//! the same events and the same violation records.
+//! same fingerprint or transaction), oversize ones (`store::first_oversize`, which the caller
+//! applies for both), message caps beside recipient caps (what a message adds to each counter:
+//! `Consume::adds`) and messages over `max_rcpt_per_message`, and requires the same answers, the
+//! same counters, the same events and the same violation records.
 
 mod common;
 
@@ -21,7 +22,7 @@ use email_ratelimit::store::{
     Answer, Check, Consume, Counter, CounterStore, Guard, KeySchema, Message, Operation, Scope, Violation,
     first_oversize,
 };
-use email_ratelimit::window::Window;
+use email_ratelimit::window::{Unit, Window};
 
 /// A small deterministic generator (no seed to manage, the same sequence every run).
 struct Lcg(u64);
@@ -47,7 +48,8 @@ async fn memory_and_redis_decide_alike() {
     let senders: Vec<_> =
         ["a@x.org", "b@x.org", "c@y.org", "d"].iter().map(|s| normalize(s).expect("valid")).collect();
     let w = |t: &str| Window::parse(t).expect("window");
-    let counter = |scope, window| Counter { scope, window };
+    let counter = |scope, window| Counter::rcpt(scope, window);
+    let messages = |scope, window| Counter { scope, window, unit: Unit::Msg };
     let mut rng = Lcg(7);
     // a: locked past 3 addresses; b: locked past 6 refusals; c: a suspect past 2, never locked.
     let guards = [
@@ -69,6 +71,8 @@ async fn memory_and_redis_decide_alike() {
         }
         counters.push(counter(Scope::Server, Window::Day));
         counters.push(counter(Scope::Server, w("1m")));
+        counters.push(messages(Scope::Mailbox, w("1h")));
+        counters.push(messages(Scope::Server, Window::Day));
         let mut caps = Vec::new();
         for i in 0..counters.len() {
             if rng.next(3) != 0 {
@@ -84,10 +88,12 @@ async fn memory_and_redis_decide_alike() {
             _ => Operation::Count,
         };
         let oversize = match operation {
-            Operation::Count => first_oversize(&caps, u64::from(recipients)),
-            Operation::Peek if rng.next(2) == 0 => first_oversize(&caps, u64::from(recipients)),
+            Operation::Count => first_oversize(&caps, &counters, u64::from(recipients)),
+            Operation::Peek if rng.next(2) == 0 => first_oversize(&caps, &counters, u64::from(recipients)),
             Operation::Check | Operation::Peek => None,
         };
+        // Now and then a message over `max_rcpt_per_message` (the caller decides, at end of data).
+        let per_message = (operation != Operation::Check && rng.next(12) == 0).then_some(2);
         // A few fingerprints and transactions, so that retries and repeated transactions happen.
         let instance =
             ["", "t1", "t2", "t3", "t4", "t5", "t6", "t7"][usize::try_from(rng.next(8)).expect("small")];
@@ -106,6 +112,7 @@ async fn memory_and_redis_decide_alike() {
             server: "mx1",
             message: Message { instance, fingerprint: rng.next(12) },
             oversize,
+            per_message,
         };
         let digest =
             || -> String { redis::cmd("DEBUG").arg("DIGEST").query(&mut redis.conn()).expect("DIGEST") };
@@ -137,6 +144,8 @@ async fn memory_and_redis_decide_alike() {
     assert_eq!(stored, local.violations());
     assert!(stored.iter().any(|v| v.window != "1d") && stored.iter().any(|v| v.kind == "domain"));
     assert!(stored.iter().any(|v| v.oversize), "no oversize record");
+    assert!(stored.iter().any(|v| v.unit.as_deref() == Some("msg")), "no message-cap record");
+    assert!(stored.iter().any(|v| v.per_message && v.window == "message"), "no per-message record");
     for kind in ["suspect", "locked"] {
         assert!(stored.iter().any(|v| v.kind == kind), "no {kind} record");
     }

@@ -14,7 +14,7 @@ use crate::config::Mode;
 use crate::limits::Cap;
 use crate::probe;
 use crate::store::Who;
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// The health text (or JSON) and whether everything needed is up (Redis answers).
 ///
@@ -24,16 +24,16 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
     let (limits, source) = limits_described(config).await;
     let at = config.timezone.moment(clock::from_env().0.now());
     let started = Instant::now();
-    let mut server: Vec<(Window, u64, Option<u64>)> = Vec::new();
+    let mut server: Vec<((Window, Unit), u64, Option<u64>)> = Vec::new();
     let mut locks = None;
     let redis = match open(config).await {
         Ok(mut store) => {
             let caps = limits.server_caps();
-            let windows: Vec<Window> = caps.iter().map(|(w, _)| *w).collect();
+            let windows: Vec<(Window, Unit)> = caps.iter().map(|&(w, u, _)| (w, u)).collect();
             match store.values(at.local, &windows, Who::Server).await {
                 Ok(values) => {
-                    for ((w, cap), used) in caps.iter().zip(values) {
-                        server.push((*w, used, Cap::known(*cap)));
+                    for ((w, u, cap), used) in caps.iter().zip(values) {
+                        server.push(((*w, *u), used, Cap::known(*cap)));
                     }
                     locks = store.locked_counts().await.ok().map(|(auto, admin)| auto + admin);
                     Ok(started.elapsed())
@@ -78,7 +78,7 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
             "daemon": {"socket": socket, "answers": daemon.is_ok(), "error": daemon.as_ref().err()},
             "redis": {"up": up, "error": redis.as_ref().err()},
             "limits": {"source": source.what, "read_at": source.read_at, "age_secs": age},
-            "server": server.iter().map(|(w, used, limit)| json!({"window": w.to_string(), "since": start(*w), "used": used, "limit": limit, "remaining": limit.map(|l| l.saturating_sub(*used))})).collect::<Vec<_>>(),
+            "server": server.iter().map(|((w, u), used, limit)| json!({"window": w.to_string(), "unit": u.name(), "since": start(*w), "used": used, "limit": limit, "remaining": limit.map(|l| l.saturating_sub(*used))})).collect::<Vec<_>>(),
             "locked_senders": locks,
         });
         return Ok((value.to_string() + "\n", up));
@@ -124,10 +124,13 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
         let age = super::span(u64::try_from(age).unwrap_or_default());
         let _ = writeln!(out, "             data of {} ({age} old)", when(&config.timezone, t));
     }
-    for (w, used, limit) in &server {
-        let cap = limit
-            .map_or_else(|| "unknown".to_owned(), |l| format!("{l} (remaining {})", l.saturating_sub(*used)));
-        let _ = writeln!(out, "server {:>4}: {used} used {}, cap {cap}", w.to_string(), start(*w));
+    for ((w, u), used, limit) in &server {
+        let of = super::of(*u);
+        let cap = limit.map_or_else(
+            || "unknown".to_owned(),
+            |l| format!("{l}{of} (remaining {})", l.saturating_sub(*used)),
+        );
+        let _ = writeln!(out, "server {:>4}: {used}{of} used {}, cap {cap}", w.to_string(), start(*w));
     }
     if let Some(n) = locks {
         let _ =

@@ -13,7 +13,7 @@ use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
 use crate::store::admin::AdminStore;
 use crate::store::{StoreError, Violation, Who};
-use crate::window::{Rate, Window};
+use crate::window::{Rate, Unit, Window};
 
 mod audit;
 mod health;
@@ -302,6 +302,16 @@ pub struct Only<'a> {
     pub since: Option<&'a str>,
 }
 
+/// What a count of `unit` is called after its number: nothing for recipients (the contract's
+/// `N used`), ` messages` for a message cap.
+#[must_use]
+pub fn of(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Rcpt => "",
+        Unit::Msg => " messages",
+    }
+}
+
 /// Clears the counters of the current windows of a sender, a domain (`@example.com`) or (no
 /// user: `--server`) the server (`global`): the daily one and each window of every cap in force (the config's or the
 /// database's, and a raise's), and a sender's score in today's `top`; returns what they held.
@@ -315,8 +325,8 @@ pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminE
     };
     let mut store = open(config).await?;
     let limits = limits(config).await;
-    let mut windows = vec![Window::Day];
-    let mut add = |w: Window| {
+    let mut windows = vec![(Window::Day, Unit::Rcpt)];
+    let mut add = |w: (Window, Unit)| {
         if !windows.contains(&w) {
             windows.push(w);
         }
@@ -324,12 +334,12 @@ pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminE
     match subject {
         Subject::Mailbox(mailbox) => {
             if let Some(rates) = store.raise(mailbox).await?.and_then(|(r, _)| parse_caps(&r).ok()) {
-                rates.iter().for_each(|r| add(r.window));
+                rates.iter().for_each(|r| add((r.window, r.unit)));
             }
-            limits.mailbox_caps(mailbox).caps.iter().for_each(|(w, _)| add(*w));
+            limits.mailbox_caps(mailbox).caps.iter().for_each(|&(w, u, _)| add((w, u)));
         }
-        Subject::Domain(domain) => limits.domain_caps(domain).iter().for_each(|(w, _)| add(*w)),
-        Subject::Server => limits.server_caps().iter().for_each(|(w, _)| add(*w)),
+        Subject::Domain(domain) => limits.domain_caps(domain).iter().for_each(|&(w, u, _)| add((w, u))),
+        Subject::Server => limits.server_caps().iter().for_each(|&(w, u, _)| add((w, u))),
     }
     let at = config.timezone.moment(clock::from_env().0.now());
     let (cleared, top) = store.reset(at.local, &windows, subject.who()).await?;
@@ -369,7 +379,10 @@ pub async fn top(
     let mut out = String::new();
     for (who, sent) in rows {
         let cap = if let Some(domain) = who.strip_prefix('@') {
-            limits.domain_caps(domain).first().map(|(w, c)| format!("{c}/{w}"))
+            limits.domain_caps(domain).first().map(|(w, u, c)| match c {
+                Cap::Enforced(limit) => Rate { limit: *limit, window: *w, unit: *u }.to_string(),
+                Cap::Unknown => format!("unknown/{w}"),
+            })
         } else {
             sender::normalize(&who).ok().and_then(|m| limits.mailbox_cap(&m)).map(|c| format!("{c}/1d"))
         };
@@ -396,12 +409,14 @@ pub async fn raise(
         // The caps the config file or the database give it (a raise replaces them).
         let in_force = limits(config).await.mailbox_caps(&mailbox).caps;
         for r in &rates {
-            if let Some(&(_, Cap::Enforced(n))) = in_force.iter().find(|(w, _)| *w == r.window)
+            if let Some(&(_, _, Cap::Enforced(n))) =
+                in_force.iter().find(|(w, u, _)| *w == r.window && *u == r.unit)
                 && r.limit < n
             {
                 return Err(AdminError::Usage(format!(
-                    "{r} is below the {} cap in force for {mailbox} ({n}): a raise that lowers needs --lower; nothing changed",
-                    r.window
+                    "{r} is below the {}{} cap in force for {mailbox} ({n}): a raise that lowers needs --lower; nothing changed",
+                    r.window,
+                    if r.unit == Unit::Msg { " message" } else { "" }
                 )));
             }
         }

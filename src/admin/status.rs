@@ -10,12 +10,12 @@ use crate::clock;
 use crate::config::Config;
 use crate::limits::{Cap, Limits};
 use crate::store::Who;
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// One scope's caps and whose counters they are on.
 struct ScopeCaps<'a> {
     scope: &'static str,
-    caps: Vec<(Window, Cap)>,
+    caps: Vec<crate::limits::Listed>,
     who: Who<'a>,
     /// Where each window's cap comes from.
     source: Box<dyn Fn(Window) -> String + 'a>,
@@ -36,6 +36,7 @@ fn domain_scope<'a>(limits: &Limits, domain: &'a str) -> ScopeCaps<'a> {
 struct Row {
     scope: &'static str,
     window: Window,
+    unit: Unit,
     used: u64,
     limit: Option<Cap>,
     source: String,
@@ -60,8 +61,8 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             let mut caps = limits.mailbox_caps(m);
             let mut from = limits.describe(caps.source);
             if let Some(rates) = raise.as_ref().and_then(|(r, _)| parse_caps(r).ok()) {
-                caps.caps = rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
-                caps.caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
+                caps.caps = rates.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
+                crate::limits::sort_caps(&mut caps.caps);
                 from = "raise".into();
             }
             scopes.push(ScopeCaps {
@@ -90,17 +91,18 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     });
     for ScopeCaps { scope, caps, who, source } in scopes {
         // The daily counter always, capped or not; then each window a cap uses.
-        let mut windows: Vec<(Window, Option<Cap>)> = caps.iter().map(|(w, c)| (*w, Some(*c))).collect();
-        if !windows.iter().any(|(w, _)| *w == Window::Day) {
-            windows.insert(0, (Window::Day, None));
+        let mut windows: Vec<((Window, Unit), Option<Cap>)> =
+            caps.iter().map(|&(w, u, c)| ((w, u), Some(c))).collect();
+        if !windows.iter().any(|(w, _)| *w == (Window::Day, Unit::Rcpt)) {
+            windows.insert(0, ((Window::Day, Unit::Rcpt), None));
         }
-        let list: Vec<Window> = windows.iter().map(|(w, _)| *w).collect();
+        let list: Vec<(Window, Unit)> = windows.iter().map(|(w, _)| *w).collect();
         let values = store.values(at.local, &list, who).await?;
-        for ((window, limit), used) in windows.into_iter().zip(values) {
+        for (((window, unit), limit), used) in windows.into_iter().zip(values) {
             // An exempt mailbox is never deferred: no cap applies to it, whatever is configured.
             let limit = if exempt { None } else { limit };
             let source = if limit.is_some() { file_words(config, &source(window)) } else { String::new() };
-            rows.push(Row { scope, window, used, limit, source });
+            rows.push(Row { scope, window, unit, used, limit, source });
         }
     }
     let (lock, client_ips) = match &subject {
@@ -113,16 +115,16 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     let locked = lock.is_some();
     let day_used = rows.first().map_or(0, |r| r.used);
     // The mailbox's daily cap in force (a raise's when there is one), for the summary.
-    let mailbox_day =
-        rows.iter().find(|r| r.scope == "mailbox" && r.window == Window::Day).and_then(|r| r.limit);
-    let server_day = rows.iter().find(|r| r.scope == "server" && r.window == Window::Day);
+    let daily = |r: &&Row, scope: &str| r.scope == scope && r.window == Window::Day && r.unit == Unit::Rcpt;
+    let mailbox_day = rows.iter().find(|r| daily(r, "mailbox")).and_then(|r| r.limit);
+    let server_day = rows.iter().find(|r| daily(r, "server"));
     let limits_from = file_words(config, limits.origin.describe());
     if json_out {
         let caps: Vec<serde_json::Value> = rows
             .iter()
             .map(|r| {
                 let limit = r.limit.and_then(Cap::known);
-                json!({"scope": r.scope, "window": r.window.to_string(), "used": r.used,
+                json!({"scope": r.scope, "window": r.window.to_string(), "unit": r.unit.name(), "used": r.used,
                        "limit": limit, "remaining": limit.map(|l| l.saturating_sub(r.used)),
                        "source": (!r.source.is_empty()).then_some(&r.source)})
             })
@@ -174,8 +176,9 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         )
     );
     for r in &rows {
+        let of = super::of(r.unit);
         let cap = match r.limit {
-            Some(Cap::Enforced(n)) => format!("{n} (remaining {})", n.saturating_sub(r.used)),
+            Some(Cap::Enforced(n)) => format!("{n}{of} (remaining {})", n.saturating_sub(r.used)),
             Some(Cap::Unknown) => "unknown until the database answers (counted, not enforced)".to_owned(),
             None if exempt => "none (exempt)".to_owned(),
             None => "none".to_owned(),
@@ -184,7 +187,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         let when = super::since(r.window, at.local);
         let _ = writeln!(
             out,
-            "{:<8} {:>4}: {} used {when}, cap {cap}{from}",
+            "{:<8} {:>4}: {}{of} used {when}, cap {cap}{from}",
             r.scope,
             r.window.to_string(),
             r.used

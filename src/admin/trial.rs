@@ -8,26 +8,26 @@ use std::fmt::Write as _;
 use super::{AdminError, limits, open};
 use crate::clock;
 use crate::config::{Config, Mode};
-use crate::limits::Cap;
+use crate::limits::Listed;
 use crate::sender;
 use crate::store::{Check, Who, first_full};
 
 /// Whether one more recipient would be refused: the daemon's own rule.
 fn full(used: u64, limit: u64) -> bool {
-    first_full(&[used], &[Check { counter: 0, limit }], 1).is_some()
+    first_full(&[used], &[Check { counter: 0, limit }], &[1]).is_some()
 }
-use crate::window::Window;
+use crate::window::{Rate, Unit, Window};
 
 /// At most this many of today's top senders are checked against their caps.
 const CHECKED_SENDERS: usize = 1000;
 
-/// `999/1d 300/1h`.
-fn caps_text(caps: &[(Window, Cap)]) -> String {
+/// `999/1d 300/1h 40msg/1h`.
+fn caps_text(caps: &[Listed]) -> String {
     let shown: Vec<String> = caps
         .iter()
-        .map(|(w, c)| match c.known() {
-            Some(n) => format!("{n}/{w}"),
-            None => format!("?/{w} (database not read yet)"),
+        .map(|&(window, unit, c)| match c.known() {
+            Some(limit) => Rate { limit, window, unit }.to_string(),
+            None => format!("?/{window} (database not read yet)"),
         })
         .collect();
     if shown.is_empty() { "none".into() } else { shown.join(" ") }
@@ -108,12 +108,13 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
     // Who is over a cap now.
     let mut over = Vec::new();
     let server = limits.server_caps();
-    let windows: Vec<Window> = server.iter().map(|(w, _)| *w).collect();
-    for ((w, cap), used) in server.iter().zip(store.values(at.local, &windows, Who::Server).await?) {
+    let windows: Vec<(Window, Unit)> = server.iter().map(|&(w, u, _)| (w, u)).collect();
+    for ((w, u, cap), used) in server.iter().zip(store.values(at.local, &windows, Who::Server).await?) {
         if let Some(n) = cap.known()
             && full(used, n)
         {
-            over.push(format!("  server {w}: {used} used, cap {n}: EVERY sender would be deferred"));
+            let cap = Rate { limit: n, window: *w, unit: *u };
+            over.push(format!("  server {w}: {used} used, cap {cap}: EVERY sender would be deferred"));
         }
     }
     for (who, _) in store.top(at.day(), CHECKED_SENDERS).await? {
@@ -122,13 +123,14 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
         if caps.exempt || caps.caps.is_empty() {
             continue;
         }
-        let windows: Vec<Window> = caps.caps.iter().map(|(w, _)| *w).collect();
+        let windows: Vec<(Window, Unit)> = caps.caps.iter().map(|&(w, u, _)| (w, u)).collect();
         let values = store.values(at.local, &windows, Who::Mailbox(&mailbox)).await?;
-        for ((w, cap), used) in caps.caps.iter().zip(values) {
+        for ((w, u, cap), used) in caps.caps.iter().zip(values) {
             if let Some(n) = cap.known()
                 && full(used, n)
             {
-                over.push(format!("  {mailbox} mailbox {w}: {used} used, cap {n}"));
+                let cap = Rate { limit: n, window: *w, unit: *u };
+                over.push(format!("  {mailbox} mailbox {w}: {used} used, cap {cap}"));
                 break;
             }
         }

@@ -162,6 +162,9 @@ pub struct LimitSettings {
     pub max_recipients: u32,
     /// The answer to a message that can never fit.
     pub oversize: Oversize,
+    /// A message with more recipients is rejected (0: off); a domain's or mailbox's own
+    /// setting replaces it.
+    pub max_rcpt_per_message: u32,
     /// `[[limits.mailbox]]` entries.
     pub mailboxes: Vec<MailboxEntry>,
     /// `[[limits.domain]]` entries.
@@ -177,6 +180,7 @@ impl Default for LimitSettings {
             default_mailbox_rates: Vec::new(),
             max_recipients: DEFAULT_MAX_RECIPIENTS,
             oversize: Oversize::Reject,
+            max_rcpt_per_message: 0,
             mailboxes: Vec::new(),
             domains: Vec::new(),
         }
@@ -191,13 +195,20 @@ pub struct MailboxEntry {
     pub caps: Option<Vec<Rate>>,
     /// Never deferred; counted only on its own counters.
     pub exempt: bool,
+    /// Its own `max_rcpt_per_message` (0: off); `None`: its domain's, else `[limits]`'.
+    pub max_rcpt_per_message: Option<u32>,
 }
 
 impl MailboxEntry {
     /// A v1-style entry: a daily cap, or the defaults.
     #[must_use]
     pub fn daily(mailbox: Mailbox, daily: Option<u64>) -> Self {
-        Self { mailbox, caps: daily.map(|limit| vec![Rate { limit, window: Window::Day }]), exempt: false }
+        Self {
+            mailbox,
+            caps: daily.map(|limit| vec![Rate::rcpt(limit, Window::Day)]),
+            exempt: false,
+            max_rcpt_per_message: None,
+        }
     }
 }
 
@@ -211,6 +222,8 @@ pub struct DomainEntry {
     /// The caps of each of its mailboxes that has no entry of its own (`mailbox_daily`,
     /// `mailbox_rates`); `None`: such mailboxes are not capped.
     pub mailbox_caps: Option<Vec<Rate>>,
+    /// Its mailboxes' `max_rcpt_per_message` (0: off); `None`: `[limits]`'.
+    pub max_rcpt_per_message: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

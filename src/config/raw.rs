@@ -89,6 +89,7 @@ pub(super) struct RawLimits {
     pub(super) default_mailbox_rates: Vec<String>,
     pub(super) max_recipients: u64,
     pub(super) oversize: Oversize,
+    pub(super) max_rcpt_per_message: u64,
     #[serde(skip_serializing)]
     pub(super) mailbox: Vec<RawMailbox>,
     #[serde(skip_serializing)]
@@ -104,6 +105,7 @@ impl Default for RawLimits {
             default_mailbox_rates: Vec::new(),
             max_recipients: u64::from(DEFAULT_MAX_RECIPIENTS),
             oversize: Oversize::Reject,
+            max_rcpt_per_message: 0,
             mailbox: Vec::new(),
             domain: Vec::new(),
         }
@@ -118,6 +120,7 @@ pub(super) struct RawMailbox {
     pub(super) rates: Option<Vec<String>>,
     #[serde(default)]
     pub(super) exempt: bool,
+    pub(super) max_rcpt_per_message: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -129,6 +132,7 @@ pub(super) struct RawDomain {
     pub(super) rates: Vec<String>,
     pub(super) mailbox_daily: Option<u64>,
     pub(super) mailbox_rates: Option<Vec<String>>,
+    pub(super) max_rcpt_per_message: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

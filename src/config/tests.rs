@@ -65,7 +65,7 @@ fn parses_the_documented_example() {
     assert_eq!(c.listen.socket_mode, 0o600);
     assert_eq!(c.listen.tcp.map(|a| a.port()), Some(10040));
     let emails: Vec<_> = c.limits.mailboxes.iter().map(|m| (m.mailbox.as_str(), m.caps.clone())).collect();
-    let day = |n| Some(vec![crate::window::Rate { limit: n, window: crate::window::Window::Day }]);
+    let day = |n| Some(vec![crate::window::Rate::rcpt(n, crate::window::Window::Day)]);
     assert_eq!(emails, vec![("alice@example.com", day(100)), ("bob@xn--bcher-kva.example", None)]);
     let db = c.database.as_ref().expect("database set");
     assert_eq!((db.refresh, db.server_id), (Duration::from_secs(30), 2));

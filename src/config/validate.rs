@@ -13,7 +13,7 @@ use super::{
 };
 use crate::clock::Zone;
 use crate::sender;
-use crate::window::{Rate, Window};
+use crate::window::{Rate, Unit, Window};
 
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     Ok(Config {
@@ -109,21 +109,29 @@ fn cap(key: &'static str, value: u64) -> Result<u64, ConfigError> {
     }
 }
 
-/// A list of caps: `daily` (as `N/1d`) plus `rates`, each window at most once.
+/// `max_rcpt_per_message`: 0 (off) to [`MAX_RECIPIENTS`].
+fn per_message(key: &'static str, value: u64) -> Result<u32, ConfigError> {
+    u32::try_from(value)
+        .ok()
+        .filter(|n| u64::from(*n) <= MAX_RECIPIENTS)
+        .ok_or_else(|| invalid(key, format!("{value}: must be 0 (off) to {MAX_RECIPIENTS}")))
+}
+
+/// A list of caps: `daily` (as `N/1d`) plus `rates`, each window and unit at most once.
 fn caps(key: &'static str, daily: Option<u64>, rates: &[String]) -> Result<Vec<Rate>, ConfigError> {
     let mut out: Vec<Rate> = Vec::with_capacity(rates.len() + 1);
     if let Some(d) = daily {
-        out.push(Rate { limit: cap(key, d)?, window: Window::Day });
+        out.push(Rate::rcpt(cap(key, d)?, Window::Day));
     }
     for text in rates {
         let rate = Rate::parse(text, MAX_CAP).map_err(|e| invalid(key, e))?;
-        if out.iter().any(|r| r.window == rate.window) {
+        if out.iter().any(|r| r.window == rate.window && r.unit == rate.unit) {
             return Err(invalid(
                 key,
-                if rate.window == Window::Day {
+                if rate.window == Window::Day && rate.unit == Unit::Rcpt {
                     format!("{text:?}: a daily cap is given twice (daily = N means \"N/1d\")")
                 } else {
-                    format!("{text:?}: two caps for the window {}", rate.window)
+                    format!("{text:?}: two {} caps for the window {}", rate.unit.name(), rate.window)
                 },
             ));
         }
@@ -166,7 +174,7 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
                     .and_then(|mut d| {
                         let more = caps("limits.mailbox.rates", None, rates.as_deref().unwrap_or_default())?;
                         for r in more {
-                            if d.iter().any(|x| x.window == r.window) {
+                            if d.iter().any(|x| x.window == r.window && x.unit == r.unit) {
                                 return Err(invalid(
                                     "limits.mailbox.rates",
                                     format!("{r}: daily is given too (daily = N means \"N/1d\")"),
@@ -182,7 +190,15 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
                     })?,
             ),
         };
-        mailboxes.push(MailboxEntry { mailbox, caps: own, exempt: entry.exempt });
+        let max_rcpt_per_message = entry
+            .max_rcpt_per_message
+            .map(|n| per_message("limits.mailbox.max_rcpt_per_message", n))
+            .transpose()
+            .map_err(|e| match e {
+                ConfigError::Invalid { key, reason } => invalid(key, format!("{mailbox}: {reason}")),
+                other => other,
+            })?;
+        mailboxes.push(MailboxEntry { mailbox, caps: own, exempt: entry.exempt, max_rcpt_per_message });
     }
     drop(seen);
     let mut domains: Vec<DomainEntry> = Vec::with_capacity(raw.domain.len());
@@ -221,7 +237,12 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
                     .map_err(named)?,
             ),
         };
-        domains.push(DomainEntry { domain, caps: aggregate, mailbox_caps });
+        let max_rcpt_per_message = entry
+            .max_rcpt_per_message
+            .map(|n| per_message("limits.domain.max_rcpt_per_message", n))
+            .transpose()
+            .map_err(named)?;
+        domains.push(DomainEntry { domain, caps: aggregate, mailbox_caps, max_rcpt_per_message });
     }
     Ok(LimitSettings {
         global,
@@ -230,6 +251,7 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
         default_mailbox_rates,
         max_recipients,
         oversize: raw.oversize,
+        max_rcpt_per_message: per_message("limits.max_rcpt_per_message", raw.max_rcpt_per_message)?,
         mailboxes,
         domains,
     })

@@ -64,7 +64,7 @@ pub fn warnings(config: &Config) -> Vec<String> {
             l.default_mailbox, l.global
         ));
     }
-    let daily = |n: u64| Rate { limit: n, window: Window::Day };
+    let daily = |n: u64| Rate::rcpt(n, Window::Day);
     idle_rates(&mut say, "limits.global_rates", &[&[daily(l.global)], &l.global_rates[..]].concat());
     idle_rates(
         &mut say,

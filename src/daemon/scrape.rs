@@ -9,7 +9,7 @@ use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
 use crate::store::admin::AdminStore;
 use crate::store::{Store, Who};
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// What a scrape does: bring the state gauges up to date, then render.
 pub(super) fn scraper(
@@ -39,9 +39,12 @@ pub(super) fn scraper(
             // scrape, a few commands whatever the size of the keyspace.
             // The server's usage against its caps, likewise.
             if let Some(redis) = redis {
-                let caps: Vec<(Window, u64)> =
-                    current.server_caps().iter().filter_map(|(w, c)| c.known().map(|c| (*w, c))).collect();
-                let windows: Vec<Window> = caps.iter().map(|(w, _)| *w).collect();
+                let caps: Vec<((Window, Unit), u64)> = current
+                    .server_caps()
+                    .iter()
+                    .filter_map(|&(w, u, c)| c.known().map(|c| ((w, u), c)))
+                    .collect();
+                let windows: Vec<(Window, Unit)> = caps.iter().map(|(w, _)| *w).collect();
                 let at = policy.moment();
                 let read = async {
                     let mut store = AdminStore::open(&redis).await?;
@@ -53,7 +56,7 @@ pub(super) fn scraper(
                     tokio::time::timeout(std::time::Duration::from_secs(1), read).await
                 {
                     m.locked(auto, admin);
-                    let usage: Vec<(Window, u64, u64)> =
+                    let usage: Vec<((Window, Unit), u64, u64)> =
                         caps.iter().zip(used).map(|((w, limit), used)| (*w, used, *limit)).collect();
                     m.set_server(&usage);
                 }

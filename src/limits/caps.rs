@@ -15,14 +15,15 @@ pub type DbCap = Option<Vec<Rate>>;
 /// The flag of a value that indexes the side list of several rates.
 const LIST: u64 = 1 << 63;
 
-/// `0` for the default, the window's minutes above the limit (at most [`MAX_CAP`]) for one rate.
+/// `0` for the default, the window's minutes above the limit (at most [`MAX_CAP`]) for one
+/// recipient rate (a message rate, which no database layout gives, goes to the side list).
 fn pack_one(r: Rate) -> u64 {
     u64::from(r.window.minutes()) << 32 | r.limit.clamp(1, MAX_CAP)
 }
 
 fn unpack_one(v: u64) -> Option<Rate> {
     let window = Window::from_minutes(u32::try_from(v >> 32).ok()?)?;
-    Some(Rate { limit: v & 0xffff_ffff, window })
+    Some(Rate::rcpt(v & 0xffff_ffff, window))
 }
 
 /// The database's mailbox caps, in a [`NameTable`].
@@ -94,7 +95,7 @@ impl CapTableBuilder {
             None => 0,
             Some(rates) => match rates.as_slice() {
                 [] => 0,
-                [one] => pack_one(*one),
+                [one] if one.unit == crate::window::Unit::Rcpt => pack_one(*one),
                 _ => {
                     self.lists.push(rates);
                     LIST | u64::try_from(self.lists.len() - 1).unwrap_or(0)
@@ -120,7 +121,7 @@ mod tests {
     }
 
     fn daily(n: u64) -> DbCap {
-        Some(vec![Rate { limit: n, window: Window::Day }])
+        Some(vec![Rate::rcpt(n, Window::Day)])
     }
 
     #[test]
@@ -157,11 +158,10 @@ mod tests {
         let mut b = CapTableBuilder::default();
         let every = ["1m", "5m", "15m", "1h", "6h", "12h", "1d"];
         for (i, w) in every.iter().enumerate() {
-            let rate =
-                Rate { limit: [1, 2, 999, 1_000_000_000, 7, 8, 9][i], window: Window::parse(w).expect("w") };
+            let rate = Rate::rcpt([1, 2, 999, 1_000_000_000, 7, 8, 9][i], Window::parse(w).expect("w"));
             b.push(&mb(&format!("u{i}@x.org")), Some(vec![rate]));
         }
-        b.push(&mb("huge@x.org"), Some(vec![Rate { limit: u64::MAX, window: Window::HOUR }]));
+        b.push(&mb("huge@x.org"), Some(vec![Rate::rcpt(u64::MAX, Window::HOUR)]));
         let t = b.build();
         let first = |a: &str| t.get(&mb(a)).flatten().and_then(|v| v.first().copied());
         for (i, w) in every.iter().enumerate() {
@@ -174,7 +174,7 @@ mod tests {
 
     #[test]
     fn several_windows_keep_the_strictest_each() {
-        let r = |limit, w: &str| Rate { limit, window: Window::parse(w).expect("w") };
+        let r = |limit, w: &str| Rate::rcpt(limit, Window::parse(w).expect("w"));
         let mut b = CapTableBuilder::default();
         b.push(&mb("a@x.org"), Some(vec![r(2, "1h"), r(1000, "1d"), r(5, "1h")]));
         b.push(&mb("b@x.org"), Some(vec![r(3, "1h"), r(9, "1h")]));

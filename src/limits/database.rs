@@ -234,7 +234,7 @@ impl RawRows {
         let mut rejected = 0usize;
         for &(start, end, daily) in &self.rows {
             match sender::normalize(&self.text[start..end]) {
-                Ok(m) if builder.push(&m, daily.map(|limit| vec![Rate { limit, window: Window::Day }])) => {}
+                Ok(m) if builder.push(&m, daily.map(|limit| vec![Rate::rcpt(limit, Window::Day)])) => {}
                 _ => rejected += 1,
             }
         }

@@ -105,7 +105,7 @@ pub fn window(interval_secs: u64) -> Window {
 
 /// `limit / interval`, or no cap for a limit of 0.
 fn cap(limit: u64, interval: u64) -> Option<Rate> {
-    (limit > 0).then(|| Rate { limit: limit.min(MAX_CAP), window: window(interval) })
+    (limit > 0).then(|| Rate::rcpt(limit.min(MAX_CAP), window(interval)))
 }
 
 /// The rules of `ISPCONFIG-ERL-COLUMNS.md`, for one server's rows.

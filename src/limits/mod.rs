@@ -19,7 +19,7 @@ use std::sync::Arc;
 pub use cache::LimitsCache;
 pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
-pub use file::{FileLimits, MailboxTable};
+pub use file::{FileLimits, Listed, MailboxTable, sort as sort_caps};
 pub use refresher::{Reader, Refresher};
 pub use resolve::{CATCH_ALL, CapSource, MailboxCaps};
 
@@ -199,10 +199,7 @@ mod tests {
         assert_eq!(file_only.origin, Origin::ConfigFile);
 
         let mut table = caps::CapTableBuilder::default();
-        table.push(
-            &mb("c@x.org"),
-            Some(vec![crate::window::Rate { limit: 3, window: crate::window::Window::Day }]),
-        );
+        table.push(&mb("c@x.org"), Some(vec![crate::window::Rate::rcpt(3, crate::window::Window::Day)]));
         table.push(&mb("d@x.org"), None);
         let db = DatabaseLimits {
             global: Some(500),

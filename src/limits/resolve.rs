@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::file::{Caps, MailboxTable, ordered};
+use super::file::{Caps, Listed, MailboxTable, ordered, sort};
 use super::{Cap, Limits};
 use crate::config::LimitSettings;
 use crate::sender::Mailbox;
-use crate::window::{Rate, Window, strictest};
+use crate::window::{Rate, Unit, Window, strictest};
 
 /// Where a cap comes from (for `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -25,13 +25,26 @@ pub enum CapSource {
 /// A mailbox's caps.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct MailboxCaps {
-    /// Longer windows first; empty: not capped.
-    pub caps: Vec<(Window, Cap)>,
+    /// In checking order; empty: not capped.
+    pub caps: Vec<Listed>,
     /// Never deferred; counted only on its own counters.
     pub exempt: bool,
     /// Whether it is capped at all (listed, or its domain caps its mailboxes).
     pub listed: bool,
     pub source: CapSource,
+    /// `max_rcpt_per_message` as it applies (0: off): the mailbox's own, else its domain's,
+    /// else `[limits]`'. An exempt mailbox has only its own.
+    pub per_message: u32,
+}
+
+/// A `[[limits.domain]]` as the request path reads it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct DomainCaps {
+    /// Over all its senders together.
+    aggregate: Caps,
+    /// Each of its mailboxes without an entry of its own; `None`: not capped.
+    mailboxes: Option<Caps>,
+    per_message: Option<u32>,
 }
 
 /// Caps as the request path reads them: converted and ordered once, when the set is built.
@@ -41,8 +54,10 @@ pub(super) struct Compiled {
     defaults: Caps,
     /// `[[limits.mailbox]]`: its own caps (`None`: the defaults) and whether it is exempt.
     mailboxes: Arc<MailboxTable>,
-    /// `[[limits.domain]]`: its aggregate caps and its mailboxes' caps, if it sets them.
-    domains: HashMap<String, (Caps, Option<Caps>)>,
+    /// `[[limits.domain]]`.
+    domains: HashMap<String, DomainCaps>,
+    /// `[limits] max_rcpt_per_message`.
+    per_message: u32,
     /// The domains whose aggregate caps are the database's.
     db_domains: std::collections::HashSet<String>,
 }
@@ -58,14 +73,16 @@ impl Compiled {
         default_mailbox: Cap,
         db_domains: &[(String, Rate)],
     ) -> Self {
-        let mut domains: HashMap<String, (Caps, Option<Caps>)> = config
+        let mut domains: HashMap<String, DomainCaps> = config
             .domains
             .iter()
             .map(|d| {
-                (
-                    d.domain.clone(),
-                    (ordered(None, &d.caps), d.mailbox_caps.as_deref().map(|c| ordered(None, c))),
-                )
+                let caps = DomainCaps {
+                    aggregate: ordered(None, &d.caps),
+                    mailboxes: d.mailbox_caps.as_deref().map(|c| ordered(None, c)),
+                    per_message: d.max_rcpt_per_message,
+                };
+                (d.domain.clone(), caps)
             })
             .collect();
         // The database's caps of a domain (one entry per window) replace the file's aggregate.
@@ -74,21 +91,25 @@ impl Compiled {
             by_domain.entry(domain.as_str()).or_default().push(*rate);
         }
         for (domain, rates) in by_domain {
-            domains.entry(domain.to_owned()).or_default().0 = ordered(None, &strictest(rates));
+            domains.entry(domain.to_owned()).or_default().aggregate = ordered(None, &strictest(rates));
         }
         let db_domains = db_domains.iter().map(|(d, _)| d.clone()).collect();
         Self {
-            server: ordered(Some((Window::Day, global)), &config.global_rates),
-            defaults: ordered(Some((Window::Day, default_mailbox)), &config.default_mailbox_rates),
+            server: ordered(Some((Window::Day, Unit::Rcpt, global)), &config.global_rates),
+            defaults: ordered(
+                Some((Window::Day, Unit::Rcpt, default_mailbox)),
+                &config.default_mailbox_rates,
+            ),
             mailboxes,
             domains,
             db_domains,
+            per_message: config.max_rcpt_per_message,
         }
     }
 
     /// A domain's entry: its own, else the catch-all `domain = "*"` (each domain without an
     /// entry of its own gets the catch-all's caps, counted on its own counters).
-    fn domain(&self, domain: &str) -> Option<&(Caps, Option<Caps>)> {
+    fn domain(&self, domain: &str) -> Option<&DomainCaps> {
         self.domains.get(domain).or_else(|| self.domains.get(CATCH_ALL))
     }
 
@@ -106,56 +127,79 @@ impl Limits {
     pub fn mailbox_caps(&self, mailbox: &Mailbox) -> MailboxCaps {
         let c = &self.compiled;
         let entry = c.mailboxes.get(mailbox);
-        let exempt = entry.is_some_and(|e| e.1);
-        let caps: Option<&[(Window, Cap)]> = if let Some(cap) = self.db_caps.get(mailbox) {
+        let exempt = entry.is_some_and(|e| e.exempt);
+        let domain = mailbox.domain().and_then(|d| c.domain(d));
+        let per_message = match entry.and_then(|e| e.per_message) {
+            Some(own) => own,
+            None if exempt => 0,
+            None => domain.and_then(|d| d.per_message).unwrap_or(c.per_message),
+        };
+        let caps: Option<&[Listed]> = if let Some(cap) = self.db_caps.get(mailbox) {
             // The database's cap replaces the file's for this mailbox.
             return MailboxCaps {
                 source: CapSource::Database,
                 caps: cap.map_or_else(
                     || c.defaults.clone(),
-                    |rates| rates.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect(),
+                    |rates| {
+                        let mut caps: Caps =
+                            rates.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
+                        sort(&mut caps);
+                        caps
+                    },
                 ),
                 exempt,
                 listed: true,
+                per_message,
             };
-        } else if let Some((own, _)) = entry {
-            Some(own.unwrap_or(&c.defaults))
+        } else if let Some(e) = entry {
+            Some(e.caps.unwrap_or(&c.defaults))
         } else {
-            mailbox.domain().and_then(|d| c.domain(d)).and_then(|d| d.1.as_deref())
+            domain.and_then(|d| d.mailboxes.as_deref())
         };
         match caps {
             Some(caps) => {
                 // A listed mailbox on the defaults takes the database's default when it has one.
-                let source = if caps.first().is_some_and(|(_, c)| *c == Cap::Unknown) {
+                let source = if caps.first().is_some_and(|(_, _, c)| *c == Cap::Unknown) {
                     CapSource::NotRead
-                } else if entry.is_some_and(|e| e.0.is_none()) && self.db_default {
+                } else if entry.is_some_and(|e| e.caps.is_none()) && self.db_default {
                     CapSource::Database
                 } else {
                     CapSource::ConfigFile
                 };
-                MailboxCaps { listed: true, caps: caps.to_vec(), exempt, source }
+                MailboxCaps { listed: true, caps: caps.to_vec(), exempt, source, per_message }
             }
             // The database may cap it; nobody knows yet: counted, never deferred.
             None if self.pending_mailboxes => MailboxCaps {
                 listed: true,
-                caps: vec![(Window::Day, Cap::Unknown)],
+                caps: vec![(Window::Day, Unit::Rcpt, Cap::Unknown)],
                 exempt,
                 source: CapSource::NotRead,
+                per_message,
             },
-            None => MailboxCaps { listed: false, caps: Vec::new(), exempt, source: CapSource::ConfigFile },
+            None => MailboxCaps {
+                listed: false,
+                caps: Vec::new(),
+                exempt,
+                source: CapSource::ConfigFile,
+                per_message,
+            },
         }
     }
 
     /// The mailbox's daily cap, or `None` when it has none (for logs and `status`).
     #[must_use]
     pub fn mailbox_cap(&self, mailbox: &Mailbox) -> Option<Cap> {
-        self.mailbox_caps(mailbox).caps.iter().find(|(w, _)| *w == Window::Day).map(|(_, c)| *c)
+        self.mailbox_caps(mailbox)
+            .caps
+            .iter()
+            .find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt)
+            .map(|(_, _, c)| *c)
     }
 
     /// The aggregate caps of a domain (all its senders together), longer windows first.
     #[must_use]
-    pub fn domain_caps(&self, domain: &str) -> &[(Window, Cap)] {
-        self.compiled.domain(domain).map_or(&[], |d| d.0.as_slice())
+    pub fn domain_caps(&self, domain: &str) -> &[Listed] {
+        self.compiled.domain(domain).map_or(&[], |d| d.aggregate.as_slice())
     }
 
     /// Where a domain's aggregate caps come from.
@@ -190,13 +234,13 @@ impl Limits {
     /// The caps of a listed mailbox without its own (`default_mailbox`, `default_mailbox_rates`,
     /// or the database's default), longer windows first.
     #[must_use]
-    pub fn default_mailbox_caps(&self) -> &[(Window, Cap)] {
+    pub fn default_mailbox_caps(&self) -> &[Listed] {
         &self.compiled.defaults
     }
 
     /// The server's caps: `global` daily and `global_rates`, longer windows first.
     #[must_use]
-    pub fn server_caps(&self) -> &[(Window, Cap)] {
+    pub fn server_caps(&self) -> &[Listed] {
         &self.compiled.server
     }
 }
@@ -220,8 +264,15 @@ mod tests {
         normalize(s).expect("valid")
     }
 
-    fn caps(list: &[(&str, u64)]) -> Vec<(Window, Cap)> {
-        list.iter().map(|(w, n)| (Window::parse(w).expect("window"), Cap::Enforced(*n))).collect()
+    fn caps(list: &[(&str, u64)]) -> Vec<Listed> {
+        list.iter()
+            .map(|(w, n)| {
+                // "1h": recipients; "msg/1h": messages.
+                let text = if w.contains('/') { format!("{n}{w}") } else { format!("{n}/{w}") };
+                let r = Rate::parse(&text, u64::MAX).expect("rate");
+                (r.window, r.unit, Cap::Enforced(r.limit))
+            })
+            .collect()
     }
 
     const CONFIG: &str = r#"
@@ -286,7 +337,7 @@ mod tests {
     fn the_database_replaces_the_file_for_its_mailboxes() {
         let config = from_toml(CONFIG).expect("valid").limits;
         let mut table = CapTableBuilder::default();
-        table.push(&mb("own@example.com"), Some(vec![Rate { limit: 7, window: Window::Day }]));
+        table.push(&mb("own@example.com"), Some(vec![Rate::rcpt(7, Window::Day)]));
         table.push(&mb("other@example.com"), None);
         let db = DatabaseLimits {
             global: Some(5000),
@@ -316,13 +367,13 @@ mod tests {
         assert_eq!(limits(CONFIG).mailbox_caps(&mb("own@example.com")).source, CapSource::ConfigFile);
         // Unknown until read: the database's caps are unknown, the file's own stay enforced.
         let pending = Limits::merged(&config, None, Origin::Unknown, Layout::ErTables);
-        assert_eq!(pending.server_caps()[0], (Window::Day, Cap::Unknown));
-        assert_eq!(pending.server_caps()[1], (Window::HOUR, Cap::Enforced(300)));
+        assert_eq!(pending.server_caps()[0], (Window::Day, Unit::Rcpt, Cap::Unknown));
+        assert_eq!(pending.server_caps()[1], (Window::HOUR, Unit::Rcpt, Cap::Enforced(300)));
         assert_eq!(pending.server_source(Window::Day), CapSource::NotRead);
         assert_eq!(pending.mailbox_caps(&mb("listed@example.com")).source, CapSource::NotRead);
         assert_eq!(
             pending.mailbox_caps(&mb("listed@example.com")).caps,
-            vec![(Window::Day, Cap::Unknown), (Window::HOUR, Cap::Enforced(10))]
+            vec![(Window::Day, Unit::Rcpt, Cap::Unknown), (Window::HOUR, Unit::Rcpt, Cap::Enforced(10))]
         );
     }
 
@@ -330,11 +381,11 @@ mod tests {
     fn erl_columns_caps_carry_windows_and_replace_the_files_domain_caps() {
         let config = from_toml(CONFIG).expect("valid").limits;
         let mut table = CapTableBuilder::default();
-        table.push(&mb("own@example.com"), Some(vec![Rate { limit: 30, window: Window::Minutes(15) }]));
-        table.push(&mb("panel@example.com"), Some(vec![Rate { limit: 500, window: Window::HOUR }]));
+        table.push(&mb("own@example.com"), Some(vec![Rate::rcpt(30, Window::Minutes(15))]));
+        table.push(&mb("panel@example.com"), Some(vec![Rate::rcpt(500, Window::HOUR)]));
         let db = DatabaseLimits {
             mailboxes: Arc::new(table.build()),
-            domains: vec![("example.com".into(), Rate { limit: 900, window: Window::HOUR })],
+            domains: vec![("example.com".into(), Rate::rcpt(900, Window::HOUR))],
             ..DatabaseLimits::default()
         };
         let l = Limits::merged(&config, Some(&db), Origin::Database, Layout::ErlColumns);
@@ -350,19 +401,23 @@ mod tests {
             caps(&[("1h", 50)]),
             "other domains keep the file's"
         );
-        assert_eq!(l.server_caps()[0], (Window::Day, Cap::Enforced(999)), "the server cap is the file's");
+        assert_eq!(
+            l.server_caps()[0],
+            (Window::Day, Unit::Rcpt, Cap::Enforced(999)),
+            "the server cap is the file's"
+        );
         assert!(!l.mailbox_caps(&mb("stranger@elsewhere.org")).listed);
         // Not read yet: the server and file caps are enforced; a mailbox the file does not cap
         // is counted under an unknown cap (its panel cap may be anything).
         let pending = Limits::merged(&config, None, Origin::Unknown, Layout::ErlColumns);
-        assert_eq!(pending.server_caps()[0], (Window::Day, Cap::Enforced(999)));
+        assert_eq!(pending.server_caps()[0], (Window::Day, Unit::Rcpt, Cap::Enforced(999)));
         assert_eq!(
             pending.mailbox_caps(&mb("own@example.com")).caps,
             caps(&[("1d", 100), ("1h", 20), ("1m", 5)])
         );
         assert_eq!(
             pending.mailbox_caps(&mb("stranger@elsewhere.org")).caps,
-            vec![(Window::Day, Cap::Unknown)]
+            vec![(Window::Day, Unit::Rcpt, Cap::Unknown)]
         );
     }
 
@@ -384,5 +439,41 @@ mod tests {
         // A mailbox's own entry still wins; a login without a domain has no domain entry.
         assert_eq!(l.mailbox_caps(&mb("vip@any.test")).caps, caps(&[("1d", 100)]));
         assert!(l.mailbox_caps(&mb("nodomain")).caps.is_empty());
+    }
+
+    /// Issue 22 item 2 (DESIGN v3): message caps sit beside recipient caps in every list, the
+    /// recipient cap of a window first; `max_rcpt_per_message`: the most specific one applies.
+    #[test]
+    fn message_caps_and_recipients_per_message() {
+        let l = limits(
+            "[limits]\nglobal_rates = [\"5000msg/1d\", \"300msg/1h\"]\ndefault_mailbox_rates = [\"40msg/1h\", \"20/1h\"]\n\
+             max_rcpt_per_message = 100\n\
+             [[limits.mailbox]]\nemail = \"own@x.org\"\nrates = [\"10msg/15m\", \"300msg/1d\"]\ndaily = 200\nmax_rcpt_per_message = 0\n\
+             [[limits.mailbox]]\nemail = \"listed@x.org\"\n\
+             [[limits.mailbox]]\nemail = \"vip@x.org\"\nexempt = true\n\
+             [[limits.domain]]\ndomain = \"x.org\"\nrates = [\"900msg/1h\"]\nmax_rcpt_per_message = 30\n\
+             [[limits.domain]]\ndomain = \"*\"\nmailbox_rates = [\"25msg/1h\"]\n",
+        );
+        assert_eq!(
+            l.mailbox_caps(&mb("own@x.org")).caps,
+            caps(&[("1d", 200), ("msg/1d", 300), ("msg/15m", 10)]),
+            "its own: the day's recipients, then the day's messages, then 15 minutes"
+        );
+        assert_eq!(
+            l.mailbox_caps(&mb("listed@x.org")).caps,
+            caps(&[("1d", 50), ("1h", 20), ("msg/1h", 40)]),
+            "the defaults: recipients before messages in one window"
+        );
+        assert_eq!(l.domain_caps("x.org"), caps(&[("msg/1h", 900)]).as_slice());
+        assert_eq!(l.server_caps(), caps(&[("1d", 999), ("msg/1d", 5000), ("msg/1h", 300)]).as_slice());
+        assert_eq!(l.mailbox_caps(&mb("a@other.org")).caps, caps(&[("msg/1h", 25)]), "the catch-all's");
+        assert_eq!(l.mailbox_cap(&mb("listed@x.org")), Some(Cap::Enforced(50)), "the daily recipient cap");
+        let per = |m: &str| l.mailbox_caps(&mb(m)).per_message;
+        assert_eq!(per("own@x.org"), 0, "its own 0 turns it off");
+        assert_eq!(per("listed@x.org"), 30, "its domain's");
+        assert_eq!(per("stranger@x.org"), 30, "its domain's, listed or not");
+        assert_eq!(per("a@other.org"), 100, "the catch-all sets none: [limits]'");
+        assert_eq!(per("vip@x.org"), 0, "exempt: only its own");
+        assert_eq!(per("nodomain"), 100, "every authenticated sender");
     }
 }

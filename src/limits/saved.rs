@@ -59,7 +59,7 @@ enum SavedCap {
 impl SavedCap {
     fn read(&self) -> Result<Vec<Rate>, String> {
         match self {
-            Self::Daily(limit) => Ok(vec![Rate { limit: *limit, window: Window::Day }]),
+            Self::Daily(limit) => Ok(vec![Rate::rcpt(*limit, Window::Day)]),
             Self::Rate(text) => Ok(vec![Rate::parse(text, MAX_CAP)?]),
             Self::Rates(texts) => texts.iter().map(|t| Rate::parse(t, MAX_CAP)).collect(),
         }
@@ -202,16 +202,16 @@ mod tests {
 
     fn limits() -> DatabaseLimits {
         let mut b = CapTableBuilder::default();
-        b.push(&normalize("a@x.org").expect("valid"), Some(vec![Rate { limit: 3, window: Window::Day }]));
+        b.push(&normalize("a@x.org").expect("valid"), Some(vec![Rate::rcpt(3, Window::Day)]));
         b.push(&normalize("b@xn--bcher-kva.example").expect("valid"), None);
-        b.push(&normalize("c@x.org").expect("valid"), Some(vec![Rate { limit: 20, window: Window::HOUR }]));
-        let two = vec![Rate { limit: 1000, window: Window::Day }, Rate { limit: 2, window: Window::HOUR }];
+        b.push(&normalize("c@x.org").expect("valid"), Some(vec![Rate::rcpt(20, Window::HOUR)]));
+        let two = vec![Rate::rcpt(1000, Window::Day), Rate::rcpt(2, Window::HOUR)];
         b.push(&normalize("d@x.org").expect("valid"), Some(two));
         DatabaseLimits {
             global: Some(5000),
             default_mailbox: None,
             mailboxes: Arc::new(b.build()),
-            domains: vec![("example.com".into(), Rate { limit: 500, window: Window::HOUR })],
+            domains: vec![("example.com".into(), Rate::rcpt(500, Window::HOUR))],
             fingerprint: 42,
         }
     }
@@ -284,7 +284,7 @@ mod tests {
         std::fs::write(&path, text.to_string()).expect("write");
         let (back, _) = load(&path, &s).expect("load").expect("present");
         let get = |m: &str| back.mailboxes.get(&normalize(m).expect("valid"));
-        assert_eq!(get("a@x.org"), Some(Some(vec![Rate { limit: 7, window: Window::Day }])));
+        assert_eq!(get("a@x.org"), Some(Some(vec![Rate::rcpt(7, Window::Day)])));
         assert_eq!(get("b@x.org"), Some(None));
         assert_eq!(get("c@x.org").flatten().map(|r| r[0].to_string()), Some("5/15m".into()));
     }

@@ -24,29 +24,79 @@ use histogram::DurationHistogram;
 use process::ProcessMetrics;
 
 use crate::config::Mode;
-use crate::window::Window;
+use crate::window::{Unit, Window};
+
+/// What refused a message: a cap (`scope` `mailbox|domain|server`, its `window` and `unit`;
+/// `oversize` when the message can never fit under it), a lock (`locked`, `-`), or
+/// `max_rcpt_per_message` (`message`, `-`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    pub scope: &'static str,
+    pub window: String,
+    pub unit: Unit,
+    pub oversize: bool,
+}
+
+impl Cause {
+    /// A cap without room (or, `oversize`, too small for the message at all).
+    #[must_use]
+    pub fn cap(scope: &'static str, window: Window, unit: Unit, oversize: bool) -> Self {
+        Self { scope, window: window.to_string(), unit, oversize }
+    }
+
+    /// A lock.
+    #[must_use]
+    pub fn locked() -> Self {
+        Self { scope: "locked", window: "-".into(), unit: Unit::Rcpt, oversize: false }
+    }
+
+    /// More recipients than `max_rcpt_per_message`.
+    #[must_use]
+    pub fn per_message() -> Self {
+        Self { scope: "message", window: "-".into(), unit: Unit::Rcpt, oversize: false }
+    }
+
+    /// `mailbox/1h`, `locked`, or `None` for `max_rcpt_per_message` (no cap).
+    #[must_use]
+    pub fn name(&self) -> Option<String> {
+        match self.scope {
+            "locked" => Some("locked".into()),
+            "message" => None,
+            scope => Some(format!("{scope}/{}", self.window)),
+        }
+    }
+
+    /// `oversize`, `per_message`, or `None` for a cap without room or a lock.
+    #[must_use]
+    pub fn reason(&self) -> Option<&'static str> {
+        match (self.scope, self.oversize) {
+            ("message", _) => Some("per_message"),
+            (_, true) => Some("oversize"),
+            _ => None,
+        }
+    }
+
+    /// The deferral metrics' labels.
+    fn labels(&self) -> Labels {
+        vec![
+            ("scope", self.scope.to_owned()),
+            ("window", self.window.clone()),
+            ("unit", self.unit.name().to_owned()),
+        ]
+    }
+}
 
 /// How one request ended, for `email_ratelimit_decisions_total{outcome}`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// Answered DUNNO after counting (or checking): within every cap, or log-only.
     Ok,
-    /// Deferred: a cap (`scope`, `window`), or a lock (`locked`, `-`).
-    Defer {
-        scope: &'static str,
-        window: String,
-    },
-    /// Rejected (5xx): a message that can never fit under this cap (`scope`, `window`).
-    Reject {
-        scope: &'static str,
-        window: String,
-    },
-    /// Log-only: counted and let through, but enforcing would have deferred it (by this cap, or
-    /// `locked`) or rejected it.
-    WouldDefer {
-        scope: &'static str,
-        window: String,
-    },
+    /// Deferred.
+    Defer(Cause),
+    /// Rejected (5xx): a message that can never fit under a cap, or with too many recipients.
+    Reject(Cause),
+    /// Log-only: counted and let through, but enforcing would have deferred it or rejected it.
+    WouldDefer(Cause),
     WouldReject,
     /// A fault let it through uncounted (Redis, bad data, limits unknown).
     FailOpen,
@@ -108,19 +158,19 @@ impl Metrics {
         let deferrals = Family::<Labels, Counter>::default();
         registry.register(
             "deferrals",
-            "Deferred messages by the cap that was full (scope, window)",
+            "Deferred messages by the cap that was full (scope, window, unit)",
             deferrals.clone(),
         );
         let would_deferrals = Family::<Labels, Counter>::default();
         registry.register(
             "would_deferrals",
-            "Log-only mode: messages enforcing would have deferred, by the cap that was full (scope, window; locked, -)",
+            "Log-only mode: messages enforcing would have deferred, by the cap that was full (scope, window, unit; locked, -)",
             would_deferrals.clone(),
         );
         // One series from the start (0), so that the trial panel and rules find the family
         // before the first would-be deferral.
         would_deferrals
-            .get_or_create(&vec![("scope", "mailbox".to_owned()), ("window", "1d".to_owned())])
+            .get_or_create(&Cause::cap("mailbox", Window::Day, Unit::Rcpt, false).labels())
             .inc_by(0);
         let recipients = Counter::default();
         registry.register(
@@ -234,17 +284,13 @@ impl Metrics {
     pub fn decided(&self, outcome: &Outcome, took: Duration) {
         let counter = match outcome {
             Outcome::Ok => &self.ok,
-            Outcome::Defer { scope, window } => {
-                self.deferrals
-                    .get_or_create(&vec![("scope", (*scope).to_owned()), ("window", window.clone())])
-                    .inc();
+            Outcome::Defer(cause) => {
+                self.deferrals.get_or_create(&cause.labels()).inc();
                 &self.defer
             }
-            Outcome::Reject { .. } => &self.reject,
-            Outcome::WouldDefer { scope, window } => {
-                self.would_deferrals
-                    .get_or_create(&vec![("scope", (*scope).to_owned()), ("window", window.clone())])
-                    .inc();
+            Outcome::Reject(_) => &self.reject,
+            Outcome::WouldDefer(cause) => {
+                self.would_deferrals.get_or_create(&cause.labels()).inc();
                 &self.would_defer
             }
             Outcome::WouldReject => &self.would_reject,
@@ -267,10 +313,10 @@ impl Metrics {
         }
     }
 
-    /// The server's counters and caps, per window of a server cap.
-    pub fn set_server(&self, usage: &[(Window, u64, u64)]) {
-        for (window, used, limit) in usage {
-            let labels = vec![("window", window.to_string())];
+    /// The server's counters and caps, per window (and unit) of a server cap.
+    pub fn set_server(&self, usage: &[((Window, Unit), u64, u64)]) {
+        for ((window, unit), used, limit) in usage {
+            let labels = vec![("window", window.to_string()), ("unit", unit.name().to_owned())];
             self.server_used.get_or_create(&labels).set(i64::try_from(*used).unwrap_or(i64::MAX));
             self.server_limit.get_or_create(&labels).set(i64::try_from(*limit).unwrap_or(i64::MAX));
         }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-pub use text::{global_text, locked_text, mailbox_text, oversize_text, refusal_text};
+pub use text::{global_text, locked_text, mailbox_text, oversize_text, per_message_text, refusal_text};
 
 use self::plan::Plan;
 use self::raises::Raises;
@@ -20,7 +20,7 @@ use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::{Mode, Oversize, ProtectSettings, Replies};
 use crate::limits::LimitsCache;
-use crate::metrics::{Metrics, Outcome};
+use crate::metrics::{Cause, Metrics, Outcome};
 use crate::notify::Queue;
 use crate::once::OncePer;
 use crate::protocol::{Action, Reply, Request, State};
@@ -28,7 +28,7 @@ use crate::sender;
 use crate::store::{
     Answer, Consume, CounterStore, Counts, Guard, Message, Operation, Scope, StoreError, first_oversize,
 };
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// How often the same bad Redis key is named in the log.
 const BAD_KEY_LOG_EVERY: Duration = Duration::from_secs(60);
@@ -270,6 +270,8 @@ impl<S: CounterStore> Policy<S> {
             // At RCPT the count is 0: ask whether one more recipient would fit.
             false => 1,
         };
+        // `max_rcpt_per_message` looks at the real count, not the clamped one.
+        let real = req.recipient_count.unwrap_or(0);
         let at = self.zone.moment(self.clock.now());
         let protect = **self.protect.load();
         let message = match operation {
@@ -281,7 +283,11 @@ impl<S: CounterStore> Policy<S> {
         for _ in 0..2 {
             let rates = raise.as_deref().and_then(|r| self.raises.parse(r));
             let plan = Plan::new(&limits, &sender, rates.as_deref());
-            let oversize = end_of_data.then(|| first_oversize(&plan.caps, u64::from(recipients))).flatten();
+            let oversize = end_of_data
+                .then(|| first_oversize(&plan.caps, &plan.counters, u64::from(recipients)))
+                .flatten();
+            let per_message = (end_of_data && plan.per_message > 0 && real > u64::from(plan.per_message))
+                .then_some(plan.per_message);
             let ask = Consume {
                 sender: &sender,
                 recipients,
@@ -300,6 +306,7 @@ impl<S: CounterStore> Policy<S> {
                 server: &self.server,
                 message,
                 oversize,
+                per_message,
             };
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,
@@ -313,7 +320,7 @@ impl<S: CounterStore> Policy<S> {
                     let text = text::locked(&self.replies.load(), &sender, recipients.into());
                     return (
                         Decided::Final(guard::locked(&ask, &watch, req, text)),
-                        Outcome::Defer { scope: "locked", window: "-".into() },
+                        Outcome::Defer(Cause::locked()),
                     );
                 }
                 Ok(Answer::Raised(now)) => {
@@ -423,10 +430,19 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
         return Some(Refusal {
             action: Action::DeferIfPermit(text::locked(replies, ask.sender, n)),
-            outcome: Outcome::Defer { scope: "locked", window: "-".into() },
-            would: Outcome::WouldDefer { scope: "locked", window: "-".into() },
+            outcome: Outcome::Defer(Cause::locked()),
+            would: Outcome::WouldDefer(Cause::locked()),
             verb: "DEFER",
             detail: "cap=locked".into(),
+        });
+    }
+    if let Some(max) = ask.per_message {
+        return Some(Refusal {
+            action: Action::Reject(text::too_many(replies, ask.sender, max.into(), n)),
+            outcome: Outcome::Reject(Cause::per_message()),
+            would: Outcome::WouldReject,
+            verb: "REJECT",
+            detail: format!("reason=per_message max_rcpt_per_message={max}"),
         });
     }
     let check = counts.refused.and_then(|i| ask.caps.get(i))?;
@@ -434,27 +450,29 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     let (cap, window, limit) = (counter.scope.name(), counter.window, check.limit);
     // The refusing cap's own figures (the line's mailbox= and global= are the daily ones).
     let used = counts.before.get(check.counter).copied().unwrap_or_default();
-    let detail = format!("cap={cap} window={window} used={used}/{limit}");
-    let deferred = Outcome::Defer { scope: counter.scope.name(), window: window.to_string() };
-    let would_defer = Outcome::WouldDefer { scope: counter.scope.name(), window: window.to_string() };
-    if ask.oversize.is_none() {
+    let unit = if counter.unit == Unit::Msg { " unit=msg" } else { "" };
+    let detail = format!("cap={cap} window={window}{unit} used={used}/{limit}");
+    let too_big = ask.oversize.is_some();
+    let cause = Cause::cap(counter.scope.name(), window, counter.unit, too_big);
+    if !too_big {
         let action = Action::DeferIfPermit(text::refused(replies, ask.sender, counter, limit, n));
-        return Some(Refusal { action, outcome: deferred, would: would_defer, verb: "DEFER", detail });
+        let would = Outcome::WouldDefer(cause.clone());
+        return Some(Refusal { action, outcome: Outcome::Defer(cause), would, verb: "DEFER", detail });
     }
     let text = text::too_big(replies, ask.sender, counter, limit, n);
     let detail = detail + " reason=oversize";
     Some(match oversize {
         Oversize::Reject => Refusal {
             action: Action::Reject(text),
-            outcome: Outcome::Reject { scope: counter.scope.name(), window: window.to_string() },
+            outcome: Outcome::Reject(cause),
             would: Outcome::WouldReject,
             verb: "REJECT",
             detail,
         },
         Oversize::Defer => Refusal {
             action: Action::DeferIfPermit(text),
-            outcome: deferred,
-            would: would_defer,
+            would: Outcome::WouldDefer(cause.clone()),
+            outcome: Outcome::Defer(cause),
             verb: "DEFER",
             detail,
         },

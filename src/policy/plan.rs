@@ -1,12 +1,13 @@
 //! Which counters a message moves and which caps it must fit under, from the current limits:
 //! the sender's, its domain's and the server's daily counters always, and each shorter window
-//! some cap of that scope uses; the enforced caps in the contract's order (mailbox, domain,
-//! server; longer windows first). An exempt sender moves only its own daily counter.
+//! some cap of that scope uses (of messages too, for message caps); the enforced caps in the
+//! contract's order (mailbox, domain, server; longer windows first, recipients before messages).
+//! An exempt sender moves only its own daily counter.
 
 use crate::limits::{Cap, Limits};
 use crate::sender::Mailbox;
 use crate::store::{Check, Counter, Scope};
-use crate::window::{Rate, Window};
+use crate::window::{Rate, Unit, Window};
 
 /// One message's counters and caps.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +21,8 @@ pub(super) struct Plan {
     pub exempt: bool,
     /// The mailbox's daily cap as applied (for the log line); `None` when exempt or uncapped.
     pub mailbox_daily: Option<Cap>,
+    /// `max_rcpt_per_message` as it applies to this sender (0: off).
+    pub per_message: u32,
 }
 
 impl Plan {
@@ -27,13 +30,13 @@ impl Plan {
     pub fn new(limits: &Limits, sender: &Mailbox, raise: Option<&[Rate]>) -> Self {
         let mut mailbox = limits.mailbox_caps(sender);
         if let Some(raise) = raise {
-            mailbox.caps = raise.iter().map(|r| (r.window, Cap::Enforced(r.limit))).collect();
-            mailbox.caps.sort_by_key(|(w, _)| std::cmp::Reverse(w.minutes()));
+            mailbox.caps = raise.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
+            crate::limits::sort_caps(&mut mailbox.caps);
         }
         let mailbox_daily = if mailbox.exempt {
             None
         } else {
-            mailbox.caps.iter().find(|(w, _)| *w == Window::Day).map(|(_, c)| *c)
+            mailbox.caps.iter().find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt).map(|(_, _, c)| *c)
         };
         let mut plan = Self {
             counters: Vec::with_capacity(4),
@@ -41,34 +44,35 @@ impl Plan {
             unknown: false,
             exempt: mailbox.exempt,
             mailbox_daily,
+            per_message: mailbox.per_message,
         };
-        plan.counter(Scope::Mailbox, Window::Day);
+        plan.counter(Scope::Mailbox, Window::Day, Unit::Rcpt);
         if mailbox.exempt {
             return plan;
         }
         let domain = sender.domain();
         if domain.is_some() {
-            plan.counter(Scope::Domain, Window::Day);
+            plan.counter(Scope::Domain, Window::Day, Unit::Rcpt);
         }
-        plan.counter(Scope::Server, Window::Day);
-        for (window, cap) in mailbox.caps {
-            let i = plan.counter(Scope::Mailbox, window);
+        plan.counter(Scope::Server, Window::Day, Unit::Rcpt);
+        for (window, unit, cap) in mailbox.caps {
+            let i = plan.counter(Scope::Mailbox, window, unit);
             plan.cap(i, cap);
         }
-        for &(window, cap) in domain.map_or(&[][..], |d| limits.domain_caps(d)) {
-            let i = plan.counter(Scope::Domain, window);
+        for &(window, unit, cap) in domain.map_or(&[][..], |d| limits.domain_caps(d)) {
+            let i = plan.counter(Scope::Domain, window, unit);
             plan.cap(i, cap);
         }
-        for &(window, cap) in limits.server_caps() {
-            let i = plan.counter(Scope::Server, window);
+        for &(window, unit, cap) in limits.server_caps() {
+            let i = plan.counter(Scope::Server, window, unit);
             plan.cap(i, cap);
         }
         plan
     }
 
     /// The index of the counter, added when new.
-    fn counter(&mut self, scope: Scope, window: Window) -> usize {
-        let wanted = Counter { scope, window };
+    fn counter(&mut self, scope: Scope, window: Window, unit: Unit) -> usize {
+        let wanted = Counter { scope, window, unit };
         self.counters.iter().position(|c| *c == wanted).unwrap_or_else(|| {
             self.counters.push(wanted);
             self.counters.len() - 1
@@ -82,11 +86,11 @@ impl Plan {
         }
     }
 
-    /// The counter's value in `values` (one per counter), 0 when it is not moved.
+    /// The recipient counter's value in `values` (one per counter), 0 when it is not moved.
     pub fn value(&self, values: &[u64], scope: Scope, window: Window) -> u64 {
         self.counters
             .iter()
-            .position(|c| *c == Counter { scope, window })
+            .position(|c| *c == Counter::rcpt(scope, window))
             .and_then(|i| values.get(i).copied())
             .unwrap_or(0)
     }
@@ -113,7 +117,7 @@ mod tests {
     fn daily_counters_always_and_caps_in_order() {
         let limits = Limits::from_config(&settings());
         let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
-        let day = |scope| Counter { scope, window: Window::Day };
+        let day = |scope| Counter::rcpt(scope, Window::Day);
         assert_eq!(plan.counters, vec![day(Scope::Mailbox), day(Scope::Domain), day(Scope::Server)]);
         assert_eq!(plan.caps, vec![Check { counter: 0, limit: 5 }, Check { counter: 2, limit: 999 }]);
         assert!(!plan.unknown);
@@ -135,7 +139,7 @@ mod tests {
         .expect("valid");
         let limits = Limits::from_config(&config.limits);
         let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
-        let c = |scope, w: &str| Counter { scope, window: Window::parse(w).expect("window") };
+        let c = |scope, w: &str| Counter::rcpt(scope, Window::parse(w).expect("window"));
         assert_eq!(
             plan.counters,
             vec![
@@ -159,7 +163,7 @@ mod tests {
                 (c(Scope::Server, "15m"), 100),
             ]
         );
-        let raised = [Rate { limit: 500, window: Window::Day }, Rate { limit: 100, window: Window::HOUR }];
+        let raised = [Rate::rcpt(500, Window::Day), Rate::rcpt(100, Window::HOUR)];
         let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised));
         let mailbox: Vec<(Counter, u64)> = plan
             .caps
@@ -175,6 +179,38 @@ mod tests {
         let vip = Plan::new(&limits, &normalize("vip@x.org").expect("valid"), None);
         assert!(vip.exempt && vip.caps.is_empty());
         assert_eq!(vip.counters, vec![c(Scope::Mailbox, "1d")], "only its own counter");
+    }
+
+    /// Issue 22 item 2: a message cap moves a message counter of its own, checked after the
+    /// recipient cap of the same window.
+    #[test]
+    fn message_caps_move_message_counters() {
+        let config = crate::config::from_toml(
+            "[limits]\nglobal_rates = [\"500msg/1h\"]\nmax_rcpt_per_message = 50\n\
+             [[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 50\nrates = [\"40msg/1h\", \"20/1h\"]\n",
+        )
+        .expect("valid");
+        let limits = Limits::from_config(&config.limits);
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
+        let msg =
+            |scope, w: &str| Counter { scope, window: Window::parse(w).expect("window"), unit: Unit::Msg };
+        let caps: Vec<(Counter, u64)> =
+            plan.caps.iter().map(|k| (plan.counters[k.counter], k.limit)).collect();
+        assert_eq!(
+            caps,
+            vec![
+                (Counter::rcpt(Scope::Mailbox, Window::Day), 50),
+                (Counter::rcpt(Scope::Mailbox, Window::HOUR), 20),
+                (msg(Scope::Mailbox, "1h"), 40),
+                (Counter::rcpt(Scope::Server, Window::Day), 999),
+                (msg(Scope::Server, "1h"), 500),
+            ]
+        );
+        assert_eq!(plan.per_message, 50);
+        let raised = [Rate::parse("100msg/1h", 1000).expect("rate"), Rate::rcpt(500, Window::Day)];
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised));
+        assert_eq!(plan.caps[1].limit, 100, "a raise of a message cap");
+        assert_eq!(plan.counters[plan.caps[1].counter], msg(Scope::Mailbox, "1h"));
     }
 
     #[test]

@@ -76,7 +76,7 @@ mod tests {
         assert_eq!(r.get(&bob).as_deref(), Some("500/1d 100/1h"));
         assert_eq!(
             r.parse("500/1d 100/1h"),
-            Some(vec![Rate { limit: 500, window: Window::Day }, Rate { limit: 100, window: Window::HOUR }])
+            Some(vec![Rate::rcpt(500, Window::Day), Rate::rcpt(100, Window::HOUR)])
         );
         assert_eq!(r.parse("lots"), None);
         assert_eq!(r.parse(""), None);

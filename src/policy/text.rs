@@ -68,13 +68,20 @@ pub fn locked_text(sender: &Mailbox) -> String {
 /// The reply text for a sender over its own daily cap.
 #[must_use]
 pub fn mailbox_text(sender: &Mailbox, limit: u64) -> String {
-    refusal_text(sender, Counter { scope: Scope::Mailbox, window: Window::Day }, limit)
+    refusal_text(sender, Counter::rcpt(Scope::Mailbox, Window::Day), limit)
 }
 
 /// The reply text when the server-wide daily cap is reached.
 #[must_use]
 pub fn global_text(sender: &Mailbox, limit: u64) -> String {
-    refusal_text(sender, Counter { scope: Scope::Server, window: Window::Day }, limit)
+    refusal_text(sender, Counter::rcpt(Scope::Server, Window::Day), limit)
+}
+
+/// The reply text for a message with more recipients than `max_rcpt_per_message` (contract:
+/// exact wording), e.g. `alice@example.com: At most 100 recipients per message`.
+#[must_use]
+pub fn per_message_text(sender: &Mailbox, limit: u64) -> String {
+    format!("{sender}: At most {limit} recipients per message")
 }
 
 /// The admin's `[replies]` text for `case` when there is one, else the contract's (`builtin`).
@@ -108,6 +115,12 @@ pub(super) fn too_big(replies: &Replies, sender: &Mailbox, counter: Counter, lim
     };
     let fill = fill(sender, counter.window, limit, n);
     reply(replies, case, &fill, || oversize_text(sender, counter, limit, n))
+}
+
+/// The reply to a message with more recipients than `max_rcpt_per_message` allows.
+pub(super) fn too_many(replies: &Replies, sender: &Mailbox, limit: u64, n: u64) -> String {
+    let fill = fill(sender, Window::Day, limit, n);
+    reply(replies, Case::PerMessage, &fill, || per_message_text(sender, limit))
 }
 
 /// The reply to a locked sender.
@@ -162,7 +175,7 @@ mod tests {
     fn every_scope_and_window_is_spelled_as_the_contract_says() {
         let alice = normalize("alice@Bücher.example").expect("valid");
         let text = |scope, window: &str, limit| {
-            refusal_text(&alice, Counter { scope, window: Window::parse(window).expect("window") }, limit)
+            refusal_text(&alice, Counter::rcpt(scope, Window::parse(window).expect("window")), limit)
         };
         let a = "alice@xn--bcher-kva.example";
         let d = "xn--bcher-kva.example";
@@ -243,7 +256,7 @@ mod tests {
                 ),
             ),
         ] {
-            let counter = Counter { scope, window: Window::parse(window).expect("window") };
+            let counter = Counter::rcpt(scope, Window::parse(window).expect("window"));
             assert_eq!(oversize_text(&alice, counter, limit, n), want);
         }
         assert_eq!(mailbox_text(&alice, 5), format!("{a}: Your daily limit of 5 messages reached"));

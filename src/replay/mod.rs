@@ -108,23 +108,17 @@ pub async fn run(
 /// `{"i", "action", "cap", "unit", "reason"}` (DESIGN "Replay").
 fn decision_line(i: usize, action: &Action, outcome: &Outcome) -> String {
     let mut line = serde_json::json!({"i": i, "action": action.name()});
-    let cap = match outcome {
-        Outcome::Defer { scope: "locked", .. } => Some("locked".to_owned()),
-        Outcome::Defer { scope, window } | Outcome::Reject { scope, window } => {
-            Some(format!("{scope}/{window}"))
-        }
-        Outcome::WouldDefer { scope: "locked", .. } => Some("locked".to_owned()),
-        Outcome::WouldDefer { scope, window } => Some(format!("{scope}/{window}")),
-        _ => None,
+    let (Outcome::Defer(cause) | Outcome::Reject(cause) | Outcome::WouldDefer(cause)) = outcome else {
+        return line.to_string();
     };
-    if let Some(cap) = cap {
-        line["cap"] = cap.clone().into();
+    if let Some(cap) = cause.name() {
         if cap != "locked" {
-            line["unit"] = "rcpt".into();
+            line["unit"] = cause.unit.name().into();
         }
+        line["cap"] = cap.into();
     }
-    if matches!(outcome, Outcome::Reject { .. }) {
-        line["reason"] = "oversize".into();
+    if let Some(reason) = cause.reason() {
+        line["reason"] = reason.into();
     }
     line.to_string()
 }

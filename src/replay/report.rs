@@ -9,6 +9,7 @@ use serde_json::json;
 use crate::metrics::Outcome;
 use crate::notify::{Event, Kind};
 use crate::protocol::{Action, Request};
+use crate::window::Unit;
 
 /// The summary.
 #[derive(Debug, Default)]
@@ -52,14 +53,21 @@ impl Report {
                 let (n, _) = crate::policy::recipients(req.recipient_count, self.max_recipients);
                 self.accepted_recipients += u64::from(n);
             }
-            (Action::DeferIfPermit(_), Outcome::Defer { scope, window }) => {
+            (Action::DeferIfPermit(_), Outcome::Defer(cause)) => {
                 *deferred += 1;
-                let key = if *scope == "locked" { "locked".to_owned() } else { format!("{scope}/{window}") };
+                // `mailbox/1h`, `mailbox/1h/msg` for a message cap, `locked`.
+                let mut key = cause.name().unwrap_or_default();
+                if cause.unit == Unit::Msg {
+                    key.push_str("/msg");
+                }
                 *self.deferred.entry(key).or_insert(0) += 1;
             }
-            (Action::Reject(_), _) => {
+            (Action::Reject(_), Outcome::Reject(cause)) => {
                 *deferred += 1;
-                self.oversize += 1;
+                match cause.reason() {
+                    Some("per_message") => self.per_message += 1,
+                    _ => self.oversize += 1,
+                }
             }
             _ => {}
         }

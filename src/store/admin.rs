@@ -12,7 +12,7 @@ use super::protect::Lock;
 use super::target::Target;
 use crate::config::RedisSettings;
 use crate::sender::Mailbox;
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// A connection for one admin command.
 pub struct AdminStore {
@@ -31,22 +31,22 @@ impl AdminStore {
         Ok(Self { conn, keys: KeySchema::new(&settings.key_prefix) })
     }
 
-    /// The values of `who`'s counters over `windows` in the windows holding `local` (0 when
-    /// absent or unreadable).
+    /// The values of `who`'s counters over `windows` (each with its unit) in the windows holding
+    /// `local` (0 when absent or unreadable).
     ///
     /// # Errors
     /// Redis faults.
     pub async fn values(
         &mut self,
         local: NaiveDateTime,
-        windows: &[Window],
+        windows: &[(Window, Unit)],
         who: Who<'_>,
     ) -> Result<Vec<u64>, StoreError> {
         if windows.is_empty() {
             return Ok(Vec::new());
         }
         let keys: Vec<String> =
-            windows.iter().map(|w| self.keys.window(local, *w, who).to_string()).collect();
+            windows.iter().map(|&(w, u)| self.keys.window(local, w, u, who).to_string()).collect();
         let values: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query_async(&mut self.conn).await?;
         Ok(values.into_iter().map(|v| v.and_then(|v| v.parse().ok()).unwrap_or(0)).collect())
     }
@@ -60,11 +60,11 @@ impl AdminStore {
     pub async fn reset(
         &mut self,
         local: NaiveDateTime,
-        windows: &[Window],
+        windows: &[(Window, Unit)],
         who: Who<'_>,
     ) -> Result<(Vec<(String, u64)>, Option<u64>), StoreError> {
         let keys: Vec<String> =
-            windows.iter().map(|w| self.keys.window(local, *w, who).to_string()).collect();
+            windows.iter().map(|&(w, u)| self.keys.window(local, w, u, who).to_string()).collect();
         let top = self.keys.top(local.date());
         let mut pipe = redis::pipe();
         pipe.atomic();
@@ -143,7 +143,7 @@ impl AdminStore {
         for chunk in domains.chunks(1000) {
             let keys: Vec<String> = chunk
                 .iter()
-                .map(|d| self.keys.window(midnight, Window::Day, Who::Domain(d)).to_string())
+                .map(|d| self.keys.window(midnight, Window::Day, Unit::Rcpt, Who::Domain(d)).to_string())
                 .collect();
             let values: Vec<Option<String>> =
                 redis::cmd("MGET").arg(&keys).query_async(&mut self.conn).await?;

@@ -1,7 +1,8 @@
 -- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
 -- KEYS[1..k]  the counters the message moves (k = #KEYS - 9): daily ones
---             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>)
+--             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>);
+--             message counters are the same after <prefix>:m:
 -- KEYS[k+1]   the violations list (<prefix>:violations)
 -- KEYS[k+2]   today's top senders, a sorted set (<prefix>:top:YYYY-MM-DD)
 -- KEYS[k+3]   the sender's temporary raise (<prefix>:raise:<email>)
@@ -33,19 +34,26 @@
 -- ARGV[17]    the cap (1-based) that n alone exceeds, as the caller found it (0: none): the
 --             message can never fit, it is refused by that cap whatever the counters say
 -- ARGV[18]    the TTL in seconds of today's top senders (kept 8 days, for `top --date`)
--- ARGV[19 .. 18+k]  each counter's TTL in seconds (given when created, or when found without one)
--- then 4 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
---             record's type ("user", "domain", "global") and window ("1d", "1h", "15m", ...)
+-- ARGV[19]    the max_rcpt_per_message that n exceeds, as the caller found it (0: none): the
+--             message is rejected before any cap is looked at
+-- ARGV[20 .. 19+2k]  2 per counter: its TTL in seconds (given when created, or when found
+--             without one) and what the message adds to it (n for recipients, 1 for messages)
+-- then 5 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
+--             record's type ("user", "domain", "global"), window ("1d", "1h", "15m", ...) and
+--             unit ("rcpt" or "msg")
 --
 -- The order of the checks: (1) client-address tracking, suspects and their locks (counting
--- only; refused or not); (2) a lock; (4) the oversize cap (ARGV[17]); (5) the first cap without
--- room; (6) else count.
+-- only; refused or not); (2) a lock; (3) max_rcpt_per_message (ARGV[19]); (4) the oversize cap
+-- (ARGV[17]); (5) the first cap without room; (6) else count.
 -- Reply {0, events, ips, lock, c1, ..., ck}: the message fits; c1..ck are the counters before it.
 -- Reply {i, events, ips, lock, c1, ..., ck}: cap i (1-based) refused it. When counting, a
 -- refusal of a new message (neither its fingerprint nor its transaction seen today) pushes a
--- JSON violation record onto KEYS[k+1] (newest first; `"oversize":true` for an oversize one)
--- and trims the list; a retry pushes nothing. A new message refused by a mailbox cap (type
--- "user", not oversize) counts toward lock_after_refusals. At RCPT nothing is recorded or
+-- JSON violation record onto KEYS[k+1] (newest first; `"oversize":true` for an oversize one,
+-- `"unit":"msg"` for a message cap) and trims the list; a retry pushes nothing. A new message
+-- refused by a mailbox cap (type "user", not oversize) counts toward lock_after_refusals.
+-- Reply {0, events, ips, lock, c1, ..., ck} also when ARGV[19] rejected the message: nothing was
+-- counted (in enforce mode), a new message was recorded (`"per_message":true`, window
+-- "message"); it never counts toward a lock and makes no first-refusal event. At RCPT nothing is recorded or
 -- counted. Counters only grow when the message fits (or in log-only mode), all together, so a
 -- refused burst burns no quota; a counted message also adds n to the sender's score in
 -- KEYS[k+2] (the set gets ARGV[18] as TTL when it has none).
@@ -87,10 +95,11 @@ local function typed(key, want)
   return t == 'none' or t == want
 end
 
--- The decision rule, mirrored from `store::first_full`: the first cap without room for n more.
-local function first_full(before, caps, n)
+-- The decision rule, mirrored from `store::first_full`: the first cap without room for what the
+-- message adds to its counter.
+local function first_full(before, caps, adds)
   for i, c in ipairs(caps) do
-    if before[c.counter] + n > c.limit then
+    if before[c.counter] + adds[c.counter] > c.limit then
       return i
     end
   end
@@ -122,6 +131,11 @@ local max_ips, lock_after = tonumber(ARGV[10]), tonumber(ARGV[12])
 local instance, fingerprint, fp_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
 local oversize = tonumber(ARGV[17])
 local top_ttl = tonumber(ARGV[18])
+local per_message = tonumber(ARGV[19])
+local ttls, adds = {}, {}
+for i = 1, k do
+  ttls[i], adds[i] = tonumber(ARGV[18 + 2 * i]), tonumber(ARGV[19 + 2 * i])
+end
 local autolock = enforce and ARGV[11] == '1'
 local tracking = counting and max_ips > 0 and client ~= ''
 
@@ -151,19 +165,25 @@ if not stopped then
     if v == nil then return {BAD, KEYS[i]} end
     before[i], exists[i] = v, e
   end
-  for a = 19 + k, #ARGV, 4 do
+  for a = 20 + 2 * k, #ARGV, 5 do
     caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
-                       kind = ARGV[a + 2], window = ARGV[a + 3]}
+                       kind = ARGV[a + 2], window = ARGV[a + 3], unit = ARGV[a + 4]}
   end
-  if oversize ~= 0 then full = oversize else full = first_full(before, caps, n) end
-  records = full ~= 0 and counting
+  if per_message ~= 0 then
+    full = 0
+  elseif oversize ~= 0 then
+    full = oversize
+  else
+    full = first_full(before, caps, adds)
+  end
+  records = (full ~= 0 or per_message ~= 0) and counting
   -- A refusal must be recorded: a violations list of the wrong type fails it open. (A suspect
   -- or lock record found to have nowhere to go is skipped instead: see `record`.)
   if records then
     if not typed(violations, 'list') then return {BAD, violations} end
     if not typed(fp, 'set') then return {BAD, fp} end
   end
-  moves = counting and (full == 0 or not enforce)
+  moves = counting and ((full == 0 and per_message == 0) or not enforce)
   if moves and not typed(top, 'zset') then return {BAD, top} end
 end
 local refusals_exist = false
@@ -236,16 +256,24 @@ if stopped then return {LOCKED, events, seen, locked} end
 -- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
 for i = 1, peek and 0 or k do
   if exists[i] and redis.call('TTL', KEYS[i]) == -1 then
-    redis.call('EXPIRE', KEYS[i], tonumber(ARGV[18 + i]))
+    redis.call('EXPIRE', KEYS[i], ttls[i])
   end
+end
+
+-- (3) Too many recipients for one message: recorded once, never counted toward a lock.
+if per_message ~= 0 and records and new_message() then
+  record('user', per_message, n, 'message', ',"per_message":true')
 end
 
 -- (4), (5) A refusal.
 if full ~= 0 then
   local c = caps[full]
   local new = records and new_message()
-  if new then record(c.kind, c.limit, before[c.counter], c.window, oversize ~= 0 and ',"oversize":true' or nil) end
-  if enforce and oversize == 0 and not peek and once(KEYS[c.counter], tonumber(ARGV[18 + c.counter])) then
+  if new then
+    local extra = (oversize ~= 0 and ',"oversize":true' or '') .. (c.unit == 'msg' and ',"unit":"msg"' or '')
+    record(c.kind, c.limit, before[c.counter], c.window, extra)
+  end
+  if enforce and oversize == 0 and not peek and once(KEYS[c.counter], ttls[c.counter]) then
     events = events + FIRST_REFUSAL
   end
   if counts_refusals and counts_toward_lock(c.kind, oversize ~= 0, new) then
@@ -258,8 +286,8 @@ end
 -- (6) Count.
 if moves then
   for i = 1, k do
-    redis.call('INCRBY', KEYS[i], n)
-    if not exists[i] then redis.call('EXPIRE', KEYS[i], tonumber(ARGV[18 + i])) end
+    redis.call('INCRBY', KEYS[i], adds[i])
+    if not exists[i] then redis.call('EXPIRE', KEYS[i], ttls[i]) end
   end
   -- A new member: the first message of the sender today; give the set a TTL if it has none.
   if tonumber(redis.call('ZINCRBY', top, n, sender)) == n and redis.call('TTL', top) < 0 then

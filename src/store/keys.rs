@@ -7,7 +7,7 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
 use super::{Counter, Scope};
 use crate::sender::Mailbox;
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// Counter keys live about 26 hours: past local midnight in every time zone shift, then gone.
 pub const COUNTER_TTL_SECS: u64 = Window::Day.ttl_secs();
@@ -25,8 +25,8 @@ pub fn rest_of_day_ttl(local: NaiveDateTime) -> u64 {
 }
 
 /// Builds `<prefix>:YYYY-MM-DD:<who>` (daily), `<prefix>:YYYY-MM-DDTHHMM/<w>:<who>` (a shorter
-/// window starting at local HH:MM), with `<who>` an email, `@<domain>` or `global`, and
-/// `<prefix>:violations`.
+/// window starting at local HH:MM), with `<who>` an email, `@<domain>` or `global`, for
+/// recipients; the same after `<prefix>:m:` for messages; and `<prefix>:violations`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeySchema {
     prefix: String,
@@ -45,13 +45,13 @@ impl KeySchema {
     /// Today's counter of one sender.
     #[must_use]
     pub fn sender<'a>(&'a self, day: NaiveDate, sender: &'a Mailbox) -> Key<'a> {
-        self.window(day.and_time(NaiveTime::MIN), Window::Day, Who::Mailbox(sender))
+        self.window(day.and_time(NaiveTime::MIN), Window::Day, Unit::Rcpt, Who::Mailbox(sender))
     }
 
     /// Today's server-wide counter.
     #[must_use]
     pub fn global(&self, day: NaiveDate) -> Key<'_> {
-        self.window(day.and_time(NaiveTime::MIN), Window::Day, Who::Server)
+        self.window(day.and_time(NaiveTime::MIN), Window::Day, Unit::Rcpt, Who::Server)
     }
 
     /// The counter of `counter` for `sender` in the window holding the local time `local`;
@@ -68,13 +68,13 @@ impl KeySchema {
             Scope::Domain => Who::Domain(sender.domain()?),
             Scope::Server => Who::Server,
         };
-        Some(self.window(local, counter.window, who))
+        Some(self.window(local, counter.window, counter.unit, who))
     }
 
-    /// The counter of `who` over `window` in the window holding the local time `local`.
+    /// The counter of `who`'s `unit`s over `window` in the window holding the local time `local`.
     #[must_use]
-    pub fn window<'a>(&'a self, local: NaiveDateTime, window: Window, who: Who<'a>) -> Key<'a> {
-        self.key(Name::Window(local, window, who))
+    pub fn window<'a>(&'a self, local: NaiveDateTime, window: Window, unit: Unit, who: Who<'a>) -> Key<'a> {
+        self.key(Name::Window(local, window, unit, who))
     }
 
     /// Today's top senders: a sorted set, recipients accepted per sender.
@@ -179,7 +179,7 @@ pub struct Key<'a> {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Name<'a> {
-    Window(NaiveDateTime, Window, Who<'a>),
+    Window(NaiveDateTime, Window, Unit, Who<'a>),
     Top(NaiveDate),
     Raise(&'a Mailbox),
     Lock(&'a Mailbox),
@@ -213,14 +213,18 @@ impl fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let p = self.prefix;
         match self.name {
-            Name::Window(local, window, who) => {
+            Name::Window(local, window, unit, who) => {
+                f.write_str(p)?;
+                if unit == Unit::Msg {
+                    f.write_str(":m")?;
+                }
                 match window {
-                    Window::Day => write!(f, "{p}:{}:", Day(local.date()))?,
+                    Window::Day => write!(f, ":{}:", Day(local.date()))?,
                     window => {
                         let start = window.start(local);
                         write!(
                             f,
-                            "{p}:{}T{:02}{:02}/{window}:",
+                            ":{}T{:02}{:02}/{window}:",
                             Day(start.date()),
                             start.hour(),
                             start.minute()
@@ -348,9 +352,22 @@ mod tests {
         let alice = normalize("Alice@Bücher.Example").expect("valid");
         let t = NaiveDateTime::parse_from_str("2026-03-07 13:47:12", "%Y-%m-%d %H:%M:%S").expect("valid");
         let key = |scope, window: &str| {
-            keys.counter(t, Counter { scope, window: Window::parse(window).expect("window") }, &alice)
+            keys.counter(t, Counter::rcpt(scope, Window::parse(window).expect("window")), &alice)
                 .map(|k| k.to_string())
         };
+        let messages = |scope, window: &str| {
+            let counter = Counter { scope, window: Window::parse(window).expect("window"), unit: Unit::Msg };
+            keys.counter(t, counter, &alice).map(|k| k.to_string())
+        };
+        assert_eq!(
+            messages(Scope::Mailbox, "1d").as_deref(),
+            Some("erl:m:2026-03-07:alice@xn--bcher-kva.example")
+        );
+        assert_eq!(
+            messages(Scope::Domain, "1h").as_deref(),
+            Some("erl:m:2026-03-07T1300/1h:@xn--bcher-kva.example")
+        );
+        assert_eq!(messages(Scope::Server, "15m").as_deref(), Some("erl:m:2026-03-07T1345/15m:global"));
         assert_eq!(key(Scope::Mailbox, "1d").as_deref(), Some("erl:2026-03-07:alice@xn--bcher-kva.example"));
         assert_eq!(key(Scope::Domain, "1d").as_deref(), Some("erl:2026-03-07:@xn--bcher-kva.example"));
         assert_eq!(key(Scope::Server, "1d").as_deref(), Some("erl:2026-03-07:global"));
@@ -368,14 +385,14 @@ mod tests {
             key(Scope::Mailbox, "1m").as_deref(),
             Some("erl:2026-03-07T1347/1m:alice@xn--bcher-kva.example")
         );
-        let day = Counter { scope: Scope::Mailbox, window: Window::Day };
+        let day = Counter::rcpt(Scope::Mailbox, Window::Day);
         assert_eq!(
             keys.counter(t, day, &alice).map(|k| k.to_string()),
             Some(keys.sender(t.date(), &alice).to_string()),
             "v1 keys unchanged"
         );
         let bob = normalize("bob").expect("valid");
-        assert_eq!(keys.counter(t, Counter { scope: Scope::Domain, window: Window::Day }, &bob), None);
+        assert_eq!(keys.counter(t, Counter::rcpt(Scope::Domain, Window::Day), &bob), None);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use super::{
     Answer, Consume, CounterStore, Counts, Events, Lock, Operation, StoreError, Violation, Watch, first_full,
 };
 use crate::config::Mode;
+use crate::window::Unit;
 
 #[derive(Debug, Default)]
 struct State {
@@ -71,6 +72,15 @@ impl State {
     }
 }
 
+/// The optional fields of a violation record.
+#[derive(Debug, Clone, Copy, Default)]
+struct Extra {
+    oversize: bool,
+    /// A message cap (`"unit":"msg"`).
+    messages: bool,
+    per_message: bool,
+}
+
 /// Counters in a mutex-guarded map, keyed like Redis.
 #[derive(Debug)]
 pub struct MemoryStore {
@@ -103,22 +113,20 @@ impl MemoryStore {
 
     /// Pushes a violation record (`consume.lua`'s `record`).
     fn record(&self, state: &mut State, c: &Consume<'_>, kind: &str, limit: u64, count: u64, window: &str) {
-        self.push(state, c, kind, limit, count, window, false);
+        self.push(state, c, (kind, limit, count, window), Extra::default());
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn push(
         &self,
         state: &mut State,
         c: &Consume<'_>,
-        kind: &str,
-        limit: u64,
-        count: u64,
-        window: &str,
-        oversize: bool,
+        (kind, limit, count, window): (&str, u64, u64, &str),
+        extra: Extra,
     ) {
         state.violations.push_front(Violation {
-            oversize,
+            oversize: extra.oversize,
+            unit: extra.messages.then(|| "msg".to_owned()),
+            per_message: extra.per_message,
             ts: c.at.unix,
             kind: kind.to_owned(),
             user: c.sender.to_string(),
@@ -183,8 +191,12 @@ impl MemoryStore {
             .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.text()))
             .collect();
         let before: Vec<u64> = keys.iter().map(|k| k.as_ref().map_or(0, |k| state.value(k, now))).collect();
-        let refused = if stopped { None } else { c.oversize.or_else(|| first_full(&before, c.caps, n)) };
-        let records = refused.is_some() && counting;
+        let adds = c.adds();
+        let refused = match (stopped, c.per_message) {
+            (true, _) | (false, Some(_)) => None,
+            (false, None) => c.oversize.or_else(|| first_full(&before, c.caps, &adds)),
+        };
+        let records = (refused.is_some() || c.per_message.is_some()) && counting;
         let mut events = Events::default();
         let mut client_ips = 0;
         let max_ips = c.guard.max_client_ips;
@@ -211,6 +223,14 @@ impl MemoryStore {
         if stopped {
             return Answer::Locked(Watch { events, client_ips, lock });
         }
+        // (3) Too many recipients for one message: recorded once, never toward a lock.
+        if let Some(max) = c.per_message
+            && records
+            && state.new_message(&self.keys.fingerprints(day, c.sender).to_string(), c, now)
+        {
+            let extra = Extra { per_message: true, ..Extra::default() };
+            self.push(&mut state, c, ("user", u64::from(max), n, "message"), extra);
+        }
         // (4), (5) A refusal.
         if let Some(i) = refused {
             let cap = c.caps[i];
@@ -220,8 +240,9 @@ impl MemoryStore {
             let fingerprints = self.keys.fingerprints(day, c.sender).to_string();
             let new = records && state.new_message(&fingerprints, c, now);
             if new {
-                let kind = counter.scope.kind();
-                self.push(&mut state, c, kind, cap.limit, before[cap.counter], &window, oversize);
+                let record = (counter.scope.kind(), cap.limit, before[cap.counter], window.as_str());
+                let extra = Extra { oversize, messages: counter.unit == Unit::Msg, per_message: false };
+                self.push(&mut state, c, record, extra);
             }
             if let Some(key) = keys.get(cap.counter).and_then(Option::as_ref)
                 && enforce
@@ -248,13 +269,13 @@ impl MemoryStore {
             }
         }
         // (6) Count.
-        if counting && (refused.is_none() || !enforce) {
+        if counting && ((refused.is_none() && c.per_message.is_none()) || !enforce) {
             // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
             state.add(format!("{}\t{}", self.keys.top(day), c.sender), n, now, TOP_TTL_SECS);
-            for (key, counter) in keys.into_iter().zip(c.counters) {
+            for ((key, counter), add) in keys.into_iter().zip(c.counters).zip(adds) {
                 let Some(key) = key else { continue };
                 // An expired key starts again at 0, as in Redis.
-                state.add(key, n, now, counter.window.ttl_secs());
+                state.add(key, add, now, counter.window.ttl_secs());
             }
         }
         Answer::Counts(Counts { refused, before, watch: Watch { events, client_ips, lock } })

@@ -23,7 +23,7 @@ pub use violation::Violation;
 use crate::clock::Moment;
 use crate::config::Mode;
 use crate::sender::Mailbox;
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
 /// Whether a message is counted or only checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,11 +67,20 @@ impl Scope {
     }
 }
 
-/// One counter a message moves: a scope over a window.
+/// One counter a message moves: a scope's recipients (or messages) over a window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Counter {
     pub scope: Scope,
     pub window: Window,
+    pub unit: Unit,
+}
+
+impl Counter {
+    /// A recipient counter.
+    #[must_use]
+    pub const fn rcpt(scope: Scope, window: Window) -> Self {
+        Self { scope, window, unit: Unit::Rcpt }
+    }
 }
 
 /// One cap to check: at most `limit` on `counters[counter]`.
@@ -109,6 +118,17 @@ pub struct Consume<'a> {
     /// The index in `caps` of the first cap that `recipients` alone exceed ([`first_oversize`];
     /// `None` at RCPT): the message can never fit, it is refused by that cap.
     pub oversize: Option<usize>,
+    /// The `max_rcpt_per_message` this message exceeds (`None` at RCPT, when off, or when it
+    /// fits): it is rejected before any cap is looked at (DESIGN v3 order, step 3).
+    pub per_message: Option<u32>,
+}
+
+impl Consume<'_> {
+    /// What this message adds to each counter: its recipients, or 1 on a message counter.
+    #[must_use]
+    pub fn adds(&self) -> Vec<u64> {
+        self.counters.iter().map(|c| c.unit.count(u64::from(self.recipients))).collect()
+    }
 }
 
 /// What tells one message from another across retries (DESIGN "Refusals that lock").
@@ -135,18 +155,27 @@ pub enum Answer {
 }
 
 /// The decision rule shared by every store, mirrored by `first_full` in `consume.lua`: the
-/// first cap, in order, without room for `n` more (`count + n > limit`); `before` holds the
-/// counters' values before this message.
+/// first cap, in order, without room for what the message adds to its counter
+/// (`count + add > limit`); `before` holds the counters' values before this message, `adds`
+/// what it adds to each ([`Consume::adds`]: its recipients, or 1 on a message counter).
 #[must_use]
-pub fn first_full(before: &[u64], caps: &[Check], n: u64) -> Option<usize> {
-    caps.iter().position(|c| before.get(c.counter).is_some_and(|&v| v.saturating_add(n) > c.limit))
+pub fn first_full(before: &[u64], caps: &[Check], adds: &[u64]) -> Option<usize> {
+    caps.iter().position(|c| {
+        before
+            .get(c.counter)
+            .zip(adds.get(c.counter))
+            .is_some_and(|(&v, &add)| v.saturating_add(add) > c.limit)
+    })
 }
 
-/// The first cap, in order, that `n` recipients alone exceed (`n > limit`): a message that can
-/// never fit in that window, whatever is counted.
+/// The first recipient cap, in order, that `n` recipients alone exceed (`n > limit`): a message
+/// that can never fit in that window, whatever is counted. A message cap never is (a message
+/// adds 1).
 #[must_use]
-pub fn first_oversize(caps: &[Check], n: u64) -> Option<usize> {
-    caps.iter().position(|c| n > c.limit)
+pub fn first_oversize(caps: &[Check], counters: &[Counter], n: u64) -> Option<usize> {
+    caps.iter().position(|c| {
+        counters.get(c.counter).is_some_and(|counter| counter.unit == Unit::Rcpt) && n > c.limit
+    })
 }
 
 /// What the store decided and the counters' values before this message.
@@ -241,32 +270,68 @@ mod tests {
     #[test]
     fn the_first_full_cap_in_order_is_named() {
         // cap 5: 2 then 3 fit exactly, then 1 more does not.
-        assert_eq!(first_full(&[0, 0], &[M, G], 2), None);
-        assert_eq!(first_full(&[2, 2], &[M, G], 3), None);
-        assert_eq!(first_full(&[5, 5], &[M, G], 1), Some(0));
+        assert_eq!(first_full(&[0, 0], &[M, G], &[2, 2]), None);
+        assert_eq!(first_full(&[2, 2], &[M, G], &[3, 3]), None);
+        assert_eq!(first_full(&[5, 5], &[M, G], &[1, 1]), Some(0));
         // the mailbox cap is checked first
-        assert_eq!(first_full(&[5, 999], &[M, G], 1), Some(0));
-        assert_eq!(first_full(&[0, 998], &[M, G], 2), Some(1));
-        assert_eq!(first_full(&[0, 998], &[M, G], 1), None);
+        assert_eq!(first_full(&[5, 999], &[M, G], &[1, 1]), Some(0));
+        assert_eq!(first_full(&[0, 998], &[M, G], &[2, 2]), Some(1));
+        assert_eq!(first_full(&[0, 998], &[M, G], &[1, 1]), None);
         // no caps (an uncapped or exempt sender, or caps not known yet): always fits
-        assert_eq!(first_full(&[u64::MAX, u64::MAX], &[], 1), None);
-        assert_eq!(first_full(&[u64::MAX], &[Check { counter: 0, limit: u64::MAX }], 1), None);
+        assert_eq!(first_full(&[u64::MAX, u64::MAX], &[], &[1, 1]), None);
+        assert_eq!(first_full(&[u64::MAX], &[Check { counter: 0, limit: u64::MAX }], &[1]), None);
         // two caps on one counter (an hourly and a daily on the same scope would use two)
         assert_eq!(
-            first_full(&[3], &[Check { counter: 0, limit: 10 }, Check { counter: 0, limit: 3 }], 1),
+            first_full(&[3], &[Check { counter: 0, limit: 10 }, Check { counter: 0, limit: 3 }], &[1]),
             Some(1)
         );
         // a cap naming a counter that is not there never refuses
-        assert_eq!(first_full(&[9], &[Check { counter: 4, limit: 1 }], 1), None);
+        assert_eq!(first_full(&[9], &[Check { counter: 4, limit: 1 }], &[1]), None);
+        // a message counter adds 1 whatever the recipients: 39 messages + 1 fit under 40
+        let msg = Check { counter: 1, limit: 40 };
+        assert_eq!(first_full(&[0, 39], &[M, msg], &[5, 1]), None);
+        assert_eq!(first_full(&[0, 40], &[M, msg], &[5, 1]), Some(1));
+    }
+
+    #[test]
+    fn the_adds_follow_each_counters_unit() {
+        let alice = crate::sender::normalize("alice@example.com").expect("valid");
+        let counters = [
+            Counter::rcpt(Scope::Mailbox, Window::Day),
+            Counter { scope: Scope::Mailbox, window: Window::HOUR, unit: Unit::Msg },
+        ];
+        let zone = crate::clock::Zone::Named(chrono_tz::UTC);
+        let c = Consume {
+            sender: &alice,
+            recipients: 7,
+            counters: &counters,
+            caps: &[],
+            operation: Operation::Count,
+            mode: Mode::Enforce,
+            client: "",
+            at: zone.moment(chrono::DateTime::UNIX_EPOCH),
+            raise: "",
+            guard: Guard::default(),
+            server: "",
+            message: Message::default(),
+            oversize: None,
+            per_message: None,
+        };
+        assert_eq!(c.adds(), [7, 1]);
     }
 
     #[test]
     fn oversize_is_more_recipients_than_a_cap_allows_whatever_is_counted() {
-        assert_eq!(first_oversize(&[M, G], 5), None, "exactly the cap fits an empty window");
-        assert_eq!(first_oversize(&[M, G], 6), Some(0));
-        assert_eq!(first_oversize(&[G, M], 6), Some(1), "the first in cap order");
-        assert_eq!(first_oversize(&[M, G], 1000), Some(0));
-        assert_eq!(first_oversize(&[Check { counter: 0, limit: 0 }], 1), Some(0), "a cap of 0");
-        assert_eq!(first_oversize(&[], u64::MAX), None);
+        let rcpt = [Counter::rcpt(Scope::Mailbox, Window::Day), Counter::rcpt(Scope::Server, Window::Day)];
+        assert_eq!(first_oversize(&[M, G], &rcpt, 5), None, "exactly the cap fits an empty window");
+        assert_eq!(first_oversize(&[M, G], &rcpt, 6), Some(0));
+        assert_eq!(first_oversize(&[G, M], &rcpt, 6), Some(1), "the first in cap order");
+        assert_eq!(first_oversize(&[M, G], &rcpt, 1000), Some(0));
+        assert_eq!(first_oversize(&[Check { counter: 0, limit: 0 }], &rcpt, 1), Some(0), "a cap of 0");
+        assert_eq!(first_oversize(&[], &rcpt, u64::MAX), None);
+        // A message cap is never oversize: 6 recipients are one message.
+        let msg = [Counter { unit: Unit::Msg, ..rcpt[0] }, rcpt[1]];
+        assert_eq!(first_oversize(&[M, G], &msg, 6), None);
+        assert_eq!(first_oversize(&[M, G], &msg, 1000), Some(1), "the recipient cap after it");
     }
 }

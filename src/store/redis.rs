@@ -90,9 +90,9 @@ impl RedisStore {
     /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
     /// command buffer (no per-argument allocation).
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
-        // Arguments: 3 in the head, a key per counter and 9 more keys, 18 values, a TTL per
-        // counter, 4 per cap.
-        let mut cmd = Cmd::with_capacity(3 + 9 + 18 + 2 * c.counters.len() + 4 * c.caps.len(), 1024);
+        // Arguments: 3 in the head, a key per counter and 9 more keys, 19 values, a TTL and an
+        // increment per counter, 5 per cap.
+        let mut cmd = Cmd::with_capacity(3 + 9 + 19 + 3 * c.counters.len() + 5 * c.caps.len(), 1024);
         cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 9);
         for counter in c.counters {
             let key = self
@@ -133,15 +133,20 @@ impl RedisStore {
             .arg(c.server)
             .arg(c.message.instance);
         cmd.write_arg_fmt(format_args!("{:016x}", c.message.fingerprint));
-        cmd.arg(rest_of_day_ttl(c.at.local)).arg(c.oversize.map_or(0, |i| i + 1)).arg(TOP_TTL_SECS);
+        cmd.arg(rest_of_day_ttl(c.at.local))
+            .arg(c.oversize.map_or(0, |i| i + 1))
+            .arg(TOP_TTL_SECS)
+            .arg(c.per_message.unwrap_or(0));
+        let n = u64::from(c.recipients);
         for counter in c.counters {
-            cmd.arg(counter.window.ttl_secs());
+            cmd.arg(counter.window.ttl_secs()).arg(counter.unit.count(n));
         }
         for cap in c.caps {
             let counter =
                 c.counters.get(cap.counter).ok_or_else(|| StoreError::BadReply(format!("{cap:?}")))?;
             cmd.arg(cap.counter + 1).arg(cap.limit).arg(counter.scope.kind());
             cmd.write_arg_fmt(counter.window);
+            cmd.arg(counter.unit.name());
         }
         Ok(cmd)
     }

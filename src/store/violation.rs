@@ -26,6 +26,13 @@ pub struct Violation {
     /// v3: the message had more recipients than the cap allows at all (it was rejected).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub oversize: bool,
+    /// v3: `"msg"` for a message cap; absent for a recipient cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// v3: the message had more recipients than `max_rcpt_per_message` (it was rejected;
+    /// `limit` is that setting, `count` the message's recipients, `window` is `message`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_message: bool,
 }
 
 fn one_day() -> String {

@@ -133,10 +133,7 @@ fn explicit_rows_win_and_domain_rows_are_aggregates() {
         pairs(&[("a@x.org", "5/1m"), ("b@x.org", "500/1h"), ("new@y.org", "3/5m")]),
         "inbound, inactive and 0 rows do nothing; an address not in mail_user is capped too"
     );
-    assert_eq!(
-        r.domains,
-        vec![("xn--bcher-kva.example".to_owned(), Rate { limit: 1000, window: Window::HOUR })]
-    );
+    assert_eq!(r.domains, vec![("xn--bcher-kva.example".to_owned(), Rate::rcpt(1000, Window::HOUR))]);
     assert_eq!(r.skipped, 1);
 }
 
@@ -170,8 +167,8 @@ fn several_rows_for_one_source_keep_the_strictest_cap_per_window_in_any_order() 
         assert_eq!(
             domains,
             vec![
-                ("x.org".to_owned(), Rate { limit: 50, window: Window::HOUR }),
-                ("x.org".to_owned(), Rate { limit: 900, window: Window::Day })
+                ("x.org".to_owned(), Rate::rcpt(50, Window::HOUR)),
+                ("x.org".to_owned(), Rate::rcpt(900, Window::Day))
             ]
         );
     }

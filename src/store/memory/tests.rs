@@ -7,10 +7,8 @@ use crate::sender::{Mailbox, normalize};
 use crate::store::{Check, Counter, Guard, Scope, first_oversize};
 use crate::window::Window;
 
-const DAILY: [Counter; 2] = [
-    Counter { scope: Scope::Mailbox, window: Window::Day },
-    Counter { scope: Scope::Server, window: Window::Day },
-];
+const DAILY: [Counter; 2] =
+    [Counter::rcpt(Scope::Mailbox, Window::Day), Counter::rcpt(Scope::Server, Window::Day)];
 
 /// Every message another one unless a test says otherwise.
 static MESSAGES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
@@ -33,6 +31,7 @@ fn ask<'a>(sender: &'a Mailbox, n: u32, caps: &'a [Check]) -> Consume<'a> {
             fingerprint: MESSAGES.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
         },
         oversize: None,
+        per_message: None,
     }
 }
 
@@ -131,7 +130,8 @@ fn only_new_messages_refused_by_the_senders_own_caps_count_toward_a_lock() {
         c.guard = guard;
         c.operation = operation;
         c.message = crate::store::Message { instance, fingerprint };
-        c.oversize = (operation == Operation::Count).then(|| first_oversize(&caps, u64::from(n))).flatten();
+        c.oversize =
+            (operation == Operation::Count).then(|| first_oversize(&caps, &DAILY, u64::from(n))).flatten();
         store.apply(&c)
     };
     let refusals = || {
@@ -211,7 +211,7 @@ fn counters_expire_like_redis_keys() {
     let store = MemoryStore::new(KeySchema::new("erl"), 10);
     let carol = normalize("carol@example.com").expect("valid");
     let berlin = Zone::parse("Europe/Berlin").expect("valid");
-    let hourly = [Counter { scope: Scope::Mailbox, window: Window::HOUR }];
+    let hourly = [Counter::rcpt(Scope::Mailbox, Window::HOUR)];
     let cap = [Check { counter: 0, limit: 2 }];
     let mut c = ask(&carol, 2, &cap);
     c.counters = &hourly;

@@ -254,9 +254,12 @@ fn consume_call(sha: &str, n: u64) -> redis::Cmd {
     cmd.arg(1).arg("count").arg(1).arg(1000).arg(now).arg(&user).arg("203.0.113.7").arg("");
     cmd.arg(93_600).arg(30).arg(0).arg(0).arg("mx1");
     // The message: its transaction, fingerprint, the fingerprint set's TTL, no oversize cap; the
-    // top senders' TTL.
-    cmd.arg("").arg("0123456789abcdef").arg(50_000).arg(0).arg(691_200);
-    cmd.arg(93_600).arg(93_600).arg(93_600).arg(7200).arg(7200).arg(7200);
+    // top senders' TTL; not over max_rcpt_per_message.
+    cmd.arg("").arg("0123456789abcdef").arg(50_000).arg(0).arg(691_200).arg(0);
+    // Each counter's TTL and what the message (1 recipient) adds to it.
+    for ttl in [93_600, 93_600, 93_600, 7200, 7200, 7200] {
+        cmd.arg(ttl).arg(1);
+    }
     for (i, (scope, window)) in [
         ("user", "1d"),
         ("user", "1h"),
@@ -269,7 +272,7 @@ fn consume_call(sha: &str, n: u64) -> redis::Cmd {
     .enumerate()
     {
         let counter = [1, 4, 2, 5, 3, 6][i];
-        cmd.arg(counter).arg(1_000_000_000).arg(*scope).arg(*window);
+        cmd.arg(counter).arg(1_000_000_000).arg(*scope).arg(*window).arg("rcpt");
     }
     cmd
 }

@@ -17,7 +17,7 @@
 # With ERL_BEFORE=<an older release build> and ERL_BEFORE_REV=<its git revision> (whose
 # consume.lua the raw rows call with that build's own keys and arguments), sections 1 and 2 run
 # both builds, alternating round by round, and print both rows and the ratios after/before:
-#   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=0e9a9b4 benches/v2.sh
+#   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=4a3677c benches/v2.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -38,18 +38,21 @@ sha="$(redis-cli -p "$rport" script load "$(cat src/store/consume.lua)")"
 day="$(date -u +%F)"
 hour="$(date -u +%FT%H00)"
 u='user__rand_int__@example.com'
-caps=(1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h)
-ttls=(93600 93600 93600 7200 7200 7200)
+caps=(1 $big user 1d rcpt 4 $big user 1h rcpt 2 $big domain 1d rcpt 5 $big domain 1h rcpt 3 $big global 1d rcpt 6 $big global 1h rcpt)
+ttls=(93600 1 93600 1 93600 1 7200 1 7200 1 7200 1)
+caps_21=(1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h)
+ttls_21=(93600 93600 93600 7200 7200 7200)
 counters=("erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global")
-# This build's call (issue 21: the domain's lock and the top senders' TTL of 8 days).
+# This build's call (issue 22: no per-message reject, a TTL and an increment per counter, a unit
+# per cap).
 args_after=(15 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
   "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto "erl:lock:@example.com"
-  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 "${ttls[@]}" "${caps[@]}")
-# The issue-20 call (0e9a9b4 and before, down to 542350b's successor): the fingerprint set and the
-# automatic locks' index, the message's transaction, fingerprint, the set's TTL and the oversize cap.
-args_before=(14 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
-  "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto
-  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 "${ttls[@]}" "${caps[@]}")
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "${ttls[@]}" "${caps[@]}")
+# The issue-21 call (4a3677c and before, down to 0e9a9b4's successor): the domain's lock and the
+# top senders' TTL; a TTL per counter, 4 per cap.
+args_before=(15 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
+  "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto "erl:lock:@example.com"
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 "${ttls_21[@]}" "${caps_21[@]}")
 builds=(after)
 declare -A bin shas
 bin[after]=target/release/email-ratelimit

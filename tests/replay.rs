@@ -1,6 +1,7 @@
 //! Issue 22 item 1 (`replay`): the requests a test sent to a real daemon, replayed with their
-//! times, give exactly the daemon's decisions (caps over windows, oversize, retries, suspects and
-//! locks by addresses and by refusals); the summary counts them; out-of-order input is named.
+//! times, give exactly the daemon's decisions (caps over windows, message caps, oversize,
+//! `max_rcpt_per_message`, retries, suspects and locks by addresses and by refusals); the summary
+//! counts them; out-of-order input is named.
 
 mod common;
 
@@ -10,9 +11,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use common::*;
 
 const CONFIG: &str = "store = \"memory\"\ntimezone = \"UTC\"\n[limits]\nglobal = 60\nglobal_rates = [\"40/1h\"]\n\
+    max_rcpt_per_message = 25\n\
     [[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 6\nrates = [\"4/1h\"]\n\
     [[limits.mailbox]]\nemail = \"b@x.org\"\ndaily = 3\n\
-    [[limits.mailbox]]\nemail = \"c@y.org\"\ndaily = 20\n\
+    [[limits.mailbox]]\nemail = \"c@y.org\"\ndaily = 20\nmax_rcpt_per_message = 0\n\
+    [[limits.mailbox]]\nemail = \"d@y.org\"\nrates = [\"4msg/1h\"]\n\
     [[limits.domain]]\ndomain = \"y.org\"\ndaily = 25\n\
     [protect]\nmax_client_ips = 3\nlock = true\nlock_after_refusals = 4\n";
 
@@ -69,7 +72,7 @@ fn a_replay_of_what_the_daemon_saw_decides_as_the_daemon_did() {
         .map(|l| serde_json::from_str(l).expect("JSON"))
         .collect();
     assert_eq!(got.len(), replies.len());
-    let (mut deferred, mut rejected, mut locked) = (0, 0, 0);
+    let (mut deferred, mut rejected, mut locked, mut per_message, mut messages) = (0, 0, 0, 0, 0);
     for (i, (reply, decision)) in replies.iter().zip(&got).enumerate() {
         let verb = reply.split(' ').next().expect("a verb");
         assert_eq!(decision["i"], i, "{decision}");
@@ -77,15 +80,28 @@ fn a_replay_of_what_the_daemon_saw_decides_as_the_daemon_did() {
         deferred += usize::from(verb == "DEFER_IF_PERMIT");
         rejected += usize::from(verb == "REJECT");
         locked += usize::from(decision["cap"] == "locked");
+        if decision["reason"] == "per_message" {
+            per_message += 1;
+            assert!(reply.ends_with("recipients per message"), "{reply}");
+            assert!(decision.get("cap").is_none() && decision.get("unit").is_none(), "{decision}");
+        }
+        if decision["unit"] == "msg" {
+            messages += 1;
+            assert_eq!(decision["cap"], "mailbox/1h", "{decision}");
+        }
     }
-    eprintln!("deferred {deferred}, rejected {rejected}, locked {locked}");
+    eprintln!(
+        "deferred {deferred}, rejected {rejected}, locked {locked}, per message {per_message}, msg {messages}"
+    );
     assert!(
-        deferred > 20 && rejected > 3 && locked > 5,
-        "a sequence that tests something: {deferred} {rejected} {locked}"
+        deferred > 20 && rejected > 3 && locked > 5 && per_message > 3 && messages > 3,
+        "a sequence that tests something: {deferred} {rejected} {locked} {per_message} {messages}"
     );
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
     assert_eq!(summary["requests"], 300);
-    assert_eq!(summary["rejected"]["oversize"], rejected);
+    assert_eq!(summary["rejected"]["oversize"], rejected - per_message);
+    assert_eq!(summary["rejected"]["per_message"], per_message);
+    assert_eq!(summary["deferred"]["mailbox/1h/msg"], messages);
     let summed: u64 = summary["deferred"]
         .as_object()
         .expect("deferred")

@@ -287,3 +287,5 @@ fn the_memory_store_keeps_windows_on_a_driven_clock() {
         assert_eq!(p.store().count("erl:2026-11-22T0845/15m:global"), 3);
     });
 }
+
+mod messages;

@@ -49,6 +49,7 @@ fn config(env_db: &Mariadb, redis: &Redis, mail: &MailServer, mode: &str) -> Str
          [[limits.mailbox]]\nemail = \"alice@{LOCAL}\"\ndaily = 3\n\
          [[limits.mailbox]]\nemail = \"frank@{LOCAL}\"\ndaily = 4\n\
          [[limits.mailbox]]\nemail = \"hana@{LOCAL}\"\nrates = [\"2/1h\"]\n\
+         [[limits.mailbox]]\nemail = \"kim@{LOCAL}\"\ndaily = 100\nrates = [\"2msg/1h\"]\nmax_rcpt_per_message = 3\n\
          [redis]\nurl = \"{}\"\n\
          [database]\nurl = \"{}\"\nrefresh_secs = 1\ntimeout_secs = 2\n\
          [log]\nlevel = \"info,email_ratelimit=debug\"\n",
@@ -128,6 +129,7 @@ fn postfix_end_to_end() {
         "frank@local.test",
         "hana@local.test",
         "ivan@local.test",
+        "kim@local.test",
         IDN_LOGIN,
     ];
     let Some(redis) = Redis::start() else { return };
@@ -151,7 +153,7 @@ fn postfix_end_to_end() {
     let clock_env = [("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))];
     let daemon =
         Daemon::start_at_with(mail.policy_socket(), &config(&db, &redis, &mail, "enforce"), &clock_env);
-    daemon.wait_log("limits loaded from database: global=10 default_mailbox=50 mailbox_caps=5", 1);
+    daemon.wait_log("limits loaded from database: global=10 default_mailbox=50 mailbox_caps=6", 1);
     let mut env = Env { mail, redis, db, daemon };
 
     eprintln!("1. authenticated send to 3 recipients");
@@ -353,6 +355,35 @@ fn postfix_end_to_end() {
     let sent = from("127.0.0.4");
     env.assert_counted(&sent, ivan);
     env.mail.wait_queue_empty();
+
+    eprintln!("13. a message cap and max_rcpt_per_message");
+    let kim = "kim@local.test";
+    let sent = env.send(kim, &rcpts(REMOTE, 3));
+    env.assert_counted(&sent, kim);
+    // 4 recipients in one message: rejected before any cap, nothing counted or queued.
+    let sent = env.send(kim, &rcpts(REMOTE, 4));
+    assert_eq!(sent.code, 26, "{}", sent.transcript);
+    assert_eq!(
+        sent.reply,
+        "554 5.7.1 <END-OF-MESSAGE>: End-of-data rejected: kim@local.test: At most 3 recipients per message"
+    );
+    env.daemon.wait_log("erl REJECT user=kim@local.test rcpt=4", 1);
+    assert!(env.daemon.log().contains("reason=per_message max_rcpt_per_message=3"), "{}", env.daemon.log());
+    let v = &env.redis.violations()[0];
+    assert_eq!((v["per_message"].as_bool(), v["limit"].as_u64()), (Some(true), Some(3)), "{v}");
+    env.mail.wait_queue_empty();
+    assert_eq!(env.get(kim), Some(3));
+    // The second message of the hour fits (4 recipients so far, far under the daily 100); the
+    // third is one message too many.
+    let sent = env.send(kim, &[rcpt(REMOTE, 1)]);
+    env.assert_counted(&sent, kim);
+    let sent = env.send(kim, &[rcpt(REMOTE, 2)]);
+    env.assert_deferred(&sent, "kim@local.test: Your hourly limit of 2 messages reached");
+    env.daemon.wait_log("erl DEFER user=kim@local.test rcpt=1 mailbox=4/100", 1);
+    assert!(env.daemon.log().contains("cap=mailbox window=1h unit=msg used=2/2"), "{}", env.daemon.log());
+    let messages = format!("erl:m:{}/1h:{kim}", now.format("%Y-%m-%dT%H00"));
+    assert_eq!((env.redis.get(&messages), env.get(kim)), (Some(2), Some(4)));
+    assert_eq!(env.redis.violations()[0]["unit"].as_str(), Some("msg"));
 }
 
 /// The per-service variant of `postfix/master.cf.fragment`: only the service with the `-o` line

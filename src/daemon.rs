@@ -22,6 +22,7 @@ use crate::store::budget::MailBudget;
 use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
 use crate::telemetry::LogHandle;
 
+mod learning;
 mod reload;
 mod scrape;
 use reload::{Reloadable, reload};
@@ -106,6 +107,7 @@ pub async fn serve(
         .with_protection(config.protect, &config.server_name, events);
     policy.set_replies(config.replies.clone());
     policy.set_enforce_from(config.enforce_from);
+    policy.set_learning(config.learn);
     if let Some(m) = &counters {
         policy = policy.with_metrics(m.clone());
     }
@@ -152,6 +154,8 @@ pub async fn serve(
     if config.store == StoreKind::Redis {
         tokio::spawn(repair_lock_index(config.redis.clone()));
     }
+    let learning = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(learning::run(policy.clone(), config.redis.clone(), learning.clone(), shutdown.clone()));
     if let Some(path) = &test_clock {
         tracing::warn!("{TEST_CLOCK_ENV} is set: \"now\" comes from {} (for tests only)", path.display());
     }
@@ -191,6 +195,7 @@ pub async fn serve(
             Signal::Reload => {
                 let handles = Reloadable {
                     policy: &policy,
+                    learning: &learning,
                     limits: &limits,
                     metrics: counters.as_deref(),
                     log: log.as_ref(),

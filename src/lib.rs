@@ -19,6 +19,9 @@
 //! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
 //! - [`cli`]: the command-line definitions (also the source of the man page and completions).
+//! - [`learn`]: learned allowances from each sender's history, computed off the request path.
+//! - [`replay`]: what a config would have done with recorded requests (the daemon's decision
+//!   code on the memory store and a virtual clock).
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
 //! - [`metrics`]: Prometheus counters of the decisions and the `/metrics` endpoint.
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
@@ -34,6 +37,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod learn;
 pub mod limits;
 pub mod manpages;
 pub mod metrics;

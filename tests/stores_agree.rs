@@ -94,6 +94,8 @@ async fn memory_and_redis_decide_alike() {
         };
         // Now and then a message over `max_rcpt_per_message` (the caller decides, at end of data).
         let per_message = (operation != Operation::Check && rng.next(12) == 0).then_some(2);
+        // Mostly with learning on: today marked excluded on the same events in both stores.
+        let learn = (rng.next(5) != 0).then_some(28);
         // A few fingerprints and transactions, so that retries and repeated transactions happen.
         let instance =
             ["", "t1", "t2", "t3", "t4", "t5", "t6", "t7"][usize::try_from(rng.next(8)).expect("small")];
@@ -113,6 +115,7 @@ async fn memory_and_redis_decide_alike() {
             message: Message { instance, fingerprint: rng.next(12) },
             oversize,
             per_message,
+            learn,
         };
         let digest =
             || -> String { redis::cmd("DEBUG").arg("DIGEST").query(&mut redis.conn()).expect("DIGEST") };
@@ -142,6 +145,22 @@ async fn memory_and_redis_decide_alike() {
     let stored: Vec<Violation> = raw.iter().map(|r| serde_json::from_str(r).expect("JSON")).collect();
     assert!(stored.len() > 20, "the sequence refused often enough to compare: {}", stored.len());
     assert_eq!(stored, local.violations());
+    // The days excluded from learning, marked alike (the totals are folded later, elsewhere).
+    let mut marked = 0;
+    for (sender, history) in local.histories() {
+        let fields: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(format!("erl:hist:{sender}"))
+            .query(&mut redis.conn())
+            .expect("HGETALL");
+        let remote = email_ratelimit::learn::History::from_fields(
+            fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
+        );
+        assert_eq!(remote.excluded, history.excluded, "{sender}");
+        marked += history.excluded.len();
+    }
+    let keys: Vec<String> = redis::cmd("KEYS").arg("erl:hist:*").query(&mut redis.conn()).expect("KEYS");
+    assert_eq!(keys.len(), local.histories().len(), "the same senders have a history");
+    assert!(marked > 3, "days marked: {marked}");
     assert!(stored.iter().any(|v| v.window != "1d") && stored.iter().any(|v| v.kind == "domain"));
     assert!(stored.iter().any(|v| v.oversize), "no oversize record");
     assert!(stored.iter().any(|v| v.unit.as_deref() == Some("msg")), "no message-cap record");

@@ -106,7 +106,7 @@ impl StoreKind {
 pub const CATCH_ALL: &str = "*";
 
 /// The validated settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub mode: Mode,
     /// With `mode = "log-only"`: enforce from this local date on, without a reload
@@ -122,6 +122,8 @@ pub struct Config {
     pub redis: RedisSettings,
     pub database: Option<DatabaseSettings>,
     pub protect: ProtectSettings,
+    /// `[learn]`: learned allowances.
+    pub learn: crate::learn::LearnSettings,
     pub notify: NotifySettings,
     /// `[metrics] listen`: where `/metrics` is served; `None`: off.
     pub metrics: Option<MetricsListen>,
@@ -466,6 +468,7 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
     Ok(raw)
 }
 
+mod learn;
 mod protect;
 pub mod replies;
 pub use replies::Replies;

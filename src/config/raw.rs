@@ -26,6 +26,7 @@ pub(super) struct RawConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) database: Option<RawDatabase>,
     pub(super) protect: RawProtect,
+    pub(super) learn: RawLearn,
     pub(super) notify: RawNotify,
     pub(super) metrics: RawMetrics,
     pub(super) log: RawLog,
@@ -45,6 +46,7 @@ impl Default for RawConfig {
             redis: RawRedis::default(),
             database: None,
             protect: RawProtect::default(),
+            learn: RawLearn::default(),
             notify: RawNotify::default(),
             metrics: RawMetrics::default(),
             log: RawLog { level: "info".into() },
@@ -206,6 +208,31 @@ impl Default for RawProtect {
             max_client_ips: d.max_client_ips.into(),
             lock: d.lock,
             lock_after_refusals: d.lock_after_refusals.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub(super) struct RawLearn {
+    pub(super) enabled: bool,
+    pub(super) days: u64,
+    pub(super) min_days: u64,
+    pub(super) factor: f64,
+    pub(super) ceiling: u64,
+    pub(super) max_growth: f64,
+}
+
+impl Default for RawLearn {
+    fn default() -> Self {
+        let d = crate::learn::LearnSettings::default();
+        Self {
+            enabled: d.enabled,
+            days: d.days.into(),
+            min_days: d.min_days.into(),
+            factor: d.factor,
+            ceiling: d.ceiling,
+            max_growth: d.max_growth,
         }
     }
 }

@@ -16,6 +16,7 @@ use crate::sender;
 use crate::window::{Rate, Unit, Window};
 
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
+    let limits = validate_limits(raw.limits)?;
     Ok(Config {
         mode: raw.mode,
         enforce_from: enforce_from(&raw.enforce_from)?,
@@ -23,7 +24,8 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         timezone: Zone::parse(&raw.timezone).map_err(|e| invalid("timezone", e))?,
         server_name: protect::server_name(&raw.server_name)?,
         listen: validate_listen(raw.listen)?,
-        limits: validate_limits(raw.limits)?,
+        learn: super::learn::validate_learn(&raw.learn, &limits)?,
+        limits,
         redis: validate_redis(raw.redis)?,
         database: raw.database.map(validate_database).transpose()?,
         protect: protect::validate_protect(&raw.protect)?,

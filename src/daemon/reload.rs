@@ -16,6 +16,8 @@ use crate::telemetry::LogHandle;
 /// What a reload changes in the running daemon.
 pub(super) struct Reloadable<'a> {
     pub(super) policy: &'a Policy<Store>,
+    /// Asks the learning task to compute the allowances again.
+    pub(super) learning: &'a tokio::sync::Notify,
     pub(super) limits: &'a Arc<LimitsCache>,
     pub(super) metrics: Option<&'a Metrics>,
     pub(super) log: Option<&'a LogHandle>,
@@ -60,6 +62,7 @@ pub(super) async fn reload(
     to.policy.set_protection(new.protect);
     to.policy.set_replies(new.replies.clone());
     to.limits.set_config(file);
+    to.policy.set_learning(new.learn);
     if let Some(log) = to.log
         && let Err(e) = log.set_level(&new.log.level)
     {
@@ -96,6 +99,7 @@ pub(super) async fn reload(
         l.capped_mailboxes()
     );
     *running = new;
+    to.learning.notify_one();
     notify(&[NotifyState::Ready]);
 }
 

@@ -15,6 +15,10 @@ pub type DbCap = Option<Vec<Rate>>;
 /// The flag of a value that indexes the side list of several rates.
 const LIST: u64 = 1 << 63;
 
+/// The flag of a cap the mailbox inherits (erl-columns: its domain's or the server's default
+/// policy), which a learned allowance may raise.
+const INHERITED: u64 = 1 << 62;
+
 /// `0` for the default, the window's minutes above the limit (at most [`MAX_CAP`]) for one
 /// recipient rate (a message rate, which no database layout gives, goes to the side list).
 fn pack_one(r: Rate) -> u64 {
@@ -46,7 +50,20 @@ impl CapTable {
         self.names.get(name).map(|v| self.unpack(v))
     }
 
+    /// The address's caps and whether they are inherited from a default, if it is listed.
+    #[must_use]
+    pub fn entry(&self, mailbox: &Mailbox) -> Option<(DbCap, bool)> {
+        self.names.get(mailbox.as_str()).map(|v| (self.unpack(v), v & INHERITED != 0))
+    }
+
+    /// Whether the address's caps are inherited from a default.
+    #[must_use]
+    pub fn inherited(&self, name: &str) -> bool {
+        self.names.get(name).is_some_and(|v| v & INHERITED != 0)
+    }
+
     fn unpack(&self, v: u64) -> DbCap {
+        let v = v & !INHERITED;
         if v & LIST != 0 {
             return usize::try_from(v & !LIST).ok().and_then(|i| self.lists.get(i)).cloned();
         }
@@ -91,6 +108,11 @@ impl CapTableBuilder {
     /// Adds one mailbox (several rates: the strictest per window are kept); returns false when
     /// the arena would pass 4 GiB (the row is skipped).
     pub fn push(&mut self, mailbox: &Mailbox, cap: DbCap) -> bool {
+        self.push_as(mailbox, cap, false)
+    }
+
+    /// As [`Self::push`]; `inherited`: the mailbox has these caps from a default policy.
+    pub fn push_as(&mut self, mailbox: &Mailbox, cap: DbCap, inherited: bool) -> bool {
         let value = match cap.map(crate::window::strictest) {
             None => 0,
             Some(rates) => match rates.as_slice() {
@@ -102,7 +124,7 @@ impl CapTableBuilder {
                 }
             },
         };
-        self.names.push(mailbox.as_str(), value)
+        self.names.push(mailbox.as_str(), if inherited { value | INHERITED } else { value })
     }
 
     #[must_use]

@@ -126,7 +126,8 @@ impl DatabaseSource {
             }
             let mut builder = CapTableBuilder::with_capacity(resolved.mailboxes.len());
             for (mailbox, rates) in resolved.mailboxes {
-                builder.push(&mailbox, Some(rates));
+                let inherited = resolved.inherited.contains(&mailbox);
+                builder.push_as(&mailbox, Some(rates), inherited);
             }
             DatabaseLimits {
                 global: None,

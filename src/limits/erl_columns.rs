@@ -85,6 +85,9 @@ impl Rows {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resolved {
     pub mailboxes: Vec<(sender::Mailbox, Vec<Rate>)>,
+    /// The mailboxes of `mailboxes` whose cap is inherited (their domain's or the server's
+    /// default policy): a learned allowance may raise it.
+    pub inherited: std::collections::HashSet<sender::Mailbox>,
     pub domains: Vec<(String, Rate)>,
     /// Rows whose address or domain could not be used.
     pub skipped: usize,
@@ -160,6 +163,7 @@ pub fn resolve(rows: &Rows) -> Resolved {
         if explicit.contains_key(&mailbox) {
             continue;
         }
+        let inherits = !matches!(m.mode.as_str(), "unlimited" | "custom");
         let own = match m.mode.as_str() {
             "unlimited" => None,
             "custom" => cap(m.out_limit, m.out_interval),
@@ -174,6 +178,9 @@ pub fn resolve(rows: &Rows) -> Resolved {
             }
         };
         if let Some(rate) = own {
+            if inherits {
+                out.inherited.insert(mailbox.clone());
+            }
             out.mailboxes.push((mailbox, vec![rate]));
         }
     }

@@ -35,6 +35,9 @@ pub struct MailboxCaps {
     /// `max_rcpt_per_message` as it applies (0: off): the mailbox's own, else its domain's,
     /// else `[limits]`'. An exempt mailbox has only its own.
     pub per_message: u32,
+    /// The caps come from a default (`default_mailbox`, a domain's `mailbox_*`, the database's
+    /// default or inherited cap): a learned allowance may raise them.
+    pub from_default: bool,
 }
 
 /// A `[[limits.domain]]` as the request path reads it.
@@ -134,9 +137,10 @@ impl Limits {
             None if exempt => 0,
             None => domain.and_then(|d| d.per_message).unwrap_or(c.per_message),
         };
-        let caps: Option<&[Listed]> = if let Some(cap) = self.db_caps.get(mailbox) {
+        let caps: Option<&[Listed]> = if let Some((cap, inherited)) = self.db_caps.entry(mailbox) {
             // The database's cap replaces the file's for this mailbox.
             return MailboxCaps {
+                from_default: cap.is_none() || inherited,
                 source: CapSource::Database,
                 caps: cap.map_or_else(
                     || c.defaults.clone(),
@@ -166,7 +170,9 @@ impl Limits {
                 } else {
                     CapSource::ConfigFile
                 };
-                MailboxCaps { listed: true, caps: caps.to_vec(), exempt, source, per_message }
+                // Its own entry's caps are explicit; the defaults and its domain's are not.
+                let from_default = entry.is_none_or(|e| e.caps.is_none());
+                MailboxCaps { listed: true, caps: caps.to_vec(), exempt, source, per_message, from_default }
             }
             // The database may cap it; nobody knows yet: counted, never deferred.
             None if self.pending_mailboxes => MailboxCaps {
@@ -175,6 +181,7 @@ impl Limits {
                 exempt,
                 source: CapSource::NotRead,
                 per_message,
+                from_default: false,
             },
             None => MailboxCaps {
                 listed: false,
@@ -182,6 +189,7 @@ impl Limits {
                 exempt,
                 source: CapSource::ConfigFile,
                 per_message,
+                from_default: false,
             },
         }
     }

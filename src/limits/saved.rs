@@ -45,6 +45,9 @@ struct File {
     /// Aggregate domain caps (erl-columns), `"N/<window>"`.
     #[serde(default)]
     domains: Vec<(String, String)>,
+    /// The mailboxes whose cap is inherited from a default policy (erl-columns).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inherited: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -114,11 +117,12 @@ pub fn load(path: &Path, settings: &DatabaseSettings) -> Result<Option<(Database
         return Err(SavedError::OtherSource { path: path.to_owned(), found: file.source });
     }
     let mut builder = CapTableBuilder::with_capacity(file.mailboxes.len());
+    let inherited: std::collections::HashSet<&str> = file.inherited.iter().map(String::as_str).collect();
     for (email, cap) in &file.mailboxes {
         let mailbox = sender::normalize(email).map_err(|e| format(format!("{email:?}: {e}")))?;
         let cap: DbCap =
             cap.as_ref().map(SavedCap::read).transpose().map_err(|e| format(format!("{email}: {e}")))?;
-        builder.push(&mailbox, cap);
+        builder.push_as(&mailbox, cap, inherited.contains(email.as_str()));
     }
     let domains = file
         .domains
@@ -162,6 +166,12 @@ pub fn save(
             .map(|(e, cap)| (e.to_owned(), cap.as_deref().map(SavedCap::write)))
             .collect(),
         domains: limits.domains.iter().map(|(d, r)| (d.clone(), r.to_string())).collect(),
+        inherited: limits
+            .mailboxes
+            .iter()
+            .filter(|(e, _)| limits.mailboxes.inherited(e))
+            .map(|(e, _)| e.to_owned())
+            .collect(),
     };
     let text = serde_json::to_vec(&file).map_err(|e| io(std::io::Error::other(e)))?;
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));

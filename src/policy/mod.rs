@@ -19,6 +19,7 @@ use self::raises::Raises;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::{Mode, Oversize, ProtectSettings, Replies};
+use crate::learn::{Allowances, LearnSettings};
 use crate::limits::LimitsCache;
 use crate::metrics::{Cause, Metrics, Outcome};
 use crate::notify::Queue;
@@ -60,6 +61,9 @@ pub struct Policy<S> {
     protect: arc_swap::ArcSwap<ProtectSettings>,
     /// `[replies]` (SIGHUP replaces them).
     replies: arc_swap::ArcSwap<Replies>,
+    /// `[learn]` and the allowances learned (computed off the request path).
+    learn: arc_swap::ArcSwap<LearnSettings>,
+    allowances: arc_swap::ArcSwap<Allowances>,
     /// This server, in violation records and events.
     server: String,
     /// Where notification events go (none: not configured).
@@ -81,6 +85,8 @@ impl<S: CounterStore> Policy<S> {
             raises: Raises::default(),
             protect: arc_swap::ArcSwap::from_pointee(ProtectSettings::default()),
             replies: arc_swap::ArcSwap::from_pointee(Replies::default()),
+            learn: arc_swap::ArcSwap::from_pointee(LearnSettings::default()),
+            allowances: arc_swap::ArcSwap::from_pointee(Allowances::default()),
             server: String::new(),
             events: None,
             metrics: None,
@@ -113,6 +119,28 @@ impl<S: CounterStore> Policy<S> {
     /// Answers with the admin's `[replies]` texts where set (SIGHUP: again).
     pub fn set_replies(&self, replies: Replies) {
         self.replies.store(Arc::new(replies));
+    }
+
+    /// `[learn]` (start, SIGHUP): with learning off, no allowance applies and no day is marked.
+    pub fn set_learning(&self, learn: LearnSettings) {
+        self.learn.store(Arc::new(learn));
+    }
+
+    /// `[learn]` in force.
+    #[must_use]
+    pub fn learning(&self) -> LearnSettings {
+        **self.learn.load()
+    }
+
+    /// The allowances learned (start, after local midnight, SIGHUP).
+    pub fn set_allowances(&self, allowances: Allowances) {
+        self.allowances.store(Arc::new(allowances));
+    }
+
+    /// The limits in force (to compute allowances against).
+    #[must_use]
+    pub fn limits(&self) -> Arc<crate::limits::Limits> {
+        self.limits.current()
     }
 
     /// New `[protect]` settings (SIGHUP).
@@ -274,6 +302,8 @@ impl<S: CounterStore> Policy<S> {
         let real = req.recipient_count.unwrap_or(0);
         let at = self.zone.moment(self.clock.now());
         let protect = **self.protect.load();
+        let learn = **self.learn.load();
+        let learned = if learn.enabled { self.allowances.load().get(&sender) } else { None };
         let message = match operation {
             Operation::Count => message::message(req, &sender),
             Operation::Check | Operation::Peek => Message::default(),
@@ -282,7 +312,7 @@ impl<S: CounterStore> Policy<S> {
         // At most one retry: the raise changed between our last look and this request.
         for _ in 0..2 {
             let rates = raise.as_deref().and_then(|r| self.raises.parse(r));
-            let plan = Plan::new(&limits, &sender, rates.as_deref());
+            let plan = Plan::new(&limits, &sender, rates.as_deref(), learned);
             let oversize = end_of_data
                 .then(|| first_oversize(&plan.caps, &plan.counters, u64::from(recipients)))
                 .flatten();
@@ -307,6 +337,7 @@ impl<S: CounterStore> Policy<S> {
                 message,
                 oversize,
                 per_message,
+                learn: learn.enabled.then_some(learn.days),
             };
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,

@@ -27,11 +27,14 @@ pub(super) struct Plan {
 
 impl Plan {
     /// `raise`: the sender's temporary raise, which replaces its mailbox caps while it lasts.
-    pub fn new(limits: &Limits, sender: &Mailbox, raise: Option<&[Rate]>) -> Self {
+    /// `learned`: its learned daily cap, which scales caps that come from a default.
+    pub fn new(limits: &Limits, sender: &Mailbox, raise: Option<&[Rate]>, learned: Option<u64>) -> Self {
         let mut mailbox = limits.mailbox_caps(sender);
         if let Some(raise) = raise {
             mailbox.caps = raise.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
             crate::limits::sort_caps(&mut mailbox.caps);
+        } else if let Some(learned) = learned.filter(|_| mailbox.from_default) {
+            crate::learn::scale(&mut mailbox.caps, learned);
         }
         let mailbox_daily = if mailbox.exempt {
             None
@@ -116,7 +119,7 @@ mod tests {
     #[test]
     fn daily_counters_always_and_caps_in_order() {
         let limits = Limits::from_config(&settings());
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None, None);
         let day = |scope| Counter::rcpt(scope, Window::Day);
         assert_eq!(plan.counters, vec![day(Scope::Mailbox), day(Scope::Domain), day(Scope::Server)]);
         assert_eq!(plan.caps, vec![Check { counter: 0, limit: 5 }, Check { counter: 2, limit: 999 }]);
@@ -124,7 +127,7 @@ mod tests {
         assert_eq!(plan.value(&[1, 2, 3], Scope::Server, Window::Day), 3);
         assert_eq!(plan.value(&[1, 2, 3], Scope::Server, Window::HOUR), 0);
         // No domain in the name: no domain counter; an uncapped sender meets the server cap only.
-        let plan = Plan::new(&limits, &normalize("bob").expect("valid"), None);
+        let plan = Plan::new(&limits, &normalize("bob").expect("valid"), None, None);
         assert_eq!(plan.counters, vec![day(Scope::Mailbox), day(Scope::Server)]);
         assert_eq!(plan.caps, vec![Check { counter: 1, limit: 999 }]);
     }
@@ -138,7 +141,7 @@ mod tests {
         )
         .expect("valid");
         let limits = Limits::from_config(&config.limits);
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None, None);
         let c = |scope, w: &str| Counter::rcpt(scope, Window::parse(w).expect("window"));
         assert_eq!(
             plan.counters,
@@ -164,7 +167,7 @@ mod tests {
             ]
         );
         let raised = [Rate::rcpt(500, Window::Day), Rate::rcpt(100, Window::HOUR)];
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised));
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised), None);
         let mailbox: Vec<(Counter, u64)> = plan
             .caps
             .iter()
@@ -176,7 +179,7 @@ mod tests {
             vec![(c(Scope::Mailbox, "1d"), 500), (c(Scope::Mailbox, "1h"), 100)],
             "the raise replaces them"
         );
-        let vip = Plan::new(&limits, &normalize("vip@x.org").expect("valid"), None);
+        let vip = Plan::new(&limits, &normalize("vip@x.org").expect("valid"), None, None);
         assert!(vip.exempt && vip.caps.is_empty());
         assert_eq!(vip.counters, vec![c(Scope::Mailbox, "1d")], "only its own counter");
     }
@@ -191,7 +194,7 @@ mod tests {
         )
         .expect("valid");
         let limits = Limits::from_config(&config.limits);
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None);
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), None, None);
         let msg =
             |scope, w: &str| Counter { scope, window: Window::parse(w).expect("window"), unit: Unit::Msg };
         let caps: Vec<(Counter, u64)> =
@@ -208,7 +211,7 @@ mod tests {
         );
         assert_eq!(plan.per_message, 50);
         let raised = [Rate::parse("100msg/1h", 1000).expect("rate"), Rate::rcpt(500, Window::Day)];
-        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised));
+        let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised), None);
         assert_eq!(plan.caps[1].limit, 100, "a raise of a message cap");
         assert_eq!(plan.counters[plan.caps[1].counter], msg(Scope::Mailbox, "1h"));
     }
@@ -216,7 +219,7 @@ mod tests {
     #[test]
     fn unknown_caps_are_counted_not_checked() {
         let limits = Limits::merged(&settings(), None, Origin::Unknown, crate::config::Layout::ErTables);
-        let plan = Plan::new(&limits, &normalize("z@x.org").expect("valid"), None);
+        let plan = Plan::new(&limits, &normalize("z@x.org").expect("valid"), None, None);
         assert!(plan.caps.is_empty() && plan.unknown);
         assert_eq!(plan.counters.len(), 3);
     }

@@ -16,8 +16,8 @@ use crate::window::{Unit, Window};
 
 /// A connection for one admin command.
 pub struct AdminStore {
-    conn: MultiplexedConnection,
-    keys: KeySchema,
+    pub(super) conn: MultiplexedConnection,
+    pub(super) keys: KeySchema,
 }
 
 impl AdminStore {

@@ -1,6 +1,6 @@
 -- consume.lua: check every cap of a message and count it, atomically (one round trip).
 --
--- KEYS[1..k]  the counters the message moves (k = #KEYS - 9): daily ones
+-- KEYS[1..k]  the counters the message moves (k = #KEYS - 10): daily ones
 --             (<prefix>:YYYY-MM-DD:<who>) and shorter windows (<prefix>:YYYY-MM-DDTHHMM/<w>:<who>);
 --             message counters are the same after <prefix>:m:
 -- KEYS[k+1]   the violations list (<prefix>:violations)
@@ -13,6 +13,7 @@
 --             "i:<instance>" (<prefix>:fp:YYYY-MM-DD:<email>)
 -- KEYS[k+8]   the index of automatic locks, a sorted set scored by expiry (<prefix>:locks:auto)
 -- KEYS[k+9]   the lock of the sender's whole domain (<prefix>:lock:@<domain>; set by `lock @domain`)
+-- KEYS[k+10]  the sender's history for learned allowances, a hash (<prefix>:hist:<email>)
 -- ARGV[1]     n: recipients of this message (>= 1)
 -- ARGV[2]     "count" (end of data), "check" (RCPT pre-check: never counts, records nothing) or
 --             "peek" (`probe`: decides as "count" or "check" would and writes nothing at all)
@@ -36,7 +37,10 @@
 -- ARGV[18]    the TTL in seconds of today's top senders (kept 8 days, for `top --date`)
 -- ARGV[19]    the max_rcpt_per_message that n exceeds, as the caller found it (0: none): the
 --             message is rejected before any cap is looked at
--- ARGV[20 .. 19+2k]  2 per counter: its TTL in seconds (given when created, or when found
+-- ARGV[20]    the history field that excludes today from learning ("x:YYYY-MM-DD"), or "" when
+--             learning is off
+-- ARGV[21]    the TTL in seconds of the history hash
+-- ARGV[22 .. 21+2k]  2 per counter: its TTL in seconds (given when created, or when found
 --             without one) and what the message adds to it (n for recipients, 1 for messages)
 -- then 5 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
 --             record's type ("user", "domain", "global"), window ("1d", "1h", "15m", ...) and
@@ -53,7 +57,11 @@
 -- refused by a mailbox cap (type "user", not oversize) counts toward lock_after_refusals.
 -- Reply {0, events, ips, lock, c1, ..., ck} also when ARGV[19] rejected the message: nothing was
 -- counted (in enforce mode), a new message was recorded (`"per_message":true`, window
--- "message"); it never counts toward a lock and makes no first-refusal event. At RCPT nothing is recorded or
+-- "message"); it never counts toward a lock and makes no first-refusal event.
+-- When counting with learning on (ARGV[20]), today is marked excluded in KEYS[k+10] (HSET of
+-- ARGV[20]) when the sender is refused by its own mailbox cap in enforce mode, becomes a
+-- suspect, is locked here, or sends while locked: a sender at its cap earns nothing by staying
+-- there. At RCPT nothing is recorded or
 -- counted. Counters only grow when the message fits (or in log-only mode), all together, so a
 -- refused burst burns no quota; a counted message also adds n to the sender's score in
 -- KEYS[k+2] (the set gets ARGV[18] as TTL when it has none).
@@ -117,10 +125,10 @@ local function counts_toward_lock(kind, oversize, new_message)
   return kind == 'user' and not oversize and new_message
 end
 
-local k = #KEYS - 9
+local k = #KEYS - 10
 local violations, top, raise = KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]
 local lock, ips, refusals = KEYS[k + 4], KEYS[k + 5], KEYS[k + 6]
-local fp, auto_locks, domain_lock = KEYS[k + 7], KEYS[k + 8], KEYS[k + 9]
+local fp, auto_locks, domain_lock, hist = KEYS[k + 7], KEYS[k + 8], KEYS[k + 9], KEYS[k + 10]
 local n = tonumber(ARGV[1])
 local enforce = ARGV[3] == '1'
 local counting = ARGV[2] == 'count'
@@ -132,9 +140,10 @@ local instance, fingerprint, fp_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
 local oversize = tonumber(ARGV[17])
 local top_ttl = tonumber(ARGV[18])
 local per_message = tonumber(ARGV[19])
+local mark, hist_ttl = ARGV[20], tonumber(ARGV[21])
 local ttls, adds = {}, {}
 for i = 1, k do
-  ttls[i], adds[i] = tonumber(ARGV[18 + 2 * i]), tonumber(ARGV[19 + 2 * i])
+  ttls[i], adds[i] = tonumber(ARGV[20 + 2 * i]), tonumber(ARGV[21 + 2 * i])
 end
 local autolock = enforce and ARGV[11] == '1'
 local tracking = counting and max_ips > 0 and client ~= ''
@@ -165,7 +174,7 @@ if not stopped then
     if v == nil then return {BAD, KEYS[i]} end
     before[i], exists[i] = v, e
   end
-  for a = 20 + 2 * k, #ARGV, 5 do
+  for a = 22 + 2 * k, #ARGV, 5 do
     caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
                        kind = ARGV[a + 2], window = ARGV[a + 3], unit = ARGV[a + 4]}
   end
@@ -186,6 +195,9 @@ if not stopped then
   moves = counting and ((full == 0 and per_message == 0) or not enforce)
   if moves and not typed(top, 'zset') then return {BAD, top} end
 end
+-- Marks go to the history only when counting with learning on; a hash of another type skips
+-- them (learning is a convenience: it must never cost a decision).
+local marks = counting and mark ~= '' and typed(hist, 'hash')
 local refusals_exist = false
 local counts_refusals = records and oversize == 0 and autolock and lock_after > 0
 if counts_refusals then
@@ -202,6 +214,14 @@ local events, seen = 0, 0
 local base = string.sub(violations, 1, #violations - #'violations')
 local function once(key, ttl)
   return redis.call('SET', base .. 'once:' .. string.sub(key, #base + 1), '1', 'NX', 'EX', ttl) ~= false
+end
+-- Today is excluded from learning.
+local function exclude()
+  if marks then
+    redis.call('HSET', hist, mark, '1')
+    redis.call('EXPIRE', hist, hist_ttl)
+    marks = false
+  end
 end
 local list_ok = records or nil
 local function record(kind, limit, count, window, extra)
@@ -220,6 +240,7 @@ local function lock_now(reason, limit, count)
   redis.pcall('ZADD', auto_locks, 'inf', sender)
   events = events + LOCK
   record('locked', limit, count, '1d')
+  exclude()
 end
 -- Whether this message is new today: neither its fingerprint nor its transaction was refused
 -- before (both are remembered either way).
@@ -238,6 +259,7 @@ if tracking then
     seen = redis.call('PFCOUNT', ips)
     if redis.call('TTL', ips) == -1 then redis.call('EXPIRE', ips, day_ttl) end
     if is_suspect(seen, max_ips) then
+      exclude()
       if once(ips, day_ttl) then
         events = events + SUSPECT
         record('suspect', max_ips, seen, '1d')
@@ -251,6 +273,7 @@ if tracking then
 end
 
 -- (2) A lock.
+if locked ~= '' then exclude() end
 if stopped then return {LOCKED, events, seen, locked} end
 
 -- Every counter has a TTL: one written from outside (the panel, a restore) without one gets it.
@@ -276,6 +299,7 @@ if full ~= 0 then
   if enforce and oversize == 0 and not peek and once(KEYS[c.counter], ttls[c.counter]) then
     events = events + FIRST_REFUSAL
   end
+  if enforce and c.kind == 'user' and oversize == 0 then exclude() end
   if counts_refusals and counts_toward_lock(c.kind, oversize ~= 0, new) then
     local r = redis.call('INCRBY', refusals, 1)
     if not refusals_exist or redis.call('TTL', refusals) == -1 then redis.call('EXPIRE', refusals, day_ttl) end

@@ -102,6 +102,38 @@ impl KeySchema {
         self.key(Name::DomainLock(domain))
     }
 
+    /// A sender's history for learned allowances: a hash of `YYYY-MM-DD` -> recipients accepted
+    /// that day and `x:YYYY-MM-DD` marks of excluded days.
+    #[must_use]
+    pub fn hist<'a>(&'a self, sender: &'a Mailbox) -> Key<'a> {
+        self.key(Name::Hist(sender))
+    }
+
+    /// The history key of a sender named by its text (a top senders' member).
+    #[must_use]
+    pub fn hist_of(&self, sender: &str) -> String {
+        format!("{}:hist:{sender}", self.prefix)
+    }
+
+    /// The marker that `day`'s totals were folded into the histories:
+    /// `<prefix>:once:fold:YYYY-MM-DD`.
+    #[must_use]
+    pub fn folded(&self, day: NaiveDate) -> String {
+        format!("{}:once:fold:{}", self.prefix, Day(day))
+    }
+
+    /// The pattern of every history key (for loading them all).
+    #[must_use]
+    pub fn hist_pattern(&self) -> String {
+        format!("{}:hist:*", self.prefix)
+    }
+
+    /// The sender named by a history key.
+    #[must_use]
+    pub fn hist_sender<'k>(&self, key: &'k str) -> Option<&'k str> {
+        key.strip_prefix(&self.prefix)?.strip_prefix(":hist:")
+    }
+
     /// The distinct SMTP client addresses of a sender today (a HyperLogLog).
     #[must_use]
     pub fn ips<'a>(&'a self, day: NaiveDate, sender: &'a Mailbox) -> Key<'a> {
@@ -185,6 +217,7 @@ enum Name<'a> {
     Lock(&'a Mailbox),
     DomainLock(&'a str),
     Ips(NaiveDate, &'a Mailbox),
+    Hist(&'a Mailbox),
     Refusals(NaiveDate, &'a Mailbox),
     Fingerprints(NaiveDate, &'a Mailbox),
     Mails(NaiveDate, &'a str),
@@ -242,6 +275,7 @@ impl fmt::Display for Key<'_> {
             Name::Lock(sender) => write!(f, "{p}:lock:{sender}"),
             Name::DomainLock(domain) => write!(f, "{p}:lock:@{domain}"),
             Name::Ips(day, sender) => write!(f, "{p}:ips:{}:{sender}", Day(day)),
+            Name::Hist(sender) => write!(f, "{p}:hist:{sender}"),
             Name::Refusals(day, sender) => write!(f, "{p}:refusals:{}:{sender}", Day(day)),
             Name::Fingerprints(day, sender) => write!(f, "{p}:fp:{}:{sender}", Day(day)),
             Name::Mails(day, who) => write!(f, "{p}:notified:{}:{who}", Day(day)),
@@ -325,6 +359,8 @@ mod tests {
         assert_eq!(keys.refusals(day, &alice).to_string(), "erl:refusals:2026-03-07:alice@example.com");
         assert_eq!(keys.fingerprints(day, &alice).to_string(), "erl:fp:2026-03-07:alice@example.com");
         assert_eq!(keys.locks(LockedBy::Auto).to_string(), "erl:locks:auto");
+        assert_eq!(keys.hist(&alice).to_string(), "erl:hist:alice@example.com");
+        assert_eq!(keys.hist_sender("erl:hist:alice@example.com"), Some("alice@example.com"));
         assert_eq!(keys.locks(LockedBy::Admin).to_string(), "erl:locks:admin");
         assert_eq!(
             keys.notified("erl:2026-03-07T1300/1h:@example.com"),

@@ -25,6 +25,10 @@ struct State {
     violations: VecDeque<Violation>,
     /// Calls since expired counters were last swept out.
     since_sweep: u32,
+    /// Each sender's history for learned allowances (Redis: `erl:hist:<email>`): the excluded
+    /// days are marked here as the script marks them; the totals are folded in from the top
+    /// senders after midnight ([`MemoryStore::fold`]).
+    hist: HashMap<String, crate::learn::History>,
 }
 
 impl State {
@@ -55,6 +59,13 @@ impl State {
             *entry = (HashSet::new(), now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
         }
         entry.0.insert(member).then(|| u64::try_from(entry.0.len()).unwrap_or(u64::MAX))
+    }
+
+    /// `consume.lua`'s `exclude`: today does not count for learning.
+    fn exclude(&mut self, c: &Consume<'_>) {
+        if c.learn.is_some() && c.operation == Operation::Count {
+            self.hist.entry(c.sender.to_string()).or_default().excluded.insert(c.at.day());
+        }
     }
 
     /// `consume.lua`'s `new_message`: whether neither the fingerprint nor the transaction was
@@ -148,6 +159,7 @@ impl MemoryStore {
             .locks
             .insert(self.keys.lock(c.sender).to_string(), serde_json::to_string(&lock).unwrap_or_default());
         self.record(state, c, "locked", limit, count, "1d");
+        state.exclude(c);
         lock
     }
 
@@ -206,6 +218,7 @@ impl MemoryStore {
             if let Some(seen) = state.insert(ips.clone(), c.client.to_owned(), now, COUNTER_TTL_SECS) {
                 client_ips = seen;
                 if is_suspect(seen, max_ips) {
+                    state.exclude(c);
                     if state.once(self.keys.notified(&ips), now, COUNTER_TTL_SECS) {
                         events.suspect = true;
                         self.record(&mut state, c, "suspect", u64::from(max_ips), seen, "1d");
@@ -220,6 +233,9 @@ impl MemoryStore {
             }
         }
         // (2) A lock.
+        if lock.is_some() {
+            state.exclude(c);
+        }
         if stopped {
             return Answer::Locked(Watch { events, client_ips, lock });
         }
@@ -251,6 +267,9 @@ impl MemoryStore {
                 && state.once(self.keys.notified(key), now, counter.window.ttl_secs())
             {
                 events.first_refusal = true;
+            }
+            if enforce && counter.scope == super::Scope::Mailbox && !oversize {
+                state.exclude(c);
             }
             let after = c.guard.lock_after_refusals;
             if records && autolock && after > 0 && counts_toward_lock(counter.scope.kind(), oversize, new) {
@@ -288,5 +307,6 @@ impl CounterStore for MemoryStore {
     }
 }
 
+mod history;
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 pub mod admin;
 mod breaker;
 pub mod budget;
+mod history;
 pub mod keys;
 pub mod memory;
 pub mod protect;
@@ -121,6 +122,15 @@ pub struct Consume<'a> {
     /// The `max_rcpt_per_message` this message exceeds (`None` at RCPT, when off, or when it
     /// fits): it is rejected before any cap is looked at (DESIGN v3 order, step 3).
     pub per_message: Option<u32>,
+    /// Learning is on, with history kept this many days: mark today excluded in the sender's
+    /// history when it is refused by its own cap, a suspect, or locked.
+    pub learn: Option<u32>,
+}
+
+/// How long a history hash lives without a write: the days it keeps and two more.
+#[must_use]
+pub fn history_ttl_secs(days: u32) -> u64 {
+    (u64::from(days) + 2) * 86_400
 }
 
 impl Consume<'_> {
@@ -316,6 +326,7 @@ mod tests {
             message: Message::default(),
             oversize: None,
             per_message: None,
+            learn: None,
         };
         assert_eq!(c.adds(), [7, 1]);
     }

@@ -90,10 +90,10 @@ impl RedisStore {
     /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
     /// command buffer (no per-argument allocation).
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
-        // Arguments: 3 in the head, a key per counter and 9 more keys, 19 values, a TTL and an
+        // Arguments: 3 in the head, a key per counter and 10 more keys, 21 values, a TTL and an
         // increment per counter, 5 per cap.
-        let mut cmd = Cmd::with_capacity(3 + 9 + 19 + 3 * c.counters.len() + 5 * c.caps.len(), 1024);
-        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 9);
+        let mut cmd = Cmd::with_capacity(3 + 10 + 21 + 3 * c.counters.len() + 5 * c.caps.len(), 1024);
+        cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 10);
         for counter in c.counters {
             let key = self
                 .keys
@@ -111,6 +111,7 @@ impl RedisStore {
             .arg(self.keys.fingerprints(day, c.sender))
             .arg(&self.auto_locks_key)
             .arg(self.keys.domain_lock(c.sender.domain().unwrap_or_default()))
+            .arg(self.keys.hist(c.sender))
             .arg(c.recipients)
             .arg(match c.operation {
                 Operation::Count => "count",
@@ -137,6 +138,15 @@ impl RedisStore {
             .arg(c.oversize.map_or(0, |i| i + 1))
             .arg(TOP_TTL_SECS)
             .arg(c.per_message.unwrap_or(0));
+        match c.learn {
+            Some(days) => {
+                cmd.write_arg_fmt(format_args!("x:{day}"));
+                cmd.arg(super::history_ttl_secs(days));
+            }
+            None => {
+                cmd.arg("").arg(0);
+            }
+        }
         let n = u64::from(c.recipients);
         for counter in c.counters {
             cmd.arg(counter.window.ttl_secs()).arg(counter.unit.count(n));

@@ -32,6 +32,7 @@ fn ask<'a>(sender: &'a Mailbox, n: u32, caps: &'a [Check]) -> Consume<'a> {
         },
         oversize: None,
         per_message: None,
+        learn: None,
     }
 }
 

@@ -1,0 +1,56 @@
+//! `[learn]`: learned allowances (DESIGN v3).
+
+use super::raw::RawLearn;
+use super::{ConfigError, LimitSettings, MAX_CAP, invalid};
+use crate::learn::LearnSettings;
+use crate::window::{Unit, Window};
+
+/// The most days of history kept: a year.
+const MAX_DAYS: u64 = 366;
+
+pub(super) fn validate_learn(raw: &RawLearn, limits: &LimitSettings) -> Result<LearnSettings, ConfigError> {
+    let days = u32::try_from(raw.days)
+        .ok()
+        .filter(|d| (1..=MAX_DAYS).contains(&u64::from(*d)))
+        .ok_or_else(|| invalid("learn.days", format!("{}: must be 1 to {MAX_DAYS}", raw.days)))?;
+    let min_days = u32::try_from(raw.min_days).ok().filter(|d| (1..=days).contains(d)).ok_or_else(|| {
+        invalid("learn.min_days", format!("{}: must be 1 to learn.days ({days})", raw.min_days))
+    })?;
+    if !(raw.factor.is_finite() && raw.factor > 0.0 && raw.factor <= 100.0) {
+        return Err(invalid("learn.factor", format!("{}: must be above 0, at most 100", raw.factor)));
+    }
+    if !(raw.max_growth.is_finite() && (1.0..=100.0).contains(&raw.max_growth)) {
+        return Err(invalid("learn.max_growth", format!("{}: must be 1 to 100", raw.max_growth)));
+    }
+    // The defaults a learned allowance starts from: the ceiling is above every one of them.
+    let daily = |caps: &Option<Vec<crate::window::Rate>>| {
+        caps.as_deref()?.iter().find(|r| (r.window, r.unit) == (Window::Day, Unit::Rcpt)).map(|r| r.limit)
+    };
+    let defaults = std::iter::once(("limits.default_mailbox", limits.default_mailbox)).chain(
+        limits
+            .domains
+            .iter()
+            .filter_map(|d| daily(&d.mailbox_caps).map(|n| ("limits.domain.mailbox_daily", n))),
+    );
+    if raw.enabled {
+        for (key, default) in defaults {
+            if raw.ceiling < default {
+                return Err(invalid(
+                    "learn.ceiling",
+                    format!("{}: must be at least the defaults it raises ({key} = {default})", raw.ceiling),
+                ));
+            }
+        }
+    }
+    if !(1..=MAX_CAP).contains(&raw.ceiling) {
+        return Err(invalid("learn.ceiling", format!("{}: must be 1 to {MAX_CAP}", raw.ceiling)));
+    }
+    Ok(LearnSettings {
+        enabled: raw.enabled,
+        days,
+        min_days,
+        factor: raw.factor,
+        ceiling: raw.ceiling,
+        max_growth: raw.max_growth,
+    })
+}

@@ -1,0 +1,104 @@
+//! Learned allowances, off the request path: each local day's totals folded into the senders'
+//! histories, and the allowances computed from them, at start, after every local midnight and
+//! on SIGHUP (`nudge`). A fault keeps the allowances in force and is logged; the decisions never
+//! wait on any of it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Days, NaiveDate};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::RedisSettings;
+use crate::learn::{Allowances, History};
+use crate::policy::Policy;
+use crate::store::admin::AdminStore;
+use crate::store::{Store, StoreError};
+
+/// How many days back a start folds what it missed: the top senders are kept 8 days.
+const CATCH_UP_DAYS: u64 = 7;
+
+/// How often the task looks whether the local day changed (the clock may be a test's).
+const LOOK_EVERY: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown`; `nudge` asks for a new computation (SIGHUP).
+pub(super) async fn run(
+    policy: Arc<Policy<Store>>,
+    redis: RedisSettings,
+    nudge: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    let mut done: Option<NaiveDate> = None;
+    let mut asked = true;
+    loop {
+        let today = policy.moment().day();
+        if asked || done != Some(today) {
+            let learn = policy.learning();
+            if learn.enabled {
+                let started = Instant::now();
+                match learn_now(&policy, &redis, today, learn.days).await {
+                    Ok((senders, allowances)) => {
+                        tracing::info!(
+                            "learned allowances: {} mailbox(es) above their default, from the history of {senders} sender(s) ({} ms)",
+                            allowances.len(),
+                            started.elapsed().as_millis()
+                        );
+                        policy.set_allowances(allowances);
+                        done = Some(today);
+                    }
+                    Err(e) => tracing::warn!("learned allowances not computed (the last ones stay): {e}"),
+                }
+            } else {
+                policy.set_allowances(Allowances::default());
+                done = Some(today);
+            }
+        }
+        asked = tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = nudge.notified() => true,
+            () = tokio::time::sleep(LOOK_EVERY) => false,
+        };
+    }
+}
+
+/// Folds the days before `today` not folded yet and computes the allowances; returns how many
+/// senders have a history, and the allowances.
+async fn learn_now(
+    policy: &Policy<Store>,
+    redis: &RedisSettings,
+    today: NaiveDate,
+    days: u32,
+) -> Result<(usize, Allowances), StoreError> {
+    let settings = policy.learning();
+    let limits = policy.limits();
+    let histories: Vec<(String, History)> = match policy.store() {
+        Store::Memory(memory) => {
+            for back in 1..=CATCH_UP_DAYS {
+                if let Some(day) = today.checked_sub_days(Days::new(back)) {
+                    memory.fold(day, today, days);
+                }
+            }
+            memory.histories()
+        }
+        Store::Redis(_) => {
+            let mut store = AdminStore::open(redis).await?;
+            for back in (1..=CATCH_UP_DAYS).rev() {
+                let Some(day) = today.checked_sub_days(Days::new(back)) else { continue };
+                if !store.folded(day).await? {
+                    let n = store.fold_history(day, days).await?;
+                    store.mark_folded(day).await?;
+                    tracing::info!("history: {day} folded for {n} sender(s)");
+                }
+            }
+            store.histories(today, days).await?
+        }
+    };
+    let allowances = tokio::task::spawn_blocking(move || {
+        let list = histories.iter().map(|(name, h)| (name.as_str(), h));
+        (histories.len(), Allowances::compute(list, today, &limits, &settings))
+    })
+    .await
+    .map_err(|e| StoreError::BadReply(format!("allowances: {e}")))?;
+    Ok(allowances)
+}

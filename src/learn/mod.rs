@@ -1,0 +1,168 @@
+//! Learned allowances (DESIGN v3 "Learned allowances"): a mailbox on a default cap earns up to
+//! `factor` times the 95th percentile of its own daily totals, between the default and
+//! `ceiling`, growing at most `max_growth` times a day. Pure: the history comes from the store
+//! (`erl:hist:<email>`, or the memory store's), the allowance goes to the policy, which scales
+//! the mailbox's default caps with it ([`scale`]).
+
+pub mod table;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{Days, NaiveDate};
+
+pub use table::Allowances;
+
+use crate::limits::{Cap, Listed};
+use crate::window::{Unit, Window};
+
+/// `[learn]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnSettings {
+    pub enabled: bool,
+    /// History kept and used: local days, today excluded.
+    pub days: u32,
+    /// Days with mail needed before a mailbox has an allowance.
+    pub min_days: u32,
+    /// allowance = factor x the 95th percentile of its daily totals.
+    pub factor: f64,
+    /// Never above this (recipients a day).
+    pub ceiling: u64,
+    /// An allowance at most grows this many times from one day to the next.
+    pub max_growth: f64,
+}
+
+impl Default for LearnSettings {
+    fn default() -> Self {
+        Self { enabled: false, days: 28, min_days: 7, factor: 3.0, ceiling: 2000, max_growth: 2.0 }
+    }
+}
+
+/// One sender's history: recipients accepted per local day, and the days excluded from
+/// learning (refused by its own caps, a suspect, or locked).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub totals: BTreeMap<NaiveDate, u64>,
+    pub excluded: BTreeSet<NaiveDate>,
+}
+
+impl History {
+    /// Reads `erl:hist:<email>`'s fields: `YYYY-MM-DD` -> total, `x:YYYY-MM-DD` -> a mark.
+    /// Anything else is ignored (a hash written by hand stays harmless).
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut h = Self::default();
+        for (field, value) in fields {
+            if let Some(day) = field.strip_prefix("x:") {
+                if let Ok(day) = day.parse() {
+                    h.excluded.insert(day);
+                }
+            } else if let (Ok(day), Ok(total)) = (field.parse(), value.parse()) {
+                h.totals.insert(day, total);
+            }
+        }
+        h
+    }
+
+    /// The fields older than `days` local days before `today` (pruned when history is folded).
+    #[must_use]
+    pub fn stale_fields(&self, today: NaiveDate, days: u32) -> Vec<String> {
+        let oldest = first_day(today, days);
+        let totals = self.totals.keys().filter(|d| **d < oldest).map(ToString::to_string);
+        totals.chain(self.excluded.iter().filter(|d| **d < oldest).map(|d| format!("x:{d}"))).collect()
+    }
+}
+
+/// The first day of the `days` local days before `today`.
+fn first_day(today: NaiveDate, days: u32) -> NaiveDate {
+    today.checked_sub_days(Days::new(u64::from(days))).unwrap_or(NaiveDate::MIN)
+}
+
+/// A learned daily cap and its basis (for `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Learned {
+    /// Recipients a day.
+    pub limit: u64,
+    /// Days with mail it was learned from.
+    pub days: usize,
+    /// The 95th percentile of their totals.
+    pub p95: u64,
+}
+
+/// Nearest-rank 95th percentile of `values` (sorted in place); `None` when empty.
+fn p95(values: &mut [u64]) -> Option<u64> {
+    values.sort_unstable();
+    let rank = (values.len() * 95).div_ceil(100).max(1);
+    values.get(rank - 1).copied()
+}
+
+/// What a mailbox with a default daily cap of `default` has earned on `today`, from the days
+/// before it; `None` when it has not earned more than the default (too few days with mail, or
+/// a small 95th percentile). Yesterday's allowance bounds today's (`max_growth`): the
+/// allowances of the `days` days before are computed in turn from the same history, starting at
+/// the default, so the rule needs no state beyond the history itself.
+#[must_use]
+pub fn allowance(history: &History, today: NaiveDate, default: u64, s: &LearnSettings) -> Option<Learned> {
+    let mut allowed = default;
+    let mut learned = None;
+    for back in (0..s.days).rev() {
+        let day = first_day(today, back);
+        let Some(basis) = basis(history, day, s) else {
+            allowed = default;
+            learned = None;
+            continue;
+        };
+        let ceiling = s.ceiling.max(default);
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let earned = ((s.factor * basis.p95 as f64).ceil() as u64).clamp(default, ceiling);
+        #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let grown = (s.max_growth * allowed as f64).floor() as u64;
+        allowed = earned.min(grown.max(default));
+        learned = (allowed > default).then_some(Learned { limit: allowed, ..basis });
+    }
+    learned
+}
+
+/// The days with mail in the `days` days before `day` that count (not excluded), and their
+/// 95th percentile; `None` below `min_days` of them.
+fn basis(history: &History, day: NaiveDate, s: &LearnSettings) -> Option<Learned> {
+    let from = first_day(day, s.days);
+    let mut totals: Vec<u64> = history
+        .totals
+        .range(from..day)
+        .filter(|(d, n)| **n > 0 && !history.excluded.contains(d))
+        .map(|(_, n)| *n)
+        .collect();
+    if totals.len() < usize::try_from(s.min_days).unwrap_or(usize::MAX).max(1) {
+        return None;
+    }
+    let days = totals.len();
+    Some(Learned { limit: 0, days, p95: p95(&mut totals)? })
+}
+
+/// The mailbox's default caps raised by a learned daily cap of `learned` recipients: the daily
+/// recipient cap becomes `learned`, every other cap (shorter windows, message caps) grows by the
+/// same ratio, rounded up. Unknown caps stay unknown.
+pub fn scale(caps: &mut [Listed], learned: u64) {
+    let Some(default) = caps.iter().find_map(|&(w, u, c)| match (w, u, c) {
+        (Window::Day, Unit::Rcpt, Cap::Enforced(n)) => Some(n),
+        _ => None,
+    }) else {
+        return;
+    };
+    if learned <= default || default == 0 {
+        return;
+    }
+    for (w, u, cap) in caps.iter_mut() {
+        if let Cap::Enforced(n) = cap {
+            *n = if (*w, *u) == (Window::Day, Unit::Rcpt) {
+                learned
+            } else {
+                // n x learned / default, rounded up, without overflow.
+                u64::try_from((u128::from(*n) * u128::from(learned)).div_ceil(u128::from(default)))
+                    .unwrap_or(u64::MAX)
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

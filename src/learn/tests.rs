@@ -1,0 +1,131 @@
+//! The learning rule over many days, with dates the test chooses (no clock, no sleeping).
+
+use super::*;
+
+fn day(n: u64) -> NaiveDate {
+    NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid").checked_add_days(Days::new(n)).expect("valid")
+}
+
+/// A history of `totals[i]` recipients on day i (0: no mail).
+fn history(totals: &[u64]) -> History {
+    let mut h = History::default();
+    for (i, n) in totals.iter().enumerate() {
+        if *n > 0 {
+            h.totals.insert(day(i as u64), *n);
+        }
+    }
+    h
+}
+
+fn on(s: &LearnSettings) -> LearnSettings {
+    LearnSettings { enabled: true, ..*s }
+}
+
+#[test]
+fn no_history_or_too_few_days_is_exactly_the_default() {
+    let s = on(&LearnSettings::default());
+    assert_eq!(allowance(&History::default(), day(40), 50, &s), None);
+    // 6 days with mail: below min_days = 7.
+    assert_eq!(allowance(&history(&[100, 100, 100, 100, 100, 100]), day(6), 50, &s), None);
+    // The 7th day with mail: an allowance, first at most twice the default (max_growth).
+    let h = history(&[100; 7]);
+    assert_eq!(allowance(&h, day(7), 50, &s), Some(Learned { limit: 100, days: 7, p95: 100 }));
+}
+
+#[test]
+fn the_allowance_is_factor_times_the_95th_percentile_growing_at_most_twice_a_day() {
+    let s = on(&LearnSettings::default());
+    // 28 days of 100 recipients: 3 x 100 = 300, reached by doubling from 50: 100, 200, 300.
+    let h = history(&[100; 28]);
+    let seen: Vec<Option<u64>> = (7..11).map(|d| allowance(&h, day(d), 50, &s).map(|l| l.limit)).collect();
+    assert_eq!(seen, [Some(100), Some(200), Some(300), Some(300)]);
+    // Nearest rank: 20 values 1..=20, the 95th percentile is the 19th (19).
+    let h = history(&(1..=20).collect::<Vec<_>>());
+    let l = allowance(&h, day(20), 1, &LearnSettings { max_growth: 100.0, ..s }).expect("learned");
+    assert_eq!((l.p95, l.days, l.limit), (19, 20, 57));
+}
+
+#[test]
+fn never_below_the_default_never_above_the_ceiling() {
+    let s = on(&LearnSettings { ceiling: 500, max_growth: 100.0, ..LearnSettings::default() });
+    // A quiet sender: 3 x 5 = 15 is below the default of 50: no allowance at all.
+    assert_eq!(allowance(&history(&[5; 28]), day(28), 50, &s), None);
+    // A very busy one: 3 x 1000 is clamped to the ceiling.
+    assert_eq!(allowance(&history(&[1000; 28]), day(28), 50, &s).map(|l| l.limit), Some(500));
+    // A default above the ceiling wins over it (the ceiling never lowers a cap).
+    assert_eq!(allowance(&history(&[1000; 28]), day(28), 800, &s), None);
+}
+
+#[test]
+fn excluded_days_earn_nothing_a_sender_at_its_cap_stays_there() {
+    let s = on(&LearnSettings::default());
+    // A thief that hammers its cap every day: every day refused by its own cap, so excluded.
+    let mut h = history(&[50; 28]);
+    h.excluded.extend((0..28).map(day));
+    assert_eq!(allowance(&h, day(28), 50, &s), None, "no ratchet");
+    // One day in 28 is above the 95th percentile anyway; two burst days lift it, unless they
+    // are excluded (the sender was refused, a suspect or locked on them).
+    let mut totals = vec![40u64; 28];
+    totals[20] = 5000;
+    assert_eq!(allowance(&history(&totals), day(28), 50, &s).map(|l| l.p95), Some(40));
+    totals[21] = 5000;
+    let mut h = history(&totals);
+    assert_eq!(allowance(&h, day(28), 50, &s).map(|l| l.p95), Some(5000), "counted: it would");
+    h.excluded.extend([day(20), day(21)]);
+    assert_eq!(allowance(&h, day(28), 50, &s).map(|l| (l.p95, l.limit)), Some((40, 120)));
+}
+
+#[test]
+fn a_sudden_jump_takes_days_and_old_days_leave_the_window() {
+    let s = on(&LearnSettings::default());
+    // 20 quiet days, then 8 days of 400: the percentile jumps, the allowance only doubles a day.
+    let mut totals = vec![20u64; 20];
+    totals.extend([400; 8]);
+    let h = history(&totals);
+    let seen: Vec<u64> = (20..29).map(|d| allowance(&h, day(d), 50, &s).map_or(50, |l| l.limit)).collect();
+    // Days 20 and 21: the 95th percentile is still 20 (one 400 in 21 days is above it) -> 60.
+    // From day 22: 400 -> 1200, reached by doubling.
+    assert_eq!(seen, [60, 60, 120, 240, 480, 960, 1200, 1200, 1200]);
+    // 28 days later the busy days have left the window; with no mail at all, no allowance.
+    assert_eq!(allowance(&h, day(28 + 28), 50, &s), None);
+}
+
+#[test]
+fn scaling_keeps_ratios_and_rounds_up() {
+    let mut caps = vec![
+        (Window::Day, Unit::Rcpt, Cap::Enforced(50)),
+        (Window::Day, Unit::Msg, Cap::Enforced(20)),
+        (Window::HOUR, Unit::Rcpt, Cap::Enforced(20)),
+        (Window::Minutes(15), Unit::Msg, Cap::Enforced(3)),
+        (Window::HOUR, Unit::Msg, Cap::Unknown),
+    ];
+    scale(&mut caps, 125);
+    let limits: Vec<Option<u64>> = caps.iter().map(|c| c.2.known()).collect();
+    // x 2.5: 50 -> 125, 20 -> 50, 20 -> 50, 3 -> 7.5 -> 8; unknown stays unknown.
+    assert_eq!(limits, [Some(125), Some(50), Some(50), Some(8), None]);
+    // Below the default: nothing changes (learning never lowers a cap).
+    let before = caps.clone();
+    scale(&mut caps, 100);
+    assert_eq!(caps, before);
+    // No daily recipient cap to scale from: nothing changes.
+    let mut hourly = vec![(Window::HOUR, Unit::Rcpt, Cap::Enforced(20))];
+    scale(&mut hourly, 500);
+    assert_eq!(hourly[0].2, Cap::Enforced(20));
+}
+
+#[test]
+fn history_fields_round_trip_and_stale_ones_are_named() {
+    let h = History::from_fields([
+        ("2026-01-05", "12"),
+        ("x:2026-01-06", "1"),
+        ("2026-01-06", "300"),
+        ("junk", "1"),
+        ("2026-01-07", "not a number"),
+    ]);
+    assert_eq!(h.totals.len(), 2);
+    assert!(h.excluded.contains(&day(5)));
+    let mut stale = h.stale_fields(day(34), 28);
+    stale.sort();
+    assert_eq!(stale, ["2026-01-05", "2026-01-06", "x:2026-01-06"]);
+    assert!(h.stale_fields(day(32), 28).is_empty());
+}

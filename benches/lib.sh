@@ -54,6 +54,10 @@ url = "${redis_url:-redis://127.0.0.1:$rport/0}"
 [log]
 level = "$1"
 TOML
+  # ERL_LEARN=1: learned allowances on (every sender here is on a domain's default caps).
+  if [ "${ERL_LEARN:-0}" = 1 ]; then
+    printf '[learn]\nenabled = true\nceiling = %s\n' "$big" >> "$work/config.toml"
+  fi
 }
 
 # A temporary mariadbd on a free loopback port with the ISPConfig schema and 100,000 opted-in

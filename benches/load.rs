@@ -235,7 +235,7 @@ fn consume_call(sha: &str, n: u64) -> redis::Cmd {
     let (day, hour) = (now / 86_400, now % 86_400 / 3600);
     let (d, h) = (format!("erl:d{day}:"), format!("erl:d{day}T{hour:02}00/1h:"));
     let mut cmd = redis::cmd("EVALSHA");
-    cmd.arg(sha).arg(15);
+    cmd.arg(sha).arg(16);
     for prefix in [&d, &d, &d, &h, &h, &h].iter().zip(0..) {
         let who = match prefix.1 % 3 {
             0 => user.clone(),
@@ -250,12 +250,15 @@ fn consume_call(sha: &str, n: u64) -> redis::Cmd {
         .arg(format!("erl:refusals:{day}:{user}"))
         .arg(format!("erl:fp:{day}:{user}"))
         .arg("erl:locks:auto")
-        .arg("erl:lock:@example.com");
+        .arg("erl:lock:@example.com")
+        .arg(format!("erl:hist:{user}"));
     cmd.arg(1).arg("count").arg(1).arg(1000).arg(now).arg(&user).arg("203.0.113.7").arg("");
     cmd.arg(93_600).arg(30).arg(0).arg(0).arg("mx1");
     // The message: its transaction, fingerprint, the fingerprint set's TTL, no oversize cap; the
     // top senders' TTL; not over max_rcpt_per_message.
     cmd.arg("").arg("0123456789abcdef").arg(50_000).arg(0).arg(691_200).arg(0);
+    // Learning off: no history mark, no TTL.
+    cmd.arg("").arg(0);
     // Each counter's TTL and what the message (1 recipient) adds to it.
     for ttl in [93_600, 93_600, 93_600, 7200, 7200, 7200] {
         cmd.arg(ttl).arg(1);

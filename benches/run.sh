@@ -46,11 +46,11 @@ for c in 1 8 64; do
     # The daemon's keys and arguments for a mailbox with a daily cap (consume.lua's header):
     # the mailbox's, its domain's and the server's daily counters; two caps.
     u="user__rand_int__@example.com"
-    line="$(redis-benchmark -p "$rport" -c "$c" -n "$n" -r 10000 --csv EVALSHA "$sha" 12 \
+    line="$(redis-benchmark -p "$rport" -c "$c" -n "$n" -r 10000 --csv EVALSHA "$sha" 13 \
       "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" erl:violations "erl:top:$day" \
       "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u" "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto \
-      "erl:lock:@example.com" \
-      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 \
+      "erl:lock:@example.com" "erl:hist:$u" \
+      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "" 0 \
       93600 1 93600 1 93600 1 1 1000000000 user 1d rcpt 3 1000000000 global 1d rcpt | tail -1)"
     rps+=("$(echo "$line" | cut -d, -f2 | tr -d '"')")
     p50+=("$(echo "$line" | cut -d, -f5 | tr -d '"')")

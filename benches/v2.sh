@@ -18,6 +18,7 @@
 # consume.lua the raw rows call with that build's own keys and arguments), sections 1 and 2 run
 # both builds, alternating round by round, and print both rows and the ratios after/before:
 #   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=4a3677c benches/v2.sh
+# ERL_LEARN=1 runs this build with learned allowances on (its raw rows pass the history's mark).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -43,11 +44,13 @@ ttls=(93600 1 93600 1 93600 1 7200 1 7200 1 7200 1)
 caps_21=(1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big global 1d 6 $big global 1h)
 ttls_21=(93600 93600 93600 7200 7200 7200)
 counters=("erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global")
-# This build's call (issue 22: no per-message reject, a TTL and an increment per counter, a unit
-# per cap).
-args_after=(15 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
-  "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto "erl:lock:@example.com"
-  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "${ttls[@]}" "${caps[@]}")
+# This build's call (issue 22: the sender's history, no per-message reject, the history's mark
+# ("" with learning off, "x:DATE" with it on) and TTL, a TTL and an increment per counter, a unit
+# per cap). ERL_LEARN=1 passes learning on.
+mark=""; [ "${ERL_LEARN:-0}" = 1 ] && mark="x:$day"
+args_after=(16 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
+  "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto "erl:lock:@example.com" "erl:hist:$u"
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "$mark" 2592000 "${ttls[@]}" "${caps[@]}")
 # The issue-21 call (4a3677c and before, down to 0e9a9b4's successor): the domain's lock and the
 # top senders' TTL; a TTL per counter, 4 per cap.
 args_before=(15 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
@@ -79,7 +82,8 @@ redis-cli -p "$rport" flushall >/dev/null
 #    erl.sock and Redis db 0, the older one on erl-before.sock and db 1) and the rounds alternate;
 #    each round warms its daemon for 1 s, then measures req/s and CPU over the measured seconds.
 declare -A rps p99 cpu_d cpu_r dpid sock
-sed -e "s|$work/erl.sock|$work/erl-before.sock|" -e "s|:$rport/0|:$rport/1|" "$work/config.toml" > "$work/config-before.toml"
+# (The older build knows no [learn]: it is left out of its config.)
+sed -e "s|$work/erl.sock|$work/erl-before.sock|" -e "s|:$rport/0|:$rport/1|" -e '/^\[learn\]/,$d' "$work/config.toml" > "$work/config-before.toml"
 sock[after]="$work/erl.sock"; sock[before]="$work/erl-before.sock"
 for b in "${builds[@]}"; do
   conf="$work/config.toml"; [ "$b" = before ] && conf="$work/config-before.toml"

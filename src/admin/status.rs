@@ -8,6 +8,7 @@ use serde_json::json;
 use super::{AdminError, Subject, file_words, limits, open, parse_caps};
 use crate::clock;
 use crate::config::Config;
+use crate::learn::{allowance, table::default_daily};
 use crate::limits::{Cap, Limits};
 use crate::store::Who;
 use crate::window::{Unit, Window};
@@ -53,6 +54,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     let at = config.timezone.moment(clock::from_env().0.now());
     let mut rows: Vec<Row> = Vec::new();
     let mut raise = None;
+    let mut learned = None;
     // In the contract's order.
     let mut scopes: Vec<ScopeCaps<'_>> = Vec::new();
     let (name, exempt) = match &subject {
@@ -64,6 +66,16 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
                 caps.caps = rates.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
                 crate::limits::sort_caps(&mut caps.caps);
                 from = "raise".into();
+            } else if let Some(default) = config.learn.enabled.then(|| default_daily(&limits, m)).flatten() {
+                let history = store.history(m).await;
+                learned = allowance(&history, at.day(), default, &config.learn);
+                if let Some(l) = learned {
+                    crate::learn::scale(&mut caps.caps, l.limit);
+                    from = format!(
+                        "learned from {} days (95th percentile {}; default {default})",
+                        l.days, l.p95
+                    );
+                }
             }
             scopes.push(ScopeCaps {
                 scope: "mailbox",
@@ -142,6 +154,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             "lock": lock_json,
             "raise": raise_caps,
             "raise_expires_in_secs": raise.as_ref().and_then(|(_, ttl)| u64::try_from(*ttl).ok()),
+            "learned": learned.map(|l| json!({"limit": l.limit, "days": l.days, "p95": l.p95})),
             "caps": caps,
             "limits_from": limits_from,
         })
@@ -166,6 +179,13 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
         let left = u64::try_from(*ttl)
             .map_or_else(|_| "no expiry".to_owned(), |s| format!("{} left", super::span(s)));
         let _ = writeln!(out, "raise:       {r} ({left})");
+    }
+    if let Some(l) = learned {
+        let _ = writeln!(
+            out,
+            "learned:     {} a day, {} x the 95th percentile ({}) of {} days with mail (learn.ceiling {})",
+            l.limit, config.learn.factor, l.p95, l.days, config.learn.ceiling
+        );
     }
     let _ = writeln!(
         out,

@@ -88,7 +88,11 @@ async fn learn_now(
                 if !store.folded(day).await? {
                     let n = store.fold_history(day, days).await?;
                     store.mark_folded(day).await?;
-                    tracing::info!("history: {day} folded for {n} sender(s)");
+                    if n > 0 {
+                        tracing::info!("history: {day} folded for {n} sender(s)");
+                    } else {
+                        tracing::debug!("history: {day} folded: nobody sent that day");
+                    }
                 }
             }
             store.histories(today, days).await?

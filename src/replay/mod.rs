@@ -9,12 +9,13 @@ mod report;
 use std::io::{BufRead, Write};
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
 pub use self::input::{InputError, Line};
 pub use self::report::Report;
 use crate::clock::FixedClock;
 use crate::config::{Config, Mode};
+use crate::learn::{Allowances, LearnSettings};
 use crate::limits::LimitsCache;
 use crate::metrics::Outcome;
 use crate::notify::Queue;
@@ -69,6 +70,7 @@ pub async fn run(
         .with_time(config.timezone, clock.clone())
         .with_protection(config.protect, &config.server_name, Some(queue));
     policy.set_replies(config.replies.clone());
+    policy.set_learning(config.learn);
     match mode {
         ReplayMode::Enforce => policy.set_mode(Mode::Enforce),
         ReplayMode::AsConfigured => policy.set_enforce_from(config.enforce_from),
@@ -76,6 +78,7 @@ pub async fn run(
     let mut report =
         Report::new(format == Format::Journal, config.database.is_some(), config.limits.max_recipients);
     let mut last = f64::MIN;
+    let mut learned_on: Option<NaiveDate> = None;
     for (i, text) in input.lines().enumerate() {
         let text = text?;
         let line = match format {
@@ -93,6 +96,13 @@ pub async fn run(
         #[allow(clippy::cast_possible_truncation)]
         let micros = (at * 1e6).round() as i64;
         clock.set(DateTime::<Utc>::from_timestamp_micros(micros).unwrap_or_default());
+        // A new local day: yesterday's totals go into the histories and the allowances are
+        // learned again, as the daemon does after midnight.
+        let today = policy.moment().day();
+        if config.learn.enabled && learned_on != Some(today) {
+            learn(&policy, learned_on, today, &config.learn);
+            learned_on = Some(today);
+        }
         let (action, outcome) = policy.decide_with_outcome(&req).await;
         report.add(&req, &action, &outcome);
         while let Ok(event) = events.try_recv() {
@@ -103,6 +113,20 @@ pub async fn run(
         }
     }
     Ok(report)
+}
+
+/// Folds the days from `since` (the last day learned on) to the day before `today` into the
+/// histories and sets the allowances learned from them.
+fn learn(policy: &Policy<MemoryStore>, since: Option<NaiveDate>, today: NaiveDate, settings: &LearnSettings) {
+    let store = policy.store();
+    let mut day = since.unwrap_or(today);
+    while day < today {
+        store.fold(day, today, settings.days);
+        day = day.succ_opt().unwrap_or(today);
+    }
+    let histories = store.histories();
+    let list = histories.iter().map(|(name, h)| (name.as_str(), h));
+    policy.set_allowances(Allowances::compute(list, today, &policy.limits(), settings));
 }
 
 /// `{"i", "action", "cap", "unit", "reason"}` (DESIGN "Replay").

@@ -89,6 +89,7 @@ impl AdminStore {
             }
             let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
             let mut prune = redis::pipe();
+            let mut pruning = false;
             for (key, reply) in batch.iter().zip(replies) {
                 let Ok(fields) = redis::from_redis_value::<Vec<(String, String)>>(reply) else { continue };
                 let Some(sender) = self.keys.hist_sender(key) else { continue };
@@ -96,10 +97,13 @@ impl AdminStore {
                 let stale = history.stale_fields(today, days);
                 if !stale.is_empty() {
                     prune.hdel(key, stale).ignore();
+                    pruning = true;
                 }
                 out.push((sender.to_owned(), history));
             }
-            prune.query_async::<()>(&mut self.conn).await?;
+            if pruning {
+                prune.query_async::<()>(&mut self.conn).await?;
+            }
         }
         Ok(out)
     }

@@ -435,3 +435,36 @@ fn metrics_listen_on_loopback_or_a_socket_unless_allowed() {
     let remote = from_toml("[metrics]\nlisten = \"10.0.0.5:9425\"\nallow_remote = true").expect("allowed");
     assert_eq!(from_toml(&remote.render()).expect("round trip").metrics, remote.metrics);
 }
+
+/// Issue 22: `[learn]`, message caps and `max_rcpt_per_message` are validated, each error
+/// naming its key.
+#[test]
+fn learning_message_caps_and_per_message_are_validated() {
+    let c = from_toml("[learn]\nenabled = true\nfactor = 2.5\n[limits]\nmax_rcpt_per_message = 100\n")
+        .expect("valid");
+    assert!(c.learn.enabled && (c.learn.factor - 2.5).abs() < f64::EPSILON);
+    assert_eq!((c.learn.days, c.learn.min_days, c.learn.ceiling), (28, 7, 2000));
+    assert_eq!(c.limits.max_rcpt_per_message, 100);
+    for (text, key) in [
+        ("[learn]\ndays = 0\n", "learn.days"),
+        ("[learn]\nmin_days = 29\n", "learn.min_days"),
+        ("[learn]\nfactor = 0.0\n", "learn.factor"),
+        ("[learn]\nmax_growth = 0.5\n", "learn.max_growth"),
+        ("[learn]\nceiling = 0\n", "learn.ceiling"),
+        ("[learn]\nenabled = true\nceiling = 40\n", "learn.ceiling"),
+        (
+            "[learn]\nenabled = true\nceiling = 100\n[[limits.domain]]\ndomain = \"x.org\"\nmailbox_daily = 200\n",
+            "learn.ceiling",
+        ),
+        ("[limits]\nmax_rcpt_per_message = 100000000\n", "limits.max_rcpt_per_message"),
+        ("[[limits.mailbox]]\nemail = \"a@x.org\"\nmax_rcpt_per_message = -1\n", "max_rcpt_per_message"),
+        ("[limits]\ndefault_mailbox_rates = [\"40msg/1h\", \"30msg/1h\"]\n", "limits.default_mailbox_rates"),
+        ("[limits]\nglobal_rates = [\"0msg/1h\"]\n", "limits.global_rates"),
+    ] {
+        let e = err(text);
+        assert!(e.contains(key), "{text:?}: {e}");
+    }
+    // A recipient cap and a message cap of the same window, and a daily cap with a daily
+    // message cap, stand side by side.
+    from_toml("[limits]\ndefault_mailbox_rates = [\"20/1h\", \"40msg/1h\", \"300msg/1d\"]\n").expect("valid");
+}

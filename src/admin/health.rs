@@ -78,7 +78,13 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
             "daemon": {"socket": socket, "answers": daemon.is_ok(), "error": daemon.as_ref().err()},
             "redis": {"up": up, "error": redis.as_ref().err()},
             "limits": {"source": source.what, "read_at": source.read_at, "age_secs": age},
-            "server": server.iter().map(|((w, u), used, limit)| json!({"window": w.to_string(), "unit": u.name(), "since": start(*w), "used": used, "limit": limit, "remaining": limit.map(|l| l.saturating_sub(*used))})).collect::<Vec<_>>(),
+            "server": server.iter().map(|((w, u), used, limit)| {
+                let mut row = json!({"window": w.to_string(), "since": start(*w), "used": used, "limit": limit, "remaining": limit.map(|l| l.saturating_sub(*used))});
+                if *u == Unit::Msg {
+                    row["unit"] = "msg".into();
+                }
+                row
+            }).collect::<Vec<_>>(),
             "locked_senders": locks,
         });
         return Ok((value.to_string() + "\n", up));

@@ -136,9 +136,14 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             .iter()
             .map(|r| {
                 let limit = r.limit.and_then(Cap::known);
-                json!({"scope": r.scope, "window": r.window.to_string(), "unit": r.unit.name(), "used": r.used,
+                let mut row = json!({"scope": r.scope, "window": r.window.to_string(), "used": r.used,
                        "limit": limit, "remaining": limit.map(|l| l.saturating_sub(r.used)),
-                       "source": (!r.source.is_empty()).then_some(&r.source)})
+                       "source": (!r.source.is_empty()).then_some(&r.source)});
+                // A message cap says so; a recipient cap's row is as in v2.
+                if r.unit == Unit::Msg {
+                    row["unit"] = "msg".into();
+                }
+                row
             })
             .collect();
         let raise_caps = raise.as_ref().map(|(r, _)| r.split_whitespace().collect::<Vec<_>>());

@@ -77,12 +77,13 @@ impl Cause {
     }
 
     /// The deferral metrics' labels.
+    /// (`unit="msg"` for a message cap only: a recipient cap's series keep the v2 labels.)
     fn labels(&self) -> Labels {
-        vec![
-            ("scope", self.scope.to_owned()),
-            ("window", self.window.clone()),
-            ("unit", self.unit.name().to_owned()),
-        ]
+        let mut labels = vec![("scope", self.scope.to_owned()), ("window", self.window.clone())];
+        if self.unit == Unit::Msg {
+            labels.push(("unit", "msg".to_owned()));
+        }
+        labels
     }
 }
 
@@ -316,7 +317,10 @@ impl Metrics {
     /// The server's counters and caps, per window (and unit) of a server cap.
     pub fn set_server(&self, usage: &[((Window, Unit), u64, u64)]) {
         for ((window, unit), used, limit) in usage {
-            let labels = vec![("window", window.to_string()), ("unit", unit.name().to_owned())];
+            let mut labels = vec![("window", window.to_string())];
+            if *unit == Unit::Msg {
+                labels.push(("unit", "msg".to_owned()));
+            }
             self.server_used.get_or_create(&labels).set(i64::try_from(*used).unwrap_or(i64::MAX));
             self.server_limit.get_or_create(&labels).set(i64::try_from(*limit).unwrap_or(i64::MAX));
         }

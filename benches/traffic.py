@@ -8,8 +8,9 @@
 DIR/truth.json (who is who, and the attacks). The first `--days` days are history; the day after
 them is the attack day. The legitimate population:
 
-  office    62%  workdays 8-18 h, a few to tens of messages, mostly 1-3 recipients, now and then
-                 a team mail of 11-40; from its office's NAT address (30 offices), sometimes home
+  office    62%  workdays 8-18 h, a median of 6 messages (some users 30+), mostly 1-3
+                 recipients, 1% team mails of 11-40; from its office's NAT address (30 offices),
+                 sometimes from home
   roaming   15%  phones: a new carrier address every 1-3 hours (3-8 a day, now and then 12)
   webmail   10%  everything from 127.0.0.1
   light     12%  a message every few days
@@ -49,11 +50,11 @@ def lognormal_int(rng, median, sigma, lo, hi):
 
 def office_rcpt(rng):
     r = rng.random()
-    if r < 0.60:
+    if r < 0.65:
         return 1
-    if r < 0.90:
+    if r < 0.92:
         return rng.randint(2, 3)
-    if r < 0.98:
+    if r < 0.99:
         return rng.randint(4, 10)
     return rng.randint(11, 40)
 
@@ -63,7 +64,7 @@ class Sender:
         self.email = f"u{i}@d{i % 50}.example"
         self.kind = kind
         self.median = {
-            "office": lognormal_int(rng, 8, 0.8, 1, 80),
+            "office": lognormal_int(rng, 6, 0.7, 1, 60),
             "roaming": lognormal_int(rng, 5, 0.7, 1, 40),
             "webmail": lognormal_int(rng, 6, 0.7, 1, 40),
             "light": 1,
@@ -221,8 +222,10 @@ def report(args):
     requests = os.path.join(args.inp, "requests.jsonl")
     decisions = os.path.join(args.inp, "decisions.jsonl")
     started = time.time()
-    out = subprocess.run([args.bin, "replay", "--json", "--config", args.config, "--decisions", decisions,
-                          requests], capture_output=True, text=True)
+    # As configured: a config may run log-only through the history and enforce from the attack
+    # day on (`enforce_from`), as `install.sh enforce --at-midnight` does after a trial.
+    out = subprocess.run([args.bin, "replay", "--json", "--mode", "as-configured", "--config", args.config,
+                          "--decisions", decisions, requests], capture_output=True, text=True)
     if out.returncode != 0:
         sys.exit(f"replay failed: {out.stderr}")
     took = time.time() - started
@@ -246,12 +249,14 @@ def report(args):
                 legit_active.add(user)
                 if refused:
                     legit_refused.add(user)
+    # The summary's times are whole seconds: an attack's own second counts as the attack's.
     for lock in summary["locks"] + summary["suspects"]:
         u = lock["user"]
-        if u in attacked and lock["ts"] >= attacked[u]["start"]:
-            first_event[u] = min(first_event.get(u, 1e18), lock["ts"] - attacked[u]["start"])
+        if u in attacked and lock["ts"] >= int(attacked[u]["start"]):
+            since = max(0.0, lock["ts"] - attacked[u]["start"])
+            first_event[u] = min(first_event.get(u, 1e18), since)
     false_locks = [l["user"] for l in summary["locks"] if l["user"] not in attacked
-                   or l["ts"] < attacked[l["user"]]["start"]]
+                   or l["ts"] < int(attacked[l["user"]]["start"])]
     share = 100.0 * len(legit_refused) / max(1, len(legit_active))
     result = {
         "config": args.config, "seed": truth["seed"], "requests": summary["requests"],

@@ -44,6 +44,8 @@ pub enum DaemonError {
     Metrics(std::io::Error),
     #[error("database refresher thread: {0}")]
     Refresher(std::io::Error),
+    #[error("learning thread: {0}")]
+    Learning(std::io::Error),
 }
 
 impl DaemonError {
@@ -155,7 +157,8 @@ pub async fn serve(
         tokio::spawn(repair_lock_index(config.redis.clone()));
     }
     let learning = Arc::new(tokio::sync::Notify::new());
-    tokio::spawn(learning::run(policy.clone(), config.redis.clone(), learning.clone(), shutdown.clone()));
+    learning::spawn(policy.clone(), config.redis.clone(), learning.clone(), shutdown.clone())
+        .map_err(DaemonError::Learning)?;
     if let Some(path) = &test_clock {
         tracing::warn!("{TEST_CLOCK_ENV} is set: \"now\" comes from {} (for tests only)", path.display());
     }

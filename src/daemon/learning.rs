@@ -1,7 +1,9 @@
 //! Learned allowances, off the request path: each local day's totals folded into the senders'
 //! histories, and the allowances computed from them, at start, after every local midnight and
-//! on SIGHUP (`nudge`). A fault keeps the allowances in force and is logged; the decisions never
-//! wait on any of it.
+//! on SIGHUP (`nudge`). It runs on a thread of its own (the request path's runtime has one
+//! thread, and a computation over 100,000 senders takes seconds); the same thread every day, so
+//! its memory is reused. A fault keeps the allowances in force and is logged; the decisions
+//! never wait on any of it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +13,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RedisSettings;
+use crate::learn::table::{AllowancesBuilder, learned};
 use crate::learn::{Allowances, History};
 use crate::policy::Policy;
 use crate::store::admin::AdminStore;
@@ -22,8 +25,25 @@ const CATCH_UP_DAYS: u64 = 7;
 /// How often the task looks whether the local day changed (the clock may be a test's).
 const LOOK_EVERY: Duration = Duration::from_secs(60);
 
+/// Starts the learning thread.
+///
+/// # Errors
+/// When the thread or its runtime cannot be made.
+pub(super) fn spawn(
+    policy: Arc<Policy<Store>>,
+    redis: RedisSettings,
+    nudge: Arc<Notify>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::Builder::new()
+        .name("learning".into())
+        .spawn(move || runtime.block_on(run(policy, redis, nudge, shutdown)))?;
+    Ok(())
+}
+
 /// Runs until `shutdown`; `nudge` asks for a new computation (SIGHUP).
-pub(super) async fn run(
+async fn run(
     policy: Arc<Policy<Store>>,
     redis: RedisSettings,
     nudge: Arc<Notify>,
@@ -62,8 +82,8 @@ pub(super) async fn run(
     }
 }
 
-/// Folds the days before `today` not folded yet and computes the allowances; returns how many
-/// senders have a history, and the allowances.
+/// Folds the days before `today` not folded yet and computes the allowances, a page of
+/// senders at a time; returns how many senders have a history, and the allowances.
 async fn learn_now(
     policy: &Policy<Store>,
     redis: &RedisSettings,
@@ -72,14 +92,20 @@ async fn learn_now(
 ) -> Result<(usize, Allowances), StoreError> {
     let settings = policy.learning();
     let limits = policy.limits();
-    let histories: Vec<(String, History)> = match policy.store() {
+    let mut builder = AllowancesBuilder::expecting(policy.allowances_count() + 1024);
+    let mut senders = 0;
+    let mut learn_page = |page: Vec<(String, History)>| {
+        senders += page.len();
+        builder.extend(learned(page.iter().map(|(name, h)| (name.as_str(), h)), today, &limits, &settings));
+    };
+    match policy.store() {
         Store::Memory(memory) => {
             for back in 1..=CATCH_UP_DAYS {
                 if let Some(day) = today.checked_sub_days(Days::new(back)) {
                     memory.fold(day, today, days);
                 }
             }
-            memory.histories()
+            learn_page(memory.histories());
         }
         Store::Redis(_) => {
             let mut store = AdminStore::open(redis).await?;
@@ -95,14 +121,11 @@ async fn learn_now(
                     }
                 }
             }
-            store.histories(today, days).await?
+            let mut cursor = None;
+            while let Some(page) = store.history_page(&mut cursor, today, days).await? {
+                learn_page(page);
+            }
         }
-    };
-    let allowances = tokio::task::spawn_blocking(move || {
-        let list = histories.iter().map(|(name, h)| (name.as_str(), h));
-        (histories.len(), Allowances::compute(list, today, &limits, &settings))
-    })
-    .await
-    .map_err(|e| StoreError::BadReply(format!("allowances: {e}")))?;
-    Ok(allowances)
+    }
+    Ok((senders, builder.build()))
 }

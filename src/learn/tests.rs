@@ -129,3 +129,17 @@ fn history_fields_round_trip_and_stale_ones_are_named() {
     assert_eq!(stale, ["2026-01-05", "2026-01-06", "x:2026-01-06"]);
     assert!(h.stale_fields(day(32), 28).is_empty());
 }
+
+#[test]
+fn the_table_finds_each_learned_mailbox_and_only_those() {
+    let mb = |s: &str| crate::sender::normalize(s).expect("valid");
+    let mut b = table::AllowancesBuilder::expecting(2);
+    b.extend((0..1000u64).map(|i| (mb(&format!("u{i}@x.org")), 100 + i)));
+    b.extend([(mb("u7@x.org"), 107)]); // met twice (a scan page repeated)
+    let t = b.build();
+    assert_eq!(t.len(), 1000);
+    assert_eq!(t.get(&mb("u7@x.org")), Some(107));
+    assert_eq!(t.get(&mb("U999@X.org")), Some(1099));
+    assert_eq!(t.get(&mb("u1000@x.org")), None);
+    assert!(Allowances::default().get(&mb("u1@x.org")).is_none());
+}

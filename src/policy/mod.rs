@@ -137,6 +137,12 @@ impl<S: CounterStore> Policy<S> {
         self.allowances.store(Arc::new(allowances));
     }
 
+    /// How many mailboxes have an allowance now.
+    #[must_use]
+    pub fn allowances_count(&self) -> usize {
+        self.allowances.load().len()
+    }
+
     /// The limits in force (to compute allowances against).
     #[must_use]
     pub fn limits(&self) -> Arc<crate::limits::Limits> {

@@ -13,6 +13,10 @@ use crate::learn::History;
 /// Senders per pipelined batch.
 const BATCH: usize = 1000;
 
+/// Histories per page: small, so that a daemon's memory never holds more than a few hundred
+/// parsed histories at once.
+const PAGE: usize = 200;
+
 impl AdminStore {
     /// Folds `day`'s recipients per sender into their histories (each kept `days` days, plus
     /// two); returns how many senders it folded.
@@ -21,26 +25,35 @@ impl AdminStore {
     /// Redis faults.
     pub async fn fold_history(&mut self, day: NaiveDate, days: u32) -> Result<usize, StoreError> {
         let top = self.keys.top(day).to_string();
-        let mut members: Vec<(String, f64)> = Vec::new();
-        {
-            let mut iter: redis::AsyncIter<'_, (String, f64)> = self.conn.zscan(&top).await?;
-            while let Some(item) = futures_util::StreamExt::next(&mut iter).await {
-                members.push(item?);
-            }
-        }
         let field = day.to_string();
         let ttl = i64::try_from(super::history_ttl_secs(days)).unwrap_or(i64::MAX);
-        for batch in members.chunks(BATCH) {
-            let mut pipe = redis::pipe();
-            for (sender, score) in batch {
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                let total = score.max(0.0).round() as u64;
-                let key = self.keys.hist_of(sender);
-                pipe.hset(&key, &field, total).ignore().expire(&key, ttl).ignore();
+        let mut cursor = 0u64;
+        let mut folded = 0;
+        // A page at a time: a day of 100,000 senders is never held at once.
+        loop {
+            let (next, page): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
+                .arg(&top)
+                .arg(cursor)
+                .arg("COUNT")
+                .arg(BATCH)
+                .query_async(&mut self.conn)
+                .await?;
+            if !page.is_empty() {
+                let mut pipe = redis::pipe();
+                for (sender, score) in &page {
+                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+                    let total = score.max(0.0).round() as u64;
+                    let key = self.keys.hist_of(sender);
+                    pipe.hset(&key, &field, total).ignore().expire(&key, ttl).ignore();
+                }
+                pipe.query_async::<()>(&mut self.conn).await?;
+                folded += page.len();
             }
-            pipe.query_async::<()>(&mut self.conn).await?;
+            if next == 0 {
+                return Ok(folded);
+            }
+            cursor = next;
         }
-        Ok(members.len())
     }
 
     /// Whether `day` was folded already (by this server or another sharing Redis).
@@ -60,52 +73,58 @@ impl AdminStore {
         Ok(self.conn.set_ex(self.keys.folded(day), 1, ttl).await?)
     }
 
-    /// Every sender's history, the fields older than `days` days before `today` pruned on the
-    /// way. A key of another type is skipped.
+    /// The next page of every sender's history (a `SCAN` page of `erl:hist:*`, a few
+    /// hundred senders), the fields older than `days` days before `today` pruned on the way;
+    /// `None` when the scan is done. Start with `cursor = None`. Memory stays at one page
+    /// however many senders there are. A sender may come twice (SCAN's guarantee); a key of
+    /// another type is skipped.
     ///
     /// # Errors
     /// Redis faults.
-    pub async fn histories(
+    pub async fn history_page(
         &mut self,
+        cursor: &mut Option<u64>,
         today: NaiveDate,
         days: u32,
-    ) -> Result<Vec<(String, History)>, StoreError> {
-        let mut keys: Vec<String> = Vec::new();
-        {
-            let options =
-                redis::ScanOptions::default().with_pattern(self.keys.hist_pattern()).with_count(1000);
-            let mut iter: redis::AsyncIter<'_, String> = self.conn.scan_options(options).await?;
-            while let Some(key) = futures_util::StreamExt::next(&mut iter).await {
-                keys.push(key?);
-            }
+    ) -> Result<Option<Vec<(String, History)>>, StoreError> {
+        if *cursor == Some(0) {
+            return Ok(None);
         }
-        keys.sort();
-        keys.dedup();
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor.unwrap_or(0))
+            .arg("MATCH")
+            .arg(self.keys.hist_pattern())
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(&mut self.conn)
+            .await?;
+        *cursor = Some(next);
+        if keys.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let mut pipe = redis::pipe();
+        for key in &keys {
+            pipe.cmd("HGETALL").arg(key);
+        }
+        let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
         let mut out = Vec::with_capacity(keys.len());
-        for batch in keys.chunks(BATCH) {
-            let mut pipe = redis::pipe();
-            for key in batch {
-                pipe.cmd("HGETALL").arg(key);
+        let mut prune = redis::pipe();
+        let mut pruning = false;
+        for (key, reply) in keys.iter().zip(replies) {
+            let Ok(fields) = redis::from_redis_value::<Vec<(String, String)>>(reply) else { continue };
+            let Some(sender) = self.keys.hist_sender(key) else { continue };
+            let history = History::from_fields(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())));
+            let stale = history.stale_fields(today, days);
+            if !stale.is_empty() {
+                prune.hdel(key, stale).ignore();
+                pruning = true;
             }
-            let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
-            let mut prune = redis::pipe();
-            let mut pruning = false;
-            for (key, reply) in batch.iter().zip(replies) {
-                let Ok(fields) = redis::from_redis_value::<Vec<(String, String)>>(reply) else { continue };
-                let Some(sender) = self.keys.hist_sender(key) else { continue };
-                let history = History::from_fields(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())));
-                let stale = history.stale_fields(today, days);
-                if !stale.is_empty() {
-                    prune.hdel(key, stale).ignore();
-                    pruning = true;
-                }
-                out.push((sender.to_owned(), history));
-            }
-            if pruning {
-                prune.query_async::<()>(&mut self.conn).await?;
-            }
+            out.push((sender.to_owned(), history));
         }
-        Ok(out)
+        if pruning {
+            prune.query_async::<()>(&mut self.conn).await?;
+        }
+        Ok(Some(out))
     }
 
     /// One sender's history (for `status`); empty when there is none, or the key holds

@@ -31,6 +31,9 @@ pub struct Event {
     pub scope: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// `msg` for a message cap (`"40msg/1h"`); absent for a recipient cap.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub limit: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -59,6 +62,7 @@ impl Event {
             user: sender.to_string(),
             scope: None,
             window: None,
+            unit: None,
             limit: None,
             count: None,
             ip: None,
@@ -97,6 +101,14 @@ impl Event {
             tells_sender: scope == Scope::Mailbox,
             ..Self::new(Kind::Refusal, ts, sender, server)
         }
+    }
+
+    /// The refusing cap counts `unit` (a message cap says so; a recipient cap's event is as in
+    /// v2).
+    #[must_use]
+    pub fn with_unit(mut self, unit: crate::window::Unit) -> Self {
+        self.unit = (unit == crate::window::Unit::Msg).then_some("msg");
+        self
     }
 
     /// The sender was seen today from `ips` client addresses, more than `max`.

@@ -38,7 +38,8 @@ pub fn for_admin(e: &Event, to: &[String]) -> Mail {
         );
     }
     if let (Some(w), Some(limit)) = (&e.window, e.limit) {
-        row("Limit", &format!("{limit} per {w}"));
+        let unit = if e.unit.is_some() { " messages" } else { "" };
+        row("Limit", &format!("{limit}{unit} per {w}"));
     }
     if let Some(count) = e.count {
         let what =

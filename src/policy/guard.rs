@@ -42,16 +42,10 @@ pub(super) fn announce(
         && let Some(counter) = ask.counters.get(check.counter)
     {
         let count = counts.before.get(check.counter).copied().unwrap_or_default();
-        push(Event::refusal(
-            ts,
-            sender,
-            counter.scope,
-            counter.window,
-            check.limit,
-            count,
-            client,
-            ask.server,
-        ));
+        push(
+            Event::refusal(ts, sender, counter.scope, counter.window, check.limit, count, client, ask.server)
+                .with_unit(counter.unit),
+        );
     }
     if events.suspect {
         let max = ask.guard.max_client_ips;

@@ -374,8 +374,9 @@ impl<S: CounterStore> Policy<S> {
                 return (peeked(&ask, req, refusal), Outcome::Skip);
             }
             let n = u64::from(recipients);
-            let counted =
-                operation == Operation::Count && (counts.refused.is_none() || ask.mode == Mode::LogOnly);
+            // Counted: it fit (no cap refused it and it has not too many recipients), or log-only.
+            let fits = counts.refused.is_none() && ask.per_message.is_none();
+            let counted = operation == Operation::Count && (fits || ask.mode == Mode::LogOnly);
             let add = if counted { n } else { 0 };
             if counted && let Some(m) = &self.metrics {
                 m.counted(n);

@@ -195,9 +195,10 @@ if not stopped then
   moves = counting and ((full == 0 and per_message == 0) or not enforce)
   if moves and not typed(top, 'zset') then return {BAD, top} end
 end
--- Marks go to the history only when counting with learning on; a hash of another type skips
--- them (learning is a convenience: it must never cost a decision).
-local marks = counting and mark ~= '' and typed(hist, 'hash')
+-- Marks go to the history only when counting with learning on; a key of another type skips
+-- them (learning is a convenience: it must never cost a decision). Its type is looked at only
+-- when a mark is due (rarely), not on every request.
+local marks = counting and mark ~= ''
 local refusals_exist = false
 local counts_refusals = records and oversize == 0 and autolock and lock_after > 0
 if counts_refusals then
@@ -217,11 +218,11 @@ local function once(key, ttl)
 end
 -- Today is excluded from learning.
 local function exclude()
-  if marks then
+  if marks and typed(hist, 'hash') then
     redis.call('HSET', hist, mark, '1')
     redis.call('EXPIRE', hist, hist_ttl)
-    marks = false
   end
+  marks = false
 end
 local list_ok = records or nil
 local function record(kind, limit, count, window, extra)

@@ -138,3 +138,17 @@ fn a_lock_comes_before_the_per_message_check() {
         );
     });
 }
+
+#[test]
+fn a_rejected_message_is_not_counted_in_the_metrics() {
+    let (p, _) = driven(Mode::Enforce);
+    let metrics = Arc::new(crate::metrics::Metrics::new(false));
+    let p = p.with_metrics(metrics.clone());
+    block_on(async {
+        assert!(matches!(p.decide(&eom("x@small.example", 6)).await, Action::Reject(_)));
+        assert_eq!(p.decide(&eom("x@small.example", 2)).await, Action::Dunno);
+    });
+    let text = metrics.render();
+    assert!(text.contains("email_ratelimit_recipients_total 2\n"), "{text}");
+    assert!(text.contains("email_ratelimit_decisions_total{outcome=\"reject\"} 1\n"), "{text}");
+}

@@ -18,7 +18,8 @@
 # consume.lua the raw rows call with that build's own keys and arguments), sections 1 and 2 run
 # both builds, alternating round by round, and print both rows and the ratios after/before:
 #   ERL_BEFORE=/path/to/old/email-ratelimit ERL_BEFORE_REV=4a3677c benches/v2.sh
-# ERL_LEARN=1 runs this build with learned allowances on (its raw rows pass the history's mark).
+# ERL_LEARN=1 runs this build with learned allowances on (its raw rows pass the history's mark);
+# ERL_LEARN=1 ERL_LEARN_AB=1 runs this build with learning off ("before") and on ("after").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-5}"
@@ -60,7 +61,15 @@ builds=(after)
 declare -A bin shas
 bin[after]=target/release/email-ratelimit
 shas[after]="$sha"
-if [ -n "${ERL_BEFORE:-}" ]; then
+if [ -n "${ERL_LEARN_AB:-}" ]; then
+  # Learning off (before) and on (after), this build both times, alternating in one run.
+  [ "${ERL_LEARN:-0}" = 1 ] || { echo "ERL_LEARN_AB needs ERL_LEARN=1" >&2; exit 2; }
+  builds=(before after)
+  bin[before]=target/release/email-ratelimit
+  shas[before]="$sha"
+  args_before=("${args_after[@]}")
+  for i in "${!args_before[@]}"; do [ "${args_before[$i]}" = "$mark" ] && args_before[$i]=""; done
+elif [ -n "${ERL_BEFORE:-}" ]; then
   builds=(before after)
   bin[before]="$ERL_BEFORE"
   shas[before]="$(redis-cli -p "$rport" script load "$(git show "${ERL_BEFORE_REV:?ERL_BEFORE_REV=<git revision of ERL_BEFORE>}:src/store/consume.lua")")"

@@ -87,6 +87,15 @@ fn a_daemon_learns_from_the_history_in_redis() {
         .query(&mut redis.conn())
         .expect("HGET");
     assert_eq!(marked.as_deref(), Some("1"));
+    // An admin's lock marks the day too, whether or not the sender tries again.
+    let (ok, out) = d.admin(&["lock", "quiet@x.org", "--reason", "phished"]);
+    assert!(ok, "{out}");
+    let marked: Option<String> = redis::cmd("HGET")
+        .arg("erl:hist:quiet@x.org")
+        .arg(format!("x:{today}"))
+        .query(&mut redis.conn())
+        .expect("HGET");
+    assert_eq!(marked.as_deref(), Some("1"), "{out}");
 
     // The next day: SIGHUP (as the midnight look would) folds today's 120 in.
     let tomorrow = noon + Duration::days(1);

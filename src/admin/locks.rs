@@ -46,6 +46,11 @@ pub async fn lock(
     };
     let action = audit::Action { action: "lock", user: &subject.to_string(), reason, ts: now };
     audit::record(&mut store, config.redis.violations_max, &action).await?;
+    // A locked day earns no learned allowance (the daemon marks it too when the sender sends).
+    if let (Subject::Mailbox(m), true) = (&subject, config.learn.enabled) {
+        let today = config.timezone.moment(clock::from_env().0.now()).day();
+        store.exclude_day(m, today, config.learn.days).await?;
+    }
     match (&subject, &old) {
         (Subject::Mailbox(m), None) => {
             let event = Event::lock(now, m, "admin", reason, None, &config.server_name);

@@ -127,6 +127,33 @@ impl AdminStore {
         Ok(Some(out))
     }
 
+    /// Marks `day` excluded from the sender's learning (an admin's lock). A key of another type
+    /// is left alone.
+    ///
+    /// # Errors
+    /// Redis faults.
+    pub async fn exclude_day(
+        &mut self,
+        sender: &crate::sender::Mailbox,
+        day: NaiveDate,
+        days: u32,
+    ) -> Result<(), StoreError> {
+        let key = self.keys.hist(sender).to_string();
+        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut self.conn).await?;
+        if kind != "none" && kind != "hash" {
+            return Ok(());
+        }
+        let ttl = i64::try_from(super::history_ttl_secs(days)).unwrap_or(i64::MAX);
+        redis::pipe()
+            .hset(&key, format!("x:{day}"), 1)
+            .ignore()
+            .expire(&key, ttl)
+            .ignore()
+            .query_async::<()>(&mut self.conn)
+            .await?;
+        Ok(())
+    }
+
     /// One sender's history (for `status`); empty when there is none, or the key holds
     /// something else or cannot be read (a learned cap is a convenience, not a fault).
     pub async fn history(&mut self, sender: &crate::sender::Mailbox) -> History {

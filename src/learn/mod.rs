@@ -71,6 +71,17 @@ impl History {
     }
 }
 
+impl History {
+    /// Forgets what [`Self::stale_fields`] names (the memory store's pruning); whether anything
+    /// is left.
+    pub fn prune(&mut self, today: NaiveDate, days: u32) -> bool {
+        let oldest = first_day(today, days);
+        self.totals.retain(|d, _| *d >= oldest);
+        self.excluded.retain(|d| *d >= oldest);
+        !self.totals.is_empty() || !self.excluded.is_empty()
+    }
+}
+
 /// The first day of the `days` local days before `today`.
 fn first_day(today: NaiveDate, days: u32) -> NaiveDate {
     today.checked_sub_days(Days::new(u64::from(days))).unwrap_or(NaiveDate::MIN)

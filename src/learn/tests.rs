@@ -143,3 +143,12 @@ fn the_table_finds_each_learned_mailbox_and_only_those() {
     assert_eq!(t.get(&mb("u1000@x.org")), None);
     assert!(Allowances::default().get(&mb("u1@x.org")).is_none());
 }
+
+#[test]
+fn pruning_forgets_what_the_stale_fields_name() {
+    let mut h = History::from_fields([("2026-01-05", "12"), ("x:2026-01-06", "1"), ("2026-01-30", "3")]);
+    assert!(h.prune(day(34), 28));
+    assert_eq!((h.totals.len(), h.excluded.len()), (1, 0));
+    assert!(h.stale_fields(day(34), 28).is_empty());
+    assert!(!h.prune(day(80), 28), "nothing left");
+}

@@ -20,15 +20,7 @@ impl MemoryStore {
         for (sender, total) in totals {
             state.hist.entry(sender).or_default().totals.insert(day, total);
         }
-        state.hist.retain(|_, h| {
-            for field in h.stale_fields(today, days) {
-                match field.strip_prefix("x:").and_then(|d| d.parse().ok()) {
-                    Some(d) => h.excluded.remove(&d),
-                    None => field.parse().is_ok_and(|d| h.totals.remove(&d).is_some()),
-                };
-            }
-            !h.totals.is_empty() || !h.excluded.is_empty()
-        });
+        state.hist.retain(|_, h| h.prune(today, days));
     }
 
     /// Every sender's history.

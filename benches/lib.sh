@@ -56,7 +56,7 @@ level = "$1"
 TOML
   # ERL_LEARN=1: learned allowances on (every sender here is on a domain's default caps).
   if [ "${ERL_LEARN:-0}" = 1 ]; then
-    printf '[learn]\nenabled = true\nceiling = %s\n' "$big" >> "$work/config.toml"
+    printf '[learn]\nenabled = true\nknown_networks = true\nceiling = %s\n' "$big" >> "$work/config.toml"
   fi
 }
 

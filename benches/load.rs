@@ -257,8 +257,8 @@ fn consume_call(sha: &str, n: u64) -> redis::Cmd {
     // The message: its transaction, fingerprint, the fingerprint set's TTL, no oversize cap; the
     // top senders' TTL; not over max_rcpt_per_message.
     cmd.arg("").arg("0123456789abcdef").arg(50_000).arg(0).arg(691_200).arg(0);
-    // Learning off: no history mark, no TTL.
-    cmd.arg("").arg(0);
+    // Learning off: no history mark, no TTL, no network.
+    cmd.arg("").arg(0).arg("");
     // Each counter's TTL and what the message (1 recipient) adds to it.
     for ttl in [93_600, 93_600, 93_600, 7200, 7200, 7200] {
         cmd.arg(ttl).arg(1);

@@ -50,7 +50,7 @@ for c in 1 8 64; do
       "erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" erl:violations "erl:top:$day" \
       "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u" "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto \
       "erl:lock:@example.com" "erl:hist:$u" \
-      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "" 0 \
+      1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "" 0 "" \
       93600 1 93600 1 93600 1 1 1000000000 user 1d rcpt 3 1000000000 global 1d rcpt | tail -1)"
     rps+=("$(echo "$line" | cut -d, -f2 | tr -d '"')")
     p50+=("$(echo "$line" | cut -d, -f5 | tr -d '"')")

@@ -46,12 +46,13 @@ caps_21=(1 $big user 1d 4 $big user 1h 2 $big domain 1d 5 $big domain 1h 3 $big 
 ttls_21=(93600 93600 93600 7200 7200 7200)
 counters=("erl:$day:$u" "erl:$day:@example.com" "erl:$day:global" "erl:$hour/1h:$u" "erl:$hour/1h:@example.com" "erl:$hour/1h:global")
 # This build's call (issue 22: the sender's history, no per-message reject, the history's mark
-# ("" with learning off, "x:DATE" with it on) and TTL, a TTL and an increment per counter, a unit
-# per cap). ERL_LEARN=1 passes learning on.
-mark=""; [ "${ERL_LEARN:-0}" = 1 ] && mark="x:$day"
+# ("" with learning off, "x:DATE" with it on) and TTL, the client's network ("" with learning or
+# known_networks off), a TTL and an increment per counter, a unit per cap). ERL_LEARN=1 passes
+# learning on, with known networks.
+mark=""; net=""; [ "${ERL_LEARN:-0}" = 1 ] && { mark="x:$day"; net="203.0.113.0/24"; }
 args_after=(16 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
   "erl:refusals:$day:$u" "erl:fp:$day:$u" erl:locks:auto "erl:lock:@example.com" "erl:hist:$u"
-  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "$mark" 2592000 "${ttls[@]}" "${caps[@]}")
+  1 count 1 1000 "$(date +%s)" "$u" 203.0.113.7 "" 93600 30 0 0 mx1 "" 0123456789abcdef 50000 0 691200 0 "$mark" 2592000 "$net" "${ttls[@]}" "${caps[@]}")
 # The issue-21 call (4a3677c and before, down to 0e9a9b4's successor): the domain's lock and the
 # top senders' TTL; a TTL per counter, 4 per cap.
 args_before=(15 "${counters[@]}" erl:violations "erl:top:$day" "erl:raise:$u" "erl:lock:$u" "erl:ips:$day:$u"
@@ -68,7 +69,9 @@ if [ -n "${ERL_LEARN_AB:-}" ]; then
   bin[before]=target/release/email-ratelimit
   shas[before]="$sha"
   args_before=("${args_after[@]}")
-  for i in "${!args_before[@]}"; do [ "${args_before[$i]}" = "$mark" ] && args_before[$i]=""; done
+  for i in "${!args_before[@]}"; do
+    case "${args_before[$i]}" in "$mark"|"$net") args_before[$i]="" ;; esac
+  done
 elif [ -n "${ERL_BEFORE:-}" ]; then
   builds=(before after)
   bin[before]="$ERL_BEFORE"

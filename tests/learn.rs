@@ -160,3 +160,88 @@ fn replay_learns_as_its_days_pass() {
     assert_eq!(learned["deferred"], serde_json::json!({}), "{learned}");
     assert_eq!(learned["accepted"]["recipients"], 14 * 40 + 100);
 }
+
+/// `[learn] known_networks` (issue 22 item 5): a learned allowance applies only to mail from a
+/// network the mailbox sent from before, on a day that was not excluded; the script remembers
+/// each counted message's network (`n:<network>` = "FIRST LAST") in the history.
+#[test]
+fn a_learned_allowance_applies_only_from_known_networks() {
+    let Some(redis) = Redis::start() else { return };
+    let today = NaiveDate::from_ymd_opt(2026, 11, 20).expect("date");
+    for back in 2..=28 {
+        redis.cmd(&["HSET", "erl:hist:busy@x.org", &day(today, back), "100"]);
+    }
+    let (office, stolen) = ("n:192.0.2.0/24", "n:203.0.113.0/24");
+    // The office since four weeks; a botnet's network met only on a day that was excluded.
+    let office_seen = format!("{} {}", day(today, 28), day(today, 2));
+    let stolen_seen = format!("{} {}", day(today, 3), day(today, 3));
+    let mark = format!("x:{}", day(today, 3));
+    redis.cmd(&["HSET", "erl:hist:busy@x.org", office, &office_seen, stolen, &stolen_seen, &mark, "1"]);
+    let clock_dir = tempfile::tempdir().expect("tempdir");
+    let clock = clock_dir.path().join("now");
+    let noon = Utc.with_ymd_and_hms(2026, 11, 20, 12, 0, 0).single().expect("valid");
+    std::fs::write(&clock, noon.timestamp().to_string()).expect("clock");
+    let env = [("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))];
+    let config = format!(
+        "timezone = \"UTC\"\n{CAPS}[learn]\nenabled = true\nknown_networks = true\n[redis]\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let mut d = Daemon::start_with(&config, &env);
+    d.wait_log("learned allowances: 1 mailbox(es) above their default", 1);
+    let ask = |client: &str, rcpt: u32| d.connect().ask(&eom_from("busy@x.org", rcpt, client));
+    // From the botnet's network and from a new one: the defaults (20 an hour).
+    assert_eq!(ask("203.0.113.9", 20), "DUNNO");
+    assert_eq!(
+        ask("198.51.100.4", 1),
+        "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 20 messages reached"
+    );
+    // From the office (another address of its /24): the learned 300 a day, 120 an hour.
+    assert_eq!(ask("192.0.2.200", 99), "DUNNO");
+    assert_eq!(ask("192.0.2.10", 2), "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 120 messages reached");
+    // Counted messages remembered their networks; the refused one did not.
+    let seen = |field: &str| -> Option<String> {
+        redis::cmd("HGET").arg("erl:hist:busy@x.org").arg(field).query(&mut redis.conn()).expect("HGET")
+    };
+    assert_eq!(seen(office), Some(format!("{} {today}", day(today, 28))));
+    assert_eq!(seen(stolen), Some(format!("{} {today}", day(today, 3))));
+    assert_eq!(seen("n:198.51.100.0/24"), None);
+    let (ok, status) = d.admin(&["status", "busy@x.org"]);
+    assert!(ok && status.contains("only from its known networks: 192.0.2.0/24"), "{status}");
+    let (_, json) = d.admin(&["status", "--json", "busy@x.org"]);
+    let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
+    assert_eq!(v["learned"]["networks"], serde_json::json!(["192.0.2.0/24"]), "{json}");
+    d.stop();
+}
+
+/// `replay` learns networks as the daemon does: the 15th day's mail from the office network
+/// has the learned allowance, the same mail from elsewhere only the default.
+#[test]
+fn replay_learns_known_networks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = Utc.with_ymd_and_hms(2026, 3, 2, 8, 0, 0).single().expect("valid").timestamp();
+    let replay = |last_day_from: &str| {
+        let input = dir.path().join("in.jsonl");
+        let mut lines = Vec::new();
+        for d in 0..15 {
+            let (messages, client) = if d == 14 { (10, last_day_from) } else { (4, "192.0.2.7") };
+            for m in 0..messages {
+                let ts = start + d * 86_400 + m * 3600;
+                lines.push(format!(
+                    "{{\"ts\": {ts}, \"sasl_username\": \"busy@x.org\", \"recipient_count\": 10, \"client_address\": \"{client}\", \"instance\": \"{d}.{m}\"}}"
+                ));
+            }
+        }
+        std::fs::write(&input, lines.join("\n") + "\n").expect("write");
+        let config = dir.path().join("c.toml");
+        let learn = "[learn]\nenabled = true\nknown_networks = true\n";
+        std::fs::write(&config, format!("timezone = \"UTC\"\n{CAPS}{learn}")).expect("write");
+        let out = Command::new(BIN).args(["replay", "--json", "--config"]).arg(&config).arg(&input).output();
+        let out = out.expect("replay");
+        assert!(out.status.success(), "{out:?}");
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    let known = replay("192.0.2.99");
+    assert_eq!(known["deferred"], serde_json::json!({}), "{known}");
+    let stranger = replay("203.0.113.5");
+    assert_eq!(stranger["deferred"]["mailbox/1d"], 5, "{stranger}");
+}

@@ -96,6 +96,10 @@ async fn memory_and_redis_decide_alike() {
         let per_message = (operation != Operation::Check && rng.next(12) == 0).then_some(2);
         // Mostly with learning on: today marked excluded on the same events in both stores.
         let learn = (rng.next(5) != 0).then_some(28);
+        // With `known_networks`, mostly: the client's network, remembered alike when counted.
+        let network = ["192.0.2.0/24", "198.51.100.0/24", "2001:db8::/48"]
+            [usize::try_from(rng.next(3)).expect("small")];
+        let network = (rng.next(4) != 0).then_some(network);
         // A few fingerprints and transactions, so that retries and repeated transactions happen.
         let instance =
             ["", "t1", "t2", "t3", "t4", "t5", "t6", "t7"][usize::try_from(rng.next(8)).expect("small")];
@@ -116,6 +120,7 @@ async fn memory_and_redis_decide_alike() {
             oversize,
             per_message,
             learn,
+            network,
         };
         let digest =
             || -> String { redis::cmd("DEBUG").arg("DIGEST").query(&mut redis.conn()).expect("DIGEST") };
@@ -146,7 +151,7 @@ async fn memory_and_redis_decide_alike() {
     assert!(stored.len() > 20, "the sequence refused often enough to compare: {}", stored.len());
     assert_eq!(stored, local.violations());
     // The days excluded from learning, marked alike (the totals are folded later, elsewhere).
-    let mut marked = 0;
+    let (mut marked, mut networks) = (0, 0);
     for (sender, history) in local.histories() {
         let fields: Vec<(String, String)> = redis::cmd("HGETALL")
             .arg(format!("erl:hist:{sender}"))
@@ -156,11 +161,14 @@ async fn memory_and_redis_decide_alike() {
             fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
         );
         assert_eq!(remote.excluded, history.excluded, "{sender}");
+        assert_eq!(remote.networks, history.networks, "{sender}");
         marked += history.excluded.len();
+        networks += history.networks.len();
     }
     let keys: Vec<String> = redis::cmd("KEYS").arg("erl:hist:*").query(&mut redis.conn()).expect("KEYS");
     assert_eq!(keys.len(), local.histories().len(), "the same senders have a history");
     assert!(marked > 3, "days marked: {marked}");
+    assert!(networks > 3, "networks remembered: {networks}");
     assert!(stored.iter().any(|v| v.window != "1d") && stored.iter().any(|v| v.kind == "domain"));
     assert!(stored.iter().any(|v| v.oversize), "no oversize record");
     assert!(stored.iter().any(|v| v.unit.as_deref() == Some("msg")), "no message-cap record");

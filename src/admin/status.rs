@@ -55,6 +55,8 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     let mut rows: Vec<Row> = Vec::new();
     let mut raise = None;
     let mut learned = None;
+    // With `known_networks`: the networks a learned allowance applies from.
+    let mut networks: Option<Vec<String>> = None;
     // In the contract's order.
     let mut scopes: Vec<ScopeCaps<'_>> = Vec::new();
     let (name, exempt) = match &subject {
@@ -70,6 +72,10 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
                 let history = store.history(m).await;
                 learned = allowance(&history, at.day(), default, &config.learn);
                 if let Some(l) = learned {
+                    if config.learn.networks.is_some() {
+                        let known = history.known_networks(at.day(), config.learn.days);
+                        networks = Some(known.map(str::to_owned).collect());
+                    }
                     crate::learn::scale(&mut caps.caps, l.limit);
                     from = format!(
                         "learned from {} days (95th percentile {}; default {default})",
@@ -159,7 +165,13 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             "lock": lock_json,
             "raise": raise_caps,
             "raise_expires_in_secs": raise.as_ref().and_then(|(_, ttl)| u64::try_from(*ttl).ok()),
-            "learned": learned.map(|l| json!({"limit": l.limit, "days": l.days, "p95": l.p95})),
+            "learned": learned.map(|l| {
+                let mut v = json!({"limit": l.limit, "days": l.days, "p95": l.p95});
+                if let Some(n) = &networks {
+                    v["networks"] = json!(n);
+                }
+                v
+            }),
             "caps": caps,
             "limits_from": limits_from,
         })
@@ -191,6 +203,13 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
             "learned:     {} a day, {} x the 95th percentile ({}) of {} days with mail (learn.ceiling {})",
             l.limit, config.learn.factor, l.p95, l.days, config.learn.ceiling
         );
+        if let Some(n) = &networks {
+            let list = if n.is_empty() { "none yet".to_owned() } else { n.join(", ") };
+            let _ = writeln!(
+                out,
+                "             only from its known networks: {list} (elsewhere its default caps)"
+            );
+        }
     }
     let _ = writeln!(
         out,

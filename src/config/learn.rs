@@ -2,7 +2,7 @@
 
 use super::raw::RawLearn;
 use super::{ConfigError, LimitSettings, MAX_CAP, invalid};
-use crate::learn::LearnSettings;
+use crate::learn::{LearnSettings, Networks};
 use crate::window::{Unit, Window};
 
 /// The most days of history kept: a year.
@@ -45,6 +45,16 @@ pub(super) fn validate_learn(raw: &RawLearn, limits: &LimitSettings) -> Result<L
     if !(1..=MAX_CAP).contains(&raw.ceiling) {
         return Err(invalid("learn.ceiling", format!("{}: must be 1 to {MAX_CAP}", raw.ceiling)));
     }
+    let prefix = |key: &'static str, value: u64, max: u8| {
+        u8::try_from(value)
+            .ok()
+            .filter(|v| (1..=max).contains(v))
+            .ok_or_else(|| invalid(key, format!("{value}: must be 1 to {max}")))
+    };
+    let networks = Networks {
+        v4: prefix("learn.ipv4_prefix", raw.ipv4_prefix, 32)?,
+        v6: prefix("learn.ipv6_prefix", raw.ipv6_prefix, 128)?,
+    };
     Ok(LearnSettings {
         enabled: raw.enabled,
         days,
@@ -52,5 +62,6 @@ pub(super) fn validate_learn(raw: &RawLearn, limits: &LimitSettings) -> Result<L
         factor: raw.factor,
         ceiling: raw.ceiling,
         max_growth: raw.max_growth,
+        networks: raw.known_networks.then_some(networks),
     })
 }

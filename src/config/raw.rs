@@ -221,12 +221,19 @@ pub(super) struct RawLearn {
     pub(super) factor: f64,
     pub(super) ceiling: u64,
     pub(super) max_growth: f64,
+    pub(super) known_networks: bool,
+    pub(super) ipv4_prefix: u64,
+    pub(super) ipv6_prefix: u64,
 }
 
 impl Default for RawLearn {
     fn default() -> Self {
         let d = crate::learn::LearnSettings::default();
+        let n = crate::learn::Networks::default();
         Self {
+            known_networks: d.networks.is_some(),
+            ipv4_prefix: n.v4.into(),
+            ipv6_prefix: n.v6.into(),
             enabled: d.enabled,
             days: d.days.into(),
             min_days: d.min_days.into(),

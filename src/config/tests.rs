@@ -444,13 +444,19 @@ fn learning_message_caps_and_per_message_are_validated() {
         .expect("valid");
     assert!(c.learn.enabled && (c.learn.factor - 2.5).abs() < f64::EPSILON);
     assert_eq!((c.learn.days, c.learn.min_days, c.learn.ceiling), (28, 7, 2000));
+    assert_eq!(c.learn.networks, None, "known_networks is off by default");
     assert_eq!(c.limits.max_rcpt_per_message, 100);
+    let c = from_toml("[learn]\nknown_networks = true\nipv4_prefix = 16\n").expect("valid");
+    assert_eq!(c.learn.networks, Some(crate::learn::Networks { v4: 16, v6: 48 }));
     for (text, key) in [
         ("[learn]\ndays = 0\n", "learn.days"),
         ("[learn]\nmin_days = 29\n", "learn.min_days"),
         ("[learn]\nfactor = 0.0\n", "learn.factor"),
         ("[learn]\nmax_growth = 0.5\n", "learn.max_growth"),
         ("[learn]\nceiling = 0\n", "learn.ceiling"),
+        ("[learn]\nipv4_prefix = 33\n", "learn.ipv4_prefix"),
+        ("[learn]\nipv4_prefix = 0\n", "learn.ipv4_prefix"),
+        ("[learn]\nipv6_prefix = 129\n", "learn.ipv6_prefix"),
         ("[learn]\nenabled = true\nceiling = 40\n", "learn.ceiling"),
         (
             "[learn]\nenabled = true\nceiling = 100\n[[limits.domain]]\ndomain = \"x.org\"\nmailbox_daily = 200\n",

@@ -92,7 +92,7 @@ async fn learn_now(
 ) -> Result<(usize, Allowances), StoreError> {
     let settings = policy.learning();
     let limits = policy.limits();
-    let mut builder = AllowancesBuilder::expecting(policy.allowances_count() + 1024);
+    let mut builder = AllowancesBuilder::expecting(policy.allowances_count() + 1024, settings.networks);
     let mut senders = 0;
     let mut learn_page = |page: Vec<(String, History)>| {
         senders += page.len();

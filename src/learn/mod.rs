@@ -4,12 +4,14 @@
 //! (`erl:hist:<email>`, or the memory store's), the allowance goes to the policy, which scales
 //! the mailbox's default caps with it ([`scale`]).
 
+pub mod networks;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Days, NaiveDate};
 
+pub use networks::{Networks, Seen};
 pub use table::Allowances;
 
 use crate::limits::{Cap, Listed};
@@ -29,31 +31,48 @@ pub struct LearnSettings {
     pub ceiling: u64,
     /// An allowance at most grows this many times from one day to the next.
     pub max_growth: f64,
+    /// `known_networks`: an allowance applies only from the networks the mailbox sent from
+    /// before (these prefix lengths); `None`: from anywhere.
+    pub networks: Option<Networks>,
 }
 
 impl Default for LearnSettings {
     fn default() -> Self {
-        Self { enabled: false, days: 28, min_days: 7, factor: 3.0, ceiling: 2000, max_growth: 2.0 }
+        Self {
+            enabled: false,
+            days: 28,
+            min_days: 7,
+            factor: 3.0,
+            ceiling: 2000,
+            max_growth: 2.0,
+            networks: None,
+        }
     }
 }
 
-/// One sender's history: recipients accepted per local day, and the days excluded from
-/// learning (refused by its own caps, a suspect, or locked).
+/// One sender's history: recipients accepted per local day, the days excluded from learning
+/// (refused by its own caps, a suspect, or locked), and the networks its mail came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct History {
     pub totals: BTreeMap<NaiveDate, u64>,
     pub excluded: BTreeSet<NaiveDate>,
+    pub networks: BTreeMap<String, Seen>,
 }
 
 impl History {
-    /// Reads `erl:hist:<email>`'s fields: `YYYY-MM-DD` -> total, `x:YYYY-MM-DD` -> a mark.
-    /// Anything else is ignored (a hash written by hand stays harmless).
+    /// Reads `erl:hist:<email>`'s fields: `YYYY-MM-DD` -> total, `x:YYYY-MM-DD` -> a mark,
+    /// `n:<network>` -> `"FIRST LAST"`. Anything else is ignored (a hash written by hand stays
+    /// harmless).
     pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut h = Self::default();
         for (field, value) in fields {
             if let Some(day) = field.strip_prefix("x:") {
                 if let Ok(day) = day.parse() {
                     h.excluded.insert(day);
+                }
+            } else if let Some(network) = field.strip_prefix("n:") {
+                if let Some(seen) = Seen::parse(value) {
+                    h.networks.insert(network.to_owned(), seen);
                 }
             } else if let (Ok(day), Ok(total)) = (field.parse(), value.parse()) {
                 h.totals.insert(day, total);
@@ -67,7 +86,21 @@ impl History {
     pub fn stale_fields(&self, today: NaiveDate, days: u32) -> Vec<String> {
         let oldest = first_day(today, days);
         let totals = self.totals.keys().filter(|d| **d < oldest).map(ToString::to_string);
-        totals.chain(self.excluded.iter().filter(|d| **d < oldest).map(|d| format!("x:{d}"))).collect()
+        let marks = self.excluded.iter().filter(|d| **d < oldest).map(|d| format!("x:{d}"));
+        let networks = self.networks.iter().filter(|(_, s)| s.last < oldest).map(|(n, _)| format!("n:{n}"));
+        totals.chain(marks).chain(networks).collect()
+    }
+
+    /// The networks trusted on `today`: mail came from them in the last `days` days, and on a
+    /// day before today that is not excluded (a network first met during a theft, the day
+    /// marked excluded, stays unknown).
+    pub fn known_networks(&self, today: NaiveDate, days: u32) -> impl Iterator<Item = &str> {
+        let oldest = first_day(today, days);
+        let counts = move |d: NaiveDate| d < today && !self.excluded.contains(&d);
+        self.networks
+            .iter()
+            .filter(move |(_, s)| s.last >= oldest && (counts(s.first) || counts(s.last)))
+            .map(|(n, _)| n.as_str())
     }
 }
 
@@ -78,7 +111,8 @@ impl History {
         let oldest = first_day(today, days);
         self.totals.retain(|d, _| *d >= oldest);
         self.excluded.retain(|d| *d >= oldest);
-        !self.totals.is_empty() || !self.excluded.is_empty()
+        self.networks.retain(|_, s| s.last >= oldest);
+        !self.totals.is_empty() || !self.excluded.is_empty() || !self.networks.is_empty()
     }
 }
 

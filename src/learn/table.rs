@@ -3,10 +3,12 @@
 //! hash of the address, not the address: 12 bytes a mailbox (100,000 take 1.2 MB, a third of a
 //! table of names). Two of 100,000 addresses share a hash with a chance of about 3 in 10^10;
 //! the cost would be one mailbox getting another's allowance, which is never below a default.
+//! With `known_networks`, the networks each learned mailbox may use its allowance from are kept
+//! the same way: a 64-bit hash of the address and the network, 8 bytes each.
 
 use chrono::NaiveDate;
 
-use super::{History, LearnSettings, allowance};
+use super::{History, LearnSettings, Networks, allowance};
 use crate::limits::Limits;
 use crate::sender::{self, Mailbox};
 use crate::window::{Unit, Window};
@@ -17,6 +19,10 @@ pub struct Allowances {
     /// (hash of the address, learned cap), sorted by hash. Learned caps are at most `MAX_CAP`
     /// (1e9): they fit 32 bits.
     entries: Vec<(u64, u32)>,
+    /// With `known_networks`: the hashes of (mailbox, network) a learned mailbox's allowance
+    /// applies from, sorted.
+    networks: Vec<u64>,
+    rule: Option<Networks>,
 }
 
 /// The key of an address: the same in every run (SipHash with fixed keys).
@@ -25,6 +31,32 @@ fn hash(mailbox: &Mailbox) -> u64 {
     let mut h = std::hash::DefaultHasher::new();
     mailbox.as_str().hash(&mut h);
     h.finish()
+}
+
+/// The key of a network of the mailbox whose key is `mailbox`.
+fn network_key(mailbox: u64, network: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    mailbox.hash(&mut h);
+    network.hash(&mut h);
+    h.finish()
+}
+
+/// What a mailbox earned: its key, its learned daily cap, and (with `known_networks`) the keys
+/// of the networks it applies from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earned {
+    key: u64,
+    limit: u64,
+    networks: Vec<u64>,
+}
+
+impl Earned {
+    /// `mailbox` earned `limit` a day, from `networks` (with `known_networks`).
+    pub fn new<'n>(mailbox: &Mailbox, limit: u64, networks: impl IntoIterator<Item = &'n str>) -> Self {
+        let key = hash(mailbox);
+        Self { key, limit, networks: networks.into_iter().map(|n| network_key(key, n)).collect() }
+    }
 }
 
 impl Allowances {
@@ -37,16 +69,22 @@ impl Allowances {
         limits: &Limits,
         settings: &LearnSettings,
     ) -> Self {
-        let mut builder = AllowancesBuilder::default();
+        let mut builder = AllowancesBuilder::expecting(0, settings.networks);
         builder.extend(learned(histories, today, limits, settings));
         builder.build()
     }
 
-    /// The mailbox's learned daily cap, if it earned one.
+    /// The mailbox's learned daily cap for mail from `client`, if it earned one (and, with
+    /// `known_networks`, sent from that client's network before; a client that is not an
+    /// address is not held to it).
     #[must_use]
-    pub fn get(&self, mailbox: &Mailbox) -> Option<u64> {
+    pub fn get(&self, mailbox: &Mailbox, client: &str) -> Option<u64> {
         let key = hash(mailbox);
-        self.entries.binary_search_by_key(&key, |e| e.0).ok().map(|i| u64::from(self.entries[i].1))
+        let i = self.entries.binary_search_by_key(&key, |e| e.0).ok()?;
+        if let Some(network) = self.rule.and_then(|rule| rule.of(client)) {
+            self.networks.binary_search(&network_key(key, &network)).ok()?;
+        }
+        Some(u64::from(self.entries[i].1))
     }
 
     #[must_use]
@@ -60,20 +98,21 @@ impl Allowances {
     }
 }
 
-/// The mailboxes of `histories` that earned more than their default on `today`, with their
-/// learned daily cap.
+/// The mailboxes of `histories` that earned more than their default on `today`: their learned
+/// daily cap and, with `known_networks`, the networks it applies from.
 pub fn learned<'a>(
     histories: impl IntoIterator<Item = (&'a str, &'a History)>,
     today: NaiveDate,
     limits: &Limits,
     settings: &LearnSettings,
-) -> Vec<(Mailbox, u64)> {
+) -> Vec<Earned> {
     let mut out = Vec::new();
     for (name, history) in histories {
         let Ok(mailbox) = sender::normalize(name) else { continue };
         let Some(default) = default_daily(limits, &mailbox) else { continue };
         if let Some(learned) = allowance(history, today, default, settings) {
-            out.push((mailbox, learned.limit));
+            let known = settings.networks.map(|_| history.known_networks(today, settings.days));
+            out.push(Earned::new(&mailbox, learned.limit, known.into_iter().flatten()));
         }
     }
     out
@@ -84,19 +123,22 @@ pub fn learned<'a>(
 #[derive(Debug, Default)]
 pub struct AllowancesBuilder {
     entries: Vec<(u64, u32)>,
+    networks: Vec<u64>,
+    rule: Option<Networks>,
 }
 
 impl AllowancesBuilder {
     /// A builder expecting about `expected` allowances (the last computation's count), so
-    /// that its list is allocated once.
+    /// that its list is allocated once; `rule`: `[learn]`'s networks.
     #[must_use]
-    pub fn expecting(expected: usize) -> Self {
-        Self { entries: Vec::with_capacity(expected) }
+    pub fn expecting(expected: usize, rule: Option<Networks>) -> Self {
+        Self { entries: Vec::with_capacity(expected), networks: Vec::new(), rule }
     }
 
-    pub fn extend(&mut self, learned: impl IntoIterator<Item = (Mailbox, u64)>) {
-        for (mailbox, limit) in learned {
-            self.entries.push((hash(&mailbox), u32::try_from(limit).unwrap_or(u32::MAX)));
+    pub fn extend(&mut self, learned: impl IntoIterator<Item = Earned>) {
+        for earned in learned {
+            self.entries.push((earned.key, u32::try_from(earned.limit).unwrap_or(u32::MAX)));
+            self.networks.extend(earned.networks);
         }
     }
 
@@ -106,7 +148,10 @@ impl AllowancesBuilder {
         self.entries.sort_unstable_by_key(|e| e.0);
         self.entries.dedup_by_key(|e| e.0);
         self.entries.shrink_to_fit();
-        Allowances { entries: self.entries }
+        self.networks.sort_unstable();
+        self.networks.dedup();
+        self.networks.shrink_to_fit();
+        Allowances { entries: self.entries, networks: self.networks, rule: self.rule }
     }
 }
 

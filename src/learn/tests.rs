@@ -133,15 +133,78 @@ fn history_fields_round_trip_and_stale_ones_are_named() {
 #[test]
 fn the_table_finds_each_learned_mailbox_and_only_those() {
     let mb = |s: &str| crate::sender::normalize(s).expect("valid");
-    let mut b = table::AllowancesBuilder::expecting(2);
-    b.extend((0..1000u64).map(|i| (mb(&format!("u{i}@x.org")), 100 + i)));
-    b.extend([(mb("u7@x.org"), 107)]); // met twice (a scan page repeated)
+    let mut b = table::AllowancesBuilder::expecting(2, None);
+    b.extend((0..1000u64).map(|i| table::Earned::new(&mb(&format!("u{i}@x.org")), 100 + i, [])));
+    b.extend([table::Earned::new(&mb("u7@x.org"), 107, [])]); // met twice (a scan page repeated)
     let t = b.build();
     assert_eq!(t.len(), 1000);
-    assert_eq!(t.get(&mb("u7@x.org")), Some(107));
-    assert_eq!(t.get(&mb("U999@X.org")), Some(1099));
-    assert_eq!(t.get(&mb("u1000@x.org")), None);
-    assert!(Allowances::default().get(&mb("u1@x.org")).is_none());
+    assert_eq!(t.get(&mb("u7@x.org"), "192.0.2.1"), Some(107));
+    assert_eq!(t.get(&mb("U999@X.org"), "192.0.2.1"), Some(1099));
+    assert_eq!(t.get(&mb("u1000@x.org"), "192.0.2.1"), None);
+    assert!(Allowances::default().get(&mb("u1@x.org"), "192.0.2.1").is_none());
+}
+
+#[test]
+fn networks_are_prefixes_of_the_client_address() {
+    let n = Networks::default();
+    assert_eq!(n.of("192.0.2.77").as_deref(), Some("192.0.2.0/24"));
+    assert_eq!(n.of("::ffff:192.0.2.77").as_deref(), Some("192.0.2.0/24"), "IPv4-mapped");
+    assert_eq!(n.of("2001:db8:1:2::9").as_deref(), Some("2001:db8:1::/48"));
+    assert_eq!(n.of("127.0.0.1").as_deref(), Some("127.0.0.0/24"));
+    assert_eq!(n.of("unknown"), None);
+    assert_eq!(n.of(""), None);
+    let wide = Networks { v4: 16, v6: 64 };
+    assert_eq!(wide.of("100.64.200.3").as_deref(), Some("100.64.0.0/16"));
+    assert_eq!(wide.of("2001:db8:1:2::9").as_deref(), Some("2001:db8:1:2::/64"));
+    let whole = Networks { v4: 32, v6: 128 };
+    assert_eq!(whole.of("192.0.2.77").as_deref(), Some("192.0.2.77/32"));
+}
+
+#[test]
+fn a_network_is_known_when_used_on_an_earlier_day_that_counts() {
+    let (first, last) = (day(2).to_string(), day(9).to_string());
+    let seen = |a: &str, b: &str| format!("{a} {b}");
+    let h = History::from_fields([
+        ("n:192.0.2.0/24", seen(&first, &last).as_str()),
+        // Met only on day 5, which was excluded (a theft): never known.
+        ("n:203.0.113.0/24", seen(&day(5).to_string(), &day(5).to_string()).as_str()),
+        ("x:2026-01-06", "1"),
+        // First met on the excluded day, used again on day 8: known from the day after.
+        ("n:198.51.100.0/24", seen(&day(5).to_string(), &day(8).to_string()).as_str()),
+        // Met today only: known from tomorrow.
+        ("n:100.64.0.0/16", seen(&day(10).to_string(), &day(10).to_string()).as_str()),
+        ("n:bad", "junk"),
+    ]);
+    assert_eq!(h.networks.len(), 4, "a value that does not read is ignored");
+    let known = |today: u64| h.known_networks(day(today), 28).collect::<Vec<_>>();
+    assert_eq!(known(10), ["192.0.2.0/24", "198.51.100.0/24"]);
+    assert_eq!(known(11), ["100.64.0.0/16", "192.0.2.0/24", "198.51.100.0/24"]);
+    // Not used in the last 28 days: forgotten, and pruned.
+    assert_eq!(known(38), ["100.64.0.0/16"]);
+    let mut stale = h.stale_fields(day(38), 28);
+    stale.sort();
+    assert_eq!(stale[0], "n:192.0.2.0/24");
+    assert!(stale.contains(&"n:198.51.100.0/24".to_owned()));
+    assert!(!stale.contains(&"n:100.64.0.0/16".to_owned()));
+    // The script's rule: the first day stays, the last becomes the day of use.
+    let s = Seen::used(Seen::parse(&seen(&first, &last)), day(12));
+    assert_eq!(s.to_string(), format!("{first} {}", day(12)));
+    assert_eq!(Seen::used(None, day(12)).to_string(), format!("{} {}", day(12), day(12)));
+}
+
+#[test]
+fn with_known_networks_an_allowance_applies_only_from_them() {
+    let mb = |s: &str| crate::sender::normalize(s).expect("valid");
+    let mut b = table::AllowancesBuilder::expecting(2, Some(Networks::default()));
+    b.extend([table::Earned::new(&mb("a@x.org"), 300, ["192.0.2.0/24", "2001:db8:1::/48"])]);
+    b.extend([table::Earned::new(&mb("b@x.org"), 200, ["198.51.100.0/24"])]);
+    let t = b.build();
+    assert_eq!(t.get(&mb("a@x.org"), "192.0.2.9"), Some(300));
+    assert_eq!(t.get(&mb("a@x.org"), "2001:db8:1:ffff::1"), Some(300));
+    assert_eq!(t.get(&mb("a@x.org"), "198.51.100.9"), None, "b@'s network, not a@'s");
+    assert_eq!(t.get(&mb("a@x.org"), "203.0.113.9"), None);
+    assert_eq!(t.get(&mb("b@x.org"), "198.51.100.1"), Some(200));
+    assert_eq!(t.get(&mb("a@x.org"), "unknown"), Some(300), "no address: not held to a network");
 }
 
 #[test]
@@ -149,6 +212,9 @@ fn pruning_forgets_what_the_stale_fields_name() {
     let mut h = History::from_fields([("2026-01-05", "12"), ("x:2026-01-06", "1"), ("2026-01-30", "3")]);
     assert!(h.prune(day(34), 28));
     assert_eq!((h.totals.len(), h.excluded.len()), (1, 0));
+    let mut h = History::from_fields([("n:192.0.2.0/24", "2026-01-02 2026-01-05"), ("2026-01-30", "3")]);
+    assert!(h.prune(day(34), 28));
+    assert!(h.networks.is_empty(), "last used 29 days before");
     assert!(h.stale_fields(day(34), 28).is_empty());
     assert!(!h.prune(day(80), 28), "nothing left");
 }

@@ -309,7 +309,10 @@ impl<S: CounterStore> Policy<S> {
         let at = self.zone.moment(self.clock.now());
         let protect = **self.protect.load();
         let learn = **self.learn.load();
-        let learned = if learn.enabled { self.allowances.load().get(&sender) } else { None };
+        let learned =
+            if learn.enabled { self.allowances.load().get(&sender, &req.client_address) } else { None };
+        // With `known_networks`, the network a counted message came from goes to the history.
+        let network = learn.networks.filter(|_| learn.enabled).and_then(|n| n.of(&req.client_address));
         let message = match operation {
             Operation::Count => message::message(req, &sender),
             Operation::Check | Operation::Peek => Message::default(),
@@ -344,6 +347,7 @@ impl<S: CounterStore> Policy<S> {
                 oversize,
                 per_message,
                 learn: learn.enabled.then_some(learn.days),
+                network: network.as_deref(),
             };
             let counts = match self.store.consume(&ask).await {
                 Ok(Answer::Counts(counts)) => counts,

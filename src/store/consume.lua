@@ -40,7 +40,10 @@
 -- ARGV[20]    the history field that excludes today from learning ("x:YYYY-MM-DD"), or "" when
 --             learning is off
 -- ARGV[21]    the TTL in seconds of the history hash
--- ARGV[22 .. 21+2k]  2 per counter: its TTL in seconds (given when created, or when found
+-- ARGV[22]    the client's network (`known_networks`: "192.0.2.0/24"), or "": a counted message
+--             sets the history's field "n:<network>" to "FIRST LAST" (the first and the last day
+--             mail came from it; `learn::Seen::used`), written at most once a day
+-- ARGV[23 .. 22+2k]  2 per counter: its TTL in seconds (given when created, or when found
 --             without one) and what the message adds to it (n for recipients, 1 for messages)
 -- then 5 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
 --             record's type ("user", "domain", "global"), window ("1d", "1h", "15m", ...) and
@@ -140,10 +143,10 @@ local instance, fingerprint, fp_ttl = ARGV[14], ARGV[15], tonumber(ARGV[16])
 local oversize = tonumber(ARGV[17])
 local top_ttl = tonumber(ARGV[18])
 local per_message = tonumber(ARGV[19])
-local mark, hist_ttl = ARGV[20], tonumber(ARGV[21])
+local mark, hist_ttl, network = ARGV[20], tonumber(ARGV[21]), ARGV[22]
 local ttls, adds = {}, {}
 for i = 1, k do
-  ttls[i], adds[i] = tonumber(ARGV[20 + 2 * i]), tonumber(ARGV[21 + 2 * i])
+  ttls[i], adds[i] = tonumber(ARGV[21 + 2 * i]), tonumber(ARGV[22 + 2 * i])
 end
 local autolock = enforce and ARGV[11] == '1'
 local tracking = counting and max_ips > 0 and client ~= ''
@@ -174,7 +177,7 @@ if not stopped then
     if v == nil then return {BAD, KEYS[i]} end
     before[i], exists[i] = v, e
   end
-  for a = 22 + 2 * k, #ARGV, 5 do
+  for a = 23 + 2 * k, #ARGV, 5 do
     caps[#caps + 1] = {counter = tonumber(ARGV[a]), limit = tonumber(ARGV[a + 1]),
                        kind = ARGV[a + 2], window = ARGV[a + 3], unit = ARGV[a + 4]}
   end
@@ -242,6 +245,20 @@ local function lock_now(reason, limit, count)
   events = events + LOCK
   record('locked', limit, count, '1d')
   exclude()
+end
+-- The counted message came from `network` today (mirrored from `learn::Seen::used`): the
+-- field keeps its first day and gets today as its last. A history of another type is skipped.
+local function remember()
+  local today = string.sub(mark, 3)
+  local seen = redis.pcall('HGET', hist, 'n:' .. network)
+  if type(seen) == 'table' then return end
+  local first, last
+  if type(seen) == 'string' then
+    first, last = string.match(seen, '^(%d%d%d%d%-%d%d%-%d%d) (%d%d%d%d%-%d%d%-%d%d)$')
+  end
+  if last == today then return end
+  redis.call('HSET', hist, 'n:' .. network, (first or today) .. ' ' .. today)
+  redis.call('EXPIRE', hist, hist_ttl)
 end
 -- Whether this message is new today: neither its fingerprint nor its transaction was refused
 -- before (both are remembered either way).
@@ -318,6 +335,7 @@ if moves then
   if tonumber(redis.call('ZINCRBY', top, n, sender)) == n and redis.call('TTL', top) < 0 then
     redis.call('EXPIRE', top, top_ttl)
   end
+  if mark ~= '' and network ~= '' then remember() end
 end
 
 local reply = {full, events, seen, locked}

@@ -68,6 +68,21 @@ impl State {
         }
     }
 
+    /// `consume.lua`'s `remember`: a counted message came from `network` on `day` (no
+    /// allocation when both are known, as in the common case).
+    fn remember(&mut self, sender: &str, network: &str, day: chrono::NaiveDate) {
+        if !self.hist.contains_key(sender) {
+            self.hist.insert(sender.to_owned(), crate::learn::History::default());
+        }
+        let Some(history) = self.hist.get_mut(sender) else { return };
+        match history.networks.get_mut(network) {
+            Some(seen) => *seen = crate::learn::Seen::used(Some(*seen), day),
+            None => {
+                history.networks.insert(network.to_owned(), crate::learn::Seen::used(None, day));
+            }
+        }
+    }
+
     /// `consume.lua`'s `new_message`: whether neither the fingerprint nor the transaction was
     /// refused before today; both are remembered either way.
     fn new_message(&mut self, key: &str, c: &Consume<'_>, now: i64) -> bool {
@@ -295,6 +310,10 @@ impl MemoryStore {
                 let Some(key) = key else { continue };
                 // An expired key starts again at 0, as in Redis.
                 state.add(key, add, now, counter.window.ttl_secs());
+            }
+            // `consume.lua`'s `remember`: the network this counted message came from.
+            if let (Some(_), Some(network)) = (c.learn, c.network) {
+                state.remember(c.sender.as_str(), network, day);
             }
         }
         Answer::Counts(Counts { refused, before, watch: Watch { events, client_ips, lock } })

@@ -125,6 +125,9 @@ pub struct Consume<'a> {
     /// Learning is on, with history kept this many days: mark today excluded in the sender's
     /// history when it is refused by its own cap, a suspect, or locked.
     pub learn: Option<u32>,
+    /// With learning and `known_networks` on: the client's network, remembered in the sender's
+    /// history (`n:<network>`, first and last day) when the message is counted.
+    pub network: Option<&'a str>,
 }
 
 /// How long a history hash lives without a write: the days it keeps and two more.
@@ -327,6 +330,7 @@ mod tests {
             oversize: None,
             per_message: None,
             learn: None,
+            network: None,
         };
         assert_eq!(c.adds(), [7, 1]);
     }

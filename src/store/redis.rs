@@ -92,7 +92,7 @@ impl RedisStore {
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
         // Arguments: 3 in the head, a key per counter and 10 more keys, 21 values, a TTL and an
         // increment per counter, 5 per cap.
-        let mut cmd = Cmd::with_capacity(3 + 10 + 21 + 3 * c.counters.len() + 5 * c.caps.len(), 1024);
+        let mut cmd = Cmd::with_capacity(3 + 10 + 22 + 3 * c.counters.len() + 5 * c.caps.len(), 1024);
         cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 10);
         for counter in c.counters {
             let key = self
@@ -147,6 +147,7 @@ impl RedisStore {
                 cmd.arg("").arg(0);
             }
         }
+        cmd.arg(c.network.filter(|_| c.learn.is_some()).unwrap_or_default());
         let n = u64::from(c.recipients);
         for counter in c.counters {
             cmd.arg(counter.window.ttl_secs()).arg(counter.unit.count(n));

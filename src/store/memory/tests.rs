@@ -33,6 +33,7 @@ fn ask<'a>(sender: &'a Mailbox, n: u32, caps: &'a [Check]) -> Consume<'a> {
         oversize: None,
         per_message: None,
         learn: None,
+        network: None,
     }
 }
 

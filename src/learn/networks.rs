@@ -1,0 +1,73 @@
+//! Known networks (`[learn] known_networks`): a learned allowance applies only to mail from a
+//! network the mailbox sent from before. A stolen password used from a botnet meets the default
+//! caps, however much its owner earned. A network is a client address's prefix (`ipv4_prefix`,
+//! `ipv6_prefix`: a /24 or a carrier's /16, a site's /48). The history remembers, per network,
+//! the first and the last day the mailbox's mail from it was counted
+//! (`erl:hist:<email>` field `n:<network>` = `"FIRST LAST"`, written by the script).
+
+use std::net::IpAddr;
+
+use chrono::NaiveDate;
+
+/// Prefix lengths that make a client address a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Networks {
+    pub v4: u8,
+    pub v6: u8,
+}
+
+impl Default for Networks {
+    fn default() -> Self {
+        Self { v4: 24, v6: 48 }
+    }
+}
+
+impl Networks {
+    /// The network of a client address (`192.0.2.0/24`, `2001:db8:1::/48`); an IPv4-mapped IPv6
+    /// address is its IPv4 address. `None` when it is not an address (Postfix's `unknown`).
+    #[must_use]
+    pub fn of(&self, client: &str) -> Option<String> {
+        let ip: IpAddr = client.parse().ok()?;
+        Some(match ip.to_canonical() {
+            IpAddr::V4(a) => {
+                let bits = self.v4.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(bits)).unwrap_or(0);
+                format!("{}/{bits}", std::net::Ipv4Addr::from(u32::from(a) & mask))
+            }
+            IpAddr::V6(a) => {
+                let bits = self.v6.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(bits)).unwrap_or(0);
+                format!("{}/{bits}", std::net::Ipv6Addr::from(u128::from(a) & mask))
+            }
+        })
+    }
+}
+
+/// The first and last day a mailbox's counted mail came from a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+impl Seen {
+    /// Reads a field's value, `"FIRST LAST"`.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        let (first, last) = value.split_once(' ')?;
+        Some(Self { first: first.parse().ok()?, last: last.parse().ok()? })
+    }
+
+    /// After a counted message on `day` (mirrored by `consume.lua`'s `remember`): the first day
+    /// is kept, the last becomes `day`; none (or a value that does not read) starts at `day`.
+    #[must_use]
+    pub fn used(before: Option<Self>, day: NaiveDate) -> Self {
+        Self { first: before.map_or(day, |s| s.first), last: day }
+    }
+}
+
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.first, self.last)
+    }
+}

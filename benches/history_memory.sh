@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Redis memory of learned allowances' history (DESIGN v3 target: under 200 MB for 100,000
 # senders over 28 days), and what the daemon folds and computes from it: N senders
-# (default 100,000) each with `days` (28) daily totals and 2 excluded-day marks in
-# erl:hist:<email>, as the daemon writes them; used_memory before and after; then the release
-# daemon on that Redis with [learn] on and N senders capped by a domain's default: its RSS and
-# the time it took to compute the allowances (LEARN=false: the same daemon with learning off).
+# (default 100,000) each with `days` (28) daily totals, 2 excluded-day marks and NETWORKS
+# (default 3) known networks ("n:<network>" = "FIRST LAST") in erl:hist:<email>, as the daemon
+# writes them; used_memory before and after; then the release daemon on that Redis with [learn]
+# on (known_networks on when NETWORKS > 0) and N senders capped by a domain's default: its RSS
+# and the time it took to compute the allowances (LEARN=false: the same daemon, learning off).
 #   benches/history_memory.sh [senders] [days]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +16,10 @@ days="${2:-28}"
 cargo build --release --locked -q
 start_redis
 before="$(redis-cli -p "$rport" info memory | sed -n 's/^used_memory:\([0-9]*\).*/\1/p')"
-python3 - "$senders" "$days" > "$work/hist.resp" <<'PY'
+networks="${NETWORKS:-3}"
+python3 - "$senders" "$days" "$networks" > "$work/hist.resp" <<'PY'
 import sys, datetime as dt, random
-n, days = int(sys.argv[1]), int(sys.argv[2])
+n, days, networks = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 rng = random.Random(1)
 today = dt.date.today()
 def resp(*args):
@@ -34,6 +36,10 @@ for i in range(n):
         fields += [(today - dt.timedelta(days=back)).isoformat(), rng.randint(1, 400)]
     for back in rng.sample(range(1, days + 1), 2):
         fields += [f"x:{(today - dt.timedelta(days=back)).isoformat()}", 1]
+    for _ in range(networks):
+        first = (today - dt.timedelta(days=rng.randint(2, days))).isoformat()
+        last = (today - dt.timedelta(days=1)).isoformat()
+        fields += [f"n:{rng.randint(1, 223)}.{rng.randint(0, 255)}.0.0/16", f"{first} {last}"]
     w(resp("HSET", key, *fields))
     w(resp("EXPIRE", key, (days + 2) * 86400))
 PY
@@ -51,6 +57,8 @@ mailbox_rates = ["20/1h"]
 [learn]
 enabled = ${LEARN:-true}
 days = $days
+known_networks = $([ "$networks" -gt 0 ] && echo true || echo false)
+ipv4_prefix = 16
 [redis]
 url = "redis://127.0.0.1:$rport/0"
 TOML

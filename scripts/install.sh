@@ -451,17 +451,28 @@ write_config() {
   mkdir -p "$config_dir"
   # The shipped example, in log-only mode, listening where this Postfix looks (used when the
   # daemon runs without systemd's socket; under systemd the socket unit decides).
-  sed -e 's/^mode = .*/mode = "log-only"          # install.sh enforce switches to "enforce"/' \
-      -e "s|^socket = .*|socket = \"$socket\"|" \
-      -e 's|^# socket_group = "postfix".*|socket_group = "postfix"|' \
-      "$repo/config/example.toml" > "$config"
+  # Notifications go to this host's postmaster (every Postfix delivers postmaster@myhostname).
+  local host admin='admin = []'
+  host="$(pc -h myhostname 2>/dev/null || true)"
+  if [ -n "$host" ]; then admin="admin = [\"postmaster@$host\"]"; fi
+  local try
+  for try in "$admin" 'admin = []'; do
+    sed -e 's/^mode = .*/mode = "log-only"          # install.sh enforce switches to "enforce"/' \
+        -e "s|^socket = .*|socket = \"$socket\"|" \
+        -e 's|^# socket_group = "postfix".*|socket_group = "postfix"|' \
+        -e "s|^admin = \[\]|$try|" \
+        "$repo/config/example.toml" > "$config"
+    admin="$try"
+    # A host name that makes no plain address (no dot, say): no admin address, set it yourself.
+    "$binary" check-config --quiet --config "$config" 2>/dev/null && break
+  done
   "$binary" check-config --quiet --config "$config" || die "the new config does not validate"
   if getent group email-ratelimit >/dev/null && [ -z "$root" ]; then
     chown root:email-ratelimit "$config_dir" "$config"
     chmod 0750 "$config_dir"
   fi
   chmod 0640 "$config"
-  say "wrote $config (mode = \"log-only\")"
+  say "wrote $config (mode = \"log-only\"; $admin)"
 }
 
 # The socket unit listens where Postfix looks: another instance (another queue_directory)

@@ -52,7 +52,7 @@ fn check_config_prints_the_effective_config_without_passwords() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("warning: mode = \"log-only\": nothing will be deferred"), "{err}");
     let (_dir, path) = write_config(
-        "[limits]\nglobal = 100\nglobal_rates = [\"500/1h\"]\n[protect]\nlock_after_refusals = 2\n",
+        "[limits]\nglobal = 100\nglobal_rates = [\"500/1h\"]\n[protect]\nlock_after_refusals = 2\n[learn]\nknown_networks = true\n",
     );
     let out = run(&["check-config", "--config", &path], &[]);
     assert!(out.status.success(), "{out:?}");
@@ -60,6 +60,7 @@ fn check_config_prints_the_effective_config_without_passwords() {
     for part in [
         "warning: limits.global_rates: 500/1h can never bind: 100/1d is reached first",
         "warning: protect.lock_after_refusals = 2 has no effect without protect.lock = true",
+        "warning: learn.known_networks = true has no effect without learn.enabled = true",
     ] {
         assert!(err.contains(part), "{part} missing:\n{err}");
     }

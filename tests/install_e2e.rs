@@ -132,6 +132,14 @@ fn install_enforce_disable_uninstall_round_trip() {
     let policy = mail.postconf(&["-h", "email_ratelimit_policy"]);
     assert!(fragment.contains(policy.trim()), "the shipped hook text: {policy}");
     let config = r.join("etc/email-ratelimit/config.toml");
+    // The recommended config, log-only, telling this host's postmaster.
+    let written = std::fs::read_to_string(&config).expect("config");
+    let host = mail.postconf(&["-h", "myhostname"]);
+    assert!(written.contains(&format!("admin = [\"postmaster@{}\"]", host.trim())), "{written}");
+    assert!(
+        written.contains("mode = \"log-only\"") && written.contains("known_networks = true"),
+        "{written}"
+    );
     std::fs::write(&config, std::fs::read_to_string(&config).expect("config") + "# edited by the admin\n")
         .expect("edit");
     let after_first = (files_under(r), mail.postconf(&["-n"]));

@@ -210,6 +210,11 @@ fn a_learned_allowance_applies_only_from_known_networks() {
     let (_, json) = d.admin(&["status", "--json", "busy@x.org"]);
     let v: serde_json::Value = serde_json::from_str(&json).expect("JSON");
     assert_eq!(v["learned"]["networks"], serde_json::json!(["192.0.2.0/24"]), "{json}");
+    // Once remembered today, a network is not passed to the script again today (no read, no
+    // write on every message): a field deleted behind the daemon's back stays deleted.
+    redis.cmd(&["HDEL", "erl:hist:busy@x.org", office]);
+    assert_eq!(ask("192.0.2.11", 1), "DUNNO");
+    assert_eq!(seen(office), None);
     d.stop();
 }
 

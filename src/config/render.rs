@@ -99,18 +99,22 @@ impl Config {
         let lim = &self.limits;
         let _ = writeln!(
             o,
-            "[limits]\nglobal = {}\nglobal_rates = {}\ndefault_mailbox = {}\ndefault_mailbox_rates = {}\nmax_recipients = {}\noversize = {}",
+            "[limits]\nglobal = {}\nglobal_rates = {}\ndefault_mailbox = {}\ndefault_mailbox_rates = {}\nmax_recipients = {}\nmax_rcpt_per_message = {}\noversize = {}",
             lim.global,
             rates(&lim.global_rates),
             lim.default_mailbox,
             rates(&lim.default_mailbox_rates),
             lim.max_recipients,
+            lim.max_rcpt_per_message,
             q(lim.oversize.as_str())
         );
         for m in &lim.mailboxes {
             let _ = write!(o, "[[limits.mailbox]]\nemail = {}\n", q(m.mailbox.as_str()));
             if let Some(caps) = &m.caps {
                 write_caps(&mut o, "", caps);
+            }
+            if let Some(n) = m.max_rcpt_per_message {
+                let _ = writeln!(o, "max_rcpt_per_message = {n}");
             }
             if m.exempt {
                 let _ = writeln!(o, "exempt = true");
@@ -121,6 +125,9 @@ impl Config {
             write_caps(&mut o, "", &d.caps);
             if let Some(caps) = &d.mailbox_caps {
                 write_caps(&mut o, "mailbox_", caps);
+            }
+            if let Some(n) = d.max_rcpt_per_message {
+                let _ = writeln!(o, "max_rcpt_per_message = {n}");
             }
         }
         let r = &self.redis;
@@ -160,6 +167,21 @@ impl Config {
             o,
             "\n[protect]\nmax_client_ips = {}\nlock = {}\nlock_after_refusals = {}",
             p.max_client_ips, p.lock, p.lock_after_refusals
+        );
+        let l = &self.learn;
+        let n = l.networks.unwrap_or_default();
+        let _ = writeln!(
+            o,
+            "\n[learn]\nenabled = {}\ndays = {}\nmin_days = {}\nfactor = {:?}\nceiling = {}\nmax_growth = {:?}\nknown_networks = {}\nipv4_prefix = {}\nipv6_prefix = {}",
+            l.enabled,
+            l.days,
+            l.min_days,
+            l.factor,
+            l.ceiling,
+            l.max_growth,
+            l.networks.is_some(),
+            n.v4,
+            n.v6
         );
         let n = &self.notify;
         let admin: Vec<String> = n.admin.iter().map(|a| q(a)).collect();

@@ -250,10 +250,23 @@ fn a_missing_explicit_file_is_an_error() {
     assert!(matches!(e, ConfigError::Missing(_)));
 }
 
+/// `config/example.toml` is the built-in defaults plus the README's recommended settings (issue
+/// 22 item 5), nothing else.
 #[test]
-fn the_shipped_example_documents_the_defaults() {
+fn the_shipped_example_is_the_defaults_plus_the_recommended_config() {
     let example = from_toml(include_str!("../../config/example.toml")).expect("example is valid");
-    assert_eq!(example, from_toml("").expect("defaults"));
+    let readme = include_str!("../../README.md");
+    let block = readme
+        .split("<!-- recommended config: begin -->\n")
+        .nth(1)
+        .and_then(|rest| rest.split("<!-- recommended config: end -->").next())
+        .expect("README's recommended config");
+    let recommended: String =
+        block.lines().map(|l| l.strip_prefix("    ").unwrap_or(l).to_owned() + "\n").collect();
+    let recommended = from_toml(&recommended).expect("the README's recommended config is valid");
+    assert_eq!(example, recommended);
+    assert_ne!(recommended, from_toml("").expect("defaults"), "the embedded defaults stay minimal");
+    assert!(!from_toml("").expect("defaults").learn.enabled);
 }
 
 #[test]

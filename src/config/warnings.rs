@@ -32,6 +32,9 @@ pub fn warnings(config: &Config) -> Vec<String> {
             config.protect.lock_after_refusals
         ));
     }
+    if config.learn.networks.is_some() && !config.learn.enabled {
+        say("learn.known_networks = true has no effect without learn.enabled = true".into());
+    }
     if config.notify.dropped_t {
         say("notify.sendmail: -t dropped: notifications are sent with their recipients as arguments (sendmail -i -f FROM -- RCPT...), never read from the headers; remove -t from the setting".into());
     }

@@ -5,6 +5,7 @@
 //! the mailbox's default caps with it ([`scale`]).
 
 pub mod networks;
+pub mod recorded;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};

@@ -19,6 +19,7 @@ use self::raises::Raises;
 use self::text::Line;
 use crate::clock::{Clock, SystemClock, Zone};
 use crate::config::{Mode, Oversize, ProtectSettings, Replies};
+use crate::learn::recorded::RecordedToday;
 use crate::learn::{Allowances, LearnSettings};
 use crate::limits::LimitsCache;
 use crate::metrics::{Cause, Metrics, Outcome};
@@ -64,6 +65,8 @@ pub struct Policy<S> {
     /// `[learn]` and the allowances learned (computed off the request path).
     learn: arc_swap::ArcSwap<LearnSettings>,
     allowances: arc_swap::ArcSwap<Allowances>,
+    /// The (sender, network) pairs whose network the script remembered today.
+    recorded: RecordedToday,
     /// This server, in violation records and events.
     server: String,
     /// Where notification events go (none: not configured).
@@ -87,6 +90,7 @@ impl<S: CounterStore> Policy<S> {
             replies: arc_swap::ArcSwap::from_pointee(Replies::default()),
             learn: arc_swap::ArcSwap::from_pointee(LearnSettings::default()),
             allowances: arc_swap::ArcSwap::from_pointee(Allowances::default()),
+            recorded: RecordedToday::default(),
             server: String::new(),
             events: None,
             metrics: None,
@@ -311,8 +315,12 @@ impl<S: CounterStore> Policy<S> {
         let learn = **self.learn.load();
         let learned =
             if learn.enabled { self.allowances.load().get(&sender, &req.client_address) } else { None };
-        // With `known_networks`, the network a counted message came from goes to the history.
+        // With `known_networks`, the network a counted message came from goes to the history:
+        // the first time a day for this sender and network (the script reads and writes only
+        // then).
         let network = learn.networks.filter(|_| learn.enabled).and_then(|n| n.of(&req.client_address));
+        let recorded = network.as_deref().map(|n| RecordedToday::key(&sender, n, at.day()));
+        let network = network.filter(|_| !recorded.is_some_and(|k| self.recorded.contains(k)));
         let message = match operation {
             Operation::Count => message::message(req, &sender),
             Operation::Check | Operation::Peek => Message::default(),
@@ -384,6 +392,12 @@ impl<S: CounterStore> Policy<S> {
             let add = if counted { n } else { 0 };
             if counted && let Some(m) = &self.metrics {
                 m.counted(n);
+            }
+            if counted
+                && ask.network.is_some()
+                && let Some(key) = recorded
+            {
+                self.recorded.insert(key);
             }
             let line = Line {
                 user: &sender,

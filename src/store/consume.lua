@@ -42,7 +42,8 @@
 -- ARGV[21]    the TTL in seconds of the history hash
 -- ARGV[22]    the client's network (`known_networks`: "192.0.2.0/24"), or "": a counted message
 --             sets the history's field "n:<network>" to "FIRST LAST" (the first and the last day
---             mail came from it; `learn::Seen::used`), written at most once a day
+--             mail came from it; `learn::Seen::used`), written at most once a day. The daemon
+--             passes a sender's network only until a message from it was counted today.
 -- ARGV[23 .. 22+2k]  2 per counter: its TTL in seconds (given when created, or when found
 --             without one) and what the message adds to it (n for recipients, 1 for messages)
 -- then 5 per cap, in the order caps are checked: the counter's index (1-based), the limit, the
@@ -249,15 +250,15 @@ end
 -- The counted message came from `network` today (mirrored from `learn::Seen::used`): the
 -- field keeps its first day and gets today as its last. A history of another type is skipped.
 local function remember()
-  local today = string.sub(mark, 3)
-  local seen = redis.pcall('HGET', hist, 'n:' .. network)
+  local today, field = string.sub(mark, 3), 'n:' .. network
+  local seen = redis.pcall('HGET', hist, field)
   if type(seen) == 'table' then return end
   local first, last
   if type(seen) == 'string' then
     first, last = string.match(seen, '^(%d%d%d%d%-%d%d%-%d%d) (%d%d%d%d%-%d%d%-%d%d)$')
   end
   if last == today then return end
-  redis.call('HSET', hist, 'n:' .. network, (first or today) .. ' ' .. today)
+  redis.call('HSET', hist, field, (first or today) .. ' ' .. today)
   redis.call('EXPIRE', hist, hist_ttl)
 end
 -- Whether this message is new today: neither its fingerprint nor its transaction was refused

@@ -46,7 +46,11 @@ impl Report {
         if req.sasl_username.is_empty() {
             return;
         }
-        let deferred = self.senders.entry(req.sasl_username.clone()).or_insert(0);
+        // Looked up by reference: the name is copied once per sender, not per request.
+        if !self.senders.contains_key(&req.sasl_username) {
+            self.senders.insert(req.sasl_username.clone(), 0);
+        }
+        let Some(deferred) = self.senders.get_mut(&req.sasl_username) else { return };
         match (action, outcome) {
             (Action::Dunno, Outcome::Ok | Outcome::WouldDefer { .. } | Outcome::WouldReject) => {
                 self.accepted_messages += 1;

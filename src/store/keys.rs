@@ -244,45 +244,90 @@ impl LockedBy {
 
 impl fmt::Display for Key<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.write_to(f)
+    }
+}
+
+impl Key<'_> {
+    /// Writes the key piece by piece with `write_str`: `write!`'s argument machinery was a large
+    /// share of a replay's time (every request names several keys).
+    fn write_to<W: fmt::Write>(&self, f: &mut W) -> fmt::Result {
         let p = self.prefix;
+        let dated = |f: &mut W, name: &str, day: NaiveDate, who: &str| {
+            f.write_str(p)?;
+            f.write_str(name)?;
+            write_day(f, day)?;
+            f.write_char(':')?;
+            f.write_str(who)
+        };
         match self.name {
             Name::Window(local, window, unit, who) => {
                 f.write_str(p)?;
                 if unit == Unit::Msg {
                     f.write_str(":m")?;
                 }
+                f.write_char(':')?;
                 match window {
-                    Window::Day => write!(f, ":{}:", Day(local.date()))?,
+                    Window::Day => write_day(f, local.date())?,
                     window => {
                         let start = window.start(local);
-                        write!(
-                            f,
-                            ":{}T{:02}{:02}/{window}:",
-                            Day(start.date()),
-                            start.hour(),
-                            start.minute()
-                        )?;
+                        write_day(f, start.date())?;
+                        f.write_char('T')?;
+                        write_number(f, start.hour(), 2)?;
+                        write_number(f, start.minute(), 2)?;
+                        f.write_char('/')?;
+                        match window {
+                            Window::Minutes(m) if m.is_multiple_of(60) => {
+                                write_number(f, u32::from(m / 60), 1)?;
+                                f.write_char('h')?;
+                            }
+                            Window::Minutes(m) => {
+                                write_number(f, u32::from(m), 1)?;
+                                f.write_char('m')?;
+                            }
+                            Window::Day => f.write_str("1d")?,
+                        }
                     }
                 }
+                f.write_char(':')?;
                 match who {
                     Who::Mailbox(m) => f.write_str(m.as_str()),
-                    Who::Domain(d) => write!(f, "@{d}"),
+                    Who::Domain(d) => {
+                        f.write_char('@')?;
+                        f.write_str(d)
+                    }
                     Who::Server => f.write_str("global"),
                 }
             }
-            Name::Top(day) => write!(f, "{p}:top:{}", Day(day)),
+            Name::Top(day) => {
+                f.write_str(p)?;
+                f.write_str(":top:")?;
+                write_day(f, day)
+            }
             Name::Raise(sender) => write!(f, "{p}:raise:{sender}"),
             Name::Lock(sender) => write!(f, "{p}:lock:{sender}"),
             Name::DomainLock(domain) => write!(f, "{p}:lock:@{domain}"),
-            Name::Ips(day, sender) => write!(f, "{p}:ips:{}:{sender}", Day(day)),
+            Name::Ips(day, sender) => dated(f, ":ips:", day, sender.as_str()),
             Name::Hist(sender) => write!(f, "{p}:hist:{sender}"),
-            Name::Refusals(day, sender) => write!(f, "{p}:refusals:{}:{sender}", Day(day)),
-            Name::Fingerprints(day, sender) => write!(f, "{p}:fp:{}:{sender}", Day(day)),
-            Name::Mails(day, who) => write!(f, "{p}:notified:{}:{who}", Day(day)),
+            Name::Refusals(day, sender) => dated(f, ":refusals:", day, sender.as_str()),
+            Name::Fingerprints(day, sender) => dated(f, ":fp:", day, sender.as_str()),
+            Name::Mails(day, who) => dated(f, ":notified:", day, who),
             Name::Locks(by) => write!(f, "{p}:locks:{}", by.as_str()),
             Name::Violations => write!(f, "{p}:violations"),
         }
     }
+}
+
+/// `n` in decimal, zero-padded to `width` digits.
+fn write_number(f: &mut impl fmt::Write, n: u32, width: usize) -> fmt::Result {
+    let mut digits = [b'0'; 10];
+    let (mut n, mut len) = (n, 0);
+    while n > 0 || len < width.max(1) {
+        digits[9 - len] = b'0' + u8::try_from(n % 10).unwrap_or(0);
+        n /= 10;
+        len += 1;
+    }
+    f.write_str(std::str::from_utf8(&digits[10 - len..]).unwrap_or("0"))
 }
 
 impl Key<'_> {
@@ -290,9 +335,8 @@ impl Key<'_> {
     /// times).
     #[must_use]
     pub fn text(&self) -> String {
-        use fmt::Write as _;
         let mut out = String::with_capacity(self.prefix.len() + 80);
-        let _ = write!(out, "{self}");
+        let _ = self.write_to(&mut out);
         out
     }
 }
@@ -319,24 +363,28 @@ struct Day(NaiveDate);
 
 impl fmt::Display for Day {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Digit by digit: the padded integer formatting of `write!` was a large share of a
-        // replay's time (every request names several keys). Years past 9999 do not occur.
-        let (y, m, d) = (self.0.year().clamp(0, 9999).unsigned_abs(), self.0.month(), self.0.day());
-        let digit = |n: u32| b'0' + u8::try_from(n % 10).unwrap_or(0);
-        let text = [
-            digit(y / 1000),
-            digit(y / 100),
-            digit(y / 10),
-            digit(y),
-            b'-',
-            digit(m / 10),
-            digit(m),
-            b'-',
-            digit(d / 10),
-            digit(d),
-        ];
-        f.write_str(std::str::from_utf8(&text).unwrap_or("0000-00-00"))
+        write_day(f, self.0)
     }
+}
+
+/// `YYYY-MM-DD`, digit by digit (the padded integer formatting of `write!` was a large share of
+/// a replay's time). Years past 9999 do not occur.
+fn write_day(f: &mut impl fmt::Write, day: NaiveDate) -> fmt::Result {
+    let (y, m, d) = (day.year().clamp(0, 9999).unsigned_abs(), day.month(), day.day());
+    let digit = |n: u32| b'0' + u8::try_from(n % 10).unwrap_or(0);
+    let text = [
+        digit(y / 1000),
+        digit(y / 100),
+        digit(y / 10),
+        digit(y),
+        b'-',
+        digit(m / 10),
+        digit(m),
+        b'-',
+        digit(d / 10),
+        digit(d),
+    ];
+    f.write_str(std::str::from_utf8(&text).unwrap_or("0000-00-00"))
 }
 
 #[cfg(test)]

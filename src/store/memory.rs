@@ -1,7 +1,7 @@
 //! The in-process counter store: the same decisions as `consume.lua`, for trying the daemon
 //! without Redis and for fast tests. Counters are lost on restart.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Mutex, PoisonError};
 
 use super::keys::{COUNTER_TTL_SECS, KeySchema, TOP_TTL_SECS, rest_of_day_ttl};
@@ -12,23 +12,28 @@ use super::{
 use crate::config::Mode;
 use crate::window::Unit;
 
+/// Maps and sets keyed by strings, hashed with foldhash (seeded per process, several times
+/// faster than SipHash on these short keys; replay makes millions of lookups).
+type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type Set = std::collections::HashSet<String, foldhash::fast::RandomState>;
+
 #[derive(Debug, Default)]
 struct State {
     /// Value and expiry (unix seconds) per key, as Redis keeps them: counters, refusals, the
     /// once-per-window markers and the top senders' scores.
-    counters: HashMap<String, (u64, i64)>,
+    counters: Map<String, (u64, i64)>,
     /// Sets with the key's expiry: each sender's client addresses today (Redis: a HyperLogLog)
     /// and its refused messages' fingerprints and transactions.
-    sets: HashMap<String, (HashSet<String>, i64)>,
+    sets: Map<String, (Set, i64)>,
     /// Locks (JSON), which only this process sets: without Redis there is no `unlock`.
-    locks: HashMap<String, String>,
+    locks: Map<String, String>,
     violations: VecDeque<Violation>,
     /// Calls since expired counters were last swept out.
     since_sweep: u32,
     /// Each sender's history for learned allowances (Redis: `erl:hist:<email>`): the excluded
     /// days are marked here as the script marks them; the totals are folded in from the top
     /// senders after midnight ([`MemoryStore::fold`]).
-    hist: HashMap<String, crate::learn::History>,
+    hist: Map<String, crate::learn::History>,
 }
 
 impl State {
@@ -37,9 +42,13 @@ impl State {
         self.counters.get(key).filter(|(_, expires)| *expires > now).map_or(0, |v| v.0)
     }
 
-    /// Adds `n` to `key`, which gets `ttl` when created; returns the new value.
-    fn add(&mut self, key: String, n: u64, now: i64, ttl: u64) -> u64 {
-        let entry = self.counters.entry(key).or_insert((0, 0));
+    /// Adds `n` to `key`, which gets `ttl` when created; returns the new value. (Looked up by
+    /// reference first: the name is copied only for a new key.)
+    fn add(&mut self, key: &str, n: u64, now: i64, ttl: u64) -> u64 {
+        if !self.counters.contains_key(key) {
+            self.counters.insert(key.to_owned(), (0, 0));
+        }
+        let Some(entry) = self.counters.get_mut(key) else { return 0 };
         if entry.1 <= now {
             *entry = (0, now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
         }
@@ -48,17 +57,24 @@ impl State {
     }
 
     /// `SET marker 1 NX EX ttl`: whether the marker was not there yet.
-    fn once(&mut self, marker: String, now: i64, ttl: u64) -> bool {
+    fn once(&mut self, marker: &str, now: i64, ttl: u64) -> bool {
         self.add(marker, 1, now, ttl) == 1
     }
 
     /// Adds `member` to the set `key` (created with `ttl`); the set's size when it is new.
-    fn insert(&mut self, key: String, member: String, now: i64, ttl: u64) -> Option<u64> {
-        let entry = self.sets.entry(key).or_insert_with(|| (HashSet::new(), 0));
-        if entry.1 <= now {
-            *entry = (HashSet::new(), now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+    fn insert(&mut self, key: &str, member: &str, now: i64, ttl: u64) -> Option<u64> {
+        if !self.sets.contains_key(key) {
+            self.sets.insert(key.to_owned(), (Set::default(), 0));
         }
-        entry.0.insert(member).then(|| u64::try_from(entry.0.len()).unwrap_or(u64::MAX))
+        let entry = self.sets.get_mut(key)?;
+        if entry.1 <= now {
+            *entry = (Set::default(), now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX)));
+        }
+        if entry.0.contains(member) {
+            return None;
+        }
+        entry.0.insert(member.to_owned());
+        Some(u64::try_from(entry.0.len()).unwrap_or(u64::MAX))
     }
 
     /// `consume.lua`'s `exclude`: today does not count for learning.
@@ -88,9 +104,9 @@ impl State {
     fn new_message(&mut self, key: &str, c: &Consume<'_>, now: i64) -> bool {
         let ttl = rest_of_day_ttl(c.at.local);
         let fingerprint = format!("f:{:016x}", c.message.fingerprint);
-        let mut new = self.insert(key.to_owned(), fingerprint, now, ttl).is_some();
+        let mut new = self.insert(key, &fingerprint, now, ttl).is_some();
         if !c.message.instance.is_empty()
-            && self.insert(key.to_owned(), format!("i:{}", c.message.instance), now, ttl).is_none()
+            && self.insert(key, &format!("i:{}", c.message.instance), now, ttl).is_none()
         {
             new = false;
         }
@@ -212,11 +228,16 @@ impl MemoryStore {
                 .map(|l| Lock::parse(l))
         };
         let stopped = lock.is_some() && enforce;
-        let keys: Vec<Option<String>> = c
-            .counters
-            .iter()
-            .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.text()))
-            .collect();
+        // A stopped sender's counters are neither read nor written (as in the script): not even
+        // named (a replay of an attack meets mostly locked senders).
+        let keys: Vec<Option<String>> = match stopped {
+            true => Vec::new(),
+            false => c
+                .counters
+                .iter()
+                .map(|counter| self.keys.counter(c.at.local, *counter, c.sender).map(|k| k.text()))
+                .collect(),
+        };
         let before: Vec<u64> = keys.iter().map(|k| k.as_ref().map_or(0, |k| state.value(k, now))).collect();
         let adds = c.adds();
         let refused = match (stopped, c.per_message) {
@@ -230,11 +251,11 @@ impl MemoryStore {
         // (1) Addresses, suspects and their locks: refused or not, locked or not.
         if counting && max_ips > 0 && !c.client.is_empty() {
             let ips = self.keys.ips(day, c.sender).text();
-            if let Some(seen) = state.insert(ips.clone(), c.client.to_owned(), now, COUNTER_TTL_SECS) {
+            if let Some(seen) = state.insert(&ips, c.client, now, COUNTER_TTL_SECS) {
                 client_ips = seen;
                 if is_suspect(seen, max_ips) {
                     state.exclude(c);
-                    if state.once(self.keys.notified(&ips), now, COUNTER_TTL_SECS) {
+                    if state.once(&self.keys.notified(&ips), now, COUNTER_TTL_SECS) {
                         events.suspect = true;
                         self.record(&mut state, c, "suspect", u64::from(max_ips), seen, "1d");
                     }
@@ -279,7 +300,7 @@ impl MemoryStore {
                 && enforce
                 && !oversize
                 && c.operation != Operation::Peek
-                && state.once(self.keys.notified(key), now, counter.window.ttl_secs())
+                && state.once(&self.keys.notified(key), now, counter.window.ttl_secs())
             {
                 events.first_refusal = true;
             }
@@ -288,8 +309,7 @@ impl MemoryStore {
             }
             let after = c.guard.lock_after_refusals;
             if records && autolock && after > 0 && counts_toward_lock(counter.scope.kind(), oversize, new) {
-                let refusals =
-                    state.add(self.keys.refusals(day, c.sender).to_string(), 1, now, COUNTER_TTL_SECS);
+                let refusals = state.add(&self.keys.refusals(day, c.sender).text(), 1, now, COUNTER_TTL_SECS);
                 if trips_lock(refusals, after) {
                     lock = Some(self.lock(
                         &mut state,
@@ -305,11 +325,14 @@ impl MemoryStore {
         // (6) Count.
         if counting && ((refused.is_none() && c.per_message.is_none()) || !enforce) {
             // Today's top senders, one entry per sender (the sorted set's member), as in Redis.
-            state.add(format!("{}\t{}", self.keys.top(day), c.sender), n, now, TOP_TTL_SECS);
+            let mut top = self.keys.top(day).text();
+            top.push('\t');
+            top.push_str(c.sender.as_str());
+            state.add(&top, n, now, TOP_TTL_SECS);
             for ((key, counter), add) in keys.into_iter().zip(c.counters).zip(adds) {
                 let Some(key) = key else { continue };
                 // An expired key starts again at 0, as in Redis.
-                state.add(key, add, now, counter.window.ttl_secs());
+                state.add(&key, add, now, counter.window.ttl_secs());
             }
             // `consume.lua`'s `remember`: the network this counted message came from.
             if let (Some(_), Some(network)) = (c.learn, c.network) {

@@ -4,7 +4,8 @@
 //! cannot hurt the policy socket, and so that idle connections cannot lock scrapers out: at most
 //! 4 connections at once, one request each; a connection that sends nothing within 1 s is closed;
 //! when all 4 are taken, a new one closes the oldest that has sent nothing yet (or, when every
-//! one is answering a request, is itself closed); 2 s for a request head, 10 s per connection.
+//! one is answering a request, waits up to 250 ms for a slot, then is itself closed); 2 s for a
+//! request head, 10 s per connection.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -30,6 +31,8 @@ const MAX_CONNECTIONS: usize = 4;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a new connection waits for a slot when every one is busy.
+const SLOT_WAIT: Duration = Duration::from_millis(250);
 
 /// Produces the exposition text (updating the state gauges first).
 pub type Scrape = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
@@ -103,8 +106,16 @@ pub async fn serve(listener: Listener, scrape: Scrape, shutdown: CancellationTok
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        // Over the bound with every connection busy: the new one is closed at once.
-        let Some((id, started, close)) = slots.take() else { continue };
+        // Over the bound with every connection busy: the new one waits a moment for a slot (a
+        // connection its client just closed looks busy until its task sees the end), then is
+        // closed.
+        let mut slot = slots.take();
+        let waited = Instant::now();
+        while slot.is_none() && waited.elapsed() < SLOT_WAIT {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            slot = slots.take();
+        }
+        let Some((id, started, close)) = slot else { continue };
         let (scrape, slots) = (scrape.clone(), slots.clone());
         tokio::spawn(async move {
             let served = async {

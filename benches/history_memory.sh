@@ -69,7 +69,7 @@ if [ "${LEARN:-true}" = true ]; then
   until grep -q "learned allowances:" "$work/daemon.log"; do sleep 0.2; done
   grep -o "learned allowances: .*" "$work/daemon.log"
 fi
-sleep 3
+sleep "${SETTLE:-15}"   # jemalloc returns freed pages within ~10 s
 if [ -n "${SMAPS:-}" ]; then
   awk '/^[0-9a-f]+-[0-9a-f]+ / {m=$0} /^Rss:/ && $2 > 500 {print $2" kB", m}' "/proc/$dpid/smaps" | sort -rn | head -8
 fi

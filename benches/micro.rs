@@ -66,6 +66,16 @@ fn decision(c: &mut Criterion) {
     c.bench_function("decide (memory store, 100k caps)", |b| {
         b.iter(|| runtime.block_on(policy.decide(black_box(&request))));
     });
+    // The same with learning and known networks on (issue 22): the daemon's own added work per
+    // decision (the client's network, the allowance lookup, the table of networks remembered).
+    policy.set_learning(email_ratelimit::learn::LearnSettings {
+        enabled: true,
+        networks: Some(email_ratelimit::learn::Networks::default()),
+        ..Default::default()
+    });
+    c.bench_function("decide (memory store, 100k caps, learning and known networks on)", |b| {
+        b.iter(|| runtime.block_on(policy.decide(black_box(&request))));
+    });
 }
 
 criterion_group!(benches, parser, decision);

@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Days, NaiveDate};
 
-pub use networks::{Networks, Seen};
+pub use networks::{Network, Networks, Seen};
 pub use table::Allowances;
 
 use crate::limits::{Cap, Listed};

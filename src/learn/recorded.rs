@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;
 
+use super::Network;
 use crate::sender::Mailbox;
 
 const SLOTS: usize = 1 << 15;
@@ -27,7 +28,7 @@ impl Default for RecordedToday {
 impl RecordedToday {
     /// The key of `network` of `sender` on `day` (never 0, the empty slot).
     #[must_use]
-    pub fn key(sender: &Mailbox, network: &str, day: NaiveDate) -> u64 {
+    pub fn key(sender: &Mailbox, network: Network, day: NaiveDate) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();
         (sender.as_str(), network, day).hash(&mut h);
@@ -60,11 +61,12 @@ mod tests {
         let t = RecordedToday::default();
         let a = crate::sender::normalize("a@x.org").expect("valid");
         let day = NaiveDate::from_ymd_opt(2026, 3, 2).expect("valid");
-        let k = RecordedToday::key(&a, "192.0.2.0/24", day);
+        let net = |n: &str| Network::parse(n).expect("a network");
+        let k = RecordedToday::key(&a, net("192.0.2.0/24"), day);
         assert!(!t.contains(k));
         t.insert(k);
         assert!(t.contains(k));
-        assert!(!t.contains(RecordedToday::key(&a, "198.51.100.0/24", day)));
-        assert!(!t.contains(RecordedToday::key(&a, "192.0.2.0/24", day.succ_opt().expect("valid"))));
+        assert!(!t.contains(RecordedToday::key(&a, net("198.51.100.0/24"), day)));
+        assert!(!t.contains(RecordedToday::key(&a, net("192.0.2.0/24"), day.succ_opt().expect("valid"))));
     }
 }

@@ -8,7 +8,7 @@
 
 use chrono::NaiveDate;
 
-use super::{History, LearnSettings, Networks, allowance};
+use super::{History, LearnSettings, Network, Networks, allowance};
 use crate::limits::Limits;
 use crate::sender::{self, Mailbox};
 use crate::window::{Unit, Window};
@@ -34,7 +34,7 @@ fn hash(mailbox: &Mailbox) -> u64 {
 }
 
 /// The key of a network of the mailbox whose key is `mailbox`.
-fn network_key(mailbox: u64, network: &str) -> u64 {
+fn network_key(mailbox: u64, network: Network) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::hash::DefaultHasher::new();
     mailbox.hash(&mut h);
@@ -55,7 +55,9 @@ impl Earned {
     /// `mailbox` earned `limit` a day, from `networks` (with `known_networks`).
     pub fn new<'n>(mailbox: &Mailbox, limit: u64, networks: impl IntoIterator<Item = &'n str>) -> Self {
         let key = hash(mailbox);
-        Self { key, limit, networks: networks.into_iter().map(|n| network_key(key, n)).collect() }
+        // A name that does not read as a network (a hand-written field) is left out.
+        let networks = networks.into_iter().filter_map(Network::parse).map(|n| network_key(key, n)).collect();
+        Self { key, limit, networks }
     }
 }
 
@@ -81,8 +83,8 @@ impl Allowances {
     pub fn get(&self, mailbox: &Mailbox, client: &str) -> Option<u64> {
         let key = hash(mailbox);
         let i = self.entries.binary_search_by_key(&key, |e| e.0).ok()?;
-        if let Some(network) = self.rule.and_then(|rule| rule.of(client)) {
-            self.networks.binary_search(&network_key(key, &network)).ok()?;
+        if let Some(network) = self.rule.and_then(|rule| rule.network(client)) {
+            self.networks.binary_search(&network_key(key, network)).ok()?;
         }
         Some(u64::from(self.entries[i].1))
     }

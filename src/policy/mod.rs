@@ -318,9 +318,10 @@ impl<S: CounterStore> Policy<S> {
         // With `known_networks`, the network a counted message came from goes to the history:
         // the first time a day for this sender and network (the script reads and writes only
         // then).
-        let network = learn.networks.filter(|_| learn.enabled).and_then(|n| n.of(&req.client_address));
-        let recorded = network.as_deref().map(|n| RecordedToday::key(&sender, n, at.day()));
-        let network = network.filter(|_| !recorded.is_some_and(|k| self.recorded.contains(k)));
+        let network = learn.networks.filter(|_| learn.enabled).and_then(|n| n.network(&req.client_address));
+        let recorded = network.map(|n| RecordedToday::key(&sender, n, at.day()));
+        let network =
+            network.filter(|_| !recorded.is_some_and(|k| self.recorded.contains(k))).map(|n| n.to_string());
         let message = match operation {
             Operation::Count => message::message(req, &sender),
             Operation::Check | Operation::Peek => Message::default(),

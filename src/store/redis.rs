@@ -90,7 +90,7 @@ impl RedisStore {
     /// `EVALSHA` with the keys and arguments `consume.lua`'s header lists, written into one
     /// command buffer (no per-argument allocation).
     fn command(&self, c: &Consume<'_>) -> Result<Cmd, StoreError> {
-        // Arguments: 3 in the head, a key per counter and 10 more keys, 21 values, a TTL and an
+        // Arguments: 3 in the head, a key per counter and 10 more keys, 22 values, a TTL and an
         // increment per counter, 5 per cap.
         let mut cmd = Cmd::with_capacity(3 + 10 + 22 + 3 * c.counters.len() + 5 * c.caps.len(), 1024);
         cmd.arg("EVALSHA").arg(self.script.get_hash()).arg(c.counters.len() + 10);

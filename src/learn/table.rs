@@ -81,9 +81,16 @@ impl Allowances {
     /// address is not held to it).
     #[must_use]
     pub fn get(&self, mailbox: &Mailbox, client: &str) -> Option<u64> {
+        self.get_from(mailbox, self.rule.and_then(|rule| rule.network(client)))
+    }
+
+    /// [`Self::get`] with the client's network already found (the request path finds it once
+    /// for this and for the history); `None`: not an address, not held to a network.
+    #[must_use]
+    pub fn get_from(&self, mailbox: &Mailbox, network: Option<Network>) -> Option<u64> {
         let key = hash(mailbox);
         let i = self.entries.binary_search_by_key(&key, |e| e.0).ok()?;
-        if let Some(network) = self.rule.and_then(|rule| rule.network(client)) {
+        if let Some(network) = network.filter(|_| self.rule.is_some()) {
             self.networks.binary_search(&network_key(key, network)).ok()?;
         }
         Some(u64::from(self.entries[i].1))

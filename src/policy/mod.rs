@@ -313,12 +313,11 @@ impl<S: CounterStore> Policy<S> {
         let at = self.zone.moment(self.clock.now());
         let protect = **self.protect.load();
         let learn = **self.learn.load();
-        let learned =
-            if learn.enabled { self.allowances.load().get(&sender, &req.client_address) } else { None };
-        // With `known_networks`, the network a counted message came from goes to the history:
-        // the first time a day for this sender and network (the script reads and writes only
-        // then).
+        // With `known_networks`: the client's network, which a learned allowance must know, and
+        // which goes to the history with a counted message the first time a day for this sender
+        // (the script reads and writes only then).
         let network = learn.networks.filter(|_| learn.enabled).and_then(|n| n.network(&req.client_address));
+        let learned = if learn.enabled { self.allowances.load().get_from(&sender, network) } else { None };
         let recorded = network.map(|n| RecordedToday::key(&sender, n, at.day()));
         let network =
             network.filter(|_| !recorded.is_some_and(|k| self.recorded.contains(k))).map(|n| n.to_string());

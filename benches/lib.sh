@@ -1,9 +1,11 @@
 # Shared by benches/run.sh and benches/v2.sh (sourced, not run): a temporary work directory,
-# the background processes to stop by PID on exit, and small helpers.
-work="$(mktemp -d /tmp/erl-bench.XXXXXX)"
+# the background processes to stop by PID on exit, and small helpers. BENCH_TMP: where the work
+# directory goes (default /tmp). A script that defines on_cleanup has it run first on exit.
+work="$(mktemp -d "${BENCH_TMP:-/tmp}/erl-bench.XXXXXX")"
 chmod 755 "$work"
 pids=()
 cleanup() {
+  if declare -F on_cleanup >/dev/null; then on_cleanup || true; fi
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
   rm -rf "$work"

@@ -1,0 +1,339 @@
+#!/usr/bin/env bash
+# What the hook costs a real Postfix (issue 23), everything in one run on one machine:
+#   - a private Postfix 3.7 instance (postfix -c DIR) under /dev/shm (tmpfs: the disk does not
+#     set the pace, so the hook's share is the largest it can be), Dovecot as its SASL server,
+#     every message discarded after it is queued (default_transport = discard);
+#   - four smtpd services on loopback, alike but for smtpd_end_of_data_restrictions: none;
+#     the hook as shipped (check_policy_service { ..., timeout=5s, default_action=DUNNO }) to the
+#     daemon with Redis on a Unix socket; the same to a daemon in log-only mode; the same to a
+#     daemon that finds Redis through a Sentinel (TCP);
+#   - each daemon runs the shipped config (config/example.toml: protect, learning with known
+#     networks, hourly message caps, max_rcpt_per_message) with every cap far above the load,
+#     so the runs measure decisions, not deferrals;
+#   - erl-smtp-load (benches/smtp_load.rs): persistent SMTP sessions, each message from one of
+#     10,000 users through XCLIENT LOGIN=, 1-5 recipients, about 3 KB.
+# Closed loop at 1, 8 and 64 sessions, then an open loop (64 sessions) at 50% of the best
+# no-hook throughput. ROUNDS rounds (default 3); in each, the services run one after the other
+# in an order that rotates from round to round; a ratio is hook / no hook within one round,
+# and the tables give medians over the rounds. Prints messages/s, the time from the end of DATA
+# to the 250 reply (p50/p99), CPU per message (the whole machine, the daemon, Redis) and the
+# ratios against the targets.
+#
+#   benches/postfix.sh [seconds-per-run]      (default 10; 2 s of warm-up each)
+#   ROUNDS=5 SENTINEL=0 benches/postfix.sh    (SENTINEL=0: leave the Sentinel service out)
+#   OUT=FILE benches/postfix.sh               (also writes the medians and ratios as JSON)
+# Needs postfix, dovecot-core, redis-server, redis-sentinel, python3; runs as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+rounds="${ROUNDS:-3}"
+export BENCH_TMP="${BENCH_TMP:-/dev/shm}"
+# shellcheck source=benches/lib.sh
+. benches/lib.sh
+
+echo "building (release)..." >&2
+cargo build --release --locked -q --bins
+
+big=1000000000
+pf="$work/postfix"
+modes=(nohook)
+[ "${FLOORS:-1}" = 1 ] && modes+=(dunno script)
+modes+=(hook logonly)
+[ "${SENTINEL:-1}" = 1 ] && modes+=(sentinel)
+
+start_redis
+if [ "${SENTINEL:-1}" = 1 ]; then
+  sport="$(free_port)"
+  printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %s 1\n' "$sport" "$work" "$rport" \
+    > "$work/sentinel.conf"
+  redis-sentinel "$work/sentinel.conf" >"$work/sentinel.log" 2>&1 &
+  spid=$!
+  pids+=("$spid")
+  until redis-cli -p "$sport" sentinel get-master-addr-by-name mymaster 2>/dev/null | grep -qx "$rport"; do
+    sleep 0.05
+  done
+fi
+
+# The Postfix instance: four smtpd services, one per mode.
+mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/dovecot/run"
+chown postfix:postfix "$pf/data"
+declare -A port
+for m in "${modes[@]}"; do port[$m]="$(free_port)"; done
+cat > "$pf/etc/main.cf" <<CF
+compatibility_level = 3.6
+queue_directory = $pf/queue
+data_directory = $pf/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = mail.bench.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+biff = no
+maillog_file = $pf/maillog
+maillog_file_prefixes = $pf
+alias_maps =
+alias_database =
+relay_domains =
+default_transport = discard:benchmark
+# erl-smtp-load's XCLIENT: the client, and the ADDR= it gives (which the next XCLIENT is
+# authorized against).
+smtpd_authorized_xclient_hosts = 127.0.0.0/8, 10.0.0.0/8
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = private/auth
+smtpd_relay_restrictions = permit_sasl_authenticated, reject
+smtpd_end_of_data_restrictions =
+CF
+{
+  for m in "${modes[@]}"; do
+    printf '127.0.0.1:%s inet n - n - - smtpd\n  -o syslog_name=postfix/%s\n' "${port[$m]}" "$m"
+    if [ "$m" != nohook ]; then
+      printf '  -o { smtpd_end_of_data_restrictions = check_policy_service { unix:private/erl-%s, timeout=5s, default_action=DUNNO } }\n' "$m"
+    fi
+  done
+  cat <<'CF'
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+CF
+} > "$pf/etc/master.cf"
+: > "$pf/dovecot/users"
+cat > "$pf/dovecot/dovecot.conf" <<CF
+base_dir = $pf/dovecot/run
+state_dir = $pf/dovecot/run
+log_path = $pf/dovecot/dovecot.log
+protocols =
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $pf/dovecot/users
+}
+userdb {
+  driver = static
+  args = uid=65534 gid=65534 home=/nonexistent
+}
+service auth {
+  unix_listener $pf/queue/private/auth {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+CF
+on_cleanup() { postfix -c "$pf/etc" stop >/dev/null 2>&1; }
+postfix -c "$pf/etc" check
+dovecot -F -c "$pf/dovecot/dovecot.conf" </dev/null >"$pf/dovecot/stdout.log" 2>&1 &
+pids+=($!)
+until [ -S "$pf/queue/private/auth" ]; do sleep 0.05; done
+postfix -c "$pf/etc" start >/dev/null 2>&1
+
+# The daemons: the shipped config, every cap far above the load.
+declare -A dpid
+for m in "${modes[@]}"; do
+  case "$m" in
+    nohook) continue ;;
+    dunno | script)
+      # The floors: erl-load's DUNNO-only server, and the same making one consume.lua call per
+      # request (benches/lib.sh's v2 cap model: six counters) on the Redis socket.
+      sock="$pf/queue/private/erl-$m"
+      extra=(); [ "$m" = script ] && extra=(--ping-redis "redis+unix://$work/redis.sock" --eval-consume)
+      target/release/erl-load --serve-dunno "$sock" "${extra[@]}" >"$work/erl-$m.log" 2>&1 &
+      dpid[$m]=$!
+      pids+=("${dpid[$m]}")
+      until [ -S "$sock" ]; do sleep 0.05; done
+      chgrp postfix "$sock" && chmod 660 "$sock"
+      continue ;;
+  esac
+  url="redis+unix://$work/redis.sock"; mode=enforce; sentinels=""
+  [ "$m" = logonly ] && mode=log-only
+  [ "$m" = sentinel ] && { url="redis://127.0.0.1:$rport/0"; sentinels="sentinels = [\"127.0.0.1:$sport\"]"; }
+  cat > "$work/$m.toml" <<TOML
+mode = "$mode"
+timezone = "UTC"
+[listen]
+socket = "$pf/queue/private/erl-$m"
+socket_group = "postfix"
+[limits]
+global = $big
+global_rates = ["$big/1h"]
+max_rcpt_per_message = 100
+[[limits.domain]]
+domain = "*"
+mailbox_daily = $big
+mailbox_rates = ["$big/1h", "${big}msg/1h"]
+[redis]
+url = "$url"
+key_prefix = "erl-$m"
+$sentinels
+[protect]
+max_client_ips = 15
+lock = true
+[learn]
+enabled = true
+min_days = 4
+factor = 5.0
+ceiling = $big
+known_networks = true
+ipv4_prefix = 16
+TOML
+  target/release/email-ratelimit serve --config "$work/$m.toml" >"$work/erl-$m.log" 2>&1 &
+  dpid[$m]=$!
+  pids+=("${dpid[$m]}")
+  until [ -S "$pf/queue/private/erl-$m" ]; do
+    kill -0 "${dpid[$m]}" 2>/dev/null || { cat "$work/erl-$m.log" >&2; exit 1; }
+    sleep 0.05
+  done
+done
+for m in "${modes[@]}"; do
+  until (exec 3<>"/dev/tcp/127.0.0.1/${port[$m]}") 2>/dev/null; do sleep 0.05; done
+done
+
+if [ -n "${HOLD:-}" ]; then
+  # To look inside: the servers stay up until this script is interrupted.
+  for m in "${modes[@]}"; do echo "$m: 127.0.0.1:${port[$m]} ${dpid[$m]:+daemon $work/$m.toml (pid ${dpid[$m]})}"; done
+  echo "postfix -c $pf/etc; redis $rport ($work/redis.sock); work $work"
+  while :; do sleep 1; done
+fi
+
+# The machine's busy CPU time (all CPUs), in clock ticks.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# One run: `run LOOP MODE SESSIONS ROUND [RATE]` appends a line to $work/results.
+run() {
+  local loop="$1" m="$2" c="$3" round="$4" rate="${5:-}" r m0 m1 d0=0 d1=0 r0 r1 s0=0 s1=0
+  m0="$(busy)"; r0="$(ticks "$rpid")"
+  [ -n "${dpid[$m]:-}" ] && d0="$(ticks "${dpid[$m]}")"
+  [ "$m" = sentinel ] && s0="$(ticks "$spid")"
+  r="$(target/release/erl-smtp-load --server "127.0.0.1:${port[$m]}" --sessions "$c" --duration "$secs" \
+    --warmup 2 --seed "$round" ${rate:+--rate "$rate"} | grep '^RESULT')"
+  m1="$(busy)"; r1="$(ticks "$rpid")"
+  [ -n "${dpid[$m]:-}" ] && d1="$(ticks "${dpid[$m]}")"
+  [ "$m" = sentinel ] && s1="$(ticks "$spid")"
+  if [ "$(echo "$r" | field errors)" != 0 ] || [ "$(echo "$r" | field deferred)" != 0 ]; then
+    echo "unexpected replies ($m, $c sessions): $r" >&2
+    exit 1
+  fi
+  echo "$loop $m $c $round $(echo "$r" | field msgs_s) $(echo "$r" | field p50_us) $(echo "$r" | field p99_us)" \
+    "$(echo "$r" | field sent) $((m1 - m0)) $((d1 - d0)) $((r1 - r0 + s1 - s0)) $(echo "$r" | field late)" \
+    >> "$work/results"
+  echo "  $loop $m, $c sessions${rate:+ at $rate msg/s}: $(echo "$r" | field msgs_s) msg/s," \
+    "p50 $(echo "$r" | field p50_us) us, p99 $(echo "$r" | field p99_us) us" >&2
+}
+# The modes in round $1's order: rotated by one each round.
+order() { local n=${#modes[@]} i; for i in $(seq 0 $((n - 1))); do echo "${modes[$(((i + $1) % n))]}"; done; }
+
+: > "$work/results"
+for round in $(seq "$rounds"); do
+  echo "round $round/$rounds, closed loop" >&2
+  for c in 1 8 64; do
+    for m in $(order "$round"); do run closed "$m" "$c" "$round"; done
+  done
+done
+# The open loop: 50% of the best no-hook throughput (median over the rounds).
+best="$(for c in 1 8 64; do awk -v c="$c" '$1 == "closed" && $2 == "nohook" && $3 == c {print $5}' "$work/results" | median; done | sort -n | tail -1)"
+rate="$(awk -v b="$best" 'BEGIN {printf "%.0f", b / 2}')"
+for round in $(seq "$rounds"); do
+  echo "round $round/$rounds, open loop at $rate msg/s" >&2
+  for m in $(order "$round"); do run open "$m" 64 "$round" "$rate"; done
+done
+grep -h 'warning\|fatal\|panic' "$pf/maillog" | grep -v 'SASL: Connect to\|dict_' | head -5 >&2 || true
+for m in "${modes[@]}"; do
+  [ "$m" = nohook ] && continue
+  n="$(grep -c 'fail-open' "$work/erl-$m.log" || true)"
+  [ "$n" = 0 ] || echo "warning: the $m daemon failed open $n times" >&2
+done
+
+echo
+echo "machine: $(nproc) cores, $(uname -r); postfix $(postconf -d -h mail_version); redis $(redis-server --version | grep -o 'v=[0-9.]*'); $(date -u +%FT%TZ)"
+echo "runs of ${secs} s (after 2 s of warm-up), $rounds rounds; 10,000 XCLIENT users, 1-5 recipients, ~3 KB; medians over the rounds"
+python3 - "$work/results" "$rate" "$(getconf CLK_TCK)" "${OUT:-}" "${modes[@]}" <<'PY'
+import json, statistics, sys
+path, rate, hz, out, modes = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+rows = [l.split() for l in open(path) if l.strip()]
+R = {}
+for loop, m, c, rnd, msgs, p50, p99, sent, mach, dae, red, late in rows:
+    R[(loop, m, int(c), int(rnd))] = dict(msgs=float(msgs), p50=int(p50) / 1000, p99=int(p99) / 1000,
+        sent=int(sent), mach=int(mach), dae=int(dae), red=int(red), late=int(late))
+rounds = sorted({k[3] for k in R})
+med = statistics.median
+def col(loop, m, c, key):
+    return med(R[(loop, m, c, r)][key] for r in rounds)
+def ratio(loop, m, c):  # paired within each round, then the median
+    return med(R[(loop, m, c, r)]["msgs"] / R[(loop, m, c, r)]["msgs"] if m == "nohook" else
+               R[(loop, m, c, r)]["msgs"] / R[(loop, "nohook", c, r)]["msgs"] for r in rounds)
+def cpu(loop, m, c, key):  # microseconds of CPU per message sent
+    return med(R[(loop, m, c, r)][key] * 1e6 / hz / max(R[(loop, m, c, r)]["sent"], 1) for r in rounds)
+names = dict(nohook="no hook", dunno="floor: DUNNO server", script="floor: one consume.lua call",
+             hook="hook, Redis socket", logonly="hook, log-only", sentinel="hook, via Sentinel")
+hooked = [m for m in modes if m != "nohook"]
+print()
+print("| sessions | " + " | ".join(f"{names[m]} msg/s" for m in modes) + " | " +
+      " | ".join(f"{names[m]} / no hook" for m in hooked) + " |")
+print("|---:|" + "---:|" * (len(modes) + len(hooked)))
+summary = {"closed": {}, "open": {}}
+for c in (1, 8, 64):
+    print(f"| {c} | " + " | ".join(f"{col('closed', m, c, 'msgs'):.0f}" for m in modes) + " | " +
+          " | ".join(f"{ratio('closed', m, c):.3f}" for m in hooked) + " |")
+    summary["closed"][c] = {m: {"msgs_s": col("closed", m, c, "msgs"), "ratio": ratio("closed", m, c),
+                                "p50_ms": col("closed", m, c, "p50"), "p99_ms": col("closed", m, c, "p99"),
+                                "cpu_machine_us": cpu("closed", m, c, "mach"), "cpu_daemon_us": cpu("closed", m, c, "dae"),
+                                "cpu_redis_us": cpu("closed", m, c, "red")} for m in modes}
+print()
+print("End of DATA to the 250 reply, p50 / p99 ms:")
+print()
+print("| sessions | " + " | ".join(names[m] for m in modes) + " |")
+print("|---:|" + "---:|" * len(modes))
+for c in (1, 8, 64):
+    print(f"| {c} | " + " | ".join(f"{col('closed', m, c, 'p50'):.2f} / {col('closed', m, c, 'p99'):.2f}" for m in modes) + " |")
+print()
+print(f"Open loop, {rate:.0f} msg/s (50% of the best no-hook throughput), 64 sessions:")
+print()
+print("| service | p50 ms | p99 ms | p99 - no hook, ms | late starts |")
+print("|---|---:|---:|---:|---:|")
+for m in modes:
+    d = med(R[("open", m, 64, r)]["p99"] - R[("open", "nohook", 64, r)]["p99"] for r in rounds)
+    late = med(R[("open", m, 64, r)]["late"] for r in rounds)
+    print(f"| {names[m]} | {col('open', m, 64, 'p50'):.2f} | {col('open', m, 64, 'p99'):.2f} | "
+          f"{'' if m == 'nohook' else f'{d:+.2f}'} | {late:.0f} |")
+    summary["open"][m] = {"p50_ms": col("open", m, 64, "p50"), "p99_ms": col("open", m, 64, "p99"), "p99_delta_ms": d,
+                          "cpu_machine_us": cpu("open", m, 64, "mach"), "cpu_daemon_us": cpu("open", m, 64, "dae"),
+                          "cpu_redis_us": cpu("open", m, 64, "red")}
+print()
+print("CPU per message, microseconds: the whole machine, the policy server, Redis (and Sentinel):")
+print()
+print("| service | 8 sessions: machine | server | Redis | open loop: machine | server | Redis |")
+print("|---|---:|---:|---:|---:|---:|---:|")
+for m in modes:
+    o, c = summary["open"][m], summary["closed"][8][m]
+    print(f"| {names[m]} | {c['cpu_machine_us']:.0f} | {c['cpu_daemon_us']:.0f} | {c['cpu_redis_us']:.0f} | "
+          f"{o['cpu_machine_us']:.0f} | {o['cpu_daemon_us']:.0f} | {o['cpu_redis_us']:.0f} |")
+print()
+worst = {m: min(summary["closed"][c][m]["ratio"] for c in (1, 8, 64)) for m in hooked}
+for m in [h for h in hooked if h in ("hook", "sentinel")]:
+    ok = worst[m] >= 0.95
+    print(f"target, {names[m]}: throughput >= 0.95 of no hook at 1, 8 and 64 sessions: worst {worst[m]:.3f}: {'met' if ok else 'NOT MET'}")
+    d = summary["open"][m]["p99_delta_ms"]
+    print(f"target, {names[m]}: open-loop p99 at most 1 ms above no hook: {d:+.2f} ms: {'met' if d <= 1 else 'NOT MET'}")
+summary.update(rate=rate, worst_ratio=worst, rounds=len(rounds))
+if out:
+    with open(out, "w") as f:
+        json.dump(summary, f, indent=1)
+PY

@@ -214,17 +214,20 @@ if [ -n "${HOLD:-}" ]; then
   while :; do sleep 1; done
 fi
 
-# The machine's busy CPU time (all CPUs), in clock ticks.
-busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+# The machine's busy CPU time (all CPUs), in clock ticks; and the time the hypervisor gave to
+# others (steal), with the total.
+busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
+steal() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 # One run: `run LOOP MODE SESSIONS ROUND [RATE]` appends a line to $work/results.
 run() {
   local loop="$1" m="$2" c="$3" round="$4" rate="${5:-}" r m0 m1 d0=0 d1=0 r0 r1 s0=0 s1=0
-  m0="$(busy)"; r0="$(ticks "$rpid")"
+  local st0 st1
+  m0="$(busy)"; r0="$(ticks "$rpid")"; st0="$(steal)"
   [ -n "${dpid[$m]:-}" ] && d0="$(ticks "${dpid[$m]}")"
   [ "$m" = sentinel ] && s0="$(ticks "$spid")"
   r="$(target/release/erl-smtp-load --server "127.0.0.1:${port[$m]}" --sessions "$c" --duration "$secs" \
     --warmup 2 --seed "$round" ${rate:+--rate "$rate"} | grep '^RESULT')"
-  m1="$(busy)"; r1="$(ticks "$rpid")"
+  m1="$(busy)"; r1="$(ticks "$rpid")"; st1="$(steal)"
   [ -n "${dpid[$m]:-}" ] && d1="$(ticks "${dpid[$m]}")"
   [ "$m" = sentinel ] && s1="$(ticks "$spid")"
   if [ "$(echo "$r" | field errors)" != 0 ] || [ "$(echo "$r" | field deferred)" != 0 ]; then
@@ -233,9 +236,9 @@ run() {
   fi
   echo "$loop $m $c $round $(echo "$r" | field msgs_s) $(echo "$r" | field p50_us) $(echo "$r" | field p99_us)" \
     "$(echo "$r" | field sent) $((m1 - m0)) $((d1 - d0)) $((r1 - r0 + s1 - s0)) $(echo "$r" | field late)" \
-    >> "$work/results"
+    "$(echo "$st0 $st1" | awk '{printf "%.1f", $4 > $2 ? ($3 - $1) * 100 / ($4 - $2) : 0}')" >> "$work/results"
   echo "  $loop $m, $c sessions${rate:+ at $rate msg/s}: $(echo "$r" | field msgs_s) msg/s," \
-    "p50 $(echo "$r" | field p50_us) us, p99 $(echo "$r" | field p99_us) us" >&2
+    "p50 $(echo "$r" | field p50_us) us, p99 $(echo "$r" | field p99_us) us, steal $(tail -1 "$work/results" | cut -d' ' -f13)%" >&2
 }
 # The modes in round $1's order: rotated by one each round.
 order() { local n=${#modes[@]} i; for i in $(seq 0 $((n - 1))); do echo "${modes[$(((i + $1) % n))]}"; done; }
@@ -269,9 +272,12 @@ import json, statistics, sys
 path, rate, hz, out, modes = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
 rows = [l.split() for l in open(path) if l.strip()]
 R = {}
-for loop, m, c, rnd, msgs, p50, p99, sent, mach, dae, red, late in rows:
+for loop, m, c, rnd, msgs, p50, p99, sent, mach, dae, red, late, steal in rows:
     R[(loop, m, int(c), int(rnd))] = dict(msgs=float(msgs), p50=int(p50) / 1000, p99=int(p99) / 1000,
-        sent=int(sent), mach=int(mach), dae=int(dae), red=int(red), late=int(late))
+        sent=int(sent), mach=int(mach), dae=int(dae), red=int(red), late=int(late), steal=float(steal))
+steals = sorted(r["steal"] for r in R.values())
+print(f"CPU stolen by the hypervisor during the runs: median {statistics.median(steals):.1f}%, max {steals[-1]:.1f}%"
+      + (" (above 5%: the machine was shared while this ran; the figures are unreliable)" if statistics.median(steals) > 5 else ""))
 rounds = sorted({k[3] for k in R})
 med = statistics.median
 def col(loop, m, c, key):
@@ -332,7 +338,7 @@ for m in [h for h in hooked if h in ("hook", "sentinel")]:
     print(f"target, {names[m]}: throughput >= 0.95 of no hook at 1, 8 and 64 sessions: worst {worst[m]:.3f}: {'met' if ok else 'NOT MET'}")
     d = summary["open"][m]["p99_delta_ms"]
     print(f"target, {names[m]}: open-loop p99 at most 1 ms above no hook: {d:+.2f} ms: {'met' if d <= 1 else 'NOT MET'}")
-summary.update(rate=rate, worst_ratio=worst, rounds=len(rounds))
+summary.update(rate=rate, worst_ratio=worst, rounds=len(rounds), steal_median=statistics.median(steals))
 if out:
     with open(out, "w") as f:
         json.dump(summary, f, indent=1)

@@ -140,47 +140,7 @@ echo "100,000-cap rebuilds from MariaDB: $refreshes, median ${refresh_ms} ms, ma
 kill "$dpid"
 wait "$dpid" 2>/dev/null || true
 redis-cli -p "$rport" FLUSHALL >/dev/null
-python3 - "$work/mailboxes.toml" <<'PY'
-import sys
-with open(sys.argv[1], "w") as f:
-    for i in range(100000):
-        f.write(f'[[limits.mailbox]]\nemail = "user{i}@example.com"\ndaily = 1000000000\n')
-PY
-# The daemon `$1` with caps from `$2` (file or database): prints "cpu_us rss_loaded rss_after
-# rss_settled" (KiB).
-footprint() {
-  local bin="$1" source="$2" pid r n d0 d1 rss0 rss1 rss2
-  rm -f "$work/erl.sock"
-  write_v2_config info
-  if [ "$source" = file ]; then
-    cat "$work/mailboxes.toml" >> "$work/config.toml"
-  else
-    printf '[database]\nurl = "mysql://erl:erl@127.0.0.1:%s/dbispconfig"\nrefresh_secs = 3600\ncache_file = "%s/limits.json"\n' \
-      "$mport" "$work" >> "$work/config.toml"
-  fi
-  "$bin" serve --config "$work/config.toml" >"$work/footprint.log" 2>&1 &
-  pid=$!
-  until [ -S "$work/erl.sock" ]; do sleep 0.05; done
-  if [ "$source" = database ]; then
-    until grep -q "limits loaded from database" "$work/footprint.log"; do sleep 0.05; done
-  fi
-  rss0="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
-  load --socket "$work/erl.sock" --connections 8 --duration 1 --warmup 0 --senders 100000 >/dev/null
-  d0="$(ticks "$pid")"
-  r="$(load --socket "$work/erl.sock" --connections 8 --duration "$secs" --warmup 0 --senders 100000)"
-  d1="$(ticks "$pid")"
-  rss1="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
-  # Settled: what the allocator still holds 11 s later, idle (jemalloc returns freed pages
-  # after about 10 s).
-  sleep 11
-  rss2="$(awk '/VmRSS/ {print $2}' /proc/$pid/status)"
-  kill "$pid"
-  wait "$pid" 2>/dev/null || true
-  n="$(echo "$r" | field rps)"
-  if [ "$(echo "$r" | field errors)" != 0 ] || [ "$n" = 0 ]; then echo "unexpected replies: $r" >&2; exit 1; fi
-  awk -v a="$d0" -v b="$d1" -v n="$n" -v s="$secs" -v r0="$rss0" -v r1="$rss1" -v r2="$rss2" \
-    'BEGIN {printf "%.1f %d %d %d\n", (b - a) * 10000 / (n * s), r0, r1, r2}'
-}
+write_mailboxes
 builds=(after)
 declare -A bin=([after]=target/release/email-ratelimit)
 if [ -n "${ERL_BEFORE:-}" ]; then

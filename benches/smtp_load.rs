@@ -52,6 +52,10 @@ struct Args {
     /// Recipients' domain (the server discards mail to it).
     #[arg(long, default_value = "remote.test")]
     rcpt_domain: String,
+    /// Recipients' local parts, comma-separated: each message takes the first ones (default:
+    /// `r<user>.<i>`, a new address per user and position).
+    #[arg(long, value_delimiter = ',')]
+    rcpt_names: Vec<String>,
     /// Recipients per message: uniform from 1 to this.
     #[arg(long, default_value_t = 5)]
     max_rcpt: u32,
@@ -132,7 +136,10 @@ impl Message {
     fn envelope(&self, args: &Args) -> String {
         let mut s = format!("MAIL FROM:<user{}@{}>\r\n", self.user, args.domain);
         for r in 0..self.rcpts {
-            s.push_str(&format!("RCPT TO:<r{}.{r}@{}>\r\n", self.user, args.rcpt_domain));
+            match args.rcpt_names.get(r as usize) {
+                Some(name) => s.push_str(&format!("RCPT TO:<{name}@{}>\r\n", args.rcpt_domain)),
+                None => s.push_str(&format!("RCPT TO:<r{}.{r}@{}>\r\n", self.user, args.rcpt_domain)),
+            }
         }
         s.push_str("DATA\r\n");
         s
@@ -183,7 +190,8 @@ fn histogram() -> Histogram<u64> {
 /// final reply.
 async fn send(s: &mut Session, m: &Message, args: &Args, text: &[u8]) -> Result<(u64, u64), Failure> {
     let started = Instant::now();
-    let xclient = format!("XCLIENT LOGIN=user{}@{} ADDR={} NAME=[UNAVAILABLE]\r\n", m.user, args.domain, m.addr());
+    let xclient =
+        format!("XCLIENT LOGIN=user{}@{} ADDR={} NAME=[UNAVAILABLE]\r\n", m.user, args.domain, m.addr());
     s.command(&xclient, "220").await?;
     s.command("EHLO bench.test\r\n", "250").await?;
     s.writer.write_all(m.envelope(args).as_bytes()).await?;
@@ -277,8 +285,10 @@ async fn session(
 
 fn main() -> std::io::Result<()> {
     let args = Arc::new(Args::parse());
-    let runtime =
-        tokio::runtime::Builder::new_multi_thread().worker_threads(args.threads.max(1)).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .enable_all()
+        .build()?;
     let sessions = args.sessions.max(1);
     let stop = Arc::new(AtomicBool::new(false));
     let measuring = Arc::new(AtomicBool::new(args.warmup <= 0.0));

@@ -3,30 +3,37 @@
 #   - a private Postfix 3.7 instance (postfix -c DIR) under /dev/shm (tmpfs: the disk does not
 #     set the pace, so the hook's share is the largest it can be), Dovecot as its SASL server,
 #     every message discarded after it is queued (default_transport = discard);
-#   - four smtpd services on loopback, alike but for smtpd_end_of_data_restrictions: none;
-#     the hook as shipped (check_policy_service { ..., timeout=5s, default_action=DUNNO }) to the
-#     daemon with Redis on a Unix socket; the same to a daemon in log-only mode; the same to a
-#     daemon that finds Redis through a Sentinel (TCP);
+#   - one smtpd service per case on loopback, alike but for smtpd_end_of_data_restrictions:
+#     none; the hook as shipped (check_policy_service { ..., timeout=5s, default_action=DUNNO })
+#     to the daemon with Redis on a Unix socket; the same to a daemon in log-only mode; the same
+#     to a daemon that finds Redis through a Sentinel (TCP);
 #   - each daemon runs the shipped config (config/example.toml: protect, learning with known
 #     networks, hourly message caps, max_rcpt_per_message) with every cap far above the load,
 #     so the runs measure decisions, not deferrals;
 #   - erl-smtp-load (benches/smtp_load.rs): persistent SMTP sessions, each message from one of
 #     10,000 users through XCLIENT LOGIN=, 1-5 recipients, about 3 KB.
+# Two floors show where the time goes: erl-load's DUNNO-only server (what any policy service
+# costs) and the same server making one consume.lua call per request (what any service backed
+# by a Redis script costs); and the daemon with store = "memory" (no Redis at all).
 # Closed loop at 1, 8 and 64 sessions, then an open loop (64 sessions) at 50% of the best
-# no-hook throughput. ROUNDS rounds (default 3); in each, the services run one after the other
+# no-hook throughput. ROUNDS rounds (default 5); in each, the services run one after the other
 # in an order that rotates from round to round; a ratio is hook / no hook within one round,
-# and the tables give medians over the rounds. Prints messages/s, the time from the end of DATA
-# to the 250 reply (p50/p99), CPU per message (the whole machine, the daemon, Redis) and the
-# ratios against the targets.
+# and the tables give medians over the rounds. A run during which the hypervisor stole more
+# than STEAL_MAX% of the CPU (default 5; /proc/stat) is left out, with its pair: on a shared
+# VM the steal moved between 0.5% and 50% within minutes, far more than the hook's cost.
+# Prints messages/s, the time from the end of DATA to the 250 reply (p50/p99), CPU per message
+# (the whole machine, the policy server, Redis) and the ratios against the targets.
 #
-#   benches/postfix.sh [seconds-per-run]      (default 10; 2 s of warm-up each)
-#   ROUNDS=5 SENTINEL=0 benches/postfix.sh    (SENTINEL=0: leave the Sentinel service out)
+#   benches/postfix.sh [seconds-per-run]      (default 5; 2 s of warm-up each)
+#   ROUNDS=8 SENTINEL=0 FLOORS=0 benches/postfix.sh   (leave out the Sentinel case, the floors)
 #   OUT=FILE benches/postfix.sh               (also writes the medians and ratios as JSON)
 # Needs postfix, dovecot-core, redis-server, redis-sentinel, python3; runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs="${1:-10}"
-rounds="${ROUNDS:-3}"
+secs="${1:-5}"
+rounds="${ROUNDS:-5}"
+# Runs during which the hypervisor took more CPU than this (%) are left out of every figure.
+steal_max="${STEAL_MAX:-5}"
 export BENCH_TMP="${BENCH_TMP:-/dev/shm}"
 # shellcheck source=benches/lib.sh
 . benches/lib.sh
@@ -37,7 +44,7 @@ cargo build --release --locked -q --bins
 big=1000000000
 pf="$work/postfix"
 modes=(nohook)
-[ "${FLOORS:-1}" = 1 ] && modes+=(dunno script)
+[ "${FLOORS:-1}" = 1 ] && modes+=(dunno script memory)
 modes+=(hook logonly)
 [ "${SENTINEL:-1}" = 1 ] && modes+=(sentinel)
 
@@ -165,9 +172,11 @@ for m in "${modes[@]}"; do
   esac
   url="redis+unix://$work/redis.sock"; mode=enforce; sentinels=""
   [ "$m" = logonly ] && mode=log-only
+  store=redis; [ "$m" = memory ] && store=memory
   [ "$m" = sentinel ] && { url="redis://127.0.0.1:$rport/0"; sentinels="sentinels = [\"127.0.0.1:$sport\"]"; }
   cat > "$work/$m.toml" <<TOML
 mode = "$mode"
+store = "$store"
 timezone = "UTC"
 [listen]
 socket = "$pf/queue/private/erl-$m"
@@ -236,7 +245,7 @@ run() {
   fi
   echo "$loop $m $c $round $(echo "$r" | field msgs_s) $(echo "$r" | field p50_us) $(echo "$r" | field p99_us)" \
     "$(echo "$r" | field sent) $((m1 - m0)) $((d1 - d0)) $((r1 - r0 + s1 - s0)) $(echo "$r" | field late)" \
-    "$(echo "$st0 $st1" | awk '{printf "%.1f", $4 > $2 ? ($3 - $1) * 100 / ($4 - $2) : 0}')" >> "$work/results"
+    "$(echo "$st0 $st1" | awk '{printf "%.1f", ($4 > $2) ? ($3 - $1) * 100 / ($4 - $2) : 0}')" >> "$work/results"
   echo "  $loop $m, $c sessions${rate:+ at $rate msg/s}: $(echo "$r" | field msgs_s) msg/s," \
     "p50 $(echo "$r" | field p50_us) us, p99 $(echo "$r" | field p99_us) us, steal $(tail -1 "$work/results" | cut -d' ' -f13)%" >&2
 }
@@ -251,12 +260,19 @@ for round in $(seq "$rounds"); do
   done
 done
 # The open loop: 50% of the best no-hook throughput (median over the rounds).
-best="$(for c in 1 8 64; do awk -v c="$c" '$1 == "closed" && $2 == "nohook" && $3 == c {print $5}' "$work/results" | median; done | sort -n | tail -1)"
+best="$(for c in 1 8 64; do
+  awk -v c="$c" -v q="$steal_max" '$1 == "closed" && $2 == "nohook" && $3 == c && $13 <= q {print $5}' "$work/results" | median
+done | sort -n | tail -1)"
+# (With no quiet no-hook run, every run counts for the rate.)
+[ -n "$best" ] || best="$(awk '$1 == "closed" && $2 == "nohook" {print $5}' "$work/results" | sort -n | tail -1)"
 rate="$(awk -v b="$best" 'BEGIN {printf "%.0f", b / 2}')"
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds, open loop at $rate msg/s" >&2
   for m in $(order "$round"); do run open "$m" 64 "$round" "$rate"; done
 done
+# Postfix keeps one policy connection per smtpd process, across messages and sessions.
+echo "policy connections the hook daemon holds: $(ss -xpH state connected 2>/dev/null | grep "private/erl-hook " | grep -c "pid=${dpid[hook]}," || true)" \
+  "(smtpd processes of its service: $(pgrep -fc 'syslog_name=postfix/hook( |$)' || true))" >&2
 grep -h 'warning\|fatal\|panic' "$pf/maillog" | grep -v 'SASL: Connect to\|dict_' | head -5 >&2 || true
 for m in "${modes[@]}"; do
   [ "$m" = nohook ] && continue
@@ -267,27 +283,37 @@ done
 echo
 echo "machine: $(nproc) cores, $(uname -r); postfix $(postconf -d -h mail_version); redis $(redis-server --version | grep -o 'v=[0-9.]*'); $(date -u +%FT%TZ)"
 echo "runs of ${secs} s (after 2 s of warm-up), $rounds rounds; 10,000 XCLIENT users, 1-5 recipients, ~3 KB; medians over the rounds"
-python3 - "$work/results" "$rate" "$(getconf CLK_TCK)" "${OUT:-}" "${modes[@]}" <<'PY'
+python3 - "$work/results" "$rate" "$(getconf CLK_TCK)" "${OUT:-}" "$steal_max" "${modes[@]}" <<'PY'
 import json, statistics, sys
-path, rate, hz, out, modes = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5:]
+path, rate, hz, out, steal_max, modes = (sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
+                                         float(sys.argv[5]), sys.argv[6:])
 rows = [l.split() for l in open(path) if l.strip()]
 R = {}
 for loop, m, c, rnd, msgs, p50, p99, sent, mach, dae, red, late, steal in rows:
     R[(loop, m, int(c), int(rnd))] = dict(msgs=float(msgs), p50=int(p50) / 1000, p99=int(p99) / 1000,
         sent=int(sent), mach=int(mach), dae=int(dae), red=int(red), late=int(late), steal=float(steal))
 steals = sorted(r["steal"] for r in R.values())
-print(f"CPU stolen by the hypervisor during the runs: median {statistics.median(steals):.1f}%, max {steals[-1]:.1f}%"
-      + (" (above 5%: the machine was shared while this ran; the figures are unreliable)" if statistics.median(steals) > 5 else ""))
+quiet_runs = sum(s <= steal_max for s in steals)
+print(f"CPU stolen by the hypervisor during a run: median {statistics.median(steals):.1f}%, max {steals[-1]:.1f}%;"
+      f" {quiet_runs} of {len(steals)} runs at most {steal_max:g}% (only those count below; n = how many)")
 rounds = sorted({k[3] for k in R})
-med = statistics.median
+nan = float("nan")
+def med(values):
+    values = list(values)
+    return statistics.median(values) if values else nan
+def quiet(*keys):
+    return all(R[k]["steal"] <= steal_max for k in keys)
 def col(loop, m, c, key):
-    return med(R[(loop, m, c, r)][key] for r in rounds)
+    return med(R[(loop, m, c, r)][key] for r in rounds if quiet((loop, m, c, r)))
+def pairs(loop, m, c):  # the rounds where this run and its no-hook run were both quiet
+    return [r for r in rounds if quiet((loop, m, c, r), (loop, "nohook", c, r))]
 def ratio(loop, m, c):  # paired within each round, then the median
-    return med(R[(loop, m, c, r)]["msgs"] / R[(loop, m, c, r)]["msgs"] if m == "nohook" else
-               R[(loop, m, c, r)]["msgs"] / R[(loop, "nohook", c, r)]["msgs"] for r in rounds)
+    return med(R[(loop, m, c, r)]["msgs"] / R[(loop, "nohook", c, r)]["msgs"] for r in pairs(loop, m, c))
 def cpu(loop, m, c, key):  # microseconds of CPU per message sent
-    return med(R[(loop, m, c, r)][key] * 1e6 / hz / max(R[(loop, m, c, r)]["sent"], 1) for r in rounds)
+    return med(R[(loop, m, c, r)][key] * 1e6 / hz / max(R[(loop, m, c, r)]["sent"], 1)
+               for r in rounds if quiet((loop, m, c, r)))
 names = dict(nohook="no hook", dunno="floor: DUNNO server", script="floor: one consume.lua call",
+             memory="the daemon, no Redis (store = memory)",
              hook="hook, Redis socket", logonly="hook, log-only", sentinel="hook, via Sentinel")
 hooked = [m for m in modes if m != "nohook"]
 print()
@@ -297,7 +323,7 @@ print("|---:|" + "---:|" * (len(modes) + len(hooked)))
 summary = {"closed": {}, "open": {}}
 for c in (1, 8, 64):
     print(f"| {c} | " + " | ".join(f"{col('closed', m, c, 'msgs'):.0f}" for m in modes) + " | " +
-          " | ".join(f"{ratio('closed', m, c):.3f}" for m in hooked) + " |")
+          " | ".join(f"{ratio('closed', m, c):.3f} (n={len(pairs('closed', m, c))})" for m in hooked) + " |")
     summary["closed"][c] = {m: {"msgs_s": col("closed", m, c, "msgs"), "ratio": ratio("closed", m, c),
                                 "p50_ms": col("closed", m, c, "p50"), "p99_ms": col("closed", m, c, "p99"),
                                 "cpu_machine_us": cpu("closed", m, c, "mach"), "cpu_daemon_us": cpu("closed", m, c, "dae"),
@@ -315,10 +341,10 @@ print()
 print("| service | p50 ms | p99 ms | p99 - no hook, ms | late starts |")
 print("|---|---:|---:|---:|---:|")
 for m in modes:
-    d = med(R[("open", m, 64, r)]["p99"] - R[("open", "nohook", 64, r)]["p99"] for r in rounds)
-    late = med(R[("open", m, 64, r)]["late"] for r in rounds)
-    print(f"| {names[m]} | {col('open', m, 64, 'p50'):.2f} | {col('open', m, 64, 'p99'):.2f} | "
-          f"{'' if m == 'nohook' else f'{d:+.2f}'} | {late:.0f} |")
+    d = med(R[("open", m, 64, r)]["p99"] - R[("open", "nohook", 64, r)]["p99"] for r in pairs("open", m, 64))
+    late = med(R[("open", m, 64, r)]["late"] for r in rounds if quiet(("open", m, 64, r)))
+    delta = "" if m == "nohook" else f"{d:+.2f} (n={len(pairs('open', m, 64))})"
+    print(f"| {names[m]} | {col('open', m, 64, 'p50'):.2f} | {col('open', m, 64, 'p99'):.2f} | {delta} | {late:.0f} |")
     summary["open"][m] = {"p50_ms": col("open", m, 64, "p50"), "p99_ms": col("open", m, 64, "p99"), "p99_delta_ms": d,
                           "cpu_machine_us": cpu("open", m, 64, "mach"), "cpu_daemon_us": cpu("open", m, 64, "dae"),
                           "cpu_redis_us": cpu("open", m, 64, "red")}
@@ -333,11 +359,13 @@ for m in modes:
           f"{o['cpu_machine_us']:.0f} | {o['cpu_daemon_us']:.0f} | {o['cpu_redis_us']:.0f} |")
 print()
 worst = {m: min(summary["closed"][c][m]["ratio"] for c in (1, 8, 64)) for m in hooked}
+def verdict(ok, value):
+    return "not measured (no quiet pair of runs)" if value != value else ("met" if ok else "NOT MET")
 for m in [h for h in hooked if h in ("hook", "sentinel")]:
-    ok = worst[m] >= 0.95
-    print(f"target, {names[m]}: throughput >= 0.95 of no hook at 1, 8 and 64 sessions: worst {worst[m]:.3f}: {'met' if ok else 'NOT MET'}")
+    print(f"target, {names[m]}: throughput >= 0.95 of no hook at 1, 8 and 64 sessions: worst {worst[m]:.3f}: "
+          f"{verdict(worst[m] >= 0.95, worst[m])}")
     d = summary["open"][m]["p99_delta_ms"]
-    print(f"target, {names[m]}: open-loop p99 at most 1 ms above no hook: {d:+.2f} ms: {'met' if d <= 1 else 'NOT MET'}")
+    print(f"target, {names[m]}: open-loop p99 at most 1 ms above no hook: {d:+.2f} ms: {verdict(d <= 1, d)}")
 summary.update(rate=rate, worst_ratio=worst, rounds=len(rounds), steal_median=statistics.median(steals))
 if out:
     with open(out, "w") as f:

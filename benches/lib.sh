@@ -152,3 +152,9 @@ footprint() {
   awk -v a="$d0" -v b="$d1" -v n="$n" -v s="$secs" -v r0="$rss0" -v r1="$rss1" -v r2="$rss2" \
     'BEGIN {printf "%.1f %d %d %d\n", (b - a) * 10000 / (n * s), r0, r1, r2}'
 }
+
+# The CPU time the hypervisor gave to others (steal) and the total, all CPUs, in clock ticks:
+# "steal total". On a shared VM steal moves between nothing and half the machine within minutes.
+steal_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
+# The share (%) of CPU time stolen between two steal_ticks readings `$1` and `$2`.
+steal_pct() { echo "$1 $2" | awk '{printf "%.1f", ($4 > $2) ? ($3 - $1) * 100 / ($4 - $2) : 0}'; }

@@ -26,7 +26,10 @@
 #
 #   benches/postfix.sh [seconds-per-run]      (default 5; 2 s of warm-up each)
 #   ROUNDS=8 SENTINEL=0 FLOORS=0 benches/postfix.sh   (leave out the Sentinel case, the floors)
-#   OUT=FILE benches/postfix.sh               (also writes the medians and ratios as JSON)
+#   OUT=FILE benches/postfix.sh               (also writes the medians and ratios as JSON, and
+#                                             every run's figures in FILE.runs: the tables again,
+#                                             with another steal limit, come from
+#                                             benches/postfix_report.py FILE.runs --steal-max 100)
 # Needs postfix, dovecot-core, redis-server, redis-sentinel, python3; runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -223,20 +226,18 @@ if [ -n "${HOLD:-}" ]; then
   while :; do sleep 1; done
 fi
 
-# The machine's busy CPU time (all CPUs), in clock ticks; and the time the hypervisor gave to
-# others (steal), with the total.
+# The machine's busy CPU time (all CPUs), in clock ticks (steal is not ours: lib.sh's steal_ticks).
 busy() { awk '/^cpu / {print $2 + $3 + $4 + $7 + $8}' /proc/stat; }
-steal() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 # One run: `run LOOP MODE SESSIONS ROUND [RATE]` appends a line to $work/results.
 run() {
   local loop="$1" m="$2" c="$3" round="$4" rate="${5:-}" r m0 m1 d0=0 d1=0 r0 r1 s0=0 s1=0
   local st0 st1
-  m0="$(busy)"; r0="$(ticks "$rpid")"; st0="$(steal)"
+  m0="$(busy)"; r0="$(ticks "$rpid")"; st0="$(steal_ticks)"
   [ -n "${dpid[$m]:-}" ] && d0="$(ticks "${dpid[$m]}")"
   [ "$m" = sentinel ] && s0="$(ticks "$spid")"
   r="$(target/release/erl-smtp-load --server "127.0.0.1:${port[$m]}" --sessions "$c" --duration "$secs" \
     --warmup 2 --seed "$round" ${rate:+--rate "$rate"} | grep '^RESULT')"
-  m1="$(busy)"; r1="$(ticks "$rpid")"; st1="$(steal)"
+  m1="$(busy)"; r1="$(ticks "$rpid")"; st1="$(steal_ticks)"
   [ -n "${dpid[$m]:-}" ] && d1="$(ticks "${dpid[$m]}")"
   [ "$m" = sentinel ] && s1="$(ticks "$spid")"
   if [ "$(echo "$r" | field errors)" != 0 ] || [ "$(echo "$r" | field deferred)" != 0 ]; then
@@ -245,7 +246,7 @@ run() {
   fi
   echo "$loop $m $c $round $(echo "$r" | field msgs_s) $(echo "$r" | field p50_us) $(echo "$r" | field p99_us)" \
     "$(echo "$r" | field sent) $((m1 - m0)) $((d1 - d0)) $((r1 - r0 + s1 - s0)) $(echo "$r" | field late)" \
-    "$(echo "$st0 $st1" | awk '{printf "%.1f", ($4 > $2) ? ($3 - $1) * 100 / ($4 - $2) : 0}')" >> "$work/results"
+    "$(steal_pct "$st0" "$st1") ${rate:-0}" >> "$work/results"
   echo "  $loop $m, $c sessions${rate:+ at $rate msg/s}: $(echo "$r" | field msgs_s) msg/s," \
     "p50 $(echo "$r" | field p50_us) us, p99 $(echo "$r" | field p99_us) us, steal $(tail -1 "$work/results" | cut -d' ' -f13)%" >&2
 }
@@ -283,91 +284,5 @@ done
 echo
 echo "machine: $(nproc) cores, $(uname -r); postfix $(postconf -d -h mail_version); redis $(redis-server --version | grep -o 'v=[0-9.]*'); $(date -u +%FT%TZ)"
 echo "runs of ${secs} s (after 2 s of warm-up), $rounds rounds; 10,000 XCLIENT users, 1-5 recipients, ~3 KB; medians over the rounds"
-python3 - "$work/results" "$rate" "$(getconf CLK_TCK)" "${OUT:-}" "$steal_max" "${modes[@]}" <<'PY'
-import json, statistics, sys
-path, rate, hz, out, steal_max, modes = (sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4],
-                                         float(sys.argv[5]), sys.argv[6:])
-rows = [l.split() for l in open(path) if l.strip()]
-R = {}
-for loop, m, c, rnd, msgs, p50, p99, sent, mach, dae, red, late, steal in rows:
-    R[(loop, m, int(c), int(rnd))] = dict(msgs=float(msgs), p50=int(p50) / 1000, p99=int(p99) / 1000,
-        sent=int(sent), mach=int(mach), dae=int(dae), red=int(red), late=int(late), steal=float(steal))
-steals = sorted(r["steal"] for r in R.values())
-quiet_runs = sum(s <= steal_max for s in steals)
-print(f"CPU stolen by the hypervisor during a run: median {statistics.median(steals):.1f}%, max {steals[-1]:.1f}%;"
-      f" {quiet_runs} of {len(steals)} runs at most {steal_max:g}% (only those count below; n = how many)")
-rounds = sorted({k[3] for k in R})
-nan = float("nan")
-def med(values):
-    values = list(values)
-    return statistics.median(values) if values else nan
-def quiet(*keys):
-    return all(R[k]["steal"] <= steal_max for k in keys)
-def col(loop, m, c, key):
-    return med(R[(loop, m, c, r)][key] for r in rounds if quiet((loop, m, c, r)))
-def pairs(loop, m, c):  # the rounds where this run and its no-hook run were both quiet
-    return [r for r in rounds if quiet((loop, m, c, r), (loop, "nohook", c, r))]
-def ratio(loop, m, c):  # paired within each round, then the median
-    return med(R[(loop, m, c, r)]["msgs"] / R[(loop, "nohook", c, r)]["msgs"] for r in pairs(loop, m, c))
-def cpu(loop, m, c, key):  # microseconds of CPU per message sent
-    return med(R[(loop, m, c, r)][key] * 1e6 / hz / max(R[(loop, m, c, r)]["sent"], 1)
-               for r in rounds if quiet((loop, m, c, r)))
-names = dict(nohook="no hook", dunno="floor: DUNNO server", script="floor: one consume.lua call",
-             memory="the daemon, no Redis (store = memory)",
-             hook="hook, Redis socket", logonly="hook, log-only", sentinel="hook, via Sentinel")
-hooked = [m for m in modes if m != "nohook"]
-print()
-print("| sessions | " + " | ".join(f"{names[m]} msg/s" for m in modes) + " | " +
-      " | ".join(f"{names[m]} / no hook" for m in hooked) + " |")
-print("|---:|" + "---:|" * (len(modes) + len(hooked)))
-summary = {"closed": {}, "open": {}}
-for c in (1, 8, 64):
-    print(f"| {c} | " + " | ".join(f"{col('closed', m, c, 'msgs'):.0f}" for m in modes) + " | " +
-          " | ".join(f"{ratio('closed', m, c):.3f} (n={len(pairs('closed', m, c))})" for m in hooked) + " |")
-    summary["closed"][c] = {m: {"msgs_s": col("closed", m, c, "msgs"), "ratio": ratio("closed", m, c),
-                                "p50_ms": col("closed", m, c, "p50"), "p99_ms": col("closed", m, c, "p99"),
-                                "cpu_machine_us": cpu("closed", m, c, "mach"), "cpu_daemon_us": cpu("closed", m, c, "dae"),
-                                "cpu_redis_us": cpu("closed", m, c, "red")} for m in modes}
-print()
-print("End of DATA to the 250 reply, p50 / p99 ms:")
-print()
-print("| sessions | " + " | ".join(names[m] for m in modes) + " |")
-print("|---:|" + "---:|" * len(modes))
-for c in (1, 8, 64):
-    print(f"| {c} | " + " | ".join(f"{col('closed', m, c, 'p50'):.2f} / {col('closed', m, c, 'p99'):.2f}" for m in modes) + " |")
-print()
-print(f"Open loop, {rate:.0f} msg/s (50% of the best no-hook throughput), 64 sessions:")
-print()
-print("| service | p50 ms | p99 ms | p99 - no hook, ms | late starts |")
-print("|---|---:|---:|---:|---:|")
-for m in modes:
-    d = med(R[("open", m, 64, r)]["p99"] - R[("open", "nohook", 64, r)]["p99"] for r in pairs("open", m, 64))
-    late = med(R[("open", m, 64, r)]["late"] for r in rounds if quiet(("open", m, 64, r)))
-    delta = "" if m == "nohook" else f"{d:+.2f} (n={len(pairs('open', m, 64))})"
-    print(f"| {names[m]} | {col('open', m, 64, 'p50'):.2f} | {col('open', m, 64, 'p99'):.2f} | {delta} | {late:.0f} |")
-    summary["open"][m] = {"p50_ms": col("open", m, 64, "p50"), "p99_ms": col("open", m, 64, "p99"), "p99_delta_ms": d,
-                          "cpu_machine_us": cpu("open", m, 64, "mach"), "cpu_daemon_us": cpu("open", m, 64, "dae"),
-                          "cpu_redis_us": cpu("open", m, 64, "red")}
-print()
-print("CPU per message, microseconds: the whole machine, the policy server, Redis (and Sentinel):")
-print()
-print("| service | 8 sessions: machine | server | Redis | open loop: machine | server | Redis |")
-print("|---|---:|---:|---:|---:|---:|---:|")
-for m in modes:
-    o, c = summary["open"][m], summary["closed"][8][m]
-    print(f"| {names[m]} | {c['cpu_machine_us']:.0f} | {c['cpu_daemon_us']:.0f} | {c['cpu_redis_us']:.0f} | "
-          f"{o['cpu_machine_us']:.0f} | {o['cpu_daemon_us']:.0f} | {o['cpu_redis_us']:.0f} |")
-print()
-worst = {m: min(summary["closed"][c][m]["ratio"] for c in (1, 8, 64)) for m in hooked}
-def verdict(ok, value):
-    return "not measured (no quiet pair of runs)" if value != value else ("met" if ok else "NOT MET")
-for m in [h for h in hooked if h in ("hook", "sentinel")]:
-    print(f"target, {names[m]}: throughput >= 0.95 of no hook at 1, 8 and 64 sessions: worst {worst[m]:.3f}: "
-          f"{verdict(worst[m] >= 0.95, worst[m])}")
-    d = summary["open"][m]["p99_delta_ms"]
-    print(f"target, {names[m]}: open-loop p99 at most 1 ms above no hook: {d:+.2f} ms: {verdict(d <= 1, d)}")
-summary.update(rate=rate, worst_ratio=worst, rounds=len(rounds), steal_median=statistics.median(steals))
-if out:
-    with open(out, "w") as f:
-        json.dump(summary, f, indent=1)
-PY
+if [ -n "${OUT:-}" ]; then cp "$work/results" "$OUT.runs"; fi
+python3 benches/postfix_report.py "$work/results" --steal-max "$steal_max" ${OUT:+--out "$OUT"}

@@ -274,7 +274,7 @@ done
 # Postfix keeps one policy connection per smtpd process, across messages and sessions.
 echo "policy connections the hook daemon holds: $(ss -xpH state connected 2>/dev/null | grep "private/erl-hook " | grep -c "pid=${dpid[hook]}," || true)" \
   "(smtpd processes of its service: $(pgrep -fc 'syslog_name=postfix/hook( |$)' || true))" >&2
-grep -h 'warning\|fatal\|panic' "$pf/maillog" | grep -v 'SASL: Connect to\|dict_' | head -5 >&2 || true
+grep -h 'warning\|fatal\|panic' "$pf/maillog" | grep -v 'SASL: Connect to\|dict_\|file system clock\|resetting file time stamps' | head -5 >&2 || true
 for m in "${modes[@]}"; do
   [ "$m" = nohook ] && continue
   n="$(grep -c 'fail-open' "$work/erl-$m.log" || true)"

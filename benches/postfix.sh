@@ -26,6 +26,8 @@
 #
 #   benches/postfix.sh [seconds-per-run]      (default 5; 2 s of warm-up each)
 #   ROUNDS=8 SENTINEL=0 FLOORS=0 benches/postfix.sh   (leave out the Sentinel case, the floors)
+#   CASES="ping script hook" benches/postfix.sh       (exactly these cases, and no hook; ping: a
+#                                                     DUNNO server sending Redis one PING first)
 #   OUT=FILE benches/postfix.sh               (also writes the medians and ratios as JSON, and
 #                                             every run's figures in FILE.runs: the tables again,
 #                                             with another steal limit, come from
@@ -50,9 +52,18 @@ modes=(nohook)
 [ "${FLOORS:-1}" = 1 ] && modes+=(dunno script memory)
 modes+=(hook logonly)
 [ "${SENTINEL:-1}" = 1 ] && modes+=(sentinel)
+# CASES="nohook ping hook": exactly these (ping: a DUNNO server that first sends Redis one PING,
+# the floor of any answer that needs a Redis round trip; not in the default set).
+if [ -n "${CASES:-}" ]; then
+  read -ra modes <<< "$CASES"
+  for m in "${modes[@]}"; do
+    case "$m" in nohook | dunno | ping | script | memory | hook | logonly | sentinel) ;; *) echo "unknown case: $m" >&2; exit 2 ;; esac
+  done
+  [ "${modes[0]}" = nohook ] || modes=(nohook "${modes[@]}")
+fi
 
 start_redis
-if [ "${SENTINEL:-1}" = 1 ]; then
+if [[ " ${modes[*]} " == *" sentinel "* ]]; then
   sport="$(free_port)"
   printf 'port %s\nbind 127.0.0.1\ndir %s\nsentinel monitor mymaster 127.0.0.1 %s 1\n' "$sport" "$work" "$rport" \
     > "$work/sentinel.conf"
@@ -64,7 +75,7 @@ if [ "${SENTINEL:-1}" = 1 ]; then
   done
 fi
 
-# The Postfix instance: four smtpd services, one per mode.
+# The Postfix instance: one smtpd service per case.
 mkdir -p "$pf/etc" "$pf/queue" "$pf/data" "$pf/dovecot/run"
 chown postfix:postfix "$pf/data"
 declare -A port
@@ -161,11 +172,14 @@ declare -A dpid
 for m in "${modes[@]}"; do
   case "$m" in
     nohook) continue ;;
-    dunno | script)
-      # The floors: erl-load's DUNNO-only server, and the same making one consume.lua call per
-      # request (benches/lib.sh's v2 cap model: six counters) on the Redis socket.
+    dunno | ping | script)
+      # The floors: erl-load's DUNNO-only server, the same sending Redis one PING per request,
+      # and the same making one consume.lua call per request (benches/lib.sh's v2 cap model:
+      # six counters), on the Redis socket.
       sock="$pf/queue/private/erl-$m"
-      extra=(); [ "$m" = script ] && extra=(--ping-redis "redis+unix://$work/redis.sock" --eval-consume)
+      extra=()
+      [ "$m" = ping ] && extra=(--ping-redis "redis+unix://$work/redis.sock")
+      [ "$m" = script ] && extra=(--ping-redis "redis+unix://$work/redis.sock" --eval-consume)
       target/release/erl-load --serve-dunno "$sock" "${extra[@]}" >"$work/erl-$m.log" 2>&1 &
       dpid[$m]=$!
       pids+=("${dpid[$m]}")
@@ -272,8 +286,10 @@ for round in $(seq "$rounds"); do
   for m in $(order "$round"); do run open "$m" 64 "$round" "$rate"; done
 done
 # Postfix keeps one policy connection per smtpd process, across messages and sessions.
-echo "policy connections the hook daemon holds: $(ss -xpH state connected 2>/dev/null | grep "private/erl-hook " | grep -c "pid=${dpid[hook]}," || true)" \
-  "(smtpd processes of its service: $(pgrep -fc 'syslog_name=postfix/hook( |$)' || true))" >&2
+if [ -n "${dpid[hook]:-}" ]; then
+  echo "policy connections the hook daemon holds: $(ss -xpH state connected 2>/dev/null | grep "private/erl-hook " | grep -c "pid=${dpid[hook]}," || true)" \
+    "(smtpd processes of its service: $(pgrep -fc 'syslog_name=postfix/hook( |$)' || true))" >&2
+fi
 grep -h 'warning\|fatal\|panic' "$pf/maillog" | grep -v 'SASL: Connect to\|dict_\|file system clock\|resetting file time stamps' | head -5 >&2 || true
 for m in "${modes[@]}"; do
   [ "$m" = nohook ] && continue

@@ -16,7 +16,7 @@ parser.add_argument("--steal-max", type=float, default=5.0,
 parser.add_argument("--out", help="also write the medians and ratios here, as JSON")
 args = parser.parse_args()
 steal_max, out, hz = args.steal_max, args.out, os.sysconf("SC_CLK_TCK")
-ORDER = ["nohook", "dunno", "script", "memory", "hook", "logonly", "sentinel"]
+ORDER = ["nohook", "dunno", "ping", "script", "memory", "hook", "logonly", "sentinel"]
 rows = [l.split() for l in open(args.runs) if l.strip()]
 modes = [m for m in ORDER if any(r[1] == m for r in rows)]
 rate = max(float(r[13]) for r in rows)
@@ -44,7 +44,8 @@ def ratio(loop, m, c):  # paired within each round, then the median
 def cpu(loop, m, c, key):  # microseconds of CPU per message sent
     return med(R[(loop, m, c, r)][key] * 1e6 / hz / max(R[(loop, m, c, r)]["sent"], 1)
                for r in rounds if quiet((loop, m, c, r)))
-names = dict(nohook="no hook", dunno="floor: DUNNO server", script="floor: one consume.lua call",
+names = dict(nohook="no hook", dunno="floor: DUNNO server", ping="floor: one Redis PING",
+             script="floor: one consume.lua call",
              memory="the daemon, no Redis (store = memory)",
              hook="hook, Redis socket", logonly="hook, log-only", sentinel="hook, via Sentinel")
 hooked = [m for m in modes if m != "nohook"]

@@ -1,4 +1,4 @@
-# Shared by benches/run.sh and benches/v2.sh (sourced, not run): a temporary work directory,
+# Shared by the benches/*.sh scripts (sourced, not run): a temporary work directory,
 # the background processes to stop by PID on exit, and small helpers. BENCH_TMP: where the work
 # directory goes (default /tmp). A script that defines on_cleanup has it run first on exit.
 work="$(mktemp -d "${BENCH_TMP:-/tmp}/erl-bench.XXXXXX")"

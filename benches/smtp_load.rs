@@ -341,34 +341,18 @@ fn main() -> std::io::Result<()> {
         all.recipients,
         args.rate.map_or_else(String::new, |r| format!(" (open loop at {r:.0} msg/s, late={})", all.late))
     );
-    let q = |h: &Histogram<u64>, p: f64| h.value_at_quantile(p);
-    println!(
-        "end of DATA to reply, us: p50={} p90={} p99={} p99.9={} max={}",
-        q(&eod, 0.5),
-        q(&eod, 0.9),
-        q(&eod, 0.99),
-        q(&eod, 0.999),
-        eod.max()
-    );
-    println!("whole transaction, us: p50={} p99={}", q(&txn, 0.5), q(&txn, 0.99));
+    let [p50, p90, p99, p999] = [0.5, 0.9, 0.99, 0.999].map(|p| eod.value_at_quantile(p));
+    let (max, txn50, txn99) = (eod.max(), txn.value_at_quantile(0.5), txn.value_at_quantile(0.99));
+    println!("end of DATA to reply, us: p50={p50} p90={p90} p99={p99} p99.9={p999} max={max}");
+    println!("whole transaction, us: p50={txn50} p99={txn99}");
     if let Some(e) = &all.first_error {
         println!("deferred={} errors={} first: {e}", all.deferred, all.errors);
     }
+    let Tally { messages, sent, recipients, deferred, errors, late, .. } = all;
     println!(
-        "RESULT msgs_s={rate:.1} p50_us={} p90_us={} p99_us={} p999_us={} max_us={} txn_p50_us={} txn_p99_us={} messages={} sent={} recipients={} deferred={} errors={} late={}",
-        q(&eod, 0.5),
-        q(&eod, 0.9),
-        q(&eod, 0.99),
-        q(&eod, 0.999),
-        eod.max(),
-        q(&txn, 0.5),
-        q(&txn, 0.99),
-        all.messages,
-        all.sent,
-        all.recipients,
-        all.deferred,
-        all.errors,
-        all.late
+        "RESULT msgs_s={rate:.1} p50_us={p50} p90_us={p90} p99_us={p99} p999_us={p999} max_us={max} \
+         txn_p50_us={txn50} txn_p99_us={txn99} messages={messages} sent={sent} recipients={recipients} \
+         deferred={deferred} errors={errors} late={late}"
     );
     Ok(())
 }

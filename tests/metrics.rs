@@ -163,6 +163,29 @@ fn idle_connections_never_block_a_scrape() {
     assert!(matches!(silent.read(&mut buf), Ok(0)), "closed by the daemon");
 }
 
+/// A scrape is never turned away: when every slot is answering a request (here four clients that
+/// sent half a request head and stopped), a new connection waits for a slot (each is bounded,
+/// 2 s for a head) and is then answered, never closed with its request unread (a reset).
+#[test]
+fn a_scrape_waits_for_a_busy_slot_and_is_answered() {
+    use std::io::Write;
+    let port = free_port();
+    let d = Daemon::start(&format!("store = \"memory\"\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    d.wait_log(&format!("metrics on http://127.0.0.1:{port}/metrics"), 1);
+    let busy: Vec<std::net::TcpStream> = (0..4)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            s.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n").expect("half a head");
+            s
+        })
+        .collect();
+    // Every slot holds a started request before the scrape comes.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let (head, body) = get(port, "/metrics");
+    assert!(head.contains(" 200 OK") && body.contains("email_ratelimit_connections"), "{head}");
+    drop(busy);
+}
+
 /// Issue 21 item 16: the trial can be watched (the mode, would-be deferrals by cap), the
 /// server's usage against its caps, the recipients counted, the build and the process.
 #[test]

@@ -4,8 +4,8 @@
 //! cannot hurt the policy socket, and so that idle connections cannot lock scrapers out: at most
 //! 4 connections at once, one request each; a connection that sends nothing within 1 s is closed;
 //! when all 4 are taken, a new one closes the oldest that has sent nothing yet (or, when every
-//! one is answering a request, waits up to 250 ms for a slot, then is itself closed); 2 s for a
-//! request head, 10 s per connection.
+//! one is answering a request, waits in the kernel's queue until one ends: never closed with its
+//! request unread); 2 s for a request head, 10 s per connection, so a slot frees within 11 s.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -31,8 +31,8 @@ const MAX_CONNECTIONS: usize = 4;
 const IDLE_TIMEOUT: Duration = Duration::from_secs(1);
 const HEAD_TIMEOUT: Duration = Duration::from_secs(2);
 const CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a new connection waits for a slot when every one is busy.
-const SLOT_WAIT: Duration = Duration::from_millis(250);
+/// The longest a slot stays taken (silent, then a request): a bound on waiting for one.
+const SLOT_WAIT: Duration = Duration::from_secs(IDLE_TIMEOUT.as_secs() + CONNECTION_TIMEOUT.as_secs());
 
 /// Produces the exposition text (updating the state gauges first).
 pub type Scrape = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
@@ -66,6 +66,8 @@ struct Open {
 #[derive(Default)]
 struct Slots {
     open: Mutex<(u64, Vec<Open>)>,
+    /// Signalled when a connection ends (a stored permit when nobody waits yet).
+    freed: tokio::sync::Notify,
 }
 
 impl Slots {
@@ -91,6 +93,20 @@ impl Slots {
 
     fn free(&self, id: u64) {
         self.open.lock().unwrap_or_else(std::sync::PoisonError::into_inner).1.retain(|o| o.id != id);
+        self.freed.notify_one();
+    }
+
+    /// A slot for a new connection, waiting while every one is answering a request (each ends
+    /// within `SLOT_WAIT`); `None` only if none frees in that time.
+    async fn wait(&self) -> Option<(u64, Arc<AtomicBool>, CancellationToken)> {
+        let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+        loop {
+            if let Some(slot) = self.take() {
+                return Some(slot);
+            }
+            // A connection that ended since `take` left a permit: no wake-up is lost.
+            tokio::time::timeout_at(deadline, self.freed.notified()).await.ok()?;
+        }
     }
 }
 
@@ -106,15 +122,13 @@ pub async fn serve(listener: Listener, scrape: Scrape, shutdown: CancellationTok
             tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
-        // Over the bound with every connection busy: the new one waits a moment for a slot (a
-        // connection its client just closed looks busy until its task sees the end), then is
-        // closed.
-        let mut slot = slots.take();
-        let waited = Instant::now();
-        while slot.is_none() && waited.elapsed() < SLOT_WAIT {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-            slot = slots.take();
-        }
+        // Over the bound with every connection answering a request (or closed by its client, as
+        // its task has yet to see): the new one waits for a slot, and later ones wait in the
+        // kernel's queue. Dropped unread, it would be reset.
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => return,
+            s = slots.wait() => s,
+        };
         let Some((id, started, close)) = slot else { continue };
         let (scrape, slots) = (scrape.clone(), slots.clone());
         tokio::spawn(async move {

@@ -127,6 +127,8 @@ pub struct Config {
     pub notify: NotifySettings,
     /// `[metrics] listen`: where `/metrics` is served; `None`: off.
     pub metrics: Option<MetricsListen>,
+    /// `[milter]`: where website mail is checked (off unless set).
+    pub milter: Option<MilterListen>,
     pub log: LogSettings,
     /// `[replies]`: the admin's reply texts (none: the contract's).
     pub replies: Replies,
@@ -171,6 +173,8 @@ pub struct LimitSettings {
     pub mailboxes: Vec<MailboxEntry>,
     /// `[[limits.domain]]` entries.
     pub domains: Vec<DomainEntry>,
+    /// `[limits.local]`: website mail (the milter).
+    pub local: LocalSettings,
 }
 
 impl Default for LimitSettings {
@@ -185,6 +189,7 @@ impl Default for LimitSettings {
             max_rcpt_per_message: 0,
             mailboxes: Vec::new(),
             domains: Vec::new(),
+            local: LocalSettings::default(),
         }
     }
 }
@@ -468,6 +473,8 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
     Ok(raw)
 }
 
+mod local;
+pub use local::{LocalSettings, LocalUser, MilterListen, is_local_name};
 mod learn;
 mod protect;
 pub mod replies;

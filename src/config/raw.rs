@@ -29,6 +29,7 @@ pub(super) struct RawConfig {
     pub(super) learn: RawLearn,
     pub(super) notify: RawNotify,
     pub(super) metrics: RawMetrics,
+    pub(super) milter: super::local::RawMilter,
     pub(super) log: RawLog,
     pub(super) replies: super::replies::RawReplies,
 }
@@ -49,6 +50,7 @@ impl Default for RawConfig {
             learn: RawLearn::default(),
             notify: RawNotify::default(),
             metrics: RawMetrics::default(),
+            milter: super::local::RawMilter::default(),
             log: RawLog { level: "info".into() },
             replies: super::replies::RawReplies::default(),
         }
@@ -96,6 +98,7 @@ pub(super) struct RawLimits {
     pub(super) mailbox: Vec<RawMailbox>,
     #[serde(skip_serializing)]
     pub(super) domain: Vec<RawDomain>,
+    pub(super) local: super::local::RawLocal,
 }
 
 impl Default for RawLimits {
@@ -110,6 +113,7 @@ impl Default for RawLimits {
             max_rcpt_per_message: 0,
             mailbox: Vec::new(),
             domain: Vec::new(),
+            local: super::local::RawLocal::default(),
         }
     }
 }

@@ -130,6 +130,20 @@ impl Config {
                 let _ = writeln!(o, "max_rcpt_per_message = {n}");
             }
         }
+        let lo = &lim.local;
+        let exempt: Vec<String> = lo.exempt_users.iter().map(|u| q(u)).collect();
+        let _ = writeln!(o, "[limits.local]");
+        write_caps(&mut o, "", &lo.caps);
+        let _ = writeln!(o, "exempt_users = [{}]", exempt.join(", "));
+        for u in &lo.users {
+            let _ = write!(o, "[[limits.local.user]]\nname = {}\n", q(&u.name));
+            if let Some(caps) = &u.caps {
+                write_caps(&mut o, "", caps);
+            }
+            if u.exempt {
+                let _ = writeln!(o, "exempt = true");
+            }
+        }
         let r = &self.redis;
         let _ = writeln!(
             o,
@@ -202,6 +216,12 @@ impl Config {
         };
         let remote = matches!(&self.metrics, Some(super::MetricsListen::Tcp(a)) if !a.ip().is_loopback());
         let _ = writeln!(o, "\n[metrics]\nlisten = {}\nallow_remote = {remote}", q(&listen));
+        let milter = match &self.milter {
+            None => String::new(),
+            Some(super::MilterListen::Tcp(a)) => a.to_string(),
+            Some(super::MilterListen::Unix(p)) => p.display().to_string(),
+        };
+        let _ = writeln!(o, "\n[milter]\nlisten = {}", q(&milter));
         let _ = writeln!(o, "\n[log]\nlevel = {}", q(&self.log.level));
         let mut replies = self.replies.iter().peekable();
         if replies.peek().is_some() {

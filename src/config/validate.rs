@@ -31,6 +31,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         protect: protect::validate_protect(&raw.protect)?,
         notify: protect::validate_notify(raw.notify)?,
         metrics: validate_metrics(&raw.metrics)?,
+        milter: super::local::validate_milter(&raw.milter)?,
         log: validate_log(raw.log)?,
         replies: super::replies::validate_replies(&raw.replies)?,
         source,
@@ -120,7 +121,11 @@ fn per_message(key: &'static str, value: u64) -> Result<u32, ConfigError> {
 }
 
 /// A list of caps: `daily` (as `N/1d`) plus `rates`, each window and unit at most once.
-fn caps(key: &'static str, daily: Option<u64>, rates: &[String]) -> Result<Vec<Rate>, ConfigError> {
+pub(super) fn caps(
+    key: &'static str,
+    daily: Option<u64>,
+    rates: &[String],
+) -> Result<Vec<Rate>, ConfigError> {
     let mut out: Vec<Rate> = Vec::with_capacity(rates.len() + 1);
     if let Some(d) = daily {
         out.push(Rate::rcpt(cap(key, d)?, Window::Day));
@@ -256,6 +261,7 @@ fn validate_limits(raw: RawLimits) -> Result<LimitSettings, ConfigError> {
         max_rcpt_per_message: per_message("limits.max_rcpt_per_message", raw.max_rcpt_per_message)?,
         mailboxes,
         domains,
+        local: super::local::validate_local(raw.local)?,
     })
 }
 

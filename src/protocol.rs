@@ -74,6 +74,9 @@ pub struct Request {
     /// Set when a line had no `=`; such a request is still answered (fail-open), never counted.
     /// Postfix never sends one: it means a client that is not Postfix.
     pub malformed: Option<&'static str>,
+    /// Website mail: the local user who submitted the message (set by the milter, never read
+    /// from the wire). Counted as `local:<name>@<server>` under `[limits.local]` only.
+    pub local_user: String,
 }
 
 /// What Postfix is told to do.

@@ -17,12 +17,37 @@ impl Mailbox {
         &self.0
     }
 
-    /// The domain (IDNA ASCII), for a name that has one.
+    /// The domain (IDNA ASCII), for a name that has one (a local user has none).
     #[must_use]
     pub fn domain(&self) -> Option<&str> {
+        if self.is_local() {
+            return None;
+        }
         self.0.rsplit_once('@').map(|(_, d)| d)
     }
+
+    /// A local user of `server` (website mail): `local:<name>@<server>`. A SASL name can never
+    /// be one (`:` is refused there).
+    #[must_use]
+    pub fn local(name: &str, server: &str) -> Self {
+        Self(format!("{LOCAL_PREFIX}{name}@{server}"))
+    }
+
+    /// Whether this is a local user ([`Self::local`]).
+    #[must_use]
+    pub fn is_local(&self) -> bool {
+        self.0.starts_with(LOCAL_PREFIX)
+    }
+
+    /// A local user's name (`web12` of `local:web12@host`).
+    #[must_use]
+    pub fn local_name(&self) -> Option<&str> {
+        self.0.strip_prefix(LOCAL_PREFIX).map(|rest| rest.rsplit_once('@').map_or(rest, |(n, _)| n))
+    }
 }
+
+/// How a local user's counter name starts.
+pub const LOCAL_PREFIX: &str = "local:";
 
 /// Whether `raw` can be a mail recipient as it is: an address with a domain, plain ASCII, none
 /// of `,<>";()[\` or a space, not starting with `-` (which would add recipients, break a header

@@ -298,6 +298,14 @@ impl Default for ProtectSettings {
     }
 }
 
+impl ProtectSettings {
+    /// No detection and no automatic lock.
+    #[must_use]
+    pub const fn off() -> Self {
+        Self { max_client_ips: 0, lock: false, lock_after_refusals: 0 }
+    }
+}
+
 /// Where the metrics endpoint listens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MetricsListen {

@@ -38,12 +38,15 @@ pub fn sort(caps: &mut [Listed]) {
 pub struct FileLimits {
     pub settings: LimitSettings,
     pub mailboxes: Arc<MailboxTable>,
+    /// `[limits.local]`, compiled.
+    pub local: Arc<super::local::LocalTable>,
 }
 
 impl From<LimitSettings> for FileLimits {
     fn from(mut settings: LimitSettings) -> Self {
         let entries = std::mem::take(&mut settings.mailboxes);
-        Self { settings, mailboxes: Arc::new(MailboxTable::new(entries)) }
+        let local = Arc::new(super::local::LocalTable::new(&settings.local));
+        Self { settings, mailboxes: Arc::new(MailboxTable::new(entries)), local }
     }
 }
 

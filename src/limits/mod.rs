@@ -7,6 +7,7 @@ pub mod caps;
 pub mod database;
 pub mod erl_columns;
 pub mod file;
+pub mod local;
 pub mod names;
 pub mod refresher;
 mod resolve;
@@ -105,6 +106,8 @@ pub struct Limits {
     db_default: bool,
     layout: Layout,
     capped: usize,
+    /// `[limits.local]` (website mail).
+    local: Arc<local::LocalTable>,
     pub origin: Origin,
 }
 
@@ -161,6 +164,7 @@ impl Limits {
             db_default: db.is_some_and(|d| d.default_mailbox.is_some()),
             layout,
             capped,
+            local: file.local.clone(),
             origin,
         }
     }

@@ -115,6 +115,8 @@ pub struct Metrics {
     reject: Counter,
     would_defer: Counter,
     would_reject: Counter,
+    hold: Counter,
+    would_hold: Counter,
     fail_open: Counter,
     skip: Counter,
     deferrals: Family<Labels, Counter>,
@@ -148,7 +150,7 @@ impl Metrics {
         let decisions = Family::<Labels, Counter>::default();
         registry.register(
             "decisions",
-            "Policy decisions by outcome (ok, defer, reject, would_defer, would_reject, fail_open, skip)",
+            "Policy decisions by outcome (ok, defer, reject, would_defer, would_reject, hold, would_hold, fail_open, skip)",
             decisions.clone(),
         );
         let outcome = |o: &str| decisions.get_or_create(&vec![("outcome", o.to_owned())]).clone();
@@ -156,10 +158,12 @@ impl Metrics {
             (outcome("ok"), outcome("defer"), outcome("fail_open"), outcome("skip"));
         let (reject, would_defer, would_reject) =
             (outcome("reject"), outcome("would_defer"), outcome("would_reject"));
+        // Website mail (the milter) over a cap is held, not deferred.
+        let (hold, would_hold) = (outcome("hold"), outcome("would_hold"));
         let deferrals = Family::<Labels, Counter>::default();
         registry.register(
             "deferrals",
-            "Deferred messages by the cap that was full (scope, window, unit)",
+            "Deferred messages (held: scope local) by the cap that was full (scope, window, unit)",
             deferrals.clone(),
         );
         let would_deferrals = Family::<Labels, Counter>::default();
@@ -257,6 +261,8 @@ impl Metrics {
             reject,
             would_defer,
             would_reject,
+            hold,
+            would_hold,
             fail_open,
             skip,
             deferrals,
@@ -287,12 +293,12 @@ impl Metrics {
             Outcome::Ok => &self.ok,
             Outcome::Defer(cause) => {
                 self.deferrals.get_or_create(&cause.labels()).inc();
-                &self.defer
+                if cause.scope == "local" { &self.hold } else { &self.defer }
             }
             Outcome::Reject(_) => &self.reject,
             Outcome::WouldDefer(cause) => {
                 self.would_deferrals.get_or_create(&cause.labels()).inc();
-                &self.would_defer
+                if cause.scope == "local" { &self.would_hold } else { &self.would_defer }
             }
             Outcome::WouldReject => &self.would_reject,
             Outcome::FailOpen => &self.fail_open,

@@ -87,7 +87,7 @@ impl Event {
         server: &str,
     ) -> Self {
         let user = match scope {
-            Scope::Mailbox => sender.to_string(),
+            Scope::Mailbox | Scope::Local => sender.to_string(),
             Scope::Domain => format!("@{}", sender.domain().unwrap_or_default()),
             Scope::Server => "global".into(),
         };

@@ -26,7 +26,7 @@ use crate::metrics::{Cause, Metrics, Outcome};
 use crate::notify::Queue;
 use crate::once::OncePer;
 use crate::protocol::{Action, Reply, Request, State};
-use crate::sender;
+use crate::sender::{self, Mailbox};
 use crate::store::{
     Answer, Consume, CounterStore, Counts, Guard, Message, Operation, Scope, StoreError, first_oversize,
 };
@@ -270,27 +270,11 @@ impl<S: CounterStore> Policy<S> {
             (false, true) => Operation::Count,
             (false, false) => Operation::Check,
         };
-        if req.sasl_username.is_empty() {
-            tracing::debug!(
-                "erl pass reason=unauthenticated client={} queue_id={} stage={}",
-                req.client_address,
-                req.queue_id,
-                req.protocol_state.as_str()
-            );
-            return (Decided::Final(Action::Dunno), Outcome::Skip);
-        }
-        let sender = match sender::normalize(&req.sasl_username) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(
-                    "erl skip user={:?} reason=bad-username detail=\"{e}\" client={} queue_id={}",
-                    req.sasl_username,
-                    req.client_address,
-                    req.queue_id
-                );
-                return (Decided::Final(Action::Dunno), Outcome::Skip);
-            }
+        let sender = match self.who(req) {
+            Some(sender) => sender,
+            None => return (Decided::Final(Action::Dunno), Outcome::Skip),
         };
+        let local = sender.is_local();
         let limits = self.limits.current();
         let recipients = match end_of_data {
             true => {
@@ -311,13 +295,15 @@ impl<S: CounterStore> Policy<S> {
         // `max_rcpt_per_message` looks at the real count, not the clamped one.
         let real = req.recipient_count.unwrap_or(0);
         let at = self.zone.moment(self.clock.now());
-        let protect = **self.protect.load();
+        // Website mail is never a stolen account or a learner: its user is known and local.
+        let protect = if local { ProtectSettings::off() } else { **self.protect.load() };
         let learn = **self.learn.load();
+        let learning = learn.enabled && !local;
         // With `known_networks`: the client's network, which a learned allowance must know, and
         // which goes to the history with a counted message the first time a day for this sender
         // (the script reads and writes only then).
-        let network = learn.networks.filter(|_| learn.enabled).and_then(|n| n.network(&req.client_address));
-        let learned = if learn.enabled { self.allowances.load().get_from(&sender, network) } else { None };
+        let network = learn.networks.filter(|_| learning).and_then(|n| n.network(&req.client_address));
+        let learned = if learning { self.allowances.load().get_from(&sender, network) } else { None };
         let recorded = network.map(|n| RecordedToday::key(&sender, n, at.day()));
         let network =
             network.filter(|_| !recorded.is_some_and(|k| self.recorded.contains(k))).map(|n| n.to_string());
@@ -354,7 +340,7 @@ impl<S: CounterStore> Policy<S> {
                 message,
                 oversize,
                 per_message,
-                learn: learn.enabled.then_some(learn.days),
+                learn: learning.then_some(learn.days),
                 network: network.as_deref(),
             };
             let counts = match self.store.consume(&ask).await {
@@ -404,7 +390,8 @@ impl<S: CounterStore> Policy<S> {
                 rcpt: n,
                 mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
                 mailbox_cap: plan.mailbox_daily,
-                global: (!plan.exempt).then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
+                global: (!plan.exempt && !local)
+                    .then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
                 global_cap: limits.global,
                 req,
             };
@@ -419,6 +406,36 @@ impl<S: CounterStore> Policy<S> {
             req.queue_id
         );
         (Decided::Final(Action::Dunno), Outcome::FailOpen)
+    }
+
+    /// Whose message this is: the local user the milter names (website mail), or the SASL
+    /// user, normalized; `None` (logged) when it is not counted: unauthenticated, or a name
+    /// that cannot be counted.
+    fn who(&self, req: &Request) -> Option<Mailbox> {
+        if !req.local_user.is_empty() {
+            return Some(Mailbox::local(&req.local_user, &self.server));
+        }
+        if req.sasl_username.is_empty() {
+            tracing::debug!(
+                "erl pass reason=unauthenticated client={} queue_id={} stage={}",
+                req.client_address,
+                req.queue_id,
+                req.protocol_state.as_str()
+            );
+            return None;
+        }
+        match sender::normalize(&req.sasl_username) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(
+                    "erl skip user={:?} reason=bad-username detail=\"{e}\" client={} queue_id={}",
+                    req.sasl_username,
+                    req.client_address,
+                    req.queue_id
+                );
+                None
+            }
+        }
     }
 
     /// Logs a store fault, once a minute per key for bad data (every retry meets it again).
@@ -553,10 +570,16 @@ fn conclude(
         }
         return (Action::Dunno, if unknown { Outcome::FailOpen } else { Outcome::Ok });
     };
+    // Website mail over a cap is held (the milter quarantines it), not deferred.
+    let local = ask.sender.is_local();
     match ask.mode {
         Mode::Enforce => {
-            tracing::warn!("erl {} {line} {}", r.verb, r.detail);
+            tracing::warn!("erl {} {line} {}", if local { "HOLD" } else { r.verb }, r.detail);
             (r.action, r.outcome)
+        }
+        Mode::LogOnly if local => {
+            tracing::warn!("erl would_hold {line} {} mode=log-only", r.detail);
+            (Action::Dunno, r.would)
         }
         Mode::LogOnly => {
             tracing::warn!("erl {} (log-only) {line} {} mode=log-only", r.verb, r.detail);

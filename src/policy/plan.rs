@@ -2,7 +2,8 @@
 //! the sender's, its domain's and the server's daily counters always, and each shorter window
 //! some cap of that scope uses (of messages too, for message caps); the enforced caps in the
 //! contract's order (mailbox, domain, server; longer windows first, recipients before messages).
-//! An exempt sender moves only its own daily counter.
+//! An exempt sender moves only its own daily counter. A local user (website mail) moves and
+//! meets only its own counters and caps (`[limits.local]`), never the SMTP ones.
 
 use crate::limits::{Cap, Limits};
 use crate::sender::Mailbox;
@@ -29,6 +30,9 @@ impl Plan {
     /// `raise`: the sender's temporary raise, which replaces its mailbox caps while it lasts.
     /// `learned`: its learned daily cap, which scales caps that come from a default.
     pub fn new(limits: &Limits, sender: &Mailbox, raise: Option<&[Rate]>, learned: Option<u64>) -> Self {
+        if let Some(name) = sender.local_name() {
+            return Self::local(limits, name);
+        }
         let mut mailbox = limits.mailbox_caps(sender);
         if let Some(raise) = raise {
             mailbox.caps = raise.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
@@ -68,6 +72,29 @@ impl Plan {
         }
         for &(window, unit, cap) in limits.server_caps() {
             let i = plan.counter(Scope::Server, window, unit);
+            plan.cap(i, cap);
+        }
+        plan
+    }
+
+    /// A local user's: its daily counter always, and its own caps.
+    fn local(limits: &Limits, name: &str) -> Self {
+        let local = limits.local_caps(name);
+        let mut plan = Self {
+            counters: Vec::with_capacity(2),
+            caps: Vec::with_capacity(2),
+            unknown: false,
+            exempt: local.exempt,
+            mailbox_daily: local
+                .caps
+                .iter()
+                .find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt)
+                .map(|(_, _, c)| *c),
+            per_message: 0,
+        };
+        plan.counter(Scope::Local, Window::Day, Unit::Rcpt);
+        for (window, unit, cap) in local.caps {
+            let i = plan.counter(Scope::Local, window, unit);
             plan.cap(i, cap);
         }
         plan
@@ -214,6 +241,23 @@ mod tests {
         let plan = Plan::new(&limits, &normalize("a@x.org").expect("valid"), Some(&raised), None);
         assert_eq!(plan.caps[1].limit, 100, "a raise of a message cap");
         assert_eq!(plan.counters[plan.caps[1].counter], msg(Scope::Mailbox, "1h"));
+    }
+
+    /// Issue 24: a local user meets its own caps only, never the server's or a domain's.
+    #[test]
+    fn a_local_user_moves_only_its_own_counters() {
+        let config = crate::config::from_toml(
+            "[limits]\nglobal = 5\nglobal_rates = [\"2/1h\"]\n[limits.local]\ndaily = 100\nrates = [\"10msg/1h\"]\n",
+        )
+        .expect("valid");
+        let limits = Limits::from_config(&config.limits);
+        let plan = Plan::new(&limits, &Mailbox::local("web12", "mx1"), None, None);
+        let msg = Counter { scope: Scope::Local, window: Window::HOUR, unit: Unit::Msg };
+        assert_eq!(plan.counters, vec![Counter::rcpt(Scope::Local, Window::Day), msg]);
+        assert_eq!(plan.caps, vec![Check { counter: 0, limit: 100 }, Check { counter: 1, limit: 10 }]);
+        let root = Plan::new(&limits, &Mailbox::local("root", "mx1"), None, None);
+        assert!(root.exempt && root.caps.is_empty());
+        assert_eq!(root.counters, vec![Counter::rcpt(Scope::Local, Window::Day)]);
     }
 
     #[test]

@@ -17,8 +17,10 @@ use crate::window::Window;
 pub fn refusal_text(sender: &Mailbox, counter: Counter, limit: u64) -> String {
     let window = counter.window;
     match (counter.scope, window.adjective()) {
-        (Scope::Mailbox, Some(adj)) => format!("{sender}: Your {adj} limit of {limit} messages reached"),
-        (Scope::Mailbox, None) => {
+        (Scope::Mailbox | Scope::Local, Some(adj)) => {
+            format!("{sender}: Your {adj} limit of {limit} messages reached")
+        }
+        (Scope::Mailbox | Scope::Local, None) => {
             format!("{sender}: Your limit of {limit} messages {} reached", window.per())
         }
         (Scope::Domain, adj) => {
@@ -46,7 +48,7 @@ pub fn oversize_text(sender: &Mailbox, counter: Counter, limit: u64, n: u64) -> 
         None => format!("limit of {limit} {}", window.per()),
     };
     let whose = match counter.scope {
-        Scope::Mailbox => format!("your {cap}"),
+        Scope::Mailbox | Scope::Local => format!("your {cap}"),
         Scope::Domain => format!("the {cap} for {}", sender.domain().unwrap_or_default()),
         Scope::Server => format!("the global {cap}"),
     };
@@ -98,7 +100,7 @@ pub(super) fn reply(
 pub(super) fn refused(replies: &Replies, sender: &Mailbox, counter: Counter, limit: u64, n: u64) -> String {
     let class = WindowClass::of(counter.window);
     let case = match counter.scope {
-        Scope::Mailbox => Case::Mailbox(class),
+        Scope::Mailbox | Scope::Local => Case::Mailbox(class),
         Scope::Domain => Case::Domain(class),
         Scope::Server => Case::Server(class),
     };
@@ -109,7 +111,7 @@ pub(super) fn refused(replies: &Replies, sender: &Mailbox, counter: Counter, lim
 /// The reply to a message that can never fit under a cap.
 pub(super) fn too_big(replies: &Replies, sender: &Mailbox, counter: Counter, limit: u64, n: u64) -> String {
     let case = match counter.scope {
-        Scope::Mailbox => Case::OversizeMailbox,
+        Scope::Mailbox | Scope::Local => Case::OversizeMailbox,
         Scope::Domain => Case::OversizeDomain,
         Scope::Server => Case::OversizeServer,
     };
@@ -154,6 +156,8 @@ impl fmt::Display for Line<'_> {
         }
         match self.global {
             Some(g) => write!(f, " global={g}/{}", self.global_cap)?,
+            // A local user never meets the server's caps.
+            None if self.user.is_local() => {}
             None => f.write_str(" global=exempt")?,
         }
         write!(

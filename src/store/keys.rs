@@ -64,7 +64,7 @@ impl KeySchema {
         sender: &'a Mailbox,
     ) -> Option<Key<'a>> {
         let who = match counter.scope {
-            Scope::Mailbox => Who::Mailbox(sender),
+            Scope::Mailbox | Scope::Local => Who::Mailbox(sender),
             Scope::Domain => Who::Domain(sender.domain()?),
             Scope::Server => Who::Server,
         };

@@ -38,12 +38,15 @@ pub enum Operation {
     Peek,
 }
 
-/// Whose counter: the sender's, its domain's (all its senders together) or the server's.
+/// Whose counter: the sender's, its domain's (all its senders together) or the server's; or a
+/// local user's (website mail through the milter: `local:<name>@<server>`, counted on its own
+/// counters only).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     Mailbox,
     Domain,
     Server,
+    Local,
 }
 
 impl Scope {
@@ -54,6 +57,7 @@ impl Scope {
             Self::Mailbox => "mailbox",
             Self::Domain => "domain",
             Self::Server => "server",
+            Self::Local => "local",
         }
     }
 
@@ -64,6 +68,7 @@ impl Scope {
             Self::Mailbox => "user",
             Self::Domain => "domain",
             Self::Server => "global",
+            Self::Local => "local",
         }
     }
 }

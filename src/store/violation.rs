@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 pub struct Violation {
     /// Unix seconds.
     pub ts: i64,
-    /// `"user"` (mailbox cap), `"domain"`, `"global"`, `"suspect"` or `"locked"`.
+    /// `"user"` (mailbox cap), `"domain"`, `"global"`, `"local"` (website mail), `"suspect"` or `"locked"`.
     #[serde(rename = "type")]
     pub kind: String,
     pub user: String,

@@ -288,4 +288,5 @@ fn the_memory_store_keeps_windows_on_a_driven_clock() {
     });
 }
 
+mod local;
 mod messages;

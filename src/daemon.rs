@@ -13,9 +13,10 @@ use crate::clock::{self, TEST_CLOCK_ENV};
 use crate::config::{self, Config, ConfigError, MetricsListen, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError, Reader};
 use crate::metrics::{self, Metrics};
+use crate::milter;
 use crate::notify::Notifier;
 use crate::policy::Policy;
-use crate::protocol::{Reply, Request};
+use crate::protocol::{Action, Reply, Request};
 use crate::server::{self, Bounds, Handler, ServerError};
 use crate::store::admin::AdminStore;
 use crate::store::budget::MailBudget;
@@ -60,6 +61,35 @@ impl<S: crate::store::CounterStore> Handler for Policy<S> {
     async fn handle(&self, req: &Request) -> Reply {
         self.answer(req).await
     }
+}
+
+impl<S: crate::store::CounterStore> milter::Website for Policy<S> {
+    async fn decide(&self, req: &Request) -> Action {
+        Policy::decide(self, req).await
+    }
+
+    async fn held(&self, name: &str, queue_id: &str) {
+        self.record_held(name, queue_id).await;
+    }
+}
+
+/// The milter's listener: systemd's socket named `milter`, else `[milter] listen` bound here
+/// (a path with `[listen]`'s mode and group); with a description for the log.
+fn milter_listener(
+    config: &Config,
+    named: Vec<(String, server::Listener)>,
+) -> Result<Option<(milter::Listener, Option<server::OwnedSocket>, String)>, DaemonError> {
+    let listener = match (named.into_iter().next(), &config.milter) {
+        (Some((_, l)), _) => l,
+        (None, Some(config::MilterListen::Unix(path))) => server::bind_path(&config.listen, path)?,
+        (None, Some(config::MilterListen::Tcp(addr))) => server::bind_tcp(*addr)?,
+        (None, None) => return Ok(None),
+    };
+    let name = listener.describe();
+    Ok(Some(match listener {
+        server::Listener::Unix(l, owned) => (milter::Listener::Unix(l), owned, name),
+        server::Listener::Tcp(l) => (milter::Listener::Tcp(l), None, name),
+    }))
 }
 
 /// What a signal asks for.
@@ -117,7 +147,9 @@ pub async fn serve(
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
-    let (listeners, activated) = server::bind(&config.listen)?;
+    let bound = server::bind(&config.listen, &[milter::FD_NAME])?;
+    let (listeners, activated) = (bound.listeners, bound.activated);
+    let website = milter_listener(&config, bound.named)?;
     let handed: Vec<PathBuf> = listeners.iter().filter_map(server::Listener::unix_path).collect();
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -128,6 +160,19 @@ pub async fn serve(
     let slots = server::slots(&bounds);
     let serving =
         tokio::spawn(server::run(listeners, policy.clone(), bounds, slots.clone(), shutdown.clone()));
+    if let Some((listener, owned, name)) = website {
+        tracing::info!("milter on {name}");
+        let (policy, shutdown) = (policy.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            // The socket file lives as long as the listener.
+            let _owned = owned;
+            if let Err(e) = milter::run(listener, policy, shutdown).await {
+                tracing::error!(
+                    "milter listener stopped: {e}; website mail passes unchecked (default_action=accept)"
+                );
+            }
+        });
+    }
     if let (Some(listen), Some(m)) = (&config.metrics, &counters) {
         let listener = bind_metrics(listen).await.map_err(DaemonError::Metrics)?;
         tracing::info!("metrics on {}", listener.describe());

@@ -24,6 +24,8 @@
 //!   code on the memory store and a virtual clock).
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
 //! - [`metrics`]: Prometheus counters of the decisions and the `/metrics` endpoint.
+//! - [`milter`]: website mail (`sendmail`, PHP `mail()`) through Postfix's `non_smtpd_milters`:
+//!   the local user, the daemon's own decision, the hold queue.
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
 //! - [`manpages`]: email-ratelimit(8), one page per command, email-ratelimit.toml(5);
 //!   [`oserror`]: errors without Rust's `(os error N)` tail.
@@ -41,6 +43,7 @@ pub mod learn;
 pub mod limits;
 pub mod manpages;
 pub mod metrics;
+pub mod milter;
 pub mod notify;
 pub mod once;
 pub mod oserror;

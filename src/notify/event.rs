@@ -10,6 +10,8 @@ use crate::window::Window;
 #[serde(rename_all = "lowercase")]
 pub enum Kind {
     Refusal,
+    /// Website mail over a `[limits.local]` cap was put on hold (scope `local`).
+    Hold,
     Suspect,
     Lock,
     Unlock,
@@ -99,7 +101,7 @@ impl Event {
             count: Some(count),
             ip: Some(ip.to_owned()),
             tells_sender: scope == Scope::Mailbox,
-            ..Self::new(Kind::Refusal, ts, sender, server)
+            ..Self::new(if scope == Scope::Local { Kind::Hold } else { Kind::Refusal }, ts, sender, server)
         }
     }
 
@@ -175,6 +177,7 @@ impl Event {
                 };
                 format!("{whose} reached its {}", self.cap_words())
             }
+            Kind::Hold => format!("website mail of {} held: its {} reached", self.user, self.cap_words()),
             Kind::Suspect => format!("{} is a suspect: {reason}", self.user),
             Kind::Lock => format!("{} locked: {reason}", self.user),
             Kind::Unlock => format!("{} unlocked", self.user),

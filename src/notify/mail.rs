@@ -55,11 +55,20 @@ pub fn for_admin(e: &Event, to: &[String]) -> Mail {
     row("Server", &e.server);
     row("Time", &date(e.ts));
     b.push('\n');
-    let user = &e.sender;
+    // `status local:web12` (the counter's `@server` is implied).
+    let user =
+        e.sender.rsplit_once('@').filter(|_| e.event == Kind::Hold).map_or(e.sender.as_str(), |(u, _)| u);
     match e.event {
         Kind::Refusal => b.push_str(
             "Messages over a limit are deferred (4xx): the sending side keeps them and retries; nothing\n\
              is lost. This is the first refusal by this limit in its window; later ones are logged, not mailed.\n",
+        ),
+        Kind::Hold => b.push_str(
+            "This mail was submitted on the server itself (sendmail: PHP mail(), a script, cron). Messages\n\
+             over the limit are put on hold in Postfix's hold queue: nothing is delivered and nothing is\n\
+             lost. This is the first one in this window; later ones are held too, without another mail.\n\
+             A sudden burst usually means a hacked website (a contact form, an uploaded PHP mailer): look\n\
+             at the site's files and logs first; release the mail if it is legitimate.\n",
         ),
         Kind::Suspect => b.push_str(
             "So many client addresses in one day usually means the password is known to a botnet.\n\
@@ -84,6 +93,12 @@ pub fn for_admin(e: &Event, to: &[String]) -> Mail {
         }
         Kind::Lock => {
             let _ = writeln!(b, "Undo:     email-ratelimit unlock {user}");
+        }
+        Kind::Hold => {
+            let _ = writeln!(
+                b,
+                "Held:     postqueue -j (queue_name \"hold\")\nRelease:  email-ratelimit release {user}"
+            );
         }
         Kind::Refusal | Kind::Unlock => {}
     }
@@ -116,7 +131,7 @@ pub fn for_sender(e: &Event) -> Option<Mail> {
                 e.reason.as_deref().unwrap_or("contact your administrator")
             ),
         ),
-        Kind::Suspect | Kind::Unlock => return None,
+        Kind::Suspect | Kind::Unlock | Kind::Hold => return None,
     };
     let body = format!(
         "{text}\nIf you did not send these messages, someone else knows your password: change it now\n\

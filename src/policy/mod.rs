@@ -388,7 +388,11 @@ impl<S: CounterStore> Policy<S> {
             let line = Line {
                 user: &sender,
                 rcpt: n,
-                mailbox: plan.value(&counts.before, Scope::Mailbox, Window::Day) + add,
+                mailbox: plan.value(
+                    &counts.before,
+                    if local { Scope::Local } else { Scope::Mailbox },
+                    Window::Day,
+                ) + add,
                 mailbox_cap: plan.mailbox_daily,
                 global: (!plan.exempt && !local)
                     .then(|| plan.value(&counts.before, Scope::Server, Window::Day) + add),
@@ -406,6 +410,17 @@ impl<S: CounterStore> Policy<S> {
             req.queue_id
         );
         (Decided::Final(Action::Dunno), Outcome::FailOpen)
+    }
+
+    /// Records website mail of the local user `name` put on hold (`release` finds it there).
+    pub async fn record_held(&self, name: &str, queue_id: &str) {
+        let held =
+            crate::store::Held { server: &self.server, name, queue_id, at: self.clock.now().timestamp() };
+        if let Err(e) = self.store.hold(&held).await {
+            tracing::warn!(
+                "erl milter: queue_id={queue_id} of local:{name} is held but not recorded ({e}); release it with postsuper -H {queue_id}"
+            );
+        }
     }
 
     /// Whose message this is: the local user the milter names (website mail), or the SASL

@@ -81,6 +81,7 @@ impl Report {
     pub fn event(&mut self, event: &Event) {
         let kind = match event.event {
             Kind::Refusal => "refusal",
+            Kind::Hold => "hold",
             Kind::Suspect => "suspect",
             Kind::Lock => "lock",
             Kind::Unlock => "unlock",
@@ -91,7 +92,7 @@ impl Report {
                 self.locks.push((event.user.clone(), event.ts, event.reason.clone().unwrap_or_default()))
             }
             Kind::Suspect => self.suspects.push((event.user.clone(), event.ts)),
-            Kind::Refusal | Kind::Unlock => {}
+            Kind::Refusal | Kind::Hold | Kind::Unlock => {}
         }
     }
 

@@ -78,36 +78,73 @@ impl Listener {
     }
 }
 
+/// The listeners: the policy ones and those set aside by name.
+#[derive(Debug, Default)]
+pub struct Bound {
+    pub listeners: Vec<Listener>,
+    /// Whether the sockets came from systemd.
+    pub activated: bool,
+    /// systemd's sockets whose `FileDescriptorName` was asked for, by name.
+    pub named: Vec<(String, Listener)>,
+}
+
 /// Takes systemd's sockets (`LISTEN_FDS`) when there are any, else binds the configured ones.
-/// Returns whether the sockets came from systemd.
+/// systemd's sockets named (`FileDescriptorName=`, `LISTEN_FDNAMES`) as one of `set_aside` are
+/// handed back apart, for another listener (the milter's).
 ///
 /// # Errors
 /// [`ServerError`] when a socket cannot be bound or a path is not a socket.
-pub fn bind(settings: &ListenSettings) -> Result<(Vec<Listener>, bool), ServerError> {
-    let activated = from_systemd()?;
-    if !activated.is_empty() {
-        return Ok((activated, true));
+pub fn bind(settings: &ListenSettings, set_aside: &[&str]) -> Result<Bound, ServerError> {
+    let (activated, named): (Vec<_>, Vec<_>) =
+        from_systemd()?.into_iter().partition(|(name, _)| !set_aside.contains(&name.as_str()));
+    if !activated.is_empty() || !named.is_empty() {
+        return Ok(Bound {
+            listeners: activated.into_iter().map(|(_, l)| l).collect(),
+            activated: true,
+            named,
+        });
     }
     let mut listeners = vec![bind_unix(settings, || {})?];
     if let Some(addr) = settings.tcp {
-        let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
-        std.set_nonblocking(true).map_err(io_err(addr))?;
-        listeners.push(Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?));
+        listeners.push(bind_tcp(addr)?);
     }
-    Ok((listeners, false))
+    Ok(Bound { listeners, activated: false, named })
 }
 
-fn from_systemd() -> Result<Vec<Listener>, ServerError> {
+/// Binds a socket file at `path` with `[listen]`'s mode and group.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_path(settings: &ListenSettings, path: &Path) -> Result<Listener, ServerError> {
+    let settings = ListenSettings { socket: path.to_owned(), ..settings.clone() };
+    bind_unix(&settings, || {})
+}
+
+/// Binds a TCP address.
+///
+/// # Errors
+/// As [`bind`].
+pub fn bind_tcp(addr: std::net::SocketAddr) -> Result<Listener, ServerError> {
+    let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
+    std.set_nonblocking(true).map_err(io_err(addr))?;
+    Ok(Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?))
+}
+
+/// systemd's sockets with their names (`LISTEN_FDNAMES`; `""` when unnamed).
+fn from_systemd() -> Result<Vec<(String, Listener)>, ServerError> {
+    let names: Vec<String> =
+        std::env::var("LISTEN_FDNAMES").unwrap_or_default().split(':').map(str::to_owned).collect();
     let mut fds = listenfd::ListenFd::from_env();
     let mut out = Vec::new();
     for i in 0..fds.len() {
         let what = format!("systemd socket {i}");
+        let name = names.get(i).cloned().unwrap_or_default();
         if let Ok(Some(l)) = fds.take_unix_listener(i) {
             l.set_nonblocking(true).map_err(io_err(&what))?;
-            out.push(Listener::Unix(UnixListener::from_std(l).map_err(io_err(&what))?, None));
+            out.push((name, Listener::Unix(UnixListener::from_std(l).map_err(io_err(&what))?, None)));
         } else if let Some(l) = fds.take_tcp_listener(i).map_err(io_err(&what))? {
             l.set_nonblocking(true).map_err(io_err(&what))?;
-            out.push(Listener::Tcp(TcpListener::from_std(l).map_err(io_err(&what))?));
+            out.push((name, Listener::Tcp(TcpListener::from_std(l).map_err(io_err(&what))?)));
         }
     }
     Ok(out)

@@ -15,6 +15,9 @@ pub const COUNTER_TTL_SECS: u64 = Window::Day.ttl_secs();
 /// A day's top senders are kept 8 days, for `top --date` (and learned allowances).
 pub const TOP_TTL_SECS: u64 = 8 * 86_400;
 
+/// The queue IDs of held website mail are kept 7 days (longer than Postfix keeps mail).
+pub const HELD_TTL_SECS: u64 = 7 * 86_400;
+
 /// Seconds from the local time `local` to the end of its local day plus an hour: the TTL of a
 /// set that only matters today (the refused messages' fingerprints). On a DST day it is off by
 /// the shift, which the hour and the date in the key absorb.
@@ -93,6 +96,13 @@ impl KeySchema {
     #[must_use]
     pub fn lock<'a>(&'a self, sender: &'a Mailbox) -> Key<'a> {
         self.key(Name::Lock(sender))
+    }
+
+    /// The queue IDs of the local user `name`'s website mail that `server` put on hold: a
+    /// sorted set scored by unix time ([`HELD_TTL_SECS`]).
+    #[must_use]
+    pub fn held<'a>(&'a self, server: &'a str, name: &'a str) -> Key<'a> {
+        self.key(Name::Held(server, name))
     }
 
     /// A locked domain (`lock @domain`): every sender of it is stopped. `domain` is IDNA ASCII;
@@ -223,6 +233,7 @@ enum Name<'a> {
     Mails(NaiveDate, &'a str),
     Locks(LockedBy),
     Violations,
+    Held(&'a str, &'a str),
 }
 
 /// Who made a lock: the daemon (`auto`) or an admin; each has its index of locked senders.
@@ -314,6 +325,7 @@ impl Key<'_> {
             Name::Mails(day, who) => dated(f, ":notified:", day, who),
             Name::Locks(by) => write!(f, "{p}:locks:{}", by.as_str()),
             Name::Violations => write!(f, "{p}:violations"),
+            Name::Held(server, name) => write!(f, "{p}:held:{server}:{name}"),
         }
     }
 }

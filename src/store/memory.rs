@@ -34,6 +34,8 @@ struct State {
     /// days are marked here as the script marks them; the totals are folded in from the top
     /// senders after midnight ([`MemoryStore::fold`]).
     hist: Map<String, crate::learn::History>,
+    /// Website mail put on hold, per `held` key: (queue ID, unix seconds).
+    held: Map<String, Vec<(String, i64)>>,
 }
 
 impl State {
@@ -346,6 +348,24 @@ impl MemoryStore {
 impl CounterStore for MemoryStore {
     async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
         Ok(self.apply(c))
+    }
+
+    async fn hold(&self, h: &super::Held<'_>) -> Result<(), StoreError> {
+        let key = self.keys.held(h.server, h.name).to_string();
+        let mut state = self.state();
+        let held = state.held.entry(key).or_default();
+        held.retain(|(id, _)| id != h.queue_id);
+        held.push((h.queue_id.to_owned(), h.at));
+        Ok(())
+    }
+}
+
+impl MemoryStore {
+    /// The queue IDs recorded held for `name` by `server`, oldest first.
+    #[must_use]
+    pub fn held(&self, server: &str, name: &str) -> Vec<(String, i64)> {
+        let key = self.keys.held(server, name).to_string();
+        self.state().held.get(&key).cloned().unwrap_or_default()
     }
 }
 

@@ -250,6 +250,20 @@ impl StoreError {
 pub trait CounterStore: Send + Sync + 'static {
     /// Checks the caps and, for [`Operation::Count`], counts the message, atomically.
     fn consume(&self, c: &Consume<'_>) -> impl Future<Output = Result<Answer, StoreError>> + Send;
+
+    /// Records website mail put on hold (`erl:held:<server>:<name>`), for `release`.
+    fn hold(&self, h: &Held<'_>) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// One message of a local user put on hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held<'a> {
+    pub server: &'a str,
+    /// The local user's name (`web12`).
+    pub name: &'a str,
+    pub queue_id: &'a str,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// The store chosen by the config.
@@ -274,6 +288,13 @@ impl CounterStore for Store {
         match self {
             Self::Redis(s) => s.consume(c).await,
             Self::Memory(s) => s.consume(c).await,
+        }
+    }
+
+    async fn hold(&self, h: &Held<'_>) -> Result<(), StoreError> {
+        match self {
+            Self::Redis(s) => s.hold(h).await,
+            Self::Memory(s) => s.hold(h).await,
         }
     }
 }

@@ -183,10 +183,35 @@ impl RedisStore {
 
 impl CounterStore for RedisStore {
     async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
+        self.guarded(self.run(c)).await
+    }
+
+    async fn hold(&self, h: &super::Held<'_>) -> Result<(), StoreError> {
+        self.guarded(async {
+            let mut conn = self.connection().await?;
+            let key = self.keys.held(h.server, h.name).to_string();
+            let ttl = i64::try_from(super::keys::HELD_TTL_SECS).unwrap_or(i64::MAX);
+            redis::pipe()
+                .atomic()
+                .zadd(&key, h.queue_id, h.at)
+                .ignore()
+                .expire(&key, ttl)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+impl RedisStore {
+    /// Runs `work` within the timeout, unless the breaker is open; a link fault opens it.
+    async fn guarded<T>(&self, work: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
         if !self.breaker().allow(Instant::now()) {
             return Err(StoreError::Unavailable);
         }
-        let result = match tokio::time::timeout(self.timeout, self.run(c)).await {
+        let result = match tokio::time::timeout(self.timeout, work).await {
             // The client's own response timeout is the same fault as ours.
             Ok(Err(StoreError::Redis(e))) if e.is_timeout() => Err(StoreError::Timeout(millis(self.timeout))),
             Ok(result) => result,

@@ -172,6 +172,10 @@ impl CounterStore for Broken {
     async fn consume(&self, _: &Consume<'_>) -> Result<Answer, StoreError> {
         Err(StoreError::Unavailable)
     }
+
+    async fn hold(&self, _: &crate::store::Held<'_>) -> Result<(), StoreError> {
+        Err(StoreError::Unavailable)
+    }
 }
 
 #[test]

@@ -1,0 +1,201 @@
+//! The milter for Postfix's `non_smtpd_milters`: website mail (PHP `mail()`, scripts, cron,
+//! anything submitted through `sendmail` on this server) under `[limits.local]`.
+//!
+//! Each message becomes one policy request of its local user ([`who`]) and goes through the
+//! daemon's own decision ([`Website::decide`]: the same code, store and counters as the policy
+//! socket). A message the decision refuses is quarantined (Postfix's hold queue: nothing is
+//! delivered, nothing is lost) and its queue ID recorded for `release`. Every fault accepts the
+//! message: a decision that takes longer than [`DECISION_TIMEOUT`], a store that is down, a
+//! header that is missing, a connection that breaks.
+
+pub mod who;
+
+use std::ffi::{CStr, CString};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use indymilter::{Actions, Callbacks, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::{Action, Request, State};
+
+/// The longest a message waits for its decision; then it is accepted (Postfix's own
+/// `command_timeout` for this milter is 2 s, see DESIGN "Deployment").
+pub const DECISION_TIMEOUT: Duration = Duration::from_millis(1500);
+
+/// The `FileDescriptorName` of the milter's systemd socket unit.
+pub const FD_NAME: &str = "milter";
+
+/// Closes a connection whose MTA sends nothing for this long (Postfix opens one per message).
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What the milter asks of the daemon.
+pub trait Website: Send + Sync + 'static {
+    /// Decides (and counts) one message, as a policy request is decided.
+    fn decide(&self, req: &Request) -> impl Future<Output = Action> + Send;
+    /// Records the queue ID of a message of the local user `name` put on hold.
+    fn held(&self, name: &str, queue_id: &str) -> impl Future<Output = ()> + Send;
+}
+
+/// One message as the milter sees it.
+#[derive(Debug, Default)]
+struct Message {
+    sender: String,
+    recipients: u64,
+    /// The first [`who::MARKER`] header's value, and how many there were.
+    marker: Option<String>,
+    markers: i32,
+}
+
+/// A bound milter listener.
+pub enum Listener {
+    Unix(tokio::net::UnixListener),
+    Tcp(tokio::net::TcpListener),
+}
+
+/// Serves until `shutdown`.
+///
+/// # Errors
+/// When the listener fails for good.
+pub async fn run<W: Website>(
+    listener: Listener,
+    website: Arc<W>,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let callbacks = callbacks(website);
+    let config = indymilter::Config {
+        max_connections: 256,
+        actions: Actions::QUARANTINE | Actions::CHANGE_HEADER,
+        connection_timeout: CONNECTION_TIMEOUT,
+    };
+    let stop = async move { shutdown.cancelled().await };
+    match listener {
+        Listener::Unix(l) => indymilter::run(l, callbacks, config, stop).await,
+        Listener::Tcp(l) => indymilter::run(l, callbacks, config, stop).await,
+    }
+}
+
+fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {
+    Callbacks::new()
+        .on_negotiate(|cx, _, _| Box::pin(negotiate(cx)))
+        .on_mail(|cx, args| {
+            Box::pin(async move {
+                let sender = args.first().map(|a| text(a)).unwrap_or_default();
+                cx.data = Some(Message { sender, ..Message::default() });
+                Status::Continue
+            })
+        })
+        .on_rcpt(|cx, _| {
+            Box::pin(async move {
+                if let Some(m) = cx.data.as_mut() {
+                    m.recipients += 1;
+                }
+                Status::Continue
+            })
+        })
+        .on_header(|cx, name, value| {
+            Box::pin(async move {
+                if let Some(m) = cx.data.as_mut()
+                    && name.to_bytes().eq_ignore_ascii_case(who::MARKER.as_bytes())
+                {
+                    m.markers += 1;
+                    if m.marker.is_none() {
+                        m.marker = Some(text(&value));
+                    }
+                }
+                // Negotiated NOREPLY_HEADER: Postfix waits for no answer per header.
+                Status::Noreply
+            })
+        })
+        .on_eom(move |cx| Box::pin(end_of_message(website.clone(), cx)))
+        .on_abort(|cx| {
+            Box::pin(async move {
+                cx.data = None;
+                Status::Continue
+            })
+        })
+}
+
+/// Asks for the envelope, the headers and the end of the message; no body, no replies to
+/// the events that need none.
+async fn negotiate(cx: &mut NegotiateContext<Message>) -> Status {
+    cx.requested_actions = Actions::QUARANTINE | Actions::CHANGE_HEADER;
+    cx.requested_opts = ProtoOpts::NO_CONNECT
+        | ProtoOpts::NO_HELO
+        | ProtoOpts::NO_DATA
+        | ProtoOpts::NO_EOH
+        | ProtoOpts::NO_BODY
+        | ProtoOpts::NO_UNKNOWN
+        | ProtoOpts::NOREPLY_HEADER;
+    Status::Continue
+}
+
+/// Said once per process: website mail arrives without the marker header.
+static NO_MARKER: AtomicBool = AtomicBool::new(false);
+
+async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message>) -> Status {
+    let m = cx.data.take().unwrap_or_default();
+    let queue_id = cx.macros.get(c"i").map(text).unwrap_or_default();
+    let uid = m.marker.as_deref().and_then(|v| who::uid(v, &queue_id));
+    let name = match uid {
+        // NSS may be slow (LDAP): off the runtime's threads, within the message's time.
+        Some(uid) => {
+            tokio::time::timeout(DECISION_TIMEOUT, tokio::task::spawn_blocking(move || who::name_of(uid)))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_else(|| format!("uid{uid}"))
+        }
+        None => {
+            if !NO_MARKER.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    "erl milter: a message without a valid {} header (queue_id={queue_id}): the pickup service's header_checks is not set up (postfix/README.md); counted as local:{}",
+                    who::MARKER,
+                    who::UNKNOWN
+                );
+            }
+            who::UNKNOWN.to_owned()
+        }
+    };
+    let req = Request {
+        protocol_state: State::EndOfMessage,
+        local_user: name.clone(),
+        recipient_count: Some(m.recipients),
+        client_address: "127.0.0.1".into(),
+        instance: queue_id.clone(),
+        queue_id: queue_id.clone(),
+        sender: m.sender,
+        ..Request::default()
+    };
+    let action = match tokio::time::timeout(DECISION_TIMEOUT, website.decide(&req)).await {
+        Ok(action) => action,
+        Err(_) => {
+            tracing::warn!(
+                "erl fail-open reason=milter-timeout detail=\"no decision within {} ms\" user=local:{name} queue_id={queue_id}",
+                DECISION_TIMEOUT.as_millis()
+            );
+            Action::Dunno
+        }
+    };
+    // The marker has done its work: the recipients never see it.
+    for index in (1..=m.markers).rev() {
+        let _ = cx.actions.change_header(who::MARKER, index, None::<CString>).await;
+    }
+    let reason = match &action {
+        Action::Dunno => return Status::Accept,
+        Action::DeferIfPermit(text) | Action::Reject(text) => text,
+    };
+    match cx.actions.quarantine(reason.replace('\0', " ")).await {
+        Ok(()) => {
+            let _ = tokio::time::timeout(DECISION_TIMEOUT, website.held(&name, &queue_id)).await;
+        }
+        Err(e) => tracing::warn!("erl milter: hold of queue_id={queue_id} failed ({e:?}); accepted"),
+    }
+    Status::Accept
+}
+
+fn text(s: &CStr) -> String {
+    s.to_string_lossy().into_owned()
+}

@@ -1,0 +1,57 @@
+//! Who submitted a message: the local Unix user, from what a non-SMTP milter can see.
+//!
+//! Postfix's pickup records the submitting uid in the Received header it prepends, `Received:
+//! by HOST (Postfix, from userid N) id QUEUEID; DATE`, but never shows that header to a milter
+//! (milter8.c hides Postfix's own Received header, as Sendmail does). Everything a milter does
+//! see can be set by the sender (`sendmail -f`, the message's own headers). So the pickup
+//! service gets a cleanup of its own whose `header_checks` copies the uid and the queue ID into
+//! a header placed before that Received header (`postfix/pickup_header_checks`), which the
+//! milter sees: [`MARKER`]`: N QUEUEID`. Only the first such header counts, and only when its
+//! queue ID is this message's (a sender cannot know its queue ID in advance); the milter
+//! removes the header before delivery.
+
+/// The header the pickup cleanup's `header_checks` prepends.
+pub const MARKER: &str = "X-Email-Ratelimit-Uid";
+
+/// The name counted when no valid marker is found (the pickup cleanup is not set up, or the
+/// message did not come through pickup).
+pub const UNKNOWN: &str = "unknown";
+
+/// The uid in the first marker header's value `"N QUEUEID"`, when its queue ID is `queue_id`.
+#[must_use]
+pub fn uid(marker: &str, queue_id: &str) -> Option<u32> {
+    let mut words = marker.split_ascii_whitespace();
+    let uid = words.next()?.parse().ok()?;
+    let id = words.next()?;
+    (words.next().is_none() && !queue_id.is_empty() && id == queue_id).then_some(uid)
+}
+
+/// The login name of `uid` (the passwd entry, through NSS), or `uid<N>` without one.
+#[must_use]
+pub fn name_of(uid: u32) -> String {
+    match nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid)) {
+        Ok(Some(user)) if crate::config::is_local_name(&user.name) => user.name,
+        _ => format!("uid{uid}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_marker_with_this_queue_id_counts() {
+        assert_eq!(uid("33 4XyZ12AB", "4XyZ12AB"), Some(33));
+        assert_eq!(uid("33 4XyZ12AB", "5AAAAAAA"), None, "another message's (forged or copied)");
+        assert_eq!(uid("33 4XyZ12AB", ""), None);
+        for bad in ["", "33", "x 4XyZ12AB", "33 4XyZ12AB more", "-1 4XyZ12AB"] {
+            assert_eq!(uid(bad, "4XyZ12AB"), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn names_come_from_passwd_or_the_uid() {
+        assert_eq!(name_of(0), "root");
+        assert_eq!(name_of(4_000_000_123), "uid4000000123");
+    }
+}

@@ -670,6 +670,10 @@ db_grants() {
       fi
       ;;
   esac
+  # Website mail: `status local:web12` names the sites of a system user (ISPConfig's table).
+  if [ "$($mysql_cmd -N -B -e "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '$database' AND TABLE_NAME = 'web_domain'")" = 1 ]; then
+    echo "GRANT SELECT (domain, system_user) ON \`$database\`.web_domain $to;"
+  fi
 }
 
 cmd_db_user() {

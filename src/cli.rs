@@ -193,6 +193,15 @@ pub enum Command {
         config: Option<PathBuf>,
         user: String,
     },
+    /// Release the website mail of local:NAME that this server put on hold (postsuper -H on the
+    /// queue IDs it recorded that are still held; mail held for other reasons stays held); exit 1
+    /// when there is none.
+    Release {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// local:NAME, e.g. local:web12
+        user: String,
+    },
     /// What enforcing would change now: the caps, today's would-be refusals of the log-only
     /// trial by sender, and who is over a cap already (install.sh enforce prints it first).
     Trial {

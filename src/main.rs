@@ -31,6 +31,7 @@ fn main() -> ExitCode {
         | Command::Raise { config, .. }
         | Command::Lock { config, .. }
         | Command::Unlock { config, .. }
+        | Command::Release { config, .. }
         | Command::Locks { config, .. }
         | Command::Trial { config }
         | Command::Record { config, .. }
@@ -152,6 +153,9 @@ fn main() -> ExitCode {
         }
         (Command::Unlock { user, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::unlock(&config, &user)))
+        }
+        (Command::Release { user, .. }, Some((_, config))) => {
+            finish(runtime.block_on(admin::release(&config, &user)))
         }
         (Command::Trial { .. }, Some((_, config))) => finish(runtime.block_on(admin::trial(&config))),
         (Command::Replay { input, decisions, json, mode, file, .. }, Some((_, config))) => {

@@ -18,10 +18,14 @@ use crate::window::{Rate, Unit, Window};
 mod audit;
 mod health;
 mod locks;
+mod release;
 mod status;
+mod status_local;
 mod trial;
+mod websites;
 pub use health::health;
 pub use locks::{lock, locks, unlock};
+pub use release::release;
 pub use status::status;
 pub use trial::trial;
 

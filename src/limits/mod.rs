@@ -13,6 +13,7 @@ pub mod refresher;
 mod resolve;
 pub mod saved;
 mod sql;
+pub mod websites;
 
 use std::fmt;
 use std::sync::Arc;

@@ -7,6 +7,7 @@
 pub mod admin;
 mod breaker;
 pub mod budget;
+mod held;
 mod history;
 pub mod keys;
 pub mod memory;

@@ -34,6 +34,11 @@ pub async fn release(config: &Config, user: &str) -> Result<String, AdminError> 
         recorded.iter().cloned().partition(|id| in_hold.contains(id));
     if !release.is_empty() {
         postsuper_release(&release)?;
+        // postsuper -H moves them to the deferred queue: deliver them now, not at the next
+        // queue run (postqueue -f would flush everyone's deferred mail).
+        for id in &release {
+            let _ = Command::new("postqueue").args(["-i", id]).stdin(Stdio::null()).output();
+        }
     }
     // Released, or no longer held (delivered after an earlier release, or deleted).
     store.forget_held(server, name, &recorded).await?;

@@ -186,6 +186,76 @@ impl MailServer {
         );
     }
 
+    /// Website mail: the milter at `private/email-ratelimit-milter` in `non_smtpd_milters`
+    /// (with the per-milter settings of DESIGN, after `existing`), and pickup's own cleanup
+    /// service with `header_checks` = `tables` (the shipped `postfix/pickup_header_checks`
+    /// first), as postfix/README.md and install.sh set them up.
+    pub fn hook_milter(&self, existing: &str, tables: &[&Path]) {
+        self.postconf(&["-M", "email-ratelimit-cleanup/unix=email-ratelimit-cleanup unix n - n - 0 cleanup"]);
+        self.set_pickup_checks(tables);
+        self.postconf(&["-P", "pickup/unix/cleanup_service_name=email-ratelimit-cleanup"]);
+        let ours = "{ unix:private/email-ratelimit-milter, default_action=accept, connect_timeout=1s, command_timeout=2s, content_timeout=2s }";
+        let milters = if existing.is_empty() { ours.to_owned() } else { format!("{existing}, {ours}") };
+        self.postconf(&[&format!("non_smtpd_milters={milters}")]);
+        self.postfix(&["reload"]);
+    }
+
+    /// The `header_checks` of pickup's own cleanup service (takes effect at the next reload).
+    pub fn set_pickup_checks(&self, tables: &[&Path]) {
+        let list: Vec<String> = tables.iter().map(|t| format!("regexp:{}", t.display())).collect();
+        self.postconf(&["-P", &format!("email-ratelimit-cleanup/unix/header_checks={}", list.join(","))]);
+    }
+
+    /// Submits a message through this instance's real `sendmail`, run as the Unix user `uid`
+    /// (a name or a number) with group `gid` (no_new_privs, group postdrop, as a web server's PHP
+    /// would); `from` is `-f`. Returns whether sendmail accepted it.
+    pub fn sendmail_as(
+        &self,
+        uid: &str,
+        gid: &str,
+        from: Option<&str>,
+        to: &[String],
+        subject: &str,
+    ) -> bool {
+        let mut cmd = Command::new("setpriv");
+        cmd.args([
+            "--no-new-privs",
+            &format!("--reuid={uid}"),
+            &format!("--regid={gid}"),
+            "--groups=postdrop",
+        ])
+        .arg("/usr/sbin/sendmail")
+        .arg("-i");
+        if let Some(from) = from {
+            cmd.args(["-f", from]);
+        }
+        let mut child = cmd
+            .arg("--")
+            .args(to)
+            .env("MAIL_CONFIG", self.config_dir())
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run sendmail");
+        {
+            use std::io::Write;
+            let mut input = child.stdin.take().expect("stdin");
+            write!(input, "Subject: {subject}\nTo: {}\n\nsent as {uid}\n", to.join(", ")).expect("write");
+        }
+        child.wait().expect("sendmail").success()
+    }
+
+    /// The queue IDs in the hold queue.
+    pub fn held(&self) -> Vec<String> {
+        let out =
+            Command::new("postqueue").arg("-c").arg(self.config_dir()).arg("-j").output().expect("postqueue");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|m| m["queue_name"] == "hold")
+            .filter_map(|m| m["queue_id"].as_str().map(str::to_owned))
+            .collect()
+    }
+
     /// Sends one message with swaks. `login` authenticates (submission port) when set.
     pub fn send(&self, port: u16, login: Option<&str>, from: &str, to: &[String]) -> Sent {
         self.send_via(port, login, from, to, None)

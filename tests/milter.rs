@@ -1,0 +1,152 @@
+//! Issue 24: the milter at the protocol level (the Sendmail milter protocol, as Postfix's cleanup
+//! speaks it for `non_smtpd_milters`): a connection cut mid-message costs nothing and counts
+//! nothing; the next message is decided, its marker header removed, and over the cap it is
+//! quarantined; a marker with another message's queue ID is not believed.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::{Daemon, free_port};
+
+/// The milter protocol's flags (libmilter's mfdef.h).
+const NO_REPLY_HEADER: u32 = 0x80;
+
+/// A raw milter connection, as Postfix's cleanup opens one per message.
+struct Mta {
+    s: TcpStream,
+    protocol: u32,
+}
+
+impl Mta {
+    fn connect(port: u16) -> Self {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the milter");
+        s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+        let mut m = Self { s, protocol: 0 };
+        // Version 6, every action, every protocol step and no-reply flag Postfix 3.7 offers.
+        let mut data = Vec::new();
+        for v in [6u32, 0x1ff, 0x1f_ffff] {
+            data.extend_from_slice(&v.to_be_bytes());
+        }
+        m.send(b'O', &data);
+        let (cmd, reply) = m.read();
+        assert_eq!(cmd, b'O', "option negotiation");
+        m.protocol = u32::from_be_bytes(reply[8..12].try_into().expect("protocol mask"));
+        m
+    }
+
+    fn send(&mut self, cmd: u8, data: &[u8]) {
+        let len = u32::try_from(data.len() + 1).expect("length");
+        let mut packet = len.to_be_bytes().to_vec();
+        packet.push(cmd);
+        packet.extend_from_slice(data);
+        self.s.write_all(&packet).expect("write");
+    }
+
+    fn read(&mut self) -> (u8, Vec<u8>) {
+        let mut len = [0u8; 4];
+        self.s.read_exact(&mut len).expect("reply length");
+        let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
+        self.s.read_exact(&mut body).expect("reply");
+        (body[0], body[1..].to_vec())
+    }
+
+    /// Macros for the next command `for_cmd`.
+    fn macros(&mut self, for_cmd: u8, pairs: &[(&str, &str)]) {
+        let mut data = vec![for_cmd];
+        for (k, v) in pairs {
+            data.extend_from_slice(k.as_bytes());
+            data.push(0);
+            data.extend_from_slice(v.as_bytes());
+            data.push(0);
+        }
+        self.send(b'D', &data);
+    }
+
+    /// A command whose reply is `c` (continue).
+    fn step(&mut self, cmd: u8, args: &[&str]) {
+        self.send(cmd, &zeroed(args));
+        assert_eq!(self.read().0, b'c', "continue after {}", cmd as char);
+    }
+
+    fn header(&mut self, name: &str, value: &str) {
+        self.send(b'L', &zeroed(&[name, value]));
+        if self.protocol & NO_REPLY_HEADER == 0 {
+            assert_eq!(self.read().0, b'c');
+        }
+    }
+
+    /// One message up to its headers: sender, recipients, a marker header.
+    fn message(&mut self, queue_id: &str, rcpts: usize, marker: &str) {
+        self.macros(b'M', &[("i", queue_id), ("{mail_addr}", "www-data@mail.local.test")]);
+        self.step(b'M', &["<www-data@mail.local.test>"]);
+        for i in 0..rcpts {
+            self.step(b'R', &[&format!("<r{i}@remote.test>")]);
+        }
+        self.header("X-Email-Ratelimit-Uid", marker);
+        self.header("Subject", "contact form");
+    }
+
+    /// The end of the message: the modification requests, until the final accept.
+    fn end(&mut self, queue_id: &str) -> Vec<(u8, Vec<u8>)> {
+        self.macros(b'E', &[("i", queue_id)]);
+        self.send(b'E', b"");
+        let mut replies = Vec::new();
+        loop {
+            let (cmd, data) = self.read();
+            replies.push((cmd, data));
+            if matches!(cmd, b'a' | b'c' | b't' | b'r') {
+                return replies;
+            }
+        }
+    }
+}
+
+fn zeroed(args: &[&str]) -> Vec<u8> {
+    args.iter().flat_map(|a| a.bytes().chain([0])).collect()
+}
+
+#[test]
+fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
+    let port = free_port();
+    let daemon = Daemon::start(&format!(
+        "store = \"memory\"\nserver_name = \"mx1\"\n[milter]\nlisten = \"127.0.0.1:{port}\"\n\
+         [limits.local]\ndaily = 3\n"
+    ));
+    daemon.wait_log(&format!("milter on inet:127.0.0.1:{port}"), 1);
+
+    // Cut after the headers, before the end of the message: nothing is decided or counted.
+    let mut cut = Mta::connect(port);
+    cut.message("CUT1", 3, "33 CUT1");
+    drop(cut);
+
+    let mut mta = Mta::connect(port);
+    mta.message("Q2", 2, "33 Q2");
+    let replies = mta.end("Q2");
+    assert_eq!(replies.last().map(|r| r.0), Some(b'a'), "accepted: {replies:?}");
+    assert!(
+        replies.iter().any(|(c, d)| *c == b'm' && d.windows(21).any(|w| w == b"X-Email-Ratelimit-Uid")),
+        "the marker header is removed: {replies:?}"
+    );
+    assert!(!replies.iter().any(|(c, _)| *c == b'q'), "{replies:?}");
+    daemon.wait_log("erl ok user=local:www-data@mx1 rcpt=2 mailbox=2/3 client=127.0.0.1 queue_id=Q2", 1);
+    assert!(!daemon.log().contains("CUT1"), "the cut message was never decided:\n{}", daemon.log());
+
+    // Over the cap (2 + 2 > 3): quarantined, then accepted into the hold queue.
+    let mut mta = Mta::connect(port);
+    mta.message("Q3", 2, "33 Q3");
+    let replies = mta.end("Q3");
+    let quarantine = replies.iter().find(|(c, _)| *c == b'q').expect("a quarantine request");
+    let reason = String::from_utf8_lossy(&quarantine.1).into_owned();
+    assert!(reason.contains("local:www-data@mx1: Your daily limit of 3 messages reached"), "{reason}");
+    assert_eq!(replies.last().map(|r| r.0), Some(b'a'));
+    daemon.wait_log("erl HOLD user=local:www-data@mx1 rcpt=2 mailbox=2/3", 1);
+
+    // A marker naming another message (copied or forged) is not believed.
+    let mut mta = Mta::connect(port);
+    mta.message("Q4", 1, "0 Q2");
+    assert_eq!(mta.end("Q4").last().map(|r| r.0), Some(b'a'));
+    daemon.wait_log("erl ok user=local:unknown@mx1 rcpt=1 mailbox=1/3 client=127.0.0.1 queue_id=Q4", 1);
+}

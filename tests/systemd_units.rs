@@ -26,7 +26,7 @@ fn units_pass_systemd_analyze_verify() {
     // verify insists that ExecStart= exists: point it at the binary under test.
     let dir = tempfile::tempdir().expect("tempdir");
     let mut files = Vec::new();
-    for name in ["email-ratelimit.socket", "email-ratelimit.service"] {
+    for name in ["email-ratelimit.socket", "email-ratelimit-milter.socket", "email-ratelimit.service"] {
         let path = dir.path().join(name);
         std::fs::write(&path, unit(name).replace("/usr/bin/email-ratelimit", BIN)).expect("write");
         files.push(path);
@@ -115,6 +115,8 @@ fn units_say_what_the_contract_asks() {
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
         "Requires=email-ratelimit.socket",
+        // Issue 24: the milter's socket is handed over by name, with the policy one.
+        "Sockets=email-ratelimit.socket email-ratelimit-milter.socket\n",
         // Issue 21 item 7: in mail.log next to Postfix's lines; journald drops no decision line.
         "SyslogFacility=mail\n",
         "SyslogIdentifier=email-ratelimit\n",
@@ -131,6 +133,17 @@ fn units_say_what_the_contract_asks() {
         "SocketMode=0660",
     ] {
         assert!(socket.contains(directive), "socket lacks {directive:?}");
+    }
+    let milter = unit("email-ratelimit-milter.socket");
+    for directive in [
+        "ListenStream=/var/spool/postfix/private/email-ratelimit-milter\n",
+        "FileDescriptorName=milter\n",
+        "Service=email-ratelimit.service\n",
+        "SocketUser=postfix",
+        "SocketGroup=postfix",
+        "SocketMode=0660",
+    ] {
+        assert!(milter.contains(directive), "milter socket lacks {directive:?}");
     }
 }
 

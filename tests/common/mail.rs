@@ -194,9 +194,17 @@ impl MailServer {
         self.postconf(&["-M", "email-ratelimit-cleanup/unix=email-ratelimit-cleanup unix n - n - 0 cleanup"]);
         self.set_pickup_checks(tables);
         self.postconf(&["-P", "pickup/unix/cleanup_service_name=email-ratelimit-cleanup"]);
-        let ours = "{ unix:private/email-ratelimit-milter, default_action=accept, connect_timeout=1s, command_timeout=2s, content_timeout=2s }";
-        let milters = if existing.is_empty() { ours.to_owned() } else { format!("{existing}, {ours}") };
-        self.postconf(&[&format!("non_smtpd_milters={milters}")]);
+        let fragment =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/milter.cf.fragment"))
+                .expect("the shipped milter fragment");
+        let ours =
+            fragment.lines().find(|l| l.starts_with("email_ratelimit_milter = ")).expect("the milter line");
+        let milters = if existing.is_empty() {
+            "$email_ratelimit_milter".to_owned()
+        } else {
+            format!("{existing}, $email_ratelimit_milter")
+        };
+        self.postconf(&[&ours.replacen(" = ", "=", 1), &format!("non_smtpd_milters={milters}")]);
         self.postfix(&["reload"]);
     }
 

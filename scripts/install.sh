@@ -8,8 +8,8 @@
 #                          enforce_from = the next local date instead: log-only until then,
 #                          enforced from then on without another reload
 #   install.sh log-only    switch back to mode = "log-only" and reload the daemon
-#   install.sh hook        only the Postfix hook, as install sets it (for the Debian package, which
-#                          ships this script as /usr/share/email-ratelimit/install.sh)
+#   install.sh hook        only the Postfix hooks, as install sets them (for the Debian package,
+#                          which ships this script as /usr/share/email-ratelimit/install.sh)
 #   install.sh disable     remove the Postfix hook; keep every file
 #   install.sh uninstall   remove the hook and the installed files (database tables, the
 #                          database account and Redis counters are left alone)
@@ -26,6 +26,7 @@
 #                          drop-in with its ListenStream
 #   --binary PATH          the binary to install (default: target/release/email-ratelimit)
 #   --no-systemd           never call systemctl (no systemd here, or a --root install)
+#   --no-milter            install, hook: leave website mail (non_smtpd_milters, pickup) alone
 #   --mysql "CMD"          db-user: how to run SQL as a MariaDB admin (default: mariadb)
 #   --database NAME        db-user: ISPConfig's database (default: dbispconfig)
 #   --db-socket PATH       db-user: MariaDB's socket (default: /run/mysqld/mysqld.sock)
@@ -40,7 +41,10 @@
 # another restriction refuses is never counted); master.cf services that override that list get
 # the hook in their override too, and a per-service setup (postfix/master.cf.fragment) is kept
 # as it is. Then every smtpd service's effective list is checked (postconf -x, -P) before
-# success is reported. disable restores the previous values.
+# success is reported. Website mail: $email_ratelimit_milter is appended to non_smtpd_milters
+# (OpenDKIM and the like stay), and pickup gets a cleanup service of its own whose header_checks
+# tell the milter who sent a message (postfix/milter.cf.fragment).
+# disable restores the previous values.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -50,6 +54,7 @@ root=""
 pfdir=""
 binary=""
 use_systemd=1
+with_milter=1
 mysql_cmd="mariadb"
 database="dbispconfig"
 db_socket="/run/mysqld/mysqld.sock"
@@ -71,6 +76,7 @@ while [ $# -gt 0 ]; do
     --at-midnight) at_midnight=1; shift ;;
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
     --no-systemd) use_systemd=0; again="$again --no-systemd"; shift ;;
+    --no-milter) with_milter=0; shift ;;
     --mysql) mysql_cmd="${2:?--mysql needs a command}"; shift 2 ;;
     --database) database="${2:?--database needs a name}"; shift 2 ;;
     --db-socket) db_socket="${2:?--db-socket needs a path}"; shift 2 ;;
@@ -224,8 +230,8 @@ state_file="$backup_dir/postfix.state"
 # Records a value as it was before install touched it, once (a second install keeps the first).
 remember() {
   mkdir -p "$backup_dir"
-  if [ "$1" = main ]; then
-    awk -F'\t' '$1 == "main" { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
+  if [ "$1" = main ] || [ "$1" = milter ]; then
+    awk -F'\t' -v k="$1" '$1 == k { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
   else
     awk -F'\t' -v a="$2" '$1 == "svc" && $2 == a { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
   fi
@@ -368,6 +374,129 @@ unhook_postfix() {
   reload_postfix
 }
 
+# Website mail (postfix/milter.cf.fragment): the milter in non_smtpd_milters, as the named
+# parameter $email_ratelimit_milter appended to whatever is there (OpenDKIM stays), and pickup's
+# own cleanup service whose header_checks shows the milter the submitting uid.
+milter_param="email_ratelimit_milter"
+milter_ref='$email_ratelimit_milter'
+pickup_cleanup="email-ratelimit-cleanup"
+milter_value() { sed -n "s/^$milter_param = //p" "$repo/postfix/milter.cf.fragment"; }
+checks_file() { echo "$(pc -h config_directory)/email-ratelimit_pickup_header_checks"; }
+
+# A milter list (commas or blanks between entries; an entry may be a `{ ... }` group). Modes:
+#   has     exit 0 when it names our milter
+#   remove  the list without our milter (", "-separated)
+milters() {
+  ML_MODE="$1" ML_VALUE="$2" ML_REF="$milter_ref" perl -e '
+    my ($mode, $v, $ref) = @ENV{qw(ML_MODE ML_VALUE ML_REF)};
+    my @t; my $i = 0; my $n = length $v;
+    while ($i < $n) {
+      my $c = substr($v, $i, 1);
+      if ($c =~ /[\s,]/) { $i++; next }
+      my $s = $i;
+      if ($c eq "{") {
+        my $depth = 0;
+        do { my $b = substr($v, $i++, 1); $depth++ if $b eq "{"; $depth-- if $b eq "}" } while ($i < $n && $depth > 0);
+      } else {
+        $i++ while $i < $n && substr($v, $i, 1) !~ /[\s,{]/;
+      }
+      push @t, substr($v, $s, $i - $s);
+    }
+    (my $bare = $ref) =~ s/^\$//;
+    my $ours = sub { my $x = shift; $x eq $ref || $x eq "\${$bare}" || $x eq "\$($bare)" || $x =~ /email-ratelimit-milter/ };
+    if ($mode eq "has") { exit((grep { $ours->($_) } @t) ? 0 : 1) }
+    print join(", ", grep { !$ours->($_) } @t);
+  '
+}
+
+# The pickup service's cleanup_service_name override ("" without one).
+pickup_cleanup_name() {
+  pc -P 2>/dev/null | awk 'index($0, "pickup/unix/cleanup_service_name =") == 1 { sub(/^[^=]*= */, ""); print }'
+}
+
+milter_hooked() { milters has "$(pc -nh non_smtpd_milters 2>/dev/null || true)"; }
+
+hook_milter() {
+  local current checks hc hc_commas chroot own changed=0 source
+  own="$(pickup_cleanup_name)"
+  if [ -n "$own" ] && [ "$own" != "$pickup_cleanup" ]; then
+    die "master.cf's pickup already uses its own cleanup service ($own): add email-ratelimit's pickup
+  header_checks there by hand (postfix/milter.cf.fragment), then run $0 hook again."
+  fi
+  hc="$(pc -nh header_checks 2>/dev/null || true)"
+  if ! hc_commas="$(restrictions commas "$hc")"; then
+    die "main.cf's header_checks holds a { } group, which postconf -P cannot copy to pickup's cleanup:
+    header_checks = $hc
+  Set up website mail by hand (postfix/milter.cf.fragment). The policy hook is in place."
+  fi
+  checks="$(checks_file)"
+  source="$repo/postfix/pickup_header_checks"
+  if ! cmp -s "$source" "$checks" 2>/dev/null; then
+    install -m 0644 "$source" "$checks"
+    say "installed $checks"
+  fi
+  if [ "$(pc -h "$milter_param" 2>/dev/null || true)" != "$(milter_value)" ]; then
+    backup_postfix; changed=1
+    pc -e "$milter_param = $(milter_value)"
+  fi
+  current="$(pc -nh non_smtpd_milters 2>/dev/null || true)"
+  if ! milters has "$current"; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    if pc -n non_smtpd_milters 2>/dev/null | grep -q .; then remember milter set "$current"; else remember milter unset; fi
+    pc -e "non_smtpd_milters = ${current:+$current, }$milter_ref"
+    say "hooked the milter: non_smtpd_milters = $(pc -nh non_smtpd_milters)"
+  fi
+  chroot="$(pc -M cleanup/unix 2>/dev/null | awk '{ print $5 }')"
+  if ! pc -M "$pickup_cleanup/unix" 2>/dev/null | grep -q .; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    pc -M "$pickup_cleanup/unix=$pickup_cleanup unix n - ${chroot:-n} - 0 cleanup"
+  fi
+  if [ "$(pc -P 2>/dev/null | awk -v k="$pickup_cleanup/unix/header_checks =" 'index($0, k) == 1 { sub(/^[^=]*= */, ""); print }')" != "regexp:$checks${hc_commas:+,$hc_commas}" ]; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    pc -P "$pickup_cleanup/unix/header_checks=regexp:$checks${hc_commas:+,$hc_commas}"
+  fi
+  if [ -z "$own" ]; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    pc -P "pickup/unix/cleanup_service_name=$pickup_cleanup"
+    say "pickup's own cleanup ($pickup_cleanup) shows the milter who sent website mail (header_checks = regexp:$checks${hc_commas:+,$hc_commas})"
+  fi
+  [ "$changed" = 1 ] || say "milter hook already in place"
+  # Verify what Postfix runs with, $parameters expanded.
+  pc -xh non_smtpd_milters | grep -q 'unix:private/email-ratelimit-milter' \
+    || die "non_smtpd_milters does not reach the milter: $(pc -xh non_smtpd_milters)"
+  [ "$(pickup_cleanup_name)" = "$pickup_cleanup" ] || die "pickup does not use $pickup_cleanup"
+  say "verified: website mail passes the milter (non_smtpd_milters, pickup -> $pickup_cleanup)"
+  [ "$changed" = 0 ] || reload_postfix
+}
+
+unhook_milter() {
+  local kind a b saved="" saved_kind="" rest
+  if ! milter_hooked && [ -z "$(pickup_cleanup_name)" ] && ! pc -n "$milter_param" 2>/dev/null | grep -q .; then
+    say "milter hook not present; nothing to change"
+    return
+  fi
+  backup_postfix
+  if [ -f "$state_file" ]; then
+    while IFS=$'\t' read -r kind a b; do
+      [ "$kind" = milter ] && { saved_kind="$a"; saved="$b"; }
+    done < "$state_file"
+  fi
+  rest="$(milters remove "$(pc -nh non_smtpd_milters 2>/dev/null || true)")"
+  if [ "$saved_kind" = set ] && [ "$(printf '%s' "$rest" | tr -d ' ,')" = "$(milters remove "$saved" | tr -d ' ,')" ]; then
+    pc -e "non_smtpd_milters = $saved"
+  elif [ -z "$rest" ] && [ "$saved_kind" != set ]; then
+    pc -X non_smtpd_milters
+  else
+    pc -e "non_smtpd_milters = $rest"
+  fi
+  pc -X "$milter_param"
+  [ "$(pickup_cleanup_name)" != "$pickup_cleanup" ] || pc -PX "pickup/unix/cleanup_service_name"
+  pc -MX "$pickup_cleanup/unix" 2>/dev/null || true
+  rm -f "$(checks_file)"
+  say "removed the milter hook; non_smtpd_milters is back to: $(pc -nh non_smtpd_milters 2>/dev/null || echo '(default)')"
+  reload_postfix
+}
+
 find_binary() {
   if [ -n "$binary" ]; then :
   elif [ -x "$repo/target/release/email-ratelimit" ]; then binary="$repo/target/release/email-ratelimit"
@@ -461,6 +590,7 @@ write_config() {
         -e "s|^socket = .*|socket = \"$socket\"|" \
         -e 's|^# socket_group = "postfix".*|socket_group = "postfix"|' \
         -e "s|^admin = \[\]|$try|" \
+        -e "/^\[milter\]/,/^\[/ s|^listen = \"\".*|listen = \"$(dirname "$socket")/email-ratelimit-milter\"|" \
         "$repo/config/example.toml" > "$config"
     admin="$try"
     # A host name that makes no plain address (no dot, say): no admin address, set it yourself.
@@ -480,15 +610,23 @@ write_config() {
 write_socket_dropin() {
   local socket dropin="$unit_dir/email-ratelimit.socket.d"
   socket="$(policy_socket)"
+  local milter_dropin="$unit_dir/email-ratelimit-milter.socket.d"
   if [ "$socket" = /var/spool/postfix/private/email-ratelimit ]; then
-    if [ -d "$dropin" ]; then rm -rf "$dropin"; say "removed the socket drop-in $dropin"; fi
+    for dropin in "$dropin" "$milter_dropin"; do
+      if [ -d "$dropin" ]; then rm -rf "$dropin"; say "removed the socket drop-in $dropin"; fi
+    done
     return
   fi
-  mkdir -p "$dropin"
-  printf '# Written by install.sh: this Postfix instance looks for the policy socket here.\n[Socket]\nListenStream=\nListenStream=%s\n' \
-    "$socket" > "$dropin/listen.conf.new"
-  if cmp -s "$dropin/listen.conf.new" "$dropin/listen.conf"; then rm -f "$dropin/listen.conf.new"; else mv -f "$dropin/listen.conf.new" "$dropin/listen.conf"; fi
-  say "socket unit drop-in: ListenStream=$socket ($dropin/listen.conf)"
+  local path
+  for dropin in "$dropin" "$milter_dropin"; do
+    path="$socket"
+    [ "$dropin" = "$milter_dropin" ] && path="$(dirname "$socket")/email-ratelimit-milter"
+    mkdir -p "$dropin"
+    printf '# Written by install.sh: this Postfix instance looks for the socket here.\n[Socket]\nListenStream=\nListenStream=%s\n' \
+      "$path" > "$dropin/listen.conf.new"
+    if cmp -s "$dropin/listen.conf.new" "$dropin/listen.conf"; then rm -f "$dropin/listen.conf.new"; else mv -f "$dropin/listen.conf.new" "$dropin/listen.conf"; fi
+    say "socket unit drop-in: ListenStream=$path ($dropin/listen.conf)"
+  done
 }
 
 cmd_install() {
@@ -520,7 +658,7 @@ cmd_install() {
     chmod 0750 "$state_dir"
   fi
   mkdir -p "$unit_dir"
-  for unit in email-ratelimit.socket email-ratelimit.service; do
+  for unit in email-ratelimit.socket email-ratelimit-milter.socket email-ratelimit.service; do
     sed "s|/usr/bin/email-ratelimit|/usr/local/bin/email-ratelimit|g" "$repo/systemd/$unit" > "$unit_dir/$unit.new"
     if cmp -s "$unit_dir/$unit.new" "$unit_dir/$unit" 2>/dev/null; then rm -f "$unit_dir/$unit.new"; else mv -f "$unit_dir/$unit.new" "$unit_dir/$unit"; fi
   done
@@ -550,6 +688,7 @@ cmd_install() {
   fi
   if [ "$touch_postfix" = 1 ]; then
     hook_postfix
+    [ "$with_milter" = 0 ] || hook_milter
   else
     say "staging under --root $root: Postfix not touched (pass --postfix-config DIR to hook an instance)"
   fi
@@ -563,6 +702,7 @@ cmd_hook() {
   [ "$touch_postfix" = 1 ] || die "hook under --root needs --postfix-config DIR (the instance to hook)"
   echo "Hooking email-ratelimit into Postfix (the daemon decides by its mode: see $config)"
   hook_postfix
+  [ "$with_milter" = 0 ] || hook_milter
   echo "Next: watch the decisions with   journalctl -u email-ratelimit -f | grep erl"
   echo "      undo with:                 $0$again disable"
 }
@@ -571,6 +711,7 @@ cmd_disable() {
   echo "Disabling email-ratelimit in Postfix (files stay; mail flows unlimited)"
   [ "$touch_postfix" = 1 ] || die "--root without --postfix-config: which Postfix? nothing to disable"
   command -v postconf >/dev/null || die "postconf not found"
+  unhook_milter
   unhook_postfix
   echo "Next: check that Postfix no longer asks:   postconf smtpd_end_of_data_restrictions"
   echo "      turn it back on with:                $0$again hook"
@@ -579,20 +720,23 @@ cmd_disable() {
 cmd_uninstall() {
   echo "Uninstalling email-ratelimit (database tables, the database account and Redis counters are left alone)"
   local removed=0 f socket stamp
-  if [ "$touch_postfix" = 1 ] && command -v postconf >/dev/null; then unhook_postfix; fi
+  if [ "$touch_postfix" = 1 ] && command -v postconf >/dev/null; then unhook_milter; unhook_postfix; fi
   if have_systemd; then
-    systemctl disable --now email-ratelimit.service email-ratelimit.socket 2>/dev/null || true
+    systemctl disable --now email-ratelimit.service email-ratelimit.socket email-ratelimit-milter.socket 2>/dev/null || true
   fi
   # The socket unit keeps its file across restarts (RemoveOnStop=no): gone with the unit.
   socket="$(policy_socket)"
   [ "$touch_postfix" = 1 ] || socket="$root$socket"
   if [ -S "$socket" ]; then rm -f "$socket"; say "removed the policy socket $socket"; removed=1; fi
-  for f in "$bin_path" "$unit_dir/email-ratelimit.socket" "$unit_dir/email-ratelimit.service"; do
+  if [ -S "$(dirname "$socket")/email-ratelimit-milter" ]; then
+    rm -f "$(dirname "$socket")/email-ratelimit-milter"; say "removed the milter socket"; removed=1
+  fi
+  for f in "$bin_path" "$unit_dir/email-ratelimit.socket" "$unit_dir/email-ratelimit-milter.socket" "$unit_dir/email-ratelimit.service"; do
     if [ -e "$f" ]; then rm -f "$f"; say "removed $f"; removed=1; fi
   done
-  if [ -d "$unit_dir/email-ratelimit.socket.d" ]; then
-    rm -rf "$unit_dir/email-ratelimit.socket.d"; say "removed $unit_dir/email-ratelimit.socket.d"; removed=1
-  fi
+  for f in "$unit_dir/email-ratelimit.socket.d" "$unit_dir/email-ratelimit-milter.socket.d"; do
+    if [ -d "$f" ]; then rm -rf "$f"; say "removed $f"; removed=1; fi
+  done
   for f in "$man_dir"/man1/email-ratelimit*.1 "$man_dir"/man8/email-ratelimit*.8 "$man_dir"/man5/email-ratelimit*.5; do
     if [ -e "$f" ]; then rm -f "$f"; removed=1; fi
   done
@@ -635,6 +779,11 @@ cmd_status() {
     fi
   else
     say "Postfix: not hooked"
+  fi
+  if [ "$touch_postfix" = 1 ] && command -v postconf >/dev/null && milter_hooked; then
+    say "website mail: hooked (non_smtpd_milters = $(pc -nh non_smtpd_milters); pickup -> $(pickup_cleanup_name))"
+  else
+    say "website mail: not hooked"
   fi
   if have_systemd; then
     say "service: $(systemctl is-active email-ratelimit.service || true), socket: $(systemctl is-active email-ratelimit.socket || true)"

@@ -149,7 +149,11 @@ pub async fn serve(
     raise_fd_limit(config.listen.max_connections);
     let bound = server::bind(&config.listen, &[milter::FD_NAME])?;
     let (listeners, activated) = (bound.listeners, bound.activated);
-    let website = milter_listener(&config, bound.named)?;
+    // The milter is secondary: a socket it cannot bind is logged, and the policy socket serves.
+    let website = milter_listener(&config, bound.named).unwrap_or_else(|e| {
+        tracing::error!("milter not started: {e}; website mail passes unchecked (default_action=accept)");
+        None
+    });
     let handed: Vec<PathBuf> = listeners.iter().filter_map(server::Listener::unix_path).collect();
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;

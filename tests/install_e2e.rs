@@ -112,6 +112,14 @@ fn install_enforce_disable_uninstall_round_trip() {
         "-e",
         &format!("smtpd_end_of_data_restrictions = check_client_access texthash:{}", empty_map.display()),
     ]);
+    // Issue 24: an OpenDKIM-style milter for local mail, and the admin's own header_checks.
+    let checks = mail.config_dir().join("header_checks");
+    std::fs::write(&checks, "/^X-Spam-Flag: YES/ HOLD\n").expect("header_checks");
+    mail.postconf(&[
+        "-e",
+        "non_smtpd_milters = { inet:127.0.0.1:8891, default_action=accept }",
+        &format!("header_checks = regexp:{}", checks.display()),
+    ]);
     let before = (mail.postconf(&["-n"]), mail.postconf(&["-M"]));
     let root = tempfile::tempdir().expect("tempdir");
     let r = root.path();
@@ -127,6 +135,25 @@ fn install_enforce_disable_uninstall_round_trip() {
         hooked.trim(),
         format!("check_client_access texthash:{}, $email_ratelimit_policy", empty_map.display())
     );
+    // Website mail: our milter after the admin's, pickup's own cleanup with our header_checks
+    // first and the admin's after them.
+    assert_eq!(
+        mail.postconf(&["-nh", "non_smtpd_milters"]).trim(),
+        "{ inet:127.0.0.1:8891, default_action=accept }, $email_ratelimit_milter"
+    );
+    let ours = mail.config_dir().join("email-ratelimit_pickup_header_checks");
+    assert!(ours.is_file(), "the pickup header_checks installed");
+    let services = mail.postconf(&["-P"]);
+    assert!(services.contains("pickup/unix/cleanup_service_name = email-ratelimit-cleanup"), "{services}");
+    assert!(
+        services.contains(&format!(
+            "email-ratelimit-cleanup/unix/header_checks = regexp:{},regexp:{}",
+            ours.display(),
+            checks.display()
+        )),
+        "{services}"
+    );
+    assert!(said.contains("verified: website mail passes the milter"), "{said}");
     let fragment = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/main.cf.fragment"))
         .expect("fragment");
     let policy = mail.postconf(&["-h", "email_ratelimit_policy"]);
@@ -140,6 +167,8 @@ fn install_enforce_disable_uninstall_round_trip() {
         written.contains("mode = \"log-only\"") && written.contains("known_networks = true"),
         "{written}"
     );
+    let milter = mail.queue_dir().join("private/email-ratelimit-milter");
+    assert!(written.contains(&format!("listen = {:?}", milter.display().to_string())), "{written}");
     std::fs::write(&config, std::fs::read_to_string(&config).expect("config") + "# edited by the admin\n")
         .expect("edit");
     let after_first = (files_under(r), mail.postconf(&["-n"]));
@@ -298,6 +327,8 @@ fn install_enforce_disable_uninstall_round_trip() {
     // disable, twice: Postfix exactly as before; mail flows without asking the daemon.
     install(r, &mail, &["disable"]);
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before, "disable restores Postfix");
+    assert!(!mail.postconf(&["-P"]).contains("email-ratelimit"), "no pickup override left");
+    assert!(!mail.config_dir().join("email-ratelimit_pickup_header_checks").exists());
     install(r, &mail, &["disable"]);
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before);
     // Issue 21 item 15: `hook` sets only the hook (what the Debian package runs); disable undoes it.

@@ -99,6 +99,7 @@ fn the_config_page_names_every_key() {
             "oversize_domain",
             "oversize_server",
             "per_message",
+            "name",
         ]
         .map(str::to_owned),
     );

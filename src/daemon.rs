@@ -129,7 +129,10 @@ pub async fn serve(
     // Notifications are delivered by their own task; decisions only queue events.
     let events = match config.notify.enabled() {
         true => Some(
-            Notifier::new(config.notify.clone()).with_budget(mail_budget(&config)?, config.timezone).spawn(),
+            Notifier::new(config.notify.clone())
+                .with_budget(mail_budget(&config)?, config.timezone)
+                .with_websites(config.database.clone())
+                .spawn(),
         ),
         false => None,
     };

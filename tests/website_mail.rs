@@ -55,6 +55,8 @@ fn website_mail_is_counted_per_user_held_over_its_cap_and_released() {
     let text = mail.delivered_texts(&rcpt(1)).concat();
     assert!(text.contains("(Postfix, from userid 33)"), "{text}");
     assert!(!text.contains("X-Email-Ratelimit-Uid"), "the marker is removed before delivery:\n{text}");
+    let (ok, top) = daemon.admin(&["top"]);
+    assert!(ok && top.contains("local:www-data@mx1  cap 3/1d"), "{top}");
 
     eprintln!("2. over its cap: held, nothing delivered, the queue ID recorded, counted nothing");
     assert!(mail.sendmail_as("www-data", "www-data", None, &[rcpt(4), rcpt(5)], "spam"));

@@ -382,11 +382,17 @@ pub async fn top(
     let limits = limits(config).await;
     let mut out = String::new();
     for (who, sent) in rows {
-        let cap = if let Some(domain) = who.strip_prefix('@') {
-            limits.domain_caps(domain).first().map(|(w, u, c)| match c {
+        let first = |caps: &[crate::limits::Listed]| {
+            caps.first().map(|(w, u, c)| match c {
                 Cap::Enforced(limit) => Rate { limit: *limit, window: *w, unit: *u }.to_string(),
                 Cap::Unknown => format!("unknown/{w}"),
             })
+        };
+        let cap = if let Some(domain) = who.strip_prefix('@') {
+            first(limits.domain_caps(domain))
+        } else if let Some(rest) = who.strip_prefix(sender::LOCAL_PREFIX) {
+            // Website mail (local:web12@mx1): its [limits.local] caps.
+            first(&limits.local_caps(rest.rsplit_once('@').map_or(rest, |(n, _)| n)).caps)
         } else {
             sender::normalize(&who).ok().and_then(|m| limits.mailbox_cap(&m)).map(|c| format!("{c}/1d"))
         };

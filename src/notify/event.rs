@@ -45,6 +45,9 @@ pub struct Event {
     pub server: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// A hold: the ISPConfig websites that run as the local user (with `[database]`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sites: Option<Vec<String>>,
     /// The sender whose message caused it (for a domain or server cap: the first one refused).
     #[serde(skip)]
     pub sender: String,
@@ -70,6 +73,7 @@ impl Event {
             ip: None,
             server: server.to_owned(),
             reason: None,
+            sites: None,
             sender: sender.to_string(),
             tells_sender: false,
         }

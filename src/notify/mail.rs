@@ -49,6 +49,9 @@ pub fn for_admin(e: &Event, to: &[String]) -> Mail {
     if let Some(reason) = &e.reason {
         row("Reason", reason);
     }
+    if let Some(sites) = &e.sites {
+        row("Websites", &if sites.is_empty() { "none in ISPConfig".to_owned() } else { sites.join(", ") });
+    }
     if let Some(ip) = &e.ip {
         row("Client address", ip);
     }
@@ -225,6 +228,29 @@ mod tests {
         );
         assert_eq!(body, mail.body);
         assert_ne!(message(&mail, "a@b.example", 1), message(&mail, "a@b.example", 1), "Message-IDs differ");
+    }
+
+    /// Issue 24: website mail over its cap is a hold, with the site, the count and how to release.
+    #[test]
+    fn a_hold_names_the_user_its_sites_and_the_release_command() {
+        let web12 = crate::sender::Mailbox::local("web12", "mx1");
+        let mut e = Event::refusal(0, &web12, Scope::Local, Window::HOUR, 100, 100, "127.0.0.1", "mx1");
+        assert_eq!(e.event, Kind::Hold);
+        assert_eq!(serde_json::to_value(&e).expect("json")["event"], "hold");
+        e.sites = Some(vec!["shop.example.com".into(), "www.example.com".into()]);
+        let m = for_admin(&e, &["postmaster@mx1.example".to_owned()]);
+        assert_eq!(m.subject, "website mail of local:web12@mx1 held: its hourly limit of 100 reached");
+        for line in [
+            "Scope:          local",
+            "Limit:          100 per 1h",
+            "Count:          100 before this message",
+            "Websites:       shop.example.com, www.example.com",
+            "Release:  email-ratelimit release local:web12",
+            "Inspect:  email-ratelimit status local:web12",
+        ] {
+            assert!(m.body.contains(line), "{line:?} in:\n{}", m.body);
+        }
+        assert!(for_sender(&e).is_none(), "a local user has no address to tell");
     }
 
     #[test]

@@ -85,13 +85,42 @@ pub struct Notifier {
     log: Arc<OncePer>,
     /// Counts the day's mails per sender or domain (none: no cap, as for the admin commands).
     budget: Option<(MailBudget, Zone)>,
+    /// Where a hold event finds the websites of its local user (ISPConfig's `web_domain`).
+    websites: Option<crate::config::DatabaseSettings>,
 }
 
 impl Notifier {
     #[must_use]
     pub fn new(settings: NotifySettings) -> Self {
         let http = settings.webhook.as_ref().and_then(|_| send::client());
-        Self { settings, http, stats: Arc::default(), log: Arc::new(OncePer::new(LOG_EVERY)), budget: None }
+        Self {
+            settings,
+            http,
+            stats: Arc::default(),
+            log: Arc::new(OncePer::new(LOG_EVERY)),
+            budget: None,
+            websites: None,
+        }
+    }
+
+    /// Names the websites of a held local user, read from this database when the event is sent.
+    #[must_use]
+    pub fn with_websites(mut self, database: Option<crate::config::DatabaseSettings>) -> Self {
+        self.websites = database;
+        self
+    }
+
+    /// A hold event with the websites of its local user (off the request path, bounded by the
+    /// database's timeout; without them when the database cannot say).
+    async fn enriched(&self, mut event: Event) -> Event {
+        if event.event == event::Kind::Hold
+            && let Some(db) = &self.websites
+            && let Some(name) = event.sender.strip_prefix(crate::sender::LOCAL_PREFIX)
+        {
+            let name = name.rsplit_once('@').map_or(name, |(n, _)| n);
+            event.sites = crate::limits::websites::of(db, name).await.ok();
+        }
+        event
     }
 
     /// Caps the mails about one sender (or domain) at `[notify] max_per_day` a day, counted in
@@ -121,6 +150,7 @@ impl Notifier {
                 let worker = Arc::clone(&me);
                 tokio::spawn(async move {
                     while let Some(event) = rx.recv().await {
+                        let event = worker.enriched(event).await;
                         if channel == "mail" {
                             worker.mail(&event).await;
                         } else {

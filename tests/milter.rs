@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::{Daemon, free_port};
+use common::{Daemon, free_port, http_get};
 
 /// The milter protocol's flags (libmilter's mfdef.h).
 const NO_REPLY_HEADER: u32 = 0x80;
@@ -110,10 +110,10 @@ fn zeroed(args: &[&str]) -> Vec<u8> {
 
 #[test]
 fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
-    let port = free_port();
+    let (port, metrics) = (free_port(), free_port());
     let daemon = Daemon::start(&format!(
         "store = \"memory\"\nserver_name = \"mx1\"\n[milter]\nlisten = \"127.0.0.1:{port}\"\n\
-         [limits.local]\ndaily = 3\n"
+         [limits.local]\ndaily = 3\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
     ));
     daemon.wait_log(&format!("milter on inet:127.0.0.1:{port}"), 1);
 
@@ -143,6 +143,14 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     assert!(reason.contains("local:www-data@mx1: Your daily limit of 3 messages reached"), "{reason}");
     assert_eq!(replies.last().map(|r| r.0), Some(b'a'));
     daemon.wait_log("erl HOLD user=local:www-data@mx1 rcpt=2 mailbox=2/3", 1);
+    let (_, body) = http_get(metrics, "/metrics", None);
+    for series in [
+        "email_ratelimit_decisions_total{outcome=\"hold\"} 1",
+        "email_ratelimit_decisions_total{outcome=\"ok\"} 1",
+        "email_ratelimit_deferrals_total{scope=\"local\",window=\"1d\"} 1",
+    ] {
+        assert!(body.lines().any(|l| l == series), "{series} in:\n{body}");
+    }
 
     // A marker naming another message (copied or forged) is not believed.
     let mut mta = Mta::connect(port);

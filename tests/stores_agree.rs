@@ -45,8 +45,10 @@ async fn memory_and_redis_decide_alike() {
     let remote = RedisStore::new(&config.redis).expect("redis store");
     let local = MemoryStore::new(KeySchema::new("erl"), 500);
     let zone = Zone::parse("Europe/Berlin").expect("zone");
-    let senders: Vec<_> =
+    let mut senders: Vec<_> =
         ["a@x.org", "b@x.org", "c@y.org", "d"].iter().map(|s| normalize(s).expect("valid")).collect();
+    // Issue 24: a local user (website mail): its own counters only, type "local".
+    senders.push(email_ratelimit::sender::Mailbox::local("web12", "mx1"));
     let w = |t: &str| Window::parse(t).expect("window");
     let counter = |scope, window| Counter::rcpt(scope, window);
     let messages = |scope, window| Counter { scope, window, unit: Unit::Msg };
@@ -57,22 +59,32 @@ async fn memory_and_redis_decide_alike() {
         Guard { max_client_ips: 0, autolock: true, lock_after_refusals: 6 },
         Guard { max_client_ips: 2, autolock: false, lock_after_refusals: 0 },
         Guard::default(),
+        Guard { max_client_ips: 0, autolock: false, lock_after_refusals: 0 },
     ];
     let clients = ["192.0.2.1", "192.0.2.2", "198.51.100.7", "203.0.113.9", "2001:db8::1", ""];
     let (mut locked, mut suspects, mut firsts, mut peeks) = (0, 0, 0, 0);
     let mut t = Utc.with_ymd_and_hms(2026, 3, 28, 22, 50, 0).single().expect("valid");
     for step in 0..400 {
-        let who = usize::try_from(rng.next(4)).expect("small");
+        let who = usize::try_from(rng.next(5)).expect("small");
         let sender = &senders[who];
-        let mut counters = vec![counter(Scope::Mailbox, Window::Day), counter(Scope::Mailbox, w("1h"))];
-        if sender.domain().is_some() {
-            counters.push(counter(Scope::Domain, Window::Day));
-            counters.push(counter(Scope::Domain, w("15m")));
-        }
-        counters.push(counter(Scope::Server, Window::Day));
-        counters.push(counter(Scope::Server, w("1m")));
-        counters.push(messages(Scope::Mailbox, w("1h")));
-        counters.push(messages(Scope::Server, Window::Day));
+        let counters = if sender.is_local() {
+            vec![
+                counter(Scope::Local, Window::Day),
+                counter(Scope::Local, w("1h")),
+                messages(Scope::Local, w("1h")),
+            ]
+        } else {
+            let mut counters = vec![counter(Scope::Mailbox, Window::Day), counter(Scope::Mailbox, w("1h"))];
+            if sender.domain().is_some() {
+                counters.push(counter(Scope::Domain, Window::Day));
+                counters.push(counter(Scope::Domain, w("15m")));
+            }
+            counters.push(counter(Scope::Server, Window::Day));
+            counters.push(counter(Scope::Server, w("1m")));
+            counters.push(messages(Scope::Mailbox, w("1h")));
+            counters.push(messages(Scope::Server, Window::Day));
+            counters
+        };
         let mut caps = Vec::new();
         for i in 0..counters.len() {
             if rng.next(3) != 0 {
@@ -95,7 +107,7 @@ async fn memory_and_redis_decide_alike() {
         // Now and then a message over `max_rcpt_per_message` (the caller decides, at end of data).
         let per_message = (operation != Operation::Check && rng.next(12) == 0).then_some(2);
         // Mostly with learning on: today marked excluded on the same events in both stores.
-        let learn = (rng.next(5) != 0).then_some(28);
+        let learn = (rng.next(5) != 0 && !sender.is_local()).then_some(28);
         // With `known_networks`, mostly: the client's network, remembered alike when counted.
         let network = ["192.0.2.0/24", "198.51.100.0/24", "2001:db8::/48"]
             [usize::try_from(rng.next(3)).expect("small")];
@@ -173,7 +185,7 @@ async fn memory_and_redis_decide_alike() {
     assert!(stored.iter().any(|v| v.oversize), "no oversize record");
     assert!(stored.iter().any(|v| v.unit.as_deref() == Some("msg")), "no message-cap record");
     assert!(stored.iter().any(|v| v.per_message && v.window == "message"), "no per-message record");
-    for kind in ["suspect", "locked"] {
+    for kind in ["suspect", "locked", "local"] {
         assert!(stored.iter().any(|v| v.kind == kind), "no {kind} record");
     }
     assert!(

@@ -11,6 +11,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# Interrupted (Ctrl-C, kill, timeout): exit, so that the EXIT trap stops everything by PID.
+trap "exit 130" INT TERM
 
 # erl-load (built by the script's `cargo build --release`), its RESULT line only.
 load() { target/release/erl-load "$@" 2>/dev/null | grep '^RESULT'; }

@@ -102,7 +102,11 @@ fn install_enforce_disable_uninstall_round_trip() {
         "ALTER TABLE dbispconfig.mail_user ADD password VARCHAR(255); \
          INSERT INTO dbispconfig.mail_user VALUES (1, 'alice@local.test', '{crypt}secret-hash'); \
          INSERT INTO dbispconfig.er_mail_user_ratelimit VALUES (1, 'y', 2); \
-         CREATE TABLE dbispconfig.secrets (x INT);",
+         CREATE TABLE dbispconfig.secrets (x INT); \
+         CREATE TABLE dbispconfig.web_domain (domain_id INT PRIMARY KEY, domain VARCHAR(255), \
+           system_user VARCHAR(64), php_open_basedir TEXT); \
+         INSERT INTO dbispconfig.web_domain VALUES (1, 'www.local.test', 'web12', '/a'), \
+           (2, 'shop.local.test', 'web12', '/b'), (3, 'other.test', 'web13', '/c');",
     );
     // An admin's own end-of-data restriction, which the installer must keep and restore.
     let Some(mail) = MailServer::start_with(&["alice@local.test"], "") else { return };
@@ -229,9 +233,13 @@ fn install_enforce_disable_uninstall_round_trip() {
     assert!(argv.contains("awk ") && argv.lines().count() > 5, "{argv}");
     assert!(!argv.contains(password), "the password was on a command line:\n{argv}");
     let grants = db.sql("SHOW GRANTS FOR 'email_ratelimit'@'localhost'");
-    assert_eq!(grants.matches("GRANT SELECT (").count(), 3, "column grants only: {grants}");
+    assert_eq!(grants.matches("GRANT SELECT (").count(), 4, "column grants only: {grants}");
     assert!(!grants.contains("GRANT SELECT ON `dbispconfig`"), "no whole-table grant: {grants}");
     assert!(!grants.contains("password") && !grants.contains("secrets"), "{grants}");
+    // Issue 24: the websites of a local user, and nothing else of web_domain.
+    let web = grants.lines().find(|l| l.contains("ON `dbispconfig`.`web_domain`")).unwrap_or_default();
+    assert!(web.contains("`domain`") && web.contains("`system_user`"), "{grants}");
+    assert!(!grants.contains("php_open_basedir"), "{grants}");
     let as_account = |sql: &str| {
         Command::new("mariadb")
             .args(["--no-defaults", "-u", "email_ratelimit", &format!("--password={password}")])
@@ -246,6 +254,19 @@ fn install_enforce_disable_uninstall_round_trip() {
 
     // The installed daemon, as systemd would run it (here by hand: no systemd in a test).
     let installed = r.join("usr/local/bin/email-ratelimit");
+    // Issue 24: `status local:web12` names its websites, read with that account.
+    let status = Command::new(&installed)
+        .args(["status", "local:web12", "--config"])
+        .arg(&config)
+        .env("EMAIL_RATELIMIT__REDIS__URL", redis.url())
+        .output()
+        .expect("status");
+    let said =
+        String::from_utf8_lossy(&status.stdout).into_owned() + &String::from_utf8_lossy(&status.stderr);
+    assert!(
+        status.status.success() && said.contains("websites:    shop.local.test, www.local.test\n"),
+        "{said}"
+    );
     let log_path = r.join("daemon.log");
     let log = std::fs::File::create(&log_path).expect("log");
     let mut daemon = Supervised::default();

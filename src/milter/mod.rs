@@ -135,20 +135,33 @@ async fn negotiate(cx: &mut NegotiateContext<Message>) -> Status {
 /// Said once per process: website mail arrives without the marker header.
 static NO_MARKER: AtomicBool = AtomicBool::new(false);
 
+/// Names resolved lately, by uid.
+static NAMES: std::sync::LazyLock<who::Names> = std::sync::LazyLock::new(who::Names::default);
+
 async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message>) -> Status {
     let m = cx.data.take().unwrap_or_default();
     let queue_id = cx.macros.get(c"i").map(text).unwrap_or_default();
     let uid = m.marker.as_deref().and_then(|v| who::uid(v, &queue_id));
-    let name = match uid {
+    let name = match (uid, uid.and_then(|u| NAMES.get(u))) {
+        (_, Some(name)) => name,
         // NSS may be slow (LDAP): off the runtime's threads, within the message's time.
-        Some(uid) => {
-            tokio::time::timeout(DECISION_TIMEOUT, tokio::task::spawn_blocking(move || who::name_of(uid)))
-                .await
-                .ok()
-                .and_then(Result::ok)
-                .unwrap_or_else(|| format!("uid{uid}"))
+        (Some(uid), None) => {
+            let resolved = tokio::time::timeout(
+                DECISION_TIMEOUT,
+                tokio::task::spawn_blocking(move || who::name_of(uid)),
+            )
+            .await
+            .ok()
+            .and_then(Result::ok);
+            match resolved {
+                Some(name) => {
+                    NAMES.put(uid, &name);
+                    name
+                }
+                None => format!("uid{uid}"),
+            }
         }
-        None => {
+        (None, None) => {
             if !NO_MARKER.swap(true, Ordering::Relaxed) {
                 tracing::warn!(
                     "erl milter: a message without a valid {} header (queue_id={queue_id}): the pickup service's header_checks is not set up (postfix/README.md); counted as local:{}",

@@ -26,6 +26,31 @@ pub fn uid(marker: &str, queue_id: &str) -> Option<u32> {
     (words.next().is_none() && !queue_id.is_empty() && id == queue_id).then_some(uid)
 }
 
+/// How long a uid's name is remembered (a website's mail comes in bursts; NSS may be slow).
+const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Recently resolved names by uid.
+#[derive(Default)]
+pub struct Names(std::sync::Mutex<std::collections::HashMap<u32, (String, std::time::Instant)>>);
+
+impl Names {
+    /// The name of `uid` resolved within the last minute, if any.
+    #[must_use]
+    pub fn get(&self, uid: u32) -> Option<String> {
+        let names = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        names.get(&uid).filter(|(_, at)| at.elapsed() < NAME_TTL).map(|(name, _)| name.clone())
+    }
+
+    /// Remembers `name` for `uid` (at most a few thousand users: the map is cleared when it grows).
+    pub fn put(&self, uid: u32, name: &str) {
+        let mut names = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if names.len() >= 10_000 {
+            names.clear();
+        }
+        names.insert(uid, (name.to_owned(), std::time::Instant::now()));
+    }
+}
+
 /// The login name of `uid` (the passwd entry, through NSS), or `uid<N>` without one.
 #[must_use]
 pub fn name_of(uid: u32) -> String {
@@ -53,5 +78,9 @@ mod tests {
     fn names_come_from_passwd_or_the_uid() {
         assert_eq!(name_of(0), "root");
         assert_eq!(name_of(4_000_000_123), "uid4000000123");
+        let names = Names::default();
+        assert_eq!(names.get(33), None);
+        names.put(33, "www-data");
+        assert_eq!(names.get(33).as_deref(), Some("www-data"));
     }
 }

@@ -241,10 +241,11 @@ fn a_real_prometheus_scrapes_the_daemon() {
         prom.query(&runnable);
     }
     // The dashboard's first graph, once two scrapes make a rate: one series per outcome (ok,
-    // defer, reject, would_defer, would_reject, fail_open, skip: all exported from the start).
+    // defer, reject, would_defer, would_reject, hold, would_hold, fail_open, skip: all exported
+    // from the start).
     wait_for("a rate per outcome", Duration::from_secs(30), || {
         let q = r#"sum by (outcome) (rate(email_ratelimit_decisions_total{instance=~".*"}[1m]))"#;
-        (prom.query(q).len() == 7).then_some(())
+        (prom.query(q).len() == 9).then_some(())
     });
 
     // Redis stops: the next requests fail open, the fail-open alert fires at once and the

@@ -336,9 +336,24 @@ hook_postfix() {
   [ "$changed" = 0 ] || reload_postfix
 }
 
+# `restore_list PARSER PARAM KIND SAVED`: main.cf's list PARAM without our entry (PARSER remove:
+# restrictions or milters): the value remembered before install (KIND set) when nothing else
+# changed meanwhile, else what is left (unset when nothing is, and it was unset before).
+restore_list() {
+  local parser="$1" param="$2" kind="$3" saved="$4" rest
+  rest="$("$parser" remove "$(pc -nh "$param" 2>/dev/null || true)")"
+  if [ "$kind" = set ] && [ "$(printf '%s' "$rest" | tr -d ' ,')" = "$("$parser" remove "$saved" | tr -d ' ,')" ]; then
+    pc -e "$param = $saved"
+  elif [ -z "$rest" ] && [ "$kind" != set ]; then
+    pc -X "$param"
+  else
+    pc -e "$param = $rest"
+  fi
+}
+
 unhook_postfix() {
   legacy_state
-  local kind a b svc ov saved_main="" main_kind="" rest
+  local kind a b svc ov saved_main="" main_kind=""
   if ! hooked && ! pc -n "$hook_param" 2>/dev/null | grep -q .; then
     say "Postfix hook not present; nothing to change"
     rm -f "$state_file"
@@ -360,14 +375,7 @@ unhook_postfix() {
     set_override "$svc" "$(restrictions commas "$(restrictions remove "$ov")")"
     say "removed the hook from the master.cf override of $svc"
   done
-  rest="$(restrictions remove "$(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || true)")"
-  if [ "$main_kind" = set ] && [ "$(printf '%s' "$rest" | tr -d ' ,')" = "$(restrictions remove "$saved_main" | tr -d ' ,')" ]; then
-    pc -e "smtpd_end_of_data_restrictions = $saved_main"
-  elif [ -z "$rest" ] && [ "$main_kind" != set ]; then
-    pc -X smtpd_end_of_data_restrictions
-  else
-    pc -e "smtpd_end_of_data_restrictions = $rest"
-  fi
+  restore_list restrictions smtpd_end_of_data_restrictions "$main_kind" "$saved_main"
   pc -X "$hook_param"
   rm -f "$state_file"
   say "removed the Postfix hook; smtpd_end_of_data_restrictions is back to: $(pc -nh smtpd_end_of_data_restrictions 2>/dev/null || echo '(default)')"
@@ -470,7 +478,7 @@ hook_milter() {
 }
 
 unhook_milter() {
-  local kind a b saved="" saved_kind="" rest
+  local kind a b saved="" saved_kind=""
   if ! milter_hooked && [ -z "$(pickup_cleanup_name)" ] && ! pc -n "$milter_param" 2>/dev/null | grep -q .; then
     say "milter hook not present; nothing to change"
     return
@@ -481,14 +489,7 @@ unhook_milter() {
       [ "$kind" = milter ] && { saved_kind="$a"; saved="$b"; }
     done < "$state_file"
   fi
-  rest="$(milters remove "$(pc -nh non_smtpd_milters 2>/dev/null || true)")"
-  if [ "$saved_kind" = set ] && [ "$(printf '%s' "$rest" | tr -d ' ,')" = "$(milters remove "$saved" | tr -d ' ,')" ]; then
-    pc -e "non_smtpd_milters = $saved"
-  elif [ -z "$rest" ] && [ "$saved_kind" != set ]; then
-    pc -X non_smtpd_milters
-  else
-    pc -e "non_smtpd_milters = $rest"
-  fi
+  restore_list milters non_smtpd_milters "$saved_kind" "$saved"
   pc -X "$milter_param"
   [ "$(pickup_cleanup_name)" != "$pickup_cleanup" ] || pc -PX "pickup/unix/cleanup_service_name"
   pc -MX "$pickup_cleanup/unix" 2>/dev/null || true

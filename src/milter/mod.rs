@@ -84,7 +84,7 @@ fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {
             Box::pin(async move {
                 let sender = args.first().map(|a| text(a)).unwrap_or_default();
                 cx.data = Some(Message { sender, ..Message::default() });
-                Status::Continue
+                Status::Noreply
             })
         })
         .on_rcpt(|cx, _| {
@@ -92,7 +92,7 @@ fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {
                 if let Some(m) = cx.data.as_mut() {
                     m.recipients += 1;
                 }
-                Status::Continue
+                Status::Noreply
             })
         })
         .on_header(|cx, name, value| {
@@ -118,8 +118,8 @@ fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {
         })
 }
 
-/// Asks for the envelope, the headers and the end of the message; no body, no replies to
-/// the events that need none.
+/// Asks for the envelope, the headers and the end of the message; no body, and no reply to
+/// anything before the end (each reply would be a round trip in pickup's one-at-a-time path).
 async fn negotiate(cx: &mut NegotiateContext<Message>) -> Status {
     cx.requested_actions = Actions::QUARANTINE | Actions::CHANGE_HEADER;
     cx.requested_opts = ProtoOpts::NO_CONNECT
@@ -128,6 +128,8 @@ async fn negotiate(cx: &mut NegotiateContext<Message>) -> Status {
         | ProtoOpts::NO_EOH
         | ProtoOpts::NO_BODY
         | ProtoOpts::NO_UNKNOWN
+        | ProtoOpts::NOREPLY_MAIL
+        | ProtoOpts::NOREPLY_RCPT
         | ProtoOpts::NOREPLY_HEADER;
     Status::Continue
 }

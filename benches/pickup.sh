@@ -19,6 +19,7 @@
 #
 #   benches/pickup.sh                      MESSAGES=4000 SUBMITTERS=16 ROUNDS=7 benches/pickup.sh
 #   CASES="plain milter" benches/pickup.sh
+#   DAEMON_NICE=-5 benches/pickup.sh      (the daemon at another scheduling priority)
 # Needs postfix, redis-server, python3, setpriv; runs as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -98,7 +99,7 @@ for store in redis memory; do
   mv "$work/$store.toml.new" "$work/$store.toml"
   sed -i 's|^# socket_group = "postfix".*|socket_group = "postfix"|' "$work/$store.toml"
   target/release/email-ratelimit check-config --quiet --config "$work/$store.toml"
-  target/release/email-ratelimit serve --config "$work/$store.toml" >"$work/erl-$store.log" 2>&1 &
+  nice -n "${DAEMON_NICE:-0}" target/release/email-ratelimit serve --config "$work/$store.toml" >"$work/erl-$store.log" 2>&1 &
   dpid[$store]=$!
   pids+=("${dpid[$store]}")
   until [ -S "$work/milter-$store.sock" ]; do

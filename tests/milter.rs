@@ -1,6 +1,6 @@
 //! Issue 24: the milter at the protocol level (the Sendmail milter protocol, as Postfix's cleanup
 //! speaks it for `non_smtpd_milters`): a connection cut mid-message costs nothing and counts
-//! nothing; the next message is decided, its marker header removed, and over the cap it is
+//! nothing; the next message is decided without any edit of the message, and over the cap it is
 //! quarantined; a marker with another message's queue ID is not believed.
 
 mod common;
@@ -133,11 +133,8 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     mta.message("Q2", 2, "33 Q2");
     let replies = mta.end("Q2");
     assert_eq!(replies.last().map(|r| r.0), Some(b'a'), "accepted: {replies:?}");
-    assert!(
-        replies.iter().any(|(c, d)| *c == b'm' && d.windows(21).any(|w| w == b"X-Email-Ratelimit-Uid")),
-        "the marker header is removed: {replies:?}"
-    );
-    assert!(!replies.iter().any(|(c, _)| *c == b'q'), "{replies:?}");
+    // Nothing is edited (an edit makes Postfix rewrite the queue file) and nothing held.
+    assert_eq!(replies.len(), 1, "only the accept: {replies:?}");
     daemon.wait_log("erl ok user=local:www-data@mx1 rcpt=2 mailbox=2/3 client=127.0.0.1 queue_id=Q2", 1);
     assert!(!daemon.log().contains("CUT1"), "the cut message was never decided:\n{}", daemon.log());
 

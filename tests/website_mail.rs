@@ -54,7 +54,7 @@ fn website_mail_is_counted_per_user_held_over_its_cap_and_released() {
     assert_eq!(redis.get(&format!("erl:{}:global", today())), None, "the SMTP server cap (1) is not touched");
     let text = mail.delivered_texts(&rcpt(1)).concat();
     assert!(text.contains("(Postfix, from userid 33)"), "{text}");
-    assert!(!text.contains("X-Email-Ratelimit-Uid"), "the marker is removed before delivery:\n{text}");
+    assert!(text.contains("X-Email-Ratelimit-Uid: 33 "), "the marker, as pickup's cleanup wrote it:\n{text}");
     let (ok, top) = daemon.admin(&["top"]);
     assert!(ok && top.contains("local:www-data@mx1  cap 3/1d"), "{top}");
 

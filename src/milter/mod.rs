@@ -10,7 +10,7 @@
 
 pub mod who;
 
-use std::ffi::{CStr, CString};
+use std::ffi::CStr;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,9 +44,8 @@ pub trait Website: Send + Sync + 'static {
 struct Message {
     sender: String,
     recipients: u64,
-    /// The first [`who::MARKER`] header's value, and how many there were.
+    /// The first [`who::MARKER`] header's value.
     marker: Option<String>,
-    markers: i32,
 }
 
 /// A bound milter listener.
@@ -67,7 +66,7 @@ pub async fn run<W: Website>(
     let callbacks = callbacks(website);
     let config = indymilter::Config {
         max_connections: 256,
-        actions: Actions::QUARANTINE | Actions::CHANGE_HEADER,
+        actions: Actions::QUARANTINE,
         connection_timeout: CONNECTION_TIMEOUT,
     };
     let stop = async move { shutdown.cancelled().await };
@@ -99,11 +98,9 @@ fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {
             Box::pin(async move {
                 if let Some(m) = cx.data.as_mut()
                     && name.to_bytes().eq_ignore_ascii_case(who::MARKER.as_bytes())
+                    && m.marker.is_none()
                 {
-                    m.markers += 1;
-                    if m.marker.is_none() {
-                        m.marker = Some(text(&value));
-                    }
+                    m.marker = Some(text(&value));
                 }
                 // Negotiated NOREPLY_HEADER: Postfix waits for no answer per header.
                 Status::Noreply
@@ -121,7 +118,7 @@ fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {
 /// Asks for the envelope, the headers and the end of the message; no body, and no reply to
 /// anything before the end (each reply would be a round trip in pickup's one-at-a-time path).
 async fn negotiate(cx: &mut NegotiateContext<Message>) -> Status {
-    cx.requested_actions = Actions::QUARANTINE | Actions::CHANGE_HEADER;
+    cx.requested_actions = Actions::QUARANTINE;
     cx.requested_opts = ProtoOpts::NO_CONNECT
         | ProtoOpts::NO_HELO
         | ProtoOpts::NO_DATA
@@ -194,10 +191,9 @@ async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message
             Action::Dunno
         }
     };
-    // The marker has done its work: the recipients never see it.
-    for index in (1..=m.markers).rev() {
-        let _ = cx.actions.change_header(who::MARKER, index, None::<CString>).await;
-    }
+    // The marker stays: removing it made Postfix edit the queue file in place, which cost more
+    // CPU than all the rest of the milter (BENCHMARKS.md "Website mail"), and it says nothing
+    // that Postfix's own Received header does not (the uid and the queue ID).
     let reason = match &action {
         Action::Dunno => return Status::Accept,
         Action::DeferIfPermit(text) | Action::Reject(text) => text,

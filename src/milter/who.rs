@@ -7,8 +7,8 @@
 //! service gets a cleanup of its own whose `header_checks` copies the uid and the queue ID into
 //! a header placed before that Received header (`postfix/pickup_header_checks`), which the
 //! milter sees: [`MARKER`]`: N QUEUEID`. Only the first such header counts, and only when its
-//! queue ID is this message's (a sender cannot know its queue ID in advance); the milter
-//! removes the header before delivery.
+//! queue ID is this message's (a sender cannot know its queue ID in advance). The header is
+//! delivered with the message, next to the Received header that says the same.
 
 /// The header the pickup cleanup's `header_checks` prepends.
 pub const MARKER: &str = "X-Email-Ratelimit-Uid";

@@ -160,3 +160,27 @@ footprint() {
 steal_ticks() { awk '/^cpu / {print $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
 # The share (%) of CPU time stolen between two steal_ticks readings `$1` and `$2`.
 steal_pct() { echo "$1 $2" | awk '{printf "%.1f", ($4 > $2) ? ($3 - $1) * 100 / ($4 - $2) : 0}'; }
+
+# The master.cf services a private Postfix for a benchmark needs besides its smtpd ones (no
+# chroot, so that socket paths resolve as written; postlog for maillog_file).
+postfix_services() {
+  cat <<'CF'
+pickup unix n - n 60 1 pickup
+cleanup unix n - n - 0 cleanup
+qmgr unix n - n 300 1 qmgr
+rewrite unix - - n - - trivial-rewrite
+bounce unix - - n - 0 bounce
+defer unix - - n - 0 bounce
+trace unix - - n - 0 bounce
+verify unix - - n - 1 verify
+flush unix n - n 1000? 0 flush
+proxymap unix - - n - - proxymap
+showq unix n - n - - showq
+error unix - - n - - error
+retry unix - - n - - error
+discard unix - - n - - discard
+anvil unix - - n - 1 anvil
+scache unix - - n - 1 scache
+postlog unix-dgram n - n - 1 postlogd
+CF
+}

@@ -58,26 +58,10 @@ alias_maps =
 alias_database =
 default_transport = discard:benchmark
 CF
-cat > "$pf/etc/master.cf" <<'CF'
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-email-ratelimit-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-CF
+{
+  postfix_services
+  echo "email-ratelimit-cleanup unix n - n - 0 cleanup"
+} > "$pf/etc/master.cf"
 cp postfix/pickup_header_checks "$pf/etc/pickup_header_checks"
 postconf -c "$pf/etc" -P "email-ratelimit-cleanup/unix/header_checks=regexp:$pf/etc/pickup_header_checks"
 on_cleanup() { postfix -c "$pf/etc" stop >/dev/null 2>&1; }

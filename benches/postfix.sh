@@ -114,25 +114,7 @@ CF
       printf '  -o { smtpd_end_of_data_restrictions = check_policy_service { unix:private/erl-%s, timeout=5s, default_action=DUNNO } }\n' "$m"
     fi
   done
-  cat <<'CF'
-pickup unix n - n 60 1 pickup
-cleanup unix n - n - 0 cleanup
-qmgr unix n - n 300 1 qmgr
-rewrite unix - - n - - trivial-rewrite
-bounce unix - - n - 0 bounce
-defer unix - - n - 0 bounce
-trace unix - - n - 0 bounce
-verify unix - - n - 1 verify
-flush unix n - n 1000? 0 flush
-proxymap unix - - n - - proxymap
-showq unix n - n - - showq
-error unix - - n - - error
-retry unix - - n - - error
-discard unix - - n - - discard
-anvil unix - - n - 1 anvil
-scache unix - - n - 1 scache
-postlog unix-dgram n - n - 1 postlogd
-CF
+  postfix_services
 } > "$pf/etc/master.cf"
 : > "$pf/dovecot/users"
 cat > "$pf/dovecot/dovecot.conf" <<CF

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{Action, Request, State};
 
-/// The longest a message waits for its decision; then it is accepted (Postfix's own
-/// `command_timeout` for this milter is 2 s, see DESIGN "Deployment").
+/// The longest a message waits for its decision (its user's name included); then it is accepted
+/// (Postfix's own `command_timeout` for this milter is 2 s, see DESIGN "Deployment").
 pub const DECISION_TIMEOUT: Duration = Duration::from_millis(1500);
 
 /// The `FileDescriptorName` of the milter's systemd socket unit.
@@ -138,6 +138,8 @@ static NO_MARKER: AtomicBool = AtomicBool::new(false);
 static NAMES: std::sync::LazyLock<who::Names> = std::sync::LazyLock::new(who::Names::default);
 
 async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message>) -> Status {
+    // One deadline for the whole message: the name, the decision and the hold's record.
+    let deadline = tokio::time::Instant::now() + DECISION_TIMEOUT;
     let m = cx.data.take().unwrap_or_default();
     let queue_id = cx.macros.get(c"i").map(text).unwrap_or_default();
     let uid = m.marker.as_deref().and_then(|v| who::uid(v, &queue_id));
@@ -145,13 +147,11 @@ async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message
         (_, Some(name)) => name,
         // NSS may be slow (LDAP): off the runtime's threads, within the message's time.
         (Some(uid), None) => {
-            let resolved = tokio::time::timeout(
-                DECISION_TIMEOUT,
-                tokio::task::spawn_blocking(move || who::name_of(uid)),
-            )
-            .await
-            .ok()
-            .and_then(Result::ok);
+            let resolved =
+                tokio::time::timeout_at(deadline, tokio::task::spawn_blocking(move || who::name_of(uid)))
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
             match resolved {
                 Some(name) => {
                     NAMES.put(uid, &name);
@@ -181,7 +181,7 @@ async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message
         sender: m.sender,
         ..Request::default()
     };
-    let action = match tokio::time::timeout(DECISION_TIMEOUT, website.decide(&req)).await {
+    let action = match tokio::time::timeout_at(deadline, website.decide(&req)).await {
         Ok(action) => action,
         Err(_) => {
             tracing::warn!(
@@ -200,7 +200,12 @@ async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message
     };
     match cx.actions.quarantine(reason.replace('\0', " ")).await {
         Ok(()) => {
-            let _ = tokio::time::timeout(DECISION_TIMEOUT, website.held(&name, &queue_id)).await;
+            // The hold is done; recording it may take what is left of the deadline and a little.
+            let _ = tokio::time::timeout_at(
+                deadline.max(tokio::time::Instant::now() + Duration::from_millis(250)),
+                website.held(&name, &queue_id),
+            )
+            .await;
         }
         Err(e) => tracing::warn!("erl milter: hold of queue_id={queue_id} failed ({e:?}); accepted"),
     }

@@ -40,11 +40,7 @@ impl Plan {
         } else if let Some(learned) = learned.filter(|_| mailbox.from_default) {
             crate::learn::scale(&mut mailbox.caps, learned);
         }
-        let mailbox_daily = if mailbox.exempt {
-            None
-        } else {
-            mailbox.caps.iter().find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt).map(|(_, _, c)| *c)
-        };
+        let mailbox_daily = if mailbox.exempt { None } else { daily(&mailbox.caps) };
         let mut plan = Self {
             counters: Vec::with_capacity(4),
             caps: Vec::with_capacity(4),
@@ -85,11 +81,7 @@ impl Plan {
             caps: Vec::with_capacity(2),
             unknown: false,
             exempt: local.exempt,
-            mailbox_daily: local
-                .caps
-                .iter()
-                .find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt)
-                .map(|(_, _, c)| *c),
+            mailbox_daily: daily(&local.caps),
             per_message: 0,
         };
         plan.counter(Scope::Local, Window::Day, Unit::Rcpt);
@@ -124,6 +116,11 @@ impl Plan {
             .and_then(|i| values.get(i).copied())
             .unwrap_or(0)
     }
+}
+
+/// The daily recipient cap among `caps` (for the log line).
+fn daily(caps: &[crate::limits::Listed]) -> Option<Cap> {
+    caps.iter().find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt).map(|(_, _, c)| *c)
 }
 
 #[cfg(test)]

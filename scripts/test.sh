@@ -15,9 +15,13 @@ command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ] || missing+=(mariadb
 command -v python3 >/dev/null || missing+=(python3)
 [ -x /usr/sbin/postfix ] || missing+=(postfix)
 [ -x /usr/sbin/dovecot ] || missing+=(dovecot-core)
+[ -x /usr/lib/dovecot/lmtp ] || missing+=(dovecot-lmtpd)
+[ -e /usr/lib/dovecot/modules/lib90_sieve_plugin.so ] || missing+=(dovecot-sieve)
 command -v swaks >/dev/null || missing+=(swaks)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || missing+=(prometheus)
 command -v man >/dev/null && command -v lexgrog >/dev/null || missing+=(man-db)
+command -v unshare >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
     echo "test.sh: please install: ${missing[*]}" >&2
@@ -35,4 +39,18 @@ if [ "${#missing[@]}" -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-exec cargo test --locked "$@"
+# Built first, with the network: the suite itself runs without one.
+cargo test --locked --no-run "$@"
+
+# The suite runs in namespaces of its own with tripwires on the host's Redis (127.0.0.1:6379),
+# syslog (/dev/log) and Postfix (sendmail, postqueue, postsuper, postcat of /etc/postfix): it
+# fails when a test touched any of them (scripts/tripwired.sh).
+if [ "$(id -u)" -ne 0 ]; then
+  if [ "${CI:-}" = true ]; then
+    echo "test.sh: the tripwires need root (unshare -mn)" >&2
+    exit 1
+  fi
+  echo "test.sh: NOTE: not root, so no tripwires: nothing stops a test from touching this host" >&2
+  exec cargo test --locked --offline "$@"
+fi
+exec scripts/tripwired.sh cargo test --locked --offline "$@"

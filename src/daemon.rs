@@ -73,22 +73,38 @@ impl<S: crate::store::CounterStore> milter::Website for Policy<S> {
     }
 }
 
-/// The milter's listener: systemd's socket named `milter`, else `[milter] listen` bound here
-/// (a path with `[listen]`'s mode and group); with a description for the log.
+/// The milter's listener: systemd's socket named `milter`, else `[milter]`'s socket bound here
+/// (its own mode and group; a group it may not use is warned about, and the socket keeps the
+/// daemon's); with a description for the log.
 fn milter_listener(
     config: &Config,
     named: Vec<(String, server::Listener)>,
-) -> Result<Option<(milter::Listener, Option<server::OwnedSocket>, String)>, DaemonError> {
+) -> Result<Option<(tokio::net::UnixListener, Option<server::OwnedSocket>, String)>, DaemonError> {
     let listener = match (named.into_iter().next(), &config.milter) {
         (Some((_, l)), _) => l,
-        (None, Some(config::MilterListen::Unix(path))) => server::bind_path(&config.listen, path)?,
-        (None, Some(config::MilterListen::Tcp(addr))) => server::bind_tcp(*addr)?,
+        (None, Some(m)) => {
+            let group = m.socket_group.as_ref();
+            let (l, note) =
+                server::bind_path(&m.socket, m.socket_mode, group, server::GroupChange::BestEffort)?;
+            if let Some(note) = note {
+                tracing::warn!(
+                    "milter socket {note}: Postfix may not reach it; run the daemon as root or in that group, or set milter.socket_group"
+                );
+            }
+            l
+        }
         (None, None) => return Ok(None),
     };
     let name = listener.describe();
     Ok(Some(match listener {
-        server::Listener::Unix(l, owned) => (milter::Listener::Unix(l), owned, name),
-        server::Listener::Tcp(l) => (milter::Listener::Tcp(l), None, name),
+        server::Listener::Unix(l, owned) => (l, owned, name),
+        // systemd handed a TCP socket: refused like `listen = "127.0.0.1:8893"`.
+        server::Listener::Tcp(_) => {
+            tracing::error!(
+                "milter socket from systemd is {name}, a TCP port: refused (any local user could speak for any other); website mail passes uncounted. Fix: ListenStream=/var/spool/postfix/private/email-ratelimit-milter in email-ratelimit-milter.socket"
+            );
+            return Ok(None);
+        }
     }))
 }
 
@@ -204,6 +220,9 @@ pub async fn serve(
     );
     for warning in &warnings {
         tracing::warn!("{warning}");
+    }
+    for refused in &config.refused {
+        tracing::error!("{refused}");
     }
     if config.store == StoreKind::Redis {
         tokio::spawn(repair_lock_index(config.redis.clone()));

@@ -74,6 +74,13 @@ fn main() -> ExitCode {
             for warning in email_ratelimit::config::warnings(&config) {
                 eprintln!("warning: {warning}");
             }
+            // Refused settings: `serve` runs without their part; the check says to change them.
+            if !config.refused.is_empty() {
+                for refused in &config.refused {
+                    eprintln!("email-ratelimit: {refused}");
+                }
+                return ExitCode::from(EXIT_CONFIG);
+            }
             if non_default {
                 print!("{}", config.render_non_default());
             } else if !quiet {

@@ -2,14 +2,21 @@
 //! speaks it for `non_smtpd_milters`): a connection cut mid-message costs nothing and counts
 //! nothing; the next message is decided without any edit of the message, and over the cap it is
 //! quarantined; a marker with another message's queue ID is not believed.
+//!
+//! Issue 31: only Postfix may speak for a local user. The milter listens on a Unix socket only
+//! (mode 0660, group postfix by default); a TCP address from a v3 config is refused with the fix
+//! while the policy service serves on.
 
 mod common;
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, free_port, http_get};
+use common::{BIN, Daemon, free_port, http_get};
 
 /// The milter protocol's flags (libmilter's mfdef.h): no reply to a header, a MAIL, a RCPT.
 const NO_REPLY_HEADER: u32 = 0x80;
@@ -18,13 +25,13 @@ const NO_REPLY_RCPT: u32 = 0x8000;
 
 /// A raw milter connection, as Postfix's cleanup opens one per message.
 struct Mta {
-    s: TcpStream,
+    s: UnixStream,
     protocol: u32,
 }
 
 impl Mta {
-    fn connect(port: u16) -> Self {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the milter");
+    fn connect(path: &Path) -> Self {
+        let s = UnixStream::connect(path).expect("connect to the milter");
         s.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
         let mut m = Self { s, protocol: 0 };
         // Version 6, every action, every protocol step and no-reply flag Postfix 3.7 offers.
@@ -112,14 +119,30 @@ fn zeroed(args: &[&str]) -> Vec<u8> {
     args.iter().flat_map(|a| a.bytes().chain([0])).collect()
 }
 
+/// A daemon whose milter listens on `milter.sock` in a directory of its own (returned, to keep),
+/// with `extra` config and `milter` more lines of `[milter]`.
+fn milter_daemon(extra: &str, milter: &str) -> (Daemon, PathBuf, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("milter.sock");
+    let daemon = Daemon::start_at(
+        dir.path().join("policy.sock"),
+        &format!(
+            "store = \"memory\"\nserver_name = \"mx1\"\n{extra}\n[milter]\nlisten = {:?}\n{milter}",
+            path.display().to_string()
+        ),
+    );
+    daemon.wait_log(&format!("milter on unix:{}", path.display()), 1);
+    (daemon, path, dir)
+}
+
 #[test]
 fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
-    let (port, metrics) = (free_port(), free_port());
-    let daemon = Daemon::start(&format!(
-        "store = \"memory\"\nserver_name = \"mx1\"\n[milter]\nlisten = \"127.0.0.1:{port}\"\n\
-         [limits.local]\ndaily = 3\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"
-    ));
-    daemon.wait_log(&format!("milter on inet:127.0.0.1:{port}"), 1);
+    let metrics = free_port();
+    let (daemon, path, _dir) = milter_daemon(
+        &format!("[limits.local]\ndaily = 3\n[metrics]\nlisten = \"127.0.0.1:{metrics}\"\n"),
+        "",
+    );
+    let port = path.as_path();
 
     // Cut after the headers, before the end of the message: nothing is decided or counted.
     let mut cut = Mta::connect(port);
@@ -161,4 +184,90 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     mta.message("Q4", 1, "0 Q2");
     assert_eq!(mta.end("Q4").last().map(|r| r.0), Some(b'a'));
     daemon.wait_log("erl ok user=local:unknown@mx1 rcpt=1 mailbox=1/3 client=127.0.0.1 queue_id=Q4", 1);
+}
+
+/// Whether `user` (with the supplementary `groups`, comma-separated, or none) can connect to
+/// the socket at `path`: a separate process, as another local account would try.
+fn can_connect_as(user: &str, groups: Option<&str>, path: &Path) -> Result<(), String> {
+    let mut cmd = Command::new("setpriv");
+    cmd.args(["--no-new-privs", &format!("--reuid={user}"), "--regid=nogroup"]);
+    match groups {
+        Some(g) => cmd.arg(format!("--groups={g}")),
+        None => cmd.arg("--clear-groups"),
+    };
+    let out = cmd
+        .args([
+            "perl",
+            "-MIO::Socket::UNIX",
+            "-e",
+            "IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \"$!\\n\"",
+        ])
+        .arg(path)
+        .output()
+        .expect("setpriv perl");
+    if out.status.success() { Ok(()) } else { Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()) }
+}
+
+#[test]
+fn the_milter_socket_is_for_postfix_only() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
+        eprintln!("SKIPPED: needs root to try other users");
+        return;
+    }
+    let postfix =
+        nix::unistd::Group::from_name("postfix").ok().flatten().expect("group postfix (CI installs postfix)");
+    let (daemon, path, dir) = milter_daemon("[limits.local]\ndaily = 3\n", "");
+    let meta = std::fs::symlink_metadata(&path).expect("the milter socket");
+    assert_eq!(
+        (meta.mode() & 0o777, meta.gid()),
+        (0o660, postfix.gid.as_raw()),
+        "mode 0660, group postfix by default"
+    );
+    // Another local account cannot reach it, even where the directory is open to it.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod dir");
+    let refused = can_connect_as("nobody", None, &path).expect_err("nobody must not connect");
+    assert!(refused.contains("Permission denied"), "{refused}");
+    // Postfix's group can (the control: the attempt above failed for the socket's permissions).
+    can_connect_as("nobody", Some("postfix"), &path).expect("a member of group postfix connects");
+
+    // socket_mode and socket_group are the milter's own.
+    drop(daemon);
+    let (_daemon, path, _dir) =
+        milter_daemon("[limits.local]\ndaily = 3\n", "socket_mode = \"0600\"\nsocket_group = \"nogroup\"\n");
+    let meta = std::fs::symlink_metadata(&path).expect("the milter socket");
+    let nogroup = nix::unistd::Group::from_name("nogroup").ok().flatten().expect("nogroup");
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o600, nogroup.gid.as_raw()));
+}
+
+#[test]
+fn a_tcp_milter_from_a_v3_config_is_refused_and_the_policy_service_serves() {
+    let port = free_port();
+    let config =
+        format!("store = \"memory\"\n[milter]\nlisten = \"127.0.0.1:{port}\"\n[limits.local]\ndaily = 1\n");
+    let daemon = Daemon::start(&config);
+    let refusal = format!(
+        "milter.listen = \"127.0.0.1:{port}\" refused: a TCP port lets any local user speak for any other local user"
+    );
+    daemon.wait_log(&refusal, 1);
+    let fix = "fix: listen = \"/var/spool/postfix/private/email-ratelimit-milter\"";
+    assert!(daemon.log().contains(fix), "{}", daemon.log());
+    // Nothing listens there: no local user can speak for www-data.
+    let e = std::net::TcpStream::connect(("127.0.0.1", port)).expect_err("the milter port is closed");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionRefused, "{e}");
+    // The policy service answers all the same.
+    assert_eq!(daemon.send("alice@example.com", 1), "DUNNO");
+    // Said again on every reload, until changed.
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    daemon.wait_log(&refusal, 2);
+    // check-config says so and fails (78), with the one-line fix.
+    let out = Command::new(BIN)
+        .args(["check-config", "--config"])
+        .arg(&daemon.config)
+        .output()
+        .expect("check-config");
+    assert_eq!(out.status.code(), Some(78));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr.lines().find(|l| l.contains("refused")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(line.contains(&refusal) && line.contains(fix), "{line}");
 }

@@ -128,12 +128,33 @@ pub struct Config {
     /// `[metrics] listen`: where `/metrics` is served; `None`: off.
     pub metrics: Option<MetricsListen>,
     /// `[milter]`: where website mail is checked (off unless set).
-    pub milter: Option<MilterListen>,
+    pub milter: Option<MilterSettings>,
     pub log: LogSettings,
     /// `[replies]`: the admin's reply texts (none: the contract's).
     pub replies: Replies,
+    /// Settings an earlier version accepted and this one refuses: each leaves its part off
+    /// while the rest serves (DESIGN "Upgrades never stop the service").
+    pub refused: Vec<Refused>,
     /// The file it came from, or `None` for the embedded defaults.
     pub source: Option<PathBuf>,
+}
+
+/// A setting an earlier version accepted that this one refuses. `serve` logs it at start and on
+/// every reload and serves without that part; `check-config` exits 78 with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub key: &'static str,
+    pub value: String,
+    /// Why, and what is off meanwhile.
+    pub why: String,
+    /// What to write instead.
+    pub fix: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} = {:?} refused: {}; fix: {}", self.key, self.value, self.why, self.fix)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -482,7 +503,7 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
 }
 
 mod local;
-pub use local::{LocalSettings, LocalUser, MilterListen, is_local_name};
+pub use local::{LocalSettings, LocalUser, MilterSettings, is_local_name};
 mod learn;
 mod protect;
 pub mod replies;

@@ -216,12 +216,21 @@ impl Config {
         };
         let remote = matches!(&self.metrics, Some(super::MetricsListen::Tcp(a)) if !a.ip().is_loopback());
         let _ = writeln!(o, "\n[metrics]\nlisten = {}\nallow_remote = {remote}", q(&listen));
-        let milter = match &self.milter {
-            None => String::new(),
-            Some(super::MilterListen::Tcp(a)) => a.to_string(),
-            Some(super::MilterListen::Unix(p)) => p.display().to_string(),
-        };
-        let _ = writeln!(o, "\n[milter]\nlisten = {}", q(&milter));
+        match &self.milter {
+            None => {
+                let _ = writeln!(o, "\n[milter]\nlisten = \"\"");
+            }
+            Some(m) => {
+                let group = m.socket_group.as_ref().map(|g| g.name.as_str()).unwrap_or_default();
+                let _ = writeln!(
+                    o,
+                    "\n[milter]\nlisten = {}\nsocket_mode = \"{:04o}\"\nsocket_group = {}",
+                    q(&m.socket.display().to_string()),
+                    m.socket_mode,
+                    q(group)
+                );
+            }
+        }
         let _ = writeln!(o, "\n[log]\nlevel = {}", q(&self.log.level));
         let mut replies = self.replies.iter().peekable();
         if replies.peek().is_some() {

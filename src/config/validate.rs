@@ -17,6 +17,8 @@ use crate::window::{Rate, Unit, Window};
 
 pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config, ConfigError> {
     let limits = validate_limits(raw.limits)?;
+    let mut refused = Vec::new();
+    let milter = super::local::validate_milter(&raw.milter, &mut refused)?;
     Ok(Config {
         mode: raw.mode,
         enforce_from: enforce_from(&raw.enforce_from)?,
@@ -31,9 +33,10 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         protect: protect::validate_protect(&raw.protect)?,
         notify: protect::validate_notify(raw.notify)?,
         metrics: validate_metrics(&raw.metrics)?,
-        milter: super::local::validate_milter(&raw.milter)?,
+        milter,
         log: validate_log(raw.log)?,
         replies: super::replies::validate_replies(&raw.replies)?,
+        refused,
         source,
     })
 }
@@ -52,26 +55,14 @@ fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
     if !raw.socket.is_absolute() {
         return Err(invalid("listen.socket", "must be an absolute path"));
     }
-    let socket_mode = u32::from_str_radix(raw.socket_mode.trim_start_matches("0o"), 8)
-        .ok()
-        .filter(|m| *m <= 0o777)
-        .ok_or_else(|| invalid("listen.socket_mode", "must be octal permissions like \"0660\""))?;
-    // Any local user who can connect can burn any sender's quota (or answer for Postfix).
-    if socket_mode & 0o007 != 0 {
-        return Err(invalid(
-            "listen.socket_mode",
-            format!(
-                "{socket_mode:04o} lets every local user connect; the last digit must be 0 (e.g. \"0660\")"
-            ),
-        ));
-    }
+    let socket_mode = socket_mode("listen.socket_mode", &raw.socket_mode)?;
     let socket_group = if raw.socket_group.is_empty() {
         None
     } else {
-        let group = nix::unistd::Group::from_name(&raw.socket_group)
-            .map_err(|e| invalid("listen.socket_group", e.to_string()))?
-            .ok_or_else(|| invalid("listen.socket_group", format!("no group {}", raw.socket_group)))?;
-        Some(SocketGroup { name: raw.socket_group, gid: group.gid.as_raw() })
+        Some(
+            socket_group("listen.socket_group", &raw.socket_group)?
+                .ok_or_else(|| invalid("listen.socket_group", format!("no group {}", raw.socket_group)))?,
+        )
     };
     let tcp = if raw.tcp.is_empty() {
         None
@@ -100,6 +91,28 @@ fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         max_connections: raw.max_connections,
         idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
     })
+}
+
+/// A socket's permissions, octal (`"0660"`); never open to every local user.
+pub(super) fn socket_mode(key: &'static str, text: &str) -> Result<u32, ConfigError> {
+    let mode = u32::from_str_radix(text.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| invalid(key, "must be octal permissions like \"0660\""))?;
+    // Any local user who can connect can burn any sender's quota (or answer for Postfix).
+    if mode & 0o007 != 0 {
+        return Err(invalid(
+            key,
+            format!("{mode:04o} lets every local user connect; the last digit must be 0 (e.g. \"0660\")"),
+        ));
+    }
+    Ok(mode)
+}
+
+/// A socket's group by name: `None` when there is no such group.
+pub(super) fn socket_group(key: &'static str, name: &str) -> Result<Option<SocketGroup>, ConfigError> {
+    let group = nix::unistd::Group::from_name(name).map_err(|e| invalid(key, e.to_string()))?;
+    Ok(group.map(|g| SocketGroup { name: name.to_owned(), gid: g.gid.as_raw() }))
 }
 
 /// A cap: at least 1 (0 would defer everything; leave a mailbox out to leave it uncapped), at

@@ -52,6 +52,15 @@ pub fn warnings(config: &Config) -> Vec<String> {
             ));
         }
     }
+    if let Some(m) = &config.milter
+        && m.default_group_missing
+    {
+        say(format!(
+            "milter.socket_group: there is no group {} here: the milter socket {} keeps the daemon's group; Postfix's cleanup must be able to connect (set milter.socket_group)",
+            super::local::DEFAULT_MILTER_GROUP,
+            m.socket.display()
+        ));
+    }
     if config.store == StoreKind::Memory {
         say("store = \"memory\": counters live in this process and are lost on restart".into());
     }

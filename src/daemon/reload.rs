@@ -86,7 +86,10 @@ pub(super) async fn reload(
         )*};
     }
     keep!(listen => "[listen]", timezone => "timezone", server_name => "server_name", store => "store",
-          redis => "[redis]", notify => "[notify]", metrics => "[metrics]");
+          redis => "[redis]", notify => "[notify]", metrics => "[metrics]", milter => "[milter]");
+    for refused in &new.refused {
+        tracing::error!("{refused}");
+    }
     if !fixed.is_empty() {
         tracing::warn!("reload: {} changed; not applied until a restart", fixed.join(", "));
     }

@@ -48,18 +48,13 @@ struct Message {
     marker: Option<String>,
 }
 
-/// A bound milter listener.
-pub enum Listener {
-    Unix(tokio::net::UnixListener),
-    Tcp(tokio::net::TcpListener),
-}
-
-/// Serves until `shutdown`.
+/// Serves until `shutdown`, on a Unix socket only: who may connect is then a matter of file
+/// permissions (Postfix), never of who runs on the host.
 ///
 /// # Errors
 /// When the listener fails for good.
 pub async fn run<W: Website>(
-    listener: Listener,
+    listener: tokio::net::UnixListener,
     website: Arc<W>,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
@@ -70,10 +65,7 @@ pub async fn run<W: Website>(
         connection_timeout: CONNECTION_TIMEOUT,
     };
     let stop = async move { shutdown.cancelled().await };
-    match listener {
-        Listener::Unix(l) => indymilter::run(l, callbacks, config, stop).await,
-        Listener::Tcp(l) => indymilter::run(l, callbacks, config, stop).await,
-    }
+    indymilter::run(listener, callbacks, config, stop).await
 }
 
 fn callbacks<W: Website>(website: Arc<W>) -> Callbacks<Message> {

@@ -9,7 +9,16 @@ use std::path::{Path, PathBuf};
 
 use tokio::net::{TcpListener, UnixListener};
 
-use crate::config::ListenSettings;
+use crate::config::{ListenSettings, SocketGroup};
+
+/// What to do when the socket's group cannot be set (not root, and not a member of it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupChange {
+    /// The bind fails.
+    Required,
+    /// The socket keeps the process's own group; the caller is told (to warn).
+    BestEffort,
+}
 
 /// Listener setup faults (fatal at startup).
 #[derive(Debug, thiserror::Error)]
@@ -104,20 +113,28 @@ pub fn bind(settings: &ListenSettings, set_aside: &[&str]) -> Result<Bound, Serv
             named,
         });
     }
-    let mut listeners = vec![bind_unix(settings, || {})?];
+    let group = settings.socket_group.as_ref();
+    let (policy, _) = bind_unix(&settings.socket, settings.socket_mode, group, GroupChange::Required, || {})?;
+    let mut listeners = vec![policy];
     if let Some(addr) = settings.tcp {
         listeners.push(bind_tcp(addr)?);
     }
     Ok(Bound { listeners, activated: false, named })
 }
 
-/// Binds a socket file at `path` with `[listen]`'s mode and group.
+/// Binds a socket file at `path` with `mode` and `group`. With [`GroupChange::BestEffort`], a
+/// group this process may not use leaves the socket in its own group, and the reason is
+/// returned with the listener.
 ///
 /// # Errors
 /// As [`bind`].
-pub fn bind_path(settings: &ListenSettings, path: &Path) -> Result<Listener, ServerError> {
-    let settings = ListenSettings { socket: path.to_owned(), ..settings.clone() };
-    bind_unix(&settings, || {})
+pub fn bind_path(
+    path: &Path,
+    mode: u32,
+    group: Option<&SocketGroup>,
+    change: GroupChange,
+) -> Result<(Listener, Option<String>), ServerError> {
+    bind_unix(path, mode, group, change, || {})
 }
 
 /// Binds a TCP address.
@@ -152,8 +169,13 @@ fn from_systemd() -> Result<Vec<(String, Listener)>, ServerError> {
 
 /// Binds the socket file. `after_bind` runs between `bind` and the ownership change: a test
 /// swaps the path there, as an attacker with write access to the directory could.
-fn bind_unix(settings: &ListenSettings, after_bind: impl FnOnce()) -> Result<Listener, ServerError> {
-    let path = settings.socket.as_path();
+fn bind_unix(
+    path: &Path,
+    mode: u32,
+    group: Option<&SocketGroup>,
+    change: GroupChange,
+    after_bind: impl FnOnce(),
+) -> Result<(Listener, Option<String>), ServerError> {
     let shown = path.display();
     match std::fs::symlink_metadata(path) {
         Ok(meta) if meta.file_type().is_socket() => {
@@ -169,20 +191,33 @@ fn bind_unix(settings: &ListenSettings, after_bind: impl FnOnce()) -> Result<Lis
     }
     // The mode comes from the umask at bind time: no window with a wider mode, and no chmod
     // by path afterwards (which would follow a symlink put there meanwhile).
-    let std = with_umask(!settings.socket_mode & 0o777, || std::os::unix::net::UnixListener::bind(path))
-        .map_err(io_err(&shown))?;
+    let std =
+        with_umask(!mode & 0o777, || std::os::unix::net::UnixListener::bind(path)).map_err(io_err(&shown))?;
     let ours = own_socket(path)?;
+    // From here on the file is ours: removed again if anything below fails.
+    let owned = OwnedSocket { path: path.to_owned(), inode: ours };
     after_bind();
-    if let Some(group) = &settings.socket_group {
+    let mut note = None;
+    if let Some(group) = group {
         // lchown: the link itself if the path was swapped for one, never its target.
-        std::os::unix::fs::lchown(path, None, Some(group.gid)).map_err(io_err(&shown))?;
+        match std::os::unix::fs::lchown(path, None, Some(group.gid)) {
+            Ok(()) => {}
+            Err(e) if change == GroupChange::BestEffort && e.kind() == io::ErrorKind::PermissionDenied => {
+                note = Some(format!(
+                    "{shown}: group {} not set ({}: this process is neither root nor a member); the socket keeps the process's own group",
+                    group.name,
+                    crate::oserror::plain(&e)
+                ));
+            }
+            Err(e) => return Err(io_err(&shown)(e)),
+        }
         if own_socket(path)? != ours {
             return Err(ServerError::Swapped(path.to_owned()));
         }
     }
     std.set_nonblocking(true).map_err(io_err(&shown))?;
     let listener = UnixListener::from_std(std).map_err(io_err(&shown))?;
-    Ok(Listener::Unix(listener, Some(OwnedSocket { path: path.to_owned(), inode: ours })))
+    Ok((Listener::Unix(listener, Some(owned)), note))
 }
 
 /// The (device, inode) of the socket at `path`, if it is a socket this user owns.
@@ -214,12 +249,12 @@ mod tests {
     use super::*;
     use crate::config::SocketGroup;
 
-    fn settings(socket: PathBuf, group: Option<SocketGroup>) -> ListenSettings {
-        let mut s = crate::config::from_toml("").expect("defaults").listen;
-        s.socket = socket;
-        s.socket_mode = 0o660;
-        s.socket_group = group;
-        s
+    fn bind_strict(
+        path: &Path,
+        group: Option<&SocketGroup>,
+        after_bind: impl FnOnce(),
+    ) -> Result<Listener, ServerError> {
+        bind_unix(path, 0o660, group, GroupChange::Required, after_bind).map(|(l, _)| l)
     }
 
     /// A group other than the process's own, to see a change of group.
@@ -235,7 +270,7 @@ mod tests {
     async fn the_socket_is_born_with_its_mode() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("policy.sock");
-        let listener = bind_unix(&settings(path.clone(), None), || {
+        let listener = bind_strict(&path, None, || {
             let mode = std::fs::symlink_metadata(dir.path().join("policy.sock"))
                 .expect("bound")
                 .permissions()
@@ -270,7 +305,7 @@ mod tests {
             std::fs::remove_file(&path).expect("remove the socket");
             std::os::unix::fs::symlink(&victim, &path).expect("symlink");
         };
-        let e = bind_unix(&settings(path.clone(), Some(group)), swap).expect_err("swapped");
+        let e = bind_strict(&path, Some(&group), swap).expect_err("swapped");
         assert!(matches!(e, ServerError::Swapped(_)), "{e}");
         let after = std::fs::metadata(&victim).expect("victim");
         assert_eq!((after.mode(), after.gid(), after.uid()), (before.mode(), before.gid(), before.uid()));
@@ -285,7 +320,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("policy.sock");
         let gid = group.gid;
-        let _l = bind_unix(&settings(path.clone(), Some(group)), || {}).expect("bind");
+        let _l = bind_strict(&path, Some(&group), || {}).expect("bind");
         let meta = std::fs::symlink_metadata(&path).expect("socket");
         assert_eq!((meta.gid(), meta.mode() & 0o777), (gid, 0o660));
     }

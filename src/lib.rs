@@ -25,7 +25,8 @@
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
 //! - [`metrics`]: Prometheus counters of the decisions and the `/metrics` endpoint.
 //! - [`milter`]: website mail (`sendmail`, PHP `mail()`) through Postfix's `non_smtpd_milters`:
-//!   the local user, the daemon's own decision, the hold queue.
+//!   the local user, the daemon's own decision, the hold queue; [`postqueue`]: Postfix's queue
+//!   through its own commands (held mail, a queued message's headers, release).
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
 //! - [`manpages`]: email-ratelimit(8), one page per command, email-ratelimit.toml(5);
 //!   [`oserror`]: errors without Rust's `(os error N)` tail.
@@ -48,6 +49,7 @@ pub mod notify;
 pub mod once;
 pub mod oserror;
 pub mod policy;
+pub mod postqueue;
 pub mod probe;
 pub mod protocol;
 pub mod replay;

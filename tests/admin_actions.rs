@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::unix::net::UnixDatagram;
-use std::process::Command;
 
 use common::*;
 
@@ -37,7 +36,7 @@ impl Setup {
 
     /// Runs an admin command as the admin `carol` behind sudo: exit status, stdout, stderr.
     fn admin(&self, args: &[&str]) -> (bool, String, String) {
-        let out = Command::new(BIN)
+        let out = erl()
             .args(args)
             .arg("--config")
             .arg(&self.d.config)

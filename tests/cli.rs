@@ -11,7 +11,7 @@ use common::*;
 use nix::sys::signal::Signal;
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = erl();
     cmd.args(args);
     for (k, v) in env {
         cmd.env(k, v);
@@ -393,7 +393,7 @@ fn serve_runs_on_the_embedded_defaults_as_the_readme_says() {
     let log = std::fs::File::create(dir.path().join("log")).expect("log");
     let mut process = Supervised::default();
     process.set(
-        Command::new(BIN)
+        erl()
             .arg("serve")
             .env("EMAIL_RATELIMIT__STORE", "memory")
             .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &socket)
@@ -525,7 +525,11 @@ fn status_without_a_user_is_the_health_of_what_the_daemon_needs() {
     assert!(!ok && out.contains("redis:       UNREACHABLE"), "{out}");
     // The daemon gone: said too.
     drop(d);
-    let (dir, path) = write_config("store = \"redis\"\n[listen]\nsocket = \"/nonexistent/erl.sock\"\n");
+    // (Redis is the test's own, stopped: never the host's on 6379.)
+    let (dir, path) = write_config(&format!(
+        "store = \"redis\"\n[listen]\nsocket = \"/nonexistent/erl.sock\"\n[redis]\nurl = \"{}\"\n",
+        redis.url()
+    ));
     let out = run(&["status", "--config", &path], &[]);
     assert!(
         stdout(&out).contains(

@@ -7,10 +7,10 @@ mod common;
 
 use std::process::Command;
 
-use common::{BIN, have};
+use common::{erl, have};
 
 fn run(args: &[&str]) -> String {
-    let out = Command::new(BIN).args(args).output().expect("run");
+    let out = erl().args(args).output().expect("run");
     assert!(out.status.success(), "{args:?}: {out:?}");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -28,6 +28,8 @@ fn run_install_env(
     env: &[(&str, &str)],
 ) -> (bool, String) {
     let mut cmd = Command::new("bash");
+    // The admin commands install.sh runs keep their syslog lines off the host's.
+    cmd.env("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG);
     cmd.envs(env.iter().copied());
     cmd.arg(INSTALL).args(args).arg("--root").arg(root).args(["--binary", BIN, "--no-systemd"]);
     if let Some(mail) = mail {
@@ -173,8 +175,19 @@ fn install_enforce_disable_uninstall_round_trip() {
     );
     let milter = mail.queue_dir().join("private/email-ratelimit-milter");
     assert!(written.contains(&format!("listen = {:?}", milter.display().to_string())), "{written}");
-    std::fs::write(&config, std::fs::read_to_string(&config).expect("config") + "# edited by the admin\n")
-        .expect("edit");
+    // The admin's edits: this test's Redis (never the host's on 6379), notifications through a
+    // stand-in sendmail that records them (never the host's Postfix), and a comment.
+    let aside = tempfile::tempdir().expect("tempdir");
+    let notified = aside.path().join("notified.log");
+    let stand_in = aside.path().join("sendmail-stand-in");
+    std::fs::write(&stand_in, format!("#!/bin/sh\necho \"$*\" >> {}\ncat > /dev/null\n", notified.display()))
+        .expect("stand-in");
+    std::fs::set_permissions(&stand_in, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let edited = written
+        .replacen("url = \"redis://127.0.0.1:6379/0\"", &format!("url = \"{}\"", redis.url()), 1)
+        .replacen("sendmail = \"/usr/sbin/sendmail\"", &format!("sendmail = \"{}\"", stand_in.display()), 1);
+    assert_ne!(edited, written, "the shipped config names Redis and sendmail");
+    std::fs::write(&config, edited + "# edited by the admin\n").expect("edit");
     let after_first = (files_under(r), mail.postconf(&["-n"]));
     let said = install(r, &mail, &["install"]);
     assert!(said.contains("kept the existing") && said.contains("already in place"), "{said}");
@@ -274,7 +287,6 @@ fn install_enforce_disable_uninstall_round_trip() {
         Command::new(&installed)
             .args(["serve", "--config"])
             .arg(&config)
-            .env("EMAIL_RATELIMIT__REDIS__URL", redis.url())
             .env("EMAIL_RATELIMIT__DATABASE__CACHE_FILE", r.join("limits.json"))
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)
@@ -296,15 +308,8 @@ fn install_enforce_disable_uninstall_round_trip() {
 
     // Issue 21 item 2: enforce --at-midnight prints what enforcing changes (today's would-be
     // refusal of alice among it) and sets enforce_from = the next local date, staying log-only.
-    // (install.sh's trial and record reach the test's Redis as the daemon does: by the variable.)
-    let url = redis.url();
-    let (ok, said) = run_install_env(
-        r,
-        Some(&mail),
-        &["enforce", "--at-midnight"],
-        None,
-        &[("EMAIL_RATELIMIT__REDIS__URL", &url)],
-    );
+    // (install.sh's trial and record reach the test's Redis through the edited config.)
+    let (ok, said) = run_install(r, Some(&mail), &["enforce", "--at-midnight"], None);
     assert!(ok, "{said}");
     let tomorrow = (chrono::Local::now().date_naive() + chrono::Days::new(1)).to_string();
     for part in [
@@ -341,6 +346,11 @@ fn install_enforce_disable_uninstall_round_trip() {
         "{}",
         sent.reply
     );
+    // The postmaster is told of the refusal, through the configured sendmail (the stand-in).
+    wait_for("the notification mail", Duration::from_secs(10), || {
+        let sent = std::fs::read_to_string(&notified).unwrap_or_default();
+        sent.contains(&format!("-- postmaster@{}", host.trim())).then_some(())
+    });
 
     let said = install(r, &mail, &["status"]);
     assert!(said.contains("mode = enforce") && said.contains("Postfix: hooked"), "{said}");
@@ -432,7 +442,7 @@ fn the_hook_goes_where_postfix_reaches_it() {
     let log = std::fs::File::create(&log_path).expect("log");
     let mut daemon = Supervised::default();
     daemon.set(
-        Command::new(BIN)
+        erl()
             .args(["serve", "--config"])
             .arg(&config)
             .env("EMAIL_RATELIMIT__STORE", "memory")

@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use chrono::{Duration, NaiveDate, TimeZone, Utc};
 use common::*;
 use nix::sys::signal::Signal;
@@ -144,12 +142,8 @@ fn replay_learns_as_its_days_pass() {
         let config = dir.path().join(format!("c{learn}.toml"));
         std::fs::write(&config, format!("timezone = \"UTC\"\n{CAPS}[learn]\nenabled = {learn}\n"))
             .expect("write");
-        let out = Command::new(BIN)
-            .args(["replay", "--json", "--config"])
-            .arg(&config)
-            .arg(&input)
-            .output()
-            .expect("replay");
+        let out =
+            erl().args(["replay", "--json", "--config"]).arg(&config).arg(&input).output().expect("replay");
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
     };
@@ -240,7 +234,7 @@ fn replay_learns_known_networks() {
         let config = dir.path().join("c.toml");
         let learn = "[learn]\nenabled = true\nknown_networks = true\n";
         std::fs::write(&config, format!("timezone = \"UTC\"\n{CAPS}{learn}")).expect("write");
-        let out = Command::new(BIN).args(["replay", "--json", "--config"]).arg(&config).arg(&input).output();
+        let out = erl().args(["replay", "--json", "--config"]).arg(&config).arg(&input).output();
         let out = out.expect("replay");
         assert!(out.status.success(), "{out:?}");
         serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")

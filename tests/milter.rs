@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{BIN, Daemon, free_port, http_get};
+use common::{Daemon, erl, free_port, http_get};
 
 /// The milter protocol's flags (libmilter's mfdef.h): no reply to a header, a MAIL, a RCPT.
 const NO_REPLY_HEADER: u32 = 0x80;
@@ -261,11 +261,7 @@ fn a_tcp_milter_from_a_v3_config_is_refused_and_the_policy_service_serves() {
     daemon.signal(nix::sys::signal::Signal::SIGHUP);
     daemon.wait_log(&refusal, 2);
     // check-config says so and fails (78), with the one-line fix.
-    let out = Command::new(BIN)
-        .args(["check-config", "--config"])
-        .arg(&daemon.config)
-        .output()
-        .expect("check-config");
+    let out = erl().args(["check-config", "--config"]).arg(&daemon.config).output().expect("check-config");
     assert_eq!(out.status.code(), Some(78));
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr.lines().find(|l| l.contains("refused")).unwrap_or_else(|| panic!("{stderr}"));

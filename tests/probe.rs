@@ -40,7 +40,7 @@ fn probe_changes_nothing_unless_told_to_count() {
     let config = d.config.display().to_string();
     // --socket from the config's [listen] socket.
     let probe = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
+        let out = erl()
             .args(["probe", "--config", &config, "--user", "p@example.com"])
             .args(args)
             .output()
@@ -94,7 +94,7 @@ fn in_log_only_mode_probe_says_what_enforcing_would_answer() {
     );
     let socket = d.socket.display().to_string();
     let probe = |args: &[&str]| {
-        let out = std::process::Command::new(BIN)
+        let out = erl()
             .args(["probe", "--socket", &socket, "--user", "q@example.com"])
             .args(args)
             .output()
@@ -113,7 +113,7 @@ fn in_log_only_mode_probe_says_what_enforcing_would_answer() {
 
 #[test]
 fn probe_names_what_it_could_not_reach() {
-    let out = std::process::Command::new(BIN)
+    let out = erl()
         .args(["probe", "--socket", "/nonexistent/erl.sock", "--user", "x@example.com"])
         .output()
         .expect("probe");

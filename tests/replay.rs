@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::*;
@@ -56,7 +55,7 @@ fn a_replay_of_what_the_daemon_saw_decides_as_the_daemon_did() {
     let input = dir.path().join("in.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").expect("write");
     let decisions = dir.path().join("decisions.jsonl");
-    let out = Command::new(BIN)
+    let out = erl()
         .args(["replay", "--config"])
         .arg(&d.config)
         .arg("--decisions")
@@ -124,11 +123,10 @@ fn replay_names_a_line_out_of_time_order_and_reads_standard_input() {
         "{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n\n{\"ts\": 50, \"sasl_username\": \"a@x.org\"}\n",
     )
     .expect("write");
-    let out =
-        Command::new(BIN).args(["replay", "--config"]).arg(&config).arg(&input).output().expect("replay");
+    let out = erl().args(["replay", "--config"]).arg(&config).arg(&input).output().expect("replay");
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: earlier than the line before"), "{out:?}");
-    let mut child = Command::new(BIN)
+    let mut child = erl()
         .args(["replay", "--json", "--config"])
         .arg(&config)
         .arg("-")

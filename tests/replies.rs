@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
 use nix::sys::signal::Signal;
 
@@ -62,17 +60,17 @@ fn check_config_shows_the_templates_and_names_a_bad_one() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("config.toml");
     std::fs::write(&path, format!("{LIMITS}{REPLIES}")).expect("write");
-    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().expect("run");
+    let out = erl().args(["check-config", "--config"]).arg(&path).output().expect("run");
     assert!(out.status.success(), "{out:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("\n[replies]\nmailbox_1d = \"{user}: {limit} recipients a day"), "{text}");
     std::fs::write(&path, "[replies]\ndomain_1h = \"{user}: {limt} per hour\"\n").expect("write");
-    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().expect("run");
+    let out = erl().args(["check-config", "--config"]).arg(&path).output().expect("run");
     assert_eq!(out.status.code(), Some(78));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("replies.domain_1h: unknown placeholder {limt}"), "{err}");
     std::fs::write(&path, "[replies]\nmailbox_daily = \"x\"\n").expect("write");
-    let out = Command::new(BIN).args(["check-config", "--config"]).arg(&path).output().expect("run");
+    let out = erl().args(["check-config", "--config"]).arg(&path).output().expect("run");
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mailbox_daily"), "{out:?}");
 }

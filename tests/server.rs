@@ -162,14 +162,14 @@ fn a_stale_socket_is_replaced_but_other_files_are_not() {
         format!("store = \"memory\"\n[listen]\nsocket = {:?}\n", path.display().to_string()),
     )
     .expect("write");
-    let mut child = Command::new(BIN).arg("serve").arg("-c").arg(&config).spawn().expect("spawn");
+    let mut child = erl().arg("serve").arg("-c").arg(&config).spawn().expect("spawn");
     let mut c = wait_for("the daemon on the stale path", Duration::from_secs(10), || {
         UnixStream::connect(&path).ok().map(Conn::new)
     });
     assert_eq!(c.ask(&eom("x@example.com", 1)), "DUNNO");
 
     // A second instance must not steal a live socket.
-    let out = Command::new(BIN).arg("serve").arg("-c").arg(&config).output().expect("run");
+    let out = erl().arg("serve").arg("-c").arg(&config).output().expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use"), "{out:?}");
     assert_eq!(c.ask(&eom("x@example.com", 1)), "DUNNO", "the first instance still serves");
@@ -178,7 +178,7 @@ fn a_stale_socket_is_replaced_but_other_files_are_not() {
 
     let file = dir.path().join("file.sock");
     std::fs::write(&file, "precious").expect("write");
-    let out = Command::new(BIN)
+    let out = erl()
         .arg("serve")
         .env("EMAIL_RATELIMIT__STORE", "memory")
         .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &file)
@@ -196,7 +196,7 @@ fn optional_tcp_listener_on_loopback() {
     let port = free_port();
     let d = memory(&format!("[listen]\ntcp = \"127.0.0.1:{port}\"\n"));
     d.wait_log(&format!("listen.tcp = 127.0.0.1:{port}: every local user"), 1);
-    let out = Command::new(BIN)
+    let out = erl()
         .args([
             "probe",
             "--socket",

@@ -3,6 +3,7 @@
 //! shipped `postfix/pickup_header_checks`. Each local user is counted under its own name; over
 //! its cap a message is held (never delivered, never lost) and `release` lets only that mail
 //! go; no fault (Redis down, the daemon down, no marker, no passwd entry) stops a message.
+//! Issue 31: `release` checks each message's own marker before it lets it go.
 
 mod common;
 
@@ -10,7 +11,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::mail::{MailServer, REMOTE};
-use common::{Daemon, Redis, today, wait_for};
+use common::{Daemon, Redis, erl, today, wait_for};
 
 fn rcpt(i: usize) -> String {
     format!("r{i}@{REMOTE}")
@@ -85,9 +86,19 @@ fn website_mail_is_counted_per_user_held_over_its_cap_and_released() {
         (h.len() == 2).then_some(h)
     });
     let foreign: Vec<&String> = both.iter().filter(|id| **id != held[0]).collect();
+    // Issue 31: a queue ID planted in www-data's record (as a local user who could reach the
+    // milter once could) is checked against the message itself, and not released.
+    redis.cmd(&["ZADD", "erl:held:mx1:www-data", "1", foreign[0]]);
     let (ok, out) = release(&daemon, &mail, "local:www-data");
     assert!(ok, "{out}");
     assert!(out.contains(&format!("released 1 message(s) of local:www-data: {}", held[0])), "{out}");
+    assert!(
+        out.contains(&format!(
+            "not released: {} is recorded for local:www-data, but its own marker names local:nobody: left held",
+            foreign[0]
+        )),
+        "{out}"
+    );
     mail.wait_delivered(&rcpt(4), 1);
     mail.wait_delivered(&rcpt(5), 1);
     assert_eq!(mail.held(), vec![foreign[0].clone()], "the admin's held mail stays held");
@@ -127,7 +138,7 @@ fn website_mail_is_counted_per_user_held_over_its_cap_and_released() {
 /// `email-ratelimit release` on the test instance (`MAIL_CONFIG` names it for postqueue and
 /// postsuper).
 fn release(daemon: &Daemon, mail: &MailServer, user: &str) -> (bool, String) {
-    let out = std::process::Command::new(common::BIN)
+    let out = erl()
         .args(["release", "--config"])
         .arg(&daemon.config)
         .arg(user)

@@ -278,7 +278,7 @@ fn a_raise_replaces_the_mailbox_caps_while_it_lasts() {
 }
 
 fn admin(t: &Timed, args: &[&str]) -> String {
-    let out = std::process::Command::new(BIN)
+    let out = erl()
         .args(args)
         .arg("--config")
         .arg(&t.d.config)
@@ -353,7 +353,7 @@ fn status_top_raise_and_reset_through_the_store() {
         "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 4 messages reached"
     );
     // Issue 21 item 4 (part): a raise that lowers a cap needs --lower; --cancel ends one.
-    let refused = std::process::Command::new(BIN)
+    let refused = erl()
         .args(["raise", "alice@example.com", "2/1h", "--for", "1h", "--config"])
         .arg(&t.d.config)
         .env("EMAIL_RATELIMIT_TEST_CLOCK", &t.clock)

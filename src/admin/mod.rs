@@ -42,6 +42,8 @@ pub enum AdminError {
     Usage(String),
     #[error("{0}")]
     Store(#[from] StoreError),
+    #[error("{0}")]
+    Queue(#[from] crate::postqueue::QueueError),
 }
 
 /// Whom an admin command acts on: a sender, a whole domain (`@example.com`) or the server.

@@ -1,16 +1,16 @@
 //! `release local:NAME`: lets the website mail this server put on hold for a local user go on
 //! (`postsuper -H`), and nothing else: only the queue IDs recorded in `erl:held:<server>:<name>`
-//! that Postfix still holds. Mail held for other reasons (an admin's `postsuper -h`, a
-//! header_checks HOLD, another milter) stays held. Released mail is not checked again (it does
-//! not pass the milter twice), so it is not counted again.
-
-use std::collections::HashSet;
-use std::io::Write as _;
-use std::process::{Command, Stdio};
+//! that Postfix still holds, and of those only the messages that are that user's own: each is
+//! read first (`postcat`), and its first marker header must name that user and that queue ID. A
+//! recorded ID alone is never trusted (it may have been planted). Mail held for other reasons
+//! (an admin's `postsuper -h`, a header_checks HOLD, another milter) stays held. Released mail is
+//! not checked again (it does not pass the milter twice), so it is not counted again.
 
 use super::{AdminError, audit, open};
 use crate::clock;
 use crate::config::{Config, is_local_name};
+use crate::milter::who;
+use crate::postqueue;
 use crate::sender::LOCAL_PREFIX;
 
 /// Releases the local user's held mail; an error (exit 1) when none was released.
@@ -29,20 +29,36 @@ pub async fn release(config: &Config, user: &str) -> Result<String, AdminError> 
             "no mail of {who} is recorded as held on {server}; nothing released"
         )));
     }
-    let in_hold = held_queue_ids()?;
-    let (release, gone): (Vec<String>, Vec<String>) =
-        recorded.iter().cloned().partition(|id| in_hold.contains(id));
-    if !release.is_empty() {
-        postsuper_release(&release)?;
-        // postsuper -H moves them to the deferred queue: deliver them now, not at the next
-        // queue run (postqueue -f would flush everyone's deferred mail).
-        for id in &release {
-            let _ = Command::new("postqueue").args(["-i", id]).stdin(Stdio::null()).output();
+    let in_hold = postqueue::held()?;
+    let (mut release, mut gone, mut forget, mut out) = (Vec::new(), Vec::new(), Vec::new(), String::new());
+    for id in &recorded {
+        if !in_hold.contains(id) {
+            gone.push(id.clone());
+            forget.push(id.clone());
+            continue;
+        }
+        match owner(id) {
+            Ok(Some(owner)) if owner == name => {
+                release.push(id.clone());
+                forget.push(id.clone());
+            }
+            Ok(owner) => {
+                let names =
+                    owner.map_or_else(|| "no local user".to_owned(), |o| format!("{LOCAL_PREFIX}{o}"));
+                out.push_str(&format!(
+                    "not released: {id} is recorded for {who}, but its own marker names {names}: left held\n"
+                ));
+                forget.push(id.clone());
+            }
+            Err(e) => out.push_str(&format!("not released: {id}: {e}; left held\n")),
         }
     }
-    // Released, or no longer held (delivered after an earlier release, or deleted).
-    store.forget_held(server, name, &recorded).await?;
-    let mut out = String::new();
+    if !release.is_empty() {
+        postqueue::release(&release)?;
+    }
+    // Released, no longer held (delivered after an earlier release, or deleted), or not this
+    // user's: forgotten. One that could not be read is kept for the next try.
+    store.forget_held(server, name, &forget).await?;
     if !gone.is_empty() {
         out.push_str(&format!(
             "{} recorded message(s) of {who} are no longer in the hold queue (released or deleted already): {}\n",
@@ -62,6 +78,13 @@ pub async fn release(config: &Config, user: &str) -> Result<String, AdminError> 
     Ok(out)
 }
 
+/// The local user whose website mail the queued message `id` is: the one its first marker header
+/// names, when that marker carries this message's own queue ID (as the milter decided it).
+fn owner(id: &str) -> Result<Option<String>, postqueue::QueueError> {
+    let marker = postqueue::first_header(id, who::MARKER)?;
+    Ok(marker.and_then(|m| who::uid(&m, id)).map(who::name_of))
+}
+
 /// `local:NAME` (or `local:NAME@<this server>`) -> `NAME`.
 fn local_name<'a>(user: &'a str, server: &str) -> Result<&'a str, AdminError> {
     let bad = || AdminError::Usage(format!("{user:?}: release takes a local user, like local:web12"));
@@ -76,47 +99,6 @@ fn local_name<'a>(user: &'a str, server: &str) -> Result<&'a str, AdminError> {
         None => rest,
     };
     if is_local_name(name) { Ok(name) } else { Err(bad()) }
-}
-
-/// The queue IDs in Postfix's hold queue (`postqueue -j`; `MAIL_CONFIG` picks the instance).
-fn held_queue_ids() -> Result<HashSet<String>, AdminError> {
-    let out = Command::new("postqueue")
-        .arg("-j")
-        .stdin(Stdio::null())
-        .output()
-        .map_err(|e| AdminError::Usage(format!("postqueue -j: {}", crate::oserror::plain(&e))))?;
-    if !out.status.success() {
-        return Err(AdminError::Usage(format!(
-            "postqueue -j: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["queue_name"] == "hold")
-        .filter_map(|m| m["queue_id"].as_str().map(str::to_owned))
-        .collect())
-}
-
-/// `postsuper -H -` with the queue IDs on its input.
-fn postsuper_release(ids: &[String]) -> Result<(), AdminError> {
-    let fail = |e: String| AdminError::Usage(format!("postsuper -H: {e}"));
-    let mut child = Command::new("postsuper")
-        .args(["-H", "-"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| fail(crate::oserror::plain(&e)))?;
-    if let Some(mut input) = child.stdin.take() {
-        input.write_all((ids.join("\n") + "\n").as_bytes()).map_err(|e| fail(crate::oserror::plain(&e)))?;
-    }
-    let out = child.wait_with_output().map_err(|e| fail(crate::oserror::plain(&e)))?;
-    if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).trim().to_owned()));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::Signal;
 use tempfile::TempDir;
 
-use super::{BIN, Supervised, eom, spawn_logged, wait_for};
+use super::{Supervised, eom, erl, spawn_logged, wait_for};
 
 /// The real daemon binary with a config file in a temporary directory.
 pub struct Daemon {
@@ -105,7 +105,7 @@ impl Daemon {
     }
 
     fn spawn(&mut self) {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = erl();
         cmd.arg("serve").arg("--config").arg(&self.config);
         for (k, v) in &self.env {
             cmd.env(k, v);
@@ -146,7 +146,7 @@ impl Daemon {
     /// and stdout (stderr appended).
     pub fn admin(&self, args: &[&str]) -> (bool, String) {
         let (cmd, rest) = args.split_first().expect("a command");
-        let out = Command::new(BIN)
+        let out = erl()
             .arg(cmd)
             .arg("--config")
             .arg(&self.config)

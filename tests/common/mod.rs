@@ -23,6 +23,17 @@ pub use servers::{Mariadb, Redis, Sentinel};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_email-ratelimit");
 
+/// Where the binary's admin commands send their syslog line in tests: nowhere (no such socket;
+/// the command notes that on stderr). The host's `/dev/log` is never for tests.
+pub const NO_SYSLOG: &str = "/nonexistent/email-ratelimit-tests/syslog";
+
+/// The binary, as every test runs it: its syslog lines kept off the host's syslog.
+pub fn erl() -> std::process::Command {
+    let mut cmd = std::process::Command::new(BIN);
+    cmd.env("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG);
+    cmd
+}
+
 /// Returns false (and says so) when `program` is missing outside CI; panics in CI.
 pub fn have(program: &str) -> bool {
     let found = std::env::var_os("PATH")

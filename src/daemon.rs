@@ -64,12 +64,18 @@ impl<S: crate::store::CounterStore> Handler for Policy<S> {
 }
 
 impl<S: crate::store::CounterStore> milter::Website for Policy<S> {
-    async fn decide(&self, req: &Request) -> Action {
-        Policy::decide(self, req).await
+    async fn decide(&self, req: &Request) -> milter::Verdict {
+        match self.decide_counted(req).await {
+            (Action::Dunno, _) => milter::Verdict::Accept,
+            (Action::DeferIfPermit(reason) | Action::Reject(reason), outcome) => {
+                let why = if outcome.locked() { milter::HeldFor::Lock } else { milter::HeldFor::Cap };
+                milter::Verdict::Hold { reason, why }
+            }
+        }
     }
 
-    async fn held(&self, name: &str, queue_id: &str) {
-        self.record_held(name, queue_id).await;
+    async fn held(&self, name: &str, queue_id: &str, why: milter::HeldFor) {
+        self.record_held(name, queue_id, why).await;
     }
 }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, erl, free_port, http_get};
+use common::{Daemon, Redis, erl, free_port, http_get, today};
 
 /// The milter protocol's flags (libmilter's mfdef.h): no reply to a header, a MAIL, a RCPT.
 const NO_REPLY_HEADER: u32 = 0x80;
@@ -120,14 +120,16 @@ fn zeroed(args: &[&str]) -> Vec<u8> {
 }
 
 /// A daemon whose milter listens on `milter.sock` in a directory of its own (returned, to keep),
-/// with `extra` config and `milter` more lines of `[milter]`.
+/// with `extra` config and `milter` more lines of `[milter]`; `store = "memory"` unless `extra`
+/// names a Redis.
 fn milter_daemon(extra: &str, milter: &str) -> (Daemon, PathBuf, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("milter.sock");
+    let store = if extra.contains("[redis]") { "" } else { "store = \"memory\"\n" };
     let daemon = Daemon::start_at(
         dir.path().join("policy.sock"),
         &format!(
-            "store = \"memory\"\nserver_name = \"mx1\"\n{extra}\n[milter]\nlisten = {:?}\n{milter}",
+            "{store}server_name = \"mx1\"\n{extra}\n[milter]\nlisten = {:?}\n{milter}",
             path.display().to_string()
         ),
     );
@@ -158,7 +160,7 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     assert_eq!(replies.last().map(|r| r.0), Some(b'a'), "accepted: {replies:?}");
     // Nothing is edited (an edit makes Postfix rewrite the queue file) and nothing held.
     assert_eq!(replies.len(), 1, "only the accept: {replies:?}");
-    daemon.wait_log("erl ok user=local:www-data@mx1 rcpt=2 mailbox=2/3 client=127.0.0.1 queue_id=Q2", 1);
+    daemon.wait_log("erl ok user=local:www-data@mx1 rcpt=2 local=2/3 client=127.0.0.1 queue_id=Q2", 1);
     assert!(!daemon.log().contains("CUT1"), "the cut message was never decided:\n{}", daemon.log());
 
     // Over the cap (2 + 2 > 3): quarantined, then accepted into the hold queue.
@@ -169,7 +171,7 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     let reason = String::from_utf8_lossy(&quarantine.1).into_owned();
     assert!(reason.contains("local:www-data@mx1: Your daily limit of 3 messages reached"), "{reason}");
     assert_eq!(replies.last().map(|r| r.0), Some(b'a'));
-    daemon.wait_log("erl HOLD user=local:www-data@mx1 rcpt=2 mailbox=2/3", 1);
+    daemon.wait_log("erl HOLD user=local:www-data@mx1 rcpt=2 local=2/3", 1);
     let (_, body) = http_get(metrics, "/metrics", None);
     for series in [
         "email_ratelimit_decisions_total{outcome=\"hold\"} 1",
@@ -183,7 +185,7 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     let mut mta = Mta::connect(port);
     mta.message("Q4", 1, "0 Q2");
     assert_eq!(mta.end("Q4").last().map(|r| r.0), Some(b'a'));
-    daemon.wait_log("erl ok user=local:unknown@mx1 rcpt=1 mailbox=1/3 client=127.0.0.1 queue_id=Q4", 1);
+    daemon.wait_log("erl ok user=local:unknown@mx1 rcpt=1 local=1/- client=127.0.0.1 queue_id=Q4", 1);
 }
 
 /// Whether `user` (with the supplementary `groups`, comma-separated, or none) can connect to
@@ -266,4 +268,74 @@ fn a_tcp_milter_from_a_v3_config_is_refused_and_the_policy_service_serves() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     let line = stderr.lines().find(|l| l.contains("refused")).unwrap_or_else(|| panic!("{stderr}"));
     assert!(line.contains(&refusal) && line.contains(fix), "{line}");
+}
+
+/// One message of `rcpts` recipients from uid 33 (www-data); whether it was put on hold.
+fn held(path: &Path, queue_id: &str, rcpts: usize) -> bool {
+    let mut mta = Mta::connect(path);
+    mta.message(queue_id, rcpts, &format!("33 {queue_id}"));
+    mta.end(queue_id).iter().any(|(c, _)| *c == b'q')
+}
+
+/// Issue 31 item 5: after a hacked site is cleaned, the admin commands act on its local user:
+/// reset, raise, lock (its mail then held, apart from cap holds), unlock, violations --user.
+#[test]
+fn admin_commands_take_a_local_user() {
+    let Some(redis) = Redis::start() else { return };
+    let (daemon, path, _dir) =
+        milter_daemon(&format!("[limits.local]\ndaily = 2\n[redis]\nurl = \"{}\"\n", redis.url()), "");
+    let counter = format!("erl:{}:local:www-data@mx1", today());
+    assert!(!held(&path, "A1", 2));
+    assert!(held(&path, "A2", 1), "over the cap of 2");
+    let admin = |args: &[&str]| {
+        let (ok, out) = daemon.admin(args);
+        assert!(ok, "{args:?}: {out}");
+        out
+    };
+
+    let out = admin(&["reset", "local:www-data"]);
+    assert!(out.contains("reset local:www-data@mx1: today's counter was 2, now 0"), "{out}");
+    assert_eq!(redis.get(&counter), None);
+    assert!(!held(&path, "A3", 2), "the cleared counter has room again");
+
+    let out = admin(&["raise", "local:www-data", "10/1d", "--for", "1h"]);
+    assert!(out.contains("raised local:www-data@mx1 to 10/1d for 1h"), "{out}");
+    assert!(!held(&path, "A4", 5), "the raise replaces [limits.local]'s cap: 2 + 5 <= 10");
+    let (ok, out) = daemon.admin(&["raise", "local:www-data", "1/1d", "--for", "1h"]);
+    assert!(!ok && out.contains("1/1d is below the 1d cap in force for local:www-data@mx1 (2)"), "{out}");
+
+    let out = admin(&["lock", "local:www-data", "--for", "1h", "--reason", "hacked site"]);
+    assert!(out.contains("locked local:www-data@mx1 for 1h"), "{out}");
+    assert_eq!(redis.cmd(&["EXISTS", "erl:lock:local:www-data@mx1"]), redis::Value::Int(1));
+    assert!(held(&path, "A5", 1), "a locked local user's mail is held");
+    daemon.wait_log("erl HOLD user=local:www-data@mx1 rcpt=1 cap=locked by=admin", 1);
+    let ids = |key: &str| redis.cmd(&["ZRANGE", key, "0", "-1"]);
+    assert_eq!(
+        ids("erl:lockheld:mx1:local:www-data@mx1"),
+        redis::Value::Array(vec![redis::Value::BulkString(b"A5".to_vec())])
+    );
+    assert_eq!(
+        ids("erl:held:mx1:www-data"),
+        redis::Value::Array(vec![redis::Value::BulkString(b"A2".to_vec())]),
+        "held for its cap, apart from what the lock held"
+    );
+    let out = admin(&["unlock", "local:www-data"]);
+    assert!(out.contains("unlocked local:www-data@mx1"), "{out}");
+    assert!(!held(&path, "A6", 1), "unlocked, under its raise (8 of 10)");
+    let out = admin(&["raise", "local:www-data", "--cancel"]);
+    assert!(out.contains("cancelled the raise of local:www-data@mx1 (10/1d)"), "{out}");
+
+    let out = admin(&["violations", "--user", "local:www-data"]);
+    for action in [
+        " reset by=root",
+        " raise by=root",
+        " lock by=root reason=\"hacked site\"",
+        " unlock by=root",
+        " held window=1d",
+    ] {
+        assert!(out.contains(action), "{action} in:\n{out}");
+    }
+    assert!(out.lines().all(|l| l.contains("local:www-data@mx1")), "{out}");
+    let (ok, out) = daemon.admin(&["lock", "local:www-data@mx2"]);
+    assert!(!ok && out.contains("a local user belongs to its server (mx2)"), "{out}");
 }

@@ -23,7 +23,7 @@ pub async fn lock(
     reason: &str,
     duration: Option<&str>,
 ) -> Result<String, AdminError> {
-    let subject = Subject::parse(user)?;
+    let subject = Subject::parse(user, &config.server_name)?;
     let secs = duration.map(parse_duration).transpose().map_err(AdminError::Usage)?;
     let now = clock::from_env().0.now().timestamp();
     let by = audit::actor();
@@ -69,7 +69,7 @@ pub async fn lock(
 /// [`AdminError`] for a bad name, an unreachable Redis, or a sender that is not locked (exit 1,
 /// nothing changed).
 pub async fn unlock(config: &Config, user: &str) -> Result<String, AdminError> {
-    let subject = Subject::parse(user)?;
+    let subject = Subject::parse(user, &config.server_name)?;
     let now = config.timezone.moment(clock::from_env().0.now());
     let mut store = open(config).await?;
     let Some(old) = store.unlock(subject.who(), now.day()).await? else {

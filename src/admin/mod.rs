@@ -56,8 +56,12 @@ pub enum Subject {
 }
 
 impl Subject {
-    /// A sender, or `@domain`.
-    pub(crate) fn parse(text: &str) -> Result<Self, AdminError> {
+    /// A sender, `@domain`, or a local user of this server (`local:NAME`, website mail).
+    pub(crate) fn parse(text: &str, server: &str) -> Result<Self, AdminError> {
+        if text.starts_with(sender::LOCAL_PREFIX) {
+            let name = local_name(text, server)?;
+            return Ok(Self::Mailbox(sender::Mailbox::local(name, server)));
+        }
         match text.strip_prefix('@') {
             Some(d) => {
                 sender::normalize_domain(d).map(Self::Domain).map_err(|_| AdminError::Domain(text.to_owned()))
@@ -83,6 +87,23 @@ impl std::fmt::Display for Subject {
             Self::Server => f.write_str("global"),
         }
     }
+}
+
+/// `local:NAME` (or `local:NAME@<this server>`) -> `NAME`: a local user's counters, locks and
+/// held mail are this server's own.
+pub(crate) fn local_name<'a>(user: &'a str, server: &str) -> Result<&'a str, AdminError> {
+    let bad = || AdminError::Usage(format!("{user:?}: a local user is written local:NAME, like local:web12"));
+    let rest = user.strip_prefix(sender::LOCAL_PREFIX).ok_or_else(bad)?;
+    let name = match rest.split_once('@') {
+        Some((name, host)) if host == server => name,
+        Some((_, host)) => {
+            return Err(AdminError::Usage(format!(
+                "{user}: a local user belongs to its server ({host}); run this on {host} (this is {server})"
+            )));
+        }
+        None => rest,
+    };
+    if crate::config::is_local_name(name) { Ok(name) } else { Err(bad()) }
 }
 
 pub(crate) async fn open(config: &Config) -> Result<AdminStore, AdminError> {
@@ -222,15 +243,8 @@ pub async fn violations(
     only: &Only<'_>,
     json: bool,
 ) -> Result<String, AdminError> {
-    let user = only
-        .user
-        .map(|u| match u.strip_prefix('@') {
-            Some(d) => sender::normalize_domain(d)
-                .map(|d| format!("@{d}"))
-                .map_err(|_| AdminError::Domain(u.to_owned())),
-            None => Ok(sender::normalize(u)?.to_string()),
-        })
-        .transpose()?;
+    let user =
+        only.user.map(|u| Subject::parse(u, &config.server_name).map(|s| s.to_string())).transpose()?;
     let since = only.since.map(parse_duration).transpose().map_err(AdminError::Usage)?;
     let filtered = user.is_some() || since.is_some();
     // With a filter the whole list is read (at most violations_max records) and the newest
@@ -285,6 +299,8 @@ pub async fn violations(
                     v.ip,
                     match (v.enforced, v.oversize) {
                         (false, _) => "log-only",
+                        // Website mail over its cap goes to the hold queue (the log says HOLD).
+                        (true, false) if v.user.starts_with(sender::LOCAL_PREFIX) => "held",
                         (true, false) => "deferred",
                         (true, true) => "rejected (oversize)",
                     },
@@ -326,7 +342,7 @@ pub fn of(unit: Unit) -> &'static str {
 /// [`AdminError`] for a bad name or an unreachable Redis.
 pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminError> {
     let subject = match user {
-        Some(u) => &Subject::parse(u)?,
+        Some(u) => &Subject::parse(u, &config.server_name)?,
         None => &Subject::Server,
     };
     let mut store = open(config).await?;
@@ -342,7 +358,7 @@ pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminE
             if let Some(rates) = store.raise(mailbox).await?.and_then(|(r, _)| parse_caps(&r).ok()) {
                 rates.iter().for_each(|r| add((r.window, r.unit)));
             }
-            limits.mailbox_caps(mailbox).caps.iter().for_each(|&(w, u, _)| add((w, u)));
+            limits.sender_caps(mailbox).caps.iter().for_each(|&(w, u, _)| add((w, u)));
         }
         Subject::Domain(domain) => limits.domain_caps(domain).iter().for_each(|&(w, u, _)| add((w, u))),
         Subject::Server => limits.server_caps().iter().for_each(|&(w, u, _)| add((w, u))),
@@ -414,12 +430,12 @@ pub async fn raise(
     duration: &str,
     lowering: Lowering,
 ) -> Result<String, AdminError> {
-    let mailbox = mailbox_only(user, "raise")?;
+    let mailbox = mailbox_only(user, &config.server_name, "raise")?;
     let rates = parse_caps(&caps.join(" ")).map_err(AdminError::Usage)?;
     let secs = parse_duration(duration).map_err(AdminError::Usage)?;
     if lowering == Lowering::Refused {
         // The caps the config file or the database give it (a raise replaces them).
-        let in_force = limits(config).await.mailbox_caps(&mailbox).caps;
+        let in_force = limits(config).await.sender_caps(&mailbox).caps;
         for r in &rates {
             if let Some(&(_, _, Cap::Enforced(n))) =
                 in_force.iter().find(|(w, u, _)| *w == r.window && *u == r.unit)
@@ -460,7 +476,7 @@ pub enum Lowering {
 /// [`AdminError`] for a bad name, an unreachable Redis, or a sender without a raise (exit 1,
 /// nothing changed).
 pub async fn cancel_raise(config: &Config, user: &str) -> Result<String, AdminError> {
-    let mailbox = mailbox_only(user, "raise --cancel")?;
+    let mailbox = mailbox_only(user, &config.server_name, "raise --cancel")?;
     let mut store = open(config).await?;
     let Some(caps) = store.cancel_raise(&mailbox).await? else {
         return Err(AdminError::Usage(format!("{mailbox} has no raise; nothing changed")));
@@ -493,8 +509,8 @@ pub async fn record(config: &Config, action: &str, user: &str, reason: &str) -> 
 }
 
 /// A sender; a domain is refused with what to do instead.
-fn mailbox_only(user: &str, command: &str) -> Result<sender::Mailbox, AdminError> {
-    match Subject::parse(user)? {
+fn mailbox_only(user: &str, server: &str, command: &str) -> Result<sender::Mailbox, AdminError> {
+    match Subject::parse(user, server)? {
         Subject::Mailbox(m) => Ok(m),
         Subject::Domain(_) | Subject::Server => Err(AdminError::Usage(format!(
             "{command} applies to one sender: a domain's caps are its [[limits.domain]] entry (or the \

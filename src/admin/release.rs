@@ -6,9 +6,9 @@
 //! (an admin's `postsuper -h`, a header_checks HOLD, another milter) stays held. Released mail is
 //! not checked again (it does not pass the milter twice), so it is not counted again.
 
-use super::{AdminError, audit, open};
+use super::{AdminError, audit, local_name, open};
 use crate::clock;
-use crate::config::{Config, is_local_name};
+use crate::config::Config;
 use crate::milter::who;
 use crate::postqueue;
 use crate::sender::LOCAL_PREFIX;
@@ -83,22 +83,6 @@ pub async fn release(config: &Config, user: &str) -> Result<String, AdminError> 
 fn owner(id: &str) -> Result<Option<String>, postqueue::QueueError> {
     let marker = postqueue::first_header(id, who::MARKER)?;
     Ok(marker.and_then(|m| who::uid(&m, id)).map(who::name_of))
-}
-
-/// `local:NAME` (or `local:NAME@<this server>`) -> `NAME`.
-fn local_name<'a>(user: &'a str, server: &str) -> Result<&'a str, AdminError> {
-    let bad = || AdminError::Usage(format!("{user:?}: release takes a local user, like local:web12"));
-    let rest = user.strip_prefix(LOCAL_PREFIX).ok_or_else(bad)?;
-    let name = match rest.split_once('@') {
-        Some((name, host)) if host == server => name,
-        Some((_, host)) => {
-            return Err(AdminError::Usage(format!(
-                "{user}: held mail is released on the server that holds it ({host}); this is {server}"
-            )));
-        }
-        None => rest,
-    };
-    if is_local_name(name) { Ok(name) } else { Err(bad()) }
 }
 
 #[cfg(test)]

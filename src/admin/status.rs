@@ -51,7 +51,7 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     if let Some(rest) = who.strip_prefix(crate::sender::LOCAL_PREFIX) {
         return super::status_local::status(config, rest, json_out).await;
     }
-    let subject = Subject::parse(who)?;
+    let subject = Subject::parse(who, &config.server_name)?;
     let mut store = open(config).await?;
     let limits = limits(config).await;
     let at = config.timezone.moment(clock::from_env().0.now());

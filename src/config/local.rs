@@ -16,6 +16,11 @@ use crate::window::Rate;
 /// ISPConfig).
 pub const DEFAULT_EXEMPT_USERS: [&str; 3] = ["root", "email-ratelimit", "vmail"];
 
+/// The local user counted for website mail without a valid marker (pickup's cleanup did not run
+/// our header_checks, or the message did not come through pickup). Counted, never held: one
+/// counter for everything unmarked would hold every website's and cron's mail at once.
+pub const UNKNOWN_LOCAL_USER: &str = "unknown";
+
 /// The milter socket's group by default: Postfix's cleanup must reach it.
 pub const DEFAULT_MILTER_GROUP: &str = "postfix";
 

@@ -503,7 +503,7 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
 }
 
 mod local;
-pub use local::{LocalSettings, LocalUser, MilterSettings, is_local_name};
+pub use local::{LocalSettings, LocalUser, MilterSettings, UNKNOWN_LOCAL_USER, is_local_name};
 mod learn;
 mod protect;
 pub mod replies;

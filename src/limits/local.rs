@@ -1,6 +1,7 @@
 //! The caps of website mail (`[limits.local]`): one local user's caps, as the milter's requests
 //! resolve them. A user's own `[[limits.local.user]]` caps replace `[limits.local]`'s; exempt
-//! users (`exempt_users`, or an entry's `exempt`) are counted and never held.
+//! users (`exempt_users`, or an entry's `exempt`) and `local:unknown` (mail without a valid
+//! marker) are counted and never held.
 
 use std::collections::{HashMap, HashSet};
 
@@ -20,6 +21,7 @@ impl LocalTable {
     #[must_use]
     pub fn new(settings: &LocalSettings) -> Self {
         let mut exempt: HashSet<String> = settings.exempt_users.iter().cloned().collect();
+        exempt.insert(crate::config::UNKNOWN_LOCAL_USER.to_owned());
         let mut users = HashMap::new();
         for u in &settings.users {
             if u.exempt {
@@ -60,6 +62,16 @@ impl super::Limits {
     pub fn local_caps(&self, name: &str) -> MailboxCaps {
         self.local.caps(name)
     }
+
+    /// The caps of a sender's own counters: a local user's `[limits.local]` caps, else the
+    /// mailbox's.
+    #[must_use]
+    pub fn sender_caps(&self, sender: &crate::sender::Mailbox) -> MailboxCaps {
+        match sender.local_name() {
+            Some(name) => self.local_caps(name),
+            None => self.mailbox_caps(sender),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -87,7 +99,7 @@ mod tests {
         );
         assert!(!web1.exempt && web1.listed);
         assert_eq!(t.caps("web12").caps, vec![(Window::HOUR, Unit::Msg, Cap::Enforced(5))]);
-        for name in ["root", "cron"] {
+        for name in ["root", "cron", "unknown"] {
             let c = t.caps(name);
             assert!(c.exempt && c.caps.is_empty(), "{name}");
         }

@@ -105,6 +105,14 @@ pub enum Outcome {
     Skip,
 }
 
+impl Outcome {
+    /// Whether a lock stopped it.
+    #[must_use]
+    pub fn locked(&self) -> bool {
+        matches!(self, Self::Defer(c) if c.scope == Cause::locked().scope)
+    }
+}
+
 type Labels = Vec<(&'static str, String)>;
 
 /// The daemon's metrics.

@@ -13,13 +13,13 @@ pub mod who;
 use std::ffi::CStr;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use indymilter::{Actions, Callbacks, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Action, Request, State};
+use crate::protocol::{Request, State};
+pub use crate::store::HeldFor;
 
 /// The longest a message waits for its decision (its user's name included); then it is accepted
 /// (Postfix's own `command_timeout` for this milter is 2 s, see DESIGN "Deployment").
@@ -34,9 +34,20 @@ const CONNECTION_TIMEOUT: Duration = Duration::from_secs(60);
 /// What the milter asks of the daemon.
 pub trait Website: Send + Sync + 'static {
     /// Decides (and counts) one message, as a policy request is decided.
-    fn decide(&self, req: &Request) -> impl Future<Output = Action> + Send;
+    fn decide(&self, req: &Request) -> impl Future<Output = Verdict> + Send;
     /// Records the queue ID of a message of the local user `name` put on hold.
-    fn held(&self, name: &str, queue_id: &str) -> impl Future<Output = ()> + Send;
+    fn held(&self, name: &str, queue_id: &str, why: HeldFor) -> impl Future<Output = ()> + Send;
+}
+
+/// The daemon's decision on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Accept,
+    /// Into the hold queue, with the reason Postfix logs.
+    Hold {
+        reason: String,
+        why: HeldFor,
+    },
 }
 
 /// One message as the milter sees it.
@@ -123,8 +134,8 @@ async fn negotiate(cx: &mut NegotiateContext<Message>) -> Status {
     Status::Continue
 }
 
-/// Said once per process: website mail arrives without the marker header.
-static NO_MARKER: AtomicBool = AtomicBool::new(false);
+/// Website mail without the marker header: warned about once a minute while it comes.
+static UNMARKED: std::sync::LazyLock<who::Unmarked> = std::sync::LazyLock::new(who::Unmarked::default);
 
 /// Names resolved lately, by uid.
 static NAMES: std::sync::LazyLock<who::Names> = std::sync::LazyLock::new(who::Names::default);
@@ -153,9 +164,9 @@ async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message
             }
         }
         (None, None) => {
-            if !NO_MARKER.swap(true, Ordering::Relaxed) {
+            if let Some(n) = UNMARKED.note(std::time::Instant::now()) {
                 tracing::warn!(
-                    "erl milter: a message without a valid {} header (queue_id={queue_id}): the pickup service's header_checks is not set up (postfix/README.md); counted as local:{}",
+                    "erl milter: {n} message(s) without a valid {} header since the last warning (now queue_id={queue_id}): pickup's cleanup does not run email-ratelimit's header_checks (postfix/README.md; receive_override_options=no_header_body_checks on pickup is one cause: install.sh hook fixes it); counted as local:{}, never held",
                     who::MARKER,
                     who::UNKNOWN
                 );
@@ -173,29 +184,26 @@ async fn end_of_message<W: Website>(website: Arc<W>, cx: &mut EomContext<Message
         sender: m.sender,
         ..Request::default()
     };
-    let action = match tokio::time::timeout_at(deadline, website.decide(&req)).await {
-        Ok(action) => action,
+    let verdict = match tokio::time::timeout_at(deadline, website.decide(&req)).await {
+        Ok(verdict) => verdict,
         Err(_) => {
             tracing::warn!(
                 "erl fail-open reason=milter-timeout detail=\"no decision within {} ms\" user=local:{name} queue_id={queue_id}",
                 DECISION_TIMEOUT.as_millis()
             );
-            Action::Dunno
+            Verdict::Accept
         }
     };
     // The marker stays: removing it made Postfix edit the queue file in place, which cost more
     // CPU than all the rest of the milter (BENCHMARKS.md "Website mail"), and it says nothing
     // that Postfix's own Received header does not (the uid and the queue ID).
-    let reason = match &action {
-        Action::Dunno => return Status::Accept,
-        Action::DeferIfPermit(text) | Action::Reject(text) => text,
-    };
+    let Verdict::Hold { reason, why } = verdict else { return Status::Accept };
     match cx.actions.quarantine(reason.replace('\0', " ")).await {
         Ok(()) => {
             // The hold is done; recording it may take what is left of the deadline and a little.
             let _ = tokio::time::timeout_at(
                 deadline.max(tokio::time::Instant::now() + Duration::from_millis(250)),
-                website.held(&name, &queue_id),
+                website.held(&name, &queue_id, why),
             )
             .await;
         }

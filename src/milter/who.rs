@@ -14,8 +14,8 @@
 pub const MARKER: &str = "X-Email-Ratelimit-Uid";
 
 /// The name counted when no valid marker is found (the pickup cleanup is not set up, or the
-/// message did not come through pickup).
-pub const UNKNOWN: &str = "unknown";
+/// message did not come through pickup): counted, never held.
+pub const UNKNOWN: &str = crate::config::UNKNOWN_LOCAL_USER;
 
 /// The uid in the first marker header's value `"N QUEUEID"`, when its queue ID is `queue_id`.
 #[must_use]
@@ -25,6 +25,31 @@ pub fn uid(marker: &str, queue_id: &str) -> Option<u32> {
     let id = words.next()?;
     (words.next().is_none() && !queue_id.is_empty() && id == queue_id).then_some(uid)
 }
+
+/// Messages without a valid marker: said when the first comes, then at most once a minute
+/// while they keep coming, with how many came since.
+#[derive(Debug, Default)]
+pub struct Unmarked(std::sync::Mutex<(Option<std::time::Instant>, u64)>);
+
+impl Unmarked {
+    /// Notes one such message at `now`; `Some(n)` when it is time to warn about the `n` seen
+    /// since the last warning (this one included).
+    pub fn note(&self, now: std::time::Instant) -> Option<u64> {
+        let mut seen = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.1 += 1;
+        match seen.0 {
+            Some(last) if now.duration_since(last) < WARN_EVERY => None,
+            _ => {
+                let n = seen.1;
+                *seen = (Some(now), 0);
+                Some(n)
+            }
+        }
+    }
+}
+
+/// How often the warning about unmarked mail repeats while it happens.
+const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// How long a uid's name is remembered (a website's mail comes in bursts; NSS may be slow).
 const NAME_TTL: std::time::Duration = std::time::Duration::from_secs(60);
@@ -72,6 +97,18 @@ mod tests {
         for bad in ["", "33", "x 4XyZ12AB", "33 4XyZ12AB more", "-1 4XyZ12AB"] {
             assert_eq!(uid(bad, "4XyZ12AB"), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn unmarked_mail_is_warned_about_at_once_then_once_a_minute_with_the_count() {
+        let unmarked = Unmarked::default();
+        let t0 = std::time::Instant::now();
+        assert_eq!(unmarked.note(t0), Some(1));
+        for s in 1..=5 {
+            assert_eq!(unmarked.note(t0 + std::time::Duration::from_secs(s)), None);
+        }
+        assert_eq!(unmarked.note(t0 + WARN_EVERY), Some(6), "the five quiet ones and this one");
+        assert_eq!(unmarked.note(t0 + WARN_EVERY + std::time::Duration::from_secs(1)), None);
     }
 
     #[test]

@@ -9,8 +9,10 @@ use crate::store::{Consume, Counts, Watch};
 /// violation (the lock was, once).
 pub(super) fn locked(ask: &Consume<'_>, watch: &Watch, req: &Request, text: String) -> Action {
     let by = watch.lock.as_ref().map_or("unknown", |l| l.by.as_str());
+    // A locked local user's website mail is held (the milter quarantines it), not deferred.
     tracing::warn!(
-        "erl DEFER user={} rcpt={} cap=locked by={by} client={} queue_id={} stage={}",
+        "erl {} user={} rcpt={} cap=locked by={by} client={} queue_id={} stage={}",
+        if ask.sender.is_local() { "HOLD" } else { "DEFER" },
         ask.sender,
         ask.recipients,
         req.client_address,

@@ -207,6 +207,11 @@ impl<S: CounterStore> Policy<S> {
     /// Decides one request. Never fails: every fault answers `DUNNO` (fail-open). The outcome
     /// and the time it took go to the metrics, if any.
     pub async fn decide(&self, req: &Request) -> Action {
+        self.decide_counted(req).await.0
+    }
+
+    /// [`Self::decide`], and how it ended (the milter holds a locked user's mail apart).
+    pub async fn decide_counted(&self, req: &Request) -> (Action, Outcome) {
         let started = Instant::now();
         let (reply, outcome) = self.decide_inner(req).await;
         if let Some(m) = &self.metrics
@@ -214,7 +219,7 @@ impl<S: CounterStore> Policy<S> {
         {
             m.decided(&outcome, started.elapsed());
         }
-        reply.action
+        (reply.action, outcome)
     }
 
     /// Decides one request as [`Self::decide`] does (counted, recorded, announced; not in the
@@ -412,10 +417,11 @@ impl<S: CounterStore> Policy<S> {
         (Decided::Final(Action::Dunno), Outcome::FailOpen)
     }
 
-    /// Records website mail of the local user `name` put on hold (`release` finds it there).
-    pub async fn record_held(&self, name: &str, queue_id: &str) {
-        let held =
-            crate::store::Held { server: &self.server, name, queue_id, at: self.clock.now().timestamp() };
+    /// Records website mail of the local user `name` put on hold (`release` finds it there, or,
+    /// held for a lock, apart from it).
+    pub async fn record_held(&self, name: &str, queue_id: &str, why: crate::store::HeldFor) {
+        let at = self.clock.now().timestamp();
+        let held = crate::store::Held { server: &self.server, name, queue_id, at, why };
         if let Err(e) = self.store.hold(&held).await {
             tracing::warn!(
                 "erl milter: queue_id={queue_id} of local:{name} is held but not recorded ({e}); release it with postsuper -H {queue_id}"

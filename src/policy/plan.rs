@@ -31,12 +31,11 @@ impl Plan {
     /// `learned`: its learned daily cap, which scales caps that come from a default.
     pub fn new(limits: &Limits, sender: &Mailbox, raise: Option<&[Rate]>, learned: Option<u64>) -> Self {
         if let Some(name) = sender.local_name() {
-            return Self::local(limits, name);
+            return Self::local(limits, name, raise);
         }
         let mut mailbox = limits.mailbox_caps(sender);
         if let Some(raise) = raise {
-            mailbox.caps = raise.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
-            crate::limits::sort_caps(&mut mailbox.caps);
+            raised(&mut mailbox.caps, raise);
         } else if let Some(learned) = learned.filter(|_| mailbox.from_default) {
             crate::learn::scale(&mut mailbox.caps, learned);
         }
@@ -73,9 +72,12 @@ impl Plan {
         plan
     }
 
-    /// A local user's: its daily counter always, and its own caps.
-    fn local(limits: &Limits, name: &str) -> Self {
-        let local = limits.local_caps(name);
+    /// A local user's: its daily counter always, and its own caps (a raise's while it lasts).
+    fn local(limits: &Limits, name: &str, raise: Option<&[Rate]>) -> Self {
+        let mut local = limits.local_caps(name);
+        if let Some(raise) = raise.filter(|_| !local.exempt) {
+            raised(&mut local.caps, raise);
+        }
         let mut plan = Self {
             counters: Vec::with_capacity(2),
             caps: Vec::with_capacity(2),
@@ -121,6 +123,12 @@ impl Plan {
 /// The daily recipient cap among `caps` (for the log line).
 fn daily(caps: &[crate::limits::Listed]) -> Option<Cap> {
     caps.iter().find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt).map(|(_, _, c)| *c)
+}
+
+/// A raise replaces a sender's own caps while it lasts.
+fn raised(caps: &mut Vec<crate::limits::Listed>, raise: &[Rate]) {
+    *caps = raise.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
+    crate::limits::sort_caps(caps);
 }
 
 #[cfg(test)]

@@ -149,7 +149,9 @@ pub(super) struct Line<'a> {
 
 impl fmt::Display for Line<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "user={} rcpt={} mailbox={}/", self.user, self.rcpt, self.mailbox)?;
+        // A local user's own counter is `local=`, an SMTP sender's `mailbox=` (DESIGN v4).
+        let own = if self.user.is_local() { "local" } else { "mailbox" };
+        write!(f, "user={} rcpt={} {own}={}/", self.user, self.rcpt, self.mailbox)?;
         match self.mailbox_cap {
             Some(cap) => write!(f, "{cap}")?,
             None => f.write_str("-")?,

@@ -105,6 +105,14 @@ impl KeySchema {
         self.key(Name::Held(server, name))
     }
 
+    /// The queue IDs of the local user `name`'s website mail that `server` put on hold because
+    /// the user is locked (kept apart from [`Self::held`], which only `release` frees):
+    /// `erl:lockheld:<server>:local:<name>@<server>`, scored and kept as [`Self::held`].
+    #[must_use]
+    pub fn lock_held<'a>(&'a self, server: &'a str, name: &'a str) -> Key<'a> {
+        self.key(Name::LockHeld(server, name))
+    }
+
     /// A locked domain (`lock @domain`): every sender of it is stopped. `domain` is IDNA ASCII;
     /// for a sender without a domain, `""` names a key no command writes.
     #[must_use]
@@ -234,6 +242,7 @@ enum Name<'a> {
     Locks(LockedBy),
     Violations,
     Held(&'a str, &'a str),
+    LockHeld(&'a str, &'a str),
 }
 
 /// Who made a lock: the daemon (`auto`) or an admin; each has its index of locked senders.
@@ -326,6 +335,9 @@ impl Key<'_> {
             Name::Locks(by) => write!(f, "{p}:locks:{}", by.as_str()),
             Name::Violations => write!(f, "{p}:violations"),
             Name::Held(server, name) => write!(f, "{p}:held:{server}:{name}"),
+            Name::LockHeld(server, name) => {
+                write!(f, "{p}:lockheld:{server}:{}{name}@{server}", crate::sender::LOCAL_PREFIX)
+            }
         }
     }
 }

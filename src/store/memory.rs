@@ -351,7 +351,7 @@ impl CounterStore for MemoryStore {
     }
 
     async fn hold(&self, h: &super::Held<'_>) -> Result<(), StoreError> {
-        let key = self.keys.held(h.server, h.name).to_string();
+        let key = h.key(&self.keys);
         let mut state = self.state();
         let held = state.held.entry(key).or_default();
         held.retain(|(id, _)| id != h.queue_id);

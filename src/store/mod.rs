@@ -265,6 +265,27 @@ pub struct Held<'a> {
     pub queue_id: &'a str,
     /// Unix seconds.
     pub at: i64,
+    pub why: HeldFor,
+}
+
+/// Why website mail was put on hold: it decides where it is recorded, and what frees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HeldFor {
+    /// Over a `[limits.local]` cap: `erl:held:`, freed by `release`.
+    Cap,
+    /// The user is locked: `erl:lockheld:`, kept apart.
+    Lock,
+}
+
+impl Held<'_> {
+    /// Where it is recorded.
+    #[must_use]
+    pub fn key(&self, keys: &KeySchema) -> String {
+        match self.why {
+            HeldFor::Cap => keys.held(self.server, self.name).to_string(),
+            HeldFor::Lock => keys.lock_held(self.server, self.name).to_string(),
+        }
+    }
 }
 
 /// The store chosen by the config.

@@ -189,7 +189,7 @@ impl CounterStore for RedisStore {
     async fn hold(&self, h: &super::Held<'_>) -> Result<(), StoreError> {
         self.guarded(async {
             let mut conn = self.connection().await?;
-            let key = self.keys.held(h.server, h.name).to_string();
+            let key = h.key(&self.keys);
             let ttl = i64::try_from(super::keys::HELD_TTL_SECS).unwrap_or(i64::MAX);
             redis::pipe()
                 .atomic()

@@ -11,6 +11,8 @@
 #     (/etc/postfix): each is covered by a stand-in that records the call and fails it. A call
 #     for a private instance (`-c DIR`/`-C DIR`, or MAIL_CONFIG naming another directory) runs
 #     the real program.
+# The namespace also has the accounts an ISPConfig server has and the suite needs (vmail), in its
+# own copies of /etc/passwd and /etc/group when the host lacks them.
 # The tripwires are tested before the command runs (each must record one probe). After it, the
 # run fails if anything was recorded, listing what, even when the command itself passed.
 set -euo pipefail
@@ -48,6 +50,23 @@ for entry in "$tw"/olddev/* "$tw"/olddev/.[!.]*; do
   fi
 done
 
+# The accounts of an ISPConfig mail server that the suite needs and the host may lack (vmail,
+# Dovecot's mail user): added to this namespace's own copies of /etc/passwd and /etc/group.
+if ! getent passwd vmail >/dev/null; then
+  cp /etc/passwd /etc/group "$tw/"
+  gid="$(getent group vmail | cut -d: -f3 || true)"
+  if [ -z "$gid" ]; then
+    gid=5000
+    while getent group "$gid" >/dev/null; do gid=$((gid + 1)); done
+    echo "vmail:x:$gid:" >> "$tw/group"
+  fi
+  uid=5000
+  while getent passwd "$uid" >/dev/null; do uid=$((uid + 1)); done
+  echo "vmail:x:$uid:$gid::/var/vmail:/usr/sbin/nologin" >> "$tw/passwd"
+  mount --bind "$tw/passwd" /etc/passwd
+  mount --bind "$tw/group" /etc/group
+fi
+
 # The stand-ins for the host's mail commands.
 cat > "$tw/stand-in" <<EOF
 #!/bin/bash
@@ -73,7 +92,11 @@ for cmd in sendmail postqueue postsuper postcat; do
   if [ -e "/usr/sbin/$cmd" ]; then
     touch "$tw/real/$cmd"
     mount --bind "/usr/sbin/$cmd" "$tw/real/$cmd"
-    mount --bind "$tw/stand-in" "/usr/sbin/$cmd"
+    # Each stand-in has its program's owner and mode (postfix check looks at postqueue's).
+    cp "$tw/stand-in" "$tw/stand-in.$cmd"
+    chown --reference="/usr/sbin/$cmd" "$tw/stand-in.$cmd"
+    chmod --reference="/usr/sbin/$cmd" "$tw/stand-in.$cmd"
+    mount --bind "$tw/stand-in.$cmd" "/usr/sbin/$cmd"
   else
     echo "tripwired: /usr/sbin/$cmd is missing: install postfix" >&2
     exit 1

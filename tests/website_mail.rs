@@ -10,7 +10,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use common::mail::{MailServer, REMOTE};
+use common::mail::{LOCAL, MailServer, REMOTE, SIEVE};
 use common::{Daemon, Redis, erl, today, wait_for};
 
 fn rcpt(i: usize) -> String {
@@ -141,6 +141,54 @@ fn website_mail_is_counted_per_user_held_over_its_cap_and_released() {
     assert!(mail.sendmail_as("www-data", "www-data", None, &[rcpt(4)], "daemon down"));
     mail.wait_delivered(&rcpt(4), 3);
     assert_eq!(mail.held(), vec![foreign[0].clone()]);
+}
+
+/// Issue 31 item 3: Dovecot's own mail (Sieve vacation replies and `redirect :copy`, what
+/// ISPConfig's auto-responder and "send copy to" are) goes through sendmail as the mail user,
+/// vmail: counted as local:vmail and never held, however full `[limits.local]` is.
+#[test]
+fn dovecot_sieve_mail_is_counted_as_the_mail_user_and_never_held() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(mail) = MailServer::start_with_sieve(&[]) else { return };
+    mail.hook_milter("", &[Path::new(CHECKS)]);
+    let socket = mail.queue_dir().join("private/email-ratelimit-milter");
+    let daemon = Daemon::start_at(
+        mail.policy_socket(),
+        &format!(
+            "server_name = \"mx1\"\n[listen]\nsocket_group = \"postfix\"\n[milter]\nlisten = {:?}\n\
+             [limits.local]\ndaily = 1\n[redis]\nurl = \"{}\"\n",
+            socket.display().to_string(),
+            redis.url()
+        ),
+    );
+    daemon.wait_log(&format!("milter on unix:{}", socket.display()), 1);
+    let mailbox = format!("r1@{SIEVE}");
+    mail.sieve_script(
+        &mailbox,
+        &format!(
+            "require [\"vacation\", \"copy\"];\nredirect :copy \"{}\";\n\
+             vacation :days 1 :addresses [\"{mailbox}\"] :subject \"Away\" \"I am away.\";\n",
+            rcpt(2)
+        ),
+    );
+    // Two messages from outside, from two senders: each is delivered by Dovecot, copied to
+    // r2@remote.test and answered: four messages from vmail, with room for one.
+    for from in [format!("r3@{LOCAL}"), format!("r4@{LOCAL}")] {
+        let sent = mail.send(mail.mx, None, &from, std::slice::from_ref(&mailbox));
+        assert_eq!(sent.code, 0, "{}", sent.transcript);
+    }
+    mail.wait_sieve_delivered(&mailbox, 2);
+    mail.wait_delivered(&rcpt(2), 2);
+    mail.wait_delivered(&format!("r3@{LOCAL}"), 1);
+    mail.wait_delivered(&format!("r4@{LOCAL}"), 1);
+    let reply = mail.delivered_texts(&format!("r3@{LOCAL}")).concat();
+    assert!(
+        reply.contains("Subject: Away") && reply.contains("X-Email-Ratelimit-Uid: "),
+        "the vacation reply, through pickup:\n{reply}"
+    );
+    assert!(mail.held().is_empty(), "nothing of vmail is held");
+    assert_eq!(redis.get(&local_key("vmail")), Some(4), "counted, as local:vmail");
+    daemon.wait_log("erl ok user=local:vmail@mx1 rcpt=1 local=4/-", 1);
 }
 
 /// `email-ratelimit release` on the test instance (`MAIL_CONFIG` names it for postqueue and

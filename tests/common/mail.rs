@@ -28,6 +28,10 @@ pub const MAILBOXES: &[&str] = &["r1", "r2", "r3", "r4", "r5"];
 /// The nobody account owns the Maildirs.
 const VMAIL_ID: u32 = 65534;
 
+/// Delivered by Dovecot's LMTP with Pigeonhole Sieve (as on ISPConfig), as the `vmail` account
+/// (`MailServer::start_with_sieve`).
+pub const SIEVE: &str = "sieve.test";
+
 pub struct MailServer {
     root: TempDir,
     pub submission: u16,
@@ -65,6 +69,35 @@ impl MailServer {
 
     /// The same without the hook; `extra` is appended to main.cf instead.
     pub fn start_with(logins: &[&str], extra: &str) -> Option<Self> {
+        Self::start_full(logins, extra, false)
+    }
+
+    /// As [`Self::start`], and mail for [`SIEVE`] is delivered by Dovecot's LMTP (Postfix's
+    /// `lmtp` transport to `private/dovecot-lmtp`) into Maildirs of the `vmail` account, with
+    /// Sieve scripts (`sieve_script`), whose mail (vacation, redirect) Dovecot submits through
+    /// this instance's sendmail as `vmail`, as ISPConfig's Dovecot does.
+    pub fn start_with_sieve(logins: &[&str]) -> Option<Self> {
+        let hook = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/postfix/main.cf.fragment"))
+            .expect("read the shipped main.cf fragment");
+        if nix::unistd::User::from_name("vmail").ok().flatten().is_none() {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "no vmail account: run the suite through scripts/test.sh, whose namespace has one"
+            );
+            eprintln!("SKIPPED: no vmail account (scripts/test.sh provides one in its namespace)");
+            return None;
+        }
+        if !Path::new("/usr/lib/dovecot/lmtp").exists()
+            || !Path::new("/usr/lib/dovecot/modules/lib90_sieve_plugin.so").exists()
+        {
+            assert!(std::env::var_os("CI").is_none(), "dovecot-lmtpd and dovecot-sieve are required in CI");
+            eprintln!("SKIPPED: dovecot-lmtpd or dovecot-sieve not installed");
+            return None;
+        }
+        Self::start_full(logins, &hook, true)
+    }
+
+    fn start_full(logins: &[&str], extra: &str, sieve: bool) -> Option<Self> {
         for program in ["postfix", "postconf", "dovecot", "swaks"] {
             if !have(program) && !have(&format!("/usr/sbin/{program}")) {
                 return None;
@@ -79,12 +112,29 @@ impl MailServer {
             dovecot: Supervised::default(),
             running: false,
         };
-        server.write_postfix(extra);
-        server.write_dovecot(logins);
+        server.write_postfix(extra, sieve);
+        server.write_dovecot(logins, sieve);
         // `check` creates the queue subdirectories (private/ owned by postfix) first.
         server.postfix(&["check"]);
+        if sieve {
+            std::fs::set_permissions(
+                server.queue_dir().join("maildrop"),
+                std::fs::Permissions::from_mode(0o1733),
+            )
+            .expect("chmod maildrop");
+        }
         server.start_dovecot();
         server.postfix(&["start"]);
+        if sieve {
+            // ...and pickup's wake-up open to them too (else it looks only once a minute).
+            let public = server.queue_dir().join("public");
+            std::fs::set_permissions(&public, std::fs::Permissions::from_mode(0o711)).expect("chmod public");
+            wait_for("pickup's fifo", Duration::from_secs(20), || {
+                public.join("pickup").exists().then_some(())
+            });
+            std::fs::set_permissions(public.join("pickup"), std::fs::Permissions::from_mode(0o622))
+                .expect("chmod pickup");
+        }
         server.running = true;
         for port in [server.submission, server.mx] {
             wait_for("smtpd to listen", Duration::from_secs(20), || {
@@ -308,7 +358,43 @@ impl MailServer {
         Sent { code: out.status.code().unwrap_or(-1), reply, transcript, elapsed }
     }
 
-    fn write_postfix(&self, extra: &str) {
+    /// The Sieve script of the mailbox `address` (under [`SIEVE`]), active from now on.
+    pub fn sieve_script(&self, address: &str, script: &str) {
+        let home = self.sieve_home(address);
+        std::fs::create_dir_all(&home).expect("mkdir home");
+        std::fs::write(home.join(".dovecot.sieve"), script).expect("sieve script");
+        let vmail = nix::unistd::User::from_name("vmail").ok().flatten().expect("vmail");
+        for p in [home.parent().expect("domain dir"), &home, &home.join(".dovecot.sieve")] {
+            std::os::unix::fs::chown(p, Some(vmail.uid.as_raw()), Some(vmail.gid.as_raw())).expect("chown");
+        }
+    }
+
+    fn sieve_home(&self, address: &str) -> PathBuf {
+        let (local, domain) = address.split_once('@').expect("an address");
+        self.root().join("vmail").join(domain).join(local)
+    }
+
+    /// The messages Dovecot delivered to `address` (under [`SIEVE`]) so far.
+    pub fn sieve_delivered(&self, address: &str) -> usize {
+        std::fs::read_dir(self.sieve_home(address).join("Maildir/new")).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Waits until Dovecot delivered `count` messages to `address` (under [`SIEVE`]).
+    pub fn wait_sieve_delivered(&self, address: &str, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.sieve_delivered(address) < count {
+            assert!(
+                Instant::now() < deadline,
+                "Dovecot delivered {} messages to {address}, expected {count}\nmaillog:\n{}\ndovecot.log:\n{}",
+                self.sieve_delivered(address),
+                self.maillog(),
+                std::fs::read_to_string(self.root().join("dovecot/dovecot.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn write_postfix(&self, extra: &str, sieve: bool) {
         let root = self.root();
         let etc = self.config_dir();
         let queue = self.queue_dir();
@@ -329,7 +415,17 @@ impl MailServer {
             }
         }
         std::fs::write(etc.join("vmailbox"), vmailbox).expect("vmailbox");
-        std::fs::write(etc.join("transport"), format!("{REMOTE} virtual:\n")).expect("transport");
+        let mut transport = format!("{REMOTE} virtual:\n");
+        if sieve {
+            transport.push_str(&format!("{SIEVE} lmtp:unix:private/dovecot-lmtp\n"));
+            let vmail = root.join("vmail");
+            std::fs::create_dir_all(&vmail).expect("mkdir vmail");
+            let owner = nix::unistd::User::from_name("vmail").ok().flatten().expect("vmail");
+            std::os::unix::fs::chown(&vmail, Some(owner.uid.as_raw()), Some(owner.gid.as_raw()))
+                .expect("chown vmail");
+        }
+        std::fs::write(etc.join("transport"), transport).expect("transport");
+        let relay_domains = if sieve { SIEVE } else { "" };
 
         let r = root.display();
         let main = format!(
@@ -355,7 +451,7 @@ impl MailServer {
              virtual_uid_maps = static:{VMAIL_ID}\n\
              virtual_gid_maps = static:{VMAIL_ID}\n\
              transport_maps = texthash:{e}/transport\n\
-             relay_domains =\n\
+             relay_domains = {relay_domains}\n\
              alias_maps =\n\
              alias_database =\n\
              smtpd_sasl_type = dovecot\n\
@@ -393,6 +489,7 @@ impl MailServer {
              virtual unix - n n - - virtual\n\
              smtp unix - - n - - smtp\n\
              relay unix - - n - - smtp\n\
+             lmtp unix - - n - - lmtp\n\
              anvil unix - - n - 1 anvil\n\
              scache unix - - n - 1 scache\n\
              postlog unix-dgram n - n - 1 postlogd\n",
@@ -402,7 +499,7 @@ impl MailServer {
         std::fs::write(etc.join("master.cf"), master).expect("master.cf");
     }
 
-    fn write_dovecot(&self, logins: &[&str]) {
+    fn write_dovecot(&self, logins: &[&str], sieve: bool) {
         let dir = self.root().join("dovecot");
         std::fs::create_dir_all(dir.join("run")).expect("mkdir dovecot");
         let users: String = logins.iter().map(|u| format!("{u}:{{PLAIN}}{PASSWORD}\n")).collect();
@@ -427,6 +524,44 @@ impl MailServer {
              service auth {{\n  unix_listener {auth} {{\n    mode = 0660\n    user = postfix\n    group = postfix\n  }}\n}}\n",
             auth = self.queue_dir().join("private/auth").display(),
         );
+        if sieve {
+            // Dovecot runs its sendmail_path as the mail user. A private instance's config
+            // (MAIL_CONFIG, -C) is taken from a user who is not root only when postdrop runs
+            // without its set-gid privilege (Postfix checks the default main.cf otherwise): so
+            // here with no_new_privs, and this instance's maildrop (and pickup's fifo) open to
+            // every user (as Postfix allows) since postdrop then lacks group postdrop. On a real server Dovecot
+            // runs /usr/sbin/sendmail as it is; either way the queue file is vmail's.
+            let wrapper = self.root().join("dovecot-sendmail");
+            std::fs::write(
+                &wrapper,
+                format!(
+                    "#!/bin/sh\nMAIL_CONFIG={} exec setpriv --no-new-privs /usr/sbin/sendmail \"$@\"\n",
+                    self.config_dir().display()
+                ),
+            )
+            .expect("wrapper");
+            std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        let conf = if sieve {
+            // LMTP with Sieve, as the vmail account; Sieve's mail goes through this instance's
+            // sendmail (`-C`), as the mail user.
+            conf.replace("protocols =\n", "protocols = lmtp\n")
+                .replace("home=/nonexistent", &format!("home={}/vmail/%d/%n", self.root().display()))
+                .replace(&format!("uid={VMAIL_ID} gid={VMAIL_ID}"), "uid=vmail gid=vmail allow_all_users=yes")
+                + &format!(
+                    "mail_location = maildir:~/Maildir\n\
+                     first_valid_uid = 1\n\
+                     sendmail_path = {root}/dovecot-sendmail\n\
+                     postmaster_address = postmaster@{LOCAL}\n\
+                     service lmtp {{\n  unix_listener {lmtp} {{\n    mode = 0600\n    user = postfix\n    group = postfix\n  }}\n}}\n\
+                     protocol lmtp {{\n  mail_plugins = sieve\n}}\n\
+                     plugin {{\n  sieve = file:~/sieve;active=~/.dovecot.sieve\n}}\n",
+                    root = self.root().display(),
+                    lmtp = self.queue_dir().join("private/dovecot-lmtp").display(),
+                )
+        } else {
+            conf
+        };
         std::fs::write(dir.join("dovecot.conf"), conf).expect("dovecot.conf");
     }
 

@@ -27,6 +27,13 @@
 #   --binary PATH          the binary to install (default: target/release/email-ratelimit)
 #   --no-systemd           never call systemctl (no systemd here, or a --root install)
 #   --no-milter            install, hook: leave website mail (non_smtpd_milters, pickup) alone
+#   --pickup-checks        install, hook: where pickup runs with receive_override_options =
+#                          no_header_body_checks (content-filter setups), drop that flag from
+#                          pickup's override, so that pickup's own cleanup runs email-ratelimit's
+#                          table (and only it: your header_checks still skip pickup mail);
+#                          disable restores it. Asked interactively when not given
+#   --dovecot-config FILE  install, hook: Dovecot's config (default: doveconf's own), whose
+#                          mail_uid is exempted from [limits.local] (Sieve mail is sent as it)
 #   --mysql "CMD"          db-user: how to run SQL as a MariaDB admin (default: mariadb)
 #   --database NAME        db-user: ISPConfig's database (default: dbispconfig)
 #   --db-socket PATH       db-user: MariaDB's socket (default: /run/mysqld/mysqld.sock)
@@ -55,6 +62,8 @@ pfdir=""
 binary=""
 use_systemd=1
 with_milter=1
+pickup_checks=0
+dovecot_config=""
 mysql_cmd="mariadb"
 database="dbispconfig"
 db_socket="/run/mysqld/mysqld.sock"
@@ -77,6 +86,8 @@ while [ $# -gt 0 ]; do
     --binary) binary="${2:?--binary needs a path}"; shift 2 ;;
     --no-systemd) use_systemd=0; again="$again --no-systemd"; shift ;;
     --no-milter) with_milter=0; shift ;;
+    --pickup-checks) pickup_checks=1; again="$again --pickup-checks"; shift ;;
+    --dovecot-config) dovecot_config="${2:?--dovecot-config needs a file}"; again="$again --dovecot-config $2"; shift 2 ;;
     --mysql) mysql_cmd="${2:?--mysql needs a command}"; shift 2 ;;
     --database) database="${2:?--database needs a name}"; shift 2 ;;
     --db-socket) db_socket="${2:?--db-socket needs a path}"; shift 2 ;;
@@ -230,10 +241,11 @@ state_file="$backup_dir/postfix.state"
 # Records a value as it was before install touched it, once (a second install keeps the first).
 remember() {
   mkdir -p "$backup_dir"
-  if [ "$1" = main ] || [ "$1" = milter ]; then
-    awk -F'\t' -v k="$1" '$1 == k { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
+  if [ "$1" = svc ] || [ "$1" = exit ]; then
+    # Per service, per parameter.
+    awk -F'\t' -v k="$1" -v a="$2" '$1 == k && $2 == a { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
   else
-    awk -F'\t' -v a="$2" '$1 == "svc" && $2 == a { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
+    awk -F'\t' -v k="$1" '$1 == k { f = 1 } END { exit !f }' "$state_file" 2>/dev/null && return
   fi
   printf '%s\t%s\t%s\n' "$1" "$2" "${3:-}" >> "$state_file"
 }
@@ -424,12 +436,161 @@ pickup_cleanup_name() {
 
 milter_hooked() { milters has "$(pc -nh non_smtpd_milters 2>/dev/null || true)"; }
 
+pm() { if [ -n "$pfdir" ]; then postmap -c "$pfdir" "$@"; else postmap "$@"; fi; }
+
+# pickup's receive_override_options: its master.cf override (exit 1 without one), and what pickup
+# runs with (the override, else main.cf's).
+pickup_override() {
+  pc -P 2>/dev/null | awk 'index($0, "pickup/unix/receive_override_options =") == 1 { sub(/^[^=]*= */, ""); print; f = 1 } END { exit !f }'
+}
+pickup_options() { pickup_override || pc -h receive_override_options 2>/dev/null || true; }
+# `has_flag LIST FLAG`; `without_flag LIST FLAG` (comma-separated).
+has_flag() { case ",$(printf '%s' "$1" | tr -s ' ,' ',')," in *",$2,"*) return 0 ;; esac; return 1; }
+without_flag() { printf '%s' "$1" | tr -s ' ,' '\n' | grep -vx -e "$2" -e '' | paste -sd, - || true; }
+# Whether install took no_header_body_checks out of pickup's override (state file).
+pickup_fixed() { awk -F'\t' '$1 == "pickup" { f = 1 } END { exit !f }' "$state_file" 2>/dev/null; }
+
+# The table of the rules that act where mail leaves (smtp_header_checks, lmtp_header_checks).
+exit_file() { echo "$(pc -h config_directory)/email-ratelimit_exit_header_checks"; }
+exit_params="smtp_header_checks lmtp_header_checks"
+# A table list without our exit table (", "-separated).
+without_exit() { printf '%s' "$1" | tr -s ' ,' '\n' | grep -v -e 'email-ratelimit_exit_header_checks' -e '^$' | paste -sd, - | sed 's/,/, /g' || true; }
+
+# The rules of main.cf's header_checks tables (regexp, pcre) that match the Received header
+# pickup writes: in pickup's cleanup our rule comes first, and Postfix applies one rule per
+# header, so these never run there. They are repeated in the exit table (if/endif blocks are
+# not followed: such a rule is reported, not repeated).
+received_rules() {
+  local sample table type file line one
+  sample="Received: by $(pc -h myhostname 2>/dev/null || echo mx.example) (Postfix, from userid 33)
+	id 4XyZ12ABCD; Mon,  7 Dec 2026 17:35:17 +0000 (UTC)"
+  one="$(mktemp)"
+  for table in $(pc -xh header_checks 2>/dev/null | tr ',' ' '); do
+    type="${table%%:*}"; file="${table#*:}"
+    case "$type" in regexp|pcre) ;; *) continue ;; esac
+    [ -f "$file" ] || continue
+    while IFS= read -r line || [ -n "$line" ]; do
+      case "$line" in ''|'#'*|[[:space:]]*) continue ;; esac
+      printf '%s\n' "$line" > "$one"
+      if pm -q "$sample" "$type:$one" >/dev/null 2>&1; then printf '%s\n' "$line"; fi
+    done < "$file"
+  done
+  rm -f "$one"
+}
+
+# Dovecot's mail user: Sieve (vacation, redirect, reject; ISPConfig's auto-responder and "send
+# copy to") submits through sendmail as it, so it is exempt from [limits.local] (counted, never
+# held). vmail is exempt by default; another one is added to the config's exempt_users.
+exempt_mail_user() {
+  command -v doveconf >/dev/null || return 0
+  local uid user list erl="${binary:-$bin_path}"
+  [ -f "$config" ] && [ -x "$erl" ] || return 0
+  if [ -n "$dovecot_config" ]; then uid="$(doveconf -c "$dovecot_config" -h mail_uid 2>/dev/null || true)"
+  else uid="$(doveconf -h mail_uid 2>/dev/null || true)"; fi
+  [ -n "$uid" ] || return 0
+  user="$(getent passwd "$uid" | cut -d: -f1 || true)"
+  if [ -z "$user" ]; then
+    case "$uid" in *[!0-9]*) return 0 ;; *) user="uid$uid" ;; esac
+  fi
+  list="$("$erl" check-config --config "$config" 2>/dev/null | sed -n '/^\[limits.local\]/,/^\[/ s/^exempt_users = //p' || true)"
+  case "$list" in *"\"$user\""*) return 0 ;; esac
+  local edited="$config.erl-new" was=0 now=0
+  cp -p "$config" "$edited"
+  if sed -n '/^\[limits.local\]/,/^\[/ p' "$edited" | grep -q '^exempt_users = \['; then
+    sed -i "/^\[limits.local\]/,/^\[/ s/^\(exempt_users = \[[^]]*\)\]/\1, \"$user\"]/" "$edited"
+  elif grep -q '^\[limits.local\]' "$edited"; then
+    sed -i "/^\[limits.local\]/a exempt_users = [\"root\", \"email-ratelimit\", \"vmail\", \"$user\"]" "$edited"
+  else
+    printf '\n[limits.local]\nexempt_users = ["root", "email-ratelimit", "vmail", "%s"]\n' "$user" >> "$edited"
+  fi
+  # The edit must not make the config worse than it was (a setting refused already stays so).
+  "$erl" check-config --quiet --config "$config" >/dev/null 2>&1 || was=$?
+  "$erl" check-config --quiet --config "$edited" >/dev/null 2>&1 || now=$?
+  if [ "$now" != "$was" ]; then
+    rm -f "$edited"
+    say "WARNING: Dovecot's mail user $user (mail_uid) should be exempt from [limits.local] (its Sieve mail would be held): add \"$user\" to exempt_users in $config by hand"
+    return 0
+  fi
+  mv -f "$edited" "$config"
+  say "Dovecot's mail user $user (mail_uid) is exempt from [limits.local] (its Sieve mail is counted, never held): added to exempt_users in $config"
+}
+
+# The exit table and its place first in smtp_header_checks and lmtp_header_checks.
+hook_exit_checks() {
+  local file rules current p changed=0
+  file="$(exit_file)"
+  rules="$(received_rules)"
+  {
+    cat "$repo/postfix/exit_header_checks"
+    if [ -n "$rules" ]; then
+      printf '# Repeated from main.cf header_checks (pickup'"'"'s cleanup applies our rule to that header instead):\n%s\n' "$rules"
+    fi
+  } > "$file.new"
+  if cmp -s "$file.new" "$file"; then rm -f "$file.new"; else mv -f "$file.new" "$file"; chmod 0644 "$file"; changed=1; fi
+  if [ -n "$rules" ]; then
+    say "main.cf's header_checks has a rule for pickup's Received header, which pickup's cleanup applies our rule to instead; repeated where mail leaves ($file):"
+    printf '%s\n' "$rules" | sed 's/^/      /'
+  fi
+  for p in $exit_params; do
+    current="$(pc -nh "$p" 2>/dev/null || true)"
+    case "$current" in *email-ratelimit_exit_header_checks*) continue ;; esac
+    [ "$changed" = 2 ] || backup_postfix; changed=2
+    remember exit "$p" "$current"
+    pc -e "$p = regexp:$file${current:+, $current}"
+    say "the marker is removed where mail leaves: $p = $(pc -nh "$p")"
+  done
+  [ "$changed" = 0 ] || return 0
+  return 1
+}
+
+unhook_exit_checks() {
+  local kind a b p saved rest
+  for p in $exit_params; do
+    saved=""
+    if [ -f "$state_file" ]; then
+      while IFS=$'\t' read -r kind a b; do
+        [ "$kind" = exit ] && [ "$a" = "$p" ] && saved="$b"
+      done < "$state_file"
+    fi
+    rest="$(without_exit "$(pc -nh "$p" 2>/dev/null || true)")"
+    if [ -z "$rest" ] && [ -z "$saved" ]; then pc -X "$p" 2>/dev/null || true
+    elif [ "$(printf '%s' "$rest" | tr -d ' ,')" = "$(printf '%s' "$saved" | tr -d ' ,')" ] && [ -n "$saved" ]; then pc -e "$p = $saved"
+    else pc -e "$p = $rest"
+    fi
+  done
+  rm -f "$(exit_file)"
+}
+
 hook_milter() {
-  local current checks hc hc_commas chroot own changed=0 source
+  local current checks hc hc_commas chroot own changed=0 source ro tables answer
   own="$(pickup_cleanup_name)"
   if [ -n "$own" ] && [ "$own" != "$pickup_cleanup" ]; then
     die "master.cf's pickup already uses its own cleanup service ($own): add email-ratelimit's pickup
   header_checks there by hand (postfix/milter.cf.fragment), then run $0 hook again."
+  fi
+  # What pickup runs with: no milter at all can see its mail with no_milters; with
+  # no_header_body_checks (content-filter setups) our table never runs and every website's mail
+  # would be local:unknown.
+  ro="$(pickup_options)"
+  if has_flag "$ro" no_milters; then
+    die "pickup runs with receive_override_options = $ro: no_milters keeps every milter, email-ratelimit's
+  among them, away from website mail. Take no_milters out of pickup's receive_override_options (master.cf,
+  or main.cf) if website mail should be limited, or run with --no-milter. The policy hook is in place."
+  fi
+  if has_flag "$ro" no_header_body_checks && [ "$pickup_checks" = 0 ]; then
+    if [ -t 0 ]; then
+      echo "  pickup runs with receive_override_options = $ro (a content filter's setup): its cleanup skips"
+      echo "  header_checks, so the milter cannot tell who sent website mail. Drop no_header_body_checks from"
+      echo "  pickup's override only? pickup's own cleanup then runs email-ratelimit's table alone (your"
+      echo "  header_checks still skip pickup mail); disable restores it."
+      read -r -p "  Drop it? [y/N] " answer
+      case "$answer" in [yY]*) pickup_checks=1 ;; esac
+    fi
+    [ "$pickup_checks" = 1 ] || die "pickup runs with receive_override_options = $ro: no_header_body_checks
+  keeps pickup's cleanup from running email-ratelimit's header_checks, so every website's mail would be
+  counted as local:unknown. Run again with --pickup-checks to drop that flag from pickup's override only
+  (pickup's own cleanup then runs email-ratelimit's table alone: your header_checks still skip pickup mail;
+  disable restores it), or with --no-milter. The policy hook is in place."
   fi
   hc="$(pc -nh header_checks 2>/dev/null || true)"
   if ! hc_commas="$(restrictions commas "$hc")"; then
@@ -454,26 +615,45 @@ hook_milter() {
     pc -e "non_smtpd_milters = ${current:+$current, }$milter_ref"
     say "hooked the milter: non_smtpd_milters = $(pc -nh non_smtpd_milters)"
   fi
+  if has_flag "$ro" no_header_body_checks; then
+    [ "$changed" = 1 ] || backup_postfix; changed=1
+    if current="$(pickup_override)"; then remember pickup set "$current"; else remember pickup unset; fi
+    pc -P "pickup/unix/receive_override_options=$(without_flag "$ro" no_header_body_checks)"
+    say "pickup's receive_override_options: no_header_body_checks dropped (was: $ro; now: $(pickup_options)); disable restores it"
+  fi
+  # Where main.cf's header checks did not run for pickup mail before, they still do not: our
+  # table alone.
+  tables="regexp:$checks${hc_commas:+,$hc_commas}"
+  if pickup_fixed; then tables="regexp:$checks"; fi
   chroot="$(pc -M cleanup/unix 2>/dev/null | awk '{ print $5 }')"
   if ! pc -M "$pickup_cleanup/unix" 2>/dev/null | grep -q .; then
     [ "$changed" = 1 ] || backup_postfix; changed=1
     pc -M "$pickup_cleanup/unix=$pickup_cleanup unix n - ${chroot:-n} - 0 cleanup"
   fi
-  if [ "$(pc -P 2>/dev/null | awk -v k="$pickup_cleanup/unix/header_checks =" 'index($0, k) == 1 { sub(/^[^=]*= */, ""); print }')" != "regexp:$checks${hc_commas:+,$hc_commas}" ]; then
+  if [ "$(pc -P 2>/dev/null | awk -v k="$pickup_cleanup/unix/header_checks =" 'index($0, k) == 1 { sub(/^[^=]*= */, ""); print }')" != "$tables" ]; then
     [ "$changed" = 1 ] || backup_postfix; changed=1
-    pc -P "$pickup_cleanup/unix/header_checks=regexp:$checks${hc_commas:+,$hc_commas}"
+    pc -P "$pickup_cleanup/unix/header_checks=$tables"
   fi
   if [ -z "$own" ]; then
     [ "$changed" = 1 ] || backup_postfix; changed=1
     pc -P "pickup/unix/cleanup_service_name=$pickup_cleanup"
-    say "pickup's own cleanup ($pickup_cleanup) shows the milter who sent website mail (header_checks = regexp:$checks${hc_commas:+,$hc_commas})"
+    say "pickup's own cleanup ($pickup_cleanup) shows the milter who sent website mail (header_checks = $tables)"
   fi
+  if hook_exit_checks; then changed=1; fi
   [ "$changed" = 1 ] || say "milter hook already in place"
+  exempt_mail_user
   # Verify what Postfix runs with, $parameters expanded.
   pc -xh non_smtpd_milters | grep -q 'unix:private/email-ratelimit-milter' \
     || die "non_smtpd_milters does not reach the milter: $(pc -xh non_smtpd_milters)"
   [ "$(pickup_cleanup_name)" = "$pickup_cleanup" ] || die "pickup does not use $pickup_cleanup"
-  say "verified: website mail passes the milter (non_smtpd_milters, pickup -> $pickup_cleanup)"
+  ro="$(pickup_options)"
+  if has_flag "$ro" no_header_body_checks || has_flag "$ro" no_milters; then
+    die "pickup still runs with receive_override_options = $ro: website mail would not be told apart"
+  fi
+  for p in $exit_params; do
+    pc -xh "$p" | grep -q email-ratelimit_exit_header_checks || die "$p does not remove the marker: $(pc -xh "$p")"
+  done
+  say "verified: website mail passes the milter (non_smtpd_milters, pickup -> $pickup_cleanup, header_checks run), the marker is removed where mail leaves"
   [ "$changed" = 0 ] || reload_postfix
 }
 
@@ -491,6 +671,16 @@ unhook_milter() {
   fi
   restore_list milters non_smtpd_milters "$saved_kind" "$saved"
   pc -X "$milter_param"
+  unhook_exit_checks
+  # pickup's receive_override_options exactly as it was.
+  if [ -f "$state_file" ]; then
+    while IFS=$'\t' read -r kind a b; do
+      [ "$kind" = pickup ] || continue
+      if [ "$a" = set ]; then pc -P "pickup/unix/receive_override_options=$b"; else pc -PX "pickup/unix/receive_override_options"; fi
+      say "restored pickup's receive_override_options"
+    done < "$state_file"
+    awk -F'\t' '$1 != "pickup" && $1 != "exit" && $1 != "milter"' "$state_file" > "$state_file.new" && mv -f "$state_file.new" "$state_file"
+  fi
   [ "$(pickup_cleanup_name)" != "$pickup_cleanup" ] || pc -PX "pickup/unix/cleanup_service_name"
   pc -MX "$pickup_cleanup/unix" 2>/dev/null || true
   rm -f "$(checks_file)"
@@ -682,8 +872,14 @@ cmd_install() {
     systemctl daemon-reload
     systemctl enable --now email-ratelimit.socket
     systemctl enable email-ratelimit.service
-    systemctl restart email-ratelimit.service
-    say "started email-ratelimit.socket and email-ratelimit.service"
+    # A config the new version refuses a part of keeps the running daemon (an upgrade never
+    # stops the service): say what to change first.
+    if "$bin_path" check-config --quiet --config "$config"; then
+      systemctl restart email-ratelimit.service
+      say "started email-ratelimit.socket and email-ratelimit.service"
+    else
+      say "NOT restarted: the running daemon keeps serving until $config is fixed (above); then: systemctl restart email-ratelimit"
+    fi
   else
     say "systemd not used: start the daemon yourself ($bin_path serve --config $config)"
   fi

@@ -74,19 +74,16 @@ fn main() -> ExitCode {
             for warning in email_ratelimit::config::warnings(&config) {
                 eprintln!("warning: {warning}");
             }
-            // Refused settings: `serve` runs without their part; the check says to change them.
-            if !config.refused.is_empty() {
-                for refused in &config.refused {
-                    eprintln!("email-ratelimit: {refused}");
-                }
-                return ExitCode::from(EXIT_CONFIG);
-            }
             if non_default {
                 print!("{}", config.render_non_default());
             } else if !quiet {
                 print!("{}", config.render());
             }
-            ExitCode::SUCCESS
+            // Refused settings: `serve` runs without their part; the check says to change them.
+            for refused in &config.refused {
+                eprintln!("email-ratelimit: {refused}");
+            }
+            if config.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) }
         }
         (Command::Generate { what, dir }, _) => {
             match cli::generate(what, dir.as_deref(), &mut std::io::stdout().lock()) {

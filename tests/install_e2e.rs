@@ -516,6 +516,113 @@ fn the_hook_goes_where_postfix_reaches_it() {
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), unwritable);
 }
 
+/// Issue 31 items 2 to 4, through install.sh on a Postfix as an admin may have it: pickup with a
+/// content filter's `receive_override_options = no_header_body_checks`, a header rule that strips
+/// pickup's `Received: ... from userid N` line, a table of their own on the way out, and a Dovecot
+/// whose mail user is not vmail. The flag is dropped from pickup's override only with consent
+/// (`--pickup-checks`), pickup's cleanup runs our table alone, the marker and that Received line
+/// are removed where mail leaves (smtp), the mail user is exempted, and disable restores all of it.
+#[test]
+fn website_mail_on_a_content_filter_setup_leaves_without_the_marker() {
+    let Some(mail) = MailServer::start_with_sink(&[], "") else { return };
+    let etc = mail.config_dir();
+    let admin = etc.join("header_checks");
+    std::fs::write(&admin, "/^X-Mailer: bulk/ DISCARD\n/^Received: .*from userid/ IGNORE\n")
+        .expect("header_checks");
+    let own_exit = etc.join("smtp_header_checks");
+    std::fs::write(&own_exit, "/^X-Internal:/ IGNORE\n").expect("smtp_header_checks");
+    mail.postconf(&[
+        "-e",
+        &format!("header_checks = regexp:{}", admin.display()),
+        &format!("smtp_header_checks = regexp:{}", own_exit.display()),
+    ]);
+    mail.postconf(&["-P", "pickup/unix/receive_override_options=no_header_body_checks,no_address_mappings"]);
+    let aside = tempfile::tempdir().expect("tempdir");
+    let dovecot = aside.path().join("dovecot.conf");
+    std::fs::write(&dovecot, "mail_uid = mail\n").expect("dovecot.conf");
+    let dovecot = dovecot.display().to_string();
+    let before = (mail.postconf(&["-n"]), mail.postconf(&["-M"]), mail.postconf(&["-P"]));
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+
+    // Without consent: refused, saying what and how; the policy hook is in place, the milter not.
+    let (ok, said) = run_install(r, Some(&mail), &["install", "--dovecot-config", &dovecot], None);
+    assert!(!ok && said.contains("no_header_body_checks") && said.contains("--pickup-checks"), "{said}");
+    assert!(said.contains("The policy hook is in place"), "{said}");
+    assert!(mail.postconf(&["-nh", "non_smtpd_milters"]).trim().is_empty());
+
+    // With it: the flag leaves pickup's override (the other one stays), pickup's cleanup runs our
+    // table alone, the exit table goes first in smtp_ and lmtp_header_checks with the admin's
+    // Received rule repeated (and not their others), Dovecot's mail user is exempted.
+    let said = install(r, &mail, &["hook", "--pickup-checks", "--dovecot-config", &dovecot]);
+    let services = mail.postconf(&["-P"]);
+    assert!(services.contains("pickup/unix/receive_override_options = no_address_mappings\n"), "{services}");
+    let ours = etc.join("email-ratelimit_pickup_header_checks");
+    assert!(
+        services
+            .contains(&format!("email-ratelimit-cleanup/unix/header_checks = regexp:{}\n", ours.display())),
+        "our table alone: {services}"
+    );
+    let exit = etc.join("email-ratelimit_exit_header_checks");
+    assert_eq!(
+        mail.postconf(&["-nh", "smtp_header_checks"]).trim(),
+        format!("regexp:{}, regexp:{}", exit.display(), own_exit.display())
+    );
+    assert_eq!(mail.postconf(&["-nh", "lmtp_header_checks"]).trim(), format!("regexp:{}", exit.display()));
+    let table = std::fs::read_to_string(&exit).expect("the exit table");
+    assert!(table.contains("/^X-Email-Ratelimit-Uid:/ IGNORE\n"), "{table}");
+    assert!(table.contains("/^Received: .*from userid/ IGNORE\n") && !table.contains("X-Mailer"), "{table}");
+    for part in [
+        "no_header_body_checks dropped",
+        "repeated where mail leaves",
+        "Dovecot's mail user mail (mail_uid) is exempt",
+        "verified: website mail passes the milter",
+    ] {
+        assert!(said.contains(part), "{part:?} not in:\n{said}");
+    }
+    let config = std::fs::read_to_string(r.join("etc/email-ratelimit/config.toml")).expect("config");
+    assert!(
+        config.contains("exempt_users = [\"root\", \"email-ratelimit\", \"vmail\", \"mail\"]"),
+        "{config}"
+    );
+    let again = install(r, &mail, &["hook", "--pickup-checks", "--dovecot-config", &dovecot]);
+    assert!(again.contains("milter hook already in place") && !again.contains("exempt from"), "{again}");
+
+    // Website mail leaves through smtp without the marker and without pickup's Received line,
+    // and was counted as its user.
+    let socket = mail.queue_dir().join("private/email-ratelimit-milter");
+    let daemon = Daemon::start_at(
+        mail.policy_socket(),
+        &format!(
+            "store = \"memory\"\nserver_name = \"mx1\"\n[listen]\nsocket_group = \"postfix\"\n\
+             [milter]\nlisten = {:?}\n[limits.local]\ndaily = 10\n",
+            socket.display().to_string()
+        ),
+    );
+    daemon.wait_log(&format!("milter on unix:{}", socket.display()), 1);
+    let out = format!("r1@{}", common::mail::OUTSIDE);
+    assert!(mail.sendmail_as("www-data", "www-data", None, std::slice::from_ref(&out), "leaving"));
+    mail.wait_delivered(&out, 1);
+    let text = mail.delivered_texts(&out).concat();
+    assert!(
+        text.contains("Subject: leaving") && text.contains("by sink.remote.test"),
+        "went out by smtp: {text}"
+    );
+    assert!(!text.contains("X-Email-Ratelimit-Uid") && !text.contains("from userid"), "{text}");
+    daemon.wait_log("erl ok user=local:www-data@mx1 rcpt=1 local=1/10", 1);
+    assert!(mail.maillog().contains("relay=127.0.0.1["), "{}", mail.maillog());
+
+    // disable: Postfix exactly as before, pickup's override included.
+    install(r, &mail, &["disable"]);
+    assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"]), mail.postconf(&["-P"])), before);
+    assert!(!exit.exists());
+
+    // no_milters: no milter sees pickup's mail; refused, saying why.
+    mail.postconf(&["-P", "pickup/unix/receive_override_options=no_milters"]);
+    let (ok, said) = run_install(r, Some(&mail), &["hook", "--pickup-checks"], None);
+    assert!(!ok && said.contains("no_milters keeps every milter"), "{said}");
+}
+
 /// `db-user --layout erl-columns` on an ISPConfig database with the extension: the server id
 /// from ISPConfig's own config file, SELECT on exactly the columns the daemon reads (the
 /// daemon's own queries run as that account; `mail_user.password` does not), and a config that

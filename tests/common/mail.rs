@@ -28,6 +28,10 @@ pub const MAILBOXES: &[&str] = &["r1", "r2", "r3", "r4", "r5"];
 /// The nobody account owns the Maildirs.
 const VMAIL_ID: u32 = 65534;
 
+/// Mail for this domain leaves through Postfix's smtp client (so `smtp_header_checks` apply) to
+/// another host (`MailServer::start_with_sink`).
+pub const OUTSIDE: &str = "out.test";
+
 /// Delivered by Dovecot's LMTP with Pigeonhole Sieve (as on ISPConfig), as the `vmail` account
 /// (`MailServer::start_with_sieve`).
 pub const SIEVE: &str = "sieve.test";
@@ -36,6 +40,8 @@ pub struct MailServer {
     root: TempDir,
     pub submission: u16,
     pub mx: u16,
+    /// The other host's SMTP port (0 without one).
+    sink: u16,
     dovecot: Supervised,
     running: bool,
 }
@@ -72,6 +78,14 @@ impl MailServer {
         Self::start_full(logins, extra, false)
     }
 
+    /// As [`Self::start_with`], and mail for [`OUTSIDE`] leaves through the smtp client to
+    /// another host: a smtpd of this instance on a port of its own, under another name (so the
+    /// client sees no loop), that applies no header checks (what arrives is what left) and
+    /// delivers through virtual(8) like the rest.
+    pub fn start_with_sink(logins: &[&str], extra: &str) -> Option<Self> {
+        Self::start_parts(logins, extra, false, true)
+    }
+
     /// As [`Self::start`], and mail for [`SIEVE`] is delivered by Dovecot's LMTP (Postfix's
     /// `lmtp` transport to `private/dovecot-lmtp`) into Maildirs of the `vmail` account, with
     /// Sieve scripts (`sieve_script`), whose mail (vacation, redirect) Dovecot submits through
@@ -98,6 +112,10 @@ impl MailServer {
     }
 
     fn start_full(logins: &[&str], extra: &str, sieve: bool) -> Option<Self> {
+        Self::start_parts(logins, extra, sieve, false)
+    }
+
+    fn start_parts(logins: &[&str], extra: &str, sieve: bool, sink: bool) -> Option<Self> {
         for program in ["postfix", "postconf", "dovecot", "swaks"] {
             if !have(program) && !have(&format!("/usr/sbin/{program}")) {
                 return None;
@@ -109,6 +127,7 @@ impl MailServer {
             root,
             submission: free_port(),
             mx: free_port(),
+            sink: if sink { free_port() } else { 0 },
             dovecot: Supervised::default(),
             running: false,
         };
@@ -136,7 +155,7 @@ impl MailServer {
                 .expect("chmod pickup");
         }
         server.running = true;
-        for port in [server.submission, server.mx] {
+        for port in [server.submission, server.mx, server.sink].into_iter().filter(|p| *p != 0) {
             wait_for("smtpd to listen", Duration::from_secs(20), || {
                 std::net::TcpStream::connect(("127.0.0.1", port)).ok()
             });
@@ -409,13 +428,16 @@ impl MailServer {
         std::os::unix::fs::chown(&mail, Some(VMAIL_ID), Some(VMAIL_ID)).expect("chown mail");
 
         let mut vmailbox = String::new();
-        for domain in [LOCAL, REMOTE] {
+        for domain in [LOCAL, REMOTE, OUTSIDE] {
             for m in MAILBOXES {
                 vmailbox.push_str(&format!("{m}@{domain} {domain}/{m}/\n"));
             }
         }
         std::fs::write(etc.join("vmailbox"), vmailbox).expect("vmailbox");
         let mut transport = format!("{REMOTE} virtual:\n");
+        if self.sink != 0 {
+            transport.push_str(&format!("{OUTSIDE} smtp:[127.0.0.1]:{}\n", self.sink));
+        }
         if sieve {
             transport.push_str(&format!("{SIEVE} lmtp:unix:private/dovecot-lmtp\n"));
             let vmail = root.join("vmail");
@@ -496,6 +518,17 @@ impl MailServer {
             sub = self.submission,
             mx = self.mx,
         );
+        let master = if self.sink == 0 {
+            master
+        } else {
+            master
+                + &format!(
+                    "127.0.0.1:{} inet n - n - - smtpd\n  -o syslog_name=postfix/sink\n  -o myhostname=sink.{REMOTE}\n  \
+                     -o smtpd_relay_restrictions=permit_mynetworks,reject\n  -o receive_override_options=no_header_body_checks\n  \
+                     -o content_filter=virtual:sink\n",
+                    self.sink
+                )
+        };
         std::fs::write(etc.join("master.cf"), master).expect("master.cf");
     }
 

@@ -146,8 +146,11 @@ pub enum Command {
         #[arg(long, default_value_t = 20)]
         limit: usize,
         /// Sum per domain
-        #[arg(long)]
+        #[arg(long, conflicts_with = "local")]
         domains: bool,
+        /// Local users (website mail, local:NAME) instead of SMTP senders
+        #[arg(long)]
+        local: bool,
         /// Another local day than today (kept 8 days)
         #[arg(long, value_name = "YYYY-MM-DD")]
         date: Option<chrono::NaiveDate>,

@@ -141,8 +141,13 @@ fn main() -> ExitCode {
                 Err(e) => finish::<admin::AdminError>(Err(e)),
             }
         }
-        (Command::Top { limit, domains, date, json, .. }, Some((_, config))) => {
-            finish(runtime.block_on(admin::top(&config, limit, domains, date, json)))
+        (Command::Top { limit, domains, local, date, json, .. }, Some((_, config))) => {
+            let of = match (domains, local) {
+                (true, _) => admin::TopOf::Domains,
+                (false, true) => admin::TopOf::Local,
+                (false, false) => admin::TopOf::Senders,
+            };
+            finish(runtime.block_on(admin::top(&config, limit, of, date, json)))
         }
         (Command::Raise { user, cancel: true, .. }, Some((_, config))) => {
             finish(runtime.block_on(admin::cancel_raise(&config, &user)))

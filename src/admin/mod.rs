@@ -11,7 +11,7 @@ use crate::clock;
 use crate::config::{Config, MAX_CAP, StoreKind};
 use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
-use crate::store::admin::AdminStore;
+use crate::store::admin::{AdminStore, SenderKind};
 use crate::store::{StoreError, Violation, Who};
 use crate::window::{Rate, Unit, Window};
 
@@ -378,20 +378,35 @@ pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminE
     Ok(out)
 }
 
-/// Today's (or `date`'s) biggest senders (or domains) with their caps.
+/// What `top` lists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopOf {
+    /// Authenticated SMTP senders.
+    Senders,
+    /// Domains, by their own counters.
+    Domains,
+    /// Local users (website mail).
+    Local,
+}
+
+/// Today's (or `date`'s) biggest senders (or domains, or local users) with their caps.
 ///
 /// # Errors
 /// [`AdminError`] when Redis is unreachable.
 pub async fn top(
     config: &Config,
     limit: usize,
-    domains: bool,
+    of: TopOf,
     date: Option<chrono::NaiveDate>,
     json_out: bool,
 ) -> Result<String, AdminError> {
     let mut store = open(config).await?;
     let day = date.unwrap_or_else(|| config.timezone.moment(clock::from_env().0.now()).day());
-    let rows = if domains { store.top_domains(day, limit).await? } else { store.top(day, limit).await? };
+    let rows = match of {
+        TopOf::Domains => store.top_domains(day, limit).await?,
+        TopOf::Senders => store.top(day, limit, SenderKind::Smtp).await?,
+        TopOf::Local => store.top(day, limit, SenderKind::Local).await?,
+    };
     if json_out {
         let list: Vec<serde_json::Value> =
             rows.iter().map(|(who, n)| json!({"user": who, "sent": n})).collect();

@@ -48,8 +48,8 @@ struct Row {
 /// # Errors
 /// [`AdminError`] for a bad name or an unreachable Redis.
 pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String, AdminError> {
-    if let Some(rest) = who.strip_prefix(crate::sender::LOCAL_PREFIX) {
-        return super::status_local::status(config, rest, json_out).await;
+    if who.starts_with(crate::sender::LOCAL_PREFIX) {
+        return super::status_local::status(config, who, json_out).await;
     }
     let subject = Subject::parse(who, &config.server_name)?;
     let mut store = open(config).await?;

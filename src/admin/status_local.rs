@@ -8,30 +8,19 @@ use serde_json::json;
 
 use super::{AdminError, open};
 use crate::clock;
-use crate::config::{Config, is_local_name};
+use crate::config::Config;
 use crate::limits::{Cap, Limits};
 use crate::sender::{LOCAL_PREFIX, Mailbox};
 use crate::store::Who;
 use crate::window::{Unit, Window};
 
-/// The status of `local:<name>` (`rest` is what follows `local:`; `@<this server>` may follow).
+/// The status of `local:<name>` (`@<this server>` may follow).
 ///
 /// # Errors
 /// [`AdminError`] for a bad name or an unreachable Redis.
-pub async fn status(config: &Config, rest: &str, json_out: bool) -> Result<String, AdminError> {
+pub async fn status(config: &Config, user: &str, json_out: bool) -> Result<String, AdminError> {
     let server = config.server_name.as_str();
-    let name = match rest.split_once('@') {
-        Some((name, host)) if host == server => name,
-        Some((_, host)) => {
-            return Err(AdminError::Usage(format!(
-                "{LOCAL_PREFIX}{rest}: website mail is counted per server; this is {server}, ask {host}"
-            )));
-        }
-        None => rest,
-    };
-    if !is_local_name(name) {
-        return Err(AdminError::Usage(format!("{LOCAL_PREFIX}{rest:?}: not a local user name")));
-    }
+    let name = super::local_name(user, server)?;
     let who = Mailbox::local(name, server);
     let mut store = open(config).await?;
     let limits = Limits::from_config(&config.limits);

@@ -117,7 +117,7 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
             over.push(format!("  server {w}: {used} used, cap {cap}: EVERY sender would be deferred"));
         }
     }
-    for (who, _) in store.top(at.day(), CHECKED_SENDERS).await? {
+    for (who, _) in store.top(at.day(), CHECKED_SENDERS, crate::store::admin::SenderKind::Smtp).await? {
         let Ok(mailbox) = sender::normalize(&who) else { continue };
         let caps = limits.mailbox_caps(&mailbox);
         if caps.exempt || caps.caps.is_empty() {

@@ -20,6 +20,15 @@ pub struct AdminStore {
     pub(super) keys: KeySchema,
 }
 
+/// Which senders `top` lists: they share `erl:top:DATE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SenderKind {
+    /// Authenticated SMTP senders.
+    Smtp,
+    /// Local users (website mail, `local:NAME@server`).
+    Local,
+}
+
 impl AdminStore {
     /// Connects (interactive commands may wait longer than the request path).
     ///
@@ -110,17 +119,38 @@ impl AdminStore {
         Ok(())
     }
 
-    /// Today's biggest senders, biggest first.
+    /// Today's biggest senders of one kind (SMTP senders, or local users), biggest first.
     ///
     /// # Errors
     /// Redis faults.
-    pub async fn top(&mut self, day: NaiveDate, limit: usize) -> Result<Vec<(String, u64)>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
+    pub async fn top(
+        &mut self,
+        day: NaiveDate,
+        limit: usize,
+        kind: SenderKind,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let local = kind == SenderKind::Local;
+        let key = self.keys.top(day).to_string();
+        // Read a page at a time until `limit` of the kind asked for are found.
+        let page = limit.max(256);
+        let mut out = Vec::with_capacity(limit.min(page));
+        let mut start = 0isize;
+        while out.len() < limit {
+            let stop = start.saturating_add(isize::try_from(page).unwrap_or(isize::MAX)) - 1;
+            let rows: Vec<(String, f64)> = self.conn.zrevrange_withscores(&key, start, stop).await?;
+            let full = rows.len() == page;
+            out.extend(
+                rows.into_iter()
+                    .filter(|(who, _)| who.starts_with(crate::sender::LOCAL_PREFIX) == local)
+                    .map(|(who, n)| (who, score(n))),
+            );
+            if !full {
+                break;
+            }
+            start = stop + 1;
         }
-        let stop = isize::try_from(limit).unwrap_or(isize::MAX).saturating_sub(1);
-        let top: Vec<(String, f64)> = self.conn.zrevrange_withscores(self.keys.top(day), 0, stop).await?;
-        Ok(top.into_iter().map(|(who, n)| (who, score(n))).collect())
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Today's biggest domains by their own daily counters (what `status @domain` shows: an
@@ -134,8 +164,12 @@ impl AdminStore {
         limit: usize,
     ) -> Result<Vec<(String, u64)>, StoreError> {
         let all: Vec<String> = self.conn.zrange(self.keys.top(day), 0, -1).await?;
-        let mut domains: Vec<String> =
-            all.iter().filter_map(|who| who.rsplit_once('@').map(|(_, d)| d.to_owned())).collect();
+        // A local user (`local:web12@mx1`) has no domain: its `@mx1` is the server.
+        let mut domains: Vec<String> = all
+            .iter()
+            .filter(|who| !who.starts_with(crate::sender::LOCAL_PREFIX))
+            .filter_map(|who| who.rsplit_once('@').map(|(_, d)| d.to_owned()))
+            .collect();
         domains.sort();
         domains.dedup();
         let midnight = day.and_time(chrono::NaiveTime::MIN);

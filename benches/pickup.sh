@@ -90,7 +90,6 @@ for store in redis memory; do
     kill -0 "${dpid[$store]}" 2>/dev/null || { cat "$work/erl-$store.log" >&2; exit 1; }
     sleep 0.05
   done
-  chgrp postfix "$work/milter-$store.sock"
 done
 
 # One message as PHP's mail() writes it, about 3 KB.

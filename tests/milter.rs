@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{Daemon, Redis, erl, free_port, http_get, today};
+use common::{
+    BIN, Daemon, NO_SYSLOG, Redis, Supervised, erl, free_port, http_get, spawn_logged, today, wait_for,
+};
 
 /// The milter protocol's flags (libmilter's mfdef.h): no reply to a header, a MAIL, a RCPT.
 const NO_REPLY_HEADER: u32 = 0x80;
@@ -240,6 +242,63 @@ fn the_milter_socket_is_for_postfix_only() {
     let meta = std::fs::symlink_metadata(&path).expect("the milter socket");
     let nogroup = nix::unistd::Group::from_name("nogroup").ok().flatten().expect("nogroup");
     assert_eq!((meta.mode() & 0o777, meta.gid()), (0o600, nogroup.gid.as_raw()));
+}
+
+/// A daemon that may not give its milter socket group postfix (not root, not a member) keeps its
+/// own group there, says so, and serves (DESIGN v4).
+#[test]
+fn a_group_the_daemon_may_not_use_leaves_the_socket_in_its_own_group_with_a_warning() {
+    if !nix::unistd::geteuid().is_root() {
+        assert!(std::env::var_os("CI").is_none(), "CI runs the suite as root");
+        eprintln!("SKIPPED: needs root to start the daemon as another user");
+        return;
+    }
+    let nobody = nix::unistd::User::from_name("nobody").ok().flatten().expect("nobody");
+    let nogroup = nix::unistd::Group::from_name("nogroup").ok().flatten().expect("nogroup");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::os::unix::fs::chown(dir.path(), Some(nobody.uid.as_raw()), Some(nogroup.gid.as_raw()))
+        .expect("chown");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let (policy, milter) = (dir.path().join("policy.sock"), dir.path().join("milter.sock"));
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "store = \"memory\"\n[listen]\nsocket = {:?}\n[milter]\nlisten = {:?}\n",
+            policy.display().to_string(),
+            milter.display().to_string()
+        ),
+    )
+    .expect("config");
+    std::fs::set_permissions(&config, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let log = dir.path().join("daemon.log");
+    // A copy nobody can run wherever the build directory is (a checkout under /root, say).
+    let bin = dir.path().join("email-ratelimit");
+    std::fs::copy(BIN, &bin).expect("copy the binary");
+    let mut daemon = Supervised::default();
+    daemon.set(spawn_logged(
+        Command::new("setpriv")
+            .args(["--reuid=nobody", "--regid=nogroup", "--clear-groups"])
+            .arg(&bin)
+            .args(["serve", "--config"])
+            .arg(&config)
+            .env("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG),
+        &log,
+        "the daemon as nobody",
+    ));
+    let said = || std::fs::read_to_string(&log).unwrap_or_default();
+    wait_for("the policy socket", Duration::from_secs(20), || {
+        assert!(daemon.try_wait().is_none(), "the daemon exited:\n{}", said());
+        UnixStream::connect(&policy).ok()
+    });
+    wait_for("the warning", Duration::from_secs(10), || {
+        said().contains("group postfix not set").then_some(())
+    });
+    let meta = std::fs::symlink_metadata(&milter).expect("the milter socket");
+    assert_eq!((meta.mode() & 0o777, meta.gid()), (0o660, nogroup.gid.as_raw()), "{}", said());
+    assert!(said().contains(&format!("milter on unix:{}", milter.display())), "{}", said());
+    assert!(said().contains("Postfix may not reach it"), "{}", said());
+    daemon.stop();
 }
 
 #[test]

@@ -17,12 +17,18 @@
 # run fails if anything was recorded, listing what, even when the command itself passed.
 set -euo pipefail
 
-if [ "${ERL_TRIPWIRED:-}" != 1 ]; then
-  exec env ERL_TRIPWIRED=1 unshare --mount --net --propagation private -- "$0" "$@"
+if [ -z "${ERL_TRIPWIRES:-}" ]; then
+  # The namespaces' scratch directory (a tmpfs inside them), removed afterwards.
+  tw="$(mktemp -d /tmp/erl-tripwires.XXXXXX)"
+  set +e
+  env ERL_TRIPWIRES="$tw" unshare --mount --net --propagation private -- "$0" "$@"
+  rc=$?
+  rmdir "$tw"
+  exit "$rc"
 fi
 
 here="$(cd "$(dirname "$0")" && pwd)"
-tw="$(mktemp -d /tmp/erl-tripwires.XXXXXX)"
+tw="$ERL_TRIPWIRES"
 mount -t tmpfs -o mode=755 erl-tripwires "$tw"
 mkdir -p "$tw/real" "$tw/records" "$tw/olddev"
 chmod 1777 "$tw/records"

@@ -487,7 +487,12 @@ exempt_mail_user() {
   [ -f "$config" ] && [ -x "$erl" ] || return 0
   if [ -n "$dovecot_config" ]; then uid="$(doveconf -c "$dovecot_config" -h mail_uid 2>/dev/null || true)"
   else uid="$(doveconf -h mail_uid 2>/dev/null || true)"; fi
-  [ -n "$uid" ] || return 0
+  local how="mail_uid"
+  if [ -z "$uid" ]; then
+    # No global mail_uid: the userdb gives each user's (ISPConfig's SQL userdb: 5000, vmail).
+    getent passwd vmail >/dev/null || return 0
+    uid=vmail how="the vmail account"
+  fi
   user="$(getent passwd "$uid" | cut -d: -f1 || true)"
   if [ -z "$user" ]; then
     case "$uid" in *[!0-9]*) return 0 ;; *) user="uid$uid" ;; esac
@@ -508,11 +513,11 @@ exempt_mail_user() {
   "$erl" check-config --quiet --config "$edited" >/dev/null 2>&1 || now=$?
   if [ "$now" != "$was" ]; then
     rm -f "$edited"
-    say "WARNING: Dovecot's mail user $user (mail_uid) should be exempt from [limits.local] (its Sieve mail would be held): add \"$user\" to exempt_users in $config by hand"
+    say "WARNING: Dovecot's mail user $user ($how) should be exempt from [limits.local] (its Sieve mail would be held): add \"$user\" to exempt_users in $config by hand"
     return 0
   fi
   mv -f "$edited" "$config"
-  say "Dovecot's mail user $user (mail_uid) is exempt from [limits.local] (its Sieve mail is counted, never held): added to exempt_users in $config"
+  say "Dovecot's mail user $user ($how) is exempt from [limits.local] (its Sieve mail is counted, never held): added to exempt_users in $config"
 }
 
 # The exit table and its place first in smtp_header_checks and lmtp_header_checks.

@@ -617,6 +617,22 @@ fn website_mail_on_a_content_filter_setup_leaves_without_the_marker() {
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"]), mail.postconf(&["-P"])), before);
     assert!(!exit.exists());
 
+    // An upgrade: a v3 config lists exempt_users without vmail, and Dovecot has no global
+    // mail_uid (ISPConfig's SQL userdb gives each user's, vmail's): hook adds vmail.
+    let config = r.join("etc/email-ratelimit/config.toml");
+    let v3 = std::fs::read_to_string(&config).expect("config").replace(
+        "exempt_users = [\"root\", \"email-ratelimit\", \"vmail\", \"mail\"]",
+        "exempt_users = [\"root\", \"email-ratelimit\"]",
+    );
+    std::fs::write(&config, &v3).expect("a v3 list");
+    std::fs::write(&dovecot, "# no mail_uid\n").expect("dovecot.conf");
+    let said = install(r, &mail, &["hook", "--pickup-checks", "--dovecot-config", &dovecot]);
+    assert!(said.contains("Dovecot's mail user vmail (the vmail account) is exempt"), "{said}");
+    let text = std::fs::read_to_string(&config).expect("config");
+    assert!(text.contains("exempt_users = [\"root\", \"email-ratelimit\", \"vmail\"]"), "{text}");
+    install(r, &mail, &["disable"]);
+    assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"]), mail.postconf(&["-P"])), before);
+
     // no_milters: no milter sees pickup's mail; refused, saying why.
     mail.postconf(&["-P", "pickup/unix/receive_override_options=no_milters"]);
     let (ok, said) = run_install(r, Some(&mail), &["hook", "--pickup-checks"], None);

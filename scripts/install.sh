@@ -990,6 +990,18 @@ cmd_status() {
   if have_systemd; then
     say "service: $(systemctl is-active email-ratelimit.service || true), socket: $(systemctl is-active email-ratelimit.socket || true)"
   fi
+  # Whether the daemon answers where Postfix asks (email-ratelimit status: 0 up, 1 the daemon
+  # does not answer, 2 Redis does not).
+  if [ -x "$bin_path" ] && [ -f "$config" ]; then
+    local rc=0
+    "$bin_path" status --config "$config" >/dev/null 2>&1 || rc=$?
+    case "$rc" in
+      0) say "daemon:  answers (Redis too)" ;;
+      1) say "daemon:  NOT answering on its socket (Postfix lets mail through unchecked)" ;;
+      2) say "daemon:  answers, but Redis does not (it fails open: mail flows uncounted)" ;;
+      *) say "daemon:  unknown (email-ratelimit status exited $rc)" ;;
+    esac
+  fi
   echo "Next: journalctl -u email-ratelimit -f | grep erl"
 }
 

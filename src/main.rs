@@ -133,10 +133,11 @@ fn main() -> ExitCode {
         }
         (Command::Status { user: None, json, .. }, Some((_, config))) => {
             match runtime.block_on(admin::health(&config, json)) {
-                // Printed either way; the exit status says whether Redis answers (for checks).
-                Ok((text, up)) => {
+                // Printed either way; the exit status says what is down (for checks): 0 nothing,
+                // 1 the daemon, 2 Redis.
+                Ok((text, health)) => {
                     print!("{text}");
-                    if up { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+                    ExitCode::from(health.exit_code())
                 }
                 Err(e) => finish::<admin::AdminError>(Err(e)),
             }

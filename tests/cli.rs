@@ -519,10 +519,24 @@ fn status_without_a_user_is_the_health_of_what_the_daemon_needs() {
         serde_json::json!({"window": "1d", "since": "today", "used": 3, "limit": 999, "remaining": 996})
     );
     assert_eq!((v["mode"].as_str(), v["daemon"]["answers"].as_bool()), (Some("enforce"), Some(true)));
-    // Redis down: said, and the exit status says it (for monitoring checks).
+    // Issue 32 item 5: the exit status tells a check which part is down: 0 all up, 1 the daemon
+    // does not answer, 2 it answers but Redis does not.
+    let code = |config: &std::path::Path| {
+        let out = erl().args(["status", "--config"]).arg(config).output().expect("status");
+        (out.status.code(), stdout(&out))
+    };
+    assert_eq!(code(&d.config).0, Some(0));
+    let (dir, elsewhere) = write_config(&format!(
+        "store = \"redis\"\n[listen]\nsocket = \"/nonexistent/erl.sock\"\n[redis]\nurl = \"{}\"\n",
+        redis.url()
+    ));
+    let (status, out) = code(std::path::Path::new(&elsewhere));
+    assert_eq!(status, Some(1), "the daemon does not answer there, Redis does: {out}");
+    drop(dir);
     redis.stop();
-    let (ok, out) = d.admin(&["status"]);
-    assert!(!ok && out.contains("redis:       UNREACHABLE"), "{out}");
+    let (status, out) = code(&d.config);
+    assert_eq!(status, Some(2), "the daemon answers, Redis does not: {out}");
+    assert!(out.contains("redis:       UNREACHABLE"), "{out}");
     // The daemon gone: said too.
     drop(d);
     // (Redis is the test's own, stopped: never the host's on 6379.)

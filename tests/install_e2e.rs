@@ -354,6 +354,8 @@ fn install_enforce_disable_uninstall_round_trip() {
 
     let said = install(r, &mail, &["status"]);
     assert!(said.contains("mode = enforce") && said.contains("Postfix: hooked"), "{said}");
+    // Issue 32 item 5: whether the daemon runs (it answers, and Redis does).
+    assert!(said.contains("daemon:  answers (Redis too)"), "{said}");
 
     // disable, twice: Postfix exactly as before; mail flows without asking the daemon.
     install(r, &mail, &["disable"]);
@@ -378,6 +380,8 @@ fn install_enforce_disable_uninstall_round_trip() {
     assert_eq!(daemon_log().matches("erl ").count(), asked, "Postfix no longer asks the daemon");
     assert!(install(r, &mail, &["status"]).contains("Postfix: not hooked"));
     daemon.stop();
+    let said = install(r, &mail, &["status"]);
+    assert!(said.contains("daemon:  NOT answering on its socket"), "{said}");
 
     // install again, then uninstall, twice: only Postfix backups and the admin's files remain.
     install(r, &mail, &["install"]);

@@ -16,11 +16,33 @@ use crate::probe;
 use crate::store::Who;
 use crate::window::{Unit, Window};
 
-/// The health text (or JSON) and whether everything needed is up (Redis answers).
+/// What `status` without a user found, as its exit status tells a monitoring check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Health {
+    /// The daemon and Redis answer (exit 0).
+    Up,
+    /// The daemon does not answer on its socket (exit 1): Postfix applies its default_action.
+    DaemonDown,
+    /// The daemon answers, Redis does not (exit 2): the daemon fails open.
+    RedisDown,
+}
+
+impl Health {
+    #[must_use]
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Self::Up => 0,
+            Self::DaemonDown => 1,
+            Self::RedisDown => 2,
+        }
+    }
+}
+
+/// The health text (or JSON) and what it found.
 ///
 /// # Errors
 /// Only for a memory store (nothing to ask); an unreachable Redis is reported, not an error.
-pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), AdminError> {
+pub async fn health(config: &Config, json_out: bool) -> Result<(String, Health), AdminError> {
     let (limits, source) = limits_described(config).await;
     let at = config.timezone.moment(clock::from_env().0.now());
     let started = Instant::now();
@@ -63,6 +85,11 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
         .await
         .map(|_| asked.elapsed())
         .map_err(|e| e.to_string());
+    let health = match (&daemon, up) {
+        (Err(_), _) => Health::DaemonDown,
+        (Ok(_), false) => Health::RedisDown,
+        (Ok(_), true) => Health::Up,
+    };
     let mode = match (config.mode, config.enforce_from) {
         (Mode::Enforce, _) => "enforce".to_owned(),
         (Mode::LogOnly, None) => "log-only".to_owned(),
@@ -87,7 +114,7 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
             }).collect::<Vec<_>>(),
             "locked_senders": locks,
         });
-        return Ok((value.to_string() + "\n", up));
+        return Ok((value.to_string() + "\n", health));
     }
     let mut out = String::new();
     let _ = writeln!(out, "server name: {}", config.server_name);
@@ -142,5 +169,5 @@ pub async fn health(config: &Config, json_out: bool) -> Result<(String, bool), A
         let _ =
             writeln!(out, "locked:      {n} sender{} (email-ratelimit locks)", if n == 1 { "" } else { "s" });
     }
-    Ok((out, up))
+    Ok((out, health))
 }

@@ -23,7 +23,7 @@ mod status;
 mod status_local;
 mod trial;
 mod websites;
-pub use health::health;
+pub use health::{Health, health};
 pub use locks::{lock, locks, unlock};
 pub use release::release;
 pub use status::status;

@@ -752,8 +752,9 @@ cmd_enforce() {
   elif [ "$at_midnight" = 1 ]; then
     local zone day
     zone="$("$bin_path" check-config -n --config "$config" | sed -n 's/^timezone = "\([^"]*\)".*/\1/p')"
-    # Noon today plus a day: the next local date, whatever the DST shift tonight.
-    day="$(TZ="$zone" date -d "$(TZ="$zone" date +%F) 12:00 +1 day" +%F)"
+    # The next local date of the config's zone, from the binary (date arithmetic in the shell
+    # went two days ahead east of UTC+12).
+    day="$("$bin_path" next-date --config "$config")" || die "cannot tell the next local date: see above"
     echo "Enforcing the limits from $day 00:00 ($zone)"
     set_mode log-only "$day"
     record enforce --reason "from $day (enforce_from, at midnight)"

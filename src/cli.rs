@@ -251,6 +251,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print the local date after today in the config's timezone (install.sh enforce
+    /// --at-midnight).
+    #[command(hide = true)]
+    NextDate {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
     /// Write the man pages into a directory, or print a shell completion script (packaging).
     #[command(hide = true)]
     Generate {

@@ -168,6 +168,14 @@ impl Zone {
     pub fn moment(&self, at: DateTime<Utc>) -> Moment {
         Moment { unix: at.timestamp(), local: self.local(at) }
     }
+
+    /// The local date after the one `at` falls on (`install.sh enforce --at-midnight`): calendar
+    /// arithmetic on the local date, whatever the zone's offset or a DST change tonight.
+    #[must_use]
+    pub fn next_date(&self, at: DateTime<Utc>) -> NaiveDate {
+        let today = self.moment(at).day();
+        today.succ_opt().unwrap_or(today)
+    }
 }
 
 /// One instant: unix seconds (for records) and local wall-clock time (for dates and windows).
@@ -187,6 +195,23 @@ impl Moment {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_next_local_date_east_and_west_of_utc_and_across_dst() {
+        let at = |t: &str| DateTime::parse_from_rfc3339(t).expect("time").with_timezone(&Utc);
+        let date = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").expect("date");
+        for (zone, now, next) in [
+            ("Pacific/Kiritimati", "2026-12-07T10:30:00Z", "2026-12-09"), // UTC+14: the 8th already
+            ("Pacific/Kiritimati", "2026-12-07T09:59:59Z", "2026-12-08"),
+            ("Pacific/Auckland", "2026-12-07T11:00:00Z", "2026-12-09"), // UTC+13 in summer
+            ("Pacific/Pago_Pago", "2026-12-08T10:00:00Z", "2026-12-08"), // UTC-11: still the 7th
+            ("Europe/Berlin", "2026-03-28T23:30:00Z", "2026-03-30"),    // the spring-forward day
+            ("Europe/Berlin", "2026-10-24T22:30:00Z", "2026-10-26"),    // the fall-back day
+            ("UTC", "2026-12-31T23:59:59Z", "2027-01-01"),
+        ] {
+            let zone = Zone::parse(zone).expect("zone");
+            assert_eq!(zone.next_date(at(now)), date(next), "{zone:?} at {now}");
+        }
+    }
 
     #[test]
     fn times_for_people_carry_their_zone() {

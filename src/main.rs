@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use email_ratelimit::cli::{Cli, Command};
-use email_ratelimit::{admin, cli, config, daemon, probe, telemetry};
+use email_ratelimit::{admin, cli, clock, config, daemon, probe, telemetry};
 
 /// jemalloc with its background thread: memory freed after a burst (the config parse of a long
 /// mailbox list, a database refresh) goes back to the system within seconds even while the
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         | Command::Locks { config, .. }
         | Command::Trial { config }
         | Command::Record { config, .. }
+        | Command::NextDate { config }
         | Command::Replay { config, .. } => Some(config.clone()),
         // The config is read for its socket only when none is given.
         Command::Probe { config, socket: None, .. } => Some(config.clone()),
@@ -84,6 +85,10 @@ fn main() -> ExitCode {
                 eprintln!("email-ratelimit: {refused}");
             }
             if config.refused.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_CONFIG) }
+        }
+        (Command::NextDate { .. }, Some((_, config))) => {
+            println!("{}", config.timezone.next_date(clock::from_env().0.now()));
+            ExitCode::SUCCESS
         }
         (Command::Generate { what, dir }, _) => {
             match cli::generate(what, dir.as_deref(), &mut std::io::stdout().lock()) {

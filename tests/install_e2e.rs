@@ -643,6 +643,52 @@ fn website_mail_on_a_content_filter_setup_leaves_without_the_marker() {
     assert!(!ok && said.contains("no_milters keeps every milter"), "{said}");
 }
 
+/// Issue 32 item 3: `enforce --at-midnight` schedules the next local date of the config's zone,
+/// also east of UTC+12 (Kiribati, UTC+14; New Zealand in summer, UTC+13), where shell date
+/// arithmetic scheduled two days ahead. On a clock the test sets.
+#[test]
+fn enforce_at_midnight_picks_the_next_local_date_in_every_zone() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let r = root.path();
+    let (ok, said) = run_install(r, None, &["install"], None);
+    assert!(ok, "{said}");
+    let config = r.join("etc/email-ratelimit/config.toml");
+    let clock = r.join("clock");
+    let shipped = std::fs::read_to_string(&config).expect("config");
+    // Never the host's Redis: a port nothing listens on (the preview and the record say so).
+    let shipped =
+        shipped.replacen("url = \"redis://127.0.0.1:6379/0\"", "url = \"redis://127.0.0.1:1/0\"", 1);
+    for (zone, now, next) in [
+        // 10:30 UTC on the 7th is 00:30 on the 8th in Kiribati (UTC+14); 09:30 is still the 7th.
+        ("Pacific/Kiritimati", "2026-12-07T10:30:00Z", "2026-12-09"),
+        ("Pacific/Kiritimati", "2026-12-07T09:30:00Z", "2026-12-08"),
+        ("Pacific/Auckland", "2026-12-07T11:30:00Z", "2026-12-09"),
+        ("America/New_York", "2026-12-08T03:00:00Z", "2026-12-08"),
+        ("UTC", "2026-12-07T23:59:59Z", "2026-12-08"),
+    ] {
+        let zoned = shipped.replacen("\ntimezone = \"\"", &format!("\ntimezone = \"{zone}\""), 1);
+        assert_ne!(zoned, shipped, "the shipped config has a timezone line");
+        std::fs::write(&config, zoned).expect("config");
+        let secs = chrono::DateTime::parse_from_rfc3339(now).expect("time").timestamp();
+        std::fs::write(&clock, secs.to_string()).expect("clock");
+        let clock_env = clock.display().to_string();
+        let (ok, said) = run_install_env(
+            r,
+            None,
+            &["enforce", "--at-midnight"],
+            None,
+            &[("EMAIL_RATELIMIT_TEST_CLOCK", &clock_env)],
+        );
+        assert!(ok, "{said}");
+        assert!(
+            said.contains(&format!("Enforcing the limits from {next} 00:00 ({zone})")),
+            "{zone} at {now}:\n{said}"
+        );
+        let text = std::fs::read_to_string(&config).expect("config");
+        assert!(text.contains(&format!("enforce_from = \"{next}\"")), "{zone} at {now}:\n{text}");
+    }
+}
+
 /// `db-user --layout erl-columns` on an ISPConfig database with the extension: the server id
 /// from ISPConfig's own config file, SELECT on exactly the columns the daemon reads (the
 /// daemon's own queries run as that account; `mail_user.password` does not), and a config that

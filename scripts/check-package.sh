@@ -49,6 +49,17 @@ if command -v systemd-analyze >/dev/null; then
   systemd-analyze security --offline=true --no-pager "$units/email-ratelimit.service" | tail -1
 fi
 
+echo "== an upgrade over a config this version refuses a part of: no restart, the fix said"
+cp -p /etc/email-ratelimit/config.toml "$before.config"
+sed -i '/^\[milter\]/,/^\[/ s|^listen = "".*|listen = "127.0.0.1:8893"|' /etc/email-ratelimit/config.toml
+grep -q '^listen = "127.0.0.1:8893"' /etc/email-ratelimit/config.toml || fail "could not set a TCP milter"
+DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" 2> "$after" || { cat "$after"; fail "the upgrade failed"; }
+grep -q 'milter.listen = "127.0.0.1:8893" refused: .*fix: listen = "/var/spool/postfix/private/email-ratelimit-milter"' "$after" \
+  || fail "postinst did not say what to change: $(cat "$after")"
+grep -q "NOT restarted" "$after" || fail "postinst did not say it kept the running daemon: $(cat "$after")"
+cp -p "$before.config" /etc/email-ratelimit/config.toml
+rm -f "$before.config"
+
 echo "== the admin deleted the config; reinstalling must not fail"
 rm /etc/email-ratelimit/config.toml
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" 2> "$after" || { cat "$after"; fail "dpkg -i failed without the config file"; }

@@ -187,8 +187,14 @@ pub async fn serve(
     let bounds =
         Bounds { max_connections: config.listen.max_connections, idle_timeout: config.listen.idle_timeout };
     let slots = server::slots(&bounds);
-    let serving =
-        tokio::spawn(server::run(listeners, policy.clone(), bounds, slots.clone(), shutdown.clone()));
+    let serving = tokio::spawn(server::run(
+        listeners,
+        policy.clone(),
+        bounds,
+        slots.clone(),
+        Arc::new(config.listen.tcp_allow.clone()),
+        shutdown.clone(),
+    ));
     if let Some((listener, owned, name)) = website {
         tracing::info!("milter on {name}");
         let (policy, shutdown) = (policy.clone(), shutdown.clone());

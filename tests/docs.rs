@@ -77,6 +77,7 @@ fn the_config_page_names_every_key() {
             "enforce_from",
             "tcp",
             "tcp_allow_remote",
+            "tcp_allow",
             "socket_group",
             "email",
             "daily",

@@ -195,7 +195,10 @@ fn a_stale_socket_is_replaced_but_other_files_are_not() {
 fn optional_tcp_listener_on_loopback() {
     let port = free_port();
     let d = memory(&format!("[listen]\ntcp = \"127.0.0.1:{port}\"\n"));
-    d.wait_log(&format!("listen.tcp = 127.0.0.1:{port}: every local user"), 1);
+    d.wait_log(
+        &format!("listen.tcp = 127.0.0.1:{port}: loopback clients are answered, so every local user"),
+        1,
+    );
     let out = erl()
         .args([
             "probe",
@@ -247,4 +250,61 @@ fn raises_a_low_open_file_limit_to_fit_the_connection_cap() {
     let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("open files line");
     let soft: u64 = line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).expect("soft limit");
     assert!(soft >= 2048 + 256, "{line}");
+}
+
+/// One END-OF-MESSAGE request to the TCP listener on 127.0.0.1:`port` from the local address
+/// `from`: the reply, or `None` when the connection is closed unanswered.
+fn ask_from(from: &str, port: u16) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.bind(format!("{from}:0").parse().expect("address")).expect("bind");
+        let mut s =
+            socket.connect(format!("127.0.0.1:{port}").parse().expect("address")).await.expect("connect");
+        let _ = s.write_all(eom("alice@example.com", 1).as_bytes()).await;
+        let mut buf = vec![0u8; 512];
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => None,
+            Ok(Ok(n)) => Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+            Err(_) => panic!("from {from}: neither answered nor closed within 5 s"),
+        }
+    })
+}
+
+/// Issue 32 item 4: `[listen] tcp_allow` names the clients the TCP listener answers; any other
+/// is closed unanswered and logged. Whenever loopback may connect, the warning says what every
+/// local user can then do; an entry no client can match is named.
+#[test]
+fn tcp_allow_answers_only_the_clients_it_names() {
+    let port = free_port();
+    let d = memory(&format!(
+        "[listen]\ntcp = \"127.0.0.1:{port}\"\ntcp_allow = [\"127.0.0.2\", \"10.0.0.0/8\"]\n"
+    ));
+    assert_eq!(ask_from("127.0.0.2", port).as_deref(), Some("action=DUNNO\n\n"));
+    assert_eq!(ask_from("127.0.0.1", port), None, "not in tcp_allow");
+    d.wait_log("listen.tcp: connection from 127.0.0.1 closed unanswered (not in listen.tcp_allow)", 1);
+    let warned = "loopback clients are answered, so every local user (a PHP script on shared hosting) can send requests in any sender's name: burn its quota, or get it locked with forged client addresses";
+    for said in [warned, &format!("listen.tcp_allow: 10.0.0.0/8 can never connect to 127.0.0.1:{port}")] {
+        assert!(d.log().contains(said), "{said:?} not in:\n{}", d.log());
+    }
+    // Said again on every reload.
+    d.signal(Signal::SIGHUP);
+    d.wait_log(warned, 2);
+    // A non-loopback bind needs tcp_allow (or v3's tcp_allow_remote).
+    let (dir, config) = {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[listen]\ntcp = \"0.0.0.0:10040\"\n").expect("write");
+        (dir, path)
+    };
+    let out = erl().args(["check-config", "--config"]).arg(&config).output().expect("check-config");
+    assert_eq!(out.status.code(), Some(78));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("listen.tcp_allow"), "{out:?}");
+    std::fs::write(&config, "[listen]\ntcp = \"0.0.0.0:10040\"\ntcp_allow = [\"192.0.2.10\"]\n")
+        .expect("write");
+    let out = erl().args(["check-config", "--config"]).arg(&config).output().expect("check-config");
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("tcp_allow = [\"192.0.2.10/32\"]"), "{out:?}");
+    drop(dir);
 }

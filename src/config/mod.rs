@@ -163,6 +163,8 @@ pub struct ListenSettings {
     pub socket_mode: u32,
     pub socket_group: Option<SocketGroup>,
     pub tcp: Option<SocketAddr>,
+    /// Who may use `tcp`.
+    pub tcp_allow: TcpAllow,
     pub max_connections: usize,
     pub idle_timeout: Duration,
 }
@@ -502,6 +504,8 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
     Ok(raw)
 }
 
+mod tcp_allow;
+pub use tcp_allow::TcpAllow;
 mod local;
 pub use local::{LocalSettings, LocalUser, MilterSettings, UNKNOWN_LOCAL_USER, is_local_name};
 mod learn;

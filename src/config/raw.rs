@@ -64,6 +64,7 @@ pub(super) struct RawListen {
     pub(super) socket_mode: String,
     pub(super) socket_group: String,
     pub(super) tcp: String,
+    pub(super) tcp_allow: Vec<String>,
     pub(super) tcp_allow_remote: bool,
     pub(super) max_connections: usize,
     pub(super) idle_timeout_secs: u64,
@@ -76,6 +77,7 @@ impl Default for RawListen {
             socket_mode: "0660".into(),
             socket_group: String::new(),
             tcp: String::new(),
+            tcp_allow: Vec::new(),
             tcp_allow_remote: false,
             max_connections: 2048,
             // Longer than Postfix's 300 s max_idle: smtpd closes first, cleanly.

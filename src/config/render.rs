@@ -93,6 +93,16 @@ impl Config {
         }
         if let Some(t) = l.tcp {
             let _ = writeln!(o, "tcp = {}", q(&t.to_string()));
+            match &l.tcp_allow {
+                super::TcpAllow::Loopback => {}
+                super::TcpAllow::Any => {
+                    let _ = writeln!(o, "tcp_allow_remote = true");
+                }
+                super::TcpAllow::Nets(nets) => {
+                    let list: Vec<String> = nets.iter().map(|n| q(&n.to_string())).collect();
+                    let _ = writeln!(o, "tcp_allow = [{}]", list.join(", "));
+                }
+            }
         }
         let _ = writeln!(o, "max_connections = {}", l.max_connections);
         let _ = writeln!(o, "idle_timeout_secs = {}\n", l.idle_timeout.as_secs());

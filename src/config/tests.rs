@@ -87,7 +87,7 @@ fn invalid_values_name_their_key() {
     assert!(err("[limits]\nglobal = -3").contains("global"));
     assert!(err("[listen]\nsocket = \"relative.sock\"").starts_with("listen.socket"));
     assert!(err("[listen]\nsocket_mode = \"0999\"").starts_with("listen.socket_mode"));
-    assert!(err("[listen]\ntcp = \"0.0.0.0:10040\"").contains("tcp_allow_remote"));
+    assert!(err("[listen]\ntcp = \"0.0.0.0:10040\"").contains("listen.tcp_allow"));
     assert!(err("[listen]\nsocket_group = \"no-such-group-erl\"").starts_with("listen.socket_group"));
     assert!(err("[[limits.mailbox]]\nemail = \"a b@c.d\"").starts_with("limits.mailbox.email"));
     assert!(err("[[limits.mailbox]]\nemail = \"a@c.d\"\ndaily = 0").starts_with("limits.mailbox.daily"));

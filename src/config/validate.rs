@@ -64,15 +64,16 @@ fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
                 .ok_or_else(|| invalid("listen.socket_group", format!("no group {}", raw.socket_group)))?,
         )
     };
+    let tcp_allow = super::tcp_allow::validate(&raw.tcp_allow, raw.tcp_allow_remote)?;
     let tcp = if raw.tcp.is_empty() {
         None
     } else {
         let addr: SocketAddr =
             raw.tcp.parse().map_err(|_| invalid("listen.tcp", "must be an address like 127.0.0.1:10040"))?;
-        if !addr.ip().is_loopback() && !raw.tcp_allow_remote {
+        if !addr.ip().is_loopback() && tcp_allow == super::TcpAllow::Loopback {
             return Err(invalid(
                 "listen.tcp",
-                "not a loopback address; set listen.tcp_allow_remote = true to allow it",
+                "not a loopback address; name the clients allowed in listen.tcp_allow (your Postfix hosts' addresses)",
             ));
         }
         Some(addr)
@@ -88,6 +89,7 @@ fn validate_listen(raw: RawListen) -> Result<ListenSettings, ConfigError> {
         socket_mode,
         socket_group,
         tcp,
+        tcp_allow,
         max_connections: raw.max_connections,
         idle_timeout: Duration::from_secs(raw.idle_timeout_secs),
     })

@@ -65,9 +65,20 @@ pub fn warnings(config: &Config) -> Vec<String> {
         say("store = \"memory\": counters live in this process and are lost on restart".into());
     }
     if let Some(tcp) = config.listen.tcp {
-        say(format!(
-            "listen.tcp = {tcp}: every local user (a PHP script on shared hosting) can reach this port and burn any sender's quota; prefer the Unix socket"
-        ));
+        let allow = &config.listen.tcp_allow;
+        if allow.lets_loopback_in() {
+            say(format!(
+                "listen.tcp = {tcp}: loopback clients are answered{}, so every local user (a PHP script on shared hosting) can send requests in any sender's name: burn its quota, or get it locked with forged client addresses (protect.max_client_ips, protect.lock); on one host, use the Unix socket",
+                if *allow == super::TcpAllow::Any {
+                    " (listen.tcp_allow_remote = true: any address)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        for net in allow.unreachable(tcp) {
+            say(format!("listen.tcp_allow: {net} can never connect to {tcp}; check the address"));
+        }
     }
     let l = &config.limits;
     if l.default_mailbox > l.global {

@@ -87,6 +87,10 @@ pub(super) async fn reload(
     }
     keep!(listen => "[listen]", timezone => "timezone", server_name => "server_name", store => "store",
           redis => "[redis]", notify => "[notify]", metrics => "[metrics]", milter => "[milter]");
+    // What is in force now, said again (listen.tcp's exposure among it) until it is changed.
+    for warning in config::warnings(&new) {
+        tracing::warn!("{warning}");
+    }
     for refused in &new.refused {
         tracing::error!("{refused}");
     }

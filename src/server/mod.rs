@@ -17,6 +17,7 @@ use tokio_util::task::TaskTracker;
 
 pub use listen::{Bound, GroupChange, Listener, OwnedSocket, ServerError, bind, bind_path, bind_tcp};
 
+use crate::config::TcpAllow;
 use crate::protocol::{Decoder, Reply, Request};
 
 /// How long shutdown waits for in-flight requests before exiting anyway.
@@ -40,12 +41,14 @@ pub fn slots(bounds: &Bounds) -> Arc<Semaphore> {
     Arc::new(Semaphore::new(bounds.max_connections))
 }
 
-/// Serves until `shutdown`, then drains (at most [`DRAIN_DEADLINE`]). `permits`: from [`slots`].
+/// Serves until `shutdown`, then drains (at most [`DRAIN_DEADLINE`]). `permits`: from [`slots`];
+/// `allow`: the clients a TCP listener answers (any other is closed unanswered).
 pub async fn run<H: Handler>(
     listeners: Vec<Listener>,
     handler: Arc<H>,
     bounds: Bounds,
     permits: Arc<Semaphore>,
+    allow: Arc<TcpAllow>,
     shutdown: CancellationToken,
 ) {
     let tracker = TaskTracker::new();
@@ -57,6 +60,7 @@ pub async fn run<H: Handler>(
             tracker: tracker.clone(),
             shutdown: shutdown.clone(),
             bounds,
+            allow: allow.clone(),
         };
         accept_loops.push(tokio::spawn(ctx.run(listener)));
     }
@@ -78,19 +82,32 @@ struct Accept<H> {
     tracker: TaskTracker,
     shutdown: CancellationToken,
     bounds: Bounds,
+    allow: Arc<TcpAllow>,
 }
 
 impl<H: Handler> Accept<H> {
     async fn run(self, listener: Listener) {
         let mut refused = Throttle::default();
         let mut failed = Throttle::default();
+        let mut strangers = Throttle::every(Duration::from_secs(60));
         loop {
             let accepted = tokio::select! {
                 () = self.shutdown.cancelled() => return,
                 a = accept(&listener) => a,
             };
             let stream = match accepted {
-                Ok(s) => s,
+                // Whoever can connect can speak for any sender: only the clients allowed.
+                Ok((Stream::Tcp(s), Some(peer))) if !self.allow.allows(peer.ip()) => {
+                    drop(s);
+                    if let Some(n) = strangers.tick() {
+                        tracing::warn!(
+                            "listen.tcp: connection from {} closed unanswered (not in listen.tcp_allow); {n} since the last report",
+                            peer.ip()
+                        );
+                    }
+                    continue;
+                }
+                Ok((s, _)) => s,
                 Err(e) => {
                     // EMFILE and friends: back off briefly rather than spin.
                     if let Some(n) = failed.tick() {
@@ -130,28 +147,39 @@ enum Stream {
     Tcp(tokio::net::TcpStream),
 }
 
-async fn accept(listener: &Listener) -> io::Result<Stream> {
+/// A connection, and its peer's address for TCP.
+async fn accept(listener: &Listener) -> io::Result<(Stream, Option<std::net::SocketAddr>)> {
     match listener {
-        Listener::Unix(l, _) => l.accept().await.map(|(s, _)| Stream::Unix(s)),
-        Listener::Tcp(l) => l.accept().await.map(|(s, _)| {
+        Listener::Unix(l, _) => l.accept().await.map(|(s, _)| (Stream::Unix(s), None)),
+        Listener::Tcp(l) => l.accept().await.map(|(s, peer)| {
             let _ = s.set_nodelay(true);
-            Stream::Tcp(s)
+            (Stream::Tcp(s), Some(peer))
         }),
     }
 }
 
-/// Counts events and reports at most once every 10 s.
-#[derive(Default)]
+/// Counts events and reports at most once a period (10 s by default).
 struct Throttle {
+    every: Duration,
     last: Option<Instant>,
     count: u64,
 }
 
+impl Default for Throttle {
+    fn default() -> Self {
+        Self::every(Duration::from_secs(10))
+    }
+}
+
 impl Throttle {
+    fn every(every: Duration) -> Self {
+        Self { every, last: None, count: 0 }
+    }
+
     fn tick(&mut self) -> Option<u64> {
         self.count += 1;
         let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(10)) {
+        if self.last.is_some_and(|t| now.duration_since(t) < self.every) {
             return None;
         }
         self.last = Some(now);

@@ -80,8 +80,8 @@ fn a_failover_is_followed_within_seconds_and_the_cap_stays_exact() {
         let killed = Instant::now();
         // Counting resumes once the replica is promoted and the daemon has found it.
         let resumed = wait_for("counting on the promoted replica", Duration::from_secs(20), || {
-            (replica.role() == "master" && replica.get(&key(HOT)).unwrap_or(0) > before)
-                .then(|| killed.elapsed())
+            let (role, counted) = replica.try_role_and_get(&key(HOT))?;
+            (role == "master" && counted.unwrap_or(0) > before).then(|| killed.elapsed())
         });
         wait_for("the cap on the new master", Duration::from_secs(20), || {
             (deferred.load(Ordering::Relaxed) > 20).then_some(())

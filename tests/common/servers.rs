@@ -88,6 +88,19 @@ impl Redis {
         redis::cmd("GET").arg(key).query(&mut self.conn()).expect("GET")
     }
 
+    /// Its role and `key`'s value, or `None` when the connection fails: a Sentinel promoting
+    /// this server kills its clients' connections (`CLIENT KILL TYPE normal`), which a poll during
+    /// a failover may meet.
+    pub fn try_role_and_get(&self, key: &str) -> Option<(String, Option<u64>)> {
+        let mut conn = redis::Client::open(self.url().as_str())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .ok()?;
+        let info: String = redis::cmd("INFO").arg("replication").query(&mut conn).ok()?;
+        let role = info.lines().find_map(|l| l.strip_prefix("role:")).unwrap_or_default().trim().to_owned();
+        let value: Option<u64> = redis::cmd("GET").arg(key).query(&mut conn).ok()?;
+        Some((role, value))
+    }
+
     pub fn cmd(&self, args: &[&str]) -> redis::Value {
         let mut cmd = redis::cmd(args[0]);
         for a in &args[1..] {

@@ -163,6 +163,9 @@ reload_postfix() {
 }
 
 backup_postfix() {
+  # Once a run: the copies taken before this run changed anything.
+  [ "${postfix_backed_up:-0}" = 0 ] || return 0
+  postfix_backed_up=1
   local conf stamp
   conf="$(pc -h config_directory)"
   stamp="$(date +%Y%m%d-%H%M%S)"
@@ -539,7 +542,7 @@ hook_exit_checks() {
   for p in $exit_params; do
     current="$(pc -nh "$p" 2>/dev/null || true)"
     case "$current" in *email-ratelimit_exit_header_checks*) continue ;; esac
-    [ "$changed" = 2 ] || backup_postfix; changed=2
+    backup_postfix; changed=2
     remember exit "$p" "$current"
     pc -e "$p = regexp:$file${current:+, $current}"
     say "the marker is removed where mail leaves: $p = $(pc -nh "$p")"

@@ -436,3 +436,80 @@ fn mails_about_one_sender_are_capped_per_day() {
     );
     d.wait_log("notify: more than 3 mails today about bot@example.com", 1);
 }
+
+/// Issue 32 item 2: with the RCPT hook on, a cap that fills exactly is refused at RCPT from then
+/// on. The first RCPT refusal of the window is the one that is recorded and notified (the
+/// once-per-window marker it shares with END-OF-MESSAGE); later RCPT refusals record and mail
+/// nothing; an END-OF-MESSAGE refusal is still recorded (a new message) but not mailed again.
+/// RCPT never counts, and never counts toward a lock.
+#[test]
+fn the_first_refusal_at_rcpt_is_recorded_and_notified_once() {
+    let Some(redis) = Redis::start() else { return };
+    let (outbox, hook) = (Outbox::new(0), Hook::start(200));
+    let dave = "dave@example.com";
+    let d = redis_daemon(
+        &redis,
+        &format!(
+            "[limits]\n[[limits.mailbox]]\nemail = \"{dave}\"\ndaily = 2\n\
+             [[limits.mailbox]]\nemail = \"carol@example.com\"\ndaily = 1\n\
+             [protect]\nlock = true\nlock_after_refusals = 1\n{}",
+            notify_config(&outbox, &hook.url)
+        ),
+    );
+    let records = || -> Vec<serde_json::Value> {
+        let raw: Vec<String> = redis::cmd("LRANGE")
+            .arg("erl:violations")
+            .arg(0)
+            .arg(-1)
+            .query(&mut redis.conn())
+            .expect("LRANGE");
+        raw.iter().map(|r| serde_json::from_str(r).expect("JSON")).collect()
+    };
+    // The cap fills exactly: no refusal yet.
+    assert_eq!(d.send(dave, 1), "DUNNO");
+    assert_eq!(d.send(dave, 1), "DUNNO");
+    // Two messages refused at RCPT (one recipient each, in two connections).
+    for t in ["r1.1", "r2.1"] {
+        let mut conn = d.connect();
+        assert_eq!(conn.ask(&common::message("RCPT", dave, 0, t, 0)), defer_user(dave, 2));
+        assert_eq!(conn.ask(&common::message("RCPT", dave, 0, t, 0)), defer_user(dave, 2));
+    }
+    let after_rcpt = records();
+    assert_eq!(after_rcpt.len(), 1, "the first RCPT refusal of the window is recorded, once: {after_rcpt:?}");
+    let r = &after_rcpt[0];
+    assert_eq!(
+        (
+            r["type"].as_str(),
+            r["user"].as_str(),
+            r["limit"].as_u64(),
+            r["count"].as_u64(),
+            r["window"].as_str()
+        ),
+        (Some("user"), Some(dave), Some(2), Some(2), Some("1d"))
+    );
+    assert_eq!(r["enforced"].as_bool(), Some(true));
+    assert_eq!(
+        redis.get(&format!("erl:refusals:{}:{dave}", common::today())),
+        None,
+        "RCPT counts toward no lock"
+    );
+    assert_eq!(redis.get(&common::key(dave)), Some(2), "RCPT never counts");
+    // A message refused at END-OF-MESSAGE (the RCPT hook let it through, say it was off): a new
+    // message, recorded; the window was already notified.
+    assert_eq!(d.send(dave, 1), defer_user(dave, 2));
+    assert_eq!(records().len(), 2, "END-OF-MESSAGE refusals are recorded as before");
+    assert_eq!(redis.get(&format!("erl:refusals:{}:{dave}", common::today())), Some(1));
+    // A later event as a barrier: once its mails and post are out, every earlier one is.
+    assert_eq!(d.send("carol@example.com", 1), "DUNNO");
+    assert_eq!(d.send("carol@example.com", 1), defer_user("carol@example.com", 1));
+    wait_for("carol's mail and post", Duration::from_secs(20), || {
+        let own = "Your account carol@example.com reached its daily limit of 1";
+        (outbox.about("carol@example.com", own).len() == 1
+            && hook.about("refusal", "carol@example.com").len() == 1)
+            .then_some(())
+    });
+    let admin = outbox.about(ADMINS, "dave@example.com reached its daily limit of 2");
+    assert_eq!(admin.len(), 1, "one admin mail for the window");
+    assert_eq!(outbox.about(dave, "Your account dave@example.com reached its daily limit of 2").len(), 1);
+    assert_eq!(hook.about("refusal", dave).len(), 1, "one post for the window");
+}

@@ -193,6 +193,8 @@ proptest! {
 
         let (mut m, mut g) = ([0u64; 4], 0u64);
         let mut violations = 0usize;
+        // The caps whose window has had its first refusal: a mailbox's, or the server's (None).
+        let mut notified = std::collections::HashSet::new();
         for (i, s) in steps.iter().enumerate() {
             let req = Request {
                 protocol_state: s.state.clone(),
@@ -225,8 +227,17 @@ proptest! {
             } else {
                 Action::Dunno
             };
-            // Refusals are recorded at end of data, never at RCPT.
+            // Refusals are recorded at end of data (each new message); at RCPT only the first
+            // refusal by a cap in its window, in enforce mode (the once-per-window marker, taken
+            // by any refusal that is not oversize, at end of data too).
             if counting && (oversize || over_mailbox || over_global) {
+                violations += 1;
+            }
+            let refused_by = if over_mailbox { Some(Some(s.sender)) } else { over_global.then_some(None) };
+            if let Some(cap) = refused_by.filter(|_| !log_only)
+                && notified.insert(cap)
+                && !counting
+            {
                 violations += 1;
             }
             if counting && ((!oversize && !over_mailbox && !over_global) || log_only) {

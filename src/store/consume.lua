@@ -15,7 +15,8 @@
 -- KEYS[k+9]   the lock of the sender's whole domain (<prefix>:lock:@<domain>; set by `lock @domain`)
 -- KEYS[k+10]  the sender's history for learned allowances, a hash (<prefix>:hist:<email>)
 -- ARGV[1]     n: recipients of this message (>= 1)
--- ARGV[2]     "count" (end of data), "check" (RCPT pre-check: never counts, records nothing) or
+-- ARGV[2]     "count" (end of data), "check" (RCPT pre-check: never counts; records only the
+--             window's first refusal) or
 --             "peek" (`probe`: decides as "count" or "check" would and writes nothing at all)
 -- ARGV[3]     "1" = enforce; "0" = log-only: a message over a cap is counted anyway, locks are
 --             reported but not enforced and none is made
@@ -65,8 +66,8 @@
 -- When counting with learning on (ARGV[20]), today is marked excluded in KEYS[k+10] (HSET of
 -- ARGV[20]) when the sender is refused by its own mailbox cap in enforce mode, becomes a
 -- suspect, is locked here, or sends while locked: a sender at its cap earns nothing by staying
--- there. At RCPT nothing is recorded or
--- counted. Counters only grow when the message fits (or in log-only mode), all together, so a
+-- there. At RCPT nothing is counted, and only the first refusal by a cap in its window (bit 1
+-- below, enforce mode) pushes a record: END-OF-MESSAGE may never come (v4). Counters only grow when the message fits (or in log-only mode), all together, so a
 -- refused burst burns no quota; a counted message also adds n to the sender's score in
 -- KEYS[k+2] (the set gets ARGV[18] as TTL when it has none).
 -- Reply {-3, events, ips, lock}: the sender (or its domain) is locked (enforce mode): nothing was
@@ -311,12 +312,14 @@ end
 if full ~= 0 then
   local c = caps[full]
   local new = records and new_message()
+  local extra = (oversize ~= 0 and ',"oversize":true' or '') .. (c.unit == 'msg' and ',"unit":"msg"' or '')
   if new then
-    local extra = (oversize ~= 0 and ',"oversize":true' or '') .. (c.unit == 'msg' and ',"unit":"msg"' or '')
     record(c.kind, c.limit, before[c.counter], c.window, extra)
   end
   if enforce and oversize == 0 and not peek and once(KEYS[c.counter], ttls[c.counter]) then
     events = events + FIRST_REFUSAL
+    -- At RCPT only the window's first refusal is recorded: END-OF-MESSAGE may never come.
+    if not counting then record(c.kind, c.limit, before[c.counter], c.window, extra) end
   end
   if enforce and c.kind == 'user' and oversize == 0 then exclude() end
   if counts_refusals and counts_toward_lock(c.kind, oversize ~= 0, new) then

@@ -293,9 +293,9 @@ impl MemoryStore {
             let oversize = c.oversize.is_some();
             let fingerprints = self.keys.fingerprints(day, c.sender).to_string();
             let new = records && state.new_message(&fingerprints, c, now);
+            let record = (counter.scope.kind(), cap.limit, before[cap.counter], window.as_str());
+            let extra = Extra { oversize, messages: counter.unit == Unit::Msg, per_message: false };
             if new {
-                let record = (counter.scope.kind(), cap.limit, before[cap.counter], window.as_str());
-                let extra = Extra { oversize, messages: counter.unit == Unit::Msg, per_message: false };
                 self.push(&mut state, c, record, extra);
             }
             if let Some(key) = keys.get(cap.counter).and_then(Option::as_ref)
@@ -305,6 +305,11 @@ impl MemoryStore {
                 && state.once(&self.keys.notified(key), now, counter.window.ttl_secs())
             {
                 events.first_refusal = true;
+                // At RCPT only the window's first refusal is recorded: END-OF-MESSAGE may never
+                // come.
+                if c.operation == Operation::Check {
+                    self.push(&mut state, c, record, extra);
+                }
             }
             if enforce && counter.scope == super::Scope::Mailbox && !oversize {
                 state.exclude(c);

@@ -52,6 +52,10 @@ pub enum Command {
         /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Write the process ID here once the sockets are bound (before dropping to `[daemon]
+        /// user`); removed at exit (the init script uses /run/email-ratelimit/email-ratelimit.pid)
+        #[arg(long, value_name = "PATH")]
+        pidfile: Option<PathBuf>,
     },
     /// Validate the config and print the effective settings (passwords masked).
     CheckConfig {

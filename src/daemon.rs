@@ -10,7 +10,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{self, TEST_CLOCK_ENV};
-use crate::config::{self, Config, ConfigError, MetricsListen, StoreKind};
+use crate::config::{self, Config, ConfigError, StoreKind};
 use crate::limits::{DatabaseSource, LimitsCache, LimitsError, Reader};
 use crate::metrics::{self, Metrics};
 use crate::milter;
@@ -24,9 +24,13 @@ use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::Red
 use crate::telemetry::LogHandle;
 
 mod learning;
+mod privileges;
 mod reload;
 mod scrape;
+mod start;
+pub use privileges::PrivilegeError;
 use reload::{Reloadable, reload};
+pub use start::{Prepared, prepare};
 
 /// Startup faults. Config-class ones exit 78 so systemd does not restart-loop.
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +51,8 @@ pub enum DaemonError {
     Refresher(std::io::Error),
     #[error("learning thread: {0}")]
     Learning(std::io::Error),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
 }
 
 impl DaemonError {
@@ -79,41 +85,6 @@ impl<S: crate::store::CounterStore> milter::Website for Policy<S> {
     }
 }
 
-/// The milter's listener: systemd's socket named `milter`, else `[milter]`'s socket bound here
-/// (its own mode and group; a group it may not use is warned about, and the socket keeps the
-/// daemon's); with a description for the log.
-fn milter_listener(
-    config: &Config,
-    named: Vec<(String, server::Listener)>,
-) -> Result<Option<(tokio::net::UnixListener, Option<server::OwnedSocket>, String)>, DaemonError> {
-    let listener = match (named.into_iter().next(), &config.milter) {
-        (Some((_, l)), _) => l,
-        (None, Some(m)) => {
-            let group = m.socket_group.as_ref();
-            let (l, note) =
-                server::bind_path(&m.socket, m.socket_mode, group, server::GroupChange::BestEffort)?;
-            if let Some(note) = note {
-                tracing::warn!(
-                    "milter socket {note}: Postfix may not reach it; run the daemon as root or in that group, or set milter.socket_group"
-                );
-            }
-            l
-        }
-        (None, None) => return Ok(None),
-    };
-    let name = listener.describe();
-    Ok(Some(match listener {
-        server::Listener::Unix(l, owned) => (l, owned, name),
-        // systemd handed a TCP socket: refused like `listen = "127.0.0.1:8893"`.
-        server::Listener::Tcp(_) => {
-            tracing::error!(
-                "milter socket from systemd is {name}, a TCP port: refused (any local user could speak for any other); website mail passes uncounted. Fix: ListenStream=/var/spool/postfix/private/email-ratelimit-milter in email-ratelimit-milter.socket"
-            );
-            return Ok(None);
-        }
-    }))
-}
-
 /// What a signal asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Signal {
@@ -129,7 +100,14 @@ pub async fn serve(
     path: Option<PathBuf>,
     mut config: Config,
     log: Option<LogHandle>,
+    prepared: Prepared,
 ) -> Result<(), DaemonError> {
+    let Prepared { listeners, activated, website, metrics: metrics_listener, pid_file, notes } = prepared;
+    // Removed at exit (after the last line is logged below).
+    let _pid_file = pid_file;
+    for note in &notes {
+        note.log();
+    }
     let store = match config.store {
         StoreKind::Redis => Store::Redis(Box::new(RedisStore::new(&config.redis)?)),
         StoreKind::Memory => Store::Memory(Box::new(MemoryStore::new(
@@ -172,13 +150,6 @@ pub async fn serve(
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
-    let bound = server::bind(&config.listen, &[milter::FD_NAME])?;
-    let (listeners, activated) = (bound.listeners, bound.activated);
-    // The milter is secondary: a socket it cannot bind is logged, and the policy socket serves.
-    let website = milter_listener(&config, bound.named).unwrap_or_else(|e| {
-        tracing::error!("milter not started: {e}; website mail passes unchecked (default_action=accept)");
-        None
-    });
     let handed: Vec<PathBuf> = listeners.iter().filter_map(server::Listener::unix_path).collect();
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
@@ -208,8 +179,7 @@ pub async fn serve(
             }
         });
     }
-    if let (Some(listen), Some(m)) = (&config.metrics, &counters) {
-        let listener = bind_metrics(listen).await.map_err(DaemonError::Metrics)?;
+    if let (Some(listener), Some(m)) = (metrics_listener, &counters) {
         tracing::info!("metrics on {}", listener.describe());
         let scrape = scrape::scraper(m.clone(), policy.clone(), limits.clone(), slots, &config);
         tokio::spawn(metrics::http::serve(listener, scrape, shutdown.clone()));
@@ -297,21 +267,6 @@ pub async fn serve(
     let _ = serving.await;
     tracing::info!("stopped");
     Ok(())
-}
-
-async fn bind_metrics(listen: &MetricsListen) -> std::io::Result<metrics::http::Listener> {
-    Ok(match listen {
-        MetricsListen::Tcp(addr) => metrics::http::Listener::Tcp(tokio::net::TcpListener::bind(addr).await?),
-        MetricsListen::Unix(path) => {
-            // A socket left by an earlier run; anything else at the path is an error below.
-            if std::fs::symlink_metadata(path)
-                .is_ok_and(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
-            {
-                std::fs::remove_file(path)?;
-            }
-            metrics::http::Listener::Unix(tokio::net::UnixListener::bind(path)?, path.clone())
-        }
-    })
 }
 
 /// Where the day's notification mails are counted: Redis, shared by every server, or this

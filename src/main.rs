@@ -19,10 +19,22 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// sysexits EX_CONFIG.
 const EXIT_CONFIG: u8 = 78;
 
+/// Starts jemalloc's background threads, which give memory freed after a burst back to the
+/// system while the process is idle. `serve` starts them once its privileges are dropped; the
+/// other commands at once.
+fn background_threads() {
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!("email-ratelimit: note: jemalloc background threads not started: {e}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve { .. }) {
+        background_threads();
+    }
     let config_path = match &cli.command {
-        Command::Serve { config }
+        Command::Serve { config, .. }
         | Command::CheckConfig { config, .. }
         | Command::Status { config, .. }
         | Command::Violations { config, .. }
@@ -60,9 +72,16 @@ fn main() -> ExitCode {
         }
     };
     match (cli.command, loaded) {
-        (Command::Serve { .. }, Some((path, config))) => {
-            let (log, _flush) = telemetry::init(&config.log.level).unzip();
-            match runtime.block_on(daemon::serve(path, config, log)) {
+        (Command::Serve { pidfile, .. }, Some((path, config))) => {
+            // Bind, write the pid file and drop to `[daemon] user` while this is the only
+            // thread; the log's writer and jemalloc's threads start after.
+            let served =
+                runtime.block_on(daemon::prepare(&config, pidfile.as_deref())).and_then(|prepared| {
+                    background_threads();
+                    let (log, _flush) = telemetry::init(&config.log).unzip();
+                    runtime.block_on(daemon::serve(path, config, log, prepared))
+                });
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("email-ratelimit: {e}");

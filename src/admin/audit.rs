@@ -3,20 +3,10 @@
 //! `email-ratelimit`: the journal and mail.log, next to the daemon's lines), and a record
 //! `{"ts", "type": "admin", "action", "user", "by", "reason"}` on `erl:violations`.
 
-use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
-
 use serde_json::json;
 
 use super::AdminError;
 use crate::store::admin::AdminStore;
-
-/// Where syslog listens. Tests point it elsewhere with `EMAIL_RATELIMIT_TEST_SYSLOG`.
-const SYSLOG_SOCKET: &str = "/dev/log";
-const TEST_SYSLOG_ENV: &str = "EMAIL_RATELIMIT_TEST_SYSLOG";
-
-/// syslog facility mail (2) x 8 + severity notice (5).
-const MAIL_NOTICE: u8 = 2 * 8 + 5;
 
 /// Who acts: the admin behind `sudo` (`SUDO_USER`), else the Unix user running the command.
 #[must_use]
@@ -74,21 +64,10 @@ pub async fn record(store: &mut AdminStore, max: u64, action: &Action<'_>) -> Re
     Ok(())
 }
 
-/// Sends `line` to syslog as `email-ratelimit[pid]` (RFC 3164 without a timestamp: the
-/// receiver stamps it). Written by hand on purpose: the `syslog` crate's formatter unwraps the
-/// local time, which fails (and panics) in a process with more than one thread.
+/// Sends `line` to syslog (`/dev/log`, facility mail, severity notice).
 fn syslog(line: &str) -> std::io::Result<()> {
-    let path = std::env::var_os(TEST_SYSLOG_ENV).map_or_else(|| PathBuf::from(SYSLOG_SOCKET), PathBuf::from);
-    send_to(&path, line)
-}
-
-fn send_to(path: &std::path::Path, line: &str) -> std::io::Result<()> {
-    let socket = UnixDatagram::unbound()?;
-    let message = format!("<{MAIL_NOTICE}>email-ratelimit[{}]: {line}", std::process::id());
-    socket
-        .send_to(message.as_bytes(), path)
-        .map(|_| ())
-        .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+    use crate::telemetry::syslog;
+    syslog::send(&syslog::socket_path(), syslog::NOTICE, line)
 }
 
 #[cfg(test)]
@@ -112,20 +91,5 @@ mod tests {
             v,
             json!({"ts": 1_700_000_000, "type": "admin", "action": "lock", "user": "eve@example.com", "by": "alice", "reason": "spam \"run\"\nagain"})
         );
-    }
-
-    #[test]
-    fn a_syslog_line_has_the_mail_facility_and_the_identifier() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("log");
-        let server = UnixDatagram::bind(&path).expect("bind");
-        send_to(&path, "erl admin action=reset user=global by=root reason=\"\"").expect("sent");
-        let mut buf = [0u8; 512];
-        let n = server.recv(&mut buf).expect("recv");
-        let got = String::from_utf8_lossy(&buf[..n]);
-        assert!(got.starts_with("<21>email-ratelimit["), "{got}");
-        assert!(got.ends_with("]: erl admin action=reset user=global by=root reason=\"\""), "{got}");
-        let missing = send_to(&dir.path().join("none"), "x").expect_err("no socket");
-        assert!(missing.to_string().contains("/none: No such file or directory"), "{missing}");
     }
 }

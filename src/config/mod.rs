@@ -129,6 +129,8 @@ pub struct Config {
     pub metrics: Option<MetricsListen>,
     /// `[milter]`: where website mail is checked (off unless set).
     pub milter: Option<MilterSettings>,
+    /// `[daemon]`: the user to run as, the state directory.
+    pub daemon: DaemonSettings,
     pub log: LogSettings,
     /// `[replies]`: the admin's reply texts (none: the contract's).
     pub replies: Replies,
@@ -367,6 +369,7 @@ impl NotifySettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogSettings {
     pub level: String,
+    pub target: LogTarget,
 }
 
 /// Why a config cannot be used.
@@ -504,6 +507,8 @@ fn parse(text: &str, path: Option<&Path>, env: bool) -> Result<raw::RawConfig, C
     Ok(raw)
 }
 
+mod daemon;
+pub use daemon::{DEFAULT_STATE_DIR, DaemonSettings, DaemonUser, LogTarget};
 mod tcp_allow;
 pub use tcp_allow::TcpAllow;
 mod local;

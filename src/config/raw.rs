@@ -30,6 +30,7 @@ pub(super) struct RawConfig {
     pub(super) notify: RawNotify,
     pub(super) metrics: RawMetrics,
     pub(super) milter: super::local::RawMilter,
+    pub(super) daemon: super::daemon::RawDaemon,
     pub(super) log: RawLog,
     pub(super) replies: super::replies::RawReplies,
 }
@@ -51,7 +52,8 @@ impl Default for RawConfig {
             notify: RawNotify::default(),
             metrics: RawMetrics::default(),
             milter: super::local::RawMilter::default(),
-            log: RawLog { level: "info".into() },
+            daemon: super::daemon::RawDaemon::default(),
+            log: RawLog::default(),
             replies: super::replies::RawReplies::default(),
         }
     }
@@ -282,7 +284,14 @@ pub(super) struct RawMetrics {
 }
 
 #[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub(super) struct RawLog {
     pub(super) level: String,
+    pub(super) target: super::LogTarget,
+}
+
+impl Default for RawLog {
+    fn default() -> Self {
+        Self { level: "info".into(), target: super::LogTarget::Auto }
+    }
 }

@@ -241,7 +241,15 @@ impl Config {
                 );
             }
         }
-        let _ = writeln!(o, "\n[log]\nlevel = {}", q(&self.log.level));
+        let user = self.daemon.user.as_ref().map_or("", |u| u.name.as_str());
+        let _ = writeln!(
+            o,
+            "\n[daemon]\nuser = {}\nstate_dir = {}",
+            q(user),
+            q(&self.daemon.state_dir.display().to_string())
+        );
+        let _ =
+            writeln!(o, "\n[log]\nlevel = {}\ntarget = {}", q(&self.log.level), q(self.log.target.as_str()));
         let mut replies = self.replies.iter().peekable();
         if replies.peek().is_some() {
             let _ = writeln!(o, "\n[replies]");

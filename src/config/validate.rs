@@ -34,6 +34,7 @@ pub(super) fn validate(raw: RawConfig, source: Option<PathBuf>) -> Result<Config
         notify: protect::validate_notify(raw.notify)?,
         metrics: validate_metrics(&raw.metrics)?,
         milter,
+        daemon: super::daemon::validate_daemon(&raw.daemon)?,
         log: validate_log(raw.log)?,
         replies: super::replies::validate_replies(&raw.replies)?,
         refused,
@@ -435,5 +436,5 @@ fn validate_log(raw: RawLog) -> Result<LogSettings, ConfigError> {
     }
     let level = parts.join(",");
     tracing_subscriber::EnvFilter::try_new(&level).map_err(|e| invalid("log.level", e.to_string()))?;
-    Ok(LogSettings { level })
+    Ok(LogSettings { level, target: raw.target })
 }

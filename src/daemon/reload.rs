@@ -86,7 +86,13 @@ pub(super) async fn reload(
         )*};
     }
     keep!(listen => "[listen]", timezone => "timezone", server_name => "server_name", store => "store",
-          redis => "[redis]", notify => "[notify]", metrics => "[metrics]", milter => "[milter]");
+          redis => "[redis]", notify => "[notify]", metrics => "[metrics]", milter => "[milter]",
+          daemon => "[daemon]");
+    // The level applies now; where the lines go is chosen once, at the start.
+    if new.log.target != running.log.target {
+        fixed.push("log.target");
+        new.log.target = running.log.target;
+    }
     // What is in force now, said again (listen.tcp's exposure among it) until it is changed.
     for warning in config::warnings(&new) {
         tracing::warn!("{warning}");

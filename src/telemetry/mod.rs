@@ -1,5 +1,5 @@
-//! Logging setup: one line per event on stdout (journald collects it); the level can be changed
-//! on SIGHUP. Under systemd (`JOURNAL_STREAM` set) a line carries no timestamp of its own
+//! Logging setup: one line per event on stdout (journald collects it), or to syslog when no one
+//! reads stdout (`[log] target`, [`syslog`]); the level can be changed on SIGHUP. Under systemd (`JOURNAL_STREAM` set) a line carries no timestamp of its own
 //! (journald adds one) and starts with its syslog priority (`<3>` error, `<4>` warning, `<6>`
 //! info, `<7>` debug), so `journalctl -p warning` shows only warnings and errors.
 //!
@@ -8,6 +8,11 @@
 //! beyond 8 MiB are dropped and counted rather than stalling mail.
 
 mod batch;
+pub mod syslog;
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+use crate::config::{LogSettings, LogTarget};
 
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::{self, FormatEvent, FormatFields, Writer};
@@ -70,15 +75,53 @@ impl LogHandle {
 /// Keeps the writer thread alive; dropping it writes what is queued.
 pub type FlushGuard = batch::Flush;
 
+/// Where the lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Stdout,
+    Syslog,
+}
+
+impl Output {
+    /// `[log] target`: `auto` is stdout unless stdout is `/dev/null` (as `start-stop-daemon
+    /// --background` leaves it; a closed stdout is `/dev/null` too, since Rust reopens closed
+    /// standard descriptors there at start).
+    #[must_use]
+    pub fn of(target: LogTarget) -> Self {
+        match target {
+            LogTarget::Stdout => Self::Stdout,
+            LogTarget::Syslog => Self::Syslog,
+            LogTarget::Auto if stdout_is_null() => Self::Syslog,
+            LogTarget::Auto => Self::Stdout,
+        }
+    }
+}
+
+fn stdout_is_null() -> bool {
+    use std::os::fd::AsFd;
+    let Ok(fd) = std::io::stdout().as_fd().try_clone_to_owned() else { return true };
+    let Ok(out) = std::fs::File::from(fd).metadata() else { return true };
+    let Ok(null) = std::fs::metadata("/dev/null") else { return false };
+    out.file_type().is_char_device() && out.rdev() == null.rdev()
+}
+
 /// Installs the global subscriber; `None` if one is already installed (tests) or the writer
 /// thread cannot start.
 #[must_use]
-pub fn init(level: &str) -> Option<(LogHandle, FlushGuard)> {
-    let filter = EnvFilter::try_new(level).unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(settings: &LogSettings) -> Option<(LogHandle, FlushGuard)> {
+    let filter = EnvFilter::try_new(&settings.level).unwrap_or_else(|_| EnvFilter::new("info"));
     let (filter, handle) = reload::Layer::new(filter);
-    let (writer, guard) = batch::start(std::io::stdout(), batch::GATHER, batch::MAX_PENDING).ok()?;
+    let output = Output::of(settings.target);
+    let (writer, guard) = match output {
+        Output::Stdout => batch::start(std::io::stdout(), batch::GATHER, batch::MAX_PENDING).ok()?,
+        Output::Syslog => {
+            let sender = syslog::Sender::new(syslog::socket_path()).ok()?;
+            batch::start(sender, batch::GATHER, batch::MAX_PENDING).ok()?
+        }
+    };
     let base = fmt::layer().with_target(false).with_ansi(false).with_writer(writer);
-    let output = if std::env::var_os("JOURNAL_STREAM").is_some() {
+    // syslog and journald take the severity from the line's `<N>` and stamp it themselves.
+    let output = if output == Output::Syslog || std::env::var_os("JOURNAL_STREAM").is_some() {
         base.event_format(Journal).boxed()
     } else {
         base.event_format(format::Format::default().with_target(false).with_ansi(false)).boxed()

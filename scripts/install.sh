@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # email-ratelimit installer: staged, idempotent, and reversible without ever stopping mail.
 #
-#   install.sh install     binary, config (log-only), systemd units, system user, Postfix hook
+#   install.sh install     binary, config (log-only), system user, systemd units (without
+#                          systemd: /etc/init.d/email-ratelimit, started), then the Postfix
+#                          hook once the daemon answers (probe)
 #   install.sh enforce     print what enforcing changes (email-ratelimit trial: the caps, today's
 #                          would-be deferrals, who is over a cap already), then switch the config
 #                          to mode = "enforce" and reload the daemon; with --at-midnight, set
 #                          enforce_from = the next local date instead: log-only until then,
 #                          enforced from then on without another reload
 #   install.sh log-only    switch back to mode = "log-only" and reload the daemon
-#   install.sh hook        only the Postfix hooks, as install sets them (for the Debian package,
-#                          which ships this script as /usr/share/email-ratelimit/install.sh)
+#   install.sh hook        only the Postfix hooks, as install sets them, once the daemon answers
+#                          (for the Debian package, which ships this script as
+#                          /usr/share/email-ratelimit/install.sh)
 #   install.sh disable     remove the Postfix hook; keep every file
 #   install.sh uninstall   remove the hook and the installed files (database tables, the
 #                          database account and Redis counters are left alone)
@@ -25,7 +28,8 @@
 #                          queue_directory other than /var/spool/postfix gets a socket-unit
 #                          drop-in with its ListenStream
 #   --binary PATH          the binary to install (default: target/release/email-ratelimit)
-#   --no-systemd           never call systemctl (no systemd here, or a --root install)
+#   --no-systemd           never call systemctl (no systemd here, or a --root install): the
+#                          init script is installed and, with a Postfix to hook, started
 #   --no-milter            install, hook: leave website mail (non_smtpd_milters, pickup) alone
 #   --pickup-checks        install, hook: where pickup runs with receive_override_options =
 #                          no_header_body_checks (content-filter setups), drop that flag from
@@ -128,6 +132,10 @@ unit_dir="$root/etc/systemd/system"
 man_dir="$root/usr/local/share/man"
 share_dir="$root/usr/local/share/email-ratelimit"
 state_dir="$root/var/lib/email-ratelimit"
+# Without systemd: the sysvinit script (debian/email-ratelimit.init), its pid file's directory.
+initd_file="$root/etc/init.d/email-ratelimit"
+run_dir="$root/run/email-ratelimit"
+pid_file="$run_dir/email-ratelimit.pid"
 backup_dir="$root/var/backups/email-ratelimit"
 hook_param="email_ratelimit_policy"
 hook_ref='$email_ratelimit_policy'
@@ -157,6 +165,71 @@ hook_value() {
 have_systemd() { [ "$use_systemd" = 1 ] && command -v systemctl >/dev/null && [ -d /run/systemd/system ]; }
 
 postfix_running() { postfix_cmd status >/dev/null 2>&1; }
+
+# How an admin starts the daemon here.
+how_to_start() {
+  if have_systemd; then echo "systemctl start email-ratelimit.socket"
+  elif [ -f "$initd_file" ]; then echo "$initd_file start"
+  else echo "$bin_path serve --config $config"
+  fi
+}
+
+# Whether the daemon answers where this Postfix asks (probe: a dry run, nothing counted), for
+# up to 10 s.
+daemon_answers() {
+  local socket tries=0
+  socket="$(policy_socket)"
+  while :; do
+    "$bin_path" probe --socket "$socket" --user probe@email-ratelimit.invalid >/dev/null 2>&1 && return 0
+    tries=$((tries + 1))
+    [ "$tries" -lt 20 ] || return 1
+    sleep 0.5
+  done
+}
+
+# Postfix is hooked only once the daemon answers: a hook with nothing behind it makes every
+# authenticated message wait for the policy timeout and pass uncounted.
+require_answer() {
+  if daemon_answers; then
+    say "the daemon answers on $(policy_socket)"
+  else
+    die "NOT hooked: nothing answers on $(policy_socket) (a hook now would make every authenticated message wait, then pass uncounted); start the daemon ($(how_to_start)), then: $0$again hook"
+  fi
+}
+
+# The user the config drops to ([daemon] user), as the daemon reads it.
+daemon_user() {
+  "$bin_path" check-config --config "$config" 2>/dev/null | sed -n '/^\[daemon\]/,/^\[/ s/^user = "\(.*\)"$/\1/p'
+}
+
+# The init script for a host whose PID 1 is not systemd, with the paths of this install.
+install_init_script() {
+  mkdir -p "$(dirname "$initd_file")"
+  sed -e "s|^DAEMON=.*|DAEMON=$bin_path|" \
+      -e "s|^CONFIG=.*|CONFIG=$config|" \
+      -e "s|^RUNDIR=.*|RUNDIR=$run_dir|" \
+      -e "s|^DEFAULTS=.*|DEFAULTS=$root/etc/default/email-ratelimit|" \
+      "$repo/debian/email-ratelimit.init" > "$initd_file.new"
+  chmod 0755 "$initd_file.new"
+  if cmp -s "$initd_file.new" "$initd_file"; then rm -f "$initd_file.new"; else mv -f "$initd_file.new" "$initd_file"; fi
+  if [ -z "$root" ] && command -v update-rc.d >/dev/null; then
+    update-rc.d email-ratelimit defaults >/dev/null 2>&1 || say "(update-rc.d failed: have $initd_file run at boot yourself)"
+  fi
+  say "installed the init script $initd_file (systemd is not PID 1 here)"
+}
+
+# Starts (or restarts) the daemon with the init script. A config this version refuses a part
+# of keeps a running daemon (an upgrade never stops the service).
+start_with_init() {
+  local user
+  if "$initd_file" status >/dev/null 2>&1 && ! "$bin_path" check-config --quiet --config "$config"; then
+    say "NOT restarted: the running daemon keeps serving until $config is fixed (above); then: $initd_file restart"
+    return
+  fi
+  "$initd_file" restart >/dev/null || die "the daemon did not start (above); Postfix not hooked"
+  user="$(daemon_user)"
+  say "started the daemon with $initd_file (sysvinit script: pid $(cat "$pid_file" 2>/dev/null || echo '?'), running as ${user:-root}, logging to syslog, facility mail)"
+}
 
 reload_postfix() {
   if postfix_running; then postfix_cmd reload >/dev/null 2>&1 && say "reloaded Postfix"; fi
@@ -734,6 +807,9 @@ set_mode() {
   if have_systemd && systemctl is-active --quiet email-ratelimit.service; then
     systemctl reload email-ratelimit.service
     say "reloaded email-ratelimit.service"
+  elif ! have_systemd && [ -f "$initd_file" ] && "$initd_file" status >/dev/null 2>&1; then
+    "$initd_file" reload >/dev/null
+    say "reloaded the daemon ($initd_file reload)"
   else
     say "reload the running daemon to apply it: systemctl reload email-ratelimit (or kill -HUP its PID)"
   fi
@@ -784,25 +860,29 @@ write_config() {
   local host admin='admin = []'
   host="$(pc -h myhostname 2>/dev/null || true)"
   if [ -n "$host" ]; then admin="admin = [\"postmaster@$host\"]"; fi
+  # Started as root without systemd, the daemon drops to its own user (once it exists).
+  local run_as=""
+  if getent passwd email-ratelimit >/dev/null; then run_as="email-ratelimit"; fi
   local try
   for try in "$admin" 'admin = []'; do
     sed -e 's/^mode = .*/mode = "log-only"          # install.sh enforce switches to "enforce"/' \
         -e "s|^socket = .*|socket = \"$socket\"|" \
-        -e 's|^# socket_group = "postfix".*|socket_group = "postfix"|' \
+        -e 's|^# socket_group = "postfix"|socket_group = "postfix"|' \
         -e "s|^admin = \[\]|$try|" \
         -e "/^\[milter\]/,/^\[/ s|^listen = \"\".*|listen = \"$(dirname "$socket")/email-ratelimit-milter\"|" \
+        -e "/^\[daemon\]/,/^\[/ s|^user = \"\"|user = \"$run_as\"|" \
         "$repo/config/example.toml" > "$config"
     admin="$try"
     # A host name that makes no plain address (no dot, say): no admin address, set it yourself.
     "$binary" check-config --quiet --config "$config" 2>/dev/null && break
   done
   "$binary" check-config --quiet --config "$config" || die "the new config does not validate"
-  if getent group email-ratelimit >/dev/null && [ -z "$root" ]; then
+  if getent group email-ratelimit >/dev/null; then
     chown root:email-ratelimit "$config_dir" "$config"
     chmod 0750 "$config_dir"
   fi
   chmod 0640 "$config"
-  say "wrote $config (mode = \"log-only\"; $admin)"
+  say "wrote $config (mode = \"log-only\"; $admin${run_as:+; [daemon] user = \"$run_as\"})"
 }
 
 # The socket unit listens where Postfix looks: another instance (another queue_directory)
@@ -853,7 +933,7 @@ cmd_install() {
   write_config
   # The daemon's own state (the limits cache file); systemd's StateDirectory= makes it too.
   mkdir -p "$state_dir"
-  if [ -z "$root" ] && getent passwd email-ratelimit >/dev/null; then
+  if getent passwd email-ratelimit >/dev/null; then
     chown email-ratelimit:email-ratelimit "$state_dir"
     chmod 0750 "$state_dir"
   fi
@@ -890,9 +970,15 @@ cmd_install() {
       say "NOT restarted: the running daemon keeps serving until $config is fixed (above); then: systemctl restart email-ratelimit"
     fi
   else
-    say "systemd not used: start the daemon yourself ($bin_path serve --config $config)"
+    install_init_script
+    if [ "$touch_postfix" = 1 ]; then
+      start_with_init
+    else
+      say "staging under --root $root: the daemon not started ($initd_file start)"
+    fi
   fi
   if [ "$touch_postfix" = 1 ]; then
+    require_answer
     hook_postfix
     [ "$with_milter" = 0 ] || hook_milter
   else
@@ -907,6 +993,7 @@ cmd_hook() {
   command -v postconf >/dev/null || die "postconf not found: is Postfix installed?"
   [ "$touch_postfix" = 1 ] || die "hook under --root needs --postfix-config DIR (the instance to hook)"
   echo "Hooking email-ratelimit into Postfix (the daemon decides by its mode: see $config)"
+  require_answer
   hook_postfix
   [ "$with_milter" = 0 ] || hook_milter
   echo "Next: watch the decisions with   journalctl -u email-ratelimit -f | grep erl"
@@ -930,6 +1017,15 @@ cmd_uninstall() {
   if have_systemd; then
     systemctl disable --now email-ratelimit.service email-ratelimit.socket email-ratelimit-milter.socket 2>/dev/null || true
   fi
+  if [ -f "$initd_file" ]; then
+    "$initd_file" stop >/dev/null 2>&1 || true
+    if [ -z "$root" ] && command -v update-rc.d >/dev/null; then update-rc.d -f email-ratelimit remove >/dev/null 2>&1 || true; fi
+    rm -f "$initd_file"
+    say "stopped the daemon and removed $initd_file"
+    removed=1
+  fi
+  rm -f "$pid_file"
+  rmdir "$run_dir" 2>/dev/null || true
   # The socket unit keeps its file across restarts (RemoveOnStop=no): gone with the unit.
   socket="$(policy_socket)"
   [ "$touch_postfix" = 1 ] || socket="$root$socket"
@@ -993,6 +1089,8 @@ cmd_status() {
   fi
   if have_systemd; then
     say "service: $(systemctl is-active email-ratelimit.service || true), socket: $(systemctl is-active email-ratelimit.socket || true)"
+  elif [ -f "$initd_file" ]; then
+    say "init:    $("$initd_file" status 2>&1 || true)"
   fi
   # Whether the daemon answers where Postfix asks (email-ratelimit status: 0 up, 1 the daemon
   # does not answer, 2 Redis does not).

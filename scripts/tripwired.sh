@@ -11,8 +11,8 @@
 #     (/etc/postfix): each is covered by a stand-in that records the call and fails it. A call
 #     for a private instance (`-c DIR`/`-C DIR`, or MAIL_CONFIG naming another directory) runs
 #     the real program.
-# The namespace also has the accounts an ISPConfig server has and the suite needs (vmail), in its
-# own copies of /etc/passwd and /etc/group when the host lacks them.
+# The namespace also has the accounts an ISPConfig server has and the suite needs (vmail,
+# email-ratelimit), in its own copies of /etc/passwd and /etc/group when the host lacks them.
 # The tripwires are tested before the command runs (each must record one probe). After it, the
 # run fails if anything was recorded, listing what, even when the command itself passed.
 set -euo pipefail
@@ -57,18 +57,26 @@ for entry in "$tw"/olddev/* "$tw"/olddev/.[!.]*; do
 done
 
 # The accounts of an ISPConfig mail server that the suite needs and the host may lack (vmail,
-# Dovecot's mail user): added to this namespace's own copies of /etc/passwd and /etc/group.
-if ! getent passwd vmail >/dev/null; then
-  cp /etc/passwd /etc/group "$tw/"
-  gid="$(getent group vmail | cut -d: -f3 || true)"
+# Dovecot's mail user; email-ratelimit, the daemon's own, which it drops to without systemd):
+# added to this namespace's own copies of /etc/passwd and /etc/group.
+cp /etc/passwd /etc/group "$tw/"
+added=
+for account in vmail:/var/vmail email-ratelimit:/nonexistent; do
+  name="${account%%:*}"
+  home="${account#*:}"
+  getent passwd "$name" >/dev/null && continue
+  gid="$(getent group "$name" | cut -d: -f3 || true)"
   if [ -z "$gid" ]; then
     gid=5000
-    while getent group "$gid" >/dev/null; do gid=$((gid + 1)); done
-    echo "vmail:x:$gid:" >> "$tw/group"
+    while cut -d: -f3 "$tw/group" | grep -qx "$gid"; do gid=$((gid + 1)); done
+    echo "$name:x:$gid:" >> "$tw/group"
   fi
   uid=5000
-  while getent passwd "$uid" >/dev/null; do uid=$((uid + 1)); done
-  echo "vmail:x:$uid:$gid::/var/vmail:/usr/sbin/nologin" >> "$tw/passwd"
+  while cut -d: -f3 "$tw/passwd" | grep -qx "$uid"; do uid=$((uid + 1)); done
+  echo "$name:x:$uid:$gid::$home:/usr/sbin/nologin" >> "$tw/passwd"
+  added=1
+done
+if [ -n "$added" ]; then
   mount --bind "$tw/passwd" /etc/passwd
   mount --bind "$tw/group" /etc/group
 fi

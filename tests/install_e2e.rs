@@ -92,6 +92,79 @@ fn files_under(root: &Path) -> Vec<String> {
     out
 }
 
+/// A root to install under that the daemon, once it has dropped to its own user, may enter (to
+/// read its config on a reload).
+fn open_root() -> tempfile::TempDir {
+    let root = tempfile::tempdir().expect("tempdir");
+    std::fs::set_permissions(root.path(), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
+    root
+}
+
+/// `/etc/default/email-ratelimit` under `root`, which the installed init script reads: the
+/// environment it gives the daemon (the test's Redis and syslog; never the host's).
+fn defaults(root: &Path, exports: &[(&str, &str)]) {
+    let dir = root.join("etc/default");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let text: String = exports.iter().map(|(k, v)| format!("export {k}='{v}'\n")).collect();
+    std::fs::write(dir.join("email-ratelimit"), text).expect("defaults");
+}
+
+/// Whether process `pid` has ended (a zombie its parent, whoever adopted it after
+/// start-stop-daemon's detach, has not reaped yet counts as ended).
+fn ended(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_or(true, |stat| stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')))
+}
+
+/// The daemon the installed init script runs under a root: stopped when dropped, so that a
+/// failed test leaves nothing running.
+struct InitDaemon(std::path::PathBuf);
+
+impl InitDaemon {
+    fn script(&self) -> std::path::PathBuf {
+        self.0.join("etc/init.d/email-ratelimit")
+    }
+
+    fn pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.0.join("run/email-ratelimit/email-ratelimit.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `/etc/init.d/email-ratelimit ACTION`: whether it succeeded, and what it said.
+    fn run(&self, action: &str) -> (bool, String) {
+        let out = Command::new(self.script()).arg(action).output().expect("run the init script");
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        (out.status.success(), text)
+    }
+
+    fn stop(&self) {
+        let pid = self.pid();
+        if self.script().exists() {
+            let (ok, said) = self.run("stop");
+            assert!(ok, "the init script's stop: {said}");
+        }
+        if let Some(pid) = pid {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), Signal::SIGTERM);
+            wait_for("the daemon to stop", Duration::from_secs(20), || ended(pid).then_some(()));
+        }
+    }
+}
+
+impl Drop for InitDaemon {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.stop()));
+        } else {
+            self.stop();
+        }
+    }
+}
+
 fn rcpts(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("r{i}@{REMOTE}")).collect()
 }
@@ -127,8 +200,11 @@ fn install_enforce_disable_uninstall_round_trip() {
         &format!("header_checks = regexp:{}", checks.display()),
     ]);
     let before = (mail.postconf(&["-n"]), mail.postconf(&["-M"]));
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = open_root();
     let r = root.path();
+    // Without systemd, install starts the daemon with the init script: on this test's Redis.
+    let initd = InitDaemon(r.to_path_buf());
+    defaults(r, &[("EMAIL_RATELIMIT__REDIS__URL", &redis.url()), ("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG)]);
 
     // install, twice
     let said = install(r, &mail, &["install"]);
@@ -177,8 +253,11 @@ fn install_enforce_disable_uninstall_round_trip() {
     assert!(written.contains(&format!("listen = {:?}", milter.display().to_string())), "{written}");
     // The admin's edits: this test's Redis (never the host's on 6379), notifications through a
     // stand-in sendmail that records them (never the host's Postfix), and a comment.
-    let aside = tempfile::tempdir().expect("tempdir");
+    // The daemon runs it as its own user: a directory it may enter, a log it may write.
+    let aside = open_root();
     let notified = aside.path().join("notified.log");
+    std::fs::write(&notified, "").expect("notified.log");
+    std::fs::set_permissions(&notified, std::os::unix::fs::PermissionsExt::from_mode(0o666)).expect("chmod");
     let stand_in = aside.path().join("sendmail-stand-in");
     std::fs::write(&stand_in, format!("#!/bin/sh\necho \"$*\" >> {}\ncat > /dev/null\n", notified.display()))
         .expect("stand-in");
@@ -265,7 +344,9 @@ fn install_enforce_disable_uninstall_round_trip() {
     let denied = as_account("SELECT password FROM dbispconfig.mail_user");
     assert!(!denied.status.success(), "mail_user.password readable: {denied:?}");
 
-    // The installed daemon, as systemd would run it (here by hand: no systemd in a test).
+    // The installed daemon, by hand (with the database's cache file of the test's own), in
+    // place of the one the init script started.
+    initd.stop();
     let installed = r.join("usr/local/bin/email-ratelimit");
     // Issue 24: `status local:web12` names its websites, read with that account.
     let status = Command::new(&installed)
@@ -383,20 +464,28 @@ fn install_enforce_disable_uninstall_round_trip() {
     let said = install(r, &mail, &["status"]);
     assert!(said.contains("daemon:  NOT answering on its socket"), "{said}");
 
-    // install again, then uninstall, twice: only Postfix backups and the admin's files remain.
-    install(r, &mail, &["install"]);
+    // install again (the init script starts the daemon), then uninstall, twice: the daemon
+    // stopped, its socket file gone (one systemd's unit leaves in place, RemoveOnStop=no, or
+    // one the daemon's user may not remove from Postfix's private/), and only Postfix backups
+    // and the admin's files remain.
+    let said = install(r, &mail, &["install"]);
+    assert!(said.contains("started the daemon with"), "{said}");
+    let pid = initd.pid().expect("the init script's daemon");
     std::fs::write(r.join("etc/email-ratelimit/notes.txt"), "the admin's own file\n").expect("notes");
-    // The socket systemd's unit leaves in place across restarts (RemoveOnStop=no).
-    drop(std::os::unix::net::UnixListener::bind(mail.policy_socket()).expect("a left-over socket"));
+    assert!(mail.policy_socket().exists(), "the daemon listens");
     let said = install(r, &mail, &["uninstall"]);
-    assert!(said.contains("removed the policy socket"), "{said}");
+    assert!(said.contains("stopped the daemon"), "{said}");
+    assert!(ended(pid), "stopped before uninstall returned");
     assert!(!mail.policy_socket().exists(), "the socket file is gone");
     assert!(said.contains("are saved in"), "{said}");
     let said = install(r, &mail, &["uninstall"]);
     assert!(said.contains("nothing installed"), "{said}");
     assert_eq!((mail.postconf(&["-n"]), mail.postconf(&["-M"])), before, "uninstall restores Postfix");
-    let left: Vec<String> =
-        files_under(r).into_iter().filter(|f| f != "daemon.log" && f != "limits.json").collect();
+    // The test's own files: the daemon's log, its cache file, the init script's environment.
+    let left: Vec<String> = files_under(r)
+        .into_iter()
+        .filter(|f| f != "daemon.log" && f != "limits.json" && f != "etc/default/email-ratelimit")
+        .collect();
     assert!(left.iter().all(|f| f.starts_with("var/backups/email-ratelimit/")), "left behind: {left:?}");
     assert!(
         left.iter().any(|f| f.starts_with("var/backups/email-ratelimit/etc-email-ratelimit.")
@@ -421,8 +510,11 @@ fn the_hook_goes_where_postfix_reaches_it() {
     // The MX service empties the list for itself: a global hook alone would never be asked there.
     mail.postconf(&["-P", &format!("{mx}/smtpd_end_of_data_restrictions=")]);
     let before = (mail.postconf(&["-n"]), mail.postconf(&["-M"]));
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = open_root();
     let r = root.path();
+    // Without systemd, install starts the daemon with the init script (in memory here).
+    let initd = InitDaemon(r.to_path_buf());
+    defaults(r, &[("EMAIL_RATELIMIT__STORE", "memory"), ("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG)]);
 
     let said = install(r, &mail, &["install"]);
     assert_eq!(
@@ -440,7 +532,9 @@ fn the_hook_goes_where_postfix_reaches_it() {
     );
     assert!(install(r, &mail, &["install"]).contains("Postfix hook already in place"));
 
-    // Both services really ask the daemon.
+    // Both services really ask the daemon (one started by hand, logging to a file, in place of
+    // the init script's).
+    initd.stop();
     let config = r.join("etc/email-ratelimit/config.toml");
     let log_path = r.join("daemon.log");
     let log = std::fs::File::create(&log_path).expect("log");
@@ -546,8 +640,11 @@ fn website_mail_on_a_content_filter_setup_leaves_without_the_marker() {
     std::fs::write(&dovecot, "mail_uid = mail\n").expect("dovecot.conf");
     let dovecot = dovecot.display().to_string();
     let before = (mail.postconf(&["-n"]), mail.postconf(&["-M"]), mail.postconf(&["-P"]));
-    let root = tempfile::tempdir().expect("tempdir");
+    let root = open_root();
     let r = root.path();
+    // Without systemd, install starts the daemon with the init script (in memory here).
+    let initd = InitDaemon(r.to_path_buf());
+    defaults(r, &[("EMAIL_RATELIMIT__STORE", "memory"), ("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG)]);
 
     // Without consent: refused, saying what and how; the policy hook is in place, the milter not.
     let (ok, said) = run_install(r, Some(&mail), &["install", "--dovecot-config", &dovecot], None);
@@ -593,7 +690,8 @@ fn website_mail_on_a_content_filter_setup_leaves_without_the_marker() {
     assert!(again.contains("milter hook already in place") && !again.contains("exempt from"), "{again}");
 
     // Website mail leaves through smtp without the marker and without pickup's Received line,
-    // and was counted as its user.
+    // and was counted as its user (by a daemon of the test's, in place of the init script's).
+    initd.stop();
     let socket = mail.queue_dir().join("private/email-ratelimit-milter");
     let daemon = Daemon::start_at(
         mail.policy_socket(),
@@ -784,4 +882,109 @@ fn help_is_whole_and_mistakes_are_named() {
     );
     let (ok, said) = run_install(root.path(), None, &["status", "--at-midnight"], None);
     assert!(!ok && said.contains("--at-midnight goes with enforce only"), "{said}");
+}
+
+/// Issue 32 item 1: on a host without systemd, `install` puts the init script in place, starts
+/// the daemon with it (as root: it binds, gives the sockets to its user, writes its pid file,
+/// drops), and hooks Postfix only once `probe` gets an answer. Every thread runs as
+/// email-ratelimit, Postfix's requests are counted, the lines reach syslog (stdout is /dev/null
+/// under start-stop-daemon --background), a reload reads the config (0640 root:email-ratelimit)
+/// as that user, and uninstall stops it.
+#[test]
+fn without_systemd_the_init_script_runs_the_daemon_as_its_own_user() {
+    let Some(redis) = Redis::start() else { return };
+    let Some(mail) = MailServer::start_with(&["alice@local.test"], "") else { return };
+    let syslog = SyslogSink::start();
+    let root = open_root();
+    let r = root.path();
+    let daemon = InitDaemon(r.to_path_buf());
+    let url = redis.url();
+    let sink = syslog.path().display().to_string();
+    // install.sh's own admin commands reach the test's Redis and syslog too.
+    let env = [("EMAIL_RATELIMIT__REDIS__URL", url.as_str()), ("EMAIL_RATELIMIT_TEST_SYSLOG", sink.as_str())];
+    let run = |args: &[&str]| run_install_env(r, Some(&mail), args, None, &env);
+    let hook = || mail.postconf(&["-nh", "smtpd_end_of_data_restrictions"]);
+
+    // The daemon listens elsewhere (an admin's override): nothing answers where Postfix asks,
+    // and nothing is hooked.
+    let elsewhere = r.join("elsewhere.sock").display().to_string();
+    defaults(r, &[env[0], env[1], ("EMAIL_RATELIMIT__LISTEN__SOCKET", elsewhere.as_str())]);
+    let (ok, said) = run(&["install"]);
+    assert!(
+        !ok && said.contains(&format!("NOT hooked: nothing answers on {}", mail.policy_socket().display())),
+        "{said}"
+    );
+    assert!(!hook().contains("email_ratelimit"), "hooked with nothing answering: {}", hook());
+
+    // Where Postfix asks: started by the init script, answered, hooked.
+    defaults(r, &env);
+    let (ok, said) = run(&["install"]);
+    assert!(ok, "{said}");
+    let script = daemon.script();
+    assert!(
+        said.contains(&format!("installed the init script {}", script.display()))
+            && said.contains(&format!("started the daemon with {} (sysvinit script: pid ", script.display()))
+            && said.contains("running as email-ratelimit, logging to syslog")
+            && said.contains(&format!("the daemon answers on {}", mail.policy_socket().display())),
+        "{said}"
+    );
+    assert!(hook().contains("$email_ratelimit_policy"), "{}", hook());
+    let user = nix::unistd::User::from_name("email-ratelimit").expect("passwd").expect("the daemon's user");
+    let config = r.join("etc/email-ratelimit/config.toml");
+    let meta = std::fs::metadata(&config).expect("config");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        (meta.mode() & 0o777, meta.uid(), meta.gid()),
+        (0o640, 0, user.gid.as_raw()),
+        "root:email-ratelimit 0640"
+    );
+    let text = std::fs::read_to_string(&config).expect("config");
+    let section = text.split("\n[daemon]\n").nth(1).and_then(|t| t.split("\n[").next()).unwrap_or_default();
+    assert!(section.contains("\nuser = \"email-ratelimit\"\n"), "{text}");
+
+    // Every thread of the process runs as the unprivileged user.
+    let pid = daemon.pid().expect("the pid file");
+    let (uid, gid) = (user.uid.as_raw().to_string(), user.gid.as_raw().to_string());
+    let tasks: Vec<_> = std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks").flatten().collect();
+    assert!(tasks.len() >= 3, "the runtime's, the log's, jemalloc's threads: {}", tasks.len());
+    for task in &tasks {
+        let status = std::fs::read_to_string(task.path().join("status")).expect("status");
+        let ids = |name: &str| -> Vec<String> {
+            let line = status.lines().find(|l| l.starts_with(name)).unwrap_or_default();
+            line.split_whitespace().skip(1).map(str::to_owned).collect()
+        };
+        assert_eq!(ids("Uid:"), vec![uid.clone(); 4], "{}: {status}", task.path().display());
+        assert_eq!(ids("Gid:"), vec![gid.clone(); 4], "{}: {status}", task.path().display());
+        assert!(!ids("Groups:").contains(&"0".to_owned()), "{status}");
+    }
+
+    // Postfix's requests are counted (log-only counts).
+    for _ in 0..2 {
+        let sent = mail.send(mail.submission, Some("alice@local.test"), "alice@local.test", &rcpts(2));
+        assert_eq!(sent.code, 0, "{}", sent.transcript);
+    }
+    wait_for("4 recipients counted", Duration::from_secs(20), || {
+        (redis.get(&common::key("alice@local.test")) == Some(4)).then_some(())
+    });
+    // Its lines reach syslog, facility mail, as email-ratelimit[pid].
+    let line = syslog.wait_for("erl ok user=alice@local.test rcpt=2");
+    assert!(line.starts_with(&format!("<22>email-ratelimit[{pid}]: erl ok ")), "{line}");
+    let line = syslog.wait_for("running as user email-ratelimit");
+    assert!(line.contains("sockets bound and pid file written as root"), "{line}");
+
+    // A reload (enforce) reads the config as that user.
+    let (ok, said) = run(&["enforce"]);
+    assert!(ok && said.contains(&format!("reloaded the daemon ({} reload)", script.display())), "{said}");
+    syslog.wait_for("reloaded: mode=enforce");
+    let (ok, said) = run(&["status"]);
+    assert!(ok, "{said}");
+    assert!(said.contains(&format!("init:    email-ratelimit is running (pid {pid})")), "{said}");
+    assert!(said.contains("daemon:  answers (Redis too)"), "{said}");
+
+    // uninstall stops it and removes the script.
+    let (ok, said) = run(&["uninstall"]);
+    assert!(ok && said.contains(&format!("stopped the daemon and removed {}", script.display())), "{said}");
+    assert!(ended(pid), "stopped before uninstall returned");
+    assert!(!script.exists() && !r.join("run/email-ratelimit").exists());
+    assert_eq!(hook().trim(), "", "unhooked");
 }

@@ -10,6 +10,7 @@ mod daemon;
 pub mod mail;
 pub mod prometheus;
 mod servers;
+pub mod syslog;
 
 use std::path::Path;
 use std::process::{Child, ExitStatus};
@@ -20,6 +21,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 pub use prometheus::{Prometheus, http_get};
 pub use servers::{Mariadb, Redis, Sentinel};
+pub use syslog::SyslogSink;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_email-ratelimit");
 

@@ -31,6 +31,32 @@ getent passwd email-ratelimit >/dev/null || fail "no system user email-ratelimit
 grep -qx '/etc/email-ratelimit/config.toml' /var/lib/dpkg/info/email-ratelimit.conffiles || fail "config is not a conffile"
 /usr/bin/email-ratelimit check-config --config /etc/email-ratelimit/config.toml | grep -q '^mode = "log-only"' \
   || fail "the packaged config is not log-only"
+[ -x /etc/init.d/email-ratelimit ] || fail "no /etc/init.d/email-ratelimit"
+grep -qx '/etc/init.d/email-ratelimit' /var/lib/dpkg/info/email-ratelimit.conffiles || fail "the init script is not a conffile"
+/usr/bin/email-ratelimit check-config --config /etc/email-ratelimit/config.toml | sed -n '/^\[daemon\]/,/^\[/p' \
+  | grep -qx 'user = "email-ratelimit"' || fail "the packaged config does not drop to email-ratelimit"
+if [ ! -d /run/systemd/system ]; then
+  ls /etc/rc2.d/S*email-ratelimit >/dev/null 2>&1 || fail "no systemd, and the init script is not linked into runlevel 2"
+  echo "== without systemd: the packaged init script starts the daemon as email-ratelimit"
+  # On a socket and a store of this check's own (never Postfix's socket, never a Redis).
+  scratch="$(mktemp -d)"
+  chmod 755 "$scratch"
+  printf 'export EMAIL_RATELIMIT__STORE=memory\nexport EMAIL_RATELIMIT__LISTEN__SOCKET=%s/policy\nexport EMAIL_RATELIMIT_TEST_SYSLOG=%s/nolog\n' \
+    "$scratch" "$scratch" > /etc/default/email-ratelimit
+  /etc/init.d/email-ratelimit start || fail "the init script did not start the daemon"
+  pid="$(cat /run/email-ratelimit/email-ratelimit.pid)"
+  for task in /proc/"$pid"/task/*; do
+    uid="$(awk '/^Uid:/ { print $2 $3 $4 $5 }' "$task/status")"
+    want="$(id -u email-ratelimit)"
+    [ "$uid" = "$want$want$want$want" ] || fail "thread $task runs as uid $uid"
+  done
+  /usr/bin/email-ratelimit probe --socket "$scratch/policy" --user probe@email-ratelimit.invalid | grep -qx DUNNO \
+    || fail "the daemon the init script started does not answer"
+  /etc/init.d/email-ratelimit status | grep -q "is running (pid $pid)" || fail "status does not say it runs"
+  /etc/init.d/email-ratelimit stop || fail "the init script did not stop the daemon"
+  /etc/init.d/email-ratelimit status >/dev/null && fail "still running after stop"
+  rm -rf /etc/default/email-ratelimit "$scratch" /run/email-ratelimit
+fi
 units=/lib/systemd/system
 for u in email-ratelimit.service email-ratelimit.socket; do [ -f "$units/$u" ] || fail "no $units/$u"; done
 ls /usr/share/man/man8/email-ratelimit.8* >/dev/null || fail "no man page email-ratelimit(8)"

@@ -19,4 +19,8 @@ mkdir -p "$assets/man" "$assets/completions"
 sed 's/^mode = .*/mode = "log-only"          # switch to "enforce" after watching the erl DEFER (log-only) lines/' \
   config/example.toml > "$assets/config.toml"
 "$bin" check-config --quiet --config "$assets/config.toml"
+# Started as root by the init script (no systemd), the daemon drops to its own user, which
+# postinst creates (under systemd, the unit's User= is that user from the start).
+sed -i '/^\[daemon\]/,/^\[/ s/^user = ""/user = "email-ratelimit"/' "$assets/config.toml"
+grep -q '^user = "email-ratelimit"' "$assets/config.toml"
 cargo deb --no-build --strip 2>&1 | tail -1

@@ -208,6 +208,7 @@ install_init_script() {
   sed -e "s|^DAEMON=.*|DAEMON=$bin_path|" \
       -e "s|^CONFIG=.*|CONFIG=$config|" \
       -e "s|^RUNDIR=.*|RUNDIR=$run_dir|" \
+      -e "s|^STATEDIR=.*|STATEDIR=$state_dir|" \
       -e "s|^DEFAULTS=.*|DEFAULTS=$root/etc/default/email-ratelimit|" \
       "$repo/debian/email-ratelimit.init" > "$initd_file.new"
   chmod 0755 "$initd_file.new"

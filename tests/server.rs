@@ -241,6 +241,8 @@ fn raises_a_low_open_file_limit_to_fit_the_connection_cap() {
             .arg(format!("ulimit -Sn 512 && exec {BIN} serve"))
             .env("EMAIL_RATELIMIT__STORE", "memory")
             .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &socket)
+            // stdout on /dev/null: the lines go to syslog, the test's (none), never the host's.
+            .env("EMAIL_RATELIMIT_TEST_SYSLOG", common::NO_SYSLOG)
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("spawn"),
@@ -307,4 +309,50 @@ fn tcp_allow_answers_only_the_clients_it_names() {
     assert!(out.status.success(), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("tcp_allow = [\"192.0.2.10/32\"]"), "{out:?}");
     drop(dir);
+}
+
+/// Issue 32 item 1: `[log] target = "auto"` writes to stdout unless stdout is /dev/null (as
+/// start-stop-daemon --background leaves it), then to syslog (facility mail); "syslog" and
+/// "stdout" force one.
+#[test]
+fn the_log_goes_to_syslog_when_no_one_reads_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let start = |name: &str, target: &str, stdout: std::process::Stdio, sink: &SyslogSink| {
+        let mut process = Supervised::default();
+        let socket = dir.path().join(format!("{name}.sock"));
+        process.set(
+            Command::new(BIN)
+                .args(["serve"])
+                .env("EMAIL_RATELIMIT__STORE", "memory")
+                .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &socket)
+                .env("EMAIL_RATELIMIT__LOG__TARGET", target)
+                .env("EMAIL_RATELIMIT_TEST_SYSLOG", sink.path())
+                .stdout(stdout)
+                .spawn()
+                .expect("spawn"),
+        );
+        wait_for("the socket", Duration::from_secs(10), || UnixStream::connect(&socket).ok());
+        process
+    };
+    // auto, stdout on /dev/null: syslog, facility mail (2 x 8 + info 6 = 22).
+    let sink = SyslogSink::start();
+    let mut quiet = start("auto-null", "auto", std::process::Stdio::null(), &sink);
+    let line = sink.wait_for("serving on unix:");
+    assert!(line.starts_with(&format!("<22>email-ratelimit[{}]: email-ratelimit ", quiet.id())), "{line}");
+    quiet.stop();
+    // auto, stdout read: stdout, nothing to syslog.
+    let sink = SyslogSink::start();
+    let log = dir.path().join("stdout.log");
+    let file = std::fs::File::create(&log).expect("log");
+    let mut read = start("auto-file", "auto", file.into(), &sink);
+    wait_for("the serving line on stdout", Duration::from_secs(10), || {
+        std::fs::read_to_string(&log).ok().filter(|t| t.contains("serving on unix:"))
+    });
+    read.stop();
+    assert_eq!(sink.text(), "", "nothing to syslog while stdout is read");
+    // syslog forced, though stdout is read.
+    let sink = SyslogSink::start();
+    let mut forced = start("forced", "syslog", std::process::Stdio::piped(), &sink);
+    sink.wait_for("serving on unix:");
+    forced.stop();
 }

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
 use email_ratelimit::config::{LimitSettings, MailboxEntry, Mode};
 use email_ratelimit::limits::LimitsCache;
-use email_ratelimit::policy::Policy;
+use email_ratelimit::policy::{Env, Policy, Settings};
 use email_ratelimit::protocol::{Action, Decoder};
 use email_ratelimit::sender;
 use email_ratelimit::store::KeySchema;
@@ -58,7 +58,7 @@ fn decision(c: &mut Criterion) {
     ));
     // The memory store has the same decision logic as the Redis script, without the round trip.
     let logging_off = MemoryStore::new(KeySchema::new("erl"), 1000);
-    let policy = Policy::new(logging_off, limits, Mode::Enforce);
+    let policy = Policy::new(logging_off, limits, Settings::with_mode(Mode::Enforce), Env::default());
     let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
     let mut decoder = Decoder::new();
     let mut buf = BytesMut::from(REQUEST);
@@ -68,10 +68,13 @@ fn decision(c: &mut Criterion) {
     });
     // The same with learning and known networks on (issue 22): the daemon's own added work per
     // decision (the client's network, the allowance lookup, the table of networks remembered).
-    policy.set_learning(email_ratelimit::learn::LearnSettings {
-        enabled: true,
-        networks: Some(email_ratelimit::learn::Networks::default()),
-        ..Default::default()
+    policy.reconfigure(Settings {
+        learn: email_ratelimit::learn::LearnSettings {
+            enabled: true,
+            networks: Some(email_ratelimit::learn::Networks::default()),
+            ..Default::default()
+        },
+        ..Settings::with_mode(Mode::Enforce)
     });
     c.bench_function("decide (memory store, 100k caps, learning and known networks on)", |b| {
         b.iter(|| runtime.block_on(policy.decide(black_box(&request))));

@@ -15,9 +15,8 @@ use crate::limits::{DatabaseSource, LimitsCache, LimitsError, Reader};
 use crate::metrics::{self, Metrics};
 use crate::milter;
 use crate::notify::Notifier;
-use crate::policy::Policy;
-use crate::protocol::{Action, Reply, Request};
-use crate::server::{self, Bounds, Handler, ServerError};
+use crate::policy::{Env, Policy, Settings};
+use crate::server::{self, Bounds, ServerError};
 use crate::store::admin::AdminStore;
 use crate::store::budget::MailBudget;
 use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
@@ -27,6 +26,7 @@ mod learning;
 mod privileges;
 mod reload;
 mod scrape;
+mod service;
 mod start;
 pub use privileges::PrivilegeError;
 use reload::{Reloadable, reload};
@@ -60,28 +60,6 @@ impl DaemonError {
     #[must_use]
     pub fn is_config(&self) -> bool {
         matches!(self, Self::Config(_) | Self::Store(_) | Self::Database(_))
-    }
-}
-
-impl<S: crate::store::CounterStore> Handler for Policy<S> {
-    async fn handle(&self, req: &Request) -> Reply {
-        self.answer(req).await
-    }
-}
-
-impl<S: crate::store::CounterStore> milter::Website for Policy<S> {
-    async fn decide(&self, req: &Request) -> milter::Verdict {
-        match self.decide_counted(req).await {
-            (Action::Dunno, _) => milter::Verdict::Accept,
-            (Action::DeferIfPermit(reason) | Action::Reject(reason), outcome) => {
-                let why = if outcome.locked() { milter::HeldFor::Lock } else { milter::HeldFor::Cap };
-                milter::Verdict::Hold { reason, why }
-            }
-        }
-    }
-
-    async fn held(&self, name: &str, queue_id: &str, why: milter::HeldFor) {
-        self.record_held(name, queue_id, why).await;
     }
 }
 
@@ -137,16 +115,9 @@ pub async fn serve(
         false => None,
     };
     let counters = config.metrics.as_ref().map(|_| Arc::new(Metrics::new(config.database.is_some())));
-    let mut policy = Policy::new(store, limits.clone(), config.mode)
-        .with_time(config.timezone, clock)
-        .with_protection(config.protect, &config.server_name, events);
-    policy.set_replies(config.replies.clone());
-    policy.set_enforce_from(config.enforce_from);
-    policy.set_learning(config.learn);
-    if let Some(m) = &counters {
-        policy = policy.with_metrics(m.clone());
-    }
-    let policy = Arc::new(policy);
+    let env = Env { zone: config.timezone, clock, server: config.server_name.clone(), events };
+    let policy = Arc::new(Policy::new(store, limits.clone(), Settings::from(&config), env));
+    let service = Arc::new(service::Service { policy: policy.clone(), metrics: counters.clone() });
     let shutdown = CancellationToken::new();
 
     raise_fd_limit(config.listen.max_connections);
@@ -160,7 +131,7 @@ pub async fn serve(
     let slots = server::slots(&bounds);
     let serving = tokio::spawn(server::run(
         listeners,
-        policy.clone(),
+        service.clone(),
         bounds,
         slots.clone(),
         Arc::new(config.listen.tcp_allow.clone()),
@@ -168,11 +139,11 @@ pub async fn serve(
     ));
     if let Some((listener, owned, name)) = website {
         tracing::info!("milter on {name}");
-        let (policy, shutdown) = (policy.clone(), shutdown.clone());
+        let (service, shutdown) = (service.clone(), shutdown.clone());
         tokio::spawn(async move {
             // The socket file lives as long as the listener.
             let _owned = owned;
-            if let Err(e) = milter::run(listener, policy, shutdown).await {
+            if let Err(e) = milter::run(listener, service, shutdown).await {
                 tracing::error!(
                     "milter listener stopped: {e}; website mail passes unchecked (default_action=accept)"
                 );

@@ -8,7 +8,7 @@ use bytes::BytesMut;
 use chrono::Local;
 use email_ratelimit::config::{LimitSettings, MailboxEntry, Mode};
 use email_ratelimit::limits::LimitsCache;
-use email_ratelimit::policy::Policy;
+use email_ratelimit::policy::{Env, Policy, Settings};
 use email_ratelimit::protocol::{Action, Decoder, MAX_LINE, ProtocolError, Request, State};
 use email_ratelimit::sender;
 use email_ratelimit::store::KeySchema;
@@ -188,7 +188,7 @@ proptest! {
             .collect();
         let limits = Arc::new(LimitsCache::new(LimitSettings { global, mailboxes, ..LimitSettings::default() }, None));
         let mode = if log_only { Mode::LogOnly } else { Mode::Enforce };
-        let policy = Policy::new(MemoryStore::new(KeySchema::new("erl"), 10_000), limits, mode);
+        let policy = Policy::new(MemoryStore::new(KeySchema::new("erl"), 10_000), limits, Settings::with_mode(mode), Env::default());
         let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
 
         let (mut m, mut g) = ([0u64; 4], 0u64);
@@ -206,7 +206,7 @@ proptest! {
                 size: i.to_string(),
                 ..Request::default()
             };
-            let action = runtime.block_on(policy.decide(&req));
+            let action = runtime.block_on(policy.decide(&req)).reply.action;
             // the model
             let counting = s.state != State::Rcpt;
             let n = if counting { u64::from(s.recipients) } else { 1 };

@@ -54,7 +54,7 @@ async fn run(
     loop {
         let today = policy.moment().day();
         if asked || done != Some(today) {
-            let learn = policy.learning();
+            let learn = policy.settings().learn;
             if learn.enabled {
                 let started = Instant::now();
                 match learn_now(&policy, &redis, today, learn.days).await {
@@ -90,7 +90,7 @@ async fn learn_now(
     today: NaiveDate,
     days: u32,
 ) -> Result<(usize, Allowances), StoreError> {
-    let settings = policy.learning();
+    let settings = policy.settings().learn;
     let limits = policy.limits();
     let mut builder = AllowancesBuilder::expecting(policy.allowances_count() + 1024, settings.networks);
     let mut senders = 0;

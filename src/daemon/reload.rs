@@ -57,12 +57,9 @@ pub(super) async fn reload(
             return notify(&[NotifyState::Ready]);
         }
     };
-    to.policy.set_mode(new.mode);
-    to.policy.set_enforce_from(new.enforce_from);
-    to.policy.set_protection(new.protect);
-    to.policy.set_replies(new.replies.clone());
+    // One snapshot: a request in flight sees the old settings or the new ones whole.
+    to.policy.reconfigure(crate::policy::Settings::from(&new));
     to.limits.set_config(file);
-    to.policy.set_learning(new.learn);
     if let Some(log) = to.log
         && let Err(e) = log.set_level(&new.log.level)
     {

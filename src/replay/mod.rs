@@ -19,7 +19,7 @@ use crate::learn::{Allowances, LearnSettings};
 use crate::limits::LimitsCache;
 use crate::metrics::Outcome;
 use crate::notify::Queue;
-use crate::policy::Policy;
+use crate::policy::{Env, Policy, Settings};
 use crate::protocol::Action;
 use crate::store::KeySchema;
 use crate::store::memory::MemoryStore;
@@ -66,15 +66,18 @@ pub async fn run(
     let limits = Arc::new(LimitsCache::new(config.limits.clone(), None));
     let store = MemoryStore::new(KeySchema::new(&config.redis.key_prefix), 1000);
     let (queue, mut events) = Queue::collecting();
-    let policy = Policy::new(store, limits, config.mode)
-        .with_time(config.timezone, clock.clone())
-        .with_protection(config.protect, &config.server_name, Some(queue));
-    policy.set_replies(config.replies.clone());
-    policy.set_learning(config.learn);
-    match mode {
-        ReplayMode::Enforce => policy.set_mode(Mode::Enforce),
-        ReplayMode::AsConfigured => policy.set_enforce_from(config.enforce_from),
+    // Wired as the daemon wires it; `--mode enforce` (the default) decides as enforcing.
+    let mut settings = Settings::from(config);
+    if mode == ReplayMode::Enforce {
+        settings = Settings { mode: Mode::Enforce, enforce_from: None, ..settings };
     }
+    let env = Env {
+        zone: config.timezone,
+        clock: clock.clone(),
+        server: config.server_name.clone(),
+        events: Some(queue),
+    };
+    let policy = Policy::new(store, limits, settings, env);
     let mut report =
         Report::new(format == Format::Journal, config.database.is_some(), config.limits.max_recipients);
     let mut last = f64::MIN;
@@ -103,7 +106,8 @@ pub async fn run(
             learn(&policy, learned_on, today, &config.learn);
             learned_on = Some(today);
         }
-        let (action, outcome) = policy.decide_with_outcome(&req).await;
+        let decision = policy.decide(&req).await;
+        let (action, outcome) = (decision.reply.action, decision.outcome);
         report.add(&req, &action, &outcome);
         while let Ok(event) = events.try_recv() {
             report.event(&event);

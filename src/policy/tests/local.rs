@@ -21,11 +21,8 @@ fn local_policy(mode: Mode) -> Policy<MemoryStore> {
     )
     .expect("valid");
     let limits = Arc::new(LimitsCache::new(config.limits, None));
-    Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), limits, mode).with_protection(
-        crate::config::ProtectSettings::default(),
-        "mx1",
-        None,
-    )
+    let env = Env { server: "mx1".into(), ..Env::default() };
+    Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), limits, Settings::with_mode(mode), env)
 }
 
 fn day_count(p: &Policy<MemoryStore>, who: &Mailbox) -> u64 {
@@ -39,22 +36,25 @@ fn local_mail_meets_its_own_caps_not_the_servers() {
     let web1 = Mailbox::local("web1", "mx1");
     block_on(async {
         // The SMTP server cap (2) is full: website mail does not care.
-        assert_eq!(p.decide(&eom("alice@example.com", 2)).await, Action::Dunno);
-        assert!(matches!(p.decide(&eom("alice@example.com", 1)).await, Action::DeferIfPermit(_)));
-        assert_eq!(p.decide(&local("web1", 3)).await, Action::Dunno);
-        assert_eq!(p.decide(&local("web1", 2)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("alice@example.com", 2)).await.reply.action, Action::Dunno);
+        assert!(matches!(
+            p.decide(&eom("alice@example.com", 1)).await.reply.action,
+            Action::DeferIfPermit(_)
+        ));
+        assert_eq!(p.decide(&local("web1", 3)).await.reply.action, Action::Dunno);
+        assert_eq!(p.decide(&local("web1", 2)).await.reply.action, Action::Dunno);
         assert_eq!(day_count(&p, &web1), 5);
-        let over = p.decide(&local("web1", 1)).await;
+        let over = p.decide(&local("web1", 1)).await.reply.action;
         assert_eq!(
             over,
             Action::DeferIfPermit("local:web1@mx1: Your daily limit of 5 messages reached".into())
         );
         assert_eq!(day_count(&p, &web1), 5, "a held message counts nothing");
         // Its own entry; root is exempt by default (counted, never held).
-        assert_eq!(p.decide(&local("web2", 1)).await, Action::Dunno);
-        assert!(matches!(p.decide(&local("web2", 1)).await, Action::DeferIfPermit(_)));
+        assert_eq!(p.decide(&local("web2", 1)).await.reply.action, Action::Dunno);
+        assert!(matches!(p.decide(&local("web2", 1)).await.reply.action, Action::DeferIfPermit(_)));
         for _ in 0..10 {
-            assert_eq!(p.decide(&local("root", 1)).await, Action::Dunno);
+            assert_eq!(p.decide(&local("root", 1)).await.reply.action, Action::Dunno);
         }
         assert_eq!(day_count(&p, &Mailbox::local("root", "mx1")), 10);
         // Nothing of it reached the server's counter.
@@ -70,7 +70,7 @@ fn log_only_counts_and_never_holds() {
     let p = local_policy(Mode::LogOnly);
     block_on(async {
         for _ in 0..3 {
-            assert_eq!(p.decide(&local("web2", 1)).await, Action::Dunno);
+            assert_eq!(p.decide(&local("web2", 1)).await.reply.action, Action::Dunno);
         }
         assert_eq!(day_count(&p, &Mailbox::local("web2", "mx1")), 3);
     });

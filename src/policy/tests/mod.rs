@@ -5,8 +5,10 @@ use std::sync::Arc;
 use chrono::Utc;
 
 use super::*;
+use crate::clock::Zone;
 use crate::config::{LimitSettings, MailboxEntry};
-use crate::sender::Mailbox;
+use crate::protocol::State;
+use crate::sender::{self, Mailbox};
 use crate::store::KeySchema;
 use crate::store::memory::MemoryStore;
 
@@ -17,7 +19,12 @@ fn limits(global: u64, caps: &[(&str, Option<u64>)]) -> Arc<LimitsCache> {
 }
 
 fn policy(mode: Mode, global: u64, caps: &[(&str, Option<u64>)]) -> Policy<MemoryStore> {
-    Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), limits(global, caps), mode)
+    Policy::new(
+        MemoryStore::new(KeySchema::new("erl"), 100),
+        limits(global, caps),
+        Settings::with_mode(mode),
+        Env::default(),
+    )
 }
 
 fn req(state: State, user: &str, n: u32) -> Request {
@@ -49,9 +56,9 @@ fn block_on<F: Future>(f: F) -> F::Output {
 fn follows_the_decision_table() {
     let p = policy(Mode::Enforce, 999, &[("alice@example.com", Some(5)), ("bob@example.com", None)]);
     block_on(async {
-        assert_eq!(p.decide(&eom("alice@example.com", 2)).await, Action::Dunno);
-        assert_eq!(p.decide(&eom("alice@example.com", 3)).await, Action::Dunno);
-        let over = p.decide(&eom("Alice@Example.com", 1)).await;
+        assert_eq!(p.decide(&eom("alice@example.com", 2)).await.reply.action, Action::Dunno);
+        assert_eq!(p.decide(&eom("alice@example.com", 3)).await.reply.action, Action::Dunno);
+        let over = p.decide(&eom("Alice@Example.com", 1)).await.reply.action;
         assert_eq!(
             over,
             Action::DeferIfPermit("alice@example.com: Your daily limit of 5 messages reached".into())
@@ -59,9 +66,9 @@ fn follows_the_decision_table() {
         assert_eq!(count(&p, "alice@example.com"), 5);
         // Opted in without a number: the default per-mailbox cap.
         for _ in 0..50 {
-            assert_eq!(p.decide(&eom("bob@example.com", 1)).await, Action::Dunno);
+            assert_eq!(p.decide(&eom("bob@example.com", 1)).await.reply.action, Action::Dunno);
         }
-        assert!(matches!(p.decide(&eom("bob@example.com", 1)).await, Action::DeferIfPermit(_)));
+        assert!(matches!(p.decide(&eom("bob@example.com", 1)).await.reply.action, Action::DeferIfPermit(_)));
     });
 }
 
@@ -69,9 +76,9 @@ fn follows_the_decision_table() {
 fn global_cap_text_and_order() {
     let p = policy(Mode::Enforce, 3, &[("alice@example.com", Some(5))]);
     block_on(async {
-        assert_eq!(p.decide(&eom("carol@example.com", 3)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("carol@example.com", 3)).await.reply.action, Action::Dunno);
         assert_eq!(
-            p.decide(&eom("alice@example.com", 1)).await,
+            p.decide(&eom("alice@example.com", 1)).await.reply.action,
             Action::DeferIfPermit("alice@example.com: Global daily limit of 3 reached".into())
         );
         assert_eq!(count(&p, "carol@example.com"), 3, "uncapped senders are counted");
@@ -85,12 +92,15 @@ fn only_end_of_data_counts_and_rcpt_only_prechecks() {
         for state in
             [State::Rcpt, State::Other("CONNECT".into()), State::Other("MAIL".into()), State::Missing]
         {
-            assert_eq!(p.decide(&req(state, "a@example.com", 0)).await, Action::Dunno);
+            assert_eq!(p.decide(&req(state, "a@example.com", 0)).await.reply.action, Action::Dunno);
         }
         assert_eq!(count(&p, "a@example.com"), 0);
-        assert_eq!(p.decide(&req(State::Data, "a@example.com", 1)).await, Action::Dunno);
+        assert_eq!(p.decide(&req(State::Data, "a@example.com", 1)).await.reply.action, Action::Dunno);
         assert_eq!(count(&p, "a@example.com"), 1);
-        assert!(matches!(p.decide(&req(State::Rcpt, "a@example.com", 0)).await, Action::DeferIfPermit(_)));
+        assert!(matches!(
+            p.decide(&req(State::Rcpt, "a@example.com", 0)).await.reply.action,
+            Action::DeferIfPermit(_)
+        ));
         assert_eq!(count(&p, "a@example.com"), 1, "a refused pre-check counts nothing");
     });
 }
@@ -99,13 +109,13 @@ fn only_end_of_data_counts_and_rcpt_only_prechecks() {
 fn unauthenticated_malformed_and_junk_pass_uncounted() {
     let p = policy(Mode::Enforce, 1, &[]);
     block_on(async {
-        assert_eq!(p.decide(&eom("", 5)).await, Action::Dunno);
-        assert_eq!(p.decide(&eom("a b@example.com", 5)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("", 5)).await.reply.action, Action::Dunno);
+        assert_eq!(p.decide(&eom("a b@example.com", 5)).await.reply.action, Action::Dunno);
         let mut bad = eom("x@example.com", 5);
         bad.malformed = Some("line without `=`");
-        assert_eq!(p.decide(&bad).await, Action::Dunno);
+        assert_eq!(p.decide(&bad).await.reply.action, Action::Dunno);
         // Nothing above used the global cap of 1.
-        assert_eq!(p.decide(&eom("x@example.com", 1)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("x@example.com", 1)).await.reply.action, Action::Dunno);
     });
 }
 
@@ -128,14 +138,14 @@ fn log_only_counts_and_never_defers() {
         for size in ["100", "200", "300", "300"] {
             let mut r = eom("l@example.com", 2);
             r.size = size.into();
-            assert_eq!(p.decide(&r).await, Action::Dunno);
+            assert_eq!(p.decide(&r).await.reply.action, Action::Dunno);
         }
         assert_eq!(count(&p, "l@example.com"), 8);
         let v = p.store().violations();
         assert_eq!(v.len(), 2, "two would-be refusals of two messages; the retry is not recorded");
         assert!(v.iter().all(|v| !v.enforced));
-        p.set_mode(Mode::Enforce);
-        assert!(matches!(p.decide(&eom("l@example.com", 1)).await, Action::DeferIfPermit(_)));
+        p.reconfigure(Settings::with_mode(Mode::Enforce));
+        assert!(matches!(p.decide(&eom("l@example.com", 1)).await.reply.action, Action::DeferIfPermit(_)));
     });
 }
 
@@ -147,21 +157,34 @@ fn log_only_enforces_from_its_enforce_from_date() {
         Utc.with_ymd_and_hms(2026, 12, 2, 22, 59, 0).single().expect("valid"),
     ));
     let zone = Zone::parse("Europe/Berlin").expect("zone");
-    let p = policy(Mode::LogOnly, 999, &[("m@example.com", Some(1))]).with_time(zone, clock.clone());
-    p.set_enforce_from(chrono::NaiveDate::from_ymd_opt(2026, 12, 3));
+    let settings = Settings {
+        enforce_from: chrono::NaiveDate::from_ymd_opt(2026, 12, 3),
+        ..Settings::with_mode(Mode::LogOnly)
+    };
+    let env = Env { zone, clock: clock.clone(), ..Env::default() };
+    let p = Policy::new(
+        MemoryStore::new(KeySchema::new("erl"), 100),
+        limits(999, &[("m@example.com", Some(1))]),
+        settings,
+        env,
+    );
     block_on(async {
         // 23:59 in Berlin on the 2nd: still log-only.
-        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno);
-        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno, "over the cap, log-only");
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await.reply.action, Action::Dunno);
+        assert_eq!(
+            p.decide(&eom("m@example.com", 1)).await.reply.action,
+            Action::Dunno,
+            "over the cap, log-only"
+        );
         assert_eq!(p.mode(), Mode::LogOnly);
         // 00:00 on the 3rd: enforced, a new day (its counter starts at 0).
         clock.set(Utc.with_ymd_and_hms(2026, 12, 2, 23, 0, 0).single().expect("valid"));
         assert_eq!(p.mode(), Mode::Enforce);
-        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno);
-        assert!(matches!(p.decide(&eom("m@example.com", 1)).await, Action::DeferIfPermit(_)));
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await.reply.action, Action::Dunno);
+        assert!(matches!(p.decide(&eom("m@example.com", 1)).await.reply.action, Action::DeferIfPermit(_)));
         // Without the date, log-only stays.
-        p.set_enforce_from(None);
-        assert_eq!(p.decide(&eom("m@example.com", 1)).await, Action::Dunno);
+        p.reconfigure(Settings::with_mode(Mode::LogOnly));
+        assert_eq!(p.decide(&eom("m@example.com", 1)).await.reply.action, Action::Dunno);
     });
 }
 
@@ -180,10 +203,11 @@ impl CounterStore for Broken {
 
 #[test]
 fn store_faults_fail_open() {
-    let p = Policy::new(Broken, limits(1, &[("a@example.com", Some(1))]), Mode::Enforce);
+    let p =
+        Policy::new(Broken, limits(1, &[("a@example.com", Some(1))]), Settings::default(), Env::default());
     block_on(async {
-        assert_eq!(p.decide(&eom("a@example.com", 100)).await, Action::Dunno);
-        assert_eq!(p.decide(&req(State::Rcpt, "a@example.com", 0)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("a@example.com", 100)).await.reply.action, Action::Dunno);
+        assert_eq!(p.decide(&req(State::Rcpt, "a@example.com", 0)).await.reply.action, Action::Dunno);
     });
 }
 
@@ -206,11 +230,11 @@ fn odd_and_huge_counts_are_counted_not_skipped() {
         let mut r = eom("h@example.com", 0);
         for count in [None, Some(0), Some(4_000_000_000), Some(u64::MAX)] {
             r.recipient_count = count;
-            assert_eq!(p.decide(&r).await, Action::Dunno);
+            assert_eq!(p.decide(&r).await.reply.action, Action::Dunno);
         }
         assert_eq!(count(&p, "h@example.com"), 1 + 1 + 10_000 + 10_000);
-        p.set_mode(Mode::Enforce);
-        assert_eq!(p.decide(&eom("other@example.com", 1)).await, Action::Dunno, "29,999 left");
+        p.reconfigure(Settings::with_mode(Mode::Enforce));
+        assert_eq!(p.decide(&eom("other@example.com", 1)).await.reply.action, Action::Dunno, "29,999 left");
     });
 }
 
@@ -218,9 +242,9 @@ fn odd_and_huge_counts_are_counted_not_skipped() {
 fn a_name_holding_a_colon_is_not_counted() {
     let p = policy(Mode::Enforce, 1, &[]);
     block_on(async {
-        assert_eq!(p.decide(&eom("lock:x@example.com", 5)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("lock:x@example.com", 5)).await.reply.action, Action::Dunno);
         assert_eq!(
-            p.decide(&eom("x@example.com", 1)).await,
+            p.decide(&eom("x@example.com", 1)).await.reply.action,
             Action::Dunno,
             "the global cap of 1 is untouched"
         );
@@ -244,16 +268,17 @@ fn until_the_database_answers_its_caps_count_but_never_defer() {
     };
     let source = crate::limits::DatabaseSource::new(&db).expect("valid url");
     let cache = Arc::new(LimitsCache::new(settings, Some(source)));
-    let p = Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), cache, Mode::Enforce);
+    let p =
+        Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), cache, Settings::default(), Env::default());
     block_on(async {
         // The file's global 3 and default 2 would defer these; the database may say otherwise.
-        assert_eq!(p.decide(&eom("dflt@example.com", 5)).await, Action::Dunno);
-        assert_eq!(p.decide(&eom("dflt@example.com", 5)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("dflt@example.com", 5)).await.reply.action, Action::Dunno);
+        assert_eq!(p.decide(&eom("dflt@example.com", 5)).await.reply.action, Action::Dunno);
         assert_eq!(count(&p, "dflt@example.com"), 10, "counted all the same");
         // A cap only the file defines stays enforced.
-        assert_eq!(p.decide(&eom("own@example.com", 1)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("own@example.com", 1)).await.reply.action, Action::Dunno);
         assert_eq!(
-            p.decide(&eom("own@example.com", 1)).await,
+            p.decide(&eom("own@example.com", 1)).await.reply.action,
             Action::DeferIfPermit("own@example.com: Your daily limit of 1 messages reached".into())
         );
     });
@@ -273,18 +298,18 @@ fn the_memory_store_keeps_windows_on_a_driven_clock() {
     let at = |h, m| Utc.with_ymd_and_hms(2026, 11, 22, h, m, 0).single().expect("valid");
     let clock = Arc::new(FixedClock::new(at(8, 59)));
     let zone = crate::clock::Zone::parse("UTC").expect("zone");
-    let p = Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), cache, Mode::Enforce)
-        .with_time(zone, clock.clone());
+    let env = Env { zone, clock: clock.clone(), ..Env::default() };
+    let p = Policy::new(MemoryStore::new(KeySchema::new("erl"), 100), cache, Settings::default(), env);
     block_on(async {
-        assert_eq!(p.decide(&eom("w@example.com", 3)).await, Action::Dunno);
+        assert_eq!(p.decide(&eom("w@example.com", 3)).await.reply.action, Action::Dunno);
         assert_eq!(
-            p.decide(&eom("w@example.com", 1)).await,
+            p.decide(&eom("w@example.com", 1)).await.reply.action,
             Action::DeferIfPermit("w@example.com: Your hourly limit of 3 messages reached".into())
         );
         clock.set(at(9, 0));
-        assert_eq!(p.decide(&eom("w@example.com", 2)).await, Action::Dunno, "a new hour");
+        assert_eq!(p.decide(&eom("w@example.com", 2)).await.reply.action, Action::Dunno, "a new hour");
         assert_eq!(
-            p.decide(&eom("v@example.com", 3)).await,
+            p.decide(&eom("v@example.com", 3)).await.reply.action,
             Action::DeferIfPermit("v@example.com: Hourly limit of 4 for example.com reached".into())
         );
         assert_eq!(p.store().count("erl:2026-11-22T0900/1h:@example.com"), 2);
@@ -294,3 +319,85 @@ fn the_memory_store_keeps_windows_on_a_driven_clock() {
 
 mod local;
 mod messages;
+
+/// Issue 33: a reload's settings are one snapshot. The mode, `[protect]` and `[replies]` change
+/// together between two decisions...
+#[test]
+fn a_reconfigure_changes_mode_protect_and_replies_together() {
+    let p = policy(Mode::LogOnly, 999, &[("r@example.com", Some(1))]);
+    let config = crate::config::from_toml(
+        "mode = \"enforce\"\n[protect]\nmax_client_ips = 1\nlock = true\n\
+         [replies]\nmailbox_1d = \"{user}: over {limit}, call the helpdesk\"\n",
+    )
+    .expect("valid");
+    block_on(async {
+        assert_eq!(p.decide(&eom("r@example.com", 1)).await.reply.action, Action::Dunno);
+        assert_eq!(p.decide(&eom("r@example.com", 1)).await.reply.action, Action::Dunno, "log-only");
+        p.reconfigure(Settings::from(&config));
+        assert_eq!(
+            p.decide(&eom("r@example.com", 1)).await.reply.action,
+            Action::DeferIfPermit("r@example.com: over 1, call the helpdesk".into()),
+            "enforced, with the new text"
+        );
+        let mut elsewhere = eom("s@example.com", 1);
+        p.decide(&elsewhere).await;
+        elsewhere.client_address = "203.0.113.9".into();
+        assert!(
+            matches!(p.decide(&elsewhere).await.reply.action, Action::DeferIfPermit(t) if t.contains("suspended")),
+            "[protect] locks a second address"
+        );
+    });
+}
+
+/// A store that runs `midway` once, during the first question it is asked.
+struct ReloadMidway {
+    inner: MemoryStore,
+    midway: std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+impl CounterStore for ReloadMidway {
+    async fn consume(&self, c: &Consume<'_>) -> Result<Answer, StoreError> {
+        let midway = self.midway.lock().expect("lock").take();
+        if let Some(f) = midway {
+            f();
+        }
+        self.inner.consume(c).await
+    }
+
+    async fn hold(&self, h: &crate::store::Held<'_>) -> Result<(), StoreError> {
+        self.inner.hold(h).await
+    }
+}
+
+/// ...and a request in flight while they change sees the old ones whole: the old mode with the
+/// old text, never the old mode with the new text.
+#[test]
+fn a_request_in_flight_sees_the_settings_it_started_with() {
+    let store =
+        ReloadMidway { inner: MemoryStore::new(KeySchema::new("erl"), 100), midway: Default::default() };
+    let p = Arc::new(Policy::new(
+        store,
+        limits(999, &[("f@example.com", Some(1))]),
+        Settings::with_mode(Mode::Enforce),
+        Env::default(),
+    ));
+    block_on(async {
+        assert_eq!(p.decide(&eom("f@example.com", 1)).await.reply.action, Action::Dunno);
+        let config = crate::config::from_toml(
+            "mode = \"log-only\"\n[replies]\nmailbox_1d = \"{user}: the new text\"\n",
+        )
+        .expect("valid");
+        let weak = Arc::downgrade(&p);
+        *p.store().midway.lock().expect("lock") = Some(Box::new(move || {
+            if let Some(p) = weak.upgrade() {
+                p.reconfigure(Settings::from(&config));
+            }
+        }));
+        assert_eq!(
+            p.decide(&eom("f@example.com", 1)).await.reply.action,
+            Action::DeferIfPermit("f@example.com: Your daily limit of 1 messages reached".into()),
+            "the settings it started with, whole"
+        );
+        assert_eq!(p.decide(&eom("f@example.com", 1)).await.reply.action, Action::Dunno, "then the new ones");
+    });
+}

@@ -185,6 +185,26 @@ impl Rate {
         Ok(Self { limit, window: Window::parse(w)?, unit })
     }
 
+    /// The raise grammar (`raise`, `erl:raise:<email>`, the daemon, `status`): caps separated by
+    /// white space, at least one (`500/1d 100/1h 40msg/1h`), each as [`Self::parse`] reads it.
+    /// Two caps over one window are both kept: the stricter binds, as the daemon applies them.
+    ///
+    /// # Errors
+    /// A text saying why.
+    pub fn parse_list(text: &str, max: u64) -> Result<Vec<Self>, String> {
+        let rates = text.split_whitespace().map(|t| Self::parse(t, max)).collect::<Result<Vec<_>, _>>()?;
+        if rates.is_empty() {
+            return Err("give at least one cap, like 500/1d".into());
+        }
+        Ok(rates)
+    }
+
+    /// `rates` in the raise grammar, as [`Self::parse_list`] reads them back (`500/1d 100/1h`).
+    #[must_use]
+    pub fn list(rates: &[Self]) -> String {
+        rates.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+    }
+
     /// The order caps are checked in: longer windows first, recipients before messages.
     #[must_use]
     pub fn order(window: Window, unit: Unit) -> (std::cmp::Reverse<u32>, Unit) {
@@ -224,6 +244,26 @@ mod tests {
 
     fn at(text: &str) -> NaiveDateTime {
         NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S").expect("valid")
+    }
+
+    #[test]
+    fn a_list_of_caps_is_one_grammar() {
+        assert_eq!(
+            Rate::parse_list("500/1d  100/1h\t40msg/1h", 1000),
+            Ok(vec![
+                Rate::rcpt(500, Window::Day),
+                Rate::rcpt(100, Window::HOUR),
+                Rate { limit: 40, window: Window::HOUR, unit: Unit::Msg }
+            ])
+        );
+        assert_eq!(
+            Rate::parse_list("500/1d 600/1d", 1000),
+            Ok(vec![Rate::rcpt(500, Window::Day), Rate::rcpt(600, Window::Day)]),
+            "written by hand: both kept, the stricter binds"
+        );
+        assert_eq!(Rate::parse_list(" ", 1000), Err("give at least one cap, like 500/1d".into()));
+        assert!(Rate::parse_list("500/1d lots", 1000).is_err());
+        assert!(Rate::parse_list("5000/1d", 1000).is_err());
     }
 
     #[test]

@@ -250,3 +250,27 @@ fn status_agrees_with_itself_and_with_top() {
     }
     assert!(json["raise_expires_in_secs"].as_u64().is_some_and(|s| s > 3500), "{json}");
 }
+
+/// Issue 33: a raise written by hand (`500/1d 600/1d`, two caps over one window, which `raise`
+/// refuses) is read by `status` as the daemon reads it: with one grammar and one resolution of
+/// the mailbox's caps, both say 500 a day.
+#[test]
+fn a_raise_written_by_hand_is_shown_as_the_daemon_applies_it() {
+    let Some(redis) = Redis::start() else { return };
+    let s = Setup::start(&redis, "[limits]\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n");
+    let (refused, _, err) = s.admin(&["raise", "alice@example.com", "500/1d", "600/1d", "--for", "1h"]);
+    assert!(!refused && err.contains("600/1d: two caps for the window 1d"), "{err}");
+    redis.cmd(&["SET", "erl:raise:alice@example.com", "500/1d 600/1d", "EX", "3600"]);
+    assert_eq!(s.d.send("alice@example.com", 400), "DUNNO", "the daemon applies the raise");
+    assert_eq!(
+        s.d.send("alice@example.com", 101),
+        "DEFER_IF_PERMIT alice@example.com: Your daily limit of 500 messages reached",
+        "the stricter of its two daily caps"
+    );
+    let alice = s.ok(&["status", "alice@example.com"]);
+    assert!(alice.lines().any(|l| l == "mailbox cap: 500 (raised) (remaining 100)"), "{alice}");
+    assert!(
+        alice.contains("mailbox    1d: 400 used today, cap 500 (remaining 100) (from: raise)\n"),
+        "{alice}"
+    );
+}

@@ -16,6 +16,7 @@ use crate::store::{StoreError, Violation, Who};
 use crate::window::{Rate, Unit, Window};
 
 mod audit;
+mod caps_now;
 mod health;
 mod locks;
 mod release;
@@ -355,7 +356,9 @@ pub async fn reset(config: &Config, user: Option<&str>) -> Result<String, AdminE
     };
     match subject {
         Subject::Mailbox(mailbox) => {
-            if let Some(rates) = store.raise(mailbox).await?.and_then(|(r, _)| parse_caps(&r).ok()) {
+            if let Some(rates) =
+                store.raise(mailbox).await?.and_then(|(r, _)| Rate::parse_list(&r, MAX_CAP).ok())
+            {
                 rates.iter().for_each(|r| add((r.window, r.unit)));
             }
             limits.sender_caps(mailbox).caps.iter().for_each(|&(w, u, _)| add((w, u)));
@@ -413,6 +416,7 @@ pub async fn top(
         return Ok(serde_json::Value::Array(list).to_string() + "\n");
     }
     let limits = limits(config).await;
+    let today = config.timezone.moment(clock::from_env().0.now()).day();
     let mut out = String::new();
     for (who, sent) in rows {
         let first = |caps: &[crate::limits::Listed]| {
@@ -426,8 +430,14 @@ pub async fn top(
         } else if let Some(rest) = who.strip_prefix(sender::LOCAL_PREFIX) {
             // Website mail (local:web12@mx1): its [limits.local] caps.
             first(&limits.local_caps(rest.rsplit_once('@').map_or(rest, |(n, _)| n)).caps)
+        } else if let Ok(m) = sender::normalize(&who) {
+            // What the daemon applies (a raise, a learned allowance): its daily cap.
+            let now = caps_now::caps_now(&mut store, &limits, &config.learn, &m, today).await?;
+            let daily =
+                now.effective.caps.caps.into_iter().find(|(w, u, _)| (*w, *u) == (Window::Day, Unit::Rcpt));
+            daily.map(|(_, _, c)| format!("{c}/1d"))
         } else {
-            sender::normalize(&who).ok().and_then(|m| limits.mailbox_cap(&m)).map(|c| format!("{c}/1d"))
+            None
         };
         let _ = writeln!(out, "{sent:>8}  {who}  cap {}", cap.unwrap_or_else(|| "none".into()));
     }
@@ -464,18 +474,14 @@ pub async fn raise(
             }
         }
     }
-    let text: Vec<String> = rates.iter().map(ToString::to_string).collect();
+    let text = Rate::list(&rates);
     let mut store = open(config).await?;
-    store.set_raise(&mailbox, &text.join(" "), secs).await?;
-    let reason = format!("{} for {}", text.join(" "), span(secs));
+    store.set_raise(&mailbox, &rates, secs).await?;
+    let reason = format!("{text} for {}", span(secs));
     let at = clock::from_env().0.now().timestamp();
     let action = audit::Action { action: "raise", user: mailbox.as_str(), reason: &reason, ts: at };
     audit::record(&mut store, config.redis.violations_max, &action).await?;
-    Ok(format!(
-        "raised {mailbox} to {} for {}, on every server sharing this Redis\n",
-        text.join(" "),
-        span(secs)
-    ))
+    Ok(format!("raised {mailbox} to {text} for {}, on every server sharing this Redis\n", span(secs)))
 }
 
 /// Whether `raise` may set a cap below the one in force for the same window.
@@ -534,20 +540,16 @@ fn mailbox_only(user: &str, server: &str, command: &str) -> Result<sender::Mailb
     }
 }
 
-/// `500/1d 100/1h` -> caps, each window once.
+/// The caps `raise` is given (`500/1d 100/1h`): the raise grammar ([`Rate::parse_list`]), and
+/// on the command line each window once (two caps over one window is a typing mistake there).
 pub(crate) fn parse_caps(text: &str) -> Result<Vec<Rate>, String> {
-    let mut out: Vec<Rate> = Vec::new();
-    for t in text.split_whitespace() {
-        let r = Rate::parse(t, MAX_CAP)?;
-        if out.iter().any(|o| o.window == r.window) {
-            return Err(format!("{t}: two caps for the window {}", r.window));
+    let rates = Rate::parse_list(text, MAX_CAP)?;
+    for ((i, r), typed) in rates.iter().enumerate().zip(text.split_whitespace()) {
+        if rates[..i].iter().any(|o| o.window == r.window) {
+            return Err(format!("{typed}: two caps for the window {}", r.window));
         }
-        out.push(r);
     }
-    if out.is_empty() {
-        return Err("give at least one cap, like 500/1d".into());
-    }
-    Ok(out)
+    Ok(rates)
 }
 
 /// `90m`, `24h`, `2d` (or `30s`) -> seconds (1 second to 30 days).

@@ -5,11 +5,11 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{AdminError, Subject, file_words, limits, open, parse_caps};
+use super::caps_now::caps_now;
+use super::{AdminError, Subject, file_words, limits, open};
 use crate::clock;
 use crate::config::Config;
-use crate::learn::{allowance, table::default_daily};
-use crate::limits::{Cap, Limits};
+use crate::limits::{Basis, Cap, Limits};
 use crate::store::Who;
 use crate::window::{Unit, Window};
 
@@ -64,28 +64,22 @@ pub async fn status(config: &Config, who: &str, json_out: bool) -> Result<String
     let mut scopes: Vec<ScopeCaps<'_>> = Vec::new();
     let (name, exempt) = match &subject {
         Subject::Mailbox(m) => {
-            raise = store.raise(m).await?;
-            let mut caps = limits.mailbox_caps(m);
-            let mut from = limits.describe(caps.source);
-            if let Some(rates) = raise.as_ref().and_then(|(r, _)| parse_caps(r).ok()) {
-                caps.caps = rates.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
-                crate::limits::sort_caps(&mut caps.caps);
-                from = "raise".into();
-            } else if let Some(default) = config.learn.enabled.then(|| default_daily(&limits, m)).flatten() {
-                let history = store.history(m).await;
-                learned = allowance(&history, at.day(), default, &config.learn);
-                if let Some(l) = learned {
+            // What the daemon applies: the one resolution of a mailbox's caps.
+            let now = caps_now(&mut store, &limits, &config.learn, m, at.day()).await?;
+            let caps = now.effective.caps;
+            raise = now.raise;
+            learned = now.learned;
+            let from = match (now.effective.basis, learned, now.default, &now.history) {
+                (Basis::Raise, ..) => "raise".into(),
+                (Basis::Learned(_), Some(l), Some(default), Some(history)) => {
                     if config.learn.networks.is_some() {
                         let known = history.known_networks(at.day(), config.learn.days);
                         networks = Some(known.map(str::to_owned).collect());
                     }
-                    crate::learn::scale(&mut caps.caps, l.limit);
-                    from = format!(
-                        "learned from {} days (95th percentile {}; default {default})",
-                        l.days, l.p95
-                    );
+                    format!("learned from {} days (95th percentile {}; default {default})", l.days, l.p95)
                 }
-            }
+                _ => limits.describe(caps.source),
+            };
             scopes.push(ScopeCaps {
                 scope: "mailbox",
                 caps: caps.caps,

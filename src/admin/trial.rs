@@ -119,7 +119,11 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
     }
     for (who, _) in store.top(at.day(), CHECKED_SENDERS, crate::store::admin::SenderKind::Smtp).await? {
         let Ok(mailbox) = sender::normalize(&who) else { continue };
-        let caps = limits.mailbox_caps(&mailbox);
+        // What the daemon applies: its raise, or its learned allowance.
+        let caps = super::caps_now::caps_now(&mut store, &limits, &config.learn, &mailbox, at.day())
+            .await?
+            .effective
+            .caps;
         if caps.exempt || caps.caps.is_empty() {
             continue;
         }

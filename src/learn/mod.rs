@@ -15,9 +15,6 @@ use chrono::{Days, NaiveDate};
 pub use networks::{Network, Networks, Seen};
 pub use table::Allowances;
 
-use crate::limits::{Cap, Listed};
-use crate::window::{Unit, Window};
-
 /// `[learn]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LearnSettings {
@@ -182,32 +179,6 @@ fn basis(history: &History, day: NaiveDate, s: &LearnSettings) -> Option<Learned
     }
     let days = totals.len();
     Some(Learned { limit: 0, days, p95: p95(&mut totals)? })
-}
-
-/// The mailbox's default caps raised by a learned daily cap of `learned` recipients: the daily
-/// recipient cap becomes `learned`, every other cap (shorter windows, message caps) grows by the
-/// same ratio, rounded up. Unknown caps stay unknown.
-pub fn scale(caps: &mut [Listed], learned: u64) {
-    let Some(default) = caps.iter().find_map(|&(w, u, c)| match (w, u, c) {
-        (Window::Day, Unit::Rcpt, Cap::Enforced(n)) => Some(n),
-        _ => None,
-    }) else {
-        return;
-    };
-    if learned <= default || default == 0 {
-        return;
-    }
-    for (w, u, cap) in caps.iter_mut() {
-        if let Cap::Enforced(n) = cap {
-            *n = if (*w, *u) == (Window::Day, Unit::Rcpt) {
-                learned
-            } else {
-                // n x learned / default, rounded up, without overflow.
-                u64::try_from((u128::from(*n) * u128::from(learned)).div_ceil(u128::from(default)))
-                    .unwrap_or(u64::MAX)
-            };
-        }
-    }
 }
 
 #[cfg(test)]

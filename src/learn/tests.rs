@@ -91,29 +91,6 @@ fn a_sudden_jump_takes_days_and_old_days_leave_the_window() {
 }
 
 #[test]
-fn scaling_keeps_ratios_and_rounds_up() {
-    let mut caps = vec![
-        (Window::Day, Unit::Rcpt, Cap::Enforced(50)),
-        (Window::Day, Unit::Msg, Cap::Enforced(20)),
-        (Window::HOUR, Unit::Rcpt, Cap::Enforced(20)),
-        (Window::Minutes(15), Unit::Msg, Cap::Enforced(3)),
-        (Window::HOUR, Unit::Msg, Cap::Unknown),
-    ];
-    scale(&mut caps, 125);
-    let limits: Vec<Option<u64>> = caps.iter().map(|c| c.2.known()).collect();
-    // x 2.5: 50 -> 125, 20 -> 50, 20 -> 50, 3 -> 7.5 -> 8; unknown stays unknown.
-    assert_eq!(limits, [Some(125), Some(50), Some(50), Some(8), None]);
-    // Below the default: nothing changes (learning never lowers a cap).
-    let before = caps.clone();
-    scale(&mut caps, 100);
-    assert_eq!(caps, before);
-    // No daily recipient cap to scale from: nothing changes.
-    let mut hourly = vec![(Window::HOUR, Unit::Rcpt, Cap::Enforced(20))];
-    scale(&mut hourly, 500);
-    assert_eq!(hourly[0].2, Cap::Enforced(20));
-}
-
-#[test]
 fn history_fields_round_trip_and_stale_ones_are_named() {
     let h = History::from_fields([
         ("2026-01-05", "12"),

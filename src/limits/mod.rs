@@ -5,6 +5,7 @@
 pub mod cache;
 pub mod caps;
 pub mod database;
+mod effective;
 pub mod erl_columns;
 pub mod file;
 pub mod local;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 pub use cache::LimitsCache;
 pub use caps::{CapTable, DbCap};
 pub use database::{DatabaseLimits, DatabaseSource, Fetched, LimitsError};
+pub use effective::{Basis, Effective, effective, raised, scale};
 pub use file::{FileLimits, Listed, MailboxTable, sort as sort_caps};
 pub use refresher::{Reader, Refresher};
 pub use resolve::{CATCH_ALL, CapSource, MailboxCaps};

@@ -33,12 +33,7 @@ impl Plan {
         if let Some(name) = sender.local_name() {
             return Self::local(limits, name, raise);
         }
-        let mut mailbox = limits.mailbox_caps(sender);
-        if let Some(raise) = raise {
-            raised(&mut mailbox.caps, raise);
-        } else if let Some(learned) = learned.filter(|_| mailbox.from_default) {
-            crate::learn::scale(&mut mailbox.caps, learned);
-        }
+        let mailbox = crate::limits::effective(limits, sender, raise, learned).caps;
         let mailbox_daily = if mailbox.exempt { None } else { daily(&mailbox.caps) };
         let mut plan = Self {
             counters: Vec::with_capacity(4),
@@ -76,7 +71,7 @@ impl Plan {
     fn local(limits: &Limits, name: &str, raise: Option<&[Rate]>) -> Self {
         let mut local = limits.local_caps(name);
         if let Some(raise) = raise.filter(|_| !local.exempt) {
-            raised(&mut local.caps, raise);
+            crate::limits::raised(&mut local.caps, raise);
         }
         let mut plan = Self {
             counters: Vec::with_capacity(2),
@@ -123,12 +118,6 @@ impl Plan {
 /// The daily recipient cap among `caps` (for the log line).
 fn daily(caps: &[crate::limits::Listed]) -> Option<Cap> {
     caps.iter().find(|(w, u, _)| *w == Window::Day && *u == Unit::Rcpt).map(|(_, _, c)| *c)
-}
-
-/// A raise replaces a sender's own caps while it lasts.
-fn raised(caps: &mut Vec<crate::limits::Listed>, raise: &[Rate]) {
-    *caps = raise.iter().map(|r| (r.window, r.unit, Cap::Enforced(r.limit))).collect();
-    crate::limits::sort_caps(caps);
 }
 
 #[cfg(test)]

@@ -45,8 +45,8 @@ impl Raises {
         if raise.is_empty() {
             return None;
         }
-        match raise.split_whitespace().map(|r| Rate::parse(r, MAX_CAP)).collect::<Result<Vec<_>, _>>() {
-            Ok(rates) if !rates.is_empty() => Some(rates),
+        match Rate::parse_list(raise, MAX_CAP) {
+            Ok(rates) => Some(rates),
             result => {
                 let mut bad = self.bad.lock().unwrap_or_else(PoisonError::into_inner);
                 if bad.as_deref() != Some(raise) {

@@ -12,7 +12,7 @@ use super::protect::Lock;
 use super::target::Target;
 use crate::config::RedisSettings;
 use crate::sender::Mailbox;
-use crate::window::{Unit, Window};
+use crate::window::{Rate, Unit, Window};
 
 /// A connection for one admin command.
 pub struct AdminStore {
@@ -205,8 +205,8 @@ impl AdminStore {
     ///
     /// # Errors
     /// Redis faults.
-    pub async fn set_raise(&mut self, sender: &Mailbox, caps: &str, secs: u64) -> Result<(), StoreError> {
-        let () = self.conn.set_ex(self.keys.raise(sender), caps, secs).await?;
+    pub async fn set_raise(&mut self, sender: &Mailbox, caps: &[Rate], secs: u64) -> Result<(), StoreError> {
+        let () = self.conn.set_ex(self.keys.raise(sender), Rate::list(caps), secs).await?;
         Ok(())
     }
 

@@ -24,96 +24,20 @@ use histogram::DurationHistogram;
 use process::ProcessMetrics;
 
 use crate::config::Mode;
+use crate::policy::{Cause, Outcome};
 use crate::window::{Unit, Window};
 
-/// What refused a message: a cap (`scope` `mailbox|domain|server`, its `window` and `unit`;
-/// `oversize` when the message can never fit under it), a lock (`locked`, `-`), or
-/// `max_rcpt_per_message` (`message`, `-`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause {
-    pub scope: &'static str,
-    pub window: String,
-    pub unit: Unit,
-    pub oversize: bool,
-}
-
-impl Cause {
-    /// A cap without room (or, `oversize`, too small for the message at all).
-    #[must_use]
-    pub fn cap(scope: &'static str, window: Window, unit: Unit, oversize: bool) -> Self {
-        Self { scope, window: window.to_string(), unit, oversize }
-    }
-
-    /// A lock.
-    #[must_use]
-    pub fn locked() -> Self {
-        Self { scope: "locked", window: "-".into(), unit: Unit::Rcpt, oversize: false }
-    }
-
-    /// More recipients than `max_rcpt_per_message`.
-    #[must_use]
-    pub fn per_message() -> Self {
-        Self { scope: "message", window: "-".into(), unit: Unit::Rcpt, oversize: false }
-    }
-
-    /// `mailbox/1h`, `locked`, or `None` for `max_rcpt_per_message` (no cap).
-    #[must_use]
-    pub fn name(&self) -> Option<String> {
-        match self.scope {
-            "locked" => Some("locked".into()),
-            "message" => None,
-            scope => Some(format!("{scope}/{}", self.window)),
-        }
-    }
-
-    /// `oversize`, `per_message`, or `None` for a cap without room or a lock.
-    #[must_use]
-    pub fn reason(&self) -> Option<&'static str> {
-        match (self.scope, self.oversize) {
-            ("message", _) => Some("per_message"),
-            (_, true) => Some("oversize"),
-            _ => None,
-        }
-    }
-
-    /// The deferral metrics' labels.
-    /// (`unit="msg"` for a message cap only: a recipient cap's series keep the v2 labels.)
-    fn labels(&self) -> Labels {
-        let mut labels = vec![("scope", self.scope.to_owned()), ("window", self.window.clone())];
-        if self.unit == Unit::Msg {
-            labels.push(("unit", "msg".to_owned()));
-        }
-        labels
-    }
-}
-
-/// How one request ended, for `email_ratelimit_decisions_total{outcome}`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// Answered DUNNO after counting (or checking): within every cap, or log-only.
-    Ok,
-    /// Deferred.
-    Defer(Cause),
-    /// Rejected (5xx): a message that can never fit under a cap, or with too many recipients.
-    Reject(Cause),
-    /// Log-only: counted and let through, but enforcing would have deferred it or rejected it.
-    WouldDefer(Cause),
-    WouldReject,
-    /// A fault let it through uncounted (Redis, bad data, limits unknown).
-    FailOpen,
-    /// Not counted at all: unauthenticated, an unusable name, a stage that is not counted.
-    Skip,
-}
-
-impl Outcome {
-    /// Whether a lock stopped it.
-    #[must_use]
-    pub fn locked(&self) -> bool {
-        matches!(self, Self::Defer(c) if c.scope == Cause::locked().scope)
-    }
-}
-
 type Labels = Vec<(&'static str, String)>;
+
+/// The deferral metrics' labels of `cause`.
+/// (`unit="msg"` for a message cap only: a recipient cap's series keep the v2 labels.)
+fn labels(cause: &Cause) -> Labels {
+    let mut labels = vec![("scope", cause.scope().to_owned()), ("window", cause.window())];
+    if cause.unit() == Unit::Msg {
+        labels.push(("unit", "msg".to_owned()));
+    }
+    labels
+}
 
 /// The daemon's metrics.
 pub struct Metrics {
@@ -183,7 +107,12 @@ impl Metrics {
         // One series from the start (0), so that the trial panel and rules find the family
         // before the first would-be deferral.
         would_deferrals
-            .get_or_create(&Cause::cap("mailbox", Window::Day, Unit::Rcpt, false).labels())
+            .get_or_create(&labels(&Cause::Cap {
+                scope: crate::store::Scope::Mailbox,
+                window: Window::Day,
+                unit: Unit::Rcpt,
+                oversize: false,
+            }))
             .inc_by(0);
         let recipients = Counter::default();
         registry.register(
@@ -300,13 +229,13 @@ impl Metrics {
         let counter = match outcome {
             Outcome::Ok => &self.ok,
             Outcome::Defer(cause) => {
-                self.deferrals.get_or_create(&cause.labels()).inc();
-                if cause.scope == "local" { &self.hold } else { &self.defer }
+                self.deferrals.get_or_create(&labels(cause)).inc();
+                if cause.scope() == "local" { &self.hold } else { &self.defer }
             }
             Outcome::Reject(_) => &self.reject,
             Outcome::WouldDefer(cause) => {
-                self.would_deferrals.get_or_create(&cause.labels()).inc();
-                if cause.scope == "local" { &self.would_hold } else { &self.would_defer }
+                self.would_deferrals.get_or_create(&labels(cause)).inc();
+                if cause.scope() == "local" { &self.would_hold } else { &self.would_defer }
             }
             Outcome::WouldReject => &self.would_reject,
             Outcome::FailOpen => &self.fail_open,

@@ -2,9 +2,9 @@
 //! events it caused (queued, never awaited). A dry run (`probe`) answers without any of it.
 
 use super::text::{self, Line};
+use super::{Cause, Outcome};
 use super::{Decision, Policy, Settings, guard, plan::Plan, request::Prepared};
 use crate::config::{Mode, Oversize, Replies};
-use crate::metrics::{Cause, Outcome};
 use crate::protocol::{Action, Reply, Request};
 use crate::store::{Consume, CounterStore, Counts, Operation, Scope, Watch};
 use crate::window::{Unit, Window};
@@ -71,7 +71,7 @@ impl<S: CounterStore> Policy<S> {
         guard::announce(ask, None, watch, self.events.as_ref(), req);
         Decision {
             reply: guard::locked(ask, watch, req, text).into(),
-            outcome: Outcome::Defer(Cause::locked()),
+            outcome: Outcome::Defer(Cause::Locked),
             counted: 0,
         }
     }
@@ -115,8 +115,8 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     if counts.watch.lock.is_some() && ask.mode == Mode::LogOnly {
         return Some(Refusal {
             action: Action::DeferIfPermit(text::locked(replies, ask.sender, n)),
-            outcome: Outcome::Defer(Cause::locked()),
-            would: Outcome::WouldDefer(Cause::locked()),
+            outcome: Outcome::Defer(Cause::Locked),
+            would: Outcome::WouldDefer(Cause::Locked),
             verb: "DEFER",
             detail: "cap=locked".into(),
         });
@@ -124,7 +124,7 @@ fn refusal(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Rep
     if let Some(max) = ask.per_message {
         return Some(Refusal {
             action: Action::Reject(text::too_many(replies, ask.sender, max.into(), n)),
-            outcome: Outcome::Reject(Cause::per_message()),
+            outcome: Outcome::Reject(Cause::PerMessage),
             would: Outcome::WouldReject,
             verb: "REJECT",
             detail: format!("reason=per_message max_rcpt_per_message={max}"),
@@ -145,10 +145,10 @@ fn by_cap(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Repl
     let unit = if counter.unit == Unit::Msg { " unit=msg" } else { "" };
     let detail = format!("cap={cap} window={window}{unit} used={used}/{limit}");
     let too_big = ask.oversize.is_some();
-    let cause = Cause::cap(counter.scope.name(), window, counter.unit, too_big);
+    let cause = Cause::Cap { scope: counter.scope, window, unit: counter.unit, oversize: too_big };
     if !too_big {
         let action = Action::DeferIfPermit(text::refused(replies, ask.sender, counter, limit, n));
-        let would = Outcome::WouldDefer(cause.clone());
+        let would = Outcome::WouldDefer(cause);
         return Some(Refusal { action, outcome: Outcome::Defer(cause), would, verb: "DEFER", detail });
     }
     let text = text::too_big(replies, ask.sender, counter, limit, n);
@@ -163,7 +163,7 @@ fn by_cap(ask: &Consume<'_>, counts: &Counts, oversize: Oversize, replies: &Repl
         },
         Oversize::Defer => Refusal {
             action: Action::DeferIfPermit(text),
-            would: Outcome::WouldDefer(cause.clone()),
+            would: Outcome::WouldDefer(cause),
             outcome: Outcome::Defer(cause),
             verb: "DEFER",
             detail,

@@ -10,6 +10,7 @@
 mod conclude;
 mod guard;
 mod message;
+mod outcome;
 mod plan;
 mod raises;
 mod request;
@@ -19,6 +20,7 @@ mod text;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+pub use outcome::{Cause, Outcome};
 pub use settings::Settings;
 pub use text::{global_text, locked_text, mailbox_text, oversize_text, per_message_text, refusal_text};
 
@@ -29,7 +31,6 @@ use crate::config::Mode;
 use crate::learn::Allowances;
 use crate::learn::recorded::RecordedToday;
 use crate::limits::LimitsCache;
-use crate::metrics::Outcome;
 use crate::notify::Queue;
 use crate::once::OncePer;
 use crate::protocol::{Action, Reply, Request};

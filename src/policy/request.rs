@@ -4,12 +4,11 @@
 
 use std::sync::Arc;
 
-use super::{Policy, Settings, message, recipients};
+use super::{Outcome, Policy, Settings, message, recipients};
 use crate::clock::Moment;
 use crate::config::ProtectSettings;
 use crate::learn::recorded::RecordedToday;
 use crate::limits::Limits;
-use crate::metrics::Outcome;
 use crate::protocol::{Request, State};
 use crate::sender::{self, Mailbox};
 use crate::store::{Consume, CounterStore, Guard, Message, Operation, first_oversize};

@@ -17,8 +17,8 @@ use crate::clock::FixedClock;
 use crate::config::{Config, Mode};
 use crate::learn::{Allowances, LearnSettings};
 use crate::limits::LimitsCache;
-use crate::metrics::Outcome;
 use crate::notify::Queue;
+use crate::policy::Outcome;
 use crate::policy::{Env, Policy, Settings};
 use crate::protocol::Action;
 use crate::store::KeySchema;
@@ -141,7 +141,7 @@ fn decision_line(i: usize, action: &Action, outcome: &Outcome) -> String {
     };
     if let Some(cap) = cause.name() {
         if cap != "locked" {
-            line["unit"] = cause.unit.name().into();
+            line["unit"] = cause.unit().name().into();
         }
         line["cap"] = cap.into();
     }

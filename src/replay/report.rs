@@ -6,8 +6,8 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use crate::metrics::Outcome;
 use crate::notify::{Event, Kind};
+use crate::policy::Outcome;
 use crate::protocol::{Action, Request};
 use crate::window::Unit;
 
@@ -61,7 +61,7 @@ impl Report {
                 *deferred += 1;
                 // `mailbox/1h`, `mailbox/1h/msg` for a message cap, `locked`.
                 let mut key = cause.name().unwrap_or_default();
-                if cause.unit == Unit::Msg {
+                if cause.unit() == Unit::Msg {
                     key.push_str("/msg");
                 }
                 *self.deferred.entry(key).or_insert(0) += 1;

@@ -12,6 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Days, NaiveDate};
 
+use crate::store::HistoryField;
+
 pub use networks::{Network, Networks, Seen};
 pub use table::Allowances;
 
@@ -64,16 +66,21 @@ impl History {
     pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
         let mut h = Self::default();
         for (field, value) in fields {
-            if let Some(day) = field.strip_prefix("x:") {
-                if let Ok(day) = day.parse() {
+            match HistoryField::parse(field) {
+                Some(HistoryField::Excluded(day)) => {
                     h.excluded.insert(day);
                 }
-            } else if let Some(network) = field.strip_prefix("n:") {
-                if let Some(seen) = Seen::parse(value) {
-                    h.networks.insert(network.to_owned(), seen);
+                Some(HistoryField::Network(network)) => {
+                    if let Some(seen) = Seen::parse(value) {
+                        h.networks.insert(network.to_owned(), seen);
+                    }
                 }
-            } else if let (Ok(day), Ok(total)) = (field.parse(), value.parse()) {
-                h.totals.insert(day, total);
+                Some(HistoryField::Total(day)) => {
+                    if let Ok(total) = value.parse() {
+                        h.totals.insert(day, total);
+                    }
+                }
+                None => {}
             }
         }
         h
@@ -83,9 +90,14 @@ impl History {
     #[must_use]
     pub fn stale_fields(&self, today: NaiveDate, days: u32) -> Vec<String> {
         let oldest = first_day(today, days);
-        let totals = self.totals.keys().filter(|d| **d < oldest).map(ToString::to_string);
-        let marks = self.excluded.iter().filter(|d| **d < oldest).map(|d| format!("x:{d}"));
-        let networks = self.networks.iter().filter(|(_, s)| s.last < oldest).map(|(n, _)| format!("n:{n}"));
+        let field = |f: HistoryField<'_>| f.to_string();
+        let totals = self.totals.keys().filter(|d| **d < oldest).map(|d| field(HistoryField::Total(*d)));
+        let marks = self.excluded.iter().filter(|d| **d < oldest).map(|d| field(HistoryField::Excluded(*d)));
+        let networks = self
+            .networks
+            .iter()
+            .filter(|(_, s)| s.last < oldest)
+            .map(|(n, _)| field(HistoryField::Network(n)));
         totals.chain(marks).chain(networks).collect()
     }
 

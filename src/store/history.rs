@@ -25,7 +25,7 @@ impl AdminStore {
     /// Redis faults.
     pub async fn fold_history(&mut self, day: NaiveDate, days: u32) -> Result<usize, StoreError> {
         let top = self.keys.top(day).to_string();
-        let field = day.to_string();
+        let field = super::HistoryField::Total(day).to_string();
         let ttl = i64::try_from(super::history_ttl_secs(days)).unwrap_or(i64::MAX);
         let mut cursor = 0u64;
         let mut folded = 0;
@@ -145,7 +145,7 @@ impl AdminStore {
         }
         let ttl = i64::try_from(super::history_ttl_secs(days)).unwrap_or(i64::MAX);
         redis::pipe()
-            .hset(&key, format!("x:{day}"), 1)
+            .hset(&key, super::HistoryField::Excluded(day).to_string(), 1)
             .ignore()
             .expire(&key, ttl)
             .ignore()

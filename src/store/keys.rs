@@ -411,6 +411,44 @@ fn write_day(f: &mut impl fmt::Write, day: NaiveDate) -> fmt::Result {
     f.write_str(std::str::from_utf8(&text).unwrap_or("0000-00-00"))
 }
 
+/// A field of a sender's history hash (`<prefix>:hist:<email>`, [`KeySchema::hist`]): what the
+/// store writes and `learn::History` reads. `consume.lua` writes the same excluded mark (the
+/// daemon passes it whole, ARGV[20]) and builds the network field from ARGV[22] as `n:<network>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HistoryField<'a> {
+    /// `YYYY-MM-DD`: the recipients counted for the sender that day.
+    Total(NaiveDate),
+    /// `x:YYYY-MM-DD`: the day does not count for learning (refused by its own cap, a suspect,
+    /// locked).
+    Excluded(NaiveDate),
+    /// `n:<network>`: the first and last day mail came from that network (`"FIRST LAST"`).
+    Network(&'a str),
+}
+
+impl<'a> HistoryField<'a> {
+    /// The field named `field`; `None` for anything else (a hash written by hand stays harmless).
+    #[must_use]
+    pub fn parse(field: &'a str) -> Option<Self> {
+        if let Some(day) = field.strip_prefix("x:") {
+            return day.parse().ok().map(Self::Excluded);
+        }
+        if let Some(network) = field.strip_prefix("n:") {
+            return Some(Self::Network(network));
+        }
+        field.parse().ok().map(Self::Total)
+    }
+}
+
+impl fmt::Display for HistoryField<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Total(day) => write!(f, "{day}"),
+            Self::Excluded(day) => write!(f, "x:{day}"),
+            Self::Network(network) => write!(f, "n:{network}"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,4 +550,19 @@ mod tests {
 
     // A counter must outlive its local day even across a DST change, and then go.
     const _: () = assert!(COUNTER_TTL_SECS > 25 * 3600 && COUNTER_TTL_SECS <= 27 * 3600);
+
+    #[test]
+    fn history_fields_are_named_one_way() {
+        let day = NaiveDate::from_ymd_opt(2026, 1, 6).expect("date");
+        for (field, text) in [
+            (HistoryField::Total(day), "2026-01-06"),
+            (HistoryField::Excluded(day), "x:2026-01-06"),
+            (HistoryField::Network("192.0.2.0/24"), "n:192.0.2.0/24"),
+        ] {
+            assert_eq!(field.to_string(), text);
+            assert_eq!(HistoryField::parse(text), Some(field));
+        }
+        assert_eq!(HistoryField::parse("x:junk"), None);
+        assert_eq!(HistoryField::parse("other"), None);
+    }
 }

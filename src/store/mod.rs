@@ -18,7 +18,7 @@ pub mod violation;
 
 use std::future::Future;
 
-pub use keys::{KeySchema, LockedBy, Who};
+pub use keys::{HistoryField, KeySchema, LockedBy, Who};
 pub use protect::{Events, Guard, Lock, LockNote, Watch};
 pub use violation::Violation;
 

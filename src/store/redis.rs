@@ -140,7 +140,7 @@ impl RedisStore {
             .arg(c.per_message.unwrap_or(0));
         match c.learn {
             Some(days) => {
-                cmd.write_arg_fmt(format_args!("x:{day}"));
+                cmd.write_arg_fmt(format_args!("{}", super::HistoryField::Excluded(day)));
                 cmd.arg(super::history_ttl_secs(days));
             }
             None => {

@@ -13,10 +13,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::RedisSettings;
-use crate::learn::table::{AllowancesBuilder, learned};
-use crate::learn::{Allowances, History};
+use crate::learn::Allowances;
+use crate::learn::run::fold_and_learn;
 use crate::policy::Policy;
 use crate::store::admin::AdminStore;
+use crate::store::memory::MemoryStore;
 use crate::store::{Store, StoreError};
 
 /// How many days back a start folds what it missed: the top senders are kept 8 days.
@@ -57,7 +58,7 @@ async fn run(
             let learn = policy.settings().learn;
             if learn.enabled {
                 let started = Instant::now();
-                match learn_now(&policy, &redis, today, learn.days).await {
+                match learn_now(&policy, &redis, today).await {
                     Ok((senders, allowances)) => {
                         tracing::info!(
                             "learned allowances: {} mailbox(es) above their default, from the history of {senders} sender(s) ({} ms)",
@@ -82,50 +83,34 @@ async fn run(
     }
 }
 
-/// Folds the days before `today` not folded yet and computes the allowances, a page of
-/// senders at a time; returns how many senders have a history, and the allowances.
+/// Folds the days before `today` not folded yet (as far back as the top senders are kept) and
+/// computes the allowances: the one learning run ([`fold_and_learn`]), on this daemon's store.
+/// Returns how many senders have a history, and the allowances.
 async fn learn_now(
     policy: &Policy<Store>,
     redis: &RedisSettings,
     today: NaiveDate,
-    days: u32,
 ) -> Result<(usize, Allowances), StoreError> {
     let settings = policy.settings().learn;
     let limits = policy.limits();
-    let mut builder = AllowancesBuilder::expecting(policy.allowances_count() + 1024, settings.networks);
-    let mut senders = 0;
-    let mut learn_page = |page: Vec<(String, History)>| {
-        senders += page.len();
-        builder.extend(learned(page.iter().map(|(name, h)| (name.as_str(), h)), today, &limits, &settings));
-    };
-    match policy.store() {
+    let first = today.checked_sub_days(Days::new(CATCH_UP_DAYS)).unwrap_or(today);
+    let expected = policy.allowances_count() + 1024;
+    let run = match policy.store() {
         Store::Memory(memory) => {
-            for back in 1..=CATCH_UP_DAYS {
-                if let Some(day) = today.checked_sub_days(Days::new(back)) {
-                    memory.fold(day, today, days);
-                }
-            }
-            learn_page(memory.histories());
+            let mut memory: &MemoryStore = memory;
+            fold_and_learn(&mut memory, first, today, &limits, &settings, expected).await?
         }
         Store::Redis(_) => {
             let mut store = AdminStore::open(redis).await?;
-            for back in (1..=CATCH_UP_DAYS).rev() {
-                let Some(day) = today.checked_sub_days(Days::new(back)) else { continue };
-                if !store.folded(day).await? {
-                    let n = store.fold_history(day, days).await?;
-                    store.mark_folded(day).await?;
-                    if n > 0 {
-                        tracing::info!("history: {day} folded for {n} sender(s)");
-                    } else {
-                        tracing::debug!("history: {day} folded: nobody sent that day");
-                    }
-                }
-            }
-            let mut cursor = None;
-            while let Some(page) = store.history_page(&mut cursor, today, days).await? {
-                learn_page(page);
-            }
+            fold_and_learn(&mut store, first, today, &limits, &settings, expected).await?
+        }
+    };
+    for (day, n) in run.folded {
+        if n > 0 {
+            tracing::info!("history: {day} folded for {n} sender(s)");
+        } else {
+            tracing::debug!("history: {day} folded: nobody sent that day");
         }
     }
-    Ok((senders, builder.build()))
+    Ok((run.senders, run.allowances))
 }

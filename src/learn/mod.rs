@@ -6,6 +6,7 @@
 
 pub mod networks;
 pub mod recorded;
+pub mod run;
 pub mod table;
 
 use std::collections::{BTreeMap, BTreeSet};

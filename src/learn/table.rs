@@ -62,20 +62,6 @@ impl Earned {
 }
 
 impl Allowances {
-    /// The allowances of `histories` on `today`, for the mailboxes whose caps come from a
-    /// default in `limits` (their default daily recipient cap is the floor).
-    #[must_use]
-    pub fn compute<'a>(
-        histories: impl IntoIterator<Item = (&'a str, &'a History)>,
-        today: NaiveDate,
-        limits: &Limits,
-        settings: &LearnSettings,
-    ) -> Self {
-        let mut builder = AllowancesBuilder::expecting(0, settings.networks);
-        builder.extend(learned(histories, today, limits, settings));
-        builder.build()
-    }
-
     /// The mailbox's learned daily cap for mail from `client`, if it earned one (and, with
     /// `known_networks`, sent from that client's network before; a client that is not an
     /// address is not held to it).

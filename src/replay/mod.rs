@@ -15,7 +15,8 @@ pub use self::input::{InputError, Line};
 pub use self::report::Report;
 use crate::clock::FixedClock;
 use crate::config::{Config, Mode};
-use crate::learn::{Allowances, LearnSettings};
+use crate::learn::LearnSettings;
+use crate::learn::run::fold_and_learn;
 use crate::limits::LimitsCache;
 use crate::notify::Queue;
 use crate::policy::Outcome;
@@ -103,7 +104,7 @@ pub async fn run(
         // learned again, as the daemon does after midnight.
         let today = policy.moment().day();
         if config.learn.enabled && learned_on != Some(today) {
-            learn(&policy, learned_on, today, &config.learn);
+            learn(&policy, learned_on, today, &config.learn).await;
             learned_on = Some(today);
         }
         let decision = policy.decide(&req).await;
@@ -120,17 +121,19 @@ pub async fn run(
 }
 
 /// Folds the days from `since` (the last day learned on) to the day before `today` into the
-/// histories and sets the allowances learned from them.
-fn learn(policy: &Policy<MemoryStore>, since: Option<NaiveDate>, today: NaiveDate, settings: &LearnSettings) {
-    let store = policy.store();
-    let mut day = since.unwrap_or(today);
-    while day < today {
-        store.fold(day, today, settings.days);
-        day = day.succ_opt().unwrap_or(today);
+/// histories and sets the allowances learned from them: the daemon's own learning run.
+async fn learn(
+    policy: &Policy<MemoryStore>,
+    since: Option<NaiveDate>,
+    today: NaiveDate,
+    settings: &LearnSettings,
+) {
+    let mut store = policy.store();
+    let first = since.unwrap_or(today);
+    // In process: the run cannot fail.
+    if let Ok(run) = fold_and_learn(&mut store, first, today, &policy.limits(), settings, 0).await {
+        policy.set_allowances(run.allowances);
     }
-    let histories = store.histories();
-    let list = histories.iter().map(|(name, h)| (name.as_str(), h));
-    policy.set_allowances(Allowances::compute(list, today, &policy.limits(), settings));
 }
 
 /// `{"i", "action", "cap", "unit", "reason"}` (DESIGN "Replay").

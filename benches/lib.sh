@@ -133,7 +133,10 @@ footprint() {
   fi
   "$bin" serve --config "$work/config.toml" >"$work/footprint.log" 2>&1 &
   pid=$!
-  until [ -S "$work/erl.sock" ]; do sleep 0.05; done
+  # "Caps loaded": the daemon binds its socket before it builds its limits (it may drop its
+  # privileges after binding), so the socket alone says nothing; its serving line comes after
+  # the file's caps are built.
+  until grep -q "serving on" "$work/footprint.log"; do sleep 0.05; done
   if [ "$source" = database ]; then
     until grep -q "limits loaded from database" "$work/footprint.log"; do sleep 0.05; done
   fi

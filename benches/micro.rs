@@ -69,9 +69,9 @@ fn decision(c: &mut Criterion) {
     // The same with learning and known networks on (issue 22): the daemon's own added work per
     // decision (the client's network, the allowance lookup, the table of networks remembered).
     policy.reconfigure(Settings {
-        learn: email_ratelimit::learn::LearnSettings {
+        learn: email_ratelimit::config::LearnSettings {
             enabled: true,
-            networks: Some(email_ratelimit::learn::Networks::default()),
+            networks: Some(email_ratelimit::network::Networks::default()),
             ..Default::default()
         },
         ..Settings::with_mode(Mode::Enforce)

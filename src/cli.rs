@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 
 const LONG_ABOUT: &str = "A Postfix SMTP access policy daemon that enforces send limits for \
 authenticated senders: caps per mailbox, per domain and per server, over the local day and \
@@ -280,42 +280,6 @@ pub enum Generated {
     Bash,
     Zsh,
     Fish,
-}
-
-/// The man pages (`email-ratelimit.1` and one per command, into `dir`) or a completion script
-/// (to `out`), from the same definitions the parser uses.
-///
-/// # Errors
-/// When writing fails.
-pub fn generate(
-    what: Generated,
-    dir: Option<&std::path::Path>,
-    out: &mut dyn std::io::Write,
-) -> std::io::Result<()> {
-    let full = Cli::command();
-    let name = full.get_name().to_owned();
-    // Completions offer the visible commands only (clap_complete would offer hidden ones too).
-    let mut cmd = clap::Command::new("email-ratelimit")
-        .version(env!("CARGO_PKG_VERSION"))
-        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
-    match what {
-        Generated::Man => {
-            let dir = dir.ok_or_else(|| std::io::Error::other("--dir is required for man pages"))?;
-            crate::manpages::write_all(dir).map(|_| ())
-        }
-        Generated::Bash => {
-            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);
-            Ok(())
-        }
-        Generated::Zsh => {
-            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, out);
-            Ok(())
-        }
-        Generated::Fish => {
-            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, out);
-            Ok(())
-        }
-    }
 }
 
 /// `replay --input`.

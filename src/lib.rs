@@ -18,8 +18,9 @@
 //! - [`clock`]: "now" (the system's, or a test's) and "today" in the configured time zone.
 //! - [`store`]: the counter stores (Redis with `consume.lua`, in-memory) and the key schema.
 //! - [`daemon`]: `serve`, wiring it all together with signals and systemd notification.
-//! - [`cli`]: the command-line definitions (also the source of the man page and completions).
-//! - [`learn`]: learned allowances from each sender's history, computed off the request path.
+//! - [`cli`]: the command-line definitions only.
+//! - [`learn`]: learned allowances from each sender's history, computed off the request path;
+//!   [`network`]: a client address's network (a leaf `config` and `learn` share).
 //! - [`replay`]: what a config would have done with recorded requests (the daemon's decision
 //!   code on the memory store and a virtual clock).
 //! - [`admin`], [`probe`]: the operator commands (`status`, `top`, `raise`, `reset`, ...).
@@ -28,8 +29,9 @@
 //!   the local user, the daemon's own decision, the hold queue; [`postqueue`]: Postfix's queue
 //!   through its own commands (held mail, a queued message's headers, release).
 //! - [`notify`]: mails and webhooks about refusals, suspects and locks, off the request path.
-//! - [`manpages`]: email-ratelimit(8), one page per command, email-ratelimit.toml(5);
-//!   [`oserror`]: errors without Rust's `(os error N)` tail.
+//! - [`generate`]: from the command-line definitions, email-ratelimit(8), one page per command,
+//!   email-ratelimit.toml(5) and the shell completions; [`oserror`]: errors without Rust's
+//!   `(os error N)` tail.
 //! - [`telemetry`]: logging setup (lines written by one thread in 20 ms batches); [`once`]: "log
 //!   this at most once a minute".
 
@@ -40,11 +42,12 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod generate;
 pub mod learn;
 pub mod limits;
-pub mod manpages;
 pub mod metrics;
 pub mod milter;
+pub mod network;
 pub mod notify;
 pub mod once;
 pub mod oserror;

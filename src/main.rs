@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use email_ratelimit::cli::{Cli, Command};
-use email_ratelimit::{admin, cli, clock, config, daemon, probe, telemetry};
+use email_ratelimit::{admin, cli, clock, config, daemon, generate, probe, telemetry};
 
 /// jemalloc with its background thread: memory freed after a burst (the config parse of a long
 /// mailbox list, a database refresh) goes back to the system within seconds even while the
@@ -110,7 +110,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         (Command::Generate { what, dir }, _) => {
-            match cli::generate(what, dir.as_deref(), &mut std::io::stdout().lock()) {
+            match generate::generate(what, dir.as_deref(), &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("email-ratelimit: {e}");

@@ -5,8 +5,8 @@
 use chrono::NaiveDate;
 
 use super::AdminError;
-use crate::config::MAX_CAP;
-use crate::learn::{History, LearnSettings, Learned, allowance, table::default_daily};
+use crate::config::{LearnSettings, MAX_CAP};
+use crate::learn::{History, Learned, allowance, table::default_daily};
 use crate::limits::{Effective, Limits, effective};
 use crate::sender::Mailbox;
 use crate::store::admin::AdminStore;

@@ -2,8 +2,41 @@
 
 use super::raw::RawLearn;
 use super::{ConfigError, LimitSettings, MAX_CAP, invalid};
-use crate::learn::{LearnSettings, Networks};
+use crate::network::Networks;
 use crate::window::{Unit, Window};
+
+/// `[learn]`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LearnSettings {
+    pub enabled: bool,
+    /// History kept and used: local days, today excluded.
+    pub days: u32,
+    /// Days with mail needed before a mailbox has an allowance.
+    pub min_days: u32,
+    /// allowance = factor x the 95th percentile of its daily totals.
+    pub factor: f64,
+    /// Never above this (recipients a day).
+    pub ceiling: u64,
+    /// An allowance at most grows this many times from one day to the next.
+    pub max_growth: f64,
+    /// `known_networks`: an allowance applies only from the networks the mailbox sent from
+    /// before (these prefix lengths); `None`: from anywhere.
+    pub networks: Option<Networks>,
+}
+
+impl Default for LearnSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            days: 28,
+            min_days: 7,
+            factor: 3.0,
+            ceiling: 2000,
+            max_growth: 2.0,
+            networks: None,
+        }
+    }
+}
 
 /// The most days of history kept: a year.
 const MAX_DAYS: u64 = 366;

@@ -123,7 +123,7 @@ pub struct Config {
     pub database: Option<DatabaseSettings>,
     pub protect: ProtectSettings,
     /// `[learn]`: learned allowances.
-    pub learn: crate::learn::LearnSettings,
+    pub learn: LearnSettings,
     pub notify: NotifySettings,
     /// `[metrics] listen`: where `/metrics` is served; `None`: off.
     pub metrics: Option<MetricsListen>,
@@ -514,6 +514,7 @@ pub use tcp_allow::TcpAllow;
 mod local;
 pub use local::{LocalSettings, LocalUser, MilterSettings, UNKNOWN_LOCAL_USER, is_local_name};
 mod learn;
+pub use learn::LearnSettings;
 mod protect;
 pub mod replies;
 pub use replies::Replies;

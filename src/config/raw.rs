@@ -236,8 +236,8 @@ pub(super) struct RawLearn {
 
 impl Default for RawLearn {
     fn default() -> Self {
-        let d = crate::learn::LearnSettings::default();
-        let n = crate::learn::Networks::default();
+        let d = super::LearnSettings::default();
+        let n = crate::network::Networks::default();
         Self {
             known_networks: d.networks.is_some(),
             ipv4_prefix: n.v4.into(),

@@ -460,7 +460,7 @@ fn learning_message_caps_and_per_message_are_validated() {
     assert_eq!(c.learn.networks, None, "known_networks is off by default");
     assert_eq!(c.limits.max_rcpt_per_message, 100);
     let c = from_toml("[learn]\nknown_networks = true\nipv4_prefix = 16\n").expect("valid");
-    assert_eq!(c.learn.networks, Some(crate::learn::Networks { v4: 16, v6: 48 }));
+    assert_eq!(c.learn.networks, Some(crate::network::Networks { v4: 16, v6: 48 }));
     for (text, key) in [
         ("[learn]\ndays = 0\n", "learn.days"),
         ("[learn]\nmin_days = 29\n", "learn.min_days"),

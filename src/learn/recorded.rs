@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::NaiveDate;
 
-use super::Network;
+use crate::network::Network;
 use crate::sender::Mailbox;
 
 const SLOTS: usize = 1 << 15;

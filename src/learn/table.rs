@@ -8,8 +8,10 @@
 
 use chrono::NaiveDate;
 
-use super::{History, LearnSettings, Network, Networks, allowance};
+use super::{History, allowance};
+use crate::config::LearnSettings;
 use crate::limits::Limits;
+use crate::network::{Network, Networks};
 use crate::sender::{self, Mailbox};
 use crate::window::{Unit, Window};
 

@@ -2,8 +2,7 @@
 //! request loads it once, so a reload in flight is seen whole or not at all (never the new mode
 //! with the old `[protect]` or `[replies]`).
 
-use crate::config::{Config, Mode, ProtectSettings, Replies};
-use crate::learn::LearnSettings;
+use crate::config::{Config, LearnSettings, Mode, ProtectSettings, Replies};
 
 /// The decision's reloadable settings.
 #[derive(Debug, Clone, PartialEq, Default)]

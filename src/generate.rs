@@ -1,7 +1,9 @@
-//! The man pages: `email-ratelimit(8)` (the daemon and its commands: clap's synopsis, options and
-//! command list from the parser itself, then the hand-written sections in
-//! `man/email-ratelimit.8.extra`), one `email-ratelimit-<command>(8)` page per visible command,
-//! and `email-ratelimit.toml(5)` (`man/email-ratelimit.toml.5`: every key, its default, an example).
+//! `generate`: what is made from the command-line definitions ([`crate::cli`]). The man pages:
+//! `email-ratelimit(8)` (the daemon and its commands: clap's synopsis, options and command list
+//! from the parser itself, then the hand-written sections in `man/email-ratelimit.8.extra`), one
+//! `email-ratelimit-<command>(8)` page per visible command, and `email-ratelimit.toml(5)`
+//! (`man/email-ratelimit.toml.5`: every key, its default, an example); and the shell
+//! completions.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -9,11 +11,47 @@ use std::path::{Path, PathBuf};
 use clap::CommandFactory;
 use clap_mangen::Man;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, Generated};
 
 const EXTRA_8: &str = include_str!("../man/email-ratelimit.8.extra");
 const CONFIG_5: &str = include_str!("../man/email-ratelimit.toml.5");
 const MANUAL: &str = "System Manager's Manual";
+
+/// The man pages (`email-ratelimit.1` and one per command, into `dir`) or a completion script
+/// (to `out`), from the same definitions the parser uses.
+///
+/// # Errors
+/// When writing fails.
+pub fn generate(
+    what: Generated,
+    dir: Option<&std::path::Path>,
+    out: &mut dyn std::io::Write,
+) -> std::io::Result<()> {
+    let full = Cli::command();
+    let name = full.get_name().to_owned();
+    // Completions offer the visible commands only (clap_complete would offer hidden ones too).
+    let mut cmd = clap::Command::new("email-ratelimit")
+        .version(env!("CARGO_PKG_VERSION"))
+        .subcommands(full.get_subcommands().filter(|s| !s.is_hide_set()).cloned());
+    match what {
+        Generated::Man => {
+            let dir = dir.ok_or_else(|| std::io::Error::other("--dir is required for man pages"))?;
+            write_all(dir).map(|_| ())
+        }
+        Generated::Bash => {
+            clap_complete::generate(clap_complete::Shell::Bash, &mut cmd, name, out);
+            Ok(())
+        }
+        Generated::Zsh => {
+            clap_complete::generate(clap_complete::Shell::Zsh, &mut cmd, name, out);
+            Ok(())
+        }
+        Generated::Fish => {
+            clap_complete::generate(clap_complete::Shell::Fish, &mut cmd, name, out);
+            Ok(())
+        }
+    }
+}
 
 /// The date on the pages: `SOURCE_DATE_EPOCH` (reproducible builds), else today.
 fn date() -> String {

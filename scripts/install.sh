@@ -216,7 +216,7 @@ install_init_script() {
   if [ -z "$root" ] && command -v update-rc.d >/dev/null; then
     update-rc.d email-ratelimit defaults >/dev/null 2>&1 || say "(update-rc.d failed: have $initd_file run at boot yourself)"
   fi
-  say "installed the init script $initd_file (systemd is not PID 1 here)"
+  say "installed the init script $initd_file (systemd not used here)"
 }
 
 # Starts (or restarts) the daemon with the init script. A config this version refuses a part

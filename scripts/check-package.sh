@@ -22,6 +22,9 @@ echo "== dpkg -i $deb"
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb"
 
 fail() { echo "check-package: $*" >&2; exit 1; }
+# grep -q on a pipe, but reading to the end: grep -q quits at the first match, and under pipefail
+# the writer's SIGPIPE (help text past one 4 KiB write) then failed the check at random.
+holds() { local all; all="$(cat)"; grep -q "$@" <<<"$all"; }
 echo "== what it installed"
 dpkg -L email-ratelimit | sort
 /usr/bin/email-ratelimit --version
@@ -29,12 +32,12 @@ getent passwd email-ratelimit >/dev/null || fail "no system user email-ratelimit
 [ "$(stat -c '%U:%G %a' /etc/email-ratelimit/config.toml)" = "root:email-ratelimit 640" ] \
   || fail "config ownership: $(stat -c '%U:%G %a' /etc/email-ratelimit/config.toml)"
 grep -qx '/etc/email-ratelimit/config.toml' /var/lib/dpkg/info/email-ratelimit.conffiles || fail "config is not a conffile"
-/usr/bin/email-ratelimit check-config --config /etc/email-ratelimit/config.toml | grep -q '^mode = "log-only"' \
+/usr/bin/email-ratelimit check-config --config /etc/email-ratelimit/config.toml | holds '^mode = "log-only"' \
   || fail "the packaged config is not log-only"
 [ -x /etc/init.d/email-ratelimit ] || fail "no /etc/init.d/email-ratelimit"
 grep -qx '/etc/init.d/email-ratelimit' /var/lib/dpkg/info/email-ratelimit.conffiles || fail "the init script is not a conffile"
 /usr/bin/email-ratelimit check-config --config /etc/email-ratelimit/config.toml | sed -n '/^\[daemon\]/,/^\[/p' \
-  | grep -qx 'user = "email-ratelimit"' || fail "the packaged config does not drop to email-ratelimit"
+  | holds -x 'user = "email-ratelimit"' || fail "the packaged config does not drop to email-ratelimit"
 if [ ! -d /run/systemd/system ]; then
   ls /etc/rc2.d/S*email-ratelimit >/dev/null 2>&1 || fail "no systemd, and the init script is not linked into runlevel 2"
   echo "== without systemd: the packaged init script starts the daemon as email-ratelimit"
@@ -50,9 +53,9 @@ if [ ! -d /run/systemd/system ]; then
     want="$(id -u email-ratelimit)"
     [ "$uid" = "$want$want$want$want" ] || fail "thread $task runs as uid $uid"
   done
-  /usr/bin/email-ratelimit probe --socket "$scratch/policy" --user probe@email-ratelimit.invalid | grep -qx DUNNO \
+  /usr/bin/email-ratelimit probe --socket "$scratch/policy" --user probe@email-ratelimit.invalid | holds -x DUNNO \
     || fail "the daemon the init script started does not answer"
-  /etc/init.d/email-ratelimit status | grep -q "is running (pid $pid)" || fail "status does not say it runs"
+  /etc/init.d/email-ratelimit status | holds "is running (pid $pid)" || fail "status does not say it runs"
   /etc/init.d/email-ratelimit stop || fail "the init script did not stop the daemon"
   /etc/init.d/email-ratelimit status >/dev/null && fail "still running after stop"
   rm -rf /etc/default/email-ratelimit "$scratch" /run/email-ratelimit
@@ -63,7 +66,7 @@ ls /usr/share/man/man8/email-ratelimit.8* >/dev/null || fail "no man page email-
 ls /usr/share/man/man5/email-ratelimit.toml.5* >/dev/null || fail "no man page email-ratelimit.toml(5)"
 lexgrog /usr/share/man/man8/email-ratelimit.8* >/dev/null || fail "email-ratelimit(8) has no NAME line lexgrog reads"
 [ -x /usr/share/email-ratelimit/install.sh ] || fail "no /usr/share/email-ratelimit/install.sh"
-/usr/share/email-ratelimit/install.sh --help | grep -q '^  install.sh hook' || fail "install.sh --help lacks hook"
+/usr/share/email-ratelimit/install.sh --help | holds '^  install.sh hook' || fail "install.sh --help lacks hook"
 [ -f /usr/share/bash-completion/completions/email-ratelimit ] || fail "no bash completion"
 [ -f /usr/share/email-ratelimit/grafana/email-ratelimit.json ] || fail "no Grafana dashboard"
 if command -v promtool >/dev/null; then

@@ -193,6 +193,12 @@ impl Moment {
     }
 }
 
+/// The first day of the `days` local days before `today`.
+#[must_use]
+pub fn days_before(today: NaiveDate, days: u32) -> NaiveDate {
+    today.checked_sub_days(chrono::Days::new(u64::from(days))).unwrap_or(NaiveDate::MIN)
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -38,6 +38,7 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod caps;
 pub mod cli;
 pub mod clock;
 pub mod config;

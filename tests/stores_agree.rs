@@ -13,14 +13,14 @@ mod common;
 
 use chrono::{TimeZone, Utc};
 use common::Redis;
+use email_ratelimit::caps::{Check, Counter, Scope};
 use email_ratelimit::clock::Zone;
 use email_ratelimit::config::Mode;
 use email_ratelimit::sender::normalize;
 use email_ratelimit::store::memory::MemoryStore;
 use email_ratelimit::store::redis::RedisStore;
 use email_ratelimit::store::{
-    Answer, Check, Consume, Counter, CounterStore, Guard, KeySchema, Message, Operation, Scope, Violation,
-    first_oversize,
+    Answer, Consume, CounterStore, Guard, KeySchema, Message, Operation, Violation, first_oversize,
 };
 use email_ratelimit::window::{Unit, Window};
 
@@ -169,7 +169,7 @@ async fn memory_and_redis_decide_alike() {
             .arg(format!("erl:hist:{sender}"))
             .query(&mut redis.conn())
             .expect("HGETALL");
-        let remote = email_ratelimit::learn::History::from_fields(
+        let remote = email_ratelimit::store::History::from_fields(
             fields.iter().map(|(f, v)| (f.as_str(), v.as_str())),
         );
         assert_eq!(remote.excluded, history.excluded, "{sender}");

@@ -6,9 +6,10 @@ use chrono::NaiveDate;
 
 use super::AdminError;
 use crate::config::{LearnSettings, MAX_CAP};
-use crate::learn::{History, Learned, allowance, table::default_daily};
+use crate::learn::{Learned, allowance, table::default_daily};
 use crate::limits::{Effective, Limits, effective};
 use crate::sender::Mailbox;
+use crate::store::History;
 use crate::store::admin::AdminStore;
 use crate::window::Rate;
 

@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use super::{AdminError, limits, open};
+use crate::caps::Check;
 use crate::clock;
 use crate::config::{Config, Mode};
 use crate::limits::Listed;
 use crate::sender;
-use crate::store::{Check, Who, first_full};
+use crate::store::{Who, first_full};
 
 /// Whether one more recipient would be refused: the daemon's own rule.
 fn full(used: u64, limit: u64) -> bool {

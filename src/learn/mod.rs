@@ -4,101 +4,17 @@
 //! (`erl:hist:<email>`, or the memory store's), the allowance goes to the policy, which scales
 //! the mailbox's default caps with it ([`scale`]).
 
-pub mod networks;
 pub mod recorded;
 pub mod run;
 pub mod table;
 
-use std::collections::{BTreeMap, BTreeSet};
+use chrono::NaiveDate;
 
-use chrono::{Days, NaiveDate};
-
+use crate::clock::days_before as first_day;
 use crate::config::LearnSettings;
-use crate::store::HistoryField;
+use crate::store::History;
 
-pub use networks::Seen;
 pub use table::Allowances;
-
-/// One sender's history: recipients accepted per local day, the days excluded from learning
-/// (refused by its own caps, a suspect, or locked), and the networks its mail came from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct History {
-    pub totals: BTreeMap<NaiveDate, u64>,
-    pub excluded: BTreeSet<NaiveDate>,
-    pub networks: BTreeMap<String, Seen>,
-}
-
-impl History {
-    /// Reads `erl:hist:<email>`'s fields: `YYYY-MM-DD` -> total, `x:YYYY-MM-DD` -> a mark,
-    /// `n:<network>` -> `"FIRST LAST"`. Anything else is ignored (a hash written by hand stays
-    /// harmless).
-    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let mut h = Self::default();
-        for (field, value) in fields {
-            match HistoryField::parse(field) {
-                Some(HistoryField::Excluded(day)) => {
-                    h.excluded.insert(day);
-                }
-                Some(HistoryField::Network(network)) => {
-                    if let Some(seen) = Seen::parse(value) {
-                        h.networks.insert(network.to_owned(), seen);
-                    }
-                }
-                Some(HistoryField::Total(day)) => {
-                    if let Ok(total) = value.parse() {
-                        h.totals.insert(day, total);
-                    }
-                }
-                None => {}
-            }
-        }
-        h
-    }
-
-    /// The fields older than `days` local days before `today` (pruned when history is folded).
-    #[must_use]
-    pub fn stale_fields(&self, today: NaiveDate, days: u32) -> Vec<String> {
-        let oldest = first_day(today, days);
-        let field = |f: HistoryField<'_>| f.to_string();
-        let totals = self.totals.keys().filter(|d| **d < oldest).map(|d| field(HistoryField::Total(*d)));
-        let marks = self.excluded.iter().filter(|d| **d < oldest).map(|d| field(HistoryField::Excluded(*d)));
-        let networks = self
-            .networks
-            .iter()
-            .filter(|(_, s)| s.last < oldest)
-            .map(|(n, _)| field(HistoryField::Network(n)));
-        totals.chain(marks).chain(networks).collect()
-    }
-
-    /// The networks trusted on `today`: mail came from them in the last `days` days, and on a
-    /// day before today that is not excluded (a network first met during a theft, the day
-    /// marked excluded, stays unknown).
-    pub fn known_networks(&self, today: NaiveDate, days: u32) -> impl Iterator<Item = &str> {
-        let oldest = first_day(today, days);
-        let counts = move |d: NaiveDate| d < today && !self.excluded.contains(&d);
-        self.networks
-            .iter()
-            .filter(move |(_, s)| s.last >= oldest && (counts(s.first) || counts(s.last)))
-            .map(|(n, _)| n.as_str())
-    }
-}
-
-impl History {
-    /// Forgets what [`Self::stale_fields`] names (the memory store's pruning); whether anything
-    /// is left.
-    pub fn prune(&mut self, today: NaiveDate, days: u32) -> bool {
-        let oldest = first_day(today, days);
-        self.totals.retain(|d, _| *d >= oldest);
-        self.excluded.retain(|d| *d >= oldest);
-        self.networks.retain(|_, s| s.last >= oldest);
-        !self.totals.is_empty() || !self.excluded.is_empty() || !self.networks.is_empty()
-    }
-}
-
-/// The first day of the `days` local days before `today`.
-fn first_day(today: NaiveDate, days: u32) -> NaiveDate {
-    today.checked_sub_days(Days::new(u64::from(days))).unwrap_or(NaiveDate::MIN)
-}
 
 /// A learned daily cap and its basis (for `status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

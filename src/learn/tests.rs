@@ -1,7 +1,10 @@
 //! The learning rule over many days, with dates the test chooses (no clock, no sleeping).
 
 use super::*;
+use chrono::Days;
+
 use crate::network::Networks;
+use crate::store::Seen;
 
 fn day(n: u64) -> NaiveDate {
     NaiveDate::from_ymd_opt(2026, 1, 1).expect("valid").checked_add_days(Days::new(n)).expect("valid")

@@ -108,7 +108,7 @@ impl Metrics {
         // before the first would-be deferral.
         would_deferrals
             .get_or_create(&labels(&Cause::Cap {
-                scope: crate::store::Scope::Mailbox,
+                scope: crate::caps::Scope::Mailbox,
                 window: Window::Day,
                 unit: Unit::Rcpt,
                 oversize: false,

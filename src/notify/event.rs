@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
+use crate::caps::Scope;
 use crate::sender::Mailbox;
-use crate::store::Scope;
 use crate::window::Window;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -190,8 +190,8 @@ pub fn message(mail: &Mail, from: &str, ts: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caps::Scope;
     use crate::sender::normalize;
-    use crate::store::Scope;
     use crate::window::Window;
 
     #[test]

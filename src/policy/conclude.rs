@@ -4,9 +4,10 @@
 use super::text::{self, Line};
 use super::{Cause, Outcome};
 use super::{Decision, Policy, Settings, guard, plan::Plan, request::Prepared};
+use crate::caps::Scope;
 use crate::config::{Mode, Oversize, Replies};
 use crate::protocol::{Action, Reply, Request};
-use crate::store::{Consume, CounterStore, Counts, Operation, Scope, Watch};
+use crate::store::{Consume, CounterStore, Counts, Operation, Watch};
 use crate::window::{Unit, Window};
 
 impl<S: CounterStore> Policy<S> {

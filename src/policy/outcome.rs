@@ -1,7 +1,7 @@
 //! How a decision ended, and what refused the message: the decision's own result, which the
 //! metrics, `replay` and the milter read from the [`super::Decision`].
 
-use crate::store::Scope;
+use crate::caps::Scope;
 use crate::window::{Unit, Window};
 
 /// What refused a message.

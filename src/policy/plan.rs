@@ -5,9 +5,9 @@
 //! An exempt sender moves only its own daily counter. A local user (website mail) moves and
 //! meets only its own counters and caps (`[limits.local]`), never the SMTP ones.
 
+use crate::caps::{Check, Counter, Scope};
 use crate::limits::{Cap, Limits};
 use crate::sender::Mailbox;
-use crate::store::{Check, Counter, Scope};
 use crate::window::{Rate, Unit, Window};
 
 /// One message's counters and caps.

@@ -3,12 +3,12 @@
 
 use std::fmt;
 
+use crate::caps::{Counter, Scope};
 use crate::config::Replies;
 use crate::config::replies::{Case, Fill, WindowClass};
 use crate::limits::Cap;
 use crate::protocol::Request;
 use crate::sender::Mailbox;
-use crate::store::{Counter, Scope};
 use crate::window::Window;
 
 /// The reply text for a message refused by a cap (contract: exact wording), e.g.

@@ -43,7 +43,7 @@
 -- ARGV[21]    the TTL in seconds of the history hash
 -- ARGV[22]    the client's network (`known_networks`: "192.0.2.0/24"), or "": a counted message
 --             sets the history's field "n:<network>" to "FIRST LAST" (the first and the last day
---             mail came from it; `learn::Seen::used`), written at most once a day. The daemon
+--             mail came from it; `store::Seen::used`), written at most once a day. The daemon
 --             passes a sender's network only until a message from it was counted today.
 -- ARGV[23 .. 22+2k]  2 per counter: its TTL in seconds (given when created, or when found
 --             without one) and what the message adds to it (n for recipients, 1 for messages)
@@ -248,7 +248,7 @@ local function lock_now(reason, limit, count)
   record('locked', limit, count, '1d')
   exclude()
 end
--- The counted message came from `network` today (mirrored from `learn::Seen::used`): the
+-- The counted message came from `network` today (mirrored from `store::Seen::used`): the
 -- field keeps its first day and gets today as its last. A history of another type is skipped.
 local function remember()
   local today, field = string.sub(mark, 3), 'n:' .. network

@@ -1,164 +1,118 @@
-//! Learned allowances' history in Redis (`erl:hist:<email>`, DESIGN v3): each day's totals are
-//! folded in after local midnight from that day's top senders (`erl:top:DATE`, kept 8 days, so a
-//! daemon that was down at midnight folds later), off the request path; the script marks the
-//! excluded days itself. Folding is idempotent: several servers sharing Redis may all do it.
+//! One sender's history (`erl:hist:<email>`, DESIGN v3 "Learned allowances"), as the store
+//! keeps it and `learn` reads it: recipients accepted per local day, the days excluded from
+//! learning, and the networks its counted mail came from (`[learn] known_networks`: a learned
+//! allowance applies only to mail from a network the mailbox sent from before, so a stolen
+//! password used from a botnet meets the default caps). Per network the history keeps the first
+//! and the last day (`n:<network>` = `"FIRST LAST"`, written by the script as [`Seen::used`]).
+
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use redis::AsyncCommands;
 
-use super::StoreError;
-use super::admin::AdminStore;
-use crate::learn::History;
+use super::HistoryField;
+use crate::clock::days_before as first_day;
 
-/// Senders per pipelined batch.
-const BATCH: usize = 1000;
+/// One sender's history: recipients accepted per local day, the days excluded from learning
+/// (refused by its own caps, a suspect, or locked), and the networks its mail came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct History {
+    pub totals: BTreeMap<NaiveDate, u64>,
+    pub excluded: BTreeSet<NaiveDate>,
+    pub networks: BTreeMap<String, Seen>,
+}
 
-/// Histories per page: small, so that a daemon's memory never holds more than a few hundred
-/// parsed histories at once.
-const PAGE: usize = 200;
-
-impl AdminStore {
-    /// Folds `day`'s recipients per sender into their histories (each kept `days` days, plus
-    /// two); returns how many senders it folded.
-    ///
-    /// # Errors
-    /// Redis faults.
-    pub async fn fold_history(&mut self, day: NaiveDate, days: u32) -> Result<usize, StoreError> {
-        let top = self.keys.top(day).to_string();
-        let field = super::HistoryField::Total(day).to_string();
-        let ttl = i64::try_from(super::history_ttl_secs(days)).unwrap_or(i64::MAX);
-        let mut cursor = 0u64;
-        let mut folded = 0;
-        // A page at a time: a day of 100,000 senders is never held at once.
-        loop {
-            let (next, page): (u64, Vec<(String, f64)>) = redis::cmd("ZSCAN")
-                .arg(&top)
-                .arg(cursor)
-                .arg("COUNT")
-                .arg(BATCH)
-                .query_async(&mut self.conn)
-                .await?;
-            if !page.is_empty() {
-                let mut pipe = redis::pipe();
-                for (sender, score) in &page {
-                    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-                    let total = score.max(0.0).round() as u64;
-                    let key = self.keys.hist_of(sender);
-                    pipe.hset(&key, &field, total).ignore().expire(&key, ttl).ignore();
+impl History {
+    /// Reads `erl:hist:<email>`'s fields: `YYYY-MM-DD` -> total, `x:YYYY-MM-DD` -> a mark,
+    /// `n:<network>` -> `"FIRST LAST"`. Anything else is ignored (a hash written by hand stays
+    /// harmless).
+    pub fn from_fields<'a>(fields: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut h = Self::default();
+        for (field, value) in fields {
+            match HistoryField::parse(field) {
+                Some(HistoryField::Excluded(day)) => {
+                    h.excluded.insert(day);
                 }
-                pipe.query_async::<()>(&mut self.conn).await?;
-                folded += page.len();
+                Some(HistoryField::Network(network)) => {
+                    if let Some(seen) = Seen::parse(value) {
+                        h.networks.insert(network.to_owned(), seen);
+                    }
+                }
+                Some(HistoryField::Total(day)) => {
+                    if let Ok(total) = value.parse() {
+                        h.totals.insert(day, total);
+                    }
+                }
+                None => {}
             }
-            if next == 0 {
-                return Ok(folded);
-            }
-            cursor = next;
         }
+        h
     }
 
-    /// Whether `day` was folded already (by this server or another sharing Redis).
-    ///
-    /// # Errors
-    /// Redis faults.
-    pub async fn folded(&mut self, day: NaiveDate) -> Result<bool, StoreError> {
-        Ok(self.conn.exists(self.keys.folded(day)).await?)
+    /// The fields older than `days` local days before `today` (pruned when history is folded).
+    #[must_use]
+    pub fn stale_fields(&self, today: NaiveDate, days: u32) -> Vec<String> {
+        let oldest = first_day(today, days);
+        let field = |f: HistoryField<'_>| f.to_string();
+        let totals = self.totals.keys().filter(|d| **d < oldest).map(|d| field(HistoryField::Total(*d)));
+        let marks = self.excluded.iter().filter(|d| **d < oldest).map(|d| field(HistoryField::Excluded(*d)));
+        let networks = self
+            .networks
+            .iter()
+            .filter(|(_, s)| s.last < oldest)
+            .map(|(n, _)| field(HistoryField::Network(n)));
+        totals.chain(marks).chain(networks).collect()
     }
 
-    /// Marks `day` folded (kept as long as the top senders it was folded from).
-    ///
-    /// # Errors
-    /// Redis faults.
-    pub async fn mark_folded(&mut self, day: NaiveDate) -> Result<(), StoreError> {
-        let ttl = super::keys::TOP_TTL_SECS;
-        Ok(self.conn.set_ex(self.keys.folded(day), 1, ttl).await?)
+    /// The networks trusted on `today`: mail came from them in the last `days` days, and on a
+    /// day before today that is not excluded (a network first met during a theft, the day
+    /// marked excluded, stays unknown).
+    pub fn known_networks(&self, today: NaiveDate, days: u32) -> impl Iterator<Item = &str> {
+        let oldest = first_day(today, days);
+        let counts = move |d: NaiveDate| d < today && !self.excluded.contains(&d);
+        self.networks
+            .iter()
+            .filter(move |(_, s)| s.last >= oldest && (counts(s.first) || counts(s.last)))
+            .map(|(n, _)| n.as_str())
+    }
+}
+
+impl History {
+    /// Forgets what [`Self::stale_fields`] names (the memory store's pruning); whether anything
+    /// is left.
+    pub fn prune(&mut self, today: NaiveDate, days: u32) -> bool {
+        let oldest = first_day(today, days);
+        self.totals.retain(|d, _| *d >= oldest);
+        self.excluded.retain(|d| *d >= oldest);
+        self.networks.retain(|_, s| s.last >= oldest);
+        !self.totals.is_empty() || !self.excluded.is_empty() || !self.networks.is_empty()
+    }
+}
+
+/// The first and last day a mailbox's counted mail came from a network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    pub first: NaiveDate,
+    pub last: NaiveDate,
+}
+
+impl Seen {
+    /// Reads a field's value, `"FIRST LAST"`.
+    #[must_use]
+    pub fn parse(value: &str) -> Option<Self> {
+        let (first, last) = value.split_once(' ')?;
+        Some(Self { first: first.parse().ok()?, last: last.parse().ok()? })
     }
 
-    /// The next page of every sender's history (a `SCAN` page of `erl:hist:*`, a few
-    /// hundred senders), the fields older than `days` days before `today` pruned on the way;
-    /// `None` when the scan is done. Start with `cursor = None`. Memory stays at one page
-    /// however many senders there are. A sender may come twice (SCAN's guarantee); a key of
-    /// another type is skipped.
-    ///
-    /// # Errors
-    /// Redis faults.
-    pub async fn history_page(
-        &mut self,
-        cursor: &mut Option<u64>,
-        today: NaiveDate,
-        days: u32,
-    ) -> Result<Option<Vec<(String, History)>>, StoreError> {
-        if *cursor == Some(0) {
-            return Ok(None);
-        }
-        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-            .arg(cursor.unwrap_or(0))
-            .arg("MATCH")
-            .arg(self.keys.hist_pattern())
-            .arg("COUNT")
-            .arg(PAGE)
-            .query_async(&mut self.conn)
-            .await?;
-        *cursor = Some(next);
-        if keys.is_empty() {
-            return Ok(Some(Vec::new()));
-        }
-        let mut pipe = redis::pipe();
-        for key in &keys {
-            pipe.cmd("HGETALL").arg(key);
-        }
-        let replies: Vec<redis::Value> = pipe.query_async(&mut self.conn).await?;
-        let mut out = Vec::with_capacity(keys.len());
-        let mut prune = redis::pipe();
-        let mut pruning = false;
-        for (key, reply) in keys.iter().zip(replies) {
-            let Ok(fields) = redis::from_redis_value::<Vec<(String, String)>>(reply) else { continue };
-            let Some(sender) = self.keys.hist_sender(key) else { continue };
-            let history = History::from_fields(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())));
-            let stale = history.stale_fields(today, days);
-            if !stale.is_empty() {
-                prune.hdel(key, stale).ignore();
-                pruning = true;
-            }
-            out.push((sender.to_owned(), history));
-        }
-        if pruning {
-            prune.query_async::<()>(&mut self.conn).await?;
-        }
-        Ok(Some(out))
+    /// After a counted message on `day` (mirrored by `consume.lua`'s `remember`): the first day
+    /// is kept, the last becomes `day`; none (or a value that does not read) starts at `day`.
+    #[must_use]
+    pub fn used(before: Option<Self>, day: NaiveDate) -> Self {
+        Self { first: before.map_or(day, |s| s.first), last: day }
     }
+}
 
-    /// Marks `day` excluded from the sender's learning (an admin's lock). A key of another type
-    /// is left alone.
-    ///
-    /// # Errors
-    /// Redis faults.
-    pub async fn exclude_day(
-        &mut self,
-        sender: &crate::sender::Mailbox,
-        day: NaiveDate,
-        days: u32,
-    ) -> Result<(), StoreError> {
-        let key = self.keys.hist(sender).to_string();
-        let kind: String = redis::cmd("TYPE").arg(&key).query_async(&mut self.conn).await?;
-        if kind != "none" && kind != "hash" {
-            return Ok(());
-        }
-        let ttl = i64::try_from(super::history_ttl_secs(days)).unwrap_or(i64::MAX);
-        redis::pipe()
-            .hset(&key, super::HistoryField::Excluded(day).to_string(), 1)
-            .ignore()
-            .expire(&key, ttl)
-            .ignore()
-            .query_async::<()>(&mut self.conn)
-            .await?;
-        Ok(())
-    }
-
-    /// One sender's history (for `status`); empty when there is none, or the key holds
-    /// something else or cannot be read (a learned cap is a convenience, not a fault).
-    pub async fn history(&mut self, sender: &crate::sender::Mailbox) -> History {
-        let fields: Vec<(String, String)> =
-            self.conn.hgetall(self.keys.hist(sender)).await.unwrap_or_default();
-        History::from_fields(fields.iter().map(|(f, v)| (f.as_str(), v.as_str())))
+impl std::fmt::Display for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.first, self.last)
     }
 }

@@ -5,7 +5,7 @@ use std::fmt;
 
 use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 
-use super::{Counter, Scope};
+use crate::caps::{Counter, Scope};
 use crate::sender::Mailbox;
 use crate::window::{Unit, Window};
 
@@ -412,7 +412,7 @@ fn write_day(f: &mut impl fmt::Write, day: NaiveDate) -> fmt::Result {
 }
 
 /// A field of a sender's history hash (`<prefix>:hist:<email>`, [`KeySchema::hist`]): what the
-/// store writes and `learn::History` reads. `consume.lua` writes the same excluded mark (the
+/// store writes and `store::History` reads. `consume.lua` writes the same excluded mark (the
 /// daemon passes it whole, ARGV[20]) and builds the network field from ARGV[22] as `n:<network>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HistoryField<'a> {

@@ -33,7 +33,7 @@ struct State {
     /// Each sender's history for learned allowances (Redis: `erl:hist:<email>`): the excluded
     /// days are marked here as the script marks them; the totals are folded in from the top
     /// senders after midnight ([`MemoryStore::fold`]).
-    hist: Map<String, crate::learn::History>,
+    hist: Map<String, super::History>,
     /// Website mail put on hold, per `held` key: (queue ID, unix seconds).
     held: Map<String, Vec<(String, i64)>>,
 }
@@ -90,13 +90,13 @@ impl State {
     /// allocation when both are known, as in the common case).
     fn remember(&mut self, sender: &str, network: &str, day: chrono::NaiveDate) {
         if !self.hist.contains_key(sender) {
-            self.hist.insert(sender.to_owned(), crate::learn::History::default());
+            self.hist.insert(sender.to_owned(), super::History::default());
         }
         let Some(history) = self.hist.get_mut(sender) else { return };
         match history.networks.get_mut(network) {
-            Some(seen) => *seen = crate::learn::Seen::used(Some(*seen), day),
+            Some(seen) => *seen = super::Seen::used(Some(*seen), day),
             None => {
-                history.networks.insert(network.to_owned(), crate::learn::Seen::used(None, day));
+                history.networks.insert(network.to_owned(), super::Seen::used(None, day));
             }
         }
     }
@@ -311,7 +311,7 @@ impl MemoryStore {
                     self.push(&mut state, c, record, extra);
                 }
             }
-            if enforce && counter.scope == super::Scope::Mailbox && !oversize {
+            if enforce && counter.scope == crate::caps::Scope::Mailbox && !oversize {
                 state.exclude(c);
             }
             let after = c.guard.lock_after_refusals;

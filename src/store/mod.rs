@@ -7,6 +7,7 @@
 pub mod admin;
 mod breaker;
 pub mod budget;
+mod fold;
 mod held;
 mod history;
 pub mod keys;
@@ -18,14 +19,16 @@ pub mod violation;
 
 use std::future::Future;
 
+pub use history::{History, Seen};
 pub use keys::{HistoryField, KeySchema, LockedBy, Who};
 pub use protect::{Events, Guard, Lock, LockNote, Watch};
 pub use violation::Violation;
 
+use crate::caps::{Check, Counter};
 use crate::clock::Moment;
 use crate::config::Mode;
 use crate::sender::Mailbox;
-use crate::window::{Unit, Window};
+use crate::window::Unit;
 
 /// Whether a message is counted or only checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,64 +40,6 @@ pub enum Operation {
     /// `probe`: decide as the daemon would now (with the caller's recipients and oversize cap)
     /// and write nothing at all: no counter, marker, address, record or lock.
     Peek,
-}
-
-/// Whose counter: the sender's, its domain's (all its senders together) or the server's; or a
-/// local user's (website mail through the milter: `local:<name>@<server>`, counted on its own
-/// counters only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Scope {
-    Mailbox,
-    Domain,
-    Server,
-    Local,
-}
-
-impl Scope {
-    /// The scope as `status`, the metrics and the webhook name it.
-    #[must_use]
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Mailbox => "mailbox",
-            Self::Domain => "domain",
-            Self::Server => "server",
-            Self::Local => "local",
-        }
-    }
-
-    /// The violation record's `type`.
-    #[must_use]
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::Mailbox => "user",
-            Self::Domain => "domain",
-            Self::Server => "global",
-            Self::Local => "local",
-        }
-    }
-}
-
-/// One counter a message moves: a scope's recipients (or messages) over a window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct Counter {
-    pub scope: Scope,
-    pub window: Window,
-    pub unit: Unit,
-}
-
-impl Counter {
-    /// A recipient counter.
-    #[must_use]
-    pub const fn rcpt(scope: Scope, window: Window) -> Self {
-        Self { scope, window, unit: Unit::Rcpt }
-    }
-}
-
-/// One cap to check: at most `limit` on `counters[counter]`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Check {
-    pub counter: usize,
-    pub limit: u64,
 }
 
 /// One question to the store.
@@ -324,6 +269,8 @@ impl CounterStore for Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caps::Scope;
+    use crate::window::Window;
 
     const M: Check = Check { counter: 0, limit: 5 };
     const G: Check = Check { counter: 1, limit: 999 };

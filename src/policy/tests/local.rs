@@ -2,7 +2,7 @@
 //! `[limits.local]` only: never on, and never refused by, the SMTP caps.
 
 use super::*;
-use crate::store::Scope;
+use crate::caps::Scope;
 
 fn local(name: &str, n: u32) -> Request {
     Request {

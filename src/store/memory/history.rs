@@ -1,10 +1,10 @@
 //! The memory store's side of learned allowances: the day's totals folded in from its top
-//! senders, as `store::history` does from Redis's `erl:top:DATE`.
+//! senders, as `store::fold` does from Redis's `erl:top:DATE`.
 
 use chrono::NaiveDate;
 
 use super::MemoryStore;
-use crate::learn::History;
+use crate::store::History;
 
 impl MemoryStore {
     /// Folds `day`'s recipients per sender (its top senders) into their histories and forgets

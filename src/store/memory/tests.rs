@@ -2,9 +2,10 @@
 use chrono::{TimeZone, Utc};
 
 use super::*;
+use crate::caps::{Check, Counter, Scope};
 use crate::clock::Zone;
 use crate::sender::{Mailbox, normalize};
-use crate::store::{Check, Counter, Guard, Scope, first_oversize};
+use crate::store::{Guard, first_oversize};
 use crate::window::Window;
 
 const DAILY: [Counter; 2] =

@@ -17,8 +17,8 @@ use crate::milter;
 use crate::notify::Notifier;
 use crate::policy::{Env, Policy, Settings};
 use crate::server::{self, Bounds, ServerError};
-use crate::store::admin::AdminStore;
 use crate::store::budget::MailBudget;
+use crate::store::client::RedisClient;
 use crate::store::{KeySchema, Store, StoreError, memory::MemoryStore, redis::RedisStore};
 use crate::telemetry::LogHandle;
 
@@ -253,7 +253,7 @@ fn mail_budget(config: &Config) -> Result<MailBudget, DaemonError> {
 /// background: locks written from outside, or by an older version, are counted from then on. A
 /// Redis that is down now is left alone (the next start, or `email-ratelimit locks`, repairs).
 async fn repair_lock_index(redis: config::RedisSettings) {
-    let repair = async { AdminStore::open(&redis).await?.repair_lock_index().await };
+    let repair = async { RedisClient::open(&redis).await?.repair_lock_index().await };
     match tokio::time::timeout(std::time::Duration::from_secs(60), repair).await {
         Ok(Ok(n)) => tracing::info!("lock index repaired: {n} locked sender(s)"),
         Ok(Err(e)) => tracing::warn!("lock index not repaired: {e}"),

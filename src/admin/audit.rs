@@ -6,7 +6,7 @@
 use serde_json::json;
 
 use super::AdminError;
-use crate::store::admin::AdminStore;
+use crate::store::client::RedisClient;
 
 /// Who acts: the admin behind `sudo` (`SUDO_USER`), else the Unix user running the command.
 #[must_use]
@@ -55,7 +55,7 @@ impl Action<'_> {
 ///
 /// # Errors
 /// Redis faults.
-pub async fn record(store: &mut AdminStore, max: u64, action: &Action<'_>) -> Result<(), AdminError> {
+pub async fn record(store: &mut RedisClient, max: u64, action: &Action<'_>) -> Result<(), AdminError> {
     let by = actor();
     store.push_violation(&action.record(&by), max).await?;
     if let Err(e) = syslog(&action.line(&by)) {

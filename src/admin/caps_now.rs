@@ -10,7 +10,7 @@ use crate::learn::{Learned, allowance, table::default_daily};
 use crate::limits::{Effective, Limits, effective};
 use crate::sender::Mailbox;
 use crate::store::History;
-use crate::store::admin::AdminStore;
+use crate::store::client::RedisClient;
 use crate::window::Rate;
 
 /// What `status` shows of a mailbox's caps.
@@ -31,7 +31,7 @@ pub(super) struct CapsNow {
 /// # Errors
 /// Redis faults.
 pub(super) async fn caps_now(
-    store: &mut AdminStore,
+    store: &mut RedisClient,
     limits: &Limits,
     learn: &LearnSettings,
     mailbox: &Mailbox,

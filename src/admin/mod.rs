@@ -1,6 +1,6 @@
 //! The admin commands `status` (in `status.rs`), `violations`, `reset`, `top`, `raise` and the
 //! locks (in `locks.rs`): they decide what to
-//! show or change from the config and the limits, and ask [`AdminStore`] (the only part that
+//! show or change from the config and the limits, and ask [`RedisClient`] (the only part that
 //! speaks Redis) to read or write it, on the daemon's own key schema and time zone.
 
 use std::fmt::Write as _;
@@ -11,7 +11,7 @@ use crate::clock;
 use crate::config::{Config, MAX_CAP, StoreKind};
 use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
-use crate::store::admin::{AdminStore, SenderKind};
+use crate::store::client::{RedisClient, SenderKind};
 use crate::store::{StoreError, Violation, Who};
 use crate::window::{Rate, Unit, Window};
 
@@ -107,11 +107,11 @@ pub(crate) fn local_name<'a>(user: &'a str, server: &str) -> Result<&'a str, Adm
     if crate::config::is_local_name(name) { Ok(name) } else { Err(bad()) }
 }
 
-pub(crate) async fn open(config: &Config) -> Result<AdminStore, AdminError> {
+pub(crate) async fn open(config: &Config) -> Result<RedisClient, AdminError> {
     if config.store == StoreKind::Memory {
         return Err(AdminError::MemoryStore);
     }
-    AdminStore::open(&config.redis).await.map_err(|e| match e {
+    RedisClient::open(&config.redis).await.map_err(|e| match e {
         // Postfix style: what it tried and why it failed.
         StoreError::Redis(e) => AdminError::Usage(format!(
             "connect to {}: {}",

@@ -118,7 +118,7 @@ pub async fn trial(config: &Config) -> Result<String, AdminError> {
             over.push(format!("  server {w}: {used} used, cap {cap}: EVERY sender would be deferred"));
         }
     }
-    for (who, _) in store.top(at.day(), CHECKED_SENDERS, crate::store::admin::SenderKind::Smtp).await? {
+    for (who, _) in store.top(at.day(), CHECKED_SENDERS, crate::store::client::SenderKind::Smtp).await? {
         let Ok(mailbox) = sender::normalize(&who) else { continue };
         // What the daemon applies: its raise, or its learned allowance.
         let caps = super::caps_now::caps_now(&mut store, &limits, &config.learn, &mailbox, at.day())

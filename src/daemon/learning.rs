@@ -16,7 +16,7 @@ use crate::config::RedisSettings;
 use crate::learn::Allowances;
 use crate::learn::run::fold_and_learn;
 use crate::policy::Policy;
-use crate::store::admin::AdminStore;
+use crate::store::client::RedisClient;
 use crate::store::memory::MemoryStore;
 use crate::store::{Store, StoreError};
 
@@ -101,7 +101,7 @@ async fn learn_now(
             fold_and_learn(&mut memory, first, today, &limits, &settings, expected).await?
         }
         Store::Redis(_) => {
-            let mut store = AdminStore::open(redis).await?;
+            let mut store = RedisClient::open(redis).await?;
             fold_and_learn(&mut store, first, today, &limits, &settings, expected).await?
         }
     };

@@ -7,7 +7,7 @@ use crate::config::{Config, StoreKind};
 use crate::limits::LimitsCache;
 use crate::metrics::{self, Metrics};
 use crate::policy::Policy;
-use crate::store::admin::AdminStore;
+use crate::store::client::RedisClient;
 use crate::store::{Store, Who};
 use crate::window::{Unit, Window};
 
@@ -47,7 +47,7 @@ pub(super) fn scraper(
                 let windows: Vec<(Window, Unit)> = caps.iter().map(|(w, _)| *w).collect();
                 let at = policy.moment();
                 let read = async {
-                    let mut store = AdminStore::open(&redis).await?;
+                    let mut store = RedisClient::open(&redis).await?;
                     let locks = store.locked_counts().await?;
                     let used = store.values(at.local, &windows, Who::Server).await?;
                     Ok::<_, crate::store::StoreError>((locks, used))

@@ -9,7 +9,7 @@ use super::table::{AllowancesBuilder, learned};
 use super::{Allowances, History, LearnSettings};
 use crate::limits::Limits;
 use crate::store::StoreError;
-use crate::store::admin::AdminStore;
+use crate::store::client::RedisClient;
 use crate::store::memory::MemoryStore;
 
 /// Where the histories are.
@@ -103,7 +103,7 @@ impl HistorySource for &MemoryStore {
 
 /// In Redis: a day is folded once, by whichever server comes first (`once:fold:DAY`); the
 /// histories are scanned a page at a time.
-impl HistorySource for AdminStore {
+impl HistorySource for RedisClient {
     async fn fold(
         &mut self,
         day: NaiveDate,

@@ -8,7 +8,7 @@ use redis::AsyncCommands;
 
 use super::History;
 use super::StoreError;
-use super::admin::AdminStore;
+use super::client::RedisClient;
 
 /// Senders per pipelined batch.
 const BATCH: usize = 1000;
@@ -17,7 +17,7 @@ const BATCH: usize = 1000;
 /// parsed histories at once.
 const PAGE: usize = 200;
 
-impl AdminStore {
+impl RedisClient {
     /// Folds `day`'s recipients per sender into their histories (each kept `days` days, plus
     /// two); returns how many senders it folded.
     ///

@@ -4,9 +4,9 @@
 use redis::AsyncCommands;
 
 use super::StoreError;
-use super::admin::AdminStore;
+use super::client::RedisClient;
 
-impl AdminStore {
+impl RedisClient {
     /// The queue IDs recorded held for the local user `name` by `server`, oldest first.
     ///
     /// # Errors

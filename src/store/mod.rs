@@ -4,9 +4,9 @@
 //! `consume.lua` (one round trip) and [`memory::MemoryStore`] does the same in process. Only this
 //! module builds Redis keys ([`KeySchema`]); it knows nothing of Postfix.
 
-pub mod admin;
 mod breaker;
 pub mod budget;
+pub mod client;
 mod fold;
 mod held;
 mod history;

@@ -1,6 +1,10 @@
-//! What the admin commands read and write in Redis, on the daemon's own key schema: counter
-//! values, today's top senders, raises, locks, resets, violations. The commands decide what to
-//! ask; only this module speaks Redis for them.
+//! A plain Redis client for work off the request path, on the daemon's own key schema: one
+//! multiplexed connection, no pool and no script (the request path is [`super::redis::RedisStore`]).
+//! The admin commands read and write through it (counter values, today's top senders, raises,
+//! locks, resets, violations, held website mail), and so does the daemon's own background work
+//! (learning's fold after midnight, the metrics scrape, the lock index repair at start). Its users
+//! decide what to ask; only this module (and its siblings `fold.rs`, `held.rs`) speaks Redis for
+//! them.
 
 use chrono::{NaiveDate, NaiveDateTime};
 use redis::AsyncCommands;
@@ -14,8 +18,8 @@ use crate::config::RedisSettings;
 use crate::sender::Mailbox;
 use crate::window::{Rate, Unit, Window};
 
-/// A connection for one admin command.
-pub struct AdminStore {
+/// A plain Redis client: one connection for an admin command or a background task.
+pub struct RedisClient {
     pub(super) conn: MultiplexedConnection,
     pub(super) keys: KeySchema,
 }
@@ -29,7 +33,7 @@ pub enum SenderKind {
     Local,
 }
 
-impl AdminStore {
+impl RedisClient {
     /// Connects (interactive commands may wait longer than the request path).
     ///
     /// # Errors

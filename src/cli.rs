@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const LONG_ABOUT: &str = "A Postfix SMTP access policy daemon that enforces send limits for \
 authenticated senders: caps per mailbox, per domain and per server, over the local day and \
@@ -48,229 +48,280 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the policy daemon.
-    Serve {
-        /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Write the process ID here once the sockets are bound (before dropping to `[daemon]
-        /// user`); removed at exit (the init script uses /run/email-ratelimit/email-ratelimit.pid)
-        #[arg(long, value_name = "PATH")]
-        pidfile: Option<PathBuf>,
-    },
+    Serve(Serve),
     /// Validate the config and print the effective settings (passwords masked).
-    CheckConfig {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Only validate; print nothing when the config is valid
-        #[arg(long, short)]
-        quiet: bool,
-        /// Print only the settings that differ from the defaults (like postconf -n), with the
-        /// time zone resolved
-        #[arg(short = 'n', long = "non-default")]
-        non_default: bool,
-    },
+    CheckConfig(CheckConfig),
     /// Ask a running daemon what it would answer now (changes nothing; --count sends a real
     /// request) and print the reply's action.
-    Probe {
-        /// The config whose [listen] socket is asked when --socket is not given
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Unix socket path, or host:port [default: [listen] socket of the config]
-        #[arg(long)]
-        socket: Option<String>,
-        /// sasl_username to send
-        #[arg(long)]
-        user: String,
-        #[arg(long, default_value_t = 1)]
-        recipients: u32,
-        /// protocol_state to send
-        #[arg(long, default_value = "END-OF-MESSAGE")]
-        state: String,
-        /// client_address to send
-        #[arg(long = "client", visible_alias = "client-address", default_value = "127.0.0.1")]
-        client_address: String,
-        /// The envelope sender (MAIL FROM) [default: the user]
-        #[arg(long)]
-        sender: Option<String>,
-        /// The recipient (as at RCPT)
-        #[arg(long, default_value = "")]
-        recipient: String,
-        /// The message size in bytes
-        #[arg(long, default_value_t = 1024)]
-        size: u64,
-        /// Send a real request: counted, recorded and notified like any message
-        #[arg(long)]
-        count: bool,
-        /// Seconds to wait for the reply
-        #[arg(long, default_value_t = 5)]
-        timeout: u64,
-    },
+    Probe(Probe),
     /// Show every applicable cap of a sender (or @domain): used, limit, remaining; lock, raise.
-    Status {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Print one JSON object
-        #[arg(long)]
-        json: bool,
-        /// A sender, or @domain; without one, the health of Redis, the limits and the server's count
-        user: Option<String>,
-    },
+    Status(Status),
     /// List recent violations, newest first.
-    Violations {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Only this sender's records (an address), or every sender's of a domain (`@domain`)
-        #[arg(long)]
-        user: Option<String>,
-        /// Only the records of the last DURATION (90m, 24h, 2d)
-        #[arg(long)]
-        since: Option<String>,
-        /// Print the stored JSON records
-        #[arg(long)]
-        json: bool,
-    },
+    Violations(Violations),
     /// Clear the counters of the current windows (today's and each window of the caps in force) of
     /// a sender (and its top score), a domain, or the server.
-    #[command(group(clap::ArgGroup::new("whom").required(true).args(["user", "server"])))]
-    Reset {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// A sender, or @domain (the domain's own counters)
-        user: Option<String>,
-        /// The server's counters (every sender counts there)
-        #[arg(long)]
-        server: bool,
-    },
+    Reset(Reset),
     /// Today's biggest senders (or domains), biggest first.
-    Top {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long, default_value_t = 20)]
-        limit: usize,
-        /// Sum per domain
-        #[arg(long, conflicts_with = "local")]
-        domains: bool,
-        /// Local users (website mail, local:NAME) instead of SMTP senders
-        #[arg(long)]
-        local: bool,
-        /// Another local day than today (kept 8 days)
-        #[arg(long, value_name = "YYYY-MM-DD")]
-        date: Option<chrono::NaiveDate>,
-        /// Print a JSON list
-        #[arg(long)]
-        json: bool,
-    },
+    Top(Top),
     /// Replace a sender's caps for a while, on every server sharing the Redis.
-    Raise {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        user: String,
-        /// Caps like 500/1d 100/1h
-        #[arg(required_unless_present = "cancel")]
-        caps: Vec<String>,
-        /// How long: 90m, 24h, 2d
-        #[arg(long = "for", required_unless_present = "cancel")]
-        duration: Option<String>,
-        /// End the sender's raise now (its caps from the config or the database apply again)
-        #[arg(long, conflicts_with_all = ["caps", "duration", "lower"])]
-        cancel: bool,
-        /// Allow a cap below the one in force for the same window (a raise that lowers)
-        #[arg(long)]
-        lower: bool,
-    },
+    Raise(Raise),
     /// Lock a sender (or every sender of @domain): its mail is deferred on every server sharing
     /// the Redis until unlocked.
-    Lock {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        user: String,
-        /// Why (shown by locks, status and the notifications)
-        #[arg(long, default_value = "")]
-        reason: String,
-        /// Lift it by itself after this long: 90m, 24h, 2d
-        #[arg(long = "for")]
-        duration: Option<String>,
-    },
+    Lock(Lock),
     /// Lift the lock of a sender (and forget its client addresses and refusals of today) or of
     /// @domain; exit 1 when it was not locked.
-    Unlock {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        user: String,
-    },
+    Unlock(Unlock),
     /// Release the website mail of local:NAME that this server put on hold (postsuper -H on the
     /// queue IDs it recorded that are still held; mail held for other reasons stays held); exit 1
     /// when there is none.
-    Release {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// local:NAME, e.g. local:web12
-        user: String,
-    },
+    Release(Release),
     /// What enforcing would change now: the caps, today's would-be refusals of the log-only
     /// trial by sender, and who is over a cap already (install.sh enforce prints it first).
-    Trial {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    Trial(Trial),
     /// Record an admin action done outside these commands (install.sh enforce and log-only use
     /// it): a syslog line and a "type": "admin" record in the violations list.
-    Record {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// What was done: enforce, log-only, ...
-        action: String,
-        /// Whom it concerns
-        #[arg(long, default_value = "global")]
-        user: String,
-        #[arg(long, default_value = "")]
-        reason: String,
-    },
+    Record(Record),
     /// What would this config have done? Run timestamped requests (JSON lines, or the daemon's
     /// journal) through the daemon's decision code on a virtual clock; nothing is sent.
-    Replay {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// How the input is written
-        #[arg(long, value_enum, default_value = "jsonl")]
-        input: ReplayInput,
-        /// Write one JSON line per decided request here
-        #[arg(long, value_name = "FILE")]
-        decisions: Option<PathBuf>,
-        /// Print the summary as one JSON object
-        #[arg(long)]
-        json: bool,
-        /// enforce (default: what enforcing would have done) or as-configured (keep log-only)
-        #[arg(long, value_enum, default_value = "enforce")]
-        mode: ReplayModeArg,
-        /// The input file, or - for standard input
-        file: PathBuf,
-    },
+    Replay(Replay),
     /// The locked senders.
-    Locks {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        #[arg(long)]
-        json: bool,
-    },
+    Locks(Locks),
     /// Print the local date after today in the config's timezone (install.sh enforce
     /// --at-midnight).
     #[command(hide = true)]
-    NextDate {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-    },
+    NextDate(NextDate),
     /// Write the man pages into a directory, or print a shell completion script (packaging).
     #[command(hide = true)]
-    Generate {
-        #[arg(value_enum)]
-        what: Generated,
-        /// Directory for the man pages
-        #[arg(long, required_if_eq("what", "man"))]
-        dir: Option<PathBuf>,
-    },
+    Generate(Generate),
+}
+
+#[derive(Debug, Args)]
+pub struct Serve {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Write the process ID here once the sockets are bound (before dropping to `[daemon]
+    /// user`); removed at exit (the init script uses /run/email-ratelimit/email-ratelimit.pid)
+    #[arg(long, value_name = "PATH")]
+    pub pidfile: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfig {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Only validate; print nothing when the config is valid
+    #[arg(long, short)]
+    pub quiet: bool,
+    /// Print only the settings that differ from the defaults (like postconf -n), with the
+    /// time zone resolved
+    #[arg(short = 'n', long = "non-default")]
+    pub non_default: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Probe {
+    /// The config whose [listen] socket is asked when --socket is not given
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Unix socket path, or host:port [default: [listen] socket of the config]
+    #[arg(long)]
+    pub socket: Option<String>,
+    /// sasl_username to send
+    #[arg(long)]
+    pub user: String,
+    #[arg(long, default_value_t = 1)]
+    pub recipients: u32,
+    /// protocol_state to send
+    #[arg(long, default_value = "END-OF-MESSAGE")]
+    pub state: String,
+    /// client_address to send
+    #[arg(long = "client", visible_alias = "client-address", default_value = "127.0.0.1")]
+    pub client_address: String,
+    /// The envelope sender (MAIL FROM) [default: the user]
+    #[arg(long)]
+    pub sender: Option<String>,
+    /// The recipient (as at RCPT)
+    #[arg(long, default_value = "")]
+    pub recipient: String,
+    /// The message size in bytes
+    #[arg(long, default_value_t = 1024)]
+    pub size: u64,
+    /// Send a real request: counted, recorded and notified like any message
+    #[arg(long)]
+    pub count: bool,
+    /// Seconds to wait for the reply
+    #[arg(long, default_value_t = 5)]
+    pub timeout: u64,
+}
+
+#[derive(Debug, Args)]
+pub struct Status {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// Print one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// A sender, or @domain; without one, the health of Redis, the limits and the server's count
+    pub user: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Violations {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Only this sender's records (an address), or every sender's of a domain (`@domain`)
+    #[arg(long)]
+    pub user: Option<String>,
+    /// Only the records of the last DURATION (90m, 24h, 2d)
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Print the stored JSON records
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("whom").required(true).args(["user", "server"])))]
+pub struct Reset {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// A sender, or @domain (the domain's own counters)
+    pub user: Option<String>,
+    /// The server's counters (every sender counts there)
+    #[arg(long)]
+    pub server: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Top {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Sum per domain
+    #[arg(long, conflicts_with = "local")]
+    pub domains: bool,
+    /// Local users (website mail, local:NAME) instead of SMTP senders
+    #[arg(long)]
+    pub local: bool,
+    /// Another local day than today (kept 8 days)
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub date: Option<chrono::NaiveDate>,
+    /// Print a JSON list
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Raise {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    pub user: String,
+    /// Caps like 500/1d 100/1h
+    #[arg(required_unless_present = "cancel")]
+    pub caps: Vec<String>,
+    /// How long: 90m, 24h, 2d
+    #[arg(long = "for", required_unless_present = "cancel")]
+    pub duration: Option<String>,
+    /// End the sender's raise now (its caps from the config or the database apply again)
+    #[arg(long, conflicts_with_all = ["caps", "duration", "lower"])]
+    pub cancel: bool,
+    /// Allow a cap below the one in force for the same window (a raise that lowers)
+    #[arg(long)]
+    pub lower: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct Lock {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    pub user: String,
+    /// Why (shown by locks, status and the notifications)
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    /// Lift it by itself after this long: 90m, 24h, 2d
+    #[arg(long = "for")]
+    pub duration: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct Unlock {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Release {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// local:NAME, e.g. local:web12
+    pub user: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Trial {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Record {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// What was done: enforce, log-only, ...
+    pub action: String,
+    /// Whom it concerns
+    #[arg(long, default_value = "global")]
+    pub user: String,
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct Replay {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    /// How the input is written
+    #[arg(long, value_enum, default_value = "jsonl")]
+    pub input: ReplayInput,
+    /// Write one JSON line per decided request here
+    #[arg(long, value_name = "FILE")]
+    pub decisions: Option<PathBuf>,
+    /// Print the summary as one JSON object
+    #[arg(long)]
+    pub json: bool,
+    /// enforce (default: what enforcing would have done) or as-configured (keep log-only)
+    #[arg(long, value_enum, default_value = "enforce")]
+    pub mode: ReplayModeArg,
+    /// The input file, or - for standard input
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct Locks {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct NextDate {
+    #[arg(long, short)]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct Generate {
+    #[arg(value_enum)]
+    pub what: Generated,
+    /// Directory for the man pages
+    #[arg(long, required_if_eq("what", "man"))]
+    pub dir: Option<PathBuf>,
 }
 
 /// What `generate` prints.

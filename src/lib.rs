@@ -41,6 +41,7 @@ pub mod admin;
 pub mod caps;
 pub mod cli;
 pub mod clock;
+pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod generate;

@@ -248,10 +248,16 @@ fn raises_a_low_open_file_limit_to_fit_the_connection_cap() {
             .expect("spawn"),
     );
     wait_for("the socket", Duration::from_secs(10), || UnixStream::connect(&socket).ok());
-    let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.id())).expect("limits");
-    let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("open files line");
-    let soft: u64 = line.split_whitespace().nth(3).and_then(|v| v.parse().ok()).expect("soft limit");
-    assert!(soft >= 2048 + 256, "{line}");
+    // The socket is bound (and connectable) before the limit is raised: wait for the raise.
+    let soft = || {
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", process.id())).expect("limits");
+        let line = limits.lines().find(|l| l.starts_with("Max open files")).expect("open files line");
+        line.split_whitespace().nth(3).and_then(|v| v.parse::<u64>().ok()).expect("soft limit")
+    };
+    let raised = wait_for("the soft open-file limit raised to 2048 + 256", Duration::from_secs(10), || {
+        Some(soft()).filter(|&n| n >= 2048 + 256)
+    });
+    assert!(raised >= 2304, "{raised}");
 }
 
 /// One END-OF-MESSAGE request to the TCP listener on 127.0.0.1:`port` from the local address
@@ -321,7 +327,7 @@ fn the_log_goes_to_syslog_when_no_one_reads_stdout() {
         let mut process = Supervised::default();
         let socket = dir.path().join(format!("{name}.sock"));
         process.set(
-            Command::new(BIN)
+            erl()
                 .args(["serve"])
                 .env("EMAIL_RATELIMIT__STORE", "memory")
                 .env("EMAIL_RATELIMIT__LISTEN__SOCKET", &socket)

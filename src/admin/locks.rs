@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::json;
 
-use super::{AdminError, Subject, audit, open, parse_duration, when};
+use super::{AdminError, Span, Subject, audit, open, when};
 use crate::clock;
 use crate::config::Config;
 use crate::notify::{Event, Notifier};
@@ -19,12 +19,11 @@ use crate::store::{Lock, LockNote};
 /// [`AdminError`] for a bad name or duration, or an unreachable Redis.
 pub async fn lock(
     config: &Config,
-    user: &str,
+    subject: &Subject,
     reason: &str,
-    duration: Option<&str>,
+    duration: Option<&Span>,
 ) -> Result<String, AdminError> {
-    let subject = Subject::parse(user, &config.server_name)?;
-    let secs = duration.map(parse_duration).transpose().map_err(AdminError::Usage)?;
+    let secs = duration.map(|d| d.secs);
     let now = clock::from_env().0.now().timestamp();
     let by = audit::actor();
     let first = Lock { ts: now, by: "admin".into(), reason: reason.to_owned(), history: Vec::new() };

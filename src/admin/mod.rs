@@ -12,9 +12,10 @@ use crate::config::{Config, MAX_CAP, StoreKind};
 use crate::limits::{Cap, DatabaseSource, Limits, LimitsCache};
 use crate::sender::{self, SenderError};
 use crate::store::client::{RedisClient, SenderKind};
-use crate::store::{StoreError, Violation, Who};
+use crate::store::{StoreError, Violation};
 use crate::window::{Rate, Unit, Window};
 
+mod args;
 mod audit;
 mod caps_now;
 mod health;
@@ -24,6 +25,8 @@ mod status;
 mod status_local;
 mod trial;
 mod websites;
+pub use args::{Span, Subject};
+pub(crate) use args::{local_name, mailbox_only, parse_caps};
 pub use health::{Health, health};
 pub use locks::{lock, locks, unlock};
 pub use release::release;
@@ -45,66 +48,6 @@ pub enum AdminError {
     Store(#[from] StoreError),
     #[error("{0}")]
     Queue(#[from] crate::postqueue::QueueError),
-}
-
-/// Whom an admin command acts on: a sender, a whole domain (`@example.com`) or the server.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Subject {
-    Mailbox(sender::Mailbox),
-    /// IDNA ASCII, without the `@`.
-    Domain(String),
-    Server,
-}
-
-impl Subject {
-    /// A sender, `@domain`, or a local user of this server (`local:NAME`, website mail).
-    pub(crate) fn parse(text: &str, server: &str) -> Result<Self, AdminError> {
-        if text.starts_with(sender::LOCAL_PREFIX) {
-            let name = local_name(text, server)?;
-            return Ok(Self::Mailbox(sender::Mailbox::local(name, server)));
-        }
-        match text.strip_prefix('@') {
-            Some(d) => {
-                sender::normalize_domain(d).map(Self::Domain).map_err(|_| AdminError::Domain(text.to_owned()))
-            }
-            None => Ok(Self::Mailbox(sender::normalize(text)?)),
-        }
-    }
-
-    pub(crate) fn who(&self) -> Who<'_> {
-        match self {
-            Self::Mailbox(m) => Who::Mailbox(m),
-            Self::Domain(d) => Who::Domain(d),
-            Self::Server => Who::Server,
-        }
-    }
-}
-
-impl std::fmt::Display for Subject {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::Mailbox(m) => f.write_str(m.as_str()),
-            Self::Domain(d) => write!(f, "@{d}"),
-            Self::Server => f.write_str("global"),
-        }
-    }
-}
-
-/// `local:NAME` (or `local:NAME@<this server>`) -> `NAME`: a local user's counters, locks and
-/// held mail are this server's own.
-pub(crate) fn local_name<'a>(user: &'a str, server: &str) -> Result<&'a str, AdminError> {
-    let bad = || AdminError::Usage(format!("{user:?}: a local user is written local:NAME, like local:web12"));
-    let rest = user.strip_prefix(sender::LOCAL_PREFIX).ok_or_else(bad)?;
-    let name = match rest.split_once('@') {
-        Some((name, host)) if host == server => name,
-        Some((_, host)) => {
-            return Err(AdminError::Usage(format!(
-                "{user}: a local user belongs to its server ({host}); run this on {host} (this is {server})"
-            )));
-        }
-        None => rest,
-    };
-    if crate::config::is_local_name(name) { Ok(name) } else { Err(bad()) }
 }
 
 pub(crate) async fn open(config: &Config) -> Result<RedisClient, AdminError> {
@@ -241,12 +184,11 @@ pub(crate) fn when(zone: &clock::Zone, ts: i64) -> String {
 pub async fn violations(
     config: &Config,
     limit: usize,
-    only: &Only<'_>,
+    only: &Only,
     json: bool,
 ) -> Result<String, AdminError> {
-    let user =
-        only.user.map(|u| Subject::parse(u, &config.server_name).map(|s| s.to_string())).transpose()?;
-    let since = only.since.map(parse_duration).transpose().map_err(AdminError::Usage)?;
+    let user = only.user.as_ref().map(ToString::to_string);
+    let since = only.since.as_ref().map(|s| s.secs);
     let filtered = user.is_some() || since.is_some();
     // With a filter the whole list is read (at most violations_max records) and the newest
     // `limit` matches are kept.
@@ -318,11 +260,11 @@ pub async fn violations(
 
 /// Which violation records `violations` prints.
 #[derive(Debug, Default)]
-pub struct Only<'a> {
-    /// An address, or `@domain` for all of its senders.
-    pub user: Option<&'a str>,
-    /// A duration (`90m`, `24h`, `2d`): records of that last stretch only.
-    pub since: Option<&'a str>,
+pub struct Only {
+    /// A sender, or a domain for all of its senders.
+    pub user: Option<Subject>,
+    /// Records of that last stretch only.
+    pub since: Option<Span>,
 }
 
 /// What a count of `unit` is called after its number: nothing for recipients (the contract's
@@ -444,24 +386,23 @@ pub async fn top(
     Ok(out)
 }
 
-/// Replaces a sender's mailbox caps with `caps` (`500/1d`, `100/1h`...) for `duration`.
+/// Replaces a sender's mailbox caps with `rates` (`500/1d`, `100/1h`...) for `duration`.
 ///
 /// # Errors
-/// [`AdminError`] for a bad name, cap or duration, or an unreachable Redis.
+/// [`AdminError`] for a cap below the one in force (without [`Lowering::Allowed`]), or an
+/// unreachable Redis.
 pub async fn raise(
     config: &Config,
-    user: &str,
-    caps: &[String],
-    duration: &str,
+    mailbox: &sender::Mailbox,
+    rates: &[Rate],
+    duration: &Span,
     lowering: Lowering,
 ) -> Result<String, AdminError> {
-    let mailbox = mailbox_only(user, &config.server_name, "raise")?;
-    let rates = parse_caps(&caps.join(" ")).map_err(AdminError::Usage)?;
-    let secs = parse_duration(duration).map_err(AdminError::Usage)?;
+    let secs = duration.secs;
     if lowering == Lowering::Refused {
         // The caps the config file or the database give it (a raise replaces them).
-        let in_force = limits(config).await.sender_caps(&mailbox).caps;
-        for r in &rates {
+        let in_force = limits(config).await.sender_caps(mailbox).caps;
+        for r in rates {
             if let Some(&(_, _, Cap::Enforced(n))) =
                 in_force.iter().find(|(w, u, _)| *w == r.window && *u == r.unit)
                 && r.limit < n
@@ -474,9 +415,9 @@ pub async fn raise(
             }
         }
     }
-    let text = Rate::list(&rates);
+    let text = Rate::list(rates);
     let mut store = open(config).await?;
-    store.set_raise(&mailbox, &rates, secs).await?;
+    store.set_raise(mailbox, rates, secs).await?;
     let reason = format!("{text} for {}", span(secs));
     let at = clock::from_env().0.now().timestamp();
     let action = audit::Action { action: "raise", user: mailbox.as_str(), reason: &reason, ts: at };
@@ -496,10 +437,9 @@ pub enum Lowering {
 /// # Errors
 /// [`AdminError`] for a bad name, an unreachable Redis, or a sender without a raise (exit 1,
 /// nothing changed).
-pub async fn cancel_raise(config: &Config, user: &str) -> Result<String, AdminError> {
-    let mailbox = mailbox_only(user, &config.server_name, "raise --cancel")?;
+pub async fn cancel_raise(config: &Config, mailbox: &sender::Mailbox) -> Result<String, AdminError> {
     let mut store = open(config).await?;
-    let Some(caps) = store.cancel_raise(&mailbox).await? else {
+    let Some(caps) = store.cancel_raise(mailbox).await? else {
         return Err(AdminError::Usage(format!("{mailbox} has no raise; nothing changed")));
     };
     let reason = format!("cancelled {caps}");
@@ -530,62 +470,9 @@ pub async fn record(config: &Config, action: &str, user: &str, reason: &str) -> 
 }
 
 /// A sender; a domain is refused with what to do instead.
-fn mailbox_only(user: &str, server: &str, command: &str) -> Result<sender::Mailbox, AdminError> {
-    match Subject::parse(user, server)? {
-        Subject::Mailbox(m) => Ok(m),
-        Subject::Domain(_) | Subject::Server => Err(AdminError::Usage(format!(
-            "{command} applies to one sender: a domain's caps are its [[limits.domain]] entry (or the \
-             database); change it and reload (systemctl reload email-ratelimit)"
-        ))),
-    }
-}
-
-/// The caps `raise` is given (`500/1d 100/1h`): the raise grammar ([`Rate::parse_list`]), and
-/// on the command line each window once (two caps over one window is a typing mistake there).
-pub(crate) fn parse_caps(text: &str) -> Result<Vec<Rate>, String> {
-    let rates = Rate::parse_list(text, MAX_CAP)?;
-    for ((i, r), typed) in rates.iter().enumerate().zip(text.split_whitespace()) {
-        if rates[..i].iter().any(|o| o.window == r.window) {
-            return Err(format!("{typed}: two caps for the window {}", r.window));
-        }
-    }
-    Ok(rates)
-}
-
-/// `90m`, `24h`, `2d` (or `30s`) -> seconds (1 second to 30 days).
-pub(crate) fn parse_duration(text: &str) -> Result<u64, String> {
-    let bad = || format!("{text:?} is not a duration: write it like 90m, 24h or 2d");
-    let (n, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?);
-    let n: u64 = n.parse().map_err(|_| bad())?;
-    let secs = match unit {
-        "s" => Some(n),
-        "m" => n.checked_mul(60),
-        "h" => n.checked_mul(3600),
-        "d" => n.checked_mul(86_400),
-        _ => None,
-    }
-    .ok_or_else(bad)?;
-    if (1..=30 * 86_400).contains(&secs) { Ok(secs) } else { Err(format!("{text:?}: from 1s to 30d")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn durations_and_caps() {
-        assert_eq!(parse_duration("90m"), Ok(5400));
-        assert_eq!(parse_duration("24h"), Ok(86_400));
-        assert_eq!(parse_duration("2d"), Ok(172_800));
-        assert_eq!(parse_duration("5s"), Ok(5));
-        for bad in ["", "0m", "0s", "31d", "h", "1.5h", "-1h", "5 s"] {
-            assert!(parse_duration(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(parse_caps("500/1d 100/1h").map(|c| c.len()), Ok(2));
-        assert!(parse_caps("500/1d 600/1d").is_err());
-        assert!(parse_caps("").is_err());
-        assert!(parse_caps("100/7m").is_err());
-    }
 
     #[test]
     fn spans_read_like_durations() {

@@ -400,9 +400,13 @@ pub(super) fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigErr
 /// # Errors
 /// [`ConfigError`] for a missing explicit file, bad TOML, unknown keys or invalid values.
 pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+    let default;
     let (path, required) = match path {
         Some(p) => (p, true),
-        None => (Path::new(DEFAULT_PATH), false),
+        None => {
+            default = default_path();
+            (default.as_path(), false)
+        }
     };
     let exists = path.exists();
     if required && !exists {
@@ -415,6 +419,15 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     };
     let raw = parse(&text, exists.then_some(path), true)?;
     validate::validate(raw, exists.then(|| path.to_owned()))
+}
+
+/// The config file read without `--config`: [`DEFAULT_PATH`]. The integration tests name
+/// another with `EMAIL_RATELIMIT_TEST_DEFAULT_CONFIG`, so that they run the same on a host with an
+/// installed config.
+#[must_use]
+pub fn default_path() -> PathBuf {
+    std::env::var_os("EMAIL_RATELIMIT_TEST_DEFAULT_CONFIG")
+        .map_or_else(|| PathBuf::from(DEFAULT_PATH), PathBuf::from)
 }
 
 /// Validates TOML text alone, without the environment (tests, the shipped example).

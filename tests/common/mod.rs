@@ -29,10 +29,16 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_email-ratelimit");
 /// the command notes that on stderr). The host's `/dev/log` is never for tests.
 pub const NO_SYSLOG: &str = "/nonexistent/email-ratelimit-tests/syslog";
 
-/// The binary, as every test runs it: its syslog lines kept off the host's syslog.
+/// The config file the binary reads without `--config` in tests: none (so the embedded defaults),
+/// whatever the host has installed in `/etc/email-ratelimit`.
+pub const NO_DEFAULT_CONFIG: &str = "/nonexistent/email-ratelimit-tests/config.toml";
+
+/// The binary, as every test runs it: its syslog lines kept off the host's syslog, and the
+/// host's installed config never read.
 pub fn erl() -> std::process::Command {
     let mut cmd = std::process::Command::new(BIN);
     cmd.env("EMAIL_RATELIMIT_TEST_SYSLOG", NO_SYSLOG);
+    cmd.env("EMAIL_RATELIMIT_TEST_DEFAULT_CONFIG", NO_DEFAULT_CONFIG);
     cmd
 }
 

@@ -9,7 +9,6 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +24,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
 
 use super::format::{self, Format};
+use crate::server::Listener;
 
 const MAX_CONNECTIONS: usize = 4;
 /// How long a connection may stay silent before its request starts.
@@ -37,20 +37,12 @@ const SLOT_WAIT: Duration = Duration::from_secs(IDLE_TIMEOUT.as_secs() + CONNECT
 /// Produces the exposition text (updating the state gauges first).
 pub type Scrape = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = String> + Send>> + Send + Sync>;
 
-/// A bound metrics listener.
-pub enum Listener {
-    Tcp(tokio::net::TcpListener),
-    Unix(tokio::net::UnixListener, PathBuf),
-}
-
-impl Listener {
-    /// For the start-up log line.
-    #[must_use]
-    pub fn describe(&self) -> String {
-        match self {
-            Self::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| format!("http://{a}/metrics")),
-            Self::Unix(_, p) => format!("unix:{}", p.display()),
-        }
+/// The endpoint for the start-up log line: `http://ADDR/metrics`, or the socket file.
+#[must_use]
+pub fn describe(listener: &Listener) -> String {
+    match listener {
+        Listener::Tcp(l) => l.local_addr().map_or_else(|_| "tcp".into(), |a| format!("http://{a}/metrics")),
+        Listener::Unix(..) => listener.describe(),
     }
 }
 

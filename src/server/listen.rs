@@ -77,6 +77,15 @@ impl Listener {
         }
     }
 
+    /// The path of the socket file this process made (not one systemd handed over).
+    #[must_use]
+    pub fn owned_path(&self) -> Option<&Path> {
+        match self {
+            Self::Unix(_, Some(owned)) => Some(&owned.path),
+            Self::Unix(_, None) | Self::Tcp(_) => None,
+        }
+    }
+
     /// The socket file's path, for a Unix listener bound to one.
     #[must_use]
     pub fn unix_path(&self) -> Option<PathBuf> {
@@ -114,37 +123,50 @@ pub fn bind(settings: &ListenSettings, set_aside: &[&str]) -> Result<Bound, Serv
         });
     }
     let group = settings.socket_group.as_ref();
-    let (policy, _) = bind_unix(&settings.socket, settings.socket_mode, group, GroupChange::Required, || {})?;
-    let mut listeners = vec![policy];
+    let socket = Endpoint::Unix {
+        path: &settings.socket,
+        mode: Some(settings.socket_mode),
+        group,
+        change: GroupChange::Required,
+    };
+    let mut listeners = vec![socket.bind()?.0];
     if let Some(addr) = settings.tcp {
-        listeners.push(bind_tcp(addr)?);
+        listeners.push(Endpoint::Tcp(addr).bind()?.0);
     }
     Ok(Bound { listeners, activated: false, named })
 }
 
-/// Binds a socket file at `path` with `mode` and `group`. With [`GroupChange::BestEffort`], a
-/// group this process may not use leaves the socket in its own group, and the reason is
-/// returned with the listener.
-///
-/// # Errors
-/// As [`bind`].
-pub fn bind_path(
-    path: &Path,
-    mode: u32,
-    group: Option<&SocketGroup>,
-    change: GroupChange,
-) -> Result<(Listener, Option<String>), ServerError> {
-    bind_unix(path, mode, group, change, || {})
+/// Where one listener is bound: a socket file or a TCP address. The policy service, the milter
+/// and the metrics endpoint are all bound through it.
+#[derive(Debug, Clone, Copy)]
+pub enum Endpoint<'a> {
+    /// A socket file with its mode (`None`: the process's umask decides, as for a plain bind)
+    /// and group; with [`GroupChange::BestEffort`], a group this process may not use leaves the
+    /// socket in its own group, and the reason comes back with the listener.
+    Unix {
+        path: &'a Path,
+        mode: Option<u32>,
+        group: Option<&'a SocketGroup>,
+        change: GroupChange,
+    },
+    Tcp(std::net::SocketAddr),
 }
 
-/// Binds a TCP address.
-///
-/// # Errors
-/// As [`bind`].
-pub fn bind_tcp(addr: std::net::SocketAddr) -> Result<Listener, ServerError> {
-    let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
-    std.set_nonblocking(true).map_err(io_err(addr))?;
-    Ok(Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?))
+impl Endpoint<'_> {
+    /// Binds it: the listener, and what a best-effort group change could not do.
+    ///
+    /// # Errors
+    /// As [`bind`].
+    pub fn bind(self) -> Result<(Listener, Option<String>), ServerError> {
+        match self {
+            Self::Unix { path, mode, group, change } => bind_unix(path, mode, group, change, || {}),
+            Self::Tcp(addr) => {
+                let std = std::net::TcpListener::bind(addr).map_err(io_err(addr))?;
+                std.set_nonblocking(true).map_err(io_err(addr))?;
+                Ok((Listener::Tcp(TcpListener::from_std(std).map_err(io_err(addr))?), None))
+            }
+        }
+    }
 }
 
 /// systemd's sockets with their names (`LISTEN_FDNAMES`; `""` when unnamed).
@@ -171,7 +193,7 @@ fn from_systemd() -> Result<Vec<(String, Listener)>, ServerError> {
 /// swaps the path there, as an attacker with write access to the directory could.
 fn bind_unix(
     path: &Path,
-    mode: u32,
+    mode: Option<u32>,
     group: Option<&SocketGroup>,
     change: GroupChange,
     after_bind: impl FnOnce(),
@@ -191,8 +213,12 @@ fn bind_unix(
     }
     // The mode comes from the umask at bind time: no window with a wider mode, and no chmod
     // by path afterwards (which would follow a symlink put there meanwhile).
-    let std =
-        with_umask(!mode & 0o777, || std::os::unix::net::UnixListener::bind(path)).map_err(io_err(&shown))?;
+    let bind = || std::os::unix::net::UnixListener::bind(path);
+    let std = match mode {
+        Some(mode) => with_umask(!mode & 0o777, bind),
+        None => bind(),
+    }
+    .map_err(io_err(&shown))?;
     let ours = own_socket(path)?;
     // From here on the file is ours: removed again if anything below fails.
     let owned = OwnedSocket { path: path.to_owned(), inode: ours };
@@ -254,7 +280,7 @@ mod tests {
         group: Option<&SocketGroup>,
         after_bind: impl FnOnce(),
     ) -> Result<Listener, ServerError> {
-        bind_unix(path, 0o660, group, GroupChange::Required, after_bind).map(|(l, _)| l)
+        bind_unix(path, Some(0o660), group, GroupChange::Required, after_bind).map(|(l, _)| l)
     }
 
     /// A group other than the process's own, to see a change of group.

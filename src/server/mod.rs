@@ -15,7 +15,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use listen::{Bound, GroupChange, Listener, OwnedSocket, ServerError, bind, bind_path, bind_tcp};
+pub use listen::{Bound, Endpoint, GroupChange, Listener, OwnedSocket, ServerError, bind};
 
 use crate::config::TcpAllow;
 use crate::protocol::{Decoder, Reply, Request};

@@ -457,8 +457,18 @@ fn install_enforce_disable_uninstall_round_trip() {
     let asked = daemon_log().matches("erl ").count();
     let sent = mail.send(mail.submission, Some("alice@local.test"), "alice@local.test", &rcpts(1));
     assert_eq!(sent.code, 0, "{}", sent.transcript);
-    std::thread::sleep(Duration::from_millis(300));
-    assert_eq!(daemon_log().matches("erl ").count(), asked, "Postfix no longer asks the daemon");
+    // A request of the test's own after the message: once its line is in the log, a line for
+    // the message would be too (one writer, in order).
+    let barrier = Command::new(&installed)
+        .args(["probe", "--count", "--user", "barrier@local.test", "--socket"])
+        .arg(mail.policy_socket())
+        .output()
+        .expect("probe");
+    assert!(barrier.status.success(), "{barrier:?}");
+    wait_for("the barrier's line", Duration::from_secs(10), || {
+        daemon_log().contains("user=barrier@local.test").then_some(())
+    });
+    assert_eq!(daemon_log().matches("erl ").count() - 1, asked, "Postfix no longer asks the daemon");
     assert!(install(r, &mail, &["status"]).contains("Postfix: not hooked"));
     daemon.stop();
     let said = install(r, &mail, &["status"]);

@@ -6,7 +6,9 @@
 
 mod common;
 
-use common::{Daemon, Redis, defer_user, eom, free_port, http_get};
+use std::time::Duration;
+
+use common::{Daemon, Redis, defer_user, eom, free_port, http_get, received_unread, wait_for};
 
 const OPENMETRICS: &str = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
 
@@ -179,8 +181,12 @@ fn a_scrape_waits_for_a_busy_slot_and_is_answered() {
             s
         })
         .collect();
-    // Every slot holds a started request before the scrape comes.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    // Every slot holds a started request before the scrape comes: the server has read the four
+    // half heads.
+    wait_for("the four requests read", Duration::from_secs(10), || {
+        let queues = received_unread(port);
+        (queues.len() == 4 && queues.iter().all(|&n| n == 0)).then_some(())
+    });
     let (head, body) = get(port, "/metrics");
     assert!(head.contains(" 200 OK") && body.contains("email_ratelimit_connections"), "{head}");
     drop(busy);

@@ -221,18 +221,24 @@ fn a_hung_redis_costs_at_most_the_timeout_per_reply() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(300));
+    wait_for("the workers' first replies", Duration::from_secs(10), || {
+        (replies.load(Ordering::Relaxed) >= 100).then_some(())
+    });
     redis.pause();
     let during = replies.load(Ordering::Relaxed);
-    std::thread::sleep(Duration::from_secs(3));
     // Without the circuit breaker each reply would wait the 250 ms timeout: 8 workers could get
     // about 100 replies in 3 s. Failing fast gives many more.
-    let hung = replies.load(Ordering::Relaxed) - during;
+    let hung = wait_for("more than 1000 replies in 3 s while Redis hung", Duration::from_secs(3), || {
+        Some(replies.load(Ordering::Relaxed) - during).filter(|&n| n > 1000)
+    });
     assert!(hung > 1000, "only {hung} replies in 3 s while Redis hung");
     // While hung, a capped sender is not deferred: fail-open.
     assert_eq!(d.send("alice@example.com", 50), "DUNNO");
     redis.resume();
-    std::thread::sleep(Duration::from_millis(300));
+    let resumed = replies.load(Ordering::Relaxed);
+    wait_for("replies after the resume", Duration::from_secs(10), || {
+        (replies.load(Ordering::Relaxed) >= resumed + 100).then_some(())
+    });
     stop.store(true, Ordering::Relaxed);
     for w in workers {
         w.join().expect("worker");
@@ -274,7 +280,10 @@ fn sigterm_lets_an_in_flight_request_finish() {
     redis.pause();
     let mut c = d.connect();
     c.write(eom("drain@example.com", 1).as_bytes());
-    std::thread::sleep(Duration::from_millis(100));
+    // In flight: the daemon read it and asked Redis, whose socket now holds the unread command.
+    wait_for("the request waiting on Redis", Duration::from_secs(10), || {
+        received_unread(redis.port).iter().any(|&n| n > 0).then_some(())
+    });
     d.signal(nix::sys::signal::Signal::SIGTERM);
     assert_eq!(c.reply(), "DUNNO", "the in-flight request is answered before exit");
     assert!(d.wait_exit(Duration::from_secs(15)).success());

@@ -247,11 +247,18 @@ fn a_daemon_restart_behind_a_held_socket_loses_no_request() {
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(700));
+        // Each restart under load: the senders' answers flow before it, and again after it.
+        let flowing = |more: u64| {
+            let from = answered.load(Ordering::Relaxed);
+            wait_for("answers", Duration::from_secs(20), || {
+                (answered.load(Ordering::Relaxed) >= from + more).then_some(())
+            });
+        };
+        flowing(200);
         for _ in 0..3 {
             assert_eq!(command("stop"), "done\n");
             assert_eq!(command("start"), "done\n");
-            std::thread::sleep(Duration::from_millis(500));
+            flowing(200);
         }
         stop.store(true, Ordering::Relaxed);
     });

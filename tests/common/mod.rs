@@ -67,6 +67,24 @@ pub fn wait_for<T>(what: &str, within: Duration, mut f: impl FnMut() -> Option<T
     }
 }
 
+/// The bytes received and not yet read on each established loopback TCP connection whose local
+/// port is `port` (the server's side), from `/proc/net/tcp`: what a server has yet to read.
+pub fn received_unread(port: u16) -> Vec<u64> {
+    let local = format!(":{port:04X}");
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // local_address rem_address st tx_queue:rx_queue; st 01 is ESTABLISHED.
+            let (address, state, queues) = (fields.get(1)?, fields.get(3)?, fields.get(4)?);
+            let rx = queues.split_once(':')?.1;
+            (address.ends_with(&local) && *state == "01").then(|| u64::from_str_radix(rx, 16).ok())?
+        })
+        .collect()
+}
+
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
     l.local_addr().expect("local addr").port()

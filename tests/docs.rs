@@ -139,3 +139,19 @@ fn completions_and_help_offer_the_visible_commands_only() {
         }
     }
 }
+
+/// Issue 34: `src/lib.rs`'s map of the modules is the code's import graph, in layers without a
+/// circle (`scripts/layers.py` exits 1 otherwise and says what is wrong).
+#[test]
+fn the_module_map_is_the_import_graph_in_layers() {
+    if !have("python3") {
+        return;
+    }
+    let out = std::process::Command::new("python3")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/layers.py"))
+        .output()
+        .expect("run scripts/layers.py");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}");
+    assert!(said.contains("no circles, every import goes to a lower layer"), "{said}");
+}

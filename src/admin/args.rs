@@ -119,7 +119,7 @@ impl Span {
     /// Reads `90m`, `24h`, `2d` or `30s` (1 second to 30 days).
     ///
     /// # Errors
-    /// [`AdminError::Usage`], with the text of [`parse_duration`].
+    /// [`AdminError::Usage`], saying how a duration is written.
     pub fn parse(text: &str) -> Result<Self, AdminError> {
         Ok(Self { secs: parse_duration(text).map_err(AdminError::Usage)?, written: text.to_owned() })
     }

@@ -163,6 +163,17 @@ impl Zone {
         }
     }
 
+    /// The instant of a local wall-clock time: the earlier of two when a clock change repeats
+    /// it, and for a time a change skips, the same time an hour later.
+    #[must_use]
+    pub fn instant(&self, local: NaiveDateTime) -> DateTime<Utc> {
+        let pick = |at: NaiveDateTime| match self {
+            Self::Local => chrono::Local.from_local_datetime(&at).earliest().map(|t| t.with_timezone(&Utc)),
+            Self::Named(tz) => tz.from_local_datetime(&at).earliest().map(|t| t.with_timezone(&Utc)),
+        };
+        pick(local).or_else(|| pick(local + chrono::TimeDelta::hours(1))).unwrap_or_else(|| local.and_utc())
+    }
+
     /// The instant with its local date and time.
     #[must_use]
     pub fn moment(&self, at: DateTime<Utc>) -> Moment {

@@ -27,6 +27,8 @@
 //!   which counter (`Counter`), the check on it (`Check`).
 //! - [`config`] (imports `clock`, `network`, `sender`, `window`): raw TOML and environment ->
 //!   validated, typed settings; the config path (`default_path`).
+//! - [`maillog`] (imports `clock`): Postfix's log read: each line's stamp and program, what it says
+//!   about a queued message, the lines of one message joined, several files merged by time.
 //! - [`generate`] (imports `cli`): from the command-line definitions, email-ratelimit(8), one page
 //!   per command, email-ratelimit.toml(5) and the shell completions.
 //! - [`postqueue`] (imports `oserror`): Postfix's queue through its own commands (held mail, a
@@ -94,6 +96,7 @@ pub mod daemon;
 pub mod generate;
 pub mod learn;
 pub mod limits;
+pub mod maillog;
 pub mod metrics;
 pub mod milter;
 pub mod network;

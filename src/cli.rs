@@ -297,8 +297,18 @@ pub struct Replay {
     /// enforce (default: what enforcing would have done) or as-configured (keep log-only)
     #[arg(long, value_enum, default_value = "enforce")]
     pub mode: ReplayModeArg,
-    /// The input file, or - for standard input
-    pub file: PathBuf,
+    /// --input maillog: the year of each input's last line (traditional stamps have none)
+    /// [default: the year of the file's modification time; for -, this year]
+    #[arg(long, value_name = "YYYY")]
+    pub year: Option<i32>,
+    /// --input maillog: the passwd file that names the local users of website mail (a log from
+    /// another server)
+    #[arg(long, value_name = "FILE", default_value = "/etc/passwd")]
+    pub passwd: PathBuf,
+    /// The input files (Postfix's logs are merged by time; plain or gzip), or - for standard
+    /// input
+    #[arg(required = true, value_name = "FILE")]
+    pub files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -340,6 +350,8 @@ pub enum ReplayInput {
     Jsonl,
     /// journalctl -u email-ratelimit -o json (approximate)
     Journal,
+    /// Postfix's own log: mail.log (syslog stamps), or journalctl --facility=mail -o short-iso
+    Maillog,
 }
 
 /// `replay --mode`.

@@ -66,9 +66,9 @@
 //! ### Layer 5: users of the decision
 //! - [`metrics`] (imports `caps`, `config`, `notify`, `policy`, `server`, `window`): Prometheus
 //!   counters of the decisions and the `/metrics` endpoint.
-//! - [`replay`] (imports `clock`, `config`, `learn`, `limits`, `notify`, `policy`, `protocol`,
-//!   `store`, `window`): what a config would have done with recorded requests (the daemon's
-//!   decision code on the memory store and a virtual clock).
+//! - [`replay`] (imports `clock`, `config`, `learn`, `limits`, `maillog`, `milter`, `notify`,
+//!   `policy`, `protocol`, `sender`, `store`, `window`): what a config would have done with
+//!   recorded requests (the daemon's decision code on the memory store and a virtual clock).
 //!
 //! ### Layer 6: the operator's commands and the daemon
 //! - [`admin`] (imports `caps`, `clock`, `config`, `learn`, `limits`, `milter`, `notify`,
@@ -80,9 +80,9 @@
 //!   privileges (`start`), build the parts, put the listeners to work, and the signal loop.
 //!
 //! ### Layer 7: the command line
-//! - [`commands`] (imports `admin`, `cli`, `clock`, `config`, `daemon`, `generate`, `oserror`,
-//!   `probe`, `replay`, `telemetry`): one file per command: parse what it was given once, run, and
-//!   one `CommandError` mapped to exit codes.
+//! - [`commands`] (imports `admin`, `cli`, `clock`, `config`, `daemon`, `generate`, `maillog`,
+//!   `oserror`, `probe`, `replay`, `telemetry`): one file per command: parse what it was given
+//!   once, run, and one `CommandError` mapped to exit codes.
 
 #![forbid(unsafe_code)]
 

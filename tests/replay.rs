@@ -118,14 +118,48 @@ fn replay_names_a_line_out_of_time_order_and_reads_standard_input() {
     let config = dir.path().join("c.toml");
     std::fs::write(&config, "[[limits.mailbox]]\nemail = \"a@x.org\"\ndaily = 1\n").expect("write");
     let input = dir.path().join("in.jsonl");
+    // DESIGN v4: within 10 minutes, lines out of order are sorted; an older one is an error
+    // naming its file and line.
     std::fs::write(
         &input,
-        "{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n\n{\"ts\": 50, \"sasl_username\": \"a@x.org\"}\n",
+        "{\"ts\": 1000, \"sasl_username\": \"a@x.org\"}\n\n{\"ts\": 399, \"sasl_username\": \"a@x.org\"}\n",
     )
     .expect("write");
     let out = erl().args(["replay", "--config"]).arg(&config).arg(&input).output().expect("replay");
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("line 3: earlier than the line before"), "{out:?}");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        said.contains(&format!(
+            "{}: line 3: more than 10 minutes earlier than a line before it",
+            input.display()
+        )),
+        "{out:?}"
+    );
+    std::fs::write(
+        &input,
+        "{\"ts\": 1000, \"sasl_username\": \"a@x.org\"}\n\n{\"ts\": 401, \"sasl_username\": \"a@x.org\"}\n",
+    )
+    .expect("write");
+    let decisions = dir.path().join("d.jsonl");
+    let out = erl()
+        .args(["replay", "--config"])
+        .arg(&config)
+        .arg("--decisions")
+        .arg(&decisions)
+        .arg(&input)
+        .output()
+        .expect("replay");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let lines: Vec<serde_json::Value> = std::fs::read_to_string(&decisions)
+        .expect("decisions")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(
+        (lines[0]["i"].as_u64(), lines[1]["i"].as_u64()),
+        (Some(2), Some(0)),
+        "the earlier line first"
+    );
     let mut child = erl()
         .args(["replay", "--json", "--config"])
         .arg(&config)

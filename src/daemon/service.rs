@@ -8,7 +8,7 @@ use std::time::Instant;
 use crate::metrics::Metrics;
 use crate::milter;
 use crate::policy::{Decision, Policy};
-use crate::protocol::{Action, Reply, Request};
+use crate::protocol::{Reply, Request};
 use crate::server::Handler;
 use crate::store::CounterStore;
 
@@ -44,14 +44,7 @@ impl<S: CounterStore> Handler for Service<S> {
 impl<S: CounterStore> milter::Website for Service<S> {
     async fn decide(&self, req: &Request) -> milter::Verdict {
         let decision = self.decide(req).await;
-        match decision.reply.action {
-            Action::Dunno => milter::Verdict::Accept,
-            Action::DeferIfPermit(reason) | Action::Reject(reason) => {
-                let why =
-                    if decision.outcome.locked() { milter::HeldFor::Lock } else { milter::HeldFor::Cap };
-                milter::Verdict::Hold { reason, why }
-            }
-        }
+        milter::Verdict::of(&decision.reply.action, decision.outcome.locked())
     }
 
     async fn held(&self, name: &str, queue_id: &str, why: milter::HeldFor) {

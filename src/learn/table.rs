@@ -95,6 +95,21 @@ impl Allowances {
     }
 }
 
+/// The mailboxes of `histories` that earned more than their default on `today`, with what they
+/// earned (`replay` names them; the daemon keeps only [`learned`]'s hashes).
+pub fn earners<'a>(
+    histories: impl IntoIterator<Item = (&'a str, &'a History)>,
+    today: NaiveDate,
+    limits: &Limits,
+    settings: &LearnSettings,
+) -> impl Iterator<Item = (Mailbox, crate::learn::Learned, &'a History)> {
+    histories.into_iter().filter_map(move |(name, history)| {
+        let mailbox = sender::normalize(name).ok()?;
+        let default = default_daily(limits, &mailbox)?;
+        allowance(history, today, default, settings).map(|learned| (mailbox, learned, history))
+    })
+}
+
 /// The mailboxes of `histories` that earned more than their default on `today`: their learned
 /// daily cap and, with `known_networks`, the networks it applies from.
 pub fn learned<'a>(
@@ -103,16 +118,12 @@ pub fn learned<'a>(
     limits: &Limits,
     settings: &LearnSettings,
 ) -> Vec<Earned> {
-    let mut out = Vec::new();
-    for (name, history) in histories {
-        let Ok(mailbox) = sender::normalize(name) else { continue };
-        let Some(default) = default_daily(limits, &mailbox) else { continue };
-        if let Some(learned) = allowance(history, today, default, settings) {
+    earners(histories, today, limits, settings)
+        .map(|(mailbox, learned, history)| {
             let known = settings.networks.map(|_| history.known_networks(today, settings.days));
-            out.push(Earned::new(&mailbox, learned.limit, known.into_iter().flatten()));
-        }
-    }
-    out
+            Earned::new(&mailbox, learned.limit, known.into_iter().flatten())
+        })
+        .collect()
 }
 
 /// Collects allowances a page at a time (a daemon with 100,000 senders never holds all their

@@ -18,7 +18,7 @@ use std::time::Duration;
 use indymilter::{Actions, Callbacks, ContextActions, EomContext, NegotiateContext, ProtoOpts, Status};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{Request, State};
+use crate::protocol::{Action, Request, State};
 pub use crate::store::HeldFor;
 
 /// The longest a message waits for its decision (its user's name included); then it is accepted
@@ -48,6 +48,21 @@ pub enum Verdict {
         reason: String,
         why: HeldFor,
     },
+}
+
+impl Verdict {
+    /// What the milter does with the daemon's answer: a refusal (a deferral, or a rejection of a
+    /// message that can never fit) puts the message on hold, for a lock or for a cap; nothing of
+    /// website mail is bounced or lost.
+    #[must_use]
+    pub fn of(action: &Action, locked: bool) -> Self {
+        match action {
+            Action::Dunno => Self::Accept,
+            Action::DeferIfPermit(reason) | Action::Reject(reason) => {
+                Self::Hold { reason: reason.clone(), why: if locked { HeldFor::Lock } else { HeldFor::Cap } }
+            }
+        }
+    }
 }
 
 /// One message as the milter sees it.

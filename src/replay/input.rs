@@ -8,6 +8,17 @@ use chrono::DateTime;
 
 use crate::protocol::{Decoder, Request};
 
+/// What a `--input jsonl` line should be, for the error of one that is not.
+pub const JSONL_EXPECTED: &str = "one JSON object per line, with ts and Postfix's policy attribute names (--input journal reads journalctl -o json, --input maillog Postfix's log)";
+
+/// What a `--input journal` line should be.
+pub const JOURNAL_EXPECTED: &str =
+    "journalctl -u email-ratelimit -o json: one JSON object per line (--input maillog reads Postfix's log)";
+
+/// What a line that reads as a log line (a stamp, a host, a program) is taken for.
+pub const LOOKS_LIKE_MAILLOG: &str =
+    "one JSON object per line; this line is a log line: --input maillog reads Postfix's log";
+
 /// What a line holds. (Built and consumed one line at a time: the size of a request is fine.)
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]

@@ -183,3 +183,146 @@ fn replay_names_a_line_out_of_time_order_and_reads_standard_input() {
     assert_eq!((v["requests"].as_u64(), v["senders"].as_u64()), (Some(3), Some(1)), "no login: no sender");
     assert_eq!(v["deferred"]["mailbox/1d"], 1);
 }
+
+/// A New Year's Eve of Postfix's log, rotated: the older part gzipped, the newer plain.
+const BEFORE_MIDNIGHT: &str = "\
+Dec 31 23:59:58 mx postfix/submission/smtpd[10]: 1AAAA1: client=h[192.0.2.1], sasl_method=LOGIN, sasl_username=a@x.org
+Dec 31 23:59:58 mx postfix/qmgr[11]: 1AAAA1: from=<a@x.org>, size=700, nrcpt=2 (queue active)
+Dec 31 23:59:59 mx postfix/qmgr[11]: 1AAAA1: removed
+";
+const AFTER_MIDNIGHT: &str = "\
+Jan  1 00:00:02 mx postfix/submission/smtpd[10]: 2BBBB2: client=h[192.0.2.1], sasl_method=LOGIN, sasl_username=b@x.org
+Jan  1 00:00:02 mx postfix/submission/smtpd[10]: 2BBBB2: reject: END-OF-MESSAGE from h[192.0.2.1]: 450 4.7.1 <END-OF-MESSAGE>: End-of-data rejected: over; from=<b@x.org> to=<z@z.org> proto=ESMTP helo=<h>
+Jan  1 00:00:03 mx postfix/smtpd[12]: 3CCCC3: client=filter[127.0.0.1], sasl_method=PLAIN, sasl_username=carol
+Jan  1 00:00:03 mx postfix/qmgr[11]: 3CCCC3: from=<carol@x.org>, size=50, nrcpt=1 (queue active)
+Jan  1 00:00:04 mx postfix/smtpd[13]: 4DDDD4: client=localhost[127.0.0.1]
+Jan  1 00:00:04 mx postfix/smtp[14]: 3CCCC3: to=<d@z.org>, relay=127.0.0.1[127.0.0.1]:10025, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 2.0.0 Ok: queued as 4DDDD4)
+Jan  1 00:00:04 mx postfix/qmgr[11]: 4DDDD4: from=<carol@x.org>, size=90, nrcpt=1 (queue active)
+Jan  1 00:00:05 mx postfix/pickup[15]: 5EEEE5: uid=4242 from=<web>
+Jan  1 00:00:05 mx postfix/qmgr[11]: 5EEEE5: from=<web@mx>, size=10, nrcpt=1 (queue active)
+Jan  1 00:00:06 mx dovecot[16]: imap-login: Login: user=<a@x.org>
+";
+
+/// Issue 35: `--input maillog` reads Postfix's log as a new user has it: rotated files (gzip
+/// among them) over a New Year, a login without a domain, an end-of-data reject, a content
+/// filter's hop, website mail; stdin in `journalctl -o short-iso`'s style; an input without a
+/// request, and a log given to `--input jsonl`, are named.
+#[test]
+fn replay_reads_postfixs_log_rotated_gzip_and_from_stdin() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "store = \"memory\"\ntimezone = \"UTC\"\nmode = \"log-only\"\nenforce_from = \"2027-01-01\"\n\
+         [[limits.mailbox]]\nemail = \"b@x.org\"\ndaily = 1\n[limits.local]\ndaily = 5\n",
+    )
+    .expect("config");
+    let older = dir.path().join("mail.log.1.gz");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(BEFORE_MIDNIGHT.as_bytes()).expect("gzip");
+    std::fs::write(&older, gz.finish().expect("gzip")).expect("write");
+    let newer = dir.path().join("mail.log");
+    std::fs::write(&newer, AFTER_MIDNIGHT).expect("write");
+    let passwd = dir.path().join("passwd");
+    std::fs::write(&passwd, "shop:x:4242:4242::/var/www/shop:/usr/sbin/nologin\n").expect("passwd");
+    let decisions = dir.path().join("d.jsonl");
+    let out = erl()
+        .args([
+            "replay",
+            "--input",
+            "maillog",
+            "--json",
+            "--mode",
+            "as-configured",
+            "--year",
+            "2027",
+            "--config",
+        ])
+        .arg(&config)
+        .arg("--passwd")
+        .arg(&passwd)
+        .arg("--decisions")
+        .arg(&decisions)
+        // Newest first, as a shell's mail.log* gives them: merged by time all the same.
+        .args([&newer, &older])
+        .output()
+        .expect("replay");
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let got: Vec<(u64, String, String)> = std::fs::read_to_string(&decisions)
+        .expect("decisions")
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON"))
+        .map(|d| {
+            (
+                d["i"].as_u64().unwrap_or(99),
+                d["queue_id"].as_str().unwrap_or("").into(),
+                d["action"].as_str().unwrap_or("").into(),
+            )
+        })
+        .collect();
+    let want = |i: u64, q: &str, a: &str| (i, q.to_owned(), a.to_owned());
+    // The hop's second leg (4DDDD4) is the same message, not another request.
+    assert_eq!(
+        got,
+        [
+            want(0, "1AAAA1", "DUNNO"),
+            want(1, "2BBBB2", "DUNNO"),
+            want(2, "3CCCC3", "DUNNO"),
+            want(3, "5EEEE5", "DUNNO")
+        ]
+    );
+    // Dec 31 is 2026: the log-only year ends before Jan 1 2027, when enforce_from switches.
+    assert_eq!(v["mode_switches"], serde_json::json!([{"ts": 1_798_761_602, "mode": "enforce"}]), "{v:#}");
+    assert_eq!(v["inputs"]["lines"], 13, "{v:#}");
+    assert_eq!(v["inputs"]["understood"], 13, "{v:#}");
+    assert_eq!(v["inputs"]["refused_one_recipient"], 1, "{v:#}");
+    assert_eq!(v["senders"], 4, "a@x.org, b@x.org, carol and local:shop: {v:#}");
+    assert_eq!(v["accepted"]["recipients"], 5, "2 + 1 + 1 + 1: {v:#}");
+
+    // journalctl -o short-iso, on stdin.
+    let mut child = erl()
+        .args(["replay", "--input", "maillog", "--json", "--config"])
+        .arg(&config)
+        .arg("-")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("replay");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(
+            b"2026-12-07T10:00:00+0100 mx postfix/submission/smtpd[1]: 9ZZZZ9: client=h[192.0.2.1], sasl_method=PLAIN, sasl_username=b@x.org\n\
+              2026-12-07T10:00:01+0100 mx postfix/qmgr[2]: 9ZZZZ9: from=<b@x.org>, size=5, nrcpt=3 (queue active)\n",
+        )
+        .expect("write");
+    let out = child.wait_with_output().expect("wait");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["requests"], 1, "{v:#}");
+
+    // No request in it: said, with the file and the formats read.
+    let dovecot = dir.path().join("dovecot.log");
+    std::fs::write(&dovecot, "Jan  1 00:00:06 mx dovecot[16]: imap-login: Login: user=<a@x.org>\n")
+        .expect("write");
+    let out = erl()
+        .args(["replay", "--input", "maillog", "--config"])
+        .arg(&config)
+        .arg(&dovecot)
+        .output()
+        .expect("replay");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.starts_with(&format!("email-ratelimit: {}: no request in 1 lines", dovecot.display())),
+        "{said}"
+    );
+    assert!(said.contains("--input maillog reads Postfix's log"), "{said}");
+    // Postfix's log given to the default input: the line, the file, and which input reads it.
+    let out = erl().args(["replay", "--config"]).arg(&config).arg(&newer).output().expect("replay");
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(said.starts_with(&format!("email-ratelimit: {}: line 1: ", newer.display())), "{said}");
+    assert!(said.contains("--input maillog reads Postfix's log"), "{said}");
+}

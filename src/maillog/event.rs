@@ -26,6 +26,9 @@ pub enum Event<'a> {
     Reject { stage: &'a str, from: &'a str },
     /// cleanup: `milter-hold: ...` or `hold: ...`: into the hold queue.
     Hold,
+    /// bounce: `sender non-delivery notification: NEWQID` (or a delivery status, or a postmaster
+    /// notification): NEWQID is Postfix's own message, nobody's mail.
+    Notice { new: &'a str },
     /// A delivery agent: `to=<R>, ..., relay=RELAY, ..., dsn=D, status=STATUS (REPLY)`.
     Delivery { to: &'a str, relay: &'a str, dsn: &'a str, status: Status, reply: &'a str },
 }
@@ -72,6 +75,10 @@ pub fn parse<'a>(program: &str, message: &'a str) -> Option<(&'a str, Event<'a>)
             } else {
                 reject(text)?
             }
+        }
+        "bounce" => {
+            let (_, new) = text.rsplit_once(" notification: ")?;
+            Event::Notice { new: is_queue_id(new).then_some(new)? }
         }
         "smtp" | "lmtp" | "local" | "virtual" | "pipe" | "error" | "retry" | "discard" => delivery(text)?,
         _ => return None,
@@ -210,6 +217,10 @@ mod tests {
             Some(("D00D1", Event::Hold))
         );
         assert_eq!(parse("postfix/cleanup", "D00D1: message-id=<1@x>"), None);
+        assert_eq!(
+            parse("postfix/bounce", "D00D1: sender non-delivery notification: E11E2"),
+            Some(("D00D1", Event::Notice { new: "E11E2" }))
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@ pub enum Origin {
     Smtp { client_name: String, client_address: String, sasl_username: Option<String> },
     /// pickup: submitted on this server by the user with this uid.
     Pickup { uid: u32 },
+    /// Postfix's own notification (a bounce, a delivery status): nobody's mail.
+    Notice,
     /// Its first line is not in the log (the log begins during its life).
     Unseen,
 }
@@ -106,6 +108,9 @@ impl Joiner {
                 m.rejected = Some(stage.to_owned());
             }
             Event::Hold => self.get(at, queue_id).held = true,
+            Event::Notice { new } => {
+                self.start(at, new, Origin::Notice);
+            }
             Event::Delivery { to, dsn, status, reply, .. } => {
                 if let Some(new) = event.hop() {
                     let i = self.index(at, queue_id);

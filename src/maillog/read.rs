@@ -1,7 +1,9 @@
 //! Reading logs: plain or gzip files (by their first bytes, not their names) or stdin, several
-//! merged by time. Traditional stamps have no year: the last line of a file gets the year of
-//! `--year`, else of the file's modification time (stdin: today's), and earlier lines count back
-//! over each New Year the file crosses. Local times are in the config's time zone.
+//! merged by time. Traditional stamps have no year: the last line of a file gets the year of the
+//! file's modification time (stdin: today's), or the year before when its day comes later in the
+//! year; earlier lines count back over each New Year the file crosses. `--year` moves every file
+//! by the same number of years, so that the newest ends in that year. Local times are in the
+//! config's time zone.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -81,8 +83,31 @@ struct Kept {
     text: String,
 }
 
-/// Reads every source, merges their lines by time and joins them into messages. `year`: the
-/// year each input's last line is in (`--year`).
+/// One input's lines among those kept, and what dates them.
+struct Span {
+    from: usize,
+    to: usize,
+    /// New Years crossed in the input.
+    shifts: i32,
+    /// The month and day of its last traditional stamp.
+    last_local: Option<(u32, u32)>,
+    written: NaiveDate,
+}
+
+impl Span {
+    /// The year of the last line: the year the input was written in, or the year before when
+    /// its last line's day comes later in the year than that.
+    fn last_year(&self) -> i32 {
+        let w = self.written;
+        match self.last_local {
+            Some((month, day)) if (month, day) > (w.month(), w.day()) => w.year() - 1,
+            _ => w.year(),
+        }
+    }
+}
+
+/// Reads every source, merges their lines by time and joins them into messages. `year`
+/// (`--year`): the year of the newest input's last line (the others keep their distance).
 ///
 /// # Errors
 /// An input that cannot be read.
@@ -90,6 +115,7 @@ pub fn read(sources: Vec<Source>, zone: &Zone, year: Option<i32>) -> std::io::Re
     let mut log = Log::default();
     let mut kept: Vec<Kept> = Vec::new();
     let mut times = LocalTimes::new(*zone);
+    let mut files = Vec::new();
     for (file, mut source) in sources.into_iter().enumerate() {
         let from = kept.len();
         let (mut shift, mut last_month) = (0i32, 0u32);
@@ -123,19 +149,19 @@ pub fn read(sources: Vec<Source>, zone: &Zone, year: Option<i32>) -> std::io::Re
             log.followed += 1;
             kept.push(Kept { stamp: head.stamp, shift, at: 0, file, text: text.to_owned() });
         }
-        // The year of the file's last line, and so of every line before it.
-        let last_year = year.unwrap_or_else(|| {
-            let w = source.written;
-            match last_local {
-                Some((month, day)) if (month, day) > (w.month(), w.day()) => w.year() - 1,
-                _ => w.year(),
-            }
-        });
-        for k in &mut kept[from..] {
+        files.push(Span { from, to: kept.len(), shifts: shift, last_local, written: source.written });
+    }
+    // The year of each file's last line (and so of every line before it): from the day the file
+    // was written; `--year` moves them all so that the newest is in that year.
+    let newest = files.iter().filter(|f| f.last_local.is_some()).map(Span::last_year).max();
+    let delta = year.zip(newest).map_or(0, |(year, newest)| year - newest);
+    for f in &files {
+        let last_year = f.last_year();
+        for k in &mut kept[f.from..f.to] {
             k.at = match k.stamp {
                 Stamp::Exact(at) => at,
                 Stamp::Local { month, day, micros } => {
-                    times.at(last_year - (shift - k.shift), month, day, micros)
+                    times.at(last_year + delta - (f.shifts - k.shift), month, day, micros)
                 }
             };
         }

@@ -6,8 +6,9 @@
 //!   (the log does not give the count);
 //! - pickup's `uid=`: website mail, decided as the milter decides it, whether or not `[milter]`
 //!   is set; the local user's name from the passwd file (`uid<N>` without an entry);
-//! - skipped and counted: unauthenticated SMTP mail, a message never decided, one whose first
-//!   line is not in the log, and the second leg of a content filter's hop.
+//! - skipped and counted: unauthenticated SMTP mail, Postfix's own notifications (bounces), a
+//!   message never decided, one whose first line is not in the log; the second leg of a content
+//!   filter's hop is the same message, not another.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -80,7 +81,11 @@ pub fn requests(log: Log, passwd: &Passwd) -> (Vec<Replayed>, Counts) {
                 1
             }
             (None, _, _) => {
-                skip(if matches!(m.origin, Origin::Unseen) { "begun_before_the_log" } else { "undecided" });
+                skip(match m.origin {
+                    Origin::Unseen => "begun_before_the_log",
+                    Origin::Notice => "notifications",
+                    _ => "undecided",
+                });
                 continue;
             }
         };
@@ -109,6 +114,10 @@ pub fn requests(log: Log, passwd: &Passwd) -> (Vec<Replayed>, Counts) {
             }
             Origin::Unseen => {
                 skip("begun_before_the_log");
+                continue;
+            }
+            Origin::Notice => {
+                skip("notifications");
                 continue;
             }
         };
@@ -158,6 +167,8 @@ Dec  7 10:00:05 mx postfix/smtpd[5]: 5FFFF6: client=h[192.0.2.1], sasl_method=PL
 Dec  7 10:00:09 mx postfix/qmgr[2]: 1BBBB2: from=<alice@example.com>, size=700, nrcpt=3 (queue active)
 Dec  7 10:00:10 mx postfix/pickup[4]: 6GGGG7: uid=1001 from=<cron>
 Dec  7 10:00:10 mx postfix/cleanup[6]: 6GGGG7: milter-hold: END-OF-MESSAGE from localhost[127.0.0.1]: over cap; from=<cron@mx> to=<r@x>
+Dec  7 10:00:11 mx postfix/bounce[7]: 4EEEE5: sender non-delivery notification: 7HHHH8
+Dec  7 10:00:11 mx postfix/qmgr[2]: 7HHHH8: from=<>, size=2000, nrcpt=1 (queue active)
 ";
         let (got, counts) = replayed(
             text,
@@ -194,13 +205,18 @@ Dec  7 10:00:10 mx postfix/cleanup[6]: 6GGGG7: milter-hold: END-OF-MESSAGE from 
         assert_eq!(
             counts,
             Counts {
-                lines: 12,
-                understood: 12,
-                messages: 7,
+                lines: 14,
+                understood: 14,
+                messages: 8,
                 refused_one_recipient: 2,
-                skipped: [("begun_before_the_log", 1), ("unauthenticated", 1), ("undecided", 1)]
-                    .into_iter()
-                    .collect(),
+                skipped: [
+                    ("begun_before_the_log", 1),
+                    ("notifications", 1),
+                    ("unauthenticated", 1),
+                    ("undecided", 1)
+                ]
+                .into_iter()
+                .collect(),
             }
         );
     }

@@ -160,28 +160,32 @@ fn replay_names_a_line_out_of_time_order_and_reads_standard_input() {
         (Some(2), Some(0)),
         "the earlier line first"
     );
+    let out = replay_stdin(
+        &["--json"],
+        &config,
+        b"{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 101, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 102, \"client_address\": \"192.0.2.1\"}\n",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["accepted"]["messages"], 1);
+    assert_eq!((v["requests"].as_u64(), v["senders"].as_u64()), (Some(3), Some(1)), "no login: no sender");
+    assert_eq!(v["deferred"]["mailbox/1d"], 1);
+}
+
+/// `replay ARGS --config CONFIG -` with `input` on its standard input.
+fn replay_stdin(args: &[&str], config: &std::path::Path, input: &[u8]) -> std::process::Output {
+    use std::io::Write as _;
     let mut child = erl()
-        .args(["replay", "--json", "--config"])
-        .arg(&config)
+        .arg("replay")
+        .args(args)
+        .arg("--config")
+        .arg(config)
         .arg("-")
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("replay");
-    use std::io::Write as _;
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            b"{\"ts\": 100, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 101, \"sasl_username\": \"a@x.org\"}\n{\"ts\": 102, \"client_address\": \"192.0.2.1\"}\n",
-        )
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-    assert_eq!(v["accepted"]["messages"], 1);
-    assert_eq!((v["requests"].as_u64(), v["senders"].as_u64()), (Some(3), Some(1)), "no login: no sender");
-    assert_eq!(v["deferred"]["mailbox/1d"], 1);
+    child.stdin.take().expect("stdin").write_all(input).expect("write");
+    child.wait_with_output().expect("wait")
 }
 
 /// A New Year's Eve of Postfix's log, rotated: the older part gzipped, the newer plain.
@@ -282,24 +286,12 @@ fn replay_reads_postfixs_log_rotated_gzip_and_from_stdin() {
     assert_eq!(v["accepted"]["recipients"], 5, "2 + 1 + 1 + 1: {v:#}");
 
     // journalctl -o short-iso, on stdin.
-    let mut child = erl()
-        .args(["replay", "--input", "maillog", "--json", "--config"])
-        .arg(&config)
-        .arg("-")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("replay");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(
-            b"2026-12-07T10:00:00+0100 mx postfix/submission/smtpd[1]: 9ZZZZ9: client=h[192.0.2.1], sasl_method=PLAIN, sasl_username=b@x.org\n\
-              2026-12-07T10:00:01+0100 mx postfix/qmgr[2]: 9ZZZZ9: from=<b@x.org>, size=5, nrcpt=3 (queue active)\n",
-        )
-        .expect("write");
-    let out = child.wait_with_output().expect("wait");
+    let out = replay_stdin(
+        &["--input", "maillog", "--json"],
+        &config,
+        b"2026-12-07T10:00:00+0100 mx postfix/submission/smtpd[1]: 9ZZZZ9: client=h[192.0.2.1], sasl_method=PLAIN, sasl_username=b@x.org\n\
+          2026-12-07T10:00:01+0100 mx postfix/qmgr[2]: 9ZZZZ9: from=<b@x.org>, size=5, nrcpt=3 (queue active)\n",
+    );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(v["requests"], 1, "{v:#}");
 

@@ -32,6 +32,14 @@ LOGS:
 SEE ALSO:
   email-ratelimit(8), email-ratelimit.toml(5), /usr/share/doc/email-ratelimit/README.md";
 
+const REPLAY_EXAMPLES: &str =
+    "Your own mail: Postfix's log, from the journal (a stock Debian 12 has no mail.log)
+or from mail.log, rotated and gzipped files merged by time:
+  journalctl --facility=mail -o short-iso | email-ratelimit replay --input maillog -
+  email-ratelimit replay --input maillog /var/log/mail.log*
+The daemon's own requests:
+  journalctl -u email-ratelimit -o json | email-ratelimit replay --input journal -";
+
 #[derive(Debug, Parser)]
 #[command(
     name = "email-ratelimit",
@@ -81,8 +89,10 @@ pub enum Command {
     /// Record an admin action done outside these commands (install.sh enforce and log-only use
     /// it): a syslog line and a "type": "admin" record in the violations list.
     Record(Record),
-    /// What would this config have done? Run timestamped requests (JSON lines, or the daemon's
-    /// journal) through the daemon's decision code on a virtual clock; nothing is sent.
+    /// What would this config have done? Run timestamped requests (Postfix's own log, JSON
+    /// lines, or the daemon's journal) through the daemon's decision code on a virtual clock;
+    /// nothing is sent.
+    #[command(after_help = REPLAY_EXAMPLES)]
     Replay(Replay),
     /// The locked senders.
     Locks(Locks),
@@ -297,8 +307,8 @@ pub struct Replay {
     /// enforce (default: what enforcing would have done) or as-configured (keep log-only)
     #[arg(long, value_enum, default_value = "enforce")]
     pub mode: ReplayModeArg,
-    /// --input maillog: the year of each input's last line (traditional stamps have none)
-    /// [default: the year of the file's modification time; for -, this year]
+    /// --input maillog: the year the newest input ends in (traditional stamps have none)
+    /// [default: from each file's modification time; for -, today]
     #[arg(long, value_name = "YYYY")]
     pub year: Option<i32>,
     /// --input maillog: the passwd file that names the local users of website mail (a log from

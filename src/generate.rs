@@ -91,9 +91,16 @@ pub fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     written.push(write(dir, &man.get_filename(), &page)?);
     // One page per visible command.
     for sub in cmd.get_subcommands().filter(|s| !s.is_hide_set()) {
-        let man = Man::new(sub.clone()).section("8").date(&date).source(&source).manual(MANUAL);
+        // A command's examples (its after-help) are an EXAMPLES section, line by line: clap_mangen
+        // would fill them into one paragraph.
+        let examples = sub.get_after_help().map(ToString::to_string);
+        let plain = sub.clone().after_help(clap::builder::Resettable::Reset);
+        let man = Man::new(plain).section("8").date(&date).source(&source).manual(MANUAL);
         let mut page = Vec::new();
         man.render(&mut page)?;
+        if let Some(text) = examples {
+            page.write_all(format!(".SH EXAMPLES\n.nf\n{}\n.fi\n", roff_lines(&text)).as_bytes())?;
+        }
         page.write_all(b".SH SEE ALSO\n.BR email-ratelimit (8),\n.BR email-ratelimit.toml (5)\n")?;
         written.push(write(dir, &man.get_filename(), &page)?);
     }
@@ -101,6 +108,18 @@ pub fn write_all(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
     let config = CONFIG_5.replace("@DATE@", &date).replace("@VERSION@", env!("CARGO_PKG_VERSION"));
     written.push(write(dir, "email-ratelimit.toml.5", config.as_bytes())?);
     Ok(written)
+}
+
+/// Text as roff lines in no-fill mode: backslashes and hyphens escaped, and a line that would
+/// start with a control character (`.`, `'`) made safe.
+fn roff_lines(text: &str) -> String {
+    text.lines()
+        .map(|line| {
+            let escaped = line.replace('\\', "\\\\").replace('-', "\\-");
+            if escaped.starts_with(['.', '\'']) { format!("\\&{escaped}") } else { escaped }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn write(dir: &Path, name: &str, text: &[u8]) -> std::io::Result<PathBuf> {

@@ -155,3 +155,31 @@ fn the_module_map_is_the_import_graph_in_layers() {
     assert!(out.status.success(), "{said}");
     assert!(said.contains("no circles, every import goes to a lower layer"), "{said}");
 }
+
+/// Issue 35: `replay --help`, its man page and the README show the three inputs and both ways to
+/// replay a server's own mail (the journal on a stock Debian 12, a mail.log elsewhere).
+#[test]
+fn replay_shows_its_inputs_and_the_two_ways_to_read_postfixs_log() {
+    let journal = "journalctl --facility=mail -o short-iso | email-ratelimit replay --input maillog";
+    let maillog = "email-ratelimit replay --input maillog";
+    let help = run(&["replay", "--help"]);
+    for shown in ["jsonl", "journal", "maillog", journal, "/var/log/mail.log*"] {
+        assert!(help.contains(shown), "replay --help lacks {shown:?}:\n{help}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(&["generate", "man", "--dir", &dir.path().display().to_string()]);
+    let page = std::fs::read_to_string(dir.path().join("email-ratelimit-replay.8")).expect("page");
+    let roff = |s: &str| s.replace('-', "\\-");
+    for shown in ["jsonl", "journal", "maillog", &roff(journal), &roff("/var/log/mail.log*"), ".SH EXAMPLES"]
+    {
+        assert!(page.contains(shown), "email-ratelimit-replay(8) lacks {shown:?}:\n{page}");
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).expect("README");
+    for shown in [
+        journal,
+        &format!("{maillog} --config config.toml /var/log/mail.log*"),
+        "--input jsonl\\|journal\\|maillog",
+    ] {
+        assert!(readme.contains(shown), "README lacks {shown:?}");
+    }
+}

@@ -318,3 +318,39 @@ fn replay_reads_postfixs_log_rotated_gzip_and_from_stdin() {
     assert!(said.starts_with(&format!("email-ratelimit: {}: line 1: ", newer.display())), "{said}");
     assert!(said.contains("--input maillog reads Postfix's log"), "{said}");
 }
+
+/// Issue 35: the allowances learned by the end of a replay are listed, each with the day it
+/// began (a mailbox of steady habits earns one once it has `min_days` days of mail).
+#[test]
+fn replay_lists_the_allowances_learned_by_the_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("c.toml");
+    std::fs::write(
+        &config,
+        "store = \"memory\"\ntimezone = \"UTC\"\n[[limits.domain]]\ndomain = \"*\"\nmailbox_daily = 10\n\
+         [learn]\nenabled = true\nmin_days = 3\nfactor = 3.0\nceiling = 100\n",
+    )
+    .expect("config");
+    // 8 recipients a day from 2026-11-01 to 2026-11-08, at noon.
+    let first = 1_793_534_400; // 2026-11-01T12:00:00Z
+    let input: String = (0..8)
+        .map(|day| {
+            let ts = first + day * 86_400;
+            format!("{{\"ts\": {ts}, \"sasl_username\": \"steady@x.org\", \"recipient_count\": 8, \"instance\": \"i{day}\"}}\n")
+        })
+        .collect();
+    let file = dir.path().join("in.jsonl");
+    std::fs::write(&file, input).expect("write");
+    let out = erl().args(["replay", "--json", "--config"]).arg(&config).arg(&file).output().expect("replay");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let learned = v["learned"].as_array().expect("learned");
+    assert_eq!(learned.len(), 1, "{v:#}");
+    assert_eq!(learned[0]["user"], "steady@x.org", "{v:#}");
+    assert!(learned[0]["daily"].as_u64().is_some_and(|d| d > 10), "more than the default: {v:#}");
+    // Learned from its 3 days before: in force from the 4th day on.
+    assert_eq!(learned[0]["from"], "2026-11-04", "{v:#}");
+    let out = erl().args(["replay", "--config"]).arg(&config).arg(&file).output().expect("replay");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("  steady@x.org: learned "), "{text}");
+    assert!(text.contains("/1d from 2026-11-04\n"), "{text}");
+}

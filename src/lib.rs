@@ -68,7 +68,8 @@
 //!   counters of the decisions and the `/metrics` endpoint.
 //! - [`replay`] (imports `clock`, `config`, `learn`, `limits`, `maillog`, `milter`, `notify`,
 //!   `policy`, `protocol`, `sender`, `store`, `window`): what a config would have done with
-//!   recorded requests (the daemon's decision code on the memory store and a virtual clock).
+//!   recorded requests or Postfix's own log (the daemon's decision code on the memory store and
+//!   a virtual clock).
 //!
 //! ### Layer 6: the operator's commands and the daemon
 //! - [`admin`] (imports `caps`, `clock`, `config`, `learn`, `limits`, `milter`, `notify`,

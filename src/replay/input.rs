@@ -15,10 +15,6 @@ pub const JSONL_EXPECTED: &str = "one JSON object per line, with ts and Postfix'
 pub const JOURNAL_EXPECTED: &str =
     "journalctl -u email-ratelimit -o json: one JSON object per line (--input maillog reads Postfix's log)";
 
-/// What a line that reads as a log line (a stamp, a host, a program) is taken for.
-pub const LOOKS_LIKE_MAILLOG: &str =
-    "one JSON object per line; this line is a log line: --input maillog reads Postfix's log";
-
 /// What a line holds. (Built and consumed one line at a time: the size of a request is fine.)
 #[derive(Debug)]
 #[allow(clippy::large_enum_variant)]

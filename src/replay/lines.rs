@@ -138,12 +138,11 @@ impl Lines {
         let text = text.trim_end_matches(['\n', '\r']);
         let parsed = (self.parse)(text, *line_no).map_err(|error| {
             // Postfix's log given to the JSON readers: say which input reads it.
-            let expected = if crate::maillog::stamp::split(text).is_some() {
-                input::LOOKS_LIKE_MAILLOG
+            if crate::maillog::stamp::split(text).is_some() {
+                ReplayError::LogLine { file: name.clone(), line: *line_no }
             } else {
-                self.expected
-            };
-            ReplayError::Line { file: name.clone(), error, expected }
+                ReplayError::Line { file: name.clone(), error, expected: self.expected }
+            }
         })?;
         let Line::Request(seconds, request) = parsed else {
             self.skipped += 1;

@@ -87,6 +87,8 @@ impl Input {
 pub enum ReplayError {
     #[error("{file}: {error} (expected {expected})")]
     Line { file: String, error: InputError, expected: &'static str },
+    #[error("{file}: line {line} is a log line, not JSON: Postfix's log is read with --input maillog")]
+    LogLine { file: String, line: usize },
     #[error(
         "{file}: line {line}: more than 10 minutes earlier than a line before it: the input must be in time order"
     )]

@@ -264,7 +264,7 @@ fn a_raise_written_by_hand_is_shown_as_the_daemon_applies_it() {
     assert_eq!(s.d.send("alice@example.com", 400), "DUNNO", "the daemon applies the raise");
     assert_eq!(
         s.d.send("alice@example.com", 101),
-        "DEFER_IF_PERMIT alice@example.com: Your daily limit of 500 messages reached",
+        "DEFER_IF_PERMIT alice@example.com: Your daily limit of 500 recipients reached",
         "the stricter of its two daily caps"
     );
     let alice = s.ok(&["status", "alice@example.com"]);

@@ -196,7 +196,8 @@ fn probe_prints_the_reply() {
 fn status_violations_and_reset_share_the_daemons_keys() {
     let Some(redis) = Redis::start() else { return };
     let extra = format!(
-        "[limits]\nglobal = 100\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n[redis]\nurl = \"{}\"\n",
+        "[limits]\nglobal = 100\n[[limits.mailbox]]\nemail = \"alice@example.com\"\ndaily = 5\n\
+         [[limits.mailbox]]\nemail = \"bulk@example.com\"\nrates = [\"1msg/1h\"]\n[redis]\nurl = \"{}\"\n",
         redis.url()
     );
     let d = Daemon::start(&extra);
@@ -221,7 +222,22 @@ fn status_violations_and_reset_share_the_daemons_keys() {
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.contains("alice@example.com  limit=5 count=3 rcpt=3 ip=192.0.2.10 deferred"), "{text}");
 
-    let out = run(&["violations", "--config", &config, "--json", "--limit", "5"], &[]);
+    // Issue 36: a message cap's record says so.
+    assert_eq!(d.send("bulk@example.com", 2), "DUNNO");
+    assert_eq!(
+        d.send("bulk@example.com", 2),
+        "DEFER_IF_PERMIT bulk@example.com: Your hourly limit of 1 message reached"
+    );
+    let text = stdout(&run(&["violations", "--config", &config, "--user", "bulk@example.com"], &[]));
+    assert!(
+        text.contains("bulk@example.com  limit=1 messages count=1 rcpt=2 ip=192.0.2.10 deferred window=1h"),
+        "{text}"
+    );
+
+    let out = run(
+        &["violations", "--config", &config, "--json", "--limit", "5", "--user", "alice@example.com"],
+        &[],
+    );
     let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON record");
     assert_eq!(v["type"], "user");
     assert_eq!(run(&["violations", "--config", &config, "--limit", "0"], &[]).stdout, b"");
@@ -565,7 +581,7 @@ fn the_catch_all_domain_entry_caps_every_other_domain() {
     assert_eq!(d.send("b@one.example", 2), "DUNNO");
     assert_eq!(
         d.send("c@one.example", 1),
-        "DEFER_IF_PERMIT c@one.example: Daily limit of 5 for one.example reached",
+        "DEFER_IF_PERMIT c@one.example: Daily limit of 5 recipients for one.example reached",
         "one.example's senders together"
     );
     assert_eq!(d.send("a@two.example", 3), "DUNNO", "another domain counts on its own");

@@ -66,29 +66,32 @@ fn the_panels_caps_reach_the_daemon_with_their_windows() {
     // The server's default (3 an hour) through a domain in "global" mode.
     assert_eq!(
         until_refused(&d, "inherits@plain.test", 10),
-        (3, defer("inherits@plain.test", "Your hourly limit of 3 messages reached"))
+        (3, defer("inherits@plain.test", "Your hourly limit of 3 recipients reached"))
     );
     // A domain in "custom" mode: 2 a minute.
     assert_eq!(
         until_refused(&d, "min@tight.test", 10),
-        (2, defer("min@tight.test", "Your limit of 2 messages per minute reached"))
+        (2, defer("min@tight.test", "Your limit of 2 recipients per minute reached"))
     );
     // Unlimited domain; a custom mailbox in it (4 a day).
     assert_eq!(until_refused(&d, "free@free.test", 10).0, 10);
     assert_eq!(
         until_refused(&d, "own@free.test", 10),
-        (4, defer("own@free.test", "Your daily limit of 4 messages reached"))
+        (4, defer("own@free.test", "Your daily limit of 4 recipients reached"))
     );
     // An explicit row beats the mailbox's own custom cap.
     assert_eq!(
         until_refused(&d, "vip@plain.test", 10),
-        (2, defer("vip@plain.test", "Your limit of 2 messages per 15 minutes reached"))
+        (2, defer("vip@plain.test", "Your limit of 2 recipients per 15 minutes reached"))
     );
     // An @domain row: one cap for all its senders together.
     assert_eq!(d.send("a@agg.test", 1), "DUNNO");
     assert_eq!(d.send("b@agg.test", 1), "DUNNO");
     assert_eq!(d.send("a@agg.test", 1), "DUNNO");
-    assert_eq!(d.send("b@agg.test", 1), defer("b@agg.test", "Hourly limit of 3 for agg.test reached"));
+    assert_eq!(
+        d.send("b@agg.test", 1),
+        defer("b@agg.test", "Hourly limit of 3 recipients for agg.test reached")
+    );
     // Another server's rows (2 = mx2) are not ours; an inbound-only row does nothing.
     assert_eq!(until_refused(&d, "away@other.test", 5).0, 5);
     assert_eq!(until_refused(&d, "in@plain.test", 5).0, 5, "not a mailbox, inbound row only: uncapped");
@@ -120,7 +123,7 @@ fn the_panels_caps_reach_the_daemon_with_their_windows() {
     db.sql(&format!("UPDATE {DB}.mail_user SET erl_limit_mode = 'custom', erl_out_limit = 1, erl_out_interval = 60 WHERE email = 'free@free.test'"));
     wait_for("the new cap", Duration::from_secs(10), || {
         (d.send("free@free.test", 1)
-            == defer("free@free.test", "Your limit of 1 messages per minute reached"))
+            == defer("free@free.test", "Your limit of 1 recipient per minute reached"))
         .then_some(())
     });
     // The server switch off: no panel caps at all.
@@ -140,7 +143,7 @@ fn a_missing_email_ratelimit_table_is_skipped_and_said_once() {
     let d = daemon(&db, &redis);
     assert_eq!(
         until_refused(&d, "vip@plain.test", 60),
-        (50, "DEFER_IF_PERMIT vip@plain.test: Your hourly limit of 50 messages reached".to_owned()),
+        (50, "DEFER_IF_PERMIT vip@plain.test: Your hourly limit of 50 recipients reached".to_owned()),
         "its own custom cap, without the explicit row"
     );
     d.wait_log("no table email_ratelimit", 1);
@@ -173,7 +176,7 @@ fn the_explicit_limits_can_come_from_the_master_database() {
     d.wait_log("limits loaded from database", 1);
     assert_eq!(
         until_refused(&d, "vip@plain.test", 5),
-        (1, "DEFER_IF_PERMIT vip@plain.test: Your limit of 1 messages per 15 minutes reached".to_owned())
+        (1, "DEFER_IF_PERMIT vip@plain.test: Your limit of 1 recipient per 15 minutes reached".to_owned())
     );
     assert!(!d.log().contains("no table email_ratelimit"), "{}", d.log());
 }
@@ -203,7 +206,7 @@ fn several_rows_for_one_address_keep_the_strictest_in_either_order() {
         let user = format!("multi{round}@plain.test");
         assert_eq!(
             until_refused(&d, &user, 10),
-            (2, format!("DEFER_IF_PERMIT {user}: Your hourly limit of 2 messages reached")),
+            (2, format!("DEFER_IF_PERMIT {user}: Your hourly limit of 2 recipients reached")),
             "round {round}"
         );
         let (_, status) = d.admin(&["status", &user]);

@@ -423,7 +423,7 @@ fn install_enforce_disable_uninstall_round_trip() {
     let sent = mail.send(mail.submission, Some("alice@local.test"), "alice@local.test", &rcpts(1));
     assert_eq!(sent.code, 26, "{}", sent.transcript);
     assert!(
-        sent.reply.contains("alice@local.test: Your daily limit of 2 messages reached"),
+        sent.reply.contains("alice@local.test: Your daily limit of 2 recipients reached"),
         "{}",
         sent.reply
     );

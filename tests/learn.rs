@@ -54,13 +54,13 @@ fn a_daemon_learns_from_the_history_in_redis() {
         assert_eq!(d.send("busy@x.org", 10), "DUNNO");
     }
     let deferred = d.send("busy@x.org", 1);
-    assert_eq!(deferred, "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 120 messages reached");
+    assert_eq!(deferred, "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 120 recipients reached");
     // No history, or a history of days at the cap: exactly the defaults.
     for user in ["new@x.org", "thief@x.org"] {
         assert_eq!(d.send(user, 20), "DUNNO");
         assert_eq!(
             d.send(user, 1),
-            format!("DEFER_IF_PERMIT {user}: Your hourly limit of 20 messages reached")
+            format!("DEFER_IF_PERMIT {user}: Your hourly limit of 20 recipients reached")
         );
     }
     let (ok, status) = d.admin(&["status", "busy@x.org"]);
@@ -114,7 +114,7 @@ fn a_daemon_learns_from_the_history_in_redis() {
     assert_eq!(d.send("busy@x.org", 20), "DUNNO", "a new day, a new hour");
     assert_eq!(
         d.send("busy@x.org", 1),
-        "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 20 messages reached"
+        "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 20 recipients reached"
     );
     d.stop();
 }
@@ -187,11 +187,14 @@ fn a_learned_allowance_applies_only_from_known_networks() {
     assert_eq!(ask("203.0.113.9", 20), "DUNNO");
     assert_eq!(
         ask("198.51.100.4", 1),
-        "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 20 messages reached"
+        "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 20 recipients reached"
     );
     // From the office (another address of its /24): the learned 300 a day, 120 an hour.
     assert_eq!(ask("192.0.2.200", 99), "DUNNO");
-    assert_eq!(ask("192.0.2.10", 2), "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 120 messages reached");
+    assert_eq!(
+        ask("192.0.2.10", 2),
+        "DEFER_IF_PERMIT busy@x.org: Your hourly limit of 120 recipients reached"
+    );
     // Counted messages remembered their networks; the refused one did not.
     let seen = |field: &str| -> Option<String> {
         redis::cmd("HGET").arg("erl:hist:busy@x.org").arg(field).query(&mut redis.conn()).expect("HGET")

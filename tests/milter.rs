@@ -171,7 +171,7 @@ fn a_cut_connection_counts_nothing_and_the_next_message_is_decided() {
     let replies = mta.end("Q3");
     let quarantine = replies.iter().find(|(c, _)| *c == b'q').expect("a quarantine request");
     let reason = String::from_utf8_lossy(&quarantine.1).into_owned();
-    assert!(reason.contains("local:www-data@mx1: Your daily limit of 3 messages reached"), "{reason}");
+    assert!(reason.contains("local:www-data@mx1: Your daily limit of 3 recipients reached"), "{reason}");
     assert_eq!(replies.last().map(|r| r.0), Some(b'a'));
     daemon.wait_log("erl HOLD user=local:www-data@mx1 rcpt=2 local=2/3", 1);
     let (_, body) = http_get(metrics, "/metrics", None);

@@ -406,7 +406,7 @@ fn mails_about_one_sender_are_capped_per_day() {
         &[("EMAIL_RATELIMIT_TEST_CLOCK", clock.to_str().expect("utf-8"))],
     );
     let bot = "bot@example.com";
-    let refused = "DEFER_IF_PERMIT bot@example.com: Your limit of 1 messages per minute reached";
+    let refused = "DEFER_IF_PERMIT bot@example.com: Your limit of 1 recipient per minute reached";
     for minute in 0..5 {
         std::fs::write(&clock, (start + 60 * minute).to_string()).expect("clock");
         assert_eq!(d.send(bot, 1), "DUNNO", "minute {minute}");

@@ -166,7 +166,7 @@ fn postfix_end_to_end() {
 
     eprintln!("2. over the mailbox cap with several recipients");
     let sent = env.send("alice@local.test", &[rcpt(REMOTE, 4), rcpt(REMOTE, 5)]);
-    env.assert_deferred(&sent, "alice@local.test: Your daily limit of 3 messages reached");
+    env.assert_deferred(&sent, "alice@local.test: Your daily limit of 3 recipients reached");
     env.daemon.wait_log("erl DEFER user=alice@local.test rcpt=2 mailbox=3/3 global=3/10 client=127.0.0.1", 1);
     assert_eq!((env.mail.delivered(&rcpt(REMOTE, 4)), env.mail.delivered(&rcpt(REMOTE, 5))), (0, 0));
     assert_eq!((env.get("alice@local.test"), env.get("global")), (Some(3), Some(3)));
@@ -187,7 +187,7 @@ fn postfix_end_to_end() {
     let sent = env.send("bob@local.test", &rcpts(REMOTE, 5));
     env.assert_counted(&sent, "bob@local.test");
     let sent = env.send("bob@local.test", &rcpts(REMOTE, 3));
-    env.assert_deferred(&sent, "bob@local.test: Global daily limit of 10 reached");
+    env.assert_deferred(&sent, "bob@local.test: Global daily limit of 10 recipients reached");
     env.daemon.wait_log("erl DEFER user=bob@local.test rcpt=3", 1);
     assert_eq!((env.get("bob@local.test"), env.get("global")), (Some(5), Some(8)));
     let v = &env.redis.violations()[0];
@@ -289,7 +289,7 @@ fn postfix_end_to_end() {
     env.assert_counted(&sent, "erin@local.test");
     assert_eq!(env.get("erin@local.test"), Some(2));
     let sent = env.send("erin@local.test", &[rcpt(REMOTE, 1)]);
-    env.assert_deferred(&sent, "erin@local.test: Your daily limit of 2 messages reached");
+    env.assert_deferred(&sent, "erin@local.test: Your daily limit of 2 recipients reached");
 
     eprintln!("10. mixed-case and IDN logins");
     let sent = env.send("Frank@Local.Test", &rcpts(LOCAL, 2));
@@ -302,18 +302,18 @@ fn postfix_end_to_end() {
         "Postfix passed the login as typed"
     );
     let sent = env.send("Frank@Local.Test", &[rcpt(LOCAL, 1)]);
-    env.assert_deferred(&sent, "frank@local.test: Your daily limit of 4 messages reached");
+    env.assert_deferred(&sent, "frank@local.test: Your daily limit of 4 recipients reached");
     let sent = env.send(IDN_LOGIN, &rcpts(LOCAL, 2));
     env.assert_counted(&sent, IDN_STORED);
     let sent = env.send(IDN_LOGIN, &[rcpt(LOCAL, 1)]);
-    env.assert_deferred(&sent, &format!("{IDN_STORED}: Your daily limit of 2 messages reached"));
+    env.assert_deferred(&sent, &format!("{IDN_STORED}: Your daily limit of 2 recipients reached"));
     assert_eq!(env.get(IDN_STORED), Some(2));
 
     eprintln!("11. an hourly cap");
     let sent = env.send("hana@local.test", &rcpts(REMOTE, 2));
     env.assert_counted(&sent, "hana@local.test");
     let sent = env.send("hana@local.test", &[rcpt(REMOTE, 1)]);
-    env.assert_deferred(&sent, "hana@local.test: Your hourly limit of 2 messages reached");
+    env.assert_deferred(&sent, "hana@local.test: Your hourly limit of 2 recipients reached");
     let hourly = format!("erl:{}/1h:hana@local.test", now.format("%Y-%m-%dT%H00"));
     assert_eq!(env.redis.get(&hourly), Some(2), "nothing counted for the refused message");
     env.mail.wait_queue_empty();

@@ -15,6 +15,11 @@ use email_ratelimit::store::KeySchema;
 use email_ratelimit::store::memory::MemoryStore;
 use proptest::prelude::*;
 
+/// "recipients", or "recipient" for a limit of 1 (DESIGN v4 "Replies name the unit").
+fn recipients(limit: u64) -> &'static str {
+    if limit == 1 { "recipient" } else { "recipients" }
+}
+
 /// A value as Postfix could send it: no newline.
 fn value() -> impl Strategy<Value = String> {
     "[^\n]{0,40}"
@@ -221,9 +226,12 @@ proptest! {
             } else if oversize_global && !log_only {
                 Action::Reject(format!("{}: This message has {n} recipients, more than the global daily limit of {global} allows", names[s.sender]))
             } else if over_mailbox && !log_only {
-                Action::DeferIfPermit(format!("{}: Your daily limit of {} messages reached", names[s.sender], caps[s.sender].unwrap_or(0)))
+                Action::DeferIfPermit({
+                    let cap = caps[s.sender].unwrap_or(0);
+                    format!("{}: Your daily limit of {cap} {} reached", names[s.sender], recipients(cap))
+                })
             } else if over_global && !log_only {
-                Action::DeferIfPermit(format!("{}: Global daily limit of {global} reached", names[s.sender]))
+                Action::DeferIfPermit(format!("{}: Global daily limit of {global} {} reached", names[s.sender], recipients(global)))
             } else {
                 Action::Dunno
             };

@@ -204,7 +204,7 @@ fn a_full_server_or_domain_cap_never_locks_bystanders() {
     for _ in 0..6 {
         assert_eq!(
             d2.send("clerk@shop.example", 1),
-            "DEFER_IF_PERMIT clerk@shop.example: Daily limit of 3 for shop.example reached"
+            "DEFER_IF_PERMIT clerk@shop.example: Daily limit of 3 recipients for shop.example reached"
         );
     }
     assert_eq!(redis.cmd(&["EXISTS", "erl:lock:clerk@shop.example"]), redis::Value::Int(0));

@@ -32,7 +32,7 @@ fn templates_replace_the_texts_of_their_cases_only() {
     assert_eq!(d.send("x@example.org", 2), "DUNNO");
     assert_eq!(
         d.send("x@example.org", 1),
-        "DEFER_IF_PERMIT x@example.org: Daily limit of 2 for example.org reached"
+        "DEFER_IF_PERMIT x@example.org: Daily limit of 2 recipients for example.org reached"
     );
     assert_eq!(d.send("b@example.com", 4), "DUNNO");
     assert_eq!(
@@ -51,7 +51,10 @@ fn templates_replace_the_texts_of_their_cases_only() {
     d.write_config(LIMITS);
     d.signal(Signal::SIGHUP);
     d.wait_log("reloaded", 1);
-    assert_eq!(d.send("a@example.com", 1), "DEFER_IF_PERMIT a@example.com: Global hourly limit of 8 reached");
+    assert_eq!(
+        d.send("a@example.com", 1),
+        "DEFER_IF_PERMIT a@example.com: Global hourly limit of 8 recipients reached"
+    );
     d.stop();
 }
 
@@ -73,4 +76,38 @@ fn check_config_shows_the_templates_and_names_a_bad_one() {
     let out = erl().args(["check-config", "--config"]).arg(&path).output().expect("run");
     assert_eq!(out.status.code(), Some(78));
     assert!(String::from_utf8_lossy(&out.stderr).contains("mailbox_daily"), "{out:?}");
+}
+
+/// Issue 36 (DESIGN v4 "Replies name the unit"): the built-in texts say `recipients` or
+/// `messages`, the singular for a limit of 1, and `[replies]` templates gain `{unit}`.
+#[test]
+fn replies_name_what_the_cap_counts() {
+    let limits = "store = \"memory\"\n[[limits.mailbox]]\nemail = \"one@example.com\"\ndaily = 1\n\
+        [[limits.mailbox]]\nemail = \"msg@example.com\"\nrates = [\"2msg/1h\"]\n\
+        [[limits.mailbox]]\nemail = \"single@example.com\"\nrates = [\"1msg/1h\"]\n";
+    let d = Daemon::start(limits);
+    assert_eq!(d.send("one@example.com", 1), "DUNNO");
+    assert_eq!(
+        d.send("one@example.com", 1),
+        "DEFER_IF_PERMIT one@example.com: Your daily limit of 1 recipient reached"
+    );
+    for _ in 0..2 {
+        assert_eq!(d.send("msg@example.com", 3), "DUNNO");
+    }
+    assert_eq!(
+        d.send("msg@example.com", 1),
+        "DEFER_IF_PERMIT msg@example.com: Your hourly limit of 2 messages reached"
+    );
+    assert_eq!(d.send("single@example.com", 1), "DUNNO");
+    assert_eq!(
+        d.send("single@example.com", 1),
+        "DEFER_IF_PERMIT single@example.com: Your hourly limit of 1 message reached"
+    );
+    let d = Daemon::start(&format!(
+        "{limits}[replies]\nmailbox_1h = \"{{user}}: at most {{limit}} {{unit}} {{window}}\"\n"
+    ));
+    for _ in 0..2 {
+        assert_eq!(d.send("msg@example.com", 1), "DUNNO");
+    }
+    assert_eq!(d.send("msg@example.com", 1), "DEFER_IF_PERMIT msg@example.com: at most 2 messages hourly");
 }

@@ -73,7 +73,7 @@ fn an_hourly_cap_refuses_within_the_hour_and_not_after() {
     );
     let (accepted, reply) = until_refused(&t.d, "alice@example.com", 10);
     assert_eq!(accepted, 5);
-    assert_eq!(reply, "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 5 messages reached");
+    assert_eq!(reply, "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 5 recipients reached");
     let hourly = "erl:2026-11-22T1000/1h:alice@example.com";
     assert_eq!(redis.get(hourly), Some(5), "the refusal counted nothing");
     assert_eq!(redis.get("erl:2026-11-22:alice@example.com"), Some(5));
@@ -106,7 +106,7 @@ fn a_per_minute_server_cap() {
     assert_eq!(t.d.send("a@example.com", 2), "DUNNO");
     assert_eq!(
         t.d.send("b@example.org", 2),
-        "DEFER_IF_PERMIT b@example.org: Global limit of 3 messages per minute reached"
+        "DEFER_IF_PERMIT b@example.org: Global limit of 3 recipients per minute reached"
     );
     assert_eq!(redis.get("erl:2026-11-22T2359/1m:global"), Some(2));
     let ttl_m = ttl(&redis, "erl:2026-11-22T2359/1m:global");
@@ -131,14 +131,14 @@ fn domain_caps_are_shared_and_domain_defaults_cap_its_mailboxes() {
     let (accepted, reply) = until_refused(&t.d, "a@example.com", 10);
     assert_eq!(
         (accepted, reply.as_str()),
-        (4, "DEFER_IF_PERMIT a@example.com: Your daily limit of 4 messages reached")
+        (4, "DEFER_IF_PERMIT a@example.com: Your daily limit of 4 recipients reached")
     );
     // The domain's aggregate is shared: boss may send 2 more in this quarter hour.
     let (accepted, reply) = until_refused(&t.d, "boss@example.com", 10);
     assert_eq!(accepted, 2);
     assert_eq!(
         reply,
-        "DEFER_IF_PERMIT boss@example.com: Limit of 6 messages per 15 minutes for example.com reached"
+        "DEFER_IF_PERMIT boss@example.com: Limit of 6 recipients per 15 minutes for example.com reached"
     );
     assert_eq!(redis.get("erl:2026-11-22T0915/15m:@example.com"), Some(6));
     assert_eq!(redis.get("erl:2026-11-22:@example.com"), Some(6));
@@ -167,11 +167,11 @@ fn an_exempt_sender_passes_every_cap_and_moves_only_its_own_counter() {
     assert_eq!(t.d.send("other@example.com", 2), "DUNNO");
     assert_eq!(
         t.d.send("other@example.com", 1),
-        "DEFER_IF_PERMIT other@example.com: Daily limit of 2 for example.com reached"
+        "DEFER_IF_PERMIT other@example.com: Daily limit of 2 recipients for example.com reached"
     );
     assert_eq!(
         t.d.send("else@example.org", 2),
-        "DEFER_IF_PERMIT else@example.org: Global hourly limit of 3 reached"
+        "DEFER_IF_PERMIT else@example.org: Global hourly limit of 3 recipients reached"
     );
     t.d.wait_log("erl ok user=news@example.com rcpt=10 mailbox=50/- global=exempt", 1);
 }
@@ -246,13 +246,13 @@ fn a_raise_replaces_the_mailbox_caps_while_it_lasts() {
     let (accepted, reply) = until_refused(&t.d, "bob@example.com", 10);
     assert_eq!(
         (accepted, reply.as_str()),
-        (3, "DEFER_IF_PERMIT bob@example.com: Your hourly limit of 5 messages reached")
+        (3, "DEFER_IF_PERMIT bob@example.com: Your hourly limit of 5 recipients reached")
     );
     // Gone (expired): its own caps again, at once.
     redis.cmd(&["DEL", "erl:raise:bob@example.com"]);
     assert_eq!(
         t.d.send("bob@example.com", 1),
-        "DEFER_IF_PERMIT bob@example.com: Your daily limit of 3 messages reached"
+        "DEFER_IF_PERMIT bob@example.com: Your daily limit of 3 recipients reached"
     );
     // Today's top senders: one sorted set, with a TTL.
     assert_eq!(t.d.send("carol@example.org", 4), "DUNNO");
@@ -350,7 +350,7 @@ fn status_top_raise_and_reset_through_the_store() {
     // A raise replaces alice's caps on the daemon at once, and shows in status.
     assert_eq!(
         t.d.send("alice@example.com", 2),
-        "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 4 messages reached"
+        "DEFER_IF_PERMIT alice@example.com: Your hourly limit of 4 recipients reached"
     );
     // Issue 21 item 4 (part): a raise that lowers a cap needs --lower; --cancel ends one.
     let refused = erl()

@@ -231,9 +231,12 @@ pub async fn violations(
         match serde_json::from_str::<Violation>(&raw) {
             Ok(v) => {
                 let when = stamp(v.ts);
+                // A message cap says so (`limit=10 messages`); a recipient cap is the contract's
+                // plain number.
+                let unit = if v.unit.as_deref() == Some("msg") { " messages" } else { "" };
                 let _ = writeln!(
                     out,
-                    "{when}  {:<6}  {}  limit={} count={} rcpt={} ip={} {} window={}",
+                    "{when}  {:<6}  {}  limit={}{unit} count={} rcpt={} ip={} {} window={}",
                     v.kind,
                     v.user,
                     v.limit,

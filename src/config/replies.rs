@@ -1,5 +1,6 @@
 //! `[replies]`: the admin's own reply texts, one template per case and window class, with the
-//! placeholders `{user} {limit} {window} {domain} {n}` (`{count}` is `{n}`). A case without a
+//! placeholders `{user} {limit} {unit} {window} {domain} {n}` (`{count}` is `{n}`; `{unit}` is
+//! `recipients` or `messages`, singular for a limit of 1). A case without a
 //! template keeps the contract's text (DESIGN "Replies").
 
 use serde::{Deserialize, Serialize};
@@ -51,6 +52,8 @@ pub struct Fill<'a> {
     pub domain: &'a str,
     /// This message's recipients.
     pub n: u64,
+    /// What the cap counts: `recipients`, `messages`, `recipient`, `message`.
+    pub unit: &'a str,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +64,7 @@ enum Piece {
     Window,
     Domain,
     N,
+    Unit,
 }
 
 /// A parsed template.
@@ -99,10 +103,11 @@ impl Template {
                 "window" => Piece::Window,
                 "domain" => Piece::Domain,
                 "n" | "count" => Piece::N,
+                "unit" => Piece::Unit,
                 other => {
                     return Err(invalid(
                         key,
-                        format!("unknown placeholder {{{other}}}; known: {{user}} {{limit}} {{window}} {{domain}} {{n}}"),
+                        format!("unknown placeholder {{{other}}}; known: {{user}} {{limit}} {{unit}} {{window}} {{domain}} {{n}}"),
                     ));
                 }
             });
@@ -132,6 +137,7 @@ impl Template {
                 },
                 Piece::Domain => out.push_str(fill.domain),
                 Piece::N => out.push_str(&fill.n.to_string()),
+                Piece::Unit => out.push_str(fill.unit),
             }
         }
         out
@@ -240,8 +246,9 @@ mod tests {
             window: Window::parse("15m").expect("window"),
             domain: "example.com",
             n: 3,
+            unit: "recipients",
         };
-        let tpl = t("{user}: max {limit} recipients {window} ({domain}, this one {n}/{count}); see https://help.example.com/limits")
+        let tpl = t("{user}: max {limit} {unit} {window} ({domain}, this one {n}/{count}); see https://help.example.com/limits")
             .expect("valid");
         assert_eq!(
             tpl.render(&fill),
@@ -252,6 +259,8 @@ mod tests {
             t("Ihr {window}es Limit von {limit}").expect("valid").render(&daily),
             "Ihr dailyes Limit von 10"
         );
+        let one = Fill { limit: 1, unit: "message", ..fill };
+        assert_eq!(t("{limit} {unit} {window}").expect("valid").render(&one), "1 message per 15 minutes");
         for (bad, said) in [
             ("{user} {nope}", "unknown placeholder {nope}"),
             ("{user", "unclosed {"),

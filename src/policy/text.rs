@@ -9,31 +9,46 @@ use crate::config::replies::{Case, Fill, WindowClass};
 use crate::limits::Cap;
 use crate::protocol::Request;
 use crate::sender::Mailbox;
-use crate::window::Window;
+use crate::window::{Unit, Window};
 
-/// The reply text for a message refused by a cap (contract: exact wording), e.g.
-/// `alice@example.com: Your hourly limit of 20 messages reached`.
+/// The reply text for a message refused by a cap (contract: exact wording, DESIGN v4 "Replies
+/// name the unit"), e.g. `alice@example.com: Your hourly limit of 20 recipients reached`.
 #[must_use]
 pub fn refusal_text(sender: &Mailbox, counter: Counter, limit: u64) -> String {
     let window = counter.window;
+    let unit = unit_words(counter.unit, limit);
     match (counter.scope, window.adjective()) {
         (Scope::Mailbox | Scope::Local, Some(adj)) => {
-            format!("{sender}: Your {adj} limit of {limit} messages reached")
+            format!("{sender}: Your {adj} limit of {limit} {unit} reached")
         }
         (Scope::Mailbox | Scope::Local, None) => {
-            format!("{sender}: Your limit of {limit} messages {} reached", window.per())
+            format!("{sender}: Your limit of {limit} {unit} {} reached", window.per())
         }
         (Scope::Domain, adj) => {
             let domain = sender.domain().unwrap_or_default();
             match adj {
-                Some(adj) => format!("{sender}: {} limit of {limit} for {domain} reached", capitalized(adj)),
-                None => format!("{sender}: Limit of {limit} messages {} for {domain} reached", window.per()),
+                Some(adj) => {
+                    format!("{sender}: {} limit of {limit} {unit} for {domain} reached", capitalized(adj))
+                }
+                None => format!("{sender}: Limit of {limit} {unit} {} for {domain} reached", window.per()),
             }
         }
-        (Scope::Server, Some(adj)) => format!("{sender}: Global {adj} limit of {limit} reached"),
+        (Scope::Server, Some(adj)) => format!("{sender}: Global {adj} limit of {limit} {unit} reached"),
         (Scope::Server, None) => {
-            format!("{sender}: Global limit of {limit} messages {} reached", window.per())
+            format!("{sender}: Global limit of {limit} {unit} {} reached", window.per())
         }
+    }
+}
+
+/// What a cap counts, as its replies say it: `recipients` or `messages`, singular for a limit of
+/// 1 (the `{unit}` of `[replies]`).
+#[must_use]
+pub fn unit_words(unit: Unit, limit: u64) -> &'static str {
+    match (unit, limit) {
+        (Unit::Rcpt, 1) => "recipient",
+        (Unit::Rcpt, _) => "recipients",
+        (Unit::Msg, 1) => "message",
+        (Unit::Msg, _) => "messages",
     }
 }
 
@@ -104,7 +119,7 @@ pub(super) fn refused(replies: &Replies, sender: &Mailbox, counter: Counter, lim
         Scope::Domain => Case::Domain(class),
         Scope::Server => Case::Server(class),
     };
-    let fill = fill(sender, counter.window, limit, n);
+    let fill = Fill { unit: unit_words(counter.unit, limit), ..fill(sender, counter.window, limit, n) };
     reply(replies, case, &fill, || refusal_text(sender, counter, limit))
 }
 
@@ -115,7 +130,7 @@ pub(super) fn too_big(replies: &Replies, sender: &Mailbox, counter: Counter, lim
         Scope::Domain => Case::OversizeDomain,
         Scope::Server => Case::OversizeServer,
     };
-    let fill = fill(sender, counter.window, limit, n);
+    let fill = Fill { unit: unit_words(counter.unit, limit), ..fill(sender, counter.window, limit, n) };
     reply(replies, case, &fill, || oversize_text(sender, counter, limit, n))
 }
 
@@ -132,7 +147,8 @@ pub(super) fn locked(replies: &Replies, sender: &Mailbox, n: u64) -> String {
 }
 
 fn fill(sender: &Mailbox, window: Window, limit: u64, n: u64) -> Fill<'_> {
-    Fill { user: sender.as_str(), limit, window, domain: sender.domain().unwrap_or_default(), n }
+    let unit = unit_words(Unit::Rcpt, limit);
+    Fill { user: sender.as_str(), limit, window, domain: sender.domain().unwrap_or_default(), n, unit }
 }
 
 /// The shared fields of the decision lines.
@@ -185,21 +201,51 @@ mod tests {
         };
         let a = "alice@xn--bcher-kva.example";
         let d = "xn--bcher-kva.example";
+        // DESIGN v4 "Replies name the unit": recipients for a recipient cap.
         for (scope, window, limit, want) in [
-            (Scope::Mailbox, "1d", 50, format!("{a}: Your daily limit of 50 messages reached")),
-            (Scope::Mailbox, "1h", 20, format!("{a}: Your hourly limit of 20 messages reached")),
-            (Scope::Mailbox, "15m", 10, format!("{a}: Your limit of 10 messages per 15 minutes reached")),
-            (Scope::Mailbox, "1m", 3, format!("{a}: Your limit of 3 messages per minute reached")),
-            (Scope::Mailbox, "2h", 30, format!("{a}: Your limit of 30 messages per 2 hours reached")),
-            (Scope::Domain, "1d", 2000, format!("{a}: Daily limit of 2000 for {d} reached")),
-            (Scope::Domain, "1h", 500, format!("{a}: Hourly limit of 500 for {d} reached")),
-            (Scope::Domain, "15m", 100, format!("{a}: Limit of 100 messages per 15 minutes for {d} reached")),
-            (Scope::Server, "1d", 999, format!("{a}: Global daily limit of 999 reached")),
-            (Scope::Server, "1h", 300, format!("{a}: Global hourly limit of 300 reached")),
-            (Scope::Server, "15m", 100, format!("{a}: Global limit of 100 messages per 15 minutes reached")),
-            (Scope::Server, "90m", 100, format!("{a}: Global limit of 100 messages per 90 minutes reached")),
+            (Scope::Mailbox, "1d", 50, format!("{a}: Your daily limit of 50 recipients reached")),
+            (Scope::Mailbox, "1h", 20, format!("{a}: Your hourly limit of 20 recipients reached")),
+            (Scope::Mailbox, "15m", 10, format!("{a}: Your limit of 10 recipients per 15 minutes reached")),
+            (Scope::Mailbox, "1m", 3, format!("{a}: Your limit of 3 recipients per minute reached")),
+            (Scope::Mailbox, "2h", 30, format!("{a}: Your limit of 30 recipients per 2 hours reached")),
+            (Scope::Mailbox, "1d", 1, format!("{a}: Your daily limit of 1 recipient reached")),
+            (Scope::Domain, "1d", 2000, format!("{a}: Daily limit of 2000 recipients for {d} reached")),
+            (Scope::Domain, "1h", 500, format!("{a}: Hourly limit of 500 recipients for {d} reached")),
+            (
+                Scope::Domain,
+                "15m",
+                100,
+                format!("{a}: Limit of 100 recipients per 15 minutes for {d} reached"),
+            ),
+            (Scope::Server, "1d", 999, format!("{a}: Global daily limit of 999 recipients reached")),
+            (Scope::Server, "1h", 300, format!("{a}: Global hourly limit of 300 recipients reached")),
+            (
+                Scope::Server,
+                "15m",
+                100,
+                format!("{a}: Global limit of 100 recipients per 15 minutes reached"),
+            ),
+            (
+                Scope::Server,
+                "90m",
+                100,
+                format!("{a}: Global limit of 100 recipients per 90 minutes reached"),
+            ),
         ] {
             assert_eq!(text(scope, window, limit), want);
+        }
+        // ...and messages for a message cap (`Nmsg/w`), the singular for 1.
+        let msg = |scope, window: &str, limit| {
+            let counter = Counter { scope, window: Window::parse(window).expect("window"), unit: Unit::Msg };
+            refusal_text(&alice, counter, limit)
+        };
+        for (scope, window, limit, want) in [
+            (Scope::Mailbox, "1h", 10, format!("{a}: Your hourly limit of 10 messages reached")),
+            (Scope::Mailbox, "1h", 1, format!("{a}: Your hourly limit of 1 message reached")),
+            (Scope::Domain, "15m", 100, format!("{a}: Limit of 100 messages per 15 minutes for {d} reached")),
+            (Scope::Server, "1d", 999, format!("{a}: Global daily limit of 999 messages reached")),
+        ] {
+            assert_eq!(msg(scope, window, limit), want);
         }
         for (scope, window, limit, n, want) in [
             (
@@ -265,8 +311,8 @@ mod tests {
             let counter = Counter::rcpt(scope, Window::parse(window).expect("window"));
             assert_eq!(oversize_text(&alice, counter, limit, n), want);
         }
-        assert_eq!(mailbox_text(&alice, 5), format!("{a}: Your daily limit of 5 messages reached"));
-        assert_eq!(global_text(&alice, 9), format!("{a}: Global daily limit of 9 reached"));
+        assert_eq!(mailbox_text(&alice, 5), format!("{a}: Your daily limit of 5 recipients reached"));
+        assert_eq!(global_text(&alice, 9), format!("{a}: Global daily limit of 9 recipients reached"));
         assert_eq!(
             locked_text(&alice),
             format!("{a}: Sending is suspended for this account, contact your administrator")

@@ -211,8 +211,13 @@ pub fn today() -> String {
     chrono::Local::now().format("%Y-%m-%d").to_string()
 }
 
+/// "recipients", or "recipient" for a limit of 1 (DESIGN v4 "Replies name the unit").
+pub fn recipients(limit: u64) -> &'static str {
+    if limit == 1 { "recipient" } else { "recipients" }
+}
+
 pub fn defer_user(user: &str, limit: u64) -> String {
-    format!("DEFER_IF_PERMIT {user}: Your daily limit of {limit} messages reached")
+    format!("DEFER_IF_PERMIT {user}: Your daily limit of {limit} {} reached", recipients(limit))
 }
 
 pub fn defer_locked(user: &str) -> String {
@@ -220,5 +225,5 @@ pub fn defer_locked(user: &str) -> String {
 }
 
 pub fn defer_global(user: &str, limit: u64) -> String {
-    format!("DEFER_IF_PERMIT {user}: Global daily limit of {limit} reached")
+    format!("DEFER_IF_PERMIT {user}: Global daily limit of {limit} {} reached", recipients(limit))
 }

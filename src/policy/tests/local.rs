@@ -47,7 +47,7 @@ fn local_mail_meets_its_own_caps_not_the_servers() {
         let over = p.decide(&local("web1", 1)).await.reply.action;
         assert_eq!(
             over,
-            Action::DeferIfPermit("local:web1@mx1: Your daily limit of 5 messages reached".into())
+            Action::DeferIfPermit("local:web1@mx1: Your daily limit of 5 recipients reached".into())
         );
         assert_eq!(day_count(&p, &web1), 5, "a held message counts nothing");
         // Its own entry; root is exempt by default (counted, never held).

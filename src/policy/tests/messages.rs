@@ -49,7 +49,7 @@ fn a_message_cap_counts_messages_whatever_their_recipients() {
         let deferred = p.decide(&eom("busy@example.com", 2)).await.reply.action;
         assert_eq!(
             deferred,
-            Action::DeferIfPermit("busy@example.com: Your hourly limit of 50 messages reached".into())
+            Action::DeferIfPermit("busy@example.com: Your hourly limit of 50 recipients reached".into())
         );
         assert_eq!(p.store().violations()[0].unit, None, "a recipient cap has no unit in the record");
         // A refused message burns no quota: one message of the hour so far.

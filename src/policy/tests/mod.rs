@@ -61,7 +61,7 @@ fn follows_the_decision_table() {
         let over = p.decide(&eom("Alice@Example.com", 1)).await.reply.action;
         assert_eq!(
             over,
-            Action::DeferIfPermit("alice@example.com: Your daily limit of 5 messages reached".into())
+            Action::DeferIfPermit("alice@example.com: Your daily limit of 5 recipients reached".into())
         );
         assert_eq!(count(&p, "alice@example.com"), 5);
         // Opted in without a number: the default per-mailbox cap.
@@ -79,7 +79,7 @@ fn global_cap_text_and_order() {
         assert_eq!(p.decide(&eom("carol@example.com", 3)).await.reply.action, Action::Dunno);
         assert_eq!(
             p.decide(&eom("alice@example.com", 1)).await.reply.action,
-            Action::DeferIfPermit("alice@example.com: Global daily limit of 3 reached".into())
+            Action::DeferIfPermit("alice@example.com: Global daily limit of 3 recipients reached".into())
         );
         assert_eq!(count(&p, "carol@example.com"), 3, "uncapped senders are counted");
     });
@@ -279,7 +279,7 @@ fn until_the_database_answers_its_caps_count_but_never_defer() {
         assert_eq!(p.decide(&eom("own@example.com", 1)).await.reply.action, Action::Dunno);
         assert_eq!(
             p.decide(&eom("own@example.com", 1)).await.reply.action,
-            Action::DeferIfPermit("own@example.com: Your daily limit of 1 messages reached".into())
+            Action::DeferIfPermit("own@example.com: Your daily limit of 1 recipient reached".into())
         );
     });
 }
@@ -304,13 +304,15 @@ fn the_memory_store_keeps_windows_on_a_driven_clock() {
         assert_eq!(p.decide(&eom("w@example.com", 3)).await.reply.action, Action::Dunno);
         assert_eq!(
             p.decide(&eom("w@example.com", 1)).await.reply.action,
-            Action::DeferIfPermit("w@example.com: Your hourly limit of 3 messages reached".into())
+            Action::DeferIfPermit("w@example.com: Your hourly limit of 3 recipients reached".into())
         );
         clock.set(at(9, 0));
         assert_eq!(p.decide(&eom("w@example.com", 2)).await.reply.action, Action::Dunno, "a new hour");
         assert_eq!(
             p.decide(&eom("v@example.com", 3)).await.reply.action,
-            Action::DeferIfPermit("v@example.com: Hourly limit of 4 for example.com reached".into())
+            Action::DeferIfPermit(
+                "v@example.com: Hourly limit of 4 recipients for example.com reached".into()
+            )
         );
         assert_eq!(p.store().count("erl:2026-11-22T0900/1h:@example.com"), 2);
         assert_eq!(p.store().count("erl:2026-11-22T0845/15m:global"), 3);
@@ -395,7 +397,7 @@ fn a_request_in_flight_sees_the_settings_it_started_with() {
         }));
         assert_eq!(
             p.decide(&eom("f@example.com", 1)).await.reply.action,
-            Action::DeferIfPermit("f@example.com: Your daily limit of 1 messages reached".into()),
+            Action::DeferIfPermit("f@example.com: Your daily limit of 1 recipient reached".into()),
             "the settings it started with, whole"
         );
         assert_eq!(p.decide(&eom("f@example.com", 1)).await.reply.action, Action::Dunno, "then the new ones");

@@ -118,6 +118,7 @@ pub struct Serve {
 
 #[derive(Debug, Args)]
 pub struct CheckConfig {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Only validate; print nothing when the config is valid
@@ -167,6 +168,7 @@ pub struct Probe {
 
 #[derive(Debug, Args)]
 pub struct Status {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// Print one JSON object
@@ -178,6 +180,7 @@ pub struct Status {
 
 #[derive(Debug, Args)]
 pub struct Violations {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 20)]
@@ -196,6 +199,7 @@ pub struct Violations {
 #[derive(Debug, Args)]
 #[command(group(clap::ArgGroup::new("whom").required(true).args(["user", "server"])))]
 pub struct Reset {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// A sender, or @domain (the domain's own counters)
@@ -207,6 +211,7 @@ pub struct Reset {
 
 #[derive(Debug, Args)]
 pub struct Top {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     #[arg(long, default_value_t = 20)]
@@ -227,6 +232,7 @@ pub struct Top {
 
 #[derive(Debug, Args)]
 pub struct Raise {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     pub user: String,
@@ -246,6 +252,7 @@ pub struct Raise {
 
 #[derive(Debug, Args)]
 pub struct Lock {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     pub user: String,
@@ -259,6 +266,7 @@ pub struct Lock {
 
 #[derive(Debug, Args)]
 pub struct Unlock {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     pub user: String,
@@ -266,6 +274,7 @@ pub struct Unlock {
 
 #[derive(Debug, Args)]
 pub struct Release {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// local:NAME, e.g. local:web12
@@ -274,12 +283,14 @@ pub struct Release {
 
 #[derive(Debug, Args)]
 pub struct Trial {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct Record {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// What was done: enforce, log-only, ...
@@ -293,6 +304,7 @@ pub struct Record {
 
 #[derive(Debug, Args)]
 pub struct Replay {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     /// How the input is written
@@ -323,6 +335,7 @@ pub struct Replay {
 
 #[derive(Debug, Args)]
 pub struct Locks {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
     #[arg(long)]
@@ -331,6 +344,7 @@ pub struct Locks {
 
 #[derive(Debug, Args)]
 pub struct NextDate {
+    /// Config file [default: /etc/email-ratelimit/config.toml, embedded defaults if absent]
     #[arg(long, short)]
     pub config: Option<PathBuf>,
 }

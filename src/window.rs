@@ -173,10 +173,22 @@ impl Rate {
     /// # Errors
     /// A text saying why.
     pub fn parse(text: &str, max: u64) -> Result<Self, String> {
+        if text.contains(char::is_whitespace) && !text.trim().is_empty() {
+            let joined: String = text.split_whitespace().collect();
+            return Err(format!("{text:?}: no spaces in a cap: write it \"{joined}\""));
+        }
         let (n, w) = text.split_once('/').ok_or_else(|| {
             format!("{text:?} is not a cap: write it \"N/<window>\" or \"Nmsg/<window>\", like \"20/1h\"")
         })?;
         let (n, unit) = n.strip_suffix("msg").map_or((n, Unit::Rcpt), |n| (n, Unit::Msg));
+        let digits = n.trim_end_matches(|c: char| !c.is_ascii_digit());
+        if !digits.is_empty() && digits.len() < n.len() {
+            // `10msgs/1h`, `10rcpt/1h`: a unit word the grammar does not have.
+            return Err(format!(
+                "{text:?}: {:?} is not a unit: write \"{digits}msg/{w}\" for a cap on messages, or \"{digits}/{w}\" for one on recipients",
+                &n[digits.len()..]
+            ));
+        }
         let limit: u64 = n
             .parse()
             .ok()
@@ -320,6 +332,22 @@ mod tests {
             "1001msg/1h",
         ] {
             assert!(Rate::parse(bad, 1000).is_err(), "{bad:?} accepted");
+        }
+        // Issue 36: the commonest mistakes are named.
+        for (bad, said) in [
+            ("20 / 1h", "\"20 / 1h\": no spaces in a cap: write it \"20/1h\""),
+            ("40 msg/1h", "\"40 msg/1h\": no spaces in a cap: write it \"40msg/1h\""),
+            (
+                "10msgs/1h",
+                "\"10msgs/1h\": \"msgs\" is not a unit: write \"10msg/1h\" for a cap on messages, or \"10/1h\" for one on recipients",
+            ),
+            (
+                "40rcpt/1h",
+                "\"40rcpt/1h\": \"rcpt\" is not a unit: write \"40msg/1h\" for a cap on messages, or \"40/1h\" for one on recipients",
+            ),
+            ("1001/1h", "\"1001/1h\": the number must be 1 to 1000"),
+        ] {
+            assert_eq!(Rate::parse(bad, 1000), Err(said.to_owned()), "{bad:?}");
         }
     }
 

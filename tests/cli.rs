@@ -118,6 +118,35 @@ fn bad_configs_exit_78_with_the_reason() {
     let out = run(&["check-config", "--config", "/nonexistent/config.toml"], &[]);
     assert_eq!(out.status.code(), Some(78));
     assert!(stderr(&out).contains("not found"));
+    // Issue 36: a cap's commonest mistakes, and a value from the environment, are named.
+    let (_dir, path) = write_config("[limits]\nglobal_rates = [\"10msgs/1h\"]\n");
+    let out = run(&["check-config", "-q", "--config", &path], &[]);
+    assert_eq!(
+        (out.status.code(), stderr(&out).as_str()),
+        (
+            Some(78),
+            "email-ratelimit: config error: limits.global_rates: \"10msgs/1h\": \"msgs\" is not a unit: write \"10msg/1h\" for a cap on messages, or \"10/1h\" for one on recipients\n"
+        )
+    );
+    let (_dir, path) = write_config("");
+    for (var, value, said) in [
+        (
+            "EMAIL_RATELIMIT__LIMITS__GLOBAL_RATES",
+            "[\"20 / 1h\"]",
+            "EMAIL_RATELIMIT__LIMITS__GLOBAL_RATES (from the environment): limits.global_rates: \"20 / 1h\": no spaces in a cap: write it \"20/1h\"",
+        ),
+        (
+            "EMAIL_RATELIMIT__LIMITS__GLOBAL",
+            "abc",
+            "EMAIL_RATELIMIT__LIMITS__GLOBAL (from the environment): invalid type: string \"abc\", expected an integer for key `limits.global`",
+        ),
+    ] {
+        let out = run(&["check-config", "-q", "--config", &path], &[(var, value)]);
+        assert_eq!(
+            (out.status.code(), stderr(&out).as_str()),
+            (Some(78), format!("email-ratelimit: config error: {said}\n").as_str())
+        );
+    }
     // An admin command that cannot reach Redis says where it looked.
     let (_dir, path) = write_config("[redis]\nurl = \"redis://:secret@127.0.0.1:1/0\"\n");
     let out = run(&["status", "--config", &path, "x@example.com"], &[]);

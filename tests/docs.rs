@@ -36,6 +36,10 @@ fn man_pages_lint_clean_and_say_what_an_admin_looks_up() {
     for section in ["FILES", "ENVIRONMENT", "SIGNALS", "EXIT STATUS", "SEE ALSO", "EXAMPLES"] {
         assert!(main.contains(&format!("\n.SH {section}\n")), "no {section} in email-ratelimit(8)");
     }
+    // Issue 36: FILES names the milter's socket and its unit.
+    for file in ["/var/spool/postfix/private/email-ratelimit-milter", "email-ratelimit-milter.socket"] {
+        assert!(main.contains(file), "email-ratelimit(8) FILES lacks {file}");
+    }
     for command in commands() {
         assert!(dir.path().join(format!("email-ratelimit-{command}.8")).is_file(), "no page for {command}");
     }
@@ -182,4 +186,23 @@ fn replay_shows_its_inputs_and_the_two_ways_to_read_postfixs_log() {
     ] {
         assert!(readme.contains(shown), "README lacks {shown:?}");
     }
+}
+
+/// Issue 36: `-c/--config` is described in every command's help.
+#[test]
+fn every_commands_config_option_is_described() {
+    for command in commands() {
+        let help = run(&[&command, "-h"]);
+        let Some(line) = help.lines().find(|l| l.contains("--config <CONFIG>")) else {
+            continue;
+        };
+        let said = line.split("--config <CONFIG>").nth(1).unwrap_or_default().trim();
+        assert!(said.to_lowercase().contains("config"), "{command} -h: {line:?}");
+        assert!(line.trim_start().starts_with("-c, --config"), "{command} -h: {line:?}");
+    }
+    let help = run(&["status", "-h"]);
+    assert!(
+        help.contains("-c, --config <CONFIG>  Config file [default: /etc/email-ratelimit/config.toml"),
+        "{help}"
+    );
 }

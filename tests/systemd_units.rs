@@ -131,6 +131,8 @@ fn units_say_what_the_contract_asks() {
         "SocketUser=postfix",
         "SocketGroup=postfix",
         "SocketMode=0660",
+        // Issue 36: the page the daemon has (section 8).
+        "Documentation=man:email-ratelimit(8)\n",
     ] {
         assert!(socket.contains(directive), "socket lacks {directive:?}");
     }

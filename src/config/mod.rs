@@ -385,6 +385,9 @@ pub enum ConfigError {
     Read(PathBuf, std::io::Error),
     #[error("{key}: {reason}")]
     Invalid { key: &'static str, reason: String },
+    /// A bad value set by an `EMAIL_RATELIMIT__*` variable.
+    #[error("{var} (from the environment): {message}")]
+    Env { var: String, message: String },
     /// A value shown with its key, Postfix style: `redis.url "redis:/x": no host name`.
     #[error("{key} {value:?}: {reason}")]
     InvalidValue { key: &'static str, value: String, reason: String },
@@ -417,8 +420,28 @@ pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
     } else {
         String::new()
     };
-    let raw = parse(&text, exists.then_some(path), true)?;
-    validate::validate(raw, exists.then(|| path.to_owned()))
+    let raw = parse(&text, exists.then_some(path), true).map_err(from_env)?;
+    validate::validate(raw, exists.then(|| path.to_owned())).map_err(from_env)
+}
+
+/// An error about a key whose value came from the environment (`EMAIL_RATELIMIT__<KEY>` is set,
+/// and it overrides the file) names the variable: the admin looks for it there, not in the file.
+fn from_env(e: ConfigError) -> ConfigError {
+    let message = e.to_string();
+    let key = match &e {
+        ConfigError::Invalid { key, .. } | ConfigError::InvalidValue { key, .. } => (*key).to_owned(),
+        ConfigError::Parse(_) => match message.split_once("for key `").and_then(|(_, k)| k.split_once('`')) {
+            Some((key, _)) => key.to_owned(),
+            None => return e,
+        },
+        _ => return e,
+    };
+    let var = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
+    if std::env::var_os(&var).is_none() {
+        return e;
+    }
+    let message = message.strip_suffix(" in the environment").unwrap_or(&message);
+    ConfigError::Env { var, message: message.to_owned() }
 }
 
 /// The config file read without `--config`: [`DEFAULT_PATH`]. The integration tests name

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Coverage-guided fuzzing (cargo fuzz / libFuzzer) of the request parser and sender
-# normalization, each for N seconds (default 600), starting from fuzz/seeds/ plus whatever
-# fuzz/corpus/ holds from earlier runs. A crash fails the script and leaves the input in
+# Coverage-guided fuzzing (cargo fuzz / libFuzzer) of the request parser, sender normalization
+# and the reader of Postfix's log, each for N seconds (default 600), starting from fuzz/seeds/
+# plus whatever fuzz/corpus/ holds from earlier runs. A crash fails the script and leaves the input in
 # fuzz/artifacts/. cargo fuzz needs nightly features; RUSTC_BOOTSTRAP=1 enables them on the
 # stable toolchain this project uses.
 #
@@ -12,7 +12,7 @@ secs="${1:-600}"
 command -v cargo-fuzz >/dev/null || cargo install --locked cargo-fuzz
 export RUSTC_BOOTSTRAP=1
 cargo fuzz build -O
-for target in parser sender; do
+for target in parser sender maillog; do
   mkdir -p "corpus/$target"
   cp -n seeds/"$target"/* "corpus/$target/" 2>/dev/null || true
   echo "== fuzzing $target for ${secs}s"

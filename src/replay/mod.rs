@@ -31,14 +31,6 @@ use crate::protocol::{Action, Request};
 use crate::store::KeySchema;
 use crate::store::memory::MemoryStore;
 
-/// How the input is written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Jsonl,
-    Journal,
-    Maillog,
-}
-
 /// The mode to decide in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ReplayMode {
